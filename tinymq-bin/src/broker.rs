@@ -1,0 +1,108 @@
+//! `tinymq broker`: runs a broker until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tinymq_net::{Broker, ListenAddr};
+
+use crate::args::{self, Failure, Outcome, UsageError};
+use crate::logger::{self, Level};
+
+const USAGE: &str = "\
+Usage: tinymq broker [OPTIONS]
+
+Runs a broker in the foreground until SIGINT or SIGTERM.
+
+Options:
+  --network tcp|unix        binary-protocol listener kind [default: tcp]
+  --address ADDR            HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
+  --no-http                 no HTTP listener (the HTTP API is not built yet)
+  --in-memory               keep nothing on disk
+  --allow-anonymous BOOL    let clients without credentials in [default: true]
+  --threads N               event-loop threads [default: number of cores]
+  --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
+  --max-connections N       connections at once [default: 100000]
+  --log-level LEVEL         error, warn, info or debug [default: info]";
+
+/// The `--network` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    Tcp,
+    Unix,
+}
+
+impl std::str::FromStr for Network {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tcp" => Ok(Network::Tcp),
+            "unix" => Ok(Network::Unix),
+            _ => Err("expected tcp or unix"),
+        }
+    }
+}
+
+/// The listener for `--network` and `--address`.
+pub fn listen_addr(network: Network, address: Option<String>) -> Result<ListenAddr, UsageError> {
+    match network {
+        Network::Tcp => {
+            let address = address.unwrap_or_else(|| "127.0.0.1:1883".into());
+            let addr = address
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    std::net::ToSocketAddrs::to_socket_addrs(&address).map_err(|_| ()).and_then(|mut a| a.next().ok_or(()))
+                })
+                .map_err(|()| UsageError(format!("--address: {address:?} is not HOST:PORT")))?;
+            Ok(ListenAddr::Tcp(addr))
+        }
+        Network::Unix => {
+            let path = address.ok_or_else(|| UsageError("--address: --network unix needs a socket path".into()))?;
+            Ok(ListenAddr::Unix(PathBuf::from(path)))
+        }
+    }
+}
+
+pub fn run(mut args: pico_args::Arguments) -> Outcome {
+    if args::help(&mut args, USAGE) {
+        return Ok(());
+    }
+    let network = args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp);
+    let address: Option<String> = args::opt(&mut args, "--address")?;
+    let _no_http = args::switch(&mut args, "--no-http");
+    let _in_memory = args::switch(&mut args, "--in-memory");
+    let allow_anonymous = args::opt_bool(&mut args, "--allow-anonymous")?.unwrap_or(true);
+    let threads: Option<usize> = args::opt(&mut args, "--threads")?;
+    let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
+    let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
+    let level: Level = args::opt(&mut args, "--log-level")?.unwrap_or("info".parse().expect("valid level"));
+    args::finish(args)?;
+    if threads == Some(0) {
+        return Err(UsageError("--threads: must be at least 1".into()).into());
+    }
+    if keep_alive == Some(0) {
+        return Err(UsageError("--keep-alive: must be at least 1 second".into()).into());
+    }
+    logger::init(level);
+
+    let mut builder = Broker::builder().listen(listen_addr(network, address)?).allow_anonymous(allow_anonymous);
+    if let Some(threads) = threads {
+        builder = builder.threads(threads);
+    }
+    if let Some(secs) = keep_alive {
+        builder = builder.keep_alive(Duration::from_secs(secs));
+    }
+    if let Some(max) = max_connections {
+        builder = builder.max_connections(max);
+    }
+    // Register the signals before starting, so none is missed in between.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Failure::run)?;
+    let broker = builder.start().map_err(Failure::run)?;
+    log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal} received; stopping");
+    }
+    broker.shutdown();
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! A connection's bounded queue of bytes to send.
+//!
+//! Deliveries are shared frames (`Arc<[u8]>`) queued by reference, so a
+//! fan-out copies no payload; small control frames are appended to an owned
+//! tail chunk. The shell writes the front chunks (vectored) and calls
+//! [`Outbound::consume`] with what the socket took.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// One piece of the queue.
+#[derive(Debug)]
+enum Chunk {
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// Owned chunks grow to this size before a new one starts, so the queue of
+/// a connection that receives only small frames stays short.
+const OWNED_CHUNK: usize = 16 * 1024;
+/// Shared frames smaller than this are copied into the owned tail instead:
+/// one memcpy is cheaper than one more iovec and a refcount.
+const COPY_BELOW: usize = 256;
+
+/// The queue. `len()` counts unsent bytes; pushes fail past `limit`.
+#[derive(Debug)]
+pub struct Outbound {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already sent.
+    front_offset: usize,
+    len: usize,
+    limit: usize,
+}
+
+/// The queue is over its limit: the peer is not reading fast enough.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("outbound queue over its limit of {limit} bytes")]
+pub struct Overflow {
+    /// The limit in force.
+    pub limit: usize,
+}
+
+impl Outbound {
+    /// An empty queue that refuses pushes past `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Outbound { chunks: VecDeque::new(), front_offset: 0, len: 0, limit }
+    }
+
+    /// Unsent bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether everything has been sent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The byte limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn check(&self, extra: usize) -> Result<(), Overflow> {
+        if self.len + extra > self.limit { Err(Overflow { limit: self.limit }) } else { Ok(()) }
+    }
+
+    /// Queues a shared frame without copying it (small ones are copied).
+    pub fn push_shared(&mut self, frame: &Arc<[u8]>) -> Result<(), Overflow> {
+        self.check(frame.len())?;
+        if frame.len() < COPY_BELOW {
+            self.tail().extend_from_slice(frame);
+        } else {
+            self.chunks.push_back(Chunk::Shared(frame.clone()));
+        }
+        self.len += frame.len();
+        Ok(())
+    }
+
+    /// Appends bytes written by `write` into the owned tail. The limit is
+    /// checked after writing; on overflow the bytes are removed again.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Overflow> {
+        let tail = self.tail();
+        let before = tail.len();
+        write(tail);
+        let added = tail.len() - before;
+        if self.len + added > self.limit {
+            self.tail().truncate(before);
+            return Err(Overflow { limit: self.limit });
+        }
+        self.len += added;
+        Ok(())
+    }
+
+    /// Queues control bytes even past the limit (a final Disconnect, an
+    /// error response): the connection closes after them anyway.
+    pub fn push_final(&mut self, bytes: &[u8]) {
+        self.tail().extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn tail(&mut self) -> &mut Vec<u8> {
+        let start_new = match self.chunks.back() {
+            Some(Chunk::Owned(bytes)) => bytes.len() >= OWNED_CHUNK,
+            _ => true,
+        };
+        if start_new {
+            self.chunks.push_back(Chunk::Owned(Vec::new()));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(bytes)) => bytes,
+            _ => unreachable!("an owned chunk was just pushed"),
+        }
+    }
+
+    /// Fills `slices` with the unsent bytes in order, up to `slices.len()`
+    /// chunks, for one vectored write. Returns how many were filled.
+    pub fn front_slices<'a>(&'a self, slices: &mut [&'a [u8]]) -> usize {
+        let mut filled = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if filled == slices.len() {
+                break;
+            }
+            let bytes = if i == 0 { &chunk.bytes()[self.front_offset..] } else { chunk.bytes() };
+            if !bytes.is_empty() {
+                slices[filled] = bytes;
+                filled += 1;
+            }
+        }
+        filled
+    }
+
+    /// Marks `sent` bytes from the front as written.
+    pub fn consume(&mut self, mut sent: usize) {
+        debug_assert!(sent <= self.len);
+        self.len -= sent.min(self.len);
+        while sent > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let remaining = front.bytes().len() - self.front_offset;
+            if sent < remaining {
+                self.front_offset += sent;
+                return;
+            }
+            sent -= remaining;
+            self.chunks.pop_front();
+            self.front_offset = 0;
+        }
+        if self.len == 0 {
+            // Drop the owned tail too, so an idle connection holds no buffer.
+            self.chunks.clear();
+            self.front_offset = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(out: &mut Outbound, step: usize) -> Vec<u8> {
+        let mut sent = Vec::new();
+        while !out.is_empty() {
+            let mut slices: [&[u8]; 4] = [&[]; 4];
+            let n = out.front_slices(&mut slices);
+            let mut budget = step;
+            let mut took = 0;
+            for slice in &slices[..n] {
+                let take = slice.len().min(budget);
+                sent.extend_from_slice(&slice[..take]);
+                budget -= take;
+                took += take;
+            }
+            out.consume(took);
+        }
+        sent
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_whatever_the_write_size() {
+        for step in [1, 3, 100, 1 << 20] {
+            let mut out = Outbound::new(1 << 20);
+            let big: Arc<[u8]> = (0..1000u32).map(|i| i as u8).collect::<Vec<_>>().into();
+            let mut expected = Vec::new();
+            out.push_final(b"hello");
+            expected.extend_from_slice(b"hello");
+            out.push_shared(&big).unwrap();
+            expected.extend_from_slice(&big);
+            out.push_with(|b| b.extend_from_slice(b"tail")).unwrap();
+            expected.extend_from_slice(b"tail");
+            out.push_shared(&big).unwrap();
+            expected.extend_from_slice(&big);
+            assert_eq!(out.len(), expected.len());
+            assert_eq!(drain(&mut out, step), expected, "step {step}");
+            assert!(out.chunks.is_empty());
+        }
+    }
+
+    #[test]
+    fn pushes_past_the_limit_fail_and_change_nothing() {
+        let mut out = Outbound::new(600);
+        let frame: Arc<[u8]> = vec![7u8; 400].into();
+        out.push_shared(&frame).unwrap();
+        assert_eq!(out.push_shared(&frame), Err(Overflow { limit: 600 }));
+        assert_eq!(out.push_with(|b| b.extend_from_slice(&[1; 300])), Err(Overflow { limit: 600 }));
+        assert_eq!(out.len(), 400);
+        assert_eq!(drain(&mut out, 7), vec![7u8; 400]);
+    }
+}

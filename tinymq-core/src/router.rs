@@ -1,0 +1,339 @@
+//! The broker's shared state: namespaces, subscriptions, stored values and
+//! client ids, and the routing of one publish to its subscribers.
+//!
+//! The router knows subscribers only by [`SubscriberId`] and an opaque sink
+//! `S` chosen by the I/O shell (for tinymq-net: which event loop and
+//! connection, or which in-process queue). [`Router::publish`] returns the
+//! sinks a message must reach, each exactly once however many of its filters
+//! match; the shell moves the shared [`Delivery`] there. The router holds no
+//! locks and reads no clock, so a shell may put it behind a lock and call it
+//! from several threads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use smallvec::SmallVec;
+
+use crate::message::Message;
+use crate::topic::{Filter, SubscriptionTrie, TopicName};
+
+/// A subscriber's handle: a slot in the router's table plus a generation, so
+/// a stale handle to a reused slot is recognised and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberId {
+    index: u32,
+    generation: u32,
+}
+
+/// A namespace: the public one (anonymous clients) or one per user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespaceId(u32);
+
+impl NamespaceId {
+    /// The namespace of anonymous clients.
+    pub const PUBLIC: NamespaceId = NamespaceId(0);
+}
+
+/// A published message on its way to subscribers, shared by all of them.
+/// Its binary Publish frame is encoded on first use and then reused, so a
+/// fan-out to N binary subscribers encodes once and copies no payload.
+#[derive(Debug)]
+pub struct Delivery {
+    message: Message,
+    frame: OnceLock<Arc<[u8]>>,
+}
+
+impl Delivery {
+    /// Wraps `message` for delivery.
+    pub fn new(message: Message) -> Arc<Self> {
+        Arc::new(Delivery { message, frame: OnceLock::new() })
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The live-traffic Publish frame (RETAIN clear), encoded once.
+    pub fn frame(&self) -> &Arc<[u8]> {
+        self.frame.get_or_init(|| self.message.publish_frame(false).to_vec().into())
+    }
+}
+
+/// What [`Router::publish`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[must_use]
+pub struct PublishOutcome {
+    /// Subscribers the message goes to (the sinks written to `out`).
+    pub receivers: usize,
+    /// Whether the namespace's stored value for the topic changed.
+    pub stored: bool,
+}
+
+#[derive(Debug)]
+struct Subscriber<S> {
+    generation: u32,
+    namespace: NamespaceId,
+    filters: Vec<Filter>,
+    client_id: Option<Arc<str>>,
+    sink: S,
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    trie: SubscriptionTrie<SubscriberId>,
+    /// Stored values (retained messages), by topic.
+    values: BTreeMap<Arc<str>, Arc<Delivery>>,
+    /// Client ids in use, for takeover.
+    client_ids: HashMap<Arc<str>, SubscriberId>,
+}
+
+/// The routing table of one broker. See the module docs.
+#[derive(Debug)]
+pub struct Router<S> {
+    namespaces: Vec<Namespace>,
+    namespace_names: HashMap<Box<str>, NamespaceId>,
+    slots: Vec<Option<Subscriber<S>>>,
+    generations: Vec<u32>,
+    free_slots: Vec<u32>,
+    next_assigned_id: u64,
+    subscription_count: usize,
+}
+
+impl<S: Clone> Default for Router<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Clone> Router<S> {
+    /// An empty router with only the public namespace.
+    pub fn new() -> Self {
+        Router {
+            namespaces: vec![Namespace::default()],
+            namespace_names: HashMap::new(),
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free_slots: Vec::new(),
+            next_assigned_id: 1,
+            subscription_count: 0,
+        }
+    }
+
+    /// The namespace of user `name`, created on first use.
+    pub fn namespace(&mut self, name: &str) -> NamespaceId {
+        if let Some(&id) = self.namespace_names.get(name) {
+            return id;
+        }
+        let id = NamespaceId(u32::try_from(self.namespaces.len()).expect("fewer than 2^32 namespaces"));
+        self.namespaces.push(Namespace::default());
+        self.namespace_names.insert(name.into(), id);
+        id
+    }
+
+    /// Registers a subscriber that receives through `sink`.
+    pub fn add_subscriber(&mut self, namespace: NamespaceId, sink: S) -> SubscriberId {
+        let index = match self.free_slots.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 subscribers")
+            }
+        };
+        let generation = self.generations[index as usize];
+        self.slots[index as usize] =
+            Some(Subscriber { generation, namespace, filters: Vec::new(), client_id: None, sink });
+        SubscriberId { index, generation }
+    }
+
+    /// Removes a subscriber with all its subscriptions and its client id.
+    /// Returns its sink, or `None` for a stale id.
+    pub fn remove_subscriber(&mut self, id: SubscriberId) -> Option<S> {
+        self.get(id)?;
+        let subscriber = self.slots[id.index as usize].take().expect("checked by get");
+        let namespace = &mut self.namespaces[subscriber.namespace.0 as usize];
+        for filter in &subscriber.filters {
+            namespace.trie.remove(filter, id);
+        }
+        self.subscription_count -= subscriber.filters.len();
+        if let Some(client_id) = &subscriber.client_id {
+            if namespace.client_ids.get(client_id) == Some(&id) {
+                namespace.client_ids.remove(client_id);
+            }
+        }
+        self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
+        self.free_slots.push(id.index);
+        Some(subscriber.sink)
+    }
+
+    fn get(&self, id: SubscriberId) -> Option<&Subscriber<S>> {
+        self.slots.get(id.index as usize)?.as_ref().filter(|s| s.generation == id.generation)
+    }
+
+    fn get_mut(&mut self, id: SubscriberId) -> Option<&mut Subscriber<S>> {
+        self.slots.get_mut(id.index as usize)?.as_mut().filter(|s| s.generation == id.generation)
+    }
+
+    /// The namespace of a live subscriber.
+    pub fn namespace_of(&self, id: SubscriberId) -> Option<NamespaceId> {
+        self.get(id).map(|s| s.namespace)
+    }
+
+    /// The sink of a live subscriber.
+    pub fn sink(&self, id: SubscriberId) -> Option<&S> {
+        self.get(id).map(|s| &s.sink)
+    }
+
+    /// Gives `id` the client id `requested`, or a fresh one (`tinymq-N`)
+    /// when `requested` is empty. Returns the id given and the subscriber
+    /// that held it before, which the caller disconnects (takeover).
+    pub fn claim_client_id(&mut self, id: SubscriberId, requested: &str) -> (Arc<str>, Option<SubscriberId>) {
+        let Some(namespace) = self.get(id).map(|s| s.namespace) else {
+            return (requested.into(), None);
+        };
+        let ns = &mut self.namespaces[namespace.0 as usize];
+        let client_id: Arc<str> = if requested.is_empty() {
+            loop {
+                let candidate = format!("tinymq-{}", self.next_assigned_id);
+                self.next_assigned_id += 1;
+                if !ns.client_ids.contains_key(candidate.as_str()) {
+                    break candidate.into();
+                }
+            }
+        } else {
+            requested.into()
+        };
+        let previous = ns.client_ids.insert(client_id.clone(), id).filter(|&old| old != id);
+        if let Some(slot) = self.get_mut(id) {
+            slot.client_id = Some(client_id.clone());
+        }
+        if let Some(old) = previous {
+            // The old holder keeps its subscriptions until the shell removes
+            // it, but no longer owns the id.
+            if let Some(slot) = self.get_mut(old) {
+                slot.client_id = None;
+            }
+        }
+        (client_id, previous)
+    }
+
+    /// Adds `filter` to the subscriber. Returns false if it already held it
+    /// (a repeated Subscribe is not an error and adds nothing).
+    pub fn subscribe(&mut self, id: SubscriberId, filter: Filter) -> bool {
+        let Some(subscriber) = self.get_mut(id) else { return false };
+        if subscriber.filters.contains(&filter) {
+            return false;
+        }
+        let namespace = subscriber.namespace;
+        self.namespaces[namespace.0 as usize].trie.insert(&filter, id);
+        self.get_mut(id).expect("live").filters.push(filter);
+        self.subscription_count += 1;
+        true
+    }
+
+    /// Removes `filter` from the subscriber; false if it did not hold it.
+    pub fn unsubscribe(&mut self, id: SubscriberId, filter: &Filter) -> bool {
+        let Some(subscriber) = self.get_mut(id) else { return false };
+        let Some(position) = subscriber.filters.iter().position(|f| f == filter) else { return false };
+        subscriber.filters.swap_remove(position);
+        let namespace = subscriber.namespace;
+        self.namespaces[namespace.0 as usize].trie.remove(filter, id);
+        self.subscription_count -= 1;
+        true
+    }
+
+    /// The filters a subscriber holds.
+    pub fn filters(&self, id: SubscriberId) -> &[Filter] {
+        self.get(id).map_or(&[], |s| &s.filters)
+    }
+
+    /// Routes a message published to `topic` in `namespace`: appends the
+    /// sink of every matching subscriber to `out`, once each, in no
+    /// particular order. With `retain`, also stores the message as the
+    /// topic's value (an empty payload deletes it, and is not routed).
+    pub fn publish(
+        &mut self,
+        namespace: NamespaceId,
+        topic: TopicName<'_>,
+        delivery: &Arc<Delivery>,
+        retain: bool,
+        out: &mut Vec<S>,
+    ) -> PublishOutcome {
+        let mut outcome = PublishOutcome::default();
+        if retain {
+            outcome.stored = true;
+            if delivery.message().payload.is_empty() {
+                self.namespaces[namespace.0 as usize].values.remove(topic.as_str());
+                return outcome;
+            }
+            self.store(namespace, delivery.clone());
+        }
+        outcome.receivers = self.route(namespace, topic, out);
+        outcome
+    }
+
+    /// Appends the sinks of every subscriber matching `topic`, once each.
+    /// Takes `&self`, so a shell may route under a read lock.
+    pub fn route(&self, namespace: NamespaceId, topic: TopicName<'_>, out: &mut Vec<S>) -> usize {
+        let mut matched: SmallVec<[SubscriberId; 16]> = SmallVec::new();
+        self.namespaces[namespace.0 as usize].trie.for_each_match(topic, |id| matched.push(id));
+        // A subscriber with several matching filters gets one delivery.
+        matched.sort_unstable();
+        matched.dedup();
+        out.extend(matched.iter().filter_map(|&id| self.sink(id).cloned()));
+        matched.len()
+    }
+
+    /// Stores a value without routing it (HTTP PUTVAL, and the store's
+    /// contents at start-up).
+    pub fn store(&mut self, namespace: NamespaceId, delivery: Arc<Delivery>) {
+        let topic = delivery.message().topic.clone();
+        self.namespaces[namespace.0 as usize].values.insert(topic, delivery);
+    }
+
+    /// The stored value of `topic`.
+    pub fn value(&self, namespace: NamespaceId, topic: &str) -> Option<&Arc<Delivery>> {
+        self.namespaces[namespace.0 as usize].values.get(topic)
+    }
+
+    /// Every stored value of `namespace`, in topic order.
+    pub fn values(&self, namespace: NamespaceId) -> impl Iterator<Item = &Arc<Delivery>> {
+        self.namespaces[namespace.0 as usize].values.values()
+    }
+
+    /// Stored values whose topic `filter` matches (what a new subscription
+    /// receives with RETAIN set).
+    pub fn values_matching<'r>(
+        &'r self,
+        namespace: NamespaceId,
+        filter: &'r Filter,
+    ) -> impl Iterator<Item = &'r Arc<Delivery>> + 'r {
+        // Stored names were validated as topic names when they were stored
+        // by publish; PUTVAL names may not be, and are skipped.
+        self.values(namespace).filter(move |d| {
+            crate::topic::TopicName::new(&d.message().topic, &crate::topic::TopicLimits { max_len: usize::MAX, max_levels: usize::MAX })
+                .is_ok_and(|name| filter.matches(name))
+        })
+    }
+
+    /// The sinks of every live subscriber.
+    pub fn sinks(&self) -> impl Iterator<Item = &S> {
+        self.slots.iter().flatten().map(|s| &s.sink)
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    /// Number of (subscriber, filter) pairs.
+    pub fn subscription_count(&self) -> usize {
+        self.subscription_count
+    }
+
+    /// Number of stored values in all namespaces.
+    pub fn value_count(&self) -> usize {
+        self.namespaces.iter().map(|n| n.values.len()).sum()
+    }
+}

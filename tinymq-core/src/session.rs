@@ -1,0 +1,368 @@
+//! The broker side of one binary-protocol connection.
+//!
+//! # Calling order
+//!
+//! 1. [`Session::new`] when the connection is accepted.
+//! 2. Whenever bytes arrive, call [`Session::handle_input`] on the unread
+//!    bytes until it answers [`Step::Incomplete`]; drop `consumed` bytes
+//!    after each call. A [`Step::Request`] asks the broker to act: carry it
+//!    out (usually with [`crate::broker::execute`]), which answers through
+//!    [`Session::accept`], [`Session::sub_ack`] and so on.
+//! 3. Deliveries from other sessions go in through [`Session::deliver`].
+//! 4. Write [`Session::outbound`]'s bytes to the peer; when
+//!    [`Session::is_closed`] and the outbound queue is empty (or the peer
+//!    stops reading), close the connection.
+//! 5. Call [`Session::handle_timeout`] at [`Session::poll_timeout`].
+//!
+//! Every protocol error queues a Disconnect with its reason code and closes
+//! the session; the caller only has to flush and close.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codec::{Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode, reason_payload};
+use crate::outbound::Outbound;
+use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
+
+/// Settings of every binary session of a broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The keep-alive interval; a session that receives nothing for 1.5 × it
+    /// is closed (default 60 s). Also bounds the wait for Connect.
+    pub keep_alive: Duration,
+    /// Frame field limits.
+    pub frame_limits: FrameLimits,
+    /// Topic and filter limits.
+    pub topic_limits: TopicLimits,
+    /// Outbound queue limit in bytes (default 16 MiB).
+    pub outbound_limit: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            keep_alive: Duration::from_secs(60),
+            frame_limits: FrameLimits::default(),
+            topic_limits: TopicLimits::default(),
+            outbound_limit: 16 << 20,
+        }
+    }
+}
+
+/// Username and password from a Connect payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The user name.
+    pub username: &'a str,
+    /// The password, as sent.
+    pub password: &'a str,
+}
+
+/// What a frame asks of the broker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// The client wants to connect; answer with [`Session::accept`] or
+    /// [`Session::refuse`].
+    Connect {
+        /// The requested id; empty asks the broker to assign one.
+        client_id: &'a str,
+        /// Credentials, if the client sent any.
+        credentials: Option<Credentials<'a>>,
+    },
+    /// A message to route.
+    Publish {
+        /// Its topic, validated.
+        topic: TopicName<'a>,
+        /// Its payload.
+        payload: &'a [u8],
+        /// Whether to store it as the topic's value.
+        retain: bool,
+    },
+    /// Add a subscription; answer with [`Session::sub_ack`].
+    Subscribe(Filter),
+    /// Remove a subscription; answer with [`Session::unsub_ack`].
+    Unsubscribe(Filter),
+    /// The client closed cleanly: drop its subscriptions.
+    Disconnect,
+}
+
+/// One step of [`Session::handle_input`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// More bytes are needed; `needed` is the total the next frame needs.
+    Incomplete {
+        /// Bytes the next frame needs in all (a lower bound).
+        needed: usize,
+    },
+    /// A frame was handled inside the session (a Ping).
+    Handled {
+        /// Bytes to drop from the input.
+        consumed: usize,
+    },
+    /// A frame the broker must act on.
+    Request {
+        /// Bytes to drop from the input (after acting: `request` borrows them).
+        consumed: usize,
+        /// What to do.
+        request: Request<'a>,
+    },
+}
+
+/// The session is closed; a Disconnect carrying `reason` is queued unless the
+/// client closed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("session closed: {reason:?}")]
+pub struct Closed {
+    /// Why, or `None` for a client's clean Disconnect.
+    pub reason: Option<ReasonCode>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    /// Connect was handed to the broker; its answer has not come yet.
+    Connecting,
+    Connected,
+    Closed(Option<ReasonCode>),
+}
+
+/// The state machine of one binary connection. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    client_id: Option<Arc<str>>,
+    decoder: Decoder,
+    topic_limits: TopicLimits,
+    idle_timeout: Duration,
+    last_received: Instant,
+    outbound: Outbound,
+}
+
+impl Session {
+    /// A session for a connection accepted at `now`.
+    pub fn new(now: Instant, config: &SessionConfig) -> Self {
+        Session {
+            state: State::AwaitingConnect,
+            client_id: None,
+            decoder: Decoder::new(config.frame_limits),
+            topic_limits: config.topic_limits,
+            idle_timeout: config.keep_alive + config.keep_alive / 2,
+            last_received: now,
+            outbound: Outbound::new(config.outbound_limit),
+        }
+    }
+
+    /// The client id, once accepted.
+    pub fn client_id(&self) -> Option<&Arc<str>> {
+        self.client_id.as_ref()
+    }
+
+    /// Whether Connect has been accepted and the session is not closed.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether the session is over; flush [`Session::outbound`] and close.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Why the session closed, if it has (`Some(None)` for a clean close).
+    pub fn close_reason(&self) -> Option<Option<ReasonCode>> {
+        match self.state {
+            State::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether the shell should read more input: not after close, and not
+    /// while the peer leaves half its queue unread (its own requests would
+    /// only add to it).
+    pub fn wants_read(&self) -> bool {
+        !self.is_closed() && self.outbound.len() < self.outbound.limit() / 2
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// Bytes waiting to be sent, to mark what was written.
+    pub fn outbound_mut(&mut self) -> &mut Outbound {
+        &mut self.outbound
+    }
+
+    /// Decodes and handles the first frame of `input`. See [`Step`].
+    pub fn handle_input<'a>(&mut self, now: Instant, input: &'a [u8]) -> Result<Step<'a>, Closed> {
+        if let State::Closed(reason) = self.state {
+            return Err(Closed { reason });
+        }
+        if !input.is_empty() {
+            self.last_received = now;
+        }
+        let (frame, consumed) = match self.decoder.decode(input) {
+            Ok(Decoded::Incomplete { needed }) => return Ok(Step::Incomplete { needed }),
+            Ok(Decoded::Frame { frame, consumed }) => (frame, consumed),
+            Err(error) => return Err(self.close_with(error.reason(), &error.to_string())),
+        };
+        let request = match (self.state, frame.kind) {
+            (State::AwaitingConnect, FrameType::Connect) => {
+                let credentials = match parse_credentials(frame.payload) {
+                    Ok(credentials) => credentials,
+                    Err(text) => return Err(self.close_with(ReasonCode::ProtocolError, text)),
+                };
+                self.state = State::Connecting;
+                Request::Connect { client_id: frame.client_id, credentials }
+            }
+            (State::AwaitingConnect, _) => {
+                return Err(self.close_with(ReasonCode::ProtocolError, "the first frame must be Connect"));
+            }
+            (State::Connecting, _) => {
+                return Err(self.close_with(ReasonCode::ProtocolError, "frame sent before ConnAck"));
+            }
+            (State::Connected, FrameType::Connect) => {
+                return Err(self.close_with(ReasonCode::ProtocolError, "second Connect on one connection"));
+            }
+            (State::Connected, FrameType::Publish) => match TopicName::new(frame.topic, &self.topic_limits) {
+                Ok(topic) => Request::Publish { topic, payload: frame.payload, retain: frame.retain },
+                Err(error) => return Err(self.close_with(ReasonCode::InvalidTopic, &topic_error_text(&error))),
+            },
+            (State::Connected, FrameType::Subscribe | FrameType::Unsubscribe) => {
+                match Filter::new(frame.topic, &self.topic_limits) {
+                    Ok(filter) if frame.kind == FrameType::Subscribe => Request::Subscribe(filter),
+                    Ok(filter) => Request::Unsubscribe(filter),
+                    Err(error) => {
+                        // A bad filter is refused in its ack; the session goes on.
+                        let ack = ack_kind(frame.kind);
+                        self.queue_ack(ack, frame.topic, Err((ReasonCode::InvalidTopic, &topic_error_text(&error))));
+                        return Ok(Step::Handled { consumed });
+                    }
+                }
+            }
+            (State::Connected, FrameType::Ping) => {
+                let pong = Frame::empty(FrameType::Pong);
+                if self.outbound.push_with(|out| pong.encode(out)).is_err() {
+                    return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
+                }
+                return Ok(Step::Handled { consumed });
+            }
+            (State::Connected, FrameType::Disconnect) => {
+                self.state = State::Closed(None);
+                Request::Disconnect
+            }
+            (State::Connected, kind) => {
+                let text = format!("{kind:?} is sent only by the broker");
+                return Err(self.close_with(ReasonCode::ProtocolError, &text));
+            }
+            (State::Closed(reason), _) => return Err(Closed { reason }),
+        };
+        Ok(Step::Request { consumed, request })
+    }
+
+    /// Accepts the Connect: queues ConnAck carrying `client_id`.
+    pub fn accept(&mut self, client_id: Arc<str>) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.outbound.push_final(&Frame { client_id: &client_id, ..Frame::empty(FrameType::ConnAck) }.to_vec());
+        self.client_id = Some(client_id);
+        self.state = State::Connected;
+    }
+
+    /// Refuses the Connect, or ends the session for any broker reason
+    /// (takeover, shutdown, slow consumer): queues Disconnect and closes.
+    pub fn refuse(&mut self, reason: ReasonCode, text: &str) -> Closed {
+        self.close_with(reason, text)
+    }
+
+    /// Answers a Subscribe: accepted, or refused with a reason.
+    pub fn sub_ack(&mut self, filter: &str, result: Result<(), (ReasonCode, &str)>) {
+        self.queue_ack(FrameType::SubAck, filter, result);
+    }
+
+    /// Answers an Unsubscribe.
+    pub fn unsub_ack(&mut self, filter: &str, result: Result<(), (ReasonCode, &str)>) {
+        self.queue_ack(FrameType::UnsubAck, filter, result);
+    }
+
+    fn queue_ack(&mut self, kind: FrameType, filter: &str, result: Result<(), (ReasonCode, &str)>) {
+        let payload = match result {
+            Ok(()) => Vec::new(),
+            Err((code, text)) => reason_payload(code, text),
+        };
+        let frame = Frame { payload: &payload, ..Frame::with_topic(kind, filter) };
+        if self.outbound.push_with(|out| frame.encode(out)).is_err() {
+            self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit");
+        }
+    }
+
+    /// Queues a shared Publish frame for the peer. A session over its
+    /// outbound limit is closed with Disconnect 7 (slow consumer).
+    pub fn deliver(&mut self, frame: &Arc<[u8]>) -> Result<(), Closed> {
+        match self.state {
+            State::Connected => {}
+            State::Closed(reason) => return Err(Closed { reason }),
+            // Nothing reaches a session before its ConnAck.
+            State::AwaitingConnect | State::Connecting => return Ok(()),
+        }
+        if self.outbound.push_shared(frame).is_err() {
+            return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
+        }
+        Ok(())
+    }
+
+    /// Queues a Publish frame encoded for this session alone (a stored value
+    /// sent with RETAIN after a Subscribe).
+    pub fn deliver_frame(&mut self, frame: &Frame<'_>) -> Result<(), Closed> {
+        if self.state != State::Connected {
+            return Ok(());
+        }
+        if self.outbound.push_with(|out| frame.encode(out)).is_err() {
+            return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
+        }
+        Ok(())
+    }
+
+    /// When [`Session::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.is_closed()).then(|| self.last_received + self.idle_timeout)
+    }
+
+    /// Closes the session with Disconnect 5 if nothing arrived for 1.5 ×
+    /// the keep-alive interval.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => Err(self.close_with(ReasonCode::KeepAliveTimeout, "keep-alive timeout")),
+            _ => Ok(()),
+        }
+    }
+
+    fn close_with(&mut self, reason: ReasonCode, text: &str) -> Closed {
+        if let State::Closed(reason) = self.state {
+            return Closed { reason };
+        }
+        let payload = reason_payload(reason, text);
+        self.outbound.push_final(&Frame { payload: &payload, ..Frame::empty(FrameType::Disconnect) }.to_vec());
+        self.state = State::Closed(Some(reason));
+        Closed { reason: Some(reason) }
+    }
+}
+
+fn ack_kind(kind: FrameType) -> FrameType {
+    if kind == FrameType::Subscribe { FrameType::SubAck } else { FrameType::UnsubAck }
+}
+
+fn topic_error_text(error: &TopicError) -> String {
+    error.to_string()
+}
+
+/// Splits a Connect payload into credentials: `user \0 password`.
+fn parse_credentials(payload: &[u8]) -> Result<Option<Credentials<'_>>, &'static str> {
+    if payload.is_empty() {
+        return Ok(None);
+    }
+    let split = payload.iter().position(|&b| b == 0).ok_or("credentials must be user, a 0x00 byte, password")?;
+    let username = std::str::from_utf8(&payload[..split]).map_err(|_| "user name is not UTF-8")?;
+    let password = std::str::from_utf8(&payload[split + 1..]).map_err(|_| "password is not UTF-8")?;
+    Ok(Some(Credentials { username, password }))
+}

@@ -1,0 +1,328 @@
+//! The embedding API: build, start, use in-process and shut down a broker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+use parking_lot::Mutex;
+use tinymq_core::{FrameLimits, ReasonCode, SessionConfig, TopicLimits};
+
+use crate::Error;
+use crate::event_loop::EventLoop;
+use crate::local::LocalClient;
+use crate::shared::{LoopHandle, Shared, Sink};
+use crate::transport::{ListenAddr, Listener};
+
+/// Every setting of a broker. Built with [`Broker::builder`].
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where to accept binary-protocol connections.
+    pub listeners: Vec<ListenAddr>,
+    /// Event-loop threads (default: the number of cores).
+    pub threads: usize,
+    /// Session settings: keep-alive, frame and topic limits, outbound limit.
+    pub session: SessionConfig,
+    /// Connections accepted at once, over all transports; more are closed at
+    /// once and counted (default 100,000).
+    pub max_connections: usize,
+    /// Whether clients without credentials use the public namespace.
+    pub allow_anonymous: bool,
+    /// Messages queued per in-process client before the oldest are dropped
+    /// (default 65,536).
+    pub local_queue_limit: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            session: SessionConfig::default(),
+            max_connections: 100_000,
+            allow_anonymous: true,
+            local_queue_limit: 65_536,
+        }
+    }
+}
+
+/// Builds a [`Broker`]; see [`Broker::builder`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct BrokerBuilder {
+    config: BrokerConfig,
+}
+
+impl BrokerBuilder {
+    /// Adds a binary-protocol listener.
+    pub fn listen(mut self, address: ListenAddr) -> Self {
+        self.config.listeners.push(address);
+        self
+    }
+
+    /// Adds a TCP listener (port 0 picks a free port; see
+    /// [`Broker::tcp_addr`]).
+    pub fn listen_tcp(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Tcp(address))
+    }
+
+    /// Adds a Unix domain socket listener at `path`.
+    pub fn listen_unix(self, path: impl Into<PathBuf>) -> Self {
+        self.listen(ListenAddr::Unix(path.into()))
+    }
+
+    /// Sets the number of event-loop threads (at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads.max(1);
+        self
+    }
+
+    /// Sets the keep-alive interval (connections silent for 1.5 × it close).
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.config.session.keep_alive = keep_alive;
+        self
+    }
+
+    /// Sets the frame field limits.
+    pub fn frame_limits(mut self, limits: FrameLimits) -> Self {
+        self.config.session.frame_limits = limits;
+        self
+    }
+
+    /// Sets the topic limits.
+    pub fn topic_limits(mut self, limits: TopicLimits) -> Self {
+        self.config.session.topic_limits = limits;
+        self
+    }
+
+    /// Sets the outbound queue limit per connection, in bytes.
+    pub fn outbound_limit(mut self, bytes: usize) -> Self {
+        self.config.session.outbound_limit = bytes;
+        self
+    }
+
+    /// Sets the connection limit.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// Sets whether clients without credentials are let in.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = allow;
+        self
+    }
+
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: BrokerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Opens the listeners and starts the event loops.
+    pub fn start(self) -> Result<Broker, Error> {
+        let config = self.config;
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for address in &config.listeners {
+            let listener = Listener::bind(address)?;
+            bound.push(listener.local_addr().map_err(|source| Error::Listen { address: address.to_string(), source })?);
+            listeners.push(listener);
+        }
+        let mut polls = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..config.threads.max(1) {
+            let poll = Poll::new().map_err(Error::EventLoop)?;
+            let waker = Waker::new(poll.registry(), EventLoop::waker_token()).map_err(Error::EventLoop)?;
+            handles.push(LoopHandle { waker, inbox: Mutex::new(Vec::new()) });
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared::new(config, handles));
+        let mut threads = Vec::new();
+        for (index, poll) in polls.into_iter().enumerate() {
+            // Loop 0 accepts and spreads connections over all loops.
+            let own = if index == 0 { std::mem::take(&mut listeners) } else { Vec::new() };
+            let event_loop = EventLoop::new(index, poll, shared.clone(), own).map_err(Error::EventLoop)?;
+            let thread = std::thread::Builder::new()
+                .name(format!("tinymq-loop-{index}"))
+                .spawn(move || event_loop.run())
+                .map_err(Error::EventLoop)?;
+            threads.push(thread);
+        }
+        for address in &bound {
+            log::info!("listening on {address}");
+        }
+        Ok(Broker { shared, threads, bound })
+    }
+}
+
+/// A running broker. Dropping it shuts it down, like [`Broker::shutdown`].
+///
+/// ```
+/// use tinymq_net::Broker;
+/// use std::time::Duration;
+///
+/// let broker = Broker::builder().listen_tcp("127.0.0.1:0".parse().unwrap()).threads(1).start().unwrap();
+/// let subscriber = broker.client("sub").unwrap();
+/// subscriber.subscribe("sensors/#").unwrap();
+/// broker.client("pub").unwrap().publish("sensors/temperature", b"22.5").unwrap();
+/// let message = subscriber.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+/// assert_eq!(message.payload(), b"22.5");
+/// broker.shutdown();
+/// ```
+#[derive(Debug)]
+pub struct Broker {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    bound: Vec<ListenAddr>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A builder with every setting at its default and no listener.
+    pub fn builder() -> BrokerBuilder {
+        BrokerBuilder::default()
+    }
+
+    /// The addresses the broker listens on, with real ports.
+    pub fn listen_addrs(&self) -> &[ListenAddr] {
+        &self.bound
+    }
+
+    /// The first TCP listener's address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Tcp(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
+    /// An in-process client with id `client_id` (empty: the broker assigns
+    /// one). A client id already in use is taken over.
+    pub fn client(&self, client_id: &str) -> Result<LocalClient, Error> {
+        LocalClient::new(self.shared.clone(), client_id)
+    }
+
+    /// A snapshot of the broker's counters.
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats::read(&self.shared)
+    }
+
+    /// A handle that can stop the broker from another thread (a signal
+    /// handler's, say).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { shared: self.shared.clone() }
+    }
+
+    /// Tells every connection the broker is stopping (Disconnect 6), lets
+    /// them drain briefly, and returns once every thread has stopped.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Blocks until the broker stops (after a [`ShutdownHandle::shutdown`]).
+    pub fn wait(mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shared.begin_shutdown();
+        close_local_clients(&self.shared);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        log::info!("broker stopped");
+    }
+}
+
+fn close_local_clients(shared: &Shared) {
+    for sink in shared.router.lock().sinks() {
+        if let Sink::Local(inbox) = sink {
+            inbox.close(ReasonCode::ShuttingDown);
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop();
+        }
+    }
+}
+
+/// Stops a broker from any thread.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Begins the shutdown; [`Broker::wait`] or [`Broker::shutdown`] returns
+    /// when it is complete.
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+        close_local_clients(&self.shared);
+    }
+}
+
+/// Counters of a running broker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// Open connections.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections refused at the connection limit.
+    pub refused_connections: u64,
+    /// Messages published to the broker.
+    pub messages_in: u64,
+    /// Messages delivered to subscribers.
+    pub messages_out: u64,
+    /// Bytes read from connections.
+    pub bytes_in: u64,
+    /// Bytes written to connections.
+    pub bytes_out: u64,
+    /// Connections closed as slow consumers.
+    pub slow_consumer_drops: u64,
+    /// Messages dropped from full in-process queues.
+    pub local_queue_drops: u64,
+    /// Live subscribers (connections and in-process clients).
+    pub subscribers: u64,
+    /// Subscriptions held.
+    pub subscriptions: u64,
+    /// Stored values.
+    pub values: u64,
+}
+
+impl BrokerStats {
+    fn read(shared: &Shared) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &shared.stats;
+        let router = shared.router.lock();
+        BrokerStats {
+            connections: s.connections.load(Relaxed),
+            connections_total: s.connections_total.load(Relaxed),
+            refused_connections: s.refused_connections.load(Relaxed),
+            messages_in: s.messages_in.load(Relaxed),
+            messages_out: s.messages_out.load(Relaxed),
+            bytes_in: s.bytes_in.load(Relaxed),
+            bytes_out: s.bytes_out.load(Relaxed),
+            slow_consumer_drops: s.slow_consumer_drops.load(Relaxed),
+            local_queue_drops: s.local_queue_drops.load(Relaxed),
+            subscribers: router.subscriber_count() as u64,
+            subscriptions: router.subscription_count() as u64,
+            values: router.value_count() as u64,
+        }
+    }
+}

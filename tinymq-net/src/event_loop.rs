@@ -1,0 +1,566 @@
+//! One event-loop thread: a `mio::Poll`, a slab of connections, a timer
+//! heap fed by the sessions' deadlines, and an inbox that other threads
+//! fill (deliveries, closes, accepted connections) before waking it.
+//!
+//! Readiness is edge-triggered: every read and write goes on until
+//! `WouldBlock`, and a spurious event costs one failed read.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Interest, Poll, Token};
+use tinymq_core::broker::{self, Origin};
+use tinymq_core::{Delivery, ReasonCode, Session, Step, SubscriberId};
+
+use crate::shared::{ConnRef, InboxItem, Shared, Sink};
+use crate::transport::{Listener, Stream};
+
+const WAKER: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 1;
+/// Bytes read from a socket per call, into the loop's shared scratch buffer.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a closing connection may take to drain its last bytes.
+const LINGER: Duration = Duration::from_secs(5);
+/// How long a connection may drain its last bytes when the broker stops.
+const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
+/// How long accepting pauses after the process runs out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Vectored-write width.
+const IOVECS: usize = 64;
+
+struct Conn {
+    serial: u64,
+    stream: Stream,
+    session: Session,
+    subscriber: Option<SubscriberId>,
+    peer_ip: Option<IpAddr>,
+    /// Bytes of an incomplete frame carried over between reads. Empty (and
+    /// unallocated) on an idle connection.
+    pending: Vec<u8>,
+    interest: Interest,
+    /// The deadline of this connection's live timer entry.
+    armed: Option<Instant>,
+    /// Set once the session closed: the connection ends when its output is
+    /// flushed or this deadline passes.
+    linger_until: Option<Instant>,
+    /// The read side stopped (EOF or paused by backpressure) with input
+    /// possibly left in the socket.
+    read_paused: bool,
+}
+
+pub(crate) struct EventLoop {
+    index: usize,
+    poll: Poll,
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+    accept_paused_until: Option<Instant>,
+    next_listener: usize,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    next_serial: u64,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    scratch: Vec<u8>,
+    /// Connections with output queued during this turn, to flush at its end.
+    dirty: Vec<usize>,
+    inbox: Vec<InboxItem>,
+    receivers: Vec<Sink>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(index: usize, poll: Poll, shared: Arc<Shared>, mut listeners: Vec<Listener>) -> io::Result<Self> {
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry().register(listener.source(), Token(LISTENER_BASE - i), Interest::READABLE)?;
+        }
+        Ok(EventLoop {
+            index,
+            poll,
+            shared,
+            listeners,
+            accept_paused_until: None,
+            next_listener: 0,
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_serial: 1,
+            timers: BinaryHeap::new(),
+            scratch: vec![0; READ_CHUNK],
+            dirty: Vec::new(),
+            inbox: Vec::new(),
+            receivers: Vec::new(),
+        })
+    }
+
+    pub(crate) fn waker_token() -> Token {
+        WAKER
+    }
+
+    /// Runs until the broker shuts down and every connection is closed.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut shutting_down = false;
+        loop {
+            let timeout = self.next_timeout(Instant::now());
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    log::error!("event loop {} poll failed: {error}", self.index);
+                    break;
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
+                        self.accept(LISTENER_BASE - t, now)
+                    }
+                    Token(t) => {
+                        if event.is_writable() || event.is_write_closed() {
+                            self.flush(t, now);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(t, now);
+                        }
+                    }
+                }
+            }
+            self.drain_inbox(now);
+            self.fire_timers(now);
+            if self.accept_paused_until.is_some_and(|until| now >= until) {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+            self.flush_dirty(now);
+            if !shutting_down && self.shared.is_shutting_down() {
+                shutting_down = true;
+                self.begin_shutdown(now);
+            }
+            if shutting_down && self.conns.iter().all(Option::is_none) {
+                break;
+            }
+        }
+        // Dropping the listeners removes Unix socket files.
+        self.listeners.clear();
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let earliest = match (timer, self.accept_paused_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earliest.map(|at| at.saturating_duration_since(now))
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        if self.accept_paused_until.is_some() || self.shared.is_shutting_down() {
+            return;
+        }
+        loop {
+            match self.listeners[listener].accept() {
+                Ok((stream, peer_ip)) => {
+                    let stats = &self.shared.stats;
+                    if stats.connections.load(Ordering::Relaxed) >= self.shared.config.max_connections as u64 {
+                        stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    }
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                    // Spread connections over the loops, round robin.
+                    let target = self.next_listener % self.shared.loops.len();
+                    self.next_listener = self.next_listener.wrapping_add(1);
+                    if target == self.index {
+                        self.insert(stream, peer_ip, now);
+                    } else {
+                        self.shared.send(target, InboxItem::Accept(stream, peer_ip));
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if matches!(error.raw_os_error(), Some(libc_emfile) if is_fd_exhaustion(libc_emfile)) => {
+                    // Out of descriptors: say so once per pause and retry
+                    // later rather than spin on a listener that stays ready.
+                    log::warn!("cannot accept a connection: {error} (raise the open-file limit); retrying shortly");
+                    self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(error) => {
+                    log::warn!("accept failed: {error}");
+                    self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE;
+        if let Err(error) = stream.register(self.poll.registry(), Token(token), interest) {
+            log::warn!("cannot register a connection: {error}");
+            self.free.push(token);
+            self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        log::debug!("connection {}:{serial} opened ({:?} from {peer_ip:?})", self.index, stream.transport());
+        self.conns[token] = Some(Conn {
+            serial,
+            stream,
+            session: Session::new(now, &self.shared.config.session),
+            subscriber: None,
+            peer_ip,
+            pending: Vec::new(),
+            interest,
+            armed: None,
+            linger_until: None,
+            read_paused: false,
+        });
+        self.arm(token);
+        // Bytes may have arrived before registration; edge-triggered
+        // readiness would not report them again.
+        self.read(token, now);
+    }
+
+    fn conn_ref(&self, token: usize) -> Option<ConnRef> {
+        let conn = self.conns.get(token)?.as_ref()?;
+        Some(ConnRef { loop_index: self.index, token, serial: conn.serial })
+    }
+
+    /// Reads until `WouldBlock`, handling every whole frame as it comes.
+    fn read(&mut self, token: usize, now: Instant) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { break };
+            if !conn.session.wants_read() {
+                conn.read_paused = !conn.session.is_closed();
+                break;
+            }
+            conn.read_paused = false;
+            let n = match conn.stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.peer_closed(token);
+                    break;
+                }
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    log::debug!("read error on {}:{}: {error}", self.index, conn.serial);
+                    self.peer_closed(token);
+                    break;
+                }
+            };
+            self.shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            let mut pending = std::mem::take(&mut conn.pending);
+            let input: &[u8] = if pending.is_empty() {
+                &scratch[..n]
+            } else {
+                pending.extend_from_slice(&scratch[..n]);
+                &pending
+            };
+            let used = self.handle_input(token, input, now);
+            let rest = &input[used..];
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { break };
+            if rest.is_empty() {
+                // An idle connection keeps no buffer.
+                pending = Vec::new();
+            } else if pending.is_empty() {
+                pending = rest.to_vec();
+            } else {
+                pending.drain(..used);
+            }
+            conn.pending = pending;
+        }
+        self.scratch = scratch;
+        self.after_io(token, now);
+    }
+
+    /// Feeds `input` to the session frame by frame; returns bytes consumed.
+    fn handle_input(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        let Some(me) = self.conn_ref(token) else { return 0 };
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
+            let step = conn.session.handle_input(now, &input[used..]);
+            let (consumed, request) = match step {
+                Ok(Step::Incomplete { .. }) => return used,
+                Ok(Step::Handled { consumed }) => (consumed, None),
+                Ok(Step::Request { consumed, request }) => (consumed, Some(request)),
+                Err(closed) => {
+                    if let Some(reason) = closed.reason {
+                        log::debug!("connection {}:{} closed: {reason}", self.index, conn.serial);
+                    }
+                    self.dirty.push(token);
+                    return input.len();
+                }
+            };
+            used += consumed;
+            self.dirty.push(token);
+            let Some(request) = request else { continue };
+            if matches!(request, tinymq_core::Request::Publish { .. }) {
+                self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+            }
+            let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
+            let effects = {
+                let mut router = self.shared.router.lock();
+                broker::execute(&mut router, &mut conn.session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
+                    self.shared.authenticate(c)
+                })
+            };
+            if let Some(id) = effects.connected {
+                conn.subscriber = Some(id);
+                if let Some(client_id) = conn.session.client_id() {
+                    log::debug!("connection {}:{} is client {client_id:?}", self.index, conn.serial);
+                }
+            }
+            if let Some(Sink::Conn(old)) = &effects.taken_over {
+                self.close_conn(*old, ReasonCode::SessionTakenOver, now);
+            } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
+                inbox.close(ReasonCode::SessionTakenOver);
+            }
+            if let Some(delivery) = effects.delivery {
+                self.dispatch(&delivery, effects.receivers, now);
+            }
+        }
+    }
+
+    /// Hands a delivery to each receiver: directly on this loop, through
+    /// the inbox (one wake per loop) elsewhere.
+    fn dispatch(&mut self, delivery: &Arc<Delivery>, mut receivers: Vec<Sink>, now: Instant) {
+        let mut remote = 0;
+        for sink in &receivers {
+            match sink {
+                Sink::Conn(target) if target.loop_index == self.index => self.deliver(*target, delivery, now),
+                _ => remote += 1,
+            }
+        }
+        if remote > 0 {
+            receivers.retain(|s| !matches!(s, Sink::Conn(t) if t.loop_index == self.index));
+            self.shared.dispatch(delivery, &receivers);
+        }
+        receivers.clear();
+        self.receivers = receivers;
+    }
+
+    fn deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        if conn.serial != target.serial {
+            return;
+        }
+        match conn.session.deliver(delivery.frame()) {
+            Ok(()) => {
+                self.shared.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(closed) if closed.reason == Some(ReasonCode::SlowConsumer) && conn.linger_until.is_none() => {
+                self.shared.stats.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
+                log::warn!("connection {}:{} is a slow consumer; disconnecting", self.index, conn.serial);
+                self.begin_close(target.token, now);
+            }
+            Err(_) => {}
+        }
+        self.dirty.push(target.token);
+    }
+
+    fn close_conn(&mut self, target: ConnRef, reason: ReasonCode, now: Instant) {
+        if target.loop_index != self.index {
+            self.shared.send(target.loop_index, InboxItem::Close(target, reason));
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        if conn.serial != target.serial {
+            return;
+        }
+        conn.session.refuse(reason, reason.text());
+        self.begin_close(target.token, now);
+        self.dirty.push(target.token);
+    }
+
+    fn drain_inbox(&mut self, now: Instant) {
+        let mut items = std::mem::take(&mut self.inbox);
+        std::mem::swap(&mut items, &mut self.shared.loops[self.index].inbox.lock());
+        for item in items.drain(..) {
+            match item {
+                InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
+                InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
+                InboxItem::Accept(stream, peer_ip) => self.insert(stream, peer_ip, now),
+            }
+        }
+        self.inbox = items;
+    }
+
+    fn peer_closed(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        log::debug!("connection {}:{} closed by peer", self.index, conn.serial);
+        self.remove(token);
+    }
+
+    /// The session closed: release its subscriptions now (nothing more is
+    /// routed to it) and give its last bytes until the linger deadline.
+    fn begin_close(&mut self, token: usize, now: Instant) {
+        self.begin_close_within(token, now, LINGER);
+    }
+
+    fn begin_close_within(&mut self, token: usize, now: Instant, linger: Duration) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        if conn.linger_until.is_some() {
+            return;
+        }
+        conn.linger_until = Some(now + linger);
+        broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
+        if let Some(reason) = conn.session.close_reason().flatten() {
+            self.shared.stats.count_disconnect(reason);
+        }
+        self.arm(token);
+    }
+
+    fn after_io(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        if conn.session.is_closed() && conn.linger_until.is_none() {
+            self.begin_close(token, now);
+        }
+        self.dirty.push(token);
+    }
+
+    fn flush_dirty(&mut self, now: Instant) {
+        while let Some(token) = self.dirty.pop() {
+            self.flush(token, now);
+        }
+    }
+
+    /// Writes queued output until `WouldBlock`, then sets the interest the
+    /// connection needs, and closes it once a closed session is flushed.
+    fn flush(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let mut broken = false;
+        while !conn.session.outbound().is_empty() {
+            let result = {
+                let mut slices: [&[u8]; IOVECS] = [&[]; IOVECS];
+                let n = conn.session.outbound().front_slices(&mut slices);
+                let iovecs: smallvec::SmallVec<[IoSlice<'_>; IOVECS]> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
+                conn.stream.write_vectored(&iovecs)
+            };
+            match result {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(written) => {
+                    conn.session.outbound_mut().consume(written);
+                    self.shared.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if conn.session.is_closed() && conn.linger_until.is_none() {
+            self.begin_close(token, now);
+        }
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        if broken || (conn.linger_until.is_some() && conn.session.outbound().is_empty()) {
+            self.remove(token);
+            return;
+        }
+        let wants_write = !conn.session.outbound().is_empty();
+        let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        if interest != conn.interest {
+            conn.interest = interest;
+            if let Err(error) = conn.stream.reregister(self.poll.registry(), Token(token), interest) {
+                log::warn!("cannot reregister a connection: {error}");
+            }
+        }
+        // Output drained below the pause mark: read what the peer sent
+        // meanwhile (edge-triggered readiness will not say it again).
+        if conn.read_paused && conn.session.wants_read() {
+            self.read(token, now);
+        }
+    }
+
+    fn remove(&mut self, token: usize) {
+        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
+        broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
+        let _ = conn.stream.deregister(self.poll.registry());
+        self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        log::debug!("connection {}:{} removed", self.index, conn.serial);
+        self.free.push(token);
+    }
+
+    /// Makes sure a timer entry exists at or before the connection's next
+    /// deadline. Later deadlines are found when an early entry fires.
+    fn arm(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let deadline = match conn.linger_until {
+            Some(until) => Some(until),
+            None => conn.session.poll_timeout(),
+        };
+        if let Some(deadline) = deadline {
+            if conn.armed.is_none_or(|armed| deadline < armed) {
+                conn.armed = Some(deadline);
+                self.timers.push(Reverse((deadline, token, conn.serial)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, token, serial))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { continue };
+            if conn.serial != serial || conn.armed != Some(at) {
+                continue;
+            }
+            conn.armed = None;
+            if let Some(until) = conn.linger_until {
+                if now >= until {
+                    self.remove(token);
+                    continue;
+                }
+            } else if conn.session.handle_timeout(now).is_err() {
+                log::debug!("connection {}:{} timed out", self.index, conn.serial);
+                self.begin_close(token, now);
+                self.dirty.push(token);
+            }
+            self.arm(token);
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        for token in 0..self.conns.len() {
+            let Some(conn) = self.conns[token].as_mut() else { continue };
+            conn.session.refuse(ReasonCode::ShuttingDown, "broker shutting down");
+            // A stopping broker gives peers a short while to read the news.
+            self.begin_close_within(token, now, SHUTDOWN_LINGER);
+            self.dirty.push(token);
+        }
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener.source());
+        }
+    }
+}
+
+fn is_fd_exhaustion(errno: i32) -> bool {
+    // EMFILE (per process) and ENFILE (system-wide) on Linux.
+    errno == 24 || errno == 23
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,229 @@
+//! In-process clients: publish and subscribe inside the broker's process,
+//! with no socket and no encoding.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex};
+use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, SubscriberId, TopicName};
+
+use crate::Error;
+use crate::shared::{Shared, Sink};
+
+/// A message received by an in-process client. It shares the broker's copy
+/// of the payload.
+#[derive(Clone, Debug)]
+pub struct Received {
+    delivery: Arc<Delivery>,
+    retained: bool,
+}
+
+impl Received {
+    /// The topic it was published to.
+    pub fn topic(&self) -> &str {
+        &self.delivery.message().topic
+    }
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.delivery.message().payload
+    }
+    /// The sender's client id (or HTTP `from`).
+    pub fn from(&self) -> &str {
+        &self.delivery.message().from
+    }
+    /// The whole message, with its time stamp and sender address.
+    pub fn message(&self) -> &Message {
+        self.delivery.message()
+    }
+    /// Whether it is a stored value sent because of a new subscription.
+    pub fn is_retained(&self) -> bool {
+        self.retained
+    }
+}
+
+struct Queue {
+    messages: VecDeque<Received>,
+    closed: Option<ReasonCode>,
+}
+
+/// The bounded queue the router fills for one in-process client.
+pub(crate) struct LocalInbox {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    limit: usize,
+}
+
+impl std::fmt::Debug for LocalInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalInbox").field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+impl LocalInbox {
+    /// Queues a delivery; when full, the oldest message makes room and
+    /// `false` is returned so the drop is counted.
+    pub(crate) fn push(&self, delivery: Arc<Delivery>, retained: bool) -> bool {
+        let mut queue = self.queue.lock();
+        if queue.closed.is_some() {
+            return false;
+        }
+        let mut kept_all = true;
+        if queue.messages.len() >= self.limit {
+            queue.messages.pop_front();
+            kept_all = false;
+        }
+        queue.messages.push_back(Received { delivery, retained });
+        drop(queue);
+        self.ready.notify_one();
+        kept_all
+    }
+
+    pub(crate) fn close(&self, reason: ReasonCode) {
+        self.queue.lock().closed.get_or_insert(reason);
+        self.ready.notify_all();
+    }
+}
+
+/// A client living in the broker's process. Dropping it removes its
+/// subscriptions.
+#[derive(Debug)]
+pub struct LocalClient {
+    shared: Arc<Shared>,
+    id: SubscriberId,
+    namespace: NamespaceId,
+    client_id: Arc<str>,
+    inbox: Arc<LocalInbox>,
+}
+
+impl LocalClient {
+    pub(crate) fn new(shared: Arc<Shared>, client_id: &str) -> Result<Self, Error> {
+        if shared.is_shutting_down() {
+            return Err(Error::BrokerStopped);
+        }
+        let inbox = Arc::new(LocalInbox {
+            queue: Mutex::new(Queue { messages: VecDeque::new(), closed: None }),
+            ready: Condvar::new(),
+            limit: shared.config.local_queue_limit.max(1),
+        });
+        let namespace = NamespaceId::PUBLIC;
+        let (id, client_id, previous) = {
+            let mut router = shared.router.lock();
+            let id = router.add_subscriber(namespace, Sink::Local(inbox.clone()));
+            let (client_id, previous) = router.claim_client_id(id, client_id);
+            (id, client_id, previous.and_then(|old| router.sink(old).cloned()))
+        };
+        match previous {
+            Some(Sink::Conn(old)) => shared.send(old.loop_index, crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver)),
+            Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
+            None => {}
+        }
+        Ok(LocalClient { shared, id, namespace, client_id, inbox })
+    }
+
+    /// This client's id (assigned by the broker when none was asked for).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if let Some(reason) = self.inbox.queue.lock().closed {
+            return Err(Error::SessionClosed(reason));
+        }
+        if self.shared.is_shutting_down() {
+            return Err(Error::BrokerStopped);
+        }
+        Ok(())
+    }
+
+    /// Publishes `payload` to `topic`; returns how many subscribers it
+    /// reaches.
+    pub fn publish(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
+        self.send(topic, payload, false)
+    }
+
+    /// Publishes and stores the message as the topic's value (an empty
+    /// payload deletes the value and reaches no one).
+    pub fn publish_retained(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
+        self.send(topic, payload, true)
+    }
+
+    fn send(&self, topic: &str, payload: &[u8], retain: bool) -> Result<usize, Error> {
+        self.check_open()?;
+        let config = &self.shared.config.session;
+        let name = TopicName::new(topic, &config.topic_limits)
+            .map_err(|source| Error::InvalidTopic { topic: topic.to_owned(), source })?;
+        if payload.len() > config.frame_limits.max_payload_len {
+            return Err(Error::PayloadTooLarge { len: payload.len(), max: config.frame_limits.max_payload_len });
+        }
+        let delivery = Delivery::new(Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            from: self.client_id.clone(),
+            updated_time: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            ip: None,
+        });
+        let mut receivers = Vec::new();
+        let outcome = self.shared.router.lock().publish(self.namespace, name, &delivery, retain, &mut receivers);
+        self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.shared.dispatch(&delivery, &receivers);
+        Ok(outcome.receivers)
+    }
+
+    /// Subscribes to `filter`; stored values it matches arrive first, marked
+    /// retained.
+    pub fn subscribe(&self, filter: &str) -> Result<(), Error> {
+        self.check_open()?;
+        let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
+            .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
+        let mut router = self.shared.router.lock();
+        router.subscribe(self.id, filter.clone());
+        for value in router.values_matching(self.namespace, &filter) {
+            self.inbox.push(value.clone(), true);
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription; `false` if the client did not hold it.
+    pub fn unsubscribe(&self, filter: &str) -> Result<bool, Error> {
+        let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
+            .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
+        Ok(self.shared.router.lock().unsubscribe(self.id, &filter))
+    }
+
+    /// The next message, if one is queued.
+    pub fn try_recv(&self) -> Result<Option<Received>, Error> {
+        let mut queue = self.inbox.queue.lock();
+        match queue.messages.pop_front() {
+            Some(message) => Ok(Some(message)),
+            None => queue.closed.map_or(Ok(None), |reason| Err(Error::SessionClosed(reason))),
+        }
+    }
+
+    /// The next message, waiting up to `timeout`; `Ok(None)` on time-out.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Received>, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut queue = self.inbox.queue.lock();
+        loop {
+            if let Some(message) = queue.messages.pop_front() {
+                return Ok(Some(message));
+            }
+            if let Some(reason) = queue.closed {
+                return Err(Error::SessionClosed(reason));
+            }
+            if self.shared.is_shutting_down() {
+                return Err(Error::BrokerStopped);
+            }
+            if self.inbox.ready.wait_until(&mut queue, deadline).timed_out() {
+                return Ok(queue.messages.pop_front());
+            }
+        }
+    }
+}
+
+impl Drop for LocalClient {
+    fn drop(&mut self) {
+        self.shared.router.lock().remove_subscriber(self.id);
+    }
+}
