@@ -52,7 +52,9 @@ pub fn listen_addr(network: Network, address: Option<String>) -> Result<ListenAd
             let addr = address
                 .parse::<SocketAddr>()
                 .or_else(|_| {
-                    std::net::ToSocketAddrs::to_socket_addrs(&address).map_err(|_| ()).and_then(|mut a| a.next().ok_or(()))
+                    std::net::ToSocketAddrs::to_socket_addrs(&address)
+                        .map_err(|_| ())
+                        .and_then(|mut a| a.next().ok_or(()))
                 })
                 .map_err(|()| UsageError(format!("--address: {address:?} is not HOST:PORT")))?;
             Ok(ListenAddr::Tcp(addr))

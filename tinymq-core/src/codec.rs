@@ -203,43 +203,24 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// A frame of `kind` with every field empty.
     pub const fn empty(kind: FrameType) -> Self {
-        Frame {
-            kind,
-            retain: false,
-            topic: "",
-            payload: &[],
-            client_id: "",
-        }
+        Frame { kind, retain: false, topic: "", payload: &[], client_id: "" }
     }
 
     /// A Connect asking for `client_id` (empty: assign one), with optional
     /// credentials already joined as `user \0 password`.
     pub const fn connect(client_id: &'a str, credentials: &'a [u8]) -> Self {
-        Frame {
-            payload: credentials,
-            client_id,
-            ..Frame::empty(FrameType::Connect)
-        }
+        Frame { payload: credentials, client_id, ..Frame::empty(FrameType::Connect) }
     }
 
     /// A Publish of `payload` to `topic`, stamped with `client_id`.
     pub const fn publish(topic: &'a str, payload: &'a [u8], client_id: &'a str, retain: bool) -> Self {
-        Frame {
-            kind: FrameType::Publish,
-            retain,
-            topic,
-            payload,
-            client_id,
-        }
+        Frame { kind: FrameType::Publish, retain, topic, payload, client_id }
     }
 
     /// A frame of `kind` that carries only a topic (Subscribe, Unsubscribe,
     /// and accepted SubAck/UnsubAck).
     pub const fn with_topic(kind: FrameType, topic: &'a str) -> Self {
-        Frame {
-            topic,
-            ..Frame::empty(kind)
-        }
+        Frame { topic, ..Frame::empty(kind) }
     }
 
     /// The number of bytes [`Frame::encode`] appends.
@@ -290,11 +271,7 @@ pub struct FrameLimits {
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        FrameLimits {
-            max_topic_len: 4096,
-            max_payload_len: 1 << 20,
-            max_client_id_len: 256,
-        }
+        FrameLimits { max_topic_len: 4096, max_payload_len: 1 << 20, max_client_id_len: 256 }
     }
 }
 
@@ -421,13 +398,7 @@ impl Decoder {
         let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8(Field::Topic))?;
         let client_id = std::str::from_utf8(client_id).map_err(|_| DecodeError::InvalidUtf8(Field::ClientId))?;
         Ok(Decoded::Frame {
-            frame: Frame {
-                kind,
-                retain: flags == FLAG_RETAIN,
-                topic,
-                payload,
-                client_id,
-            },
+            frame: Frame { kind, retain: flags == FLAG_RETAIN, topic, payload, client_id },
             consumed: reader.pos,
         })
     }
@@ -443,7 +414,13 @@ impl<'a> Reader<'a> {
     /// Reads a length prefix of `prefix` bytes, checks it, then the field.
     /// `Ok(None)` means the input ends first; `self.pos` then says how far
     /// the frame is known to reach.
-    fn field(&mut self, prefix: usize, field: Field, max: usize, kind: FrameType) -> Result<Option<&'a [u8]>, DecodeError> {
+    fn field(
+        &mut self,
+        prefix: usize,
+        field: Field,
+        max: usize,
+        kind: FrameType,
+    ) -> Result<Option<&'a [u8]>, DecodeError> {
         let Some(len_bytes) = self.input.get(self.pos..self.pos + prefix) else {
             self.pos += prefix;
             return Ok(None);
@@ -472,27 +449,133 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use FrameType::*;
+
+    /// One wire vector per frame type, written out by hand rather than taken
+    /// from the encoder, so that encoder and decoder are both checked against
+    /// the specification. `docs/PROTOCOL.md` lists the same hex.
+    const VECTORS: &[(&str, &str, Frame<'static>)] = &[
+        ("connect with client id", "00 0000 00000000 0008 73656e736f722d31", Frame::connect("sensor-1", b"")),
+        ("connect with credentials", "00 0000 00000009 7573657200 70617373 0000", Frame::connect("", b"user\0pass")),
+        (
+            "connack with assigned id",
+            "01 0000 00000000 0008 74696e796d712d31",
+            Frame { client_id: "tinymq-1", ..Frame::empty(ConnAck) },
+        ),
+        (
+            "publish",
+            "02 0003 612f62 00000002 6869 0008 73656e736f722d31",
+            Frame::publish("a/b", b"hi", "sensor-1", false),
+        ),
+        ("publish retain", "82 0003 612f62 00000002 6f6e 0000", Frame::publish("a/b", b"on", "", true)),
+        ("subscribe wildcard", "03 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(Subscribe, "sensors/#")),
+        ("suback accepted", "04 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(SubAck, "sensors/#")),
+        (
+            "suback refused",
+            "04 0005 612f232f62 00000018 08 696e76616c696420746f706963206f722066696c746572 0000",
+            Frame { payload: b"\x08invalid topic or filter", ..Frame::with_topic(SubAck, "a/#/b") },
+        ),
+        ("unsubscribe", "05 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(Unsubscribe, "sensors/#")),
+        ("unsuback", "06 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(UnsubAck, "sensors/#")),
+        ("ping", "07 0000 00000000 0000", Frame::empty(Ping)),
+        ("pong", "08 0000 00000000 0000", Frame::empty(Pong)),
+        ("client disconnect", "09 0000 00000000 0000", Frame::empty(Disconnect)),
+        (
+            "broker disconnect, session taken over",
+            "09 0000 00000013 03 73657373696f6e2074616b656e206f766572 0000",
+            Frame { payload: b"\x03session taken over", ..Frame::empty(Disconnect) },
+        ),
+    ];
 
     #[test]
     fn protocol_md_test_vector() {
         let bytes = hex("02 0013 73656e736f72732f74656d7065726174757265 00000004 32332e35 0000");
         let frame = Frame::publish("sensors/temperature", b"23.5", "", false);
         assert_eq!(frame.to_vec(), bytes);
-        assert_eq!(
-            Decoder::default().decode(&bytes),
-            Ok(Decoded::Frame { frame, consumed: bytes.len() })
-        );
+        assert_eq!(Decoder::default().decode(&bytes), Ok(Decoded::Frame { frame, consumed: bytes.len() }));
     }
 
     #[test]
-    fn every_split_point_is_incomplete_then_whole() {
-        let bytes = Frame::publish("a/b", b"hello", "me", true).to_vec();
+    fn vectors_encode_and_decode() {
         let decoder = Decoder::default();
-        for cut in 0..bytes.len() {
-            match decoder.decode(&bytes[..cut]) {
-                Ok(Decoded::Incomplete { needed }) => assert!(needed > cut && needed <= bytes.len(), "cut {cut} needed {needed}"),
-                other => panic!("cut {cut}: {other:?}"),
-            }
+        for &(name, text, frame) in VECTORS {
+            let bytes = hex(text);
+            assert_eq!(frame.to_vec(), bytes, "{name}: encode");
+            assert_eq!(frame.encoded_len(), bytes.len(), "{name}: encoded_len");
+            assert_eq!(decoder.decode(&bytes), Ok(Decoded::Frame { frame, consumed: bytes.len() }), "{name}: decode");
+        }
+    }
+
+    #[test]
+    fn protocol_md_lists_the_same_vectors() {
+        let spec = include_str!("../../docs/PROTOCOL.md");
+        for (name, text, _) in VECTORS {
+            assert!(spec.contains(&format!("| `{text}` |")), "{name} is not in docs/PROTOCOL.md");
+        }
+    }
+
+    #[test]
+    fn every_frame_type_has_a_vector() {
+        for value in 0..=9 {
+            let kind = FrameType::from_u8(value).unwrap();
+            assert!(VECTORS.iter().any(|(_, _, frame)| frame.kind == kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn reason_vectors_match_the_reason_helpers() {
+        let refused = VECTORS.iter().find(|v| v.0 == "suback refused").unwrap().2;
+        assert_eq!(refused.payload, reason_payload(ReasonCode::InvalidTopic, ReasonCode::InvalidTopic.text()));
+        let taken = VECTORS.iter().find(|v| v.0 == "broker disconnect, session taken over").unwrap().2;
+        assert_eq!(parse_reason(taken.payload), Some((3, "session taken over")));
+        assert_eq!(ReasonCode::from_u8(3), Some(ReasonCode::SessionTakenOver));
+        assert_eq!(parse_reason(b""), None);
+    }
+
+    #[test]
+    fn unknown_types_are_refused_from_the_first_byte() {
+        let decoder = Decoder::default();
+        for (byte, kind) in [(0x0a, 10), (0x1f, 31), (0x8a, 10), (0xff, 31)] {
+            assert_eq!(decoder.decode(&[byte]), Err(DecodeError::UnknownType(kind)), "{byte:#04x}");
+        }
+    }
+
+    #[test]
+    fn flag_bits_other_than_retain_on_publish_are_refused() {
+        let decoder = Decoder::default();
+        for (byte, kind, flags) in [
+            (0x83, Subscribe, 0x80),
+            (0x80, Connect, 0x80),
+            (0x89, Disconnect, 0x80),
+            (0x42, Publish, 0x40),
+            (0x20, Connect, 0x20),
+            (0x22, Publish, 0x20),
+            (0xc2, Publish, 0xc0),
+            (0xe7, Ping, 0xe0),
+        ] {
+            assert_eq!(decoder.decode(&[byte]), Err(DecodeError::BadFlags { kind, flags }), "{byte:#04x}");
+        }
+    }
+
+    #[test]
+    fn unused_fields_must_be_empty_as_soon_as_their_length_arrives() {
+        let decoder = Decoder::default();
+        for (text, kind, field) in [
+            ("00 0001", Connect, Field::Topic),
+            ("01 0000 00000001", ConnAck, Field::Payload),
+            ("01 0001", ConnAck, Field::Topic),
+            ("03 0001 23 00000000 0001", Subscribe, Field::ClientId),
+            ("03 0001 23 00000001", Subscribe, Field::Payload),
+            ("04 0001 23 00000000 0002", SubAck, Field::ClientId),
+            ("05 0001 23 00000001", Unsubscribe, Field::Payload),
+            ("06 0001 23 00000000 0001", UnsubAck, Field::ClientId),
+            ("07 0000 00000004", Ping, Field::Payload),
+            ("07 0001", Ping, Field::Topic),
+            ("08 0000 00000000 0001", Pong, Field::ClientId),
+            ("09 0001", Disconnect, Field::Topic),
+            ("09 0000 00000000 0001", Disconnect, Field::ClientId),
+        ] {
+            assert_eq!(decoder.decode(&hex(text)), Err(DecodeError::UnexpectedField { kind, field }), "{text}");
         }
     }
 
@@ -507,11 +590,122 @@ mod tests {
         );
     }
 
+    #[test]
+    fn each_field_is_checked_against_its_limit() {
+        let decoder = Decoder::default();
+        let too_long = |field, len, max| Err(DecodeError::TooLong { field, len, max });
+        assert_eq!(decoder.decode(&hex("02 1001")), too_long(Field::Topic, 4097, 4096));
+        assert_eq!(decoder.decode(&hex("02 ffff")), too_long(Field::Topic, 0xffff, 4096));
+        assert_eq!(decoder.decode(&hex("02 0000 00100001")), too_long(Field::Payload, (1 << 20) + 1, 1 << 20));
+        assert_eq!(decoder.decode(&hex("02 0000 00000000 0101")), too_long(Field::ClientId, 257, 256));
+        // Too long is reported even where the field would also be unexpected.
+        assert_eq!(decoder.decode(&hex("07 ffff")), too_long(Field::Topic, 0xffff, 4096));
+        // At the limit is fine: the decoder asks for the whole field.
+        assert_eq!(decoder.decode(&hex("02 1000")), Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD + 4096 }));
+        assert_eq!(
+            decoder.decode(&hex("00 0000 00000000 0100")),
+            Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD + 256 })
+        );
+    }
+
+    #[test]
+    fn small_limits_refuse_the_vectors_that_exceed_them() {
+        let limits = FrameLimits { max_topic_len: 3, max_payload_len: 2, max_client_id_len: 1 };
+        let decoder = Decoder::new(limits);
+        assert_eq!(limits.max_frame_len(), FRAME_OVERHEAD + 6);
+        let too_long = |field, len, max| Err(DecodeError::TooLong { field, len, max });
+        assert_eq!(decoder.decode(&hex("03 0009")), too_long(Field::Topic, 9, 3));
+        assert_eq!(decoder.decode(&hex("09 0000 00000013")), too_long(Field::Payload, 0x13, 2));
+        assert_eq!(decoder.decode(&hex("02 0003 612f62 00000002 6869 0008")), too_long(Field::ClientId, 8, 1));
+        let fits = hex("82 0003 612f62 00000002 6f6e 0001 63");
+        let frame = Frame::publish("a/b", b"on", "c", true);
+        assert_eq!(decoder.decode(&fits), Ok(Decoded::Frame { frame, consumed: limits.max_frame_len() }));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_once_the_frame_is_whole() {
+        let decoder = Decoder::default();
+        let bad_topic = hex("02 0001 ff 00000000 0000");
+        assert_eq!(decoder.decode(&bad_topic[..4]), Ok(Decoded::Incomplete { needed: 10 }));
+        assert_eq!(decoder.decode(&bad_topic), Err(DecodeError::InvalidUtf8(Field::Topic)));
+        let bad_id = hex("00 0000 00000000 0002 c328");
+        assert_eq!(decoder.decode(&bad_id), Err(DecodeError::InvalidUtf8(Field::ClientId)));
+        // A truncated multi-byte character in the topic, and a surrogate in the id.
+        assert_eq!(decoder.decode(&hex("03 0002 61e2 00000000 0000")), Err(DecodeError::InvalidUtf8(Field::Topic)));
+        assert_eq!(
+            decoder.decode(&hex("01 0000 00000000 0003 eda080")),
+            Err(DecodeError::InvalidUtf8(Field::ClientId))
+        );
+        // The payload is bytes, not text.
+        assert!(matches!(decoder.decode(&hex("02 0001 61 00000001 ff 0000")), Ok(Decoded::Frame { .. })));
+    }
+
+    #[test]
+    fn errors_map_to_disconnect_reasons() {
+        let too_long = DecodeError::TooLong { field: Field::Payload, len: 2, max: 1 };
+        assert_eq!(too_long.reason(), ReasonCode::FrameTooLarge);
+        for error in [
+            DecodeError::UnknownType(10),
+            DecodeError::BadFlags { kind: Subscribe, flags: 0x80 },
+            DecodeError::InvalidUtf8(Field::Topic),
+            DecodeError::UnexpectedField { kind: Ping, field: Field::Payload },
+        ] {
+            assert_eq!(error.reason(), ReasonCode::ProtocolError, "{error}");
+        }
+    }
+
+    #[test]
+    fn several_frames_in_one_buffer_decode_in_sequence() {
+        let decoder = Decoder::default();
+        let stream: Vec<u8> = VECTORS.iter().flat_map(|v| hex(v.1)).collect();
+        let mut rest = &stream[..];
+        for &(name, text, frame) in VECTORS {
+            let consumed = hex(text).len();
+            assert_eq!(decoder.decode(rest), Ok(Decoded::Frame { frame, consumed }), "{name}");
+            rest = &rest[consumed..];
+        }
+        assert_eq!(decoder.decode(rest), Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD }));
+    }
+
+    #[test]
+    fn every_split_point_is_incomplete_then_whole() {
+        let decoder = Decoder::default();
+        for &(name, text, _) in VECTORS {
+            let bytes = hex(text);
+            for cut in 0..bytes.len() {
+                match decoder.decode(&bytes[..cut]) {
+                    Ok(Decoded::Incomplete { needed }) => {
+                        assert!(needed > cut && needed <= bytes.len(), "{name}: cut {cut} needed {needed}")
+                    }
+                    other => panic!("{name}: cut {cut}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_split_at_every_byte_decodes_like_the_whole() {
+        let decoder = Decoder::default();
+        let stream: Vec<u8> = VECTORS.iter().flat_map(|v| hex(v.1)).collect();
+        for cut in 0..=stream.len() {
+            // A read loop: append what arrived, take every whole frame, keep the rest.
+            let mut held = Vec::new();
+            let mut frames = Vec::new();
+            for chunk in [&stream[..cut], &stream[cut..]] {
+                held.extend_from_slice(chunk);
+                while let Decoded::Frame { frame, consumed } = decoder.decode(&held).unwrap() {
+                    frames.push(frame.to_vec());
+                    held.drain(..consumed);
+                }
+            }
+            assert!(held.is_empty(), "cut {cut}");
+            assert_eq!(frames.len(), VECTORS.len(), "cut {cut}");
+            assert!(frames.iter().zip(VECTORS).all(|(got, v)| *got == hex(v.1)), "cut {cut}");
+        }
+    }
+
     pub(crate) fn hex(text: &str) -> Vec<u8> {
         let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
     }
 }

@@ -312,8 +312,11 @@ impl<S: Clone> Router<S> {
         // Stored names were validated as topic names when they were stored
         // by publish; PUTVAL names may not be, and are skipped.
         self.values(namespace).filter(move |d| {
-            crate::topic::TopicName::new(&d.message().topic, &crate::topic::TopicLimits { max_len: usize::MAX, max_levels: usize::MAX })
-                .is_ok_and(|name| filter.matches(name))
+            crate::topic::TopicName::new(
+                &d.message().topic,
+                &crate::topic::TopicLimits { max_len: usize::MAX, max_levels: usize::MAX },
+            )
+            .is_ok_and(|name| filter.matches(name))
         })
     }
 

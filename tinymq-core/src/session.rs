@@ -332,7 +332,9 @@ impl Session {
     /// the keep-alive interval.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
         match self.poll_timeout() {
-            Some(deadline) if now >= deadline => Err(self.close_with(ReasonCode::KeepAliveTimeout, "keep-alive timeout")),
+            Some(deadline) if now >= deadline => {
+                Err(self.close_with(ReasonCode::KeepAliveTimeout, "keep-alive timeout"))
+            }
             _ => Ok(()),
         }
     }

@@ -242,8 +242,7 @@ impl EventLoop {
     /// Reads until `WouldBlock`, handling every whole frame as it comes.
     fn read(&mut self, token: usize, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        loop {
-            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { break };
+        while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
             if !conn.session.wants_read() {
                 conn.read_paused = !conn.session.is_closed();
                 break;
@@ -449,7 +448,8 @@ impl EventLoop {
             let result = {
                 let mut slices: [&[u8]; IOVECS] = [&[]; IOVECS];
                 let n = conn.session.outbound().front_slices(&mut slices);
-                let iovecs: smallvec::SmallVec<[IoSlice<'_>; IOVECS]> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
+                let iovecs: smallvec::SmallVec<[IoSlice<'_>; IOVECS]> =
+                    slices[..n].iter().map(|s| IoSlice::new(s)).collect();
                 conn.stream.write_vectored(&iovecs)
             };
             match result {

@@ -115,7 +115,9 @@ impl LocalClient {
             (id, client_id, previous.and_then(|old| router.sink(old).cloned()))
         };
         match previous {
-            Some(Sink::Conn(old)) => shared.send(old.loop_index, crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver)),
+            Some(Sink::Conn(old)) => {
+                shared.send(old.loop_index, crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
+            }
             Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
             None => {}
         }

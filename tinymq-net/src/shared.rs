@@ -77,7 +77,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: BrokerConfig, loops: Vec<LoopHandle>) -> Self {
-        Shared { config, router: Mutex::new(Router::new()), loops, stats: Stats::default(), shutting_down: AtomicBool::new(false) }
+        Shared {
+            config,
+            router: Mutex::new(Router::new()),
+            loops,
+            stats: Stats::default(),
+            shutting_down: AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
