@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use smallvec::SmallVec;
 
 use crate::message::Message;
-use crate::topic::{Filter, SubscriptionTrie, TopicName};
+use crate::topic::{Filter, SubscriptionTrie, TopicLimits, TopicName};
 
 /// A subscriber's handle: a slot in the router's table plus a generation, so
 /// a stale handle to a reused slot is recognised and ignored.
@@ -312,11 +312,7 @@ impl<S: Clone> Router<S> {
         // Stored names were validated as topic names when they were stored
         // by publish; PUTVAL names may not be, and are skipped.
         self.values(namespace).filter(move |d| {
-            crate::topic::TopicName::new(
-                &d.message().topic,
-                &crate::topic::TopicLimits { max_len: usize::MAX, max_levels: usize::MAX },
-            )
-            .is_ok_and(|name| filter.matches(name))
+            TopicName::new(&d.message().topic, &TopicLimits::UNBOUNDED).is_ok_and(|name| filter.matches(name))
         })
     }
 

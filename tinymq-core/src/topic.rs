@@ -1,6 +1,15 @@
 //! Topic names, topic filters and the subscription trie (MQTT 3.1.1 §4.7).
 //!
-//! SKELETON: the signatures below are the contract; bodies are being written.
+//! A [`TopicName`] is what is published to: no wildcards. A [`Filter`] is
+//! what is subscribed to: `+` fills exactly one level, `#` fills any number
+//! of levels (including none) and must be last. Neither type can hold an
+//! invalid value. A filter whose first level is a wildcard does not match
+//! topics that begin with `$`, which are the broker's own.
+//!
+//! [`SubscriptionTrie`] maps filters to subscriber values and matches a
+//! topic to them level by level, without allocating per level.
+
+use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
@@ -17,6 +26,11 @@ impl Default for TopicLimits {
     fn default() -> Self {
         TopicLimits { max_len: 4096, max_levels: 128 }
     }
+}
+
+impl TopicLimits {
+    /// Limits that admit any length and depth the wire format can carry.
+    pub const UNBOUNDED: TopicLimits = TopicLimits { max_len: u16::MAX as usize, max_levels: usize::MAX };
 }
 
 /// Why a string is not a valid topic name or filter.
@@ -51,6 +65,24 @@ pub enum TopicError {
     BadWildcard,
 }
 
+/// The checks names and filters share: length, NUL, level count.
+fn check_common(text: &str, limits: &TopicLimits) -> Result<(), TopicError> {
+    if text.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if text.len() > limits.max_len {
+        return Err(TopicError::TooLong { len: text.len(), max: limits.max_len });
+    }
+    if text.as_bytes().contains(&0) {
+        return Err(TopicError::Nul);
+    }
+    // Levels are separators + 1; counting bytes is enough, '/' is ASCII.
+    if text.bytes().filter(|&b| b == b'/').count() >= limits.max_levels {
+        return Err(TopicError::TooManyLevels { max: limits.max_levels });
+    }
+    Ok(())
+}
+
 /// A validated topic name: what is published to. Borrows its text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicName<'a>(&'a str);
@@ -58,16 +90,32 @@ pub struct TopicName<'a>(&'a str);
 impl<'a> TopicName<'a> {
     /// Validates `name`.
     pub fn new(name: &'a str, limits: &TopicLimits) -> Result<Self, TopicError> {
-        let _ = (name, limits);
-        todo!()
+        check_common(name, limits)?;
+        if name.bytes().any(|b| b == b'+' || b == b'#') {
+            return Err(TopicError::WildcardInName);
+        }
+        Ok(TopicName(name))
     }
+
     /// The text.
     pub fn as_str(&self) -> &'a str {
         self.0
     }
+
     /// Whether the first level begins with `$` (the broker's own topics).
     pub fn is_system(&self) -> bool {
         self.0.starts_with('$')
+    }
+
+    /// The levels, split on `/`.
+    pub fn levels(&self) -> std::str::Split<'a, char> {
+        self.0.split('/')
+    }
+}
+
+impl std::fmt::Display for TopicName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
     }
 }
 
@@ -78,25 +126,96 @@ pub struct Filter(Box<str>);
 impl Filter {
     /// Validates `filter`.
     pub fn new(filter: &str, limits: &TopicLimits) -> Result<Self, TopicError> {
-        let _ = (filter, limits);
-        todo!()
+        check_common(filter, limits)?;
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            let wildcard = level.contains(['+', '#']);
+            let whole = level == "+" || (level == "#" && levels.peek().is_none());
+            if wildcard && !whole {
+                return Err(TopicError::BadWildcard);
+            }
+        }
+        Ok(Filter(filter.into()))
     }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// Whether `topic` matches this filter (the direct, per-filter check).
+
+    /// The levels, split on `/`.
+    pub fn levels(&self) -> std::str::Split<'_, char> {
+        self.0.split('/')
+    }
+
+    /// Whether the filter holds `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.0.contains(['+', '#'])
+    }
+
+    /// Whether `topic` matches this filter: the direct check, one filter at
+    /// a time (the trie does the same for many filters at once).
     pub fn matches(&self, topic: TopicName<'_>) -> bool {
-        let _ = topic;
-        todo!()
+        if topic.is_system() && self.0.starts_with(['+', '#']) {
+            return false;
+        }
+        let mut names = topic.levels();
+        for level in self.levels() {
+            match (level, names.next()) {
+                ("#", _) => return true,
+                ("+", Some(_)) => {}
+                (level, Some(name)) if level == name => {}
+                _ => return false,
+            }
+        }
+        names.next().is_none()
+    }
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type NodeId = u32;
+const ROOT: NodeId = 0;
+
+#[derive(Debug)]
+struct Node<V> {
+    /// Literal next levels.
+    children: HashMap<Box<str>, NodeId>,
+    /// The `+` next level.
+    plus: Option<NodeId>,
+    /// Subscribers whose filter ends at this node.
+    exact: SmallVec<[V; 2]>,
+    /// Subscribers whose filter is this node's path followed by `/#` (or
+    /// `#` alone, at the root).
+    hash: SmallVec<[V; 2]>,
+    /// The parent and the level leading here, for pruning.
+    parent: NodeId,
+    level: Option<Box<str>>,
+}
+
+impl<V> Node<V> {
+    fn new(parent: NodeId, level: Option<Box<str>>) -> Self {
+        Node { children: HashMap::new(), plus: None, exact: SmallVec::new(), hash: SmallVec::new(), parent, level }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.plus.is_none() && self.exact.is_empty() && self.hash.is_empty()
     }
 }
 
 /// Subscriptions from filters to values `V` (subscriber ids), matched
-/// against topic names without allocating per level.
+/// against topic names without allocating per level. Nodes live in a
+/// vector and refer to each other by index; emptied nodes are pruned and
+/// their slots reused, so subscribe/unsubscribe churn does not grow it.
 #[derive(Debug)]
 pub struct SubscriptionTrie<V> {
-    _values: SmallVec<[V; 1]>,
+    nodes: Vec<Option<Node<V>>>,
+    free: Vec<NodeId>,
+    len: usize,
 }
 
 impl<V: Copy + Eq> Default for SubscriptionTrie<V> {
@@ -108,30 +227,315 @@ impl<V: Copy + Eq> Default for SubscriptionTrie<V> {
 impl<V: Copy + Eq> SubscriptionTrie<V> {
     /// An empty trie.
     pub fn new() -> Self {
-        SubscriptionTrie { _values: SmallVec::new() }
+        SubscriptionTrie { nodes: vec![Some(Node::new(ROOT, None))], free: Vec::new(), len: 0 }
     }
+
+    fn node(&self, id: NodeId) -> &Node<V> {
+        self.nodes[id as usize].as_ref().expect("live node")
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node<V> {
+        self.nodes[id as usize].as_mut().expect("live node")
+    }
+
+    fn alloc(&mut self, parent: NodeId, level: Option<Box<str>>) -> NodeId {
+        let node = Some(Node::new(parent, level));
+        match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = node;
+                id
+            }
+            None => {
+                self.nodes.push(node);
+                NodeId::try_from(self.nodes.len() - 1).expect("fewer than 2^32 trie nodes")
+            }
+        }
+    }
+
     /// Adds `value` under `filter`; false if it was already there.
     pub fn insert(&mut self, filter: &Filter, value: V) -> bool {
-        let _ = (filter, value);
-        todo!()
+        let mut node = ROOT;
+        let mut ends_in_hash = false;
+        for level in filter.levels() {
+            node = match level {
+                "#" => {
+                    ends_in_hash = true;
+                    break;
+                }
+                "+" => match self.node(node).plus {
+                    Some(child) => child,
+                    None => {
+                        let child = self.alloc(node, None);
+                        self.node_mut(node).plus = Some(child);
+                        child
+                    }
+                },
+                literal => match self.node(node).children.get(literal) {
+                    Some(&child) => child,
+                    None => {
+                        let child = self.alloc(node, Some(literal.into()));
+                        self.node_mut(node).children.insert(literal.into(), child);
+                        child
+                    }
+                },
+            };
+        }
+        let slot = if ends_in_hash { &mut self.node_mut(node).hash } else { &mut self.node_mut(node).exact };
+        if slot.contains(&value) {
+            return false;
+        }
+        slot.push(value);
+        self.len += 1;
+        true
     }
+
     /// Removes `value` from `filter`; false if it was not there.
     pub fn remove(&mut self, filter: &Filter, value: V) -> bool {
-        let _ = (filter, value);
-        todo!()
+        let mut node = ROOT;
+        let mut ends_in_hash = false;
+        for level in filter.levels() {
+            let next = match level {
+                "#" => {
+                    ends_in_hash = true;
+                    break;
+                }
+                "+" => self.node(node).plus,
+                literal => self.node(node).children.get(literal).copied(),
+            };
+            match next {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        let slot = if ends_in_hash { &mut self.node_mut(node).hash } else { &mut self.node_mut(node).exact };
+        let Some(position) = slot.iter().position(|v| *v == value) else { return false };
+        slot.swap_remove(position);
+        self.len -= 1;
+        self.prune(node);
+        true
     }
+
+    /// Frees `node` and its ancestors while they hold nothing.
+    fn prune(&mut self, mut node: NodeId) {
+        while node != ROOT && self.node(node).is_empty() {
+            let removed = self.nodes[node as usize].take().expect("live node");
+            self.free.push(node);
+            let parent = self.node_mut(removed.parent);
+            match removed.level {
+                Some(level) => {
+                    parent.children.remove(&level);
+                }
+                None => parent.plus = None,
+            }
+            node = removed.parent;
+        }
+    }
+
     /// Calls `visit` once for each (filter, value) pair whose filter matches
     /// `topic`; a value under two matching filters is visited twice.
-    pub fn for_each_match(&self, topic: TopicName<'_>, visit: impl FnMut(V)) {
-        let _ = (topic, visit);
-        todo!()
+    pub fn for_each_match(&self, topic: TopicName<'_>, mut visit: impl FnMut(V)) {
+        // Depth-first over (node, level index); a filter branches only at
+        // `+`, so the stack stays small and lives on the stack.
+        let levels: SmallVec<[&str; 16]> = topic.levels().collect();
+        let mut stack: SmallVec<[(NodeId, usize); 16]> = SmallVec::new();
+        let root = self.node(ROOT);
+        // `#` at the root matches everything but `$`-topics.
+        if !topic.is_system() {
+            root.hash.iter().for_each(|&v| visit(v));
+        }
+        if let Some(&child) = root.children.get(levels[0]) {
+            stack.push((child, 1));
+        }
+        if let (Some(plus), false) = (root.plus, topic.is_system()) {
+            stack.push((plus, 1));
+        }
+        while let Some((id, depth)) = stack.pop() {
+            let node = self.node(id);
+            // `a/#` matches `a` itself and everything below it.
+            node.hash.iter().for_each(|&v| visit(v));
+            if depth == levels.len() {
+                node.exact.iter().for_each(|&v| visit(v));
+                continue;
+            }
+            if let Some(&child) = node.children.get(levels[depth]) {
+                stack.push((child, depth + 1));
+            }
+            if let Some(plus) = node.plus {
+                stack.push((plus, depth + 1));
+            }
+        }
     }
+
     /// Number of (filter, value) pairs.
     pub fn len(&self) -> usize {
-        todo!()
+        self.len
     }
+
     /// Whether there are no subscriptions.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Live nodes, the root included (for tests of pruning).
+    #[cfg(test)]
+    fn node_count(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> TopicName<'_> {
+        TopicName::new(text, &TopicLimits::default()).unwrap()
+    }
+
+    fn filter(text: &str) -> Filter {
+        Filter::new(text, &TopicLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn topic_names_are_validated() {
+        let limits = TopicLimits { max_len: 16, max_levels: 4 };
+        for ok in ["a", "/", "a//b", "/a/b", "$SYS/x", "a b/ü", "a/b/c/d"] {
+            assert!(TopicName::new(ok, &limits).is_ok(), "{ok}");
+        }
+        let cases = [
+            ("", TopicError::Empty),
+            ("a\0b", TopicError::Nul),
+            ("a/+", TopicError::WildcardInName),
+            ("a#", TopicError::WildcardInName),
+            ("0123456789abcdefg", TopicError::TooLong { len: 17, max: 16 }),
+            ("a/b/c/d/e", TopicError::TooManyLevels { max: 4 }),
+        ];
+        for (text, error) in cases {
+            assert_eq!(TopicName::new(text, &limits), Err(error), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn filters_are_validated() {
+        for ok in ["a/+/c", "+", "#", "/+/#", "a/#", "+/+", "$SYS/#", "a//b", "/"] {
+            assert!(Filter::new(ok, &TopicLimits::default()).is_ok(), "{ok}");
+        }
+        for bad in ["a+", "a/#/b", "a/b#", "#/a", "++", "a/+b", "##"] {
+            assert_eq!(Filter::new(bad, &TopicLimits::default()), Err(TopicError::BadWildcard), "{bad}");
+        }
+        assert_eq!(Filter::new("", &TopicLimits::default()), Err(TopicError::Empty));
+        assert_eq!(Filter::new("a/\0", &TopicLimits::default()), Err(TopicError::Nul));
+    }
+
+    #[test]
+    fn matching_follows_mqtt() {
+        let cases = [
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/", true),
+            ("a/+", "a", false),
+            ("a/+", "a/b/c", false),
+            ("+/+", "/x", true),
+            ("+", "/x", false),
+            ("a/#", "a", true),
+            ("a/#", "a/", true),
+            ("a/#", "a/b/c", true),
+            ("a/#", "ab", false),
+            ("#", "anything/at/all", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+            ("$SYS/+", "$SYS/x", true),
+            ("/+/#", "/a", true),
+            ("a//b", "a//b", true),
+            ("a/+/b", "a//b", true),
+        ];
+        for (f, t, expected) in cases {
+            assert_eq!(filter(f).matches(name(t)), expected, "{f} vs {t}");
+            let mut trie = SubscriptionTrie::new();
+            trie.insert(&filter(f), 1u32);
+            let mut hits = 0;
+            trie.for_each_match(name(t), |_| hits += 1);
+            assert_eq!(hits == 1, expected, "trie: {f} vs {t}");
+        }
+    }
+
+    /// A tiny deterministic PRNG: the tests need no `rand`.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    fn random_text(rng: &mut XorShift, alphabet: &[&str]) -> String {
+        let levels = 1 + rng.next() % 4;
+        (0..levels).map(|_| rng.pick(alphabet)).collect::<Vec<_>>().join("/")
+    }
+
+    #[test]
+    fn trie_agrees_with_the_naive_matcher_on_random_sequences() {
+        const FILTER_LEVELS: &[&str] = &["a", "b", "", "$SYS", "+", "#", "c"];
+        const NAME_LEVELS: &[&str] = &["a", "b", "", "$SYS", "c"];
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for round in 0..2000 {
+            let mut trie = SubscriptionTrie::new();
+            let mut model: Vec<(Filter, u32)> = Vec::new();
+            for _ in 0..60 {
+                let action = rng.next() % 3;
+                if action < 2 {
+                    let Ok(f) = Filter::new(&random_text(&mut rng, FILTER_LEVELS), &TopicLimits::default()) else {
+                        continue;
+                    };
+                    let v = (rng.next() % 6) as u32;
+                    let present = model.iter().any(|(mf, mv)| *mf == f && *mv == v);
+                    if action == 0 {
+                        assert_eq!(trie.insert(&f, v), !present, "round {round}: insert {f} {v}");
+                        if !present {
+                            model.push((f, v));
+                        }
+                    } else {
+                        assert_eq!(trie.remove(&f, v), present, "round {round}: remove {f} {v}");
+                        model.retain(|(mf, mv)| !(*mf == f && *mv == v));
+                    }
+                } else {
+                    let text = random_text(&mut rng, NAME_LEVELS);
+                    let Ok(topic) = TopicName::new(&text, &TopicLimits::default()) else { continue };
+                    let mut got = Vec::new();
+                    trie.for_each_match(topic, |v| got.push(v));
+                    got.sort_unstable();
+                    let mut expected: Vec<u32> =
+                        model.iter().filter(|(f, _)| f.matches(topic)).map(|(_, v)| *v).collect();
+                    expected.sort_unstable();
+                    assert_eq!(got, expected, "round {round}: publish {text}");
+                }
+                assert_eq!(trie.len(), model.len());
+            }
+            for (f, v) in model.drain(..) {
+                assert!(trie.remove(&f, v));
+            }
+            assert!(trie.is_empty());
+            assert_eq!(trie.node_count(), 1, "round {round}: every node but the root was pruned");
+        }
+    }
+
+    #[test]
+    fn churn_reuses_nodes() {
+        let mut trie = SubscriptionTrie::new();
+        for i in 0..1000u32 {
+            let f = filter(&format!("devices/{}/+/state", i % 10));
+            trie.insert(&f, i);
+            trie.remove(&f, i);
+        }
+        assert_eq!(trie.node_count(), 1);
+        assert!(trie.nodes.len() <= 5, "slots were reused, not appended: {}", trie.nodes.len());
     }
 }
