@@ -202,6 +202,11 @@ impl EventLoop {
     }
 
     fn insert(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
+        if self.shared.is_shutting_down() {
+            // Accepted just before the stop; past this loop's shutdown sweep.
+            self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

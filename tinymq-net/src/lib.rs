@@ -1,6 +1,22 @@
 //! The I/O shell of the tinymq broker: a hand-rolled mio event loop that
 //! drives `tinymq-core` over TCP and Unix sockets, the embedding API and
 //! the network client.
+//!
+//! # Embedding a broker
+//!
+//! [`Broker::builder`] sets listeners and limits; [`BrokerBuilder::start`]
+//! opens the listeners and starts the event-loop threads; [`Broker::client`]
+//! gives in-process clients that publish, subscribe and receive with no
+//! socket; [`Broker::shutdown`] sends every connection Disconnect 6 and
+//! returns once every thread has stopped. See [`Broker`] for an example.
+//!
+//! # Threads
+//!
+//! Each event loop is one thread with its own `mio::Poll` and a slab of
+//! connections. Loop 0 accepts and spreads connections round robin. The
+//! router (subscriptions and stored values) is shared behind a lock taken
+//! per request, never across I/O. A delivery to a connection on another
+//! loop goes into that loop's inbox, with one wake per batch.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
