@@ -17,6 +17,8 @@ use mio::{Events, Interest, Poll, Token};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::{Delivery, ReasonCode, Session, Step, SubscriberId};
 
+use crate::proto::Proto;
+
 use crate::shared::{ConnRef, InboxItem, Shared, Sink};
 use crate::transport::{Listener, Stream};
 
@@ -37,7 +39,7 @@ const IOVECS: usize = 64;
 struct Conn {
     serial: u64,
     stream: Stream,
-    session: Session,
+    proto: Proto,
     subscriber: Option<SubscriberId>,
     peer_ip: Option<IpAddr>,
     /// Bytes of an incomplete frame carried over between reads. Empty (and
@@ -224,7 +226,7 @@ impl EventLoop {
         self.conns[token] = Some(Conn {
             serial,
             stream,
-            session: Session::new(now, &self.shared.config.session),
+            proto: Proto::Binary(Session::new(now, &self.shared.config.session)),
             subscriber: None,
             peer_ip,
             pending: Vec::new(),
@@ -248,8 +250,8 @@ impl EventLoop {
     fn read(&mut self, token: usize, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
-            if !conn.session.wants_read() {
-                conn.read_paused = !conn.session.is_closed();
+            if !conn.proto.wants_read() {
+                conn.read_paused = !conn.proto.is_closed();
                 break;
             }
             conn.read_paused = false;
@@ -298,7 +300,8 @@ impl EventLoop {
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-            let step = conn.session.handle_input(now, &input[used..]);
+            let Proto::Binary(session) = &mut conn.proto;
+            let step = session.handle_input(now, &input[used..]);
             let (consumed, request) = match step {
                 Ok(Step::Incomplete { .. }) => return used,
                 Ok(Step::Handled { consumed }) => (consumed, None),
@@ -320,13 +323,13 @@ impl EventLoop {
             let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
             let effects = {
                 let mut router = self.shared.router.lock();
-                broker::execute(&mut router, &mut conn.session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
+                broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
                     self.shared.authenticate(c)
                 })
             };
             if let Some(id) = effects.connected {
                 conn.subscriber = Some(id);
-                if let Some(client_id) = conn.session.client_id() {
+                if let Some(client_id) = session.client_id() {
                     log::debug!("connection {}:{} is client {client_id:?}", self.index, conn.serial);
                 }
             }
@@ -364,7 +367,7 @@ impl EventLoop {
         if conn.serial != target.serial {
             return;
         }
-        match conn.session.deliver(delivery.frame()) {
+        match conn.proto.deliver(delivery) {
             Ok(()) => {
                 self.shared.stats.messages_out.fetch_add(1, Ordering::Relaxed);
             }
@@ -387,7 +390,7 @@ impl EventLoop {
         if conn.serial != target.serial {
             return;
         }
-        conn.session.refuse(reason, reason.text());
+        conn.proto.close(reason);
         self.begin_close(target.token, now);
         self.dirty.push(target.token);
     }
@@ -424,7 +427,7 @@ impl EventLoop {
         }
         conn.linger_until = Some(now + linger);
         broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
-        if let Some(reason) = conn.session.close_reason().flatten() {
+        if let Some(reason) = conn.proto.close_reason() {
             self.shared.stats.count_disconnect(reason);
         }
         self.arm(token);
@@ -432,7 +435,7 @@ impl EventLoop {
 
     fn after_io(&mut self, token: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if conn.session.is_closed() && conn.linger_until.is_none() {
+        if conn.proto.is_closed() && conn.linger_until.is_none() {
             self.begin_close(token, now);
         }
         self.dirty.push(token);
@@ -449,10 +452,10 @@ impl EventLoop {
     fn flush(&mut self, token: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let mut broken = false;
-        while !conn.session.outbound().is_empty() {
+        while !conn.proto.outbound().is_empty() {
             let result = {
                 let mut slices: [&[u8]; IOVECS] = [&[]; IOVECS];
-                let n = conn.session.outbound().front_slices(&mut slices);
+                let n = conn.proto.outbound().front_slices(&mut slices);
                 let iovecs: smallvec::SmallVec<[IoSlice<'_>; IOVECS]> =
                     slices[..n].iter().map(|s| IoSlice::new(s)).collect();
                 conn.stream.write_vectored(&iovecs)
@@ -463,7 +466,7 @@ impl EventLoop {
                     break;
                 }
                 Ok(written) => {
-                    conn.session.outbound_mut().consume(written);
+                    conn.proto.outbound_mut().consume(written);
                     self.shared.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
@@ -474,15 +477,15 @@ impl EventLoop {
                 }
             }
         }
-        if conn.session.is_closed() && conn.linger_until.is_none() {
+        if conn.proto.is_closed() && conn.linger_until.is_none() {
             self.begin_close(token, now);
         }
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if broken || (conn.linger_until.is_some() && conn.session.outbound().is_empty()) {
+        if broken || (conn.linger_until.is_some() && conn.proto.outbound().is_empty()) {
             self.remove(token);
             return;
         }
-        let wants_write = !conn.session.outbound().is_empty();
+        let wants_write = !conn.proto.outbound().is_empty();
         let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         if interest != conn.interest {
             conn.interest = interest;
@@ -492,7 +495,7 @@ impl EventLoop {
         }
         // Output drained below the pause mark: read what the peer sent
         // meanwhile (edge-triggered readiness will not say it again).
-        if conn.read_paused && conn.session.wants_read() {
+        if conn.read_paused && conn.proto.wants_read() {
             self.read(token, now);
         }
     }
@@ -512,7 +515,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let deadline = match conn.linger_until {
             Some(until) => Some(until),
-            None => conn.session.poll_timeout(),
+            None => conn.proto.poll_timeout(),
         };
         if let Some(deadline) = deadline {
             if conn.armed.is_none_or(|armed| deadline < armed) {
@@ -538,7 +541,7 @@ impl EventLoop {
                     self.remove(token);
                     continue;
                 }
-            } else if conn.session.handle_timeout(now).is_err() {
+            } else if conn.proto.handle_timeout(now).is_err() {
                 log::debug!("connection {}:{} timed out", self.index, conn.serial);
                 self.begin_close(token, now);
                 self.dirty.push(token);
@@ -550,7 +553,7 @@ impl EventLoop {
     fn begin_shutdown(&mut self, now: Instant) {
         for token in 0..self.conns.len() {
             let Some(conn) = self.conns[token].as_mut() else { continue };
-            conn.session.refuse(ReasonCode::ShuttingDown, "broker shutting down");
+            conn.proto.close(ReasonCode::ShuttingDown);
             // A stopping broker gives peers a short while to read the news.
             self.begin_close_within(token, now, SHUTDOWN_LINGER);
             self.dirty.push(token);

@@ -24,6 +24,7 @@ mod broker;
 mod error;
 mod event_loop;
 mod local;
+mod proto;
 mod shared;
 mod transport;
 

@@ -1,0 +1,73 @@
+//! What a connection speaks: the binary protocol, or (later) HTTP. The
+//! event loop asks the same questions of both; it matches where they
+//! differ (handling input).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
+
+pub(crate) enum Proto {
+    Binary(Session),
+}
+
+impl Proto {
+    pub(crate) fn wants_read(&self) -> bool {
+        match self {
+            Proto::Binary(session) => session.wants_read(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Proto::Binary(session) => session.is_closed(),
+        }
+    }
+
+    /// The reason a broker-side close carried, once closed.
+    pub(crate) fn close_reason(&self) -> Option<ReasonCode> {
+        match self {
+            Proto::Binary(session) => session.close_reason().flatten(),
+        }
+    }
+
+    pub(crate) fn outbound(&self) -> &Outbound {
+        match self {
+            Proto::Binary(session) => session.outbound(),
+        }
+    }
+
+    pub(crate) fn outbound_mut(&mut self) -> &mut Outbound {
+        match self {
+            Proto::Binary(session) => session.outbound_mut(),
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Proto::Binary(session) => session.poll_timeout(),
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
+        match self {
+            Proto::Binary(session) => session.handle_timeout(now),
+        }
+    }
+
+    /// Queues a delivery; a connection over its outbound limit closes.
+    pub(crate) fn deliver(&mut self, delivery: &Arc<Delivery>) -> Result<(), Closed> {
+        match self {
+            Proto::Binary(session) => session.deliver(delivery.frame()),
+        }
+    }
+
+    /// Ends the connection from the broker's side with `reason`.
+    pub(crate) fn close(&mut self, reason: ReasonCode) {
+        match self {
+            Proto::Binary(session) => {
+                session.refuse(reason, reason.text());
+            }
+        }
+    }
+}
