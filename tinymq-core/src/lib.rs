@@ -55,6 +55,7 @@
 #![deny(missing_docs)]
 
 pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod message;
 pub mod outbound;

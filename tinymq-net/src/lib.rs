@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod broker;
+mod client;
 mod error;
 mod event_loop;
 mod local;
@@ -29,6 +30,7 @@ mod shared;
 mod transport;
 
 pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
+pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use error::Error;
 pub use local::{LocalClient, Received};
 pub use transport::{ListenAddr, Transport};

@@ -1,0 +1,992 @@
+//! The client side of one binary-protocol connection, sans-IO.
+//!
+//! [`ClientSession`] is what a network client runs to speak to a broker: it
+//! encodes Connect, Publish, Subscribe, Unsubscribe, Ping and Disconnect,
+//! decodes what the broker sends into [`ClientEvent`]s, remembers the filters
+//! the user subscribed to so that a new connection gets them again, keeps the
+//! client id the broker assigned so that a reconnect asks for the same one,
+//! and keeps the connection alive. It never touches a socket or a clock.
+//!
+//! # Calling order
+//!
+//! 1. [`ClientSession::new`] once, for the whole life of the client (it
+//!    outlives connections).
+//! 2. When a connection is open, [`ClientSession::connect`]; then write
+//!    [`ClientSession::poll_transmit`]'s bytes to the socket and report how
+//!    many were written with [`ClientSession::advance_transmit`]. Do this
+//!    after every call below too.
+//! 3. When bytes arrive, append them to the unread bytes and call
+//!    [`ClientSession::handle_input`]; drop the `consumed` bytes it returns
+//!    and keep the rest (part of a frame) for the next call.
+//! 4. Take [`ClientEvent`]s from [`ClientSession::poll_event`] until `None`.
+//!    [`ClientEvent::Connected`] comes first on each connection; nothing is
+//!    sent to the broker before it except Connect (the broker refuses any
+//!    other frame before its ConnAck), so [`ClientSession::subscribe`] only
+//!    remembers the filter until then and [`ClientSession::publish`] fails.
+//! 5. Call [`ClientSession::handle_timeout`] when [`ClientSession::poll_timeout`]
+//!    is reached; it sends Ping when the connection is idle and fails when
+//!    the broker stopped answering.
+//! 6. When the connection is lost (an error from this type, end of file, a
+//!    socket error, or [`ClientEvent::Disconnected`]), drop the socket and
+//!    call [`ClientSession::reset`]; on the next connection go back to 2.
+//!    After the next ConnAck every remembered filter is subscribed again.
+//!
+//! A clean close is [`ClientSession::disconnect`], then flush and close.
+//!
+//! # Keep-alive
+//!
+//! Ping goes out when nothing was sent for half the keep-alive interval, so
+//! the broker (which closes a connection silent for 1.5 × its keep-alive)
+//! never sees silence, and when nothing was received for half the interval,
+//! so that a dead broker is noticed even by a client that only publishes.
+//! If a Ping stays unanswered (nothing at all received) for 1.5 × the
+//! interval since the last byte received, and at least one interval since
+//! the Ping, [`ClientSession::handle_timeout`] fails with
+//! [`ClientError::KeepAliveTimeout`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
+use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
+
+/// Settings of a [`ClientSession`]. Its `Debug` output leaves the password
+/// out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The client id to ask for; empty lets the broker assign one (which is
+    /// then asked for again on every reconnect).
+    pub client_id: String,
+    /// User name and password, sent in Connect.
+    pub credentials: Option<(String, String)>,
+    /// The keep-alive interval (default 60 s); zero turns Ping and dead
+    /// broker detection off.
+    pub keep_alive: Duration,
+    /// Limits on the frames received, also applied to what is sent, since
+    /// a broker with the same limits would disconnect a client that exceeds
+    /// them.
+    pub frame_limits: FrameLimits,
+    /// Limits on topic names and filters sent.
+    pub topic_limits: TopicLimits,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<password>")))
+            .field("keep_alive", &self.keep_alive)
+            .field("frame_limits", &self.frame_limits)
+            .field("topic_limits", &self.topic_limits)
+            .finish()
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            client_id: String::new(),
+            credentials: None,
+            keep_alive: Duration::from_secs(60),
+            frame_limits: FrameLimits::default(),
+            topic_limits: TopicLimits::default(),
+        }
+    }
+}
+
+/// A reason the broker gave: a refused SubAck or UnsubAck, or a Disconnect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// The reason byte (see [`ReasonCode`]; unknown codes are kept as sent).
+    pub code: u8,
+    /// The broker's text.
+    pub text: String,
+}
+
+impl Reason {
+    /// Parses a reason payload: one code byte, then text (taken lossily if
+    /// it is not UTF-8, since it is only for people). An empty payload has
+    /// code 0.
+    fn from_payload(payload: &[u8]) -> Self {
+        match payload.split_first() {
+            Some((&code, text)) => Reason { code, text: String::from_utf8_lossy(text).into_owned() },
+            None => Reason { code: 0, text: String::new() },
+        }
+    }
+
+    /// The code as a known [`ReasonCode`], if it is one.
+    pub fn reason_code(&self) -> Option<ReasonCode> {
+        ReasonCode::from_u8(self.code)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {})", self.text, self.code)
+    }
+}
+
+/// What the broker said, decoded by [`ClientSession::handle_input`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// ConnAck: the connection is accepted under `client_id`.
+    Connected {
+        /// The session's id: the one asked for, or the one the broker assigned.
+        client_id: String,
+    },
+    /// A message from a subscription.
+    Message {
+        /// The topic it was published to.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+        /// The publisher's client id.
+        from: String,
+        /// Whether it is a stored value sent because of a new subscription.
+        retained: bool,
+    },
+    /// The answer to a Subscribe. A refused filter is forgotten.
+    SubAck {
+        /// The filter, as sent.
+        filter: String,
+        /// Accepted, or refused with the broker's reason.
+        result: Result<(), Reason>,
+    },
+    /// The answer to an Unsubscribe.
+    UnsubAck {
+        /// The filter, as sent.
+        filter: String,
+        /// Accepted, or refused with the broker's reason.
+        result: Result<(), Reason>,
+    },
+    /// The broker closed the connection with this reason: drop the socket
+    /// and [`ClientSession::reset`]. Whether to reconnect depends on the
+    /// code: not after [`ReasonCode::SessionTakenOver`] or
+    /// [`ReasonCode::NotAuthorized`].
+    Disconnected(Reason),
+}
+
+/// What went wrong, in the terms of the client's caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The configured client id is over the frame limit.
+    #[error("client id of {len} bytes is over the limit of {max}")]
+    ClientIdTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The configured credentials cannot be sent: the user name contains a
+    /// NUL byte (the separator), or both are over the payload limit.
+    #[error("credentials cannot be sent: {0}")]
+    InvalidCredentials(&'static str),
+    /// A topic name or filter given to publish or subscribe is not valid.
+    #[error("invalid topic or filter {topic:?}: {source}")]
+    InvalidTopic {
+        /// The text given.
+        topic: String,
+        /// Why it is not valid.
+        source: TopicError,
+    },
+    /// A payload over the frame limit.
+    #[error("payload of {len} bytes is over the limit of {max}")]
+    PayloadTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// There is no accepted connection (no ConnAck yet, or it was lost).
+    #[error("not connected to the broker")]
+    NotConnected,
+    /// The broker sent bytes that are not a valid frame. The connection is
+    /// unusable.
+    #[error("the broker sent an invalid frame: {0}")]
+    InvalidFrame(DecodeError),
+    /// The broker sent a frame that is not valid at this point (a second
+    /// ConnAck, anything before ConnAck, a frame only clients send). The
+    /// connection is unusable.
+    #[error("the broker sent {kind:?} {context}")]
+    UnexpectedFrame {
+        /// The frame type received.
+        kind: FrameType,
+        /// When it came.
+        context: &'static str,
+    },
+    /// Nothing was received from the broker for too long, Ping included.
+    /// The connection is presumed dead.
+    #[error("no answer from the broker for {silent_for:?}")]
+    KeepAliveTimeout {
+        /// How long the broker has been silent.
+        silent_for: Duration,
+    },
+}
+
+/// Where the current connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// No connection: before [`ClientSession::connect`], or after
+    /// [`ClientSession::reset`].
+    Idle,
+    /// Connect was queued; ConnAck has not come yet.
+    Connecting,
+    /// ConnAck came: the connection is usable.
+    Connected,
+    /// The connection ended (broker Disconnect, a clean
+    /// [`ClientSession::disconnect`], an error); call
+    /// [`ClientSession::reset`] before connecting again.
+    Closed,
+}
+
+/// The client side of the binary protocol. See the module docs for the
+/// calling order.
+#[derive(Debug)]
+pub struct ClientSession {
+    state: ConnectionState,
+    /// The configured id until a ConnAck names the session's id.
+    client_id: String,
+    credentials: ConnectPayload,
+    keep_alive: Duration,
+    decoder: Decoder,
+    topic_limits: TopicLimits,
+    max_payload_len: usize,
+    /// Filters to hold on every connection, in the order first subscribed.
+    subscriptions: Vec<Filter>,
+    events: VecDeque<ClientEvent>,
+    transmit: Vec<u8>,
+    /// Bytes of `transmit` already written.
+    transmitted: usize,
+    last_sent: Instant,
+    last_received: Instant,
+    /// The first Ping sent since something was last received.
+    unanswered_ping: Option<Instant>,
+}
+
+impl ClientSession {
+    /// A client with `config`, created at `now`. Fails if the client id or
+    /// credentials cannot be sent within the frame limits.
+    pub fn new(config: &ClientConfig, now: Instant) -> Result<Self, ClientError> {
+        let limits = config.frame_limits;
+        let max_id = limits.max_client_id_len.min(usize::from(u16::MAX));
+        if config.client_id.len() > max_id {
+            return Err(ClientError::ClientIdTooLong { len: config.client_id.len(), max: max_id });
+        }
+        let max_payload_len = limits.max_payload_len.min(u32::MAX as usize);
+        let mut credentials = Vec::new();
+        if let Some((user, password)) = &config.credentials {
+            if user.contains('\0') {
+                return Err(ClientError::InvalidCredentials("the user name contains a NUL byte"));
+            }
+            credentials.extend_from_slice(user.as_bytes());
+            credentials.push(0);
+            credentials.extend_from_slice(password.as_bytes());
+            if credentials.len() > max_payload_len {
+                return Err(ClientError::InvalidCredentials("user name and password are over the payload limit"));
+            }
+        }
+        // What the broker would refuse, or the encoder could not write, is refused here.
+        let max_topic_len = config.topic_limits.max_len.min(limits.max_topic_len).min(usize::from(u16::MAX));
+        Ok(ClientSession {
+            state: ConnectionState::Idle,
+            client_id: config.client_id.clone(),
+            credentials: ConnectPayload(credentials),
+            keep_alive: config.keep_alive,
+            decoder: Decoder::new(limits),
+            topic_limits: TopicLimits { max_len: max_topic_len, ..config.topic_limits },
+            max_payload_len,
+            subscriptions: Vec::new(),
+            events: VecDeque::new(),
+            transmit: Vec::new(),
+            transmitted: 0,
+            last_sent: now,
+            last_received: now,
+            unanswered_ping: None,
+        })
+    }
+
+    /// The session's client id: the one the broker named in its last
+    /// ConnAck, else the configured one (empty: to be assigned).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Where the current connection is.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// Whether ConnAck came and the connection was not lost since.
+    pub fn is_connected(&self) -> bool {
+        self.state == ConnectionState::Connected
+    }
+
+    /// The filters held on every connection, in the order first subscribed.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.iter().map(Filter::as_str)
+    }
+
+    /// Starts a connection at `now`: queues Connect, asking for the client
+    /// id the broker assigned before if there was one. Anything left of a
+    /// previous connection (unsent bytes, its state) is dropped; events not
+    /// yet taken are kept.
+    pub fn connect(&mut self, now: Instant) {
+        self.reset();
+        let connect = Frame::connect(&self.client_id, &self.credentials.0);
+        connect.encode(&mut self.transmit);
+        self.state = ConnectionState::Connecting;
+        self.last_sent = now;
+        self.last_received = now;
+    }
+
+    /// The connection is gone: forget its unsent bytes and its keep-alive
+    /// state. Remembered filters, the client id and events not yet taken
+    /// are kept for the next [`ClientSession::connect`].
+    pub fn reset(&mut self) {
+        self.state = ConnectionState::Idle;
+        self.transmit.clear();
+        self.transmitted = 0;
+        self.unanswered_ping = None;
+    }
+
+    /// Queues a clean Disconnect; the broker drops the session's
+    /// subscriptions (they stay remembered here). Flush, then close.
+    pub fn disconnect(&mut self, now: Instant) {
+        if matches!(self.state, ConnectionState::Connecting | ConnectionState::Connected) {
+            self.queue(now, &Frame::empty(FrameType::Disconnect));
+        }
+        self.state = ConnectionState::Closed;
+    }
+
+    /// Queues a Publish of `payload` to `topic`, with RETAIN if `retain`.
+    /// Fails on an invalid topic, an oversized payload, or when not
+    /// connected (nothing may precede ConnAck); nothing is queued then.
+    pub fn publish(&mut self, now: Instant, topic: &str, payload: &[u8], retain: bool) -> Result<(), ClientError> {
+        TopicName::new(topic, &self.topic_limits)
+            .map_err(|source| ClientError::InvalidTopic { topic: topic.to_owned(), source })?;
+        if payload.len() > self.max_payload_len {
+            return Err(ClientError::PayloadTooLarge { len: payload.len(), max: self.max_payload_len });
+        }
+        if !self.is_connected() {
+            return Err(ClientError::NotConnected);
+        }
+        self.queue(now, &Frame::publish(topic, payload, "", retain));
+        Ok(())
+    }
+
+    /// Subscribes to `filter` on this and every later connection. When
+    /// connected, queues Subscribe now (again, if the filter was already
+    /// held: the broker then re-sends its retained values); otherwise the
+    /// Subscribe goes out after the next ConnAck. The answer is a
+    /// [`ClientEvent::SubAck`].
+    pub fn subscribe(&mut self, now: Instant, filter: &str) -> Result<(), ClientError> {
+        let filter = Filter::new(filter, &self.topic_limits)
+            .map_err(|source| ClientError::InvalidTopic { topic: filter.to_owned(), source })?;
+        if self.is_connected() {
+            self.queue(now, &Frame::with_topic(FrameType::Subscribe, filter.as_str()));
+        }
+        if !self.subscriptions.contains(&filter) {
+            self.subscriptions.push(filter);
+        }
+        Ok(())
+    }
+
+    /// Stops holding `filter`. When connected, queues Unsubscribe (answered
+    /// by a [`ClientEvent::UnsubAck`]); otherwise there is nothing to send,
+    /// since a new connection starts with no subscriptions.
+    pub fn unsubscribe(&mut self, now: Instant, filter: &str) -> Result<(), ClientError> {
+        let filter = Filter::new(filter, &self.topic_limits)
+            .map_err(|source| ClientError::InvalidTopic { topic: filter.to_owned(), source })?;
+        self.subscriptions.retain(|held| *held != filter);
+        if self.is_connected() {
+            self.queue(now, &Frame::with_topic(FrameType::Unsubscribe, filter.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Decodes every whole frame at the start of `input`, received at
+    /// `now`, into events, and returns how many bytes it used. The rest is
+    /// the start of a frame: keep it and call again with more bytes after
+    /// it. Stops after a broker Disconnect.
+    ///
+    /// An error means the connection is unusable; events queued before it
+    /// are still valid.
+    pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<usize, ClientError> {
+        if !matches!(self.state, ConnectionState::Connecting | ConnectionState::Connected) {
+            return Err(ClientError::NotConnected);
+        }
+        if !input.is_empty() {
+            // Any byte shows the broker is alive, even part of a frame.
+            self.last_received = now;
+            self.unanswered_ping = None;
+        }
+        let mut used = 0;
+        while self.state != ConnectionState::Closed {
+            let (frame, consumed) = match self.decoder.decode(&input[used..]) {
+                Ok(Decoded::Frame { frame, consumed }) => (frame, consumed),
+                Ok(Decoded::Incomplete { .. }) => break,
+                Err(error) => return Err(self.fail(ClientError::InvalidFrame(error))),
+            };
+            used += consumed;
+            self.handle_frame(now, &frame)?;
+        }
+        Ok(used)
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: &Frame<'_>) -> Result<(), ClientError> {
+        use ConnectionState::{Connected, Connecting};
+        let unexpected = |kind, context| ClientError::UnexpectedFrame { kind, context };
+        match (self.state, frame.kind) {
+            (Connecting, FrameType::ConnAck) => {
+                self.client_id = frame.client_id.to_owned();
+                self.state = Connected;
+                self.events.push_back(ClientEvent::Connected { client_id: self.client_id.clone() });
+                for filter in &self.subscriptions {
+                    Frame::with_topic(FrameType::Subscribe, filter.as_str()).encode(&mut self.transmit);
+                }
+                if !self.subscriptions.is_empty() {
+                    self.last_sent = now;
+                }
+            }
+            (Connecting | Connected, FrameType::Disconnect) => {
+                self.state = ConnectionState::Closed;
+                self.events.push_back(ClientEvent::Disconnected(Reason::from_payload(frame.payload)));
+            }
+            (Connecting, kind) => return Err(self.fail(unexpected(kind, "before ConnAck"))),
+            (Connected, FrameType::Publish) => self.events.push_back(ClientEvent::Message {
+                topic: frame.topic.to_owned(),
+                payload: frame.payload.to_vec(),
+                from: frame.client_id.to_owned(),
+                retained: frame.retain,
+            }),
+            (Connected, FrameType::SubAck) => {
+                let result = ack_result(frame.payload);
+                if result.is_err() {
+                    self.subscriptions.retain(|held| held.as_str() != frame.topic);
+                }
+                self.events.push_back(ClientEvent::SubAck { filter: frame.topic.to_owned(), result });
+            }
+            (Connected, FrameType::UnsubAck) => {
+                let result = ack_result(frame.payload);
+                self.events.push_back(ClientEvent::UnsubAck { filter: frame.topic.to_owned(), result });
+            }
+            // Pong only proves the broker alive, which any input did already.
+            // A Ping from the broker is tolerated the same way.
+            (Connected, FrameType::Pong | FrameType::Ping) => {}
+            (Connected, FrameType::ConnAck) => return Err(self.fail(unexpected(FrameType::ConnAck, "twice"))),
+            (Connected, kind) => return Err(self.fail(unexpected(kind, "which only clients send"))),
+            (ConnectionState::Idle | ConnectionState::Closed, _) => return Err(ClientError::NotConnected),
+        }
+        Ok(())
+    }
+
+    /// The next event, oldest first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the socket, if any. Report what was written with
+    /// [`ClientSession::advance_transmit`].
+    #[must_use]
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        let pending = &self.transmit[self.transmitted..];
+        (!pending.is_empty()).then_some(pending)
+    }
+
+    /// Marks the first `written` bytes of [`ClientSession::poll_transmit`]
+    /// as sent.
+    pub fn advance_transmit(&mut self, written: usize) {
+        self.transmitted = (self.transmitted + written).min(self.transmit.len());
+        if self.transmitted == self.transmit.len() {
+            self.transmit.clear();
+            self.transmitted = 0;
+        }
+    }
+
+    /// When [`ClientSession::handle_timeout`] must next be called: None
+    /// when not connected or when keep-alive is off.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ping = self.ping_due()?;
+        Some(self.dead_at().map_or(ping, |dead| dead.min(ping)))
+    }
+
+    /// Sends Ping if the connection is idle; fails with
+    /// [`ClientError::KeepAliveTimeout`] if the broker stopped answering,
+    /// after which the connection is unusable. Feed all received input
+    /// first, or a live broker may look dead.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
+        if self.dead_at().is_some_and(|dead| now >= dead) {
+            let silent_for = now.saturating_duration_since(self.last_received);
+            return Err(self.fail(ClientError::KeepAliveTimeout { silent_for }));
+        }
+        if self.ping_due().is_some_and(|due| now >= due) {
+            self.queue(now, &Frame::empty(FrameType::Ping));
+            self.unanswered_ping.get_or_insert(now);
+        }
+        Ok(())
+    }
+
+    /// When the next Ping is due: after half the keep-alive of sending
+    /// nothing, or of receiving nothing unless a Ping is already waiting
+    /// for its answer.
+    fn ping_due(&self) -> Option<Instant> {
+        if self.state != ConnectionState::Connected || self.keep_alive.is_zero() {
+            return None;
+        }
+        let half = self.keep_alive / 2;
+        let send_idle = self.last_sent + half;
+        Some(match self.unanswered_ping {
+            Some(_) => send_idle,
+            None => send_idle.min(self.last_received + half),
+        })
+    }
+
+    /// When an unanswered Ping makes the broker count as dead: 1.5 × the
+    /// keep-alive since the last byte received, and at least one keep-alive
+    /// after the Ping (for a shell that called late).
+    fn dead_at(&self) -> Option<Instant> {
+        let ping = self.unanswered_ping?;
+        (self.state == ConnectionState::Connected && !self.keep_alive.is_zero())
+            .then(|| (self.last_received + self.keep_alive + self.keep_alive / 2).max(ping + self.keep_alive))
+    }
+
+    fn queue(&mut self, now: Instant, frame: &Frame<'_>) {
+        frame.encode(&mut self.transmit);
+        self.last_sent = now;
+    }
+
+    /// Closes the connection because of `error`, and returns it.
+    fn fail(&mut self, error: ClientError) -> ClientError {
+        self.state = ConnectionState::Closed;
+        error
+    }
+}
+
+/// The Connect payload, `user \0 password` or empty; kept out of `Debug`.
+struct ConnectPayload(Vec<u8>);
+
+impl fmt::Debug for ConnectPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "none" } else { "<credentials>" })
+    }
+}
+
+fn ack_result(payload: &[u8]) -> Result<(), Reason> {
+    if payload.is_empty() { Ok(()) } else { Err(Reason::from_payload(payload)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::reason_payload;
+
+    const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+    /// A client and the broker's side of its byte stream, on a virtual clock.
+    struct Harness {
+        client: ClientSession,
+        start: Instant,
+    }
+
+    impl Harness {
+        fn new(client_id: &str) -> Self {
+            Self::with_config(&ClientConfig {
+                client_id: client_id.into(),
+                keep_alive: KEEP_ALIVE,
+                ..Default::default()
+            })
+        }
+
+        fn with_config(config: &ClientConfig) -> Self {
+            let start = epoch();
+            Harness { client: ClientSession::new(config, start).unwrap(), start }
+        }
+
+        fn at(&self, millis: u64) -> Instant {
+            self.start + Duration::from_millis(millis)
+        }
+
+        /// Everything the client has queued, marked as written.
+        fn sent(&mut self) -> Vec<u8> {
+            let bytes = self.client.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
+            self.client.advance_transmit(bytes.len());
+            bytes
+        }
+
+        fn events(&mut self) -> Vec<ClientEvent> {
+            std::iter::from_fn(|| self.client.poll_event()).collect()
+        }
+
+        /// Feeds whole frames, checking they are all used.
+        fn receive(&mut self, millis: u64, frames: &[Frame<'_>]) -> Result<(), ClientError> {
+            let bytes: Vec<u8> = frames.iter().flat_map(Frame::to_vec).collect();
+            let used = self.client.handle_input(self.at(millis), &bytes)?;
+            assert_eq!(used, bytes.len());
+            Ok(())
+        }
+
+        /// Connects at `millis` and answers with ConnAck naming `id`.
+        fn connect(&mut self, millis: u64, id: &str) {
+            self.client.connect(self.at(millis));
+            self.sent();
+            self.receive(millis, &[conn_ack(id)]).unwrap();
+        }
+    }
+
+    /// The virtual clock's origin; only its differences matter.
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn conn_ack(id: &str) -> Frame<'_> {
+        Frame { client_id: id, ..Frame::empty(FrameType::ConnAck) }
+    }
+
+    fn subscribe_frames(filters: &[&str]) -> Vec<u8> {
+        filters.iter().flat_map(|f| Frame::with_topic(FrameType::Subscribe, f).to_vec()).collect()
+    }
+
+    #[test]
+    fn connect_sends_credentials_and_keeps_the_assigned_id() {
+        let config = ClientConfig { credentials: Some(("user".into(), "secret".into())), ..Default::default() };
+        let mut h = Harness::with_config(&config);
+        assert_eq!(h.client.state(), ConnectionState::Idle);
+        assert_eq!(h.client.poll_transmit(), None);
+
+        h.client.connect(h.at(0));
+        assert_eq!(h.sent(), Frame::connect("", b"user\0secret").to_vec());
+        assert_eq!(h.client.state(), ConnectionState::Connecting);
+        h.receive(5, &[conn_ack("tinymq-7")]).unwrap();
+        assert_eq!(h.events(), [ClientEvent::Connected { client_id: "tinymq-7".into() }]);
+        assert!(h.client.is_connected());
+        assert_eq!(h.client.client_id(), "tinymq-7");
+
+        // The connection drops; the next Connect asks for the same id.
+        h.client.reset();
+        assert!(!h.client.is_connected());
+        h.client.connect(h.at(1000));
+        assert_eq!(h.sent(), Frame::connect("tinymq-7", b"user\0secret").to_vec());
+    }
+
+    #[test]
+    fn subscriptions_are_sent_again_after_a_reconnect() {
+        let mut h = Harness::new("sensor");
+        h.connect(0, "sensor");
+        h.client.subscribe(h.at(1), "a/#").unwrap();
+        h.client.subscribe(h.at(1), "b/+/c").unwrap();
+        h.client.subscribe(h.at(1), "gone").unwrap();
+        h.client.unsubscribe(h.at(1), "gone").unwrap();
+        let mut expected = subscribe_frames(&["a/#", "b/+/c", "gone"]);
+        expected.extend(Frame::with_topic(FrameType::Unsubscribe, "gone").to_vec());
+        assert_eq!(h.sent(), expected);
+        h.receive(2, &[Frame::with_topic(FrameType::SubAck, "a/#"), Frame::with_topic(FrameType::UnsubAck, "gone")])
+            .unwrap();
+        assert_eq!(
+            h.events()[1..],
+            [
+                ClientEvent::SubAck { filter: "a/#".into(), result: Ok(()) },
+                ClientEvent::UnsubAck { filter: "gone".into(), result: Ok(()) },
+            ]
+        );
+
+        // Lost, then a filter added while disconnected: sent once, after ConnAck.
+        h.client.reset();
+        h.client.subscribe(h.at(3), "late").unwrap();
+        assert_eq!(h.client.poll_transmit(), None);
+        h.client.connect(h.at(4));
+        assert_eq!(h.sent(), Frame::connect("sensor", b"").to_vec());
+        h.receive(5, &[conn_ack("sensor")]).unwrap();
+        assert_eq!(h.sent(), subscribe_frames(&["a/#", "b/+/c", "late"]));
+        assert_eq!(h.client.subscriptions().collect::<Vec<_>>(), ["a/#", "b/+/c", "late"]);
+
+        // Subscribing again to a held filter sends it but holds it once.
+        h.client.subscribe(h.at(6), "a/#").unwrap();
+        assert_eq!(h.sent(), subscribe_frames(&["a/#"]));
+        assert_eq!(h.client.subscriptions().count(), 3);
+    }
+
+    #[test]
+    fn nothing_but_connect_precedes_conn_ack() {
+        let mut h = Harness::new("");
+        h.client.connect(h.at(0));
+        h.sent();
+        assert_eq!(h.client.publish(h.at(1), "a", b"x", false), Err(ClientError::NotConnected));
+        h.client.subscribe(h.at(1), "a").unwrap();
+        assert_eq!(h.client.poll_transmit(), None);
+        assert_eq!(h.client.poll_timeout(), None, "no Ping before ConnAck");
+        h.receive(2, &[conn_ack("tinymq-1")]).unwrap();
+        assert_eq!(h.sent(), subscribe_frames(&["a"]));
+    }
+
+    #[test]
+    fn a_refused_sub_ack_surfaces_and_the_filter_is_forgotten() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.events();
+        h.client.subscribe(h.at(1), "private/#").unwrap();
+        let payload = reason_payload(ReasonCode::NotAuthorized, "not authorized");
+        h.receive(2, &[Frame { payload: &payload, ..Frame::with_topic(FrameType::SubAck, "private/#") }]).unwrap();
+        let refused = Reason { code: 2, text: "not authorized".into() };
+        assert_eq!(refused.reason_code(), Some(ReasonCode::NotAuthorized));
+        assert_eq!(h.events(), [ClientEvent::SubAck { filter: "private/#".into(), result: Err(refused) }]);
+        assert_eq!(h.client.subscriptions().count(), 0);
+    }
+
+    #[test]
+    fn messages_carry_sender_and_retain_flag() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.events();
+        h.receive(1, &[Frame::publish("a/b", b"21.5", "sensor", true), Frame::publish("a/b", b"", "other", false)])
+            .unwrap();
+        assert_eq!(
+            h.events(),
+            [
+                ClientEvent::Message {
+                    topic: "a/b".into(),
+                    payload: b"21.5".to_vec(),
+                    from: "sensor".into(),
+                    retained: true
+                },
+                ClientEvent::Message { topic: "a/b".into(), payload: vec![], from: "other".into(), retained: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn publish_queues_a_frame_and_validates_first() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.client.publish(h.at(1), "sensors/temperature", b"23.5", false).unwrap();
+        h.client.publish(h.at(1), "lamp", b"on", true).unwrap();
+        let mut expected = Frame::publish("sensors/temperature", b"23.5", "", false).to_vec();
+        expected.extend(Frame::publish("lamp", b"on", "", true).to_vec());
+        assert_eq!(h.sent(), expected);
+
+        assert!(matches!(
+            h.client.publish(h.at(2), "a/+", b"x", false),
+            Err(ClientError::InvalidTopic { source: TopicError::WildcardInName, .. })
+        ));
+        assert!(matches!(h.client.publish(h.at(2), "", b"x", false), Err(ClientError::InvalidTopic { .. })));
+        let big = vec![0; (1 << 20) + 1];
+        assert_eq!(
+            h.client.publish(h.at(2), "a", &big, false),
+            Err(ClientError::PayloadTooLarge { len: big.len(), max: 1 << 20 })
+        );
+        assert!(matches!(h.client.subscribe(h.at(2), "a/#/b"), Err(ClientError::InvalidTopic { .. })));
+        assert_eq!(h.client.poll_transmit(), None);
+    }
+
+    #[test]
+    fn ping_after_half_the_keep_alive_of_silence() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        assert_eq!(h.client.poll_timeout(), Some(h.at(5_000)));
+        h.client.handle_timeout(h.at(4_999)).unwrap();
+        assert_eq!(h.client.poll_transmit(), None);
+        h.client.handle_timeout(h.at(5_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+
+        // Pong is consumed silently and moves both deadlines on.
+        h.receive(5_010, &[Frame::empty(FrameType::Pong)]).unwrap();
+        assert_eq!(h.events().len(), 1, "only Connected");
+        assert_eq!(h.client.poll_timeout(), Some(h.at(10_000)));
+
+        // A publish counts as sending, so the next Ping waits for its silence
+        // as long as the broker keeps talking.
+        h.client.publish(h.at(8_000), "a", b"x", false).unwrap();
+        h.sent();
+        h.receive(9_000, &[Frame::publish("b", b"y", "d", false)]).unwrap();
+        assert_eq!(h.client.poll_timeout(), Some(h.at(13_000)));
+        h.receive(12_000, &[Frame::publish("b", b"y", "d", false)]).unwrap();
+        assert_eq!(h.client.poll_timeout(), Some(h.at(13_000)));
+        h.client.handle_timeout(h.at(13_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+    }
+
+    #[test]
+    fn a_publisher_that_never_hears_back_pings_anyway() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        for millis in (1_000..=5_000).step_by(1_000) {
+            h.client.publish(h.at(millis), "a", b"x", false).unwrap();
+        }
+        h.sent();
+        // Sending all along, but nothing received since ConnAck at 0.
+        assert_eq!(h.client.poll_timeout(), Some(h.at(5_000)));
+        h.client.handle_timeout(h.at(5_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+    }
+
+    #[test]
+    fn a_silent_broker_is_reported_dead() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.client.handle_timeout(h.at(5_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+        // Dead 1.5 × keep-alive after the last byte received, unless bytes come.
+        assert_eq!(h.client.poll_timeout(), Some(h.at(10_000)), "the next send-idle Ping");
+        h.client.handle_timeout(h.at(10_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+        assert_eq!(h.client.poll_timeout(), Some(h.at(15_000)));
+        h.client.handle_timeout(h.at(14_999)).unwrap();
+        assert_eq!(
+            h.client.handle_timeout(h.at(15_000)),
+            Err(ClientError::KeepAliveTimeout { silent_for: Duration::from_secs(15) })
+        );
+        assert_eq!(h.client.state(), ConnectionState::Closed);
+        assert_eq!(h.client.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_late_timer_gives_the_ping_a_full_interval() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        // The shell was asleep well past 1.5 × keep-alive: Ping first, no verdict.
+        h.client.handle_timeout(h.at(60_000)).unwrap();
+        assert_eq!(h.sent(), Frame::empty(FrameType::Ping).to_vec());
+        assert_eq!(h.client.poll_timeout(), Some(h.at(65_000)));
+        h.client.handle_timeout(h.at(65_000)).unwrap();
+        h.receive(66_000, &[Frame::empty(FrameType::Pong)]).unwrap();
+        assert!(h.client.is_connected());
+        h.client.handle_timeout(h.at(70_000)).unwrap();
+        assert!(h.client.is_connected());
+    }
+
+    #[test]
+    fn keep_alive_zero_turns_pings_off() {
+        let config = ClientConfig { keep_alive: Duration::ZERO, ..Default::default() };
+        let mut h = Harness::with_config(&config);
+        h.connect(0, "c");
+        assert_eq!(h.client.poll_timeout(), None);
+        h.client.handle_timeout(h.at(1_000_000)).unwrap();
+        assert_eq!(h.client.poll_transmit(), None);
+    }
+
+    #[test]
+    fn a_broker_disconnect_surfaces_its_code_and_text() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.events();
+        let payload = reason_payload(ReasonCode::SessionTakenOver, "session taken over");
+        let mut bytes = Frame { payload: &payload, ..Frame::empty(FrameType::Disconnect) }.to_vec();
+        let disconnect_len = bytes.len();
+        // Bytes after the Disconnect are not read.
+        bytes.extend(Frame::publish("a", b"x", "d", false).to_vec());
+        assert_eq!(h.client.handle_input(h.at(1), &bytes), Ok(disconnect_len));
+        let reason = Reason { code: 3, text: "session taken over".into() };
+        assert_eq!(reason.reason_code(), Some(ReasonCode::SessionTakenOver));
+        assert_eq!(reason.to_string(), "session taken over (code 3)");
+        assert_eq!(h.events(), [ClientEvent::Disconnected(reason)]);
+        assert_eq!(h.client.state(), ConnectionState::Closed);
+        assert_eq!(h.client.handle_input(h.at(2), &bytes[disconnect_len..]), Err(ClientError::NotConnected));
+        assert_eq!(h.client.publish(h.at(2), "a", b"x", false), Err(ClientError::NotConnected));
+    }
+
+    #[test]
+    fn a_refused_connect_is_a_disconnect_before_conn_ack() {
+        let mut h = Harness::new("c");
+        h.client.connect(h.at(0));
+        let payload = reason_payload(ReasonCode::NotAuthorized, "bad credentials");
+        h.receive(1, &[Frame { payload: &payload, ..Frame::empty(FrameType::Disconnect) }]).unwrap();
+        assert_eq!(h.events(), [ClientEvent::Disconnected(Reason { code: 2, text: "bad credentials".into() })]);
+    }
+
+    #[test]
+    fn frames_split_across_reads_decode_like_one_read() {
+        let mut stream = conn_ack("tinymq-3").to_vec();
+        stream.extend(Frame::with_topic(FrameType::SubAck, "a/+").to_vec());
+        stream.extend(Frame::publish("a/b", b"payload", "sensor", true).to_vec());
+        stream.extend(Frame::empty(FrameType::Pong).to_vec());
+        stream.extend(Frame::publish("a/c", b"", "sensor", false).to_vec());
+
+        let mut whole = Harness::new("");
+        whole.client.connect(whole.at(0));
+        assert_eq!(whole.client.handle_input(whole.at(1), &stream), Ok(stream.len()));
+        let expected = whole.events();
+        assert_eq!(expected.len(), 4);
+
+        for cut in 0..=stream.len() {
+            for second_cut in [cut, (cut + 7).min(stream.len())] {
+                let mut h = Harness::new("");
+                h.client.connect(h.at(0));
+                // The shell's read loop: append what arrived, drop what was used.
+                let mut held = Vec::new();
+                for chunk in [&stream[..cut], &stream[cut..second_cut], &stream[second_cut..]] {
+                    held.extend_from_slice(chunk);
+                    let used = h.client.handle_input(h.at(1), &held).unwrap();
+                    held.drain(..used);
+                }
+                assert!(held.is_empty(), "cut {cut}");
+                assert_eq!(h.events(), expected, "cut {cut}/{second_cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn broker_protocol_errors_make_the_connection_unusable() {
+        let mut h = Harness::new("c");
+        h.client.connect(h.at(0));
+        assert_eq!(
+            h.client.handle_input(h.at(1), &Frame::publish("a", b"x", "d", false).to_vec()),
+            Err(ClientError::UnexpectedFrame { kind: FrameType::Publish, context: "before ConnAck" })
+        );
+        assert_eq!(h.client.state(), ConnectionState::Closed);
+
+        h.connect(2, "c");
+        let error = h.client.handle_input(h.at(3), &Frame::with_topic(FrameType::Subscribe, "a").to_vec());
+        assert!(matches!(error, Err(ClientError::UnexpectedFrame { kind: FrameType::Subscribe, .. })));
+
+        h.connect(4, "c");
+        assert_eq!(
+            h.client.handle_input(h.at(5), &[0x0a]),
+            Err(ClientError::InvalidFrame(DecodeError::UnknownType(10)))
+        );
+        assert!(!h.client.is_connected());
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let now = epoch();
+        let long_id = ClientConfig { client_id: "x".repeat(257), ..Default::default() };
+        assert_eq!(ClientSession::new(&long_id, now).err(), Some(ClientError::ClientIdTooLong { len: 257, max: 256 }));
+        let nul = ClientConfig { credentials: Some(("a\0b".into(), "p".into())), ..Default::default() };
+        assert!(matches!(ClientSession::new(&nul, now), Err(ClientError::InvalidCredentials(_))));
+    }
+
+    #[test]
+    fn debug_output_leaves_the_password_out() {
+        let config = ClientConfig { credentials: Some(("user".into(), "hunter2".into())), ..Default::default() };
+        let session = ClientSession::new(&config, epoch()).unwrap();
+        for text in [format!("{config:?}"), format!("{session:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert!(format!("{config:?}").contains("user"));
+    }
+
+    #[test]
+    fn partial_writes_are_tracked() {
+        let mut h = Harness::new("c");
+        h.client.connect(h.at(0));
+        let connect = Frame::connect("c", b"").to_vec();
+        assert_eq!(h.client.poll_transmit(), Some(&connect[..]));
+        h.client.advance_transmit(4);
+        assert_eq!(h.client.poll_transmit(), Some(&connect[4..]));
+        h.client.advance_transmit(connect.len());
+        assert_eq!(h.client.poll_transmit(), None);
+    }
+
+    #[test]
+    fn a_clean_disconnect_is_queued() {
+        let mut h = Harness::new("c");
+        h.connect(0, "c");
+        h.client.disconnect(h.at(1));
+        assert_eq!(h.sent(), Frame::empty(FrameType::Disconnect).to_vec());
+        assert_eq!(h.client.state(), ConnectionState::Closed);
+    }
+}
