@@ -35,7 +35,9 @@ Options:
   --rate N             messages per second per publisher, 0 for as fast as possible [default: 0]
   --topic TOPIC        [default: bench/a]
   --timeout SECS       how long to wait for deliveries after publishing ends [default: 10]
-  --pid PID            the broker's process id: report its RSS before and after";
+  --pid PID            the broker's process id: report its RSS before and after
+  --idle N             instead: open N connections, each subscribed to its own
+                       topic, and report the broker's RSS per connection (needs --pid)";
 
 struct Settings {
     network: Network,
@@ -48,6 +50,7 @@ struct Settings {
     topic: String,
     timeout: Duration,
     pid: Option<u32>,
+    idle: Option<usize>,
 }
 
 pub fn run(mut args: pico_args::Arguments) -> Outcome {
@@ -65,6 +68,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         topic: args::opt(&mut args, "--topic")?.unwrap_or_else(|| "bench/a".into()),
         timeout: Duration::from_secs(args::opt(&mut args, "--timeout")?.unwrap_or(10)),
         pid: args::opt(&mut args, "--pid")?,
+        idle: args::opt(&mut args, "--idle")?,
     };
     args::finish(args)?;
     if settings.size < 8 {
@@ -73,7 +77,35 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if settings.publishers == 0 {
         return Err(UsageError("--publishers: at least 1".into()).into());
     }
+    if let Some(idle) = settings.idle {
+        let pid = settings.pid.ok_or_else(|| UsageError("--idle needs --pid".into()))?;
+        return idle_connections(&settings, idle, pid).map_err(Failure::run);
+    }
     bench(&settings).map_err(Failure::run)
+}
+
+/// Opens `count` connections, each subscribed to its own topic, and
+/// reports how much the broker's resident memory grew per connection.
+fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), String> {
+    let before = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
+    let mut conns = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut reader = connect(settings, &format!("bench-idle-{i}"))?;
+        let topic = format!("{}/idle/{i}", settings.topic);
+        reader.conn.write_all(&Frame::with_topic(FrameType::Subscribe, &topic).to_vec()).map_err(|e| e.to_string())?;
+        reader.expect(FrameType::SubAck)?;
+        // Keep only the socket: the reader's buffer is ours, not the broker's.
+        conns.push(reader.conn);
+    }
+    let after = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
+    println!("idle subscribed connections: {count}");
+    println!("broker RSS: {before} KiB before, {after} KiB with them open");
+    println!(
+        "RSS per idle subscribed connection: {:.0} bytes",
+        (after.saturating_sub(before) * 1024) as f64 / count as f64
+    );
+    drop(conns);
+    Ok(())
 }
 
 enum Conn {
