@@ -138,11 +138,13 @@ impl EventLoop {
                     self.accept(i, now);
                 }
             }
-            self.flush_dirty(now);
             if !shutting_down && self.shared.is_shutting_down() {
                 shutting_down = true;
                 self.begin_shutdown(now);
             }
+            // Last, so whatever this turn queued (a shutdown's Disconnects
+            // included) goes out before the loop sleeps.
+            self.flush_dirty(now);
             if shutting_down && self.conns.iter().all(Option::is_none) {
                 break;
             }
