@@ -14,6 +14,7 @@
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
+//! | [`store`] | what is kept across restarts: record format, [`store::Store`] |
 //!
 //! # The run loop
 //!
@@ -61,6 +62,7 @@ pub mod message;
 pub mod outbound;
 pub mod router;
 pub mod session;
+pub mod store;
 pub mod topic;
 
 pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};

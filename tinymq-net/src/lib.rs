@@ -27,6 +27,7 @@ mod event_loop;
 mod local;
 mod proto;
 mod shared;
+pub mod store;
 mod transport;
 
 pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
