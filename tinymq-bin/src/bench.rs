@@ -272,7 +272,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
                         // Microseconds, saturating: 71 minutes is plenty.
                         latencies.push(u32::try_from(now.saturating_sub(sent) / 1000).unwrap_or(u32::MAX));
                         got += 1;
-                        if got % 1024 == 0 {
+                        if got.is_multiple_of(1024) {
                             delivered.fetch_add(1024, Ordering::Relaxed);
                         }
                     }

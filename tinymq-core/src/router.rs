@@ -157,10 +157,10 @@ impl<S: Clone> Router<S> {
             namespace.trie.remove(filter, id);
         }
         self.subscription_count -= subscriber.filters.len();
-        if let Some(client_id) = &subscriber.client_id {
-            if namespace.client_ids.get(client_id) == Some(&id) {
-                namespace.client_ids.remove(client_id);
-            }
+        if let Some(client_id) = &subscriber.client_id
+            && namespace.client_ids.get(client_id) == Some(&id)
+        {
+            namespace.client_ids.remove(client_id);
         }
         self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
         self.free_slots.push(id.index);

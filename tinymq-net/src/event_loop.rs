@@ -107,11 +107,11 @@ impl EventLoop {
         let mut shutting_down = false;
         loop {
             let timeout = self.next_timeout(Instant::now());
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
-                if error.kind() != io::ErrorKind::Interrupted {
-                    log::error!("event loop {} poll failed: {error}", self.index);
-                    break;
-                }
+            if let Err(error) = self.poll.poll(&mut events, timeout)
+                && error.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("event loop {} poll failed: {error}", self.index);
+                break;
             }
             let now = Instant::now();
             for event in events.iter() {
@@ -519,11 +519,11 @@ impl EventLoop {
             Some(until) => Some(until),
             None => conn.proto.poll_timeout(),
         };
-        if let Some(deadline) = deadline {
-            if conn.armed.is_none_or(|armed| deadline < armed) {
-                conn.armed = Some(deadline);
-                self.timers.push(Reverse((deadline, token, conn.serial)));
-            }
+        if let Some(deadline) = deadline
+            && conn.armed.is_none_or(|armed| deadline < armed)
+        {
+            conn.armed = Some(deadline);
+            self.timers.push(Reverse((deadline, token, conn.serial)));
         }
     }
 
