@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
+use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr};
 
 use crate::args::{self, Failure, Outcome, UsageError};
@@ -19,7 +20,10 @@ Options:
   --network tcp|unix        binary-protocol listener kind [default: tcp]
   --address ADDR            HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --no-http                 no HTTP listener (the HTTP API is not built yet)
+  --data DIR                store directory, created if missing [default: ./data]
   --in-memory               keep nothing on disk
+  --durability MODE         immediate (commit before acknowledging) or batched [default: batched]
+  --commit-interval-ms N    batched: commit at least every N ms [default: 50]
   --allow-anonymous BOOL    let clients without credentials in [default: true]
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
@@ -40,6 +44,24 @@ impl std::str::FromStr for Network {
             "tcp" => Ok(Network::Tcp),
             "unix" => Ok(Network::Unix),
             _ => Err("expected tcp or unix"),
+        }
+    }
+}
+
+/// The `--durability` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DurabilityMode {
+    Immediate,
+    Batched,
+}
+
+impl std::str::FromStr for DurabilityMode {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "immediate" => Ok(DurabilityMode::Immediate),
+            "batched" => Ok(DurabilityMode::Batched),
+            _ => Err("expected immediate or batched"),
         }
     }
 }
@@ -73,7 +95,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let network = args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp);
     let address: Option<String> = args::opt(&mut args, "--address")?;
     let _no_http = args::switch(&mut args, "--no-http");
-    let _in_memory = args::switch(&mut args, "--in-memory");
+    let in_memory = args::switch(&mut args, "--in-memory");
+    let data: Option<PathBuf> = args::opt(&mut args, "--data")?;
+    let durability: Option<DurabilityMode> = args::opt(&mut args, "--durability")?;
+    let interval_ms: Option<u64> = args::opt(&mut args, "--commit-interval-ms")?;
     let allow_anonymous = args::opt_bool(&mut args, "--allow-anonymous")?.unwrap_or(true);
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
@@ -83,12 +108,31 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if threads == Some(0) {
         return Err(UsageError("--threads: must be at least 1".into()).into());
     }
+    if in_memory && data.is_some() {
+        return Err(UsageError("--in-memory: cannot be used with --data".into()).into());
+    }
+    if interval_ms == Some(0) {
+        return Err(UsageError("--commit-interval-ms: must be at least 1".into()).into());
+    }
+    let durability = match (durability.unwrap_or(DurabilityMode::Batched), interval_ms) {
+        (DurabilityMode::Immediate, Some(_)) => {
+            return Err(UsageError("--commit-interval-ms: only with --durability batched".into()).into());
+        }
+        (DurabilityMode::Immediate, None) => Durability::Immediate,
+        (DurabilityMode::Batched, ms) => Durability::Batched(Duration::from_millis(ms.unwrap_or(50))),
+    };
     if keep_alive == Some(0) {
         return Err(UsageError("--keep-alive: must be at least 1 second".into()).into());
     }
     logger::init(level);
 
-    let mut builder = Broker::builder().listen(listen_addr(network, address)?).allow_anonymous(allow_anonymous);
+    let mut builder = Broker::builder()
+        .listen(listen_addr(network, address)?)
+        .allow_anonymous(allow_anonymous)
+        .durability(durability);
+    if !in_memory {
+        builder = builder.data_dir(data.unwrap_or_else(|| PathBuf::from("./data")));
+    }
     if let Some(threads) = threads {
         builder = builder.threads(threads);
     }

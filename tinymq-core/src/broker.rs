@@ -33,6 +33,10 @@ pub struct Effects<S> {
     /// A published message and the sinks that must receive it (once each;
     /// the publishing session's own sink when it subscribed to the topic).
     pub delivery: Option<Arc<Delivery>>,
+    /// A retained publish changed a stored value: the name of the namespace
+    /// whose value for `delivery`'s topic must be written to the store
+    /// (deleted when the payload is empty).
+    pub stored: Option<Arc<str>>,
     /// Receivers of `delivery`.
     pub receivers: Vec<S>,
     /// A session whose client id was taken over: send it Disconnect 3.
@@ -43,7 +47,7 @@ pub struct Effects<S> {
 
 impl<S> Default for Effects<S> {
     fn default() -> Self {
-        Effects { delivery: None, receivers: Vec::new(), taken_over: None, connected: None }
+        Effects { delivery: None, receivers: Vec::new(), taken_over: None, connected: None, stored: None }
     }
 }
 
@@ -89,7 +93,10 @@ pub fn execute<S: Clone>(
                 ip: origin.ip,
             });
             let outcome = router.publish(namespace, topic, &delivery, retain, &mut effects.receivers);
-            if outcome.receivers > 0 {
+            if outcome.stored {
+                effects.stored = Some(router.namespace_name(namespace).clone());
+            }
+            if outcome.receivers > 0 || outcome.stored {
                 effects.delivery = Some(delivery);
             }
         }

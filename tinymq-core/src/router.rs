@@ -93,6 +93,8 @@ struct Namespace {
 pub struct Router<S> {
     namespaces: Vec<Namespace>,
     namespace_names: HashMap<Box<str>, NamespaceId>,
+    /// Each namespace's user name, by id; empty for the public one.
+    names: Vec<Arc<str>>,
     slots: Vec<Option<Subscriber<S>>>,
     generations: Vec<u32>,
     free_slots: Vec<u32>,
@@ -112,6 +114,7 @@ impl<S: Clone> Router<S> {
         Router {
             namespaces: vec![Namespace::default()],
             namespace_names: HashMap::new(),
+            names: vec!["".into()],
             slots: Vec::new(),
             generations: Vec::new(),
             free_slots: Vec::new(),
@@ -120,15 +123,26 @@ impl<S: Clone> Router<S> {
         }
     }
 
-    /// The namespace of user `name`, created on first use.
+    /// The namespace of user `name`, created on first use; the empty name
+    /// is the public namespace.
     pub fn namespace(&mut self, name: &str) -> NamespaceId {
+        if name.is_empty() {
+            return NamespaceId::PUBLIC;
+        }
         if let Some(&id) = self.namespace_names.get(name) {
             return id;
         }
         let id = NamespaceId(u32::try_from(self.namespaces.len()).expect("fewer than 2^32 namespaces"));
         self.namespaces.push(Namespace::default());
         self.namespace_names.insert(name.into(), id);
+        self.names.push(name.into());
         id
+    }
+
+    /// The user name of a namespace (empty for the public one): what the
+    /// store files its values under.
+    pub fn namespace_name(&self, namespace: NamespaceId) -> &Arc<str> {
+        &self.names[namespace.0 as usize]
     }
 
     /// Registers a subscriber that receives through `sink`.

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
-use tinymq_core::{FrameLimits, ReasonCode, SessionConfig, TopicLimits};
+use tinymq_core::store::Store;
+use tinymq_core::{Delivery, FrameLimits, ReasonCode, Router, SessionConfig, TopicLimits};
 
 use crate::Error;
 use crate::event_loop::EventLoop;
 use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink};
+use crate::store::{Durability, RedbStore, StoreWriter};
 use crate::transport::{ListenAddr, Listener};
 
 /// Every setting of a broker. Built with [`Broker::builder`].
@@ -33,6 +35,11 @@ pub struct BrokerConfig {
     /// Messages queued per in-process client before the oldest are dropped
     /// (default 65,536).
     pub local_queue_limit: usize,
+    /// Where stored values live: `None` keeps them in memory only (the
+    /// library's default); a directory holds a redb database.
+    pub data_dir: Option<PathBuf>,
+    /// When a stored value is durable (default batched within 50 ms).
+    pub durability: Durability,
 }
 
 impl Default for BrokerConfig {
@@ -44,6 +51,8 @@ impl Default for BrokerConfig {
             max_connections: 100_000,
             allow_anonymous: true,
             local_queue_limit: 65_536,
+            data_dir: None,
+            durability: Durability::Batched(Duration::from_millis(50)),
         }
     }
 }
@@ -115,6 +124,25 @@ impl BrokerBuilder {
         self
     }
 
+    /// Keeps stored values in a redb database in `dir` (created if
+    /// missing), loaded again at the next start.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps stored values in memory only (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.config.data_dir = None;
+        self
+    }
+
+    /// Sets when stored values are durable.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: BrokerConfig) -> Self {
         self.config = config;
@@ -124,6 +152,22 @@ impl BrokerBuilder {
     /// Opens the listeners and starts the event loops.
     pub fn start(self) -> Result<Broker, Error> {
         let config = self.config;
+        // The store first: a broken or busy data directory stops the start
+        // before any port is taken.
+        let mut router = Router::new();
+        let store = match &config.data_dir {
+            None => None,
+            Some(dir) => {
+                let store = RedbStore::open(dir)?;
+                let values = store.load_values()?;
+                log::info!("loaded {} stored values from {}", values.len(), store.path().display());
+                for value in values {
+                    let namespace = router.namespace(&value.namespace);
+                    router.store(namespace, Delivery::new(value.message));
+                }
+                Some(StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?)
+            }
+        };
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for address in &config.listeners {
@@ -139,7 +183,7 @@ impl BrokerBuilder {
             handles.push(LoopHandle { waker, inbox: Mutex::new(Vec::new()) });
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(config, handles));
+        let shared = Arc::new(Shared::new(config, router, store, handles));
         let mut threads = Vec::new();
         for (index, poll) in polls.into_iter().enumerate() {
             // Loop 0 accepts and spreads connections over all loops.
@@ -229,9 +273,7 @@ impl Broker {
 
     /// Blocks until the broker stops (after a [`ShutdownHandle::shutdown`]).
     pub fn wait(mut self) {
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 
     fn stop(&mut self) {
@@ -239,6 +281,10 @@ impl Broker {
         close_local_clients(&self.shared);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        // The loops are gone, so nothing more is written: commit the rest.
+        if let Some(store) = &self.shared.store {
+            store.shutdown();
         }
         log::info!("broker stopped");
     }
@@ -303,6 +349,8 @@ pub struct BrokerStats {
     pub subscriptions: u64,
     /// Stored values.
     pub values: u64,
+    /// Writes handed to the store.
+    pub store_writes: u64,
 }
 
 impl BrokerStats {
@@ -323,6 +371,7 @@ impl BrokerStats {
             subscribers: router.subscriber_count() as u64,
             subscriptions: router.subscription_count() as u64,
             values: router.value_count() as u64,
+            store_writes: s.store_writes.load(Relaxed),
         }
     }
 }

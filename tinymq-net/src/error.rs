@@ -37,6 +37,12 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The store could not be opened or loaded at start.
+    #[error(transparent)]
+    StoreOpen(#[from] crate::store::StoreError),
+    /// A write to the store failed (disk full, read-only, I/O error).
+    #[error("store write failed: {0}")]
+    Store(String),
     /// The broker has shut down.
     #[error("the broker has shut down")]
     BrokerStopped,

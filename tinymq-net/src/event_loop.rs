@@ -341,7 +341,14 @@ impl EventLoop {
                 inbox.close(ReasonCode::SessionTakenOver);
             }
             if let Some(delivery) = effects.delivery {
-                self.dispatch(&delivery, effects.receivers, now);
+                if let Some(namespace) = &effects.stored {
+                    // The binary protocol acknowledges nothing, so the
+                    // loop never waits for the commit.
+                    let _ = self.shared.persist(namespace, &delivery);
+                }
+                if !effects.receivers.is_empty() {
+                    self.dispatch(&delivery, effects.receivers, now);
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, Subscriber
 
 use crate::Error;
 use crate::shared::{Shared, Sink};
+use crate::store::Durability;
 
 /// A message received by an in-process client. It shares the broker's copy
 /// of the payload.
@@ -131,7 +132,7 @@ impl LocalClient {
 
     fn check_open(&self) -> Result<(), Error> {
         if let Some(reason) = self.inbox.queue.lock().closed {
-            return Err(Error::SessionClosed(reason));
+            return Err(closed_error(reason));
         }
         if self.shared.is_shutting_down() {
             return Err(Error::BrokerStopped);
@@ -146,7 +147,8 @@ impl LocalClient {
     }
 
     /// Publishes and stores the message as the topic's value (an empty
-    /// payload deletes the value and reaches no one).
+    /// payload deletes the value and reaches no one). With a data directory
+    /// and [`Durability::Immediate`], returns once the value is committed.
     pub fn publish_retained(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
         self.send(topic, payload, true)
     }
@@ -167,9 +169,20 @@ impl LocalClient {
             ip: None,
         });
         let mut receivers = Vec::new();
-        let outcome = self.shared.router.lock().publish(self.namespace, name, &delivery, retain, &mut receivers);
+        let (outcome, namespace) = {
+            let mut router = self.shared.router.lock();
+            let outcome = router.publish(self.namespace, name, &delivery, retain, &mut receivers);
+            (outcome, router.namespace_name(self.namespace).clone())
+        };
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.shared.dispatch(&delivery, &receivers);
+        if outcome.stored
+            && let Some(ticket) = self.shared.persist(&namespace, &delivery)
+            && self.shared.config.durability == Durability::Immediate
+        {
+            // Under `immediate` a retained publish returns once durable.
+            self.shared.store.as_ref().expect("persist needs a store").wait(ticket).map_err(Error::Store)?;
+        }
         Ok(outcome.receivers)
     }
 
@@ -199,7 +212,7 @@ impl LocalClient {
         let mut queue = self.inbox.queue.lock();
         match queue.messages.pop_front() {
             Some(message) => Ok(Some(message)),
-            None => queue.closed.map_or(Ok(None), |reason| Err(Error::SessionClosed(reason))),
+            None => queue.closed.map_or(Ok(None), |reason| Err(closed_error(reason))),
         }
     }
 
@@ -212,7 +225,7 @@ impl LocalClient {
                 return Ok(Some(message));
             }
             if let Some(reason) = queue.closed {
-                return Err(Error::SessionClosed(reason));
+                return Err(closed_error(reason));
             }
             if self.shared.is_shutting_down() {
                 return Err(Error::BrokerStopped);
@@ -222,6 +235,12 @@ impl LocalClient {
             }
         }
     }
+}
+
+/// A stopping broker is [`Error::BrokerStopped`] however the client learns
+/// of it; other reasons (a takeover) end only this client's session.
+fn closed_error(reason: ReasonCode) -> Error {
+    if reason == ReasonCode::ShuttingDown { Error::BrokerStopped } else { Error::SessionClosed(reason) }
 }
 
 impl Drop for LocalClient {

@@ -12,7 +12,9 @@ use tinymq_core::{Credentials, Delivery, NamespaceId, ReasonCode, Router};
 
 use crate::broker::BrokerConfig;
 use crate::local::LocalInbox;
+use crate::store::{StoreWriter, Ticket};
 use crate::transport::Stream;
+use tinymq_core::store::StoreOp;
 
 /// A connection on some event loop. The serial tells a reused slab slot
 /// from the connection that held it before.
@@ -55,6 +57,7 @@ pub(crate) struct Stats {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) slow_consumer_drops: AtomicU64,
     pub(crate) local_queue_drops: AtomicU64,
+    pub(crate) store_writes: AtomicU64,
     /// Broker-sent Disconnects, by reason code (index = code).
     pub(crate) disconnects: [AtomicU64; 9],
 }
@@ -70,20 +73,42 @@ impl Stats {
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) router: Mutex<Router<Sink>>,
+    /// The store's writer thread; `None` for an in-memory broker.
+    pub(crate) store: Option<StoreWriter>,
     pub(crate) loops: Vec<LoopHandle>,
     pub(crate) stats: Stats,
     shutting_down: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(config: BrokerConfig, loops: Vec<LoopHandle>) -> Self {
+    pub(crate) fn new(
+        config: BrokerConfig,
+        router: Router<Sink>,
+        store: Option<StoreWriter>,
+        loops: Vec<LoopHandle>,
+    ) -> Self {
         Shared {
             config,
-            router: Mutex::new(Router::new()),
+            router: Mutex::new(router),
+            store,
             loops,
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// Hands a changed stored value to the store's writer (a delete when
+    /// the payload is empty). `None` when nothing is stored on disk.
+    pub(crate) fn persist(&self, namespace: &str, delivery: &Delivery) -> Option<Ticket> {
+        let writer = self.store.as_ref()?;
+        let message = delivery.message();
+        let op = if message.payload.is_empty() {
+            StoreOp::DeleteValue { namespace: namespace.to_owned(), topic: message.topic.to_string() }
+        } else {
+            StoreOp::PutValue { namespace: namespace.to_owned(), message: message.clone() }
+        };
+        self.stats.store_writes.fetch_add(1, Ordering::Relaxed);
+        Some(writer.submit(op))
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

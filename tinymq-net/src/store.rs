@@ -176,7 +176,7 @@ struct WriterShared {
 /// groups, one transaction per group.
 pub struct StoreWriter {
     shared: Arc<WriterShared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -226,7 +226,7 @@ impl StoreWriter {
                 shared.done.notify_all();
             }
         })?;
-        Ok(StoreWriter { shared, thread: Some(thread) })
+        Ok(StoreWriter { shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// Queues a write; it is committed with the next group.
@@ -260,15 +260,12 @@ impl StoreWriter {
         self.shared.queue.lock().commits
     }
 
-    /// Commits everything queued and stops the thread.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    /// Commits everything queued and stops the thread. Later submits are
+    /// not committed.
+    pub fn shutdown(&self) {
         self.shared.queue.lock().stopping = true;
         self.shared.work.notify_all();
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
     }
@@ -276,7 +273,7 @@ impl StoreWriter {
 
 impl Drop for StoreWriter {
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown();
     }
 }
 
