@@ -1,8 +1,6 @@
-//! The command line of CLI.md: exit statuses and messages.
-//!
-//! Being an integration test of tinymq-bin, this file also makes
-//! `cargo test --workspace` build the `tinymq` binary before any test
-//! runs, which the end-to-end tests in the workspace's `tests/` rely on.
+//! The command line of CLI.md: exit statuses and messages of every
+//! subcommand. (The end-to-end tests in the workspace's `tests/` build the
+//! binary themselves, so they never run a stale one.)
 
 use std::process::Command;
 

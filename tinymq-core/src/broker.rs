@@ -78,7 +78,9 @@ pub fn execute<S: Clone>(
             };
             let id = router.add_subscriber(namespace, sink);
             let (client_id, previous) = router.claim_client_id(id, client_id);
-            effects.taken_over = previous.and_then(|old| router.sink(old).cloned());
+            // The old holder leaves the router now; the shell only has to
+            // tell it (its later release finds a stale id and does nothing).
+            effects.taken_over = previous.and_then(|old| router.remove_subscriber(old));
             session.accept(client_id);
             effects.connected = Some(id);
         }

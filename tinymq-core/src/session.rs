@@ -225,7 +225,7 @@ impl Session {
             }
             (State::Connected, FrameType::Publish) => match TopicName::new(frame.topic, &self.topic_limits) {
                 Ok(topic) => Request::Publish { topic, payload: frame.payload, retain: frame.retain },
-                Err(error) => return Err(self.close_with(ReasonCode::InvalidTopic, &topic_error_text(&error))),
+                Err(error) => return Err(self.close_with(topic_error_reason(&error), &error.to_string())),
             },
             (State::Connected, FrameType::Subscribe | FrameType::Unsubscribe) => {
                 match Filter::new(frame.topic, &self.topic_limits) {
@@ -234,7 +234,7 @@ impl Session {
                     Err(error) => {
                         // A bad filter is refused in its ack; the session goes on.
                         let ack = ack_kind(frame.kind);
-                        self.queue_ack(ack, frame.topic, Err((ReasonCode::InvalidTopic, &topic_error_text(&error))));
+                        self.queue_ack(ack, frame.topic, Err((topic_error_reason(&error), &error.to_string())));
                         return Ok(Step::Handled { consumed });
                     }
                 }
@@ -354,8 +354,13 @@ fn ack_kind(kind: FrameType) -> FrameType {
     if kind == FrameType::Subscribe { FrameType::SubAck } else { FrameType::UnsubAck }
 }
 
-fn topic_error_text(error: &TopicError) -> String {
-    error.to_string()
+/// PROTOCOL.md's Limits: a field over a limit (length, levels) is "frame
+/// too large"; a malformed name or filter is "invalid topic".
+fn topic_error_reason(error: &TopicError) -> ReasonCode {
+    match error {
+        TopicError::TooLong { .. } | TopicError::TooManyLevels { .. } => ReasonCode::FrameTooLarge,
+        _ => ReasonCode::InvalidTopic,
+    }
 }
 
 /// Splits a Connect payload into credentials: `user \0 password`.

@@ -113,7 +113,7 @@ impl LocalClient {
             let mut router = shared.router.lock();
             let id = router.add_subscriber(namespace, Sink::Local(inbox.clone()));
             let (client_id, previous) = router.claim_client_id(id, client_id);
-            (id, client_id, previous.and_then(|old| router.sink(old).cloned()))
+            (id, client_id, previous.and_then(|old| router.remove_subscriber(old)))
         };
         match previous {
             Some(Sink::Conn(old)) => {

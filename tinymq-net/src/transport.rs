@@ -85,8 +85,12 @@ impl Drop for Listener {
 /// A socket file left by a broker that died is removed; one that a live
 /// process still accepts on is an error, never stolen.
 fn remove_stale_socket(path: &Path) -> Result<(), Error> {
-    if !path.exists() {
-        return Ok(());
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !metadata.file_type().is_socket() {
+        // Never delete what is not a socket: it is somebody's file.
+        let source = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the path exists and is not a socket");
+        return Err(Error::Listen { address: path.display().to_string(), source });
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(Error::SocketInUse(path.to_owned()));
