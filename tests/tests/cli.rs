@@ -1,0 +1,115 @@
+//! The `tinymq` command line, run as a real process: usage errors,
+//! `--version`, signals, and the `pub`/`sub` commands.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tinymq_core::ReasonCode;
+use tinymq_tests::{BrokerProcess, WAIT, tinymq, wait_child};
+
+/// Runs `tinymq args` to completion, at most [`WAIT`] (killed after).
+fn run(args: &[&str]) -> Output {
+    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if wait_child(&mut child, WAIT).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tinymq {args:?} still running after {WAIT:?}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn free_address() -> String {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+#[test]
+fn an_unknown_flag_exits_2_with_one_line_naming_it() {
+    // Valid flags around it, so a broker that ignored it would not touch
+    // the default ports (and is killed by `run`).
+    let address = free_address();
+    let output = run(&["broker", "--address", &address, "--no-http", "--in-memory", "--bogus"]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains("--bogus"), "names the flag: {stderr:?}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn version_prints_the_version() {
+    let output = run(&["--version"]);
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("tinymq {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_busy_address_exits_1_with_one_line_saying_so() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = run(&["broker", "--address", &address, "--no-http", "--in-memory"]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains(&address), "says what failed: {stderr:?}");
+}
+
+/// `signal` stops the broker: clients get Disconnect 6, it exits 0 soon.
+fn stops_cleanly_on(signal: libc::c_int) {
+    let mut broker = BrokerProcess::start(&[]);
+    let mut idle = broker.connect("idle");
+    let mut subscriber = broker.connect("subscriber");
+    subscriber.subscribe("#");
+    let sent = Instant::now();
+    broker.signal(signal);
+    idle.expect_disconnect(ReasonCode::ShuttingDown);
+    subscriber.expect_disconnect(ReasonCode::ShuttingDown);
+    let status = broker.wait_exit(WAIT);
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(took < Duration::from_secs(3), "took {took:?} to stop");
+}
+
+#[test]
+fn sigterm_stops_the_broker_with_status_0_after_telling_clients() {
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_stops_the_broker_with_status_0_after_telling_clients() {
+    stops_cleanly_on(libc::SIGINT);
+}
+
+#[test]
+fn pub_and_sub_commands_talk_through_the_broker() {
+    let broker = BrokerProcess::start(&[]);
+    let address = broker.tcp_addr().to_string();
+    let sub = tinymq()
+        .args(["sub", "--address", &address, "--topic", "sensors/#", "--count", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both messages are retained, so `sub` gets them whether it subscribes
+    // before or after they are published: no wait for its readiness.
+    let publish = run(&["pub", "--address", &address, "--topic", "sensors/first", "--message", "22.5", "--retain"]);
+    assert!(publish.status.success(), "{publish:?}");
+    let mut from_stdin = tinymq()
+        .args(["pub", "--address", &address, "--topic", "sensors/second", "--retain"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    from_stdin.stdin.take().unwrap().write_all(b"65%\n").unwrap();
+    assert!(wait_child(&mut from_stdin, WAIT).expect("pub from stdin exits").success());
+
+    let mut sub = sub;
+    let status = wait_child(&mut sub, WAIT);
+    if status.is_none() {
+        let _ = sub.kill();
+    }
+    let output = sub.wait_with_output().unwrap();
+    assert!(status.is_some_and(|s| s.success()), "sub --count 2 exits 0: {status:?}");
+    let mut lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(lines, ["sensors/first 22.5", "sensors/second 65%"]);
+}

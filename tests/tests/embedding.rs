@@ -1,0 +1,198 @@
+//! The embedding API (`tinymq_net::Broker`) in this process, reached by
+//! in-process clients and by raw protocol clients over real TCP.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tinymq_core::ReasonCode;
+use tinymq_net::{Broker, Error};
+use tinymq_tests::{Endpoint, QUIET, RawClient, WAIT};
+
+fn start(threads: usize) -> (Broker, Endpoint) {
+    let broker = Broker::builder()
+        .listen_tcp("127.0.0.1:0".parse().unwrap())
+        .threads(threads)
+        .start()
+        .expect("start an in-process broker");
+    let endpoint = Endpoint::Tcp(broker.tcp_addr().expect("a TCP listener with its real port"));
+    (broker, endpoint)
+}
+
+/// Runs `broker.shutdown()` on another thread and fails if it does not
+/// return within [`WAIT`].
+fn shutdown_within_wait(broker: Broker) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        broker.shutdown();
+        let _ = done.send(());
+    });
+    finished.recv_timeout(WAIT).expect("Broker::shutdown returned");
+}
+
+#[test]
+fn in_process_and_tcp_clients_exchange_messages_both_ways() {
+    let (broker, endpoint) = start(2);
+    let service = broker.client("service").unwrap();
+    service.subscribe("to-service/#").unwrap();
+    let mut device = RawClient::connect(&endpoint, "device");
+    device.subscribe("to-device");
+
+    device.publish("to-service/status", b"ready");
+    let got = service.recv_timeout(WAIT).unwrap().expect("the device's message");
+    assert_eq!(
+        (got.topic(), got.payload(), got.from(), got.is_retained()),
+        ("to-service/status", &b"ready"[..], "device", false)
+    );
+
+    assert_eq!(service.publish("to-device", b"go").unwrap(), 1, "one subscriber reached");
+    let got = device.recv_publish();
+    assert_eq!(
+        (got.type_byte, got.topic.as_str(), got.payload.as_slice(), got.client_id.as_str()),
+        (0x02, "to-device", &b"go"[..], "service")
+    );
+
+    // A value retained in-process reaches a later TCP subscriber with
+    // RETAIN, right after the SubAck.
+    service.publish_retained("config/rate", b"10").unwrap();
+    device.subscribe("config/#");
+    let got = device.recv_publish();
+    assert_eq!((got.type_byte, got.payload.as_slice(), got.client_id.as_str()), (0x82, &b"10"[..], "service"));
+
+    // And one retained over TCP reaches a later in-process subscriber.
+    device.publish_retained("status/device", b"up");
+    device.ping();
+    let observer = broker.client("observer").unwrap();
+    observer.subscribe("status/+").unwrap();
+    let got = observer.recv_timeout(WAIT).unwrap().expect("the retained status");
+    assert_eq!(
+        (got.topic(), got.payload(), got.from(), got.is_retained()),
+        ("status/device", &b"up"[..], "device", true)
+    );
+
+    assert!(service.try_recv().unwrap().is_none(), "nothing else reached the service");
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn shutdown_sends_disconnect_6_and_returns() {
+    let (broker, endpoint) = start(2);
+    let local = broker.client("local").unwrap();
+    local.subscribe("x").unwrap();
+    // Several connections, spread over both loops.
+    let mut remotes: Vec<RawClient> = (0..4).map(|i| RawClient::connect(&endpoint, &format!("remote-{i}"))).collect();
+    for remote in &mut remotes {
+        remote.subscribe("x");
+    }
+    shutdown_within_wait(broker);
+    for remote in &mut remotes {
+        remote.expect_disconnect(ReasonCode::ShuttingDown);
+    }
+    // Every thread stopped: the listener is gone and the in-process client
+    // is told why.
+    let Endpoint::Tcp(address) = endpoint else { unreachable!() };
+    assert!(std::net::TcpStream::connect_timeout(&address, WAIT).is_err(), "nobody listens after shutdown");
+    let ended = local.recv_timeout(WAIT);
+    assert!(matches!(ended, Err(Error::BrokerStopped)), "{ended:?}");
+    assert!(matches!(local.publish("x", b"late"), Err(Error::BrokerStopped)));
+}
+
+#[test]
+fn an_in_process_waiter_always_sees_broker_stopped() {
+    // A waiter blocked in recv_timeout when shutdown begins, and a call
+    // after it, get the same error every time (it once raced between two).
+    for round in 0..100 {
+        let broker = Broker::builder().threads(1).start().unwrap();
+        let local = broker.client("waiter").unwrap();
+        let (started, waiting) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            let during = local.recv_timeout(Duration::from_secs(30)).map(|m| m.is_some());
+            let after = local.recv_timeout(Duration::ZERO).map(|m| m.is_some());
+            (during, after)
+        });
+        waiting.recv().unwrap();
+        broker.shutdown();
+        let (during, after) = waiter.join().unwrap();
+        assert!(
+            matches!((&during, &after), (Err(Error::BrokerStopped), Err(Error::BrokerStopped))),
+            "round {round}: a waiter during shutdown got {during:?}, a call after it {after:?}"
+        );
+    }
+}
+
+#[test]
+fn a_tcp_clients_disconnect_drops_its_subscriptions() {
+    let (broker, endpoint) = start(1);
+    let local = broker.client("local").unwrap();
+    let mut remote = RawClient::connect(&endpoint, "remote");
+    remote.subscribe("x");
+    remote.subscribe("y/#");
+    assert_eq!(local.publish("x", b"1").unwrap(), 1);
+    assert_eq!(remote.recv_publish().payload, b"1");
+    remote.send(&tinymq_core::Frame::empty(tinymq_core::FrameType::Disconnect));
+    // The broker closes only after acting on the Disconnect.
+    remote.expect_closed();
+    assert_eq!(local.publish("x", b"2").unwrap(), 0, "no subscriber left for x");
+    assert_eq!(local.publish("y/z", b"3").unwrap(), 0, "no subscriber left for y/#");
+    assert_eq!(broker.stats().subscriptions, 0);
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn takeover_works_across_in_process_and_tcp_clients() {
+    let (broker, endpoint) = start(2);
+    let mut remote = RawClient::connect(&endpoint, "shared-id");
+    let local = broker.client("shared-id").unwrap();
+    assert_eq!(local.client_id(), "shared-id");
+    remote.expect_disconnect(ReasonCode::SessionTakenOver);
+
+    local.subscribe("t").unwrap();
+    let mut again = RawClient::connect(&endpoint, "shared-id");
+    let ended = local.recv_timeout(WAIT);
+    assert!(matches!(ended, Err(Error::SessionClosed(ReasonCode::SessionTakenOver))), "{ended:?}");
+    assert!(matches!(local.subscribe("u"), Err(Error::SessionClosed(ReasonCode::SessionTakenOver))));
+    again.subscribe("t");
+    let publisher = broker.client("").unwrap();
+    publisher.publish("t", b"new holder").unwrap();
+    assert_eq!(again.recv_publish().payload, b"new holder");
+    again.expect_silence(QUIET);
+    assert!(matches!(local.try_recv(), Err(Error::SessionClosed(ReasonCode::SessionTakenOver))));
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn a_taken_over_in_process_client_is_no_longer_routed_to() {
+    let (broker, endpoint) = start(1);
+    let old = broker.client("shared-id").unwrap();
+    old.subscribe("t").unwrap();
+    let mut tcp_holder = RawClient::connect(&endpoint, "shared-id");
+    assert!(matches!(old.recv_timeout(WAIT), Err(Error::SessionClosed(ReasonCode::SessionTakenOver))));
+    let publisher = broker.client("publisher").unwrap();
+    assert_eq!(publisher.publish("t", b"1").unwrap(), 0, "the closed session is not a subscriber");
+    tcp_holder.ping();
+
+    // The same for an in-process client taking over another.
+    let first = broker.client("local-id").unwrap();
+    first.subscribe("u").unwrap();
+    let _second = broker.client("local-id").unwrap();
+    assert!(matches!(first.try_recv(), Err(Error::SessionClosed(ReasonCode::SessionTakenOver))));
+    assert_eq!(publisher.publish("u", b"2").unwrap(), 0, "the closed session is not a subscriber");
+    let stats = broker.stats();
+    assert_eq!((stats.subscriptions, stats.local_queue_drops), (0, 0), "{stats:?}");
+    drop((old, first));
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn in_process_clients_validate_what_they_send() {
+    let broker = Broker::builder().threads(1).start().unwrap();
+    let client = broker.client("").unwrap();
+    assert!(!client.client_id().is_empty(), "an id is assigned");
+    assert!(matches!(client.publish("a/+", b"x"), Err(Error::InvalidTopic { .. })));
+    assert!(matches!(client.publish("", b"x"), Err(Error::InvalidTopic { .. })));
+    assert!(matches!(client.subscribe("a/#/b"), Err(Error::InvalidTopic { .. })));
+    let big = vec![0u8; (1 << 20) + 1];
+    assert!(matches!(client.publish("a", &big), Err(Error::PayloadTooLarge { .. })));
+    assert_eq!(client.publish("a", &big[1..]).unwrap(), 0, "exactly 1 MiB is fine");
+    shutdown_within_wait(broker);
+}

@@ -1,0 +1,122 @@
+//! Publish and subscribe through the real binary over TCP: deliveries,
+//! the sender stamp, assigned client ids, unsubscribing. (Unix sockets:
+//! unix_socket.rs.)
+
+use tinymq_core::{Frame, FrameType};
+use tinymq_tests::{BrokerProcess, QUIET, RawClient};
+
+#[test]
+fn tcp_delivery_is_stamped_with_the_publishers_client_id() {
+    let broker = BrokerProcess::start(&[]);
+    let mut sub = broker.connect("sub");
+    sub.subscribe("sensors/+/temperature");
+    let mut thermometer = broker.connect("thermometer");
+    // The client id sent in a Publish is ignored: the broker stamps the
+    // session's own.
+    thermometer.publish("sensors/kitchen/temperature", b"21.5");
+    let got = sub.recv_publish();
+    assert_eq!(
+        (got.type_byte, got.topic.as_str(), got.payload.as_slice(), got.client_id.as_str()),
+        (0x02, "sensors/kitchen/temperature", &b"21.5"[..], "thermometer")
+    );
+    // A publisher subscribed to its own topic hears itself, stamped too.
+    thermometer.subscribe("sensors/#");
+    thermometer.publish("sensors/hall/temperature", b"19");
+    for client in [&mut sub, &mut thermometer] {
+        let got = client.recv_publish();
+        assert_eq!((got.topic.as_str(), got.client_id.as_str()), ("sensors/hall/temperature", "thermometer"));
+    }
+}
+
+#[test]
+fn an_empty_client_id_is_assigned_a_unique_one_that_stamps_deliveries() {
+    let broker = BrokerProcess::start(&[]);
+    // RawClient::connect asserts the ConnAck carries a non-empty id.
+    let mut first = broker.connect("");
+    let mut second = broker.connect("");
+    assert_ne!(first.client_id, second.client_id, "assigned ids are unique");
+    // An assigned id is a real session id: the first is still connected
+    // (not taken over by the second) and its publishes carry it.
+    first.subscribe("ids");
+    second.publish("ids", b"from second");
+    let got = first.recv_publish();
+    assert_eq!(got.client_id, second.client_id);
+    first.ping();
+}
+
+#[test]
+fn frames_pipelined_behind_connect_are_handled_in_order() {
+    let broker = BrokerProcess::start(&[]);
+    let mut client = broker.open();
+    // Connect, Subscribe, Publish and Ping in one write, without waiting
+    // for the ConnAck: nothing in the protocol asks a client to wait.
+    let mut bytes = Frame::connect("eager", b"").to_vec();
+    bytes.extend(Frame::with_topic(FrameType::Subscribe, "echo").to_vec());
+    bytes.extend(Frame::publish("echo", b"self", "", false).to_vec());
+    bytes.extend(Frame::empty(FrameType::Ping).to_vec());
+    client.send_bytes(&bytes);
+    let kinds: Vec<(FrameType, String)> = (0..4)
+        .map(|_| {
+            let frame = client.recv();
+            (frame.kind, frame.topic)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (FrameType::ConnAck, String::new()),
+            (FrameType::SubAck, "echo".into()),
+            (FrameType::Publish, "echo".into()),
+            (FrameType::Pong, String::new())
+        ]
+    );
+}
+
+#[test]
+fn unsubscribe_stops_deliveries_and_tolerates_unknown_filters() {
+    let broker = BrokerProcess::start(&[]);
+    let mut sub = broker.connect("sub");
+    sub.subscribe("news/#");
+    sub.subscribe("sentinel");
+    let mut publisher = broker.connect("pub");
+    publisher.publish("news/a", b"1");
+    assert_eq!(sub.recv_publish().payload, b"1");
+
+    sub.unsubscribe("news/#");
+    // Not held: still an accepting UnsubAck.
+    sub.unsubscribe("never/subscribed");
+    publisher.publish("news/a", b"2");
+    publisher.publish("sentinel", b"s");
+    let next = sub.recv_publish();
+    assert_eq!(next.topic, "sentinel", "nothing for the dropped filter came first: {next:?}");
+    sub.expect_silence(QUIET);
+}
+
+#[test]
+fn a_payload_of_exactly_the_limit_is_delivered_intact() {
+    let broker = BrokerProcess::start(&[]);
+    let mut sub = broker.connect("sub");
+    sub.subscribe("big");
+    let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut publisher = broker.connect("pub");
+    publisher.publish("big", &payload);
+    publisher.publish("big", b"after");
+    let got = sub.recv_publish();
+    assert_eq!(got.payload.len(), payload.len());
+    assert!(got.payload == payload, "payload corrupted");
+    assert_eq!(sub.recv_publish().payload, b"after");
+    publisher.ping();
+}
+
+#[test]
+fn a_clean_client_disconnect_closes_without_a_reply() {
+    let broker = BrokerProcess::start(&[]);
+    let mut client = broker.connect("leaving");
+    client.subscribe("x");
+    client.send(&Frame::empty(FrameType::Disconnect));
+    client.expect_closed();
+    // The id is free again: reconnecting with it is not a takeover of
+    // anything, and works.
+    let mut again = RawClient::connect(broker.endpoint(), "leaving");
+    again.ping();
+}
