@@ -54,6 +54,8 @@ struct Conn {
     /// The read side stopped (EOF or paused by backpressure) with input
     /// possibly left in the socket.
     read_paused: bool,
+    /// Already on the loop's list of connections to flush this turn.
+    in_dirty: bool,
 }
 
 pub(crate) struct EventLoop {
@@ -236,6 +238,7 @@ impl EventLoop {
             armed: None,
             linger_until: None,
             read_paused: false,
+            in_dirty: false,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
@@ -312,12 +315,11 @@ impl EventLoop {
                     if let Some(reason) = closed.reason {
                         log::debug!("connection {}:{} closed: {reason}", self.index, conn.serial);
                     }
-                    self.dirty.push(token);
                     return input.len();
                 }
             };
+            // The caller's after_io queues this connection's flush.
             used += consumed;
-            self.dirty.push(token);
             let Some(request) = request else { continue };
             if matches!(request, tinymq_core::Request::Publish { .. }) {
                 self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -387,7 +389,7 @@ impl EventLoop {
             }
             Err(_) => {}
         }
-        self.dirty.push(target.token);
+        self.mark_dirty(target.token);
     }
 
     fn close_conn(&mut self, target: ConnRef, reason: ReasonCode, now: Instant) {
@@ -401,7 +403,7 @@ impl EventLoop {
         }
         conn.proto.close(reason);
         self.begin_close(target.token, now);
-        self.dirty.push(target.token);
+        self.mark_dirty(target.token);
     }
 
     fn drain_inbox(&mut self, now: Instant) {
@@ -447,11 +449,25 @@ impl EventLoop {
         if conn.proto.is_closed() && conn.linger_until.is_none() {
             self.begin_close(token, now);
         }
-        self.dirty.push(token);
+        self.mark_dirty(token);
+    }
+
+    /// Puts a connection on this turn's flush list, once however many
+    /// frames were queued for it (a fan-out queues one per message).
+    fn mark_dirty(&mut self, token: usize) {
+        if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
+            && !conn.in_dirty
+        {
+            conn.in_dirty = true;
+            self.dirty.push(token);
+        }
     }
 
     fn flush_dirty(&mut self, now: Instant) {
         while let Some(token) = self.dirty.pop() {
+            if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
+                conn.in_dirty = false;
+            }
             self.flush(token, now);
         }
     }
@@ -553,7 +569,7 @@ impl EventLoop {
             } else if conn.proto.handle_timeout(now).is_err() {
                 log::debug!("connection {}:{} timed out", self.index, conn.serial);
                 self.begin_close(token, now);
-                self.dirty.push(token);
+                self.mark_dirty(token);
             }
             self.arm(token);
         }
@@ -565,7 +581,7 @@ impl EventLoop {
             conn.proto.close(ReasonCode::ShuttingDown);
             // A stopping broker gives peers a short while to read the news.
             self.begin_close_within(token, now, SHUTDOWN_LINGER);
-            self.dirty.push(token);
+            self.mark_dirty(token);
         }
         for listener in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener.source());
