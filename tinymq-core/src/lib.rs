@@ -14,6 +14,7 @@
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
+//! | [`http`] | HTTP semantics: the Moustique parameter encoding, forms |
 //! | [`store`] | what is kept across restarts: record format, [`store::Store`] |
 //!
 //! # The run loop
@@ -58,6 +59,7 @@
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod http;
 pub mod message;
 pub mod outbound;
 pub mod router;
