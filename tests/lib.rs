@@ -163,13 +163,15 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A `tinymq broker` child process with no HTTP listener, in memory unless
-/// `--data` is among its flags, killed (SIGKILL) and reaped when dropped.
+/// A `tinymq broker` child process, in memory unless `--data` is among its
+/// flags, with no HTTP listener unless started by [`BrokerProcess::start_http`]
+/// (or with `--http` among its flags), killed (SIGKILL) and reaped when dropped.
 /// Its log goes to the test's output.
 #[derive(Debug)]
 pub struct BrokerProcess {
     child: Child,
     endpoint: Endpoint,
+    http: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     // Dropped after the child is killed (fields drop after Drop::drop).
     _scratch: Option<ScratchDir>,
@@ -191,6 +193,24 @@ impl BrokerProcess {
         panic!("no broker started after 5 attempts:\n{}", failures.join("\n"));
     }
 
+    /// Starts a broker with the binary protocol and HTTP each on a free
+    /// loopback port, and returns once both accept connections.
+    pub fn start_http(extra: &[&str]) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let endpoint = Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
+            let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let http_flag = http.to_string();
+            let mut flags = vec!["--http", http_flag.as_str()];
+            flags.extend_from_slice(extra);
+            match Self::start_at(endpoint, &flags) {
+                Ok(broker) => return broker,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("no broker started after 5 attempts:\n{}", failures.join("\n"));
+    }
+
     /// Starts a broker listening on a Unix socket in a fresh directory,
     /// removed when the broker is dropped.
     pub fn start_unix(extra: &[&str]) -> Self {
@@ -205,10 +225,16 @@ impl BrokerProcess {
     /// connections; `Err` with its log if it exits first.
     pub fn start_at(endpoint: Endpoint, extra: &[&str]) -> Result<Self, String> {
         let in_memory: &[&str] = if extra.contains(&"--data") { &[] } else { &["--in-memory"] };
+        let http = extra
+            .iter()
+            .position(|&flag| flag == "--http")
+            .and_then(|i| extra.get(i + 1))
+            .map(|address| address.parse::<SocketAddr>().expect("--http HOST:PORT"));
+        let no_http: &[&str] = if http.is_some() { &[] } else { &["--no-http"] };
         let mut child = tinymq()
             .arg("broker")
             .args(endpoint.flags())
-            .arg("--no-http")
+            .args(no_http)
             .args(in_memory)
             .args(extra)
             .stdout(Stdio::null())
@@ -226,13 +252,13 @@ impl BrokerProcess {
                 kept.lock().unwrap().push(line);
             }
         });
-        let mut broker = BrokerProcess { child, endpoint, log, _scratch: None };
+        let mut broker = BrokerProcess { child, endpoint, http, log, _scratch: None };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Some(status) = broker.child.try_wait().expect("poll the broker") {
                 return Err(format!("broker on {:?} exited with {status}: {:?}", broker.endpoint, broker.log()));
             }
-            if broker.endpoint.open().is_ok() {
+            if broker.endpoint.open().is_ok() && http.is_none_or(|address| TcpStream::connect(address).is_ok()) {
                 return Ok(broker);
             }
             if Instant::now() >= deadline {
@@ -253,6 +279,16 @@ impl BrokerProcess {
             Endpoint::Tcp(address) => *address,
             Endpoint::Unix(path) => panic!("the broker listens on {}", path.display()),
         }
+    }
+
+    /// The address of its HTTP listener (started by [`BrokerProcess::start_http`]).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("a broker started with an HTTP listener")
+    }
+
+    /// Its HTTP base URL, `http://127.0.0.1:PORT`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr())
     }
 
     /// The lines it has logged so far.
