@@ -7,6 +7,7 @@ use std::time::Duration;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr};
+use tinymq_net::{HttpClientLimits, HttpConnConfig};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::logger::{self, Level};
@@ -19,7 +20,12 @@ Runs a broker in the foreground until SIGINT or SIGTERM.
 Options:
   --network tcp|unix        binary-protocol listener kind [default: tcp]
   --address ADDR            HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
-  --no-http                 no HTTP listener (the HTTP API is not built yet)
+  --http ADDR               HTTP listener: Moustique-compatible and plain API [default: 127.0.0.1:33334]
+  --no-http                 no HTTP listener
+  --http-client-timeout SECS  drop a Moustique client not seen for this long [default: 300]
+  --http-queue-size N       messages queued per Moustique client; the oldest go first [default: 10000]
+  --http-request-timeout SECS  a request must be whole this long after its first byte [default: 10]
+  --sse-heartbeat SECS      comment sent on idle event streams this often [default: 15]
   --data DIR                store directory, created if missing [default: ./data]
   --in-memory               keep nothing on disk
   --durability MODE         immediate (commit before acknowledging) or batched [default: batched]
@@ -71,15 +77,7 @@ pub fn listen_addr(network: Network, address: Option<String>) -> Result<ListenAd
     match network {
         Network::Tcp => {
             let address = address.unwrap_or_else(|| "127.0.0.1:1883".into());
-            let addr = address
-                .parse::<SocketAddr>()
-                .or_else(|_| {
-                    std::net::ToSocketAddrs::to_socket_addrs(&address)
-                        .map_err(|_| ())
-                        .and_then(|mut a| a.next().ok_or(()))
-                })
-                .map_err(|()| UsageError(format!("--address: {address:?} is not HOST:PORT")))?;
-            Ok(ListenAddr::Tcp(addr))
+            Ok(ListenAddr::Tcp(socket_addr("--address", &address)?))
         }
         Network::Unix => {
             let path = address.ok_or_else(|| UsageError("--address: --network unix needs a socket path".into()))?;
@@ -88,13 +86,28 @@ pub fn listen_addr(network: Network, address: Option<String>) -> Result<ListenAd
     }
 }
 
+/// HOST:PORT, with HOST an address or a name to resolve.
+fn socket_addr(flag: &str, address: &str) -> Result<SocketAddr, UsageError> {
+    address
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(address).map_err(|_| ()).and_then(|mut a| a.next().ok_or(()))
+        })
+        .map_err(|()| UsageError(format!("{flag}: {address:?} is not HOST:PORT")))
+}
+
 pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if args::help(&mut args, USAGE) {
         return Ok(());
     }
     let network = args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp);
     let address: Option<String> = args::opt(&mut args, "--address")?;
-    let _no_http = args::switch(&mut args, "--no-http");
+    let http: Option<String> = args::opt(&mut args, "--http")?;
+    let no_http = args::switch(&mut args, "--no-http");
+    let client_timeout: Option<u64> = args::opt(&mut args, "--http-client-timeout")?;
+    let queue_size: Option<usize> = args::opt(&mut args, "--http-queue-size")?;
+    let request_timeout: Option<u64> = args::opt(&mut args, "--http-request-timeout")?;
+    let heartbeat: Option<u64> = args::opt(&mut args, "--sse-heartbeat")?;
     let in_memory = args::switch(&mut args, "--in-memory");
     let data: Option<PathBuf> = args::opt(&mut args, "--data")?;
     let durability: Option<DurabilityMode> = args::opt(&mut args, "--durability")?;
@@ -121,6 +134,25 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         (DurabilityMode::Immediate, None) => Durability::Immediate,
         (DurabilityMode::Batched, ms) => Durability::Batched(Duration::from_millis(ms.unwrap_or(50))),
     };
+    if no_http && http.is_some() {
+        return Err(UsageError("--no-http: cannot be used with --http".into()).into());
+    }
+    for (flag, value) in [
+        ("--http-client-timeout", client_timeout),
+        ("--http-request-timeout", request_timeout),
+        ("--sse-heartbeat", heartbeat),
+    ] {
+        if value == Some(0) {
+            return Err(UsageError(format!("{flag}: must be at least 1 second")).into());
+        }
+    }
+    if queue_size == Some(0) {
+        return Err(UsageError("--http-queue-size: must be at least 1".into()).into());
+    }
+    let http = match (no_http, http) {
+        (true, _) => None,
+        (false, address) => Some(socket_addr("--http", &address.unwrap_or_else(|| "127.0.0.1:33334".into()))?),
+    };
     if keep_alive == Some(0) {
         return Err(UsageError("--keep-alive: must be at least 1 second".into()).into());
     }
@@ -139,6 +171,25 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(secs) = keep_alive {
         builder = builder.keep_alive(Duration::from_secs(secs));
     }
+    if let Some(address) = http {
+        builder = builder.listen_http(address);
+    }
+    let mut limits = HttpClientLimits::default();
+    if let Some(secs) = client_timeout {
+        limits.timeout = Duration::from_secs(secs);
+    }
+    if let Some(size) = queue_size {
+        limits.queue_size = size;
+    }
+    builder = builder.http_client_limits(limits);
+    let mut http_conn = HttpConnConfig::default();
+    if let Some(secs) = request_timeout {
+        http_conn.request_timeout = Duration::from_secs(secs);
+    }
+    if let Some(secs) = heartbeat {
+        http_conn.heartbeat = Duration::from_secs(secs);
+    }
+    builder = builder.http_conn(http_conn);
     if let Some(max) = max_connections {
         builder = builder.max_connections(max);
     }

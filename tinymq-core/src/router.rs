@@ -306,6 +306,16 @@ impl<S: Clone> Router<S> {
         self.namespaces[namespace.0 as usize].values.insert(topic, delivery);
     }
 
+    /// Deletes the stored value of `topic`; false if there was none.
+    pub fn remove_value(&mut self, namespace: NamespaceId, topic: &str) -> bool {
+        self.namespaces[namespace.0 as usize].values.remove(topic).is_some()
+    }
+
+    /// The client ids in use in `namespace`, with their subscribers' sinks.
+    pub fn clients(&self, namespace: NamespaceId) -> impl Iterator<Item = (&Arc<str>, &S)> {
+        self.namespaces[namespace.0 as usize].client_ids.iter().filter_map(|(name, &id)| Some((name, self.sink(id)?)))
+    }
+
     /// The stored value of `topic`.
     pub fn value(&self, namespace: NamespaceId, topic: &str) -> Option<&Arc<Delivery>> {
         self.namespaces[namespace.0 as usize].values.get(topic)

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
+use tinymq_core::http::clients::HttpClientLimits;
+use tinymq_core::http::conn::HttpConnConfig;
+use tinymq_core::http::service::HttpConfig;
 use tinymq_core::store::Store;
 use tinymq_core::{Delivery, FrameLimits, ReasonCode, Router, SessionConfig, TopicLimits};
 
@@ -21,7 +24,7 @@ use crate::transport::{ListenAddr, Listener};
 /// Every setting of a broker. Built with [`Broker::builder`].
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Where to accept binary-protocol connections.
+    /// Where to accept connections (binary protocol and HTTP).
     pub listeners: Vec<ListenAddr>,
     /// Event-loop threads (default: the number of cores).
     pub threads: usize,
@@ -40,6 +43,13 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// When a stored value is durable (default batched within 50 ms).
     pub durability: Durability,
+    /// The HTTP API's settings: Moustique clients' queues and timeout,
+    /// regular-expression limits. Its topic limits and `allow_anonymous`
+    /// are taken from the fields above at start.
+    pub http: HttpConfig,
+    /// HTTP connections' settings: request limits and timeouts, the event
+    /// streams' heartbeat.
+    pub http_conn: HttpConnConfig,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +63,8 @@ impl Default for BrokerConfig {
             local_queue_limit: 65_536,
             data_dir: None,
             durability: Durability::Batched(Duration::from_millis(50)),
+            http: HttpConfig::default(),
+            http_conn: HttpConnConfig::default(),
         }
     }
 }
@@ -80,6 +92,26 @@ impl BrokerBuilder {
     /// Adds a Unix domain socket listener at `path`.
     pub fn listen_unix(self, path: impl Into<PathBuf>) -> Self {
         self.listen(ListenAddr::Unix(path.into()))
+    }
+
+    /// Adds an HTTP listener (the Moustique-compatible API, the plain API
+    /// and the status page; port 0 picks a free port; see
+    /// [`Broker::http_addr`]).
+    pub fn listen_http(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Http(address))
+    }
+
+    /// Sets the bounds on Moustique HTTP clients: queue size, inactivity
+    /// timeout, number of clients.
+    pub fn http_client_limits(mut self, limits: HttpClientLimits) -> Self {
+        self.config.http.client_limits = limits;
+        self
+    }
+
+    /// Sets HTTP connections' limits and timeouts.
+    pub fn http_conn(mut self, config: HttpConnConfig) -> Self {
+        self.config.http_conn = config;
+        self
     }
 
     /// Sets the number of event-loop threads (at least 1).
@@ -151,7 +183,9 @@ impl BrokerBuilder {
 
     /// Opens the listeners and starts the event loops.
     pub fn start(self) -> Result<Broker, Error> {
-        let config = self.config;
+        let mut config = self.config;
+        config.http.topic_limits = config.session.topic_limits;
+        config.http.allow_anonymous = config.allow_anonymous;
         // The store first: a broken or busy data directory stops the start
         // before any port is taken.
         let mut router = Router::new();
@@ -244,6 +278,14 @@ impl Broker {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.bound.iter().find_map(|a| match a {
             ListenAddr::Tcp(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
+    /// The first HTTP listener's address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Http(addr) => Some(*addr),
             _ => None,
         })
     }

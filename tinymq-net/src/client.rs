@@ -64,12 +64,17 @@ impl From<SocketAddr> for Address {
     }
 }
 
-/// The address a broker listens on, as a client reaches it.
-impl From<ListenAddr> for Address {
-    fn from(address: ListenAddr) -> Self {
+/// The address of a binary-protocol listener, as a client reaches it; an
+/// HTTP listener's address is refused (the client speaks the binary
+/// protocol only).
+impl TryFrom<ListenAddr> for Address {
+    type Error = ListenAddr;
+
+    fn try_from(address: ListenAddr) -> Result<Self, ListenAddr> {
         match address {
-            ListenAddr::Tcp(address) => address.into(),
-            ListenAddr::Unix(path) => Address::Unix(path),
+            ListenAddr::Tcp(address) => Ok(address.into()),
+            ListenAddr::Unix(path) => Ok(Address::Unix(path)),
+            http @ ListenAddr::Http(_) => Err(http),
         }
     }
 }
@@ -1405,8 +1410,9 @@ mod tests {
         assert_eq!(Address::tcp("localhost:1883").to_string(), "tcp://localhost:1883");
         assert_eq!(Address::unix("/run/tinymq.sock").to_string(), "unix:///run/tinymq.sock");
         let socket: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        assert_eq!(Address::from(ListenAddr::Tcp(socket)), Address::tcp("127.0.0.1:9"));
-        assert_eq!(Address::from(ListenAddr::Unix("/a".into())), Address::unix("/a"));
+        assert_eq!(Address::try_from(ListenAddr::Tcp(socket)), Ok(Address::tcp("127.0.0.1:9")));
+        assert_eq!(Address::try_from(ListenAddr::Unix("/a".into())), Ok(Address::unix("/a")));
+        assert_eq!(Address::try_from(ListenAddr::Http(socket)), Err(ListenAddr::Http(socket)));
     }
 
     #[test]

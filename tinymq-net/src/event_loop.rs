@@ -11,16 +11,18 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use tinymq_core::broker::{self, Origin};
+use tinymq_core::http::conn::{HttpConn, HttpStep};
+use tinymq_core::http::response::Response;
+use tinymq_core::http::service::{self, Context, Reply};
 use tinymq_core::{Delivery, ReasonCode, Session, Step, SubscriberId};
 
 use crate::proto::Proto;
-
-use crate::shared::{ConnRef, InboxItem, Shared, Sink};
-use crate::transport::{Listener, Stream};
+use crate::shared::{ConnRef, InboxItem, Shared, Sink, unix_time};
+use crate::transport::{Listener, Stream, Transport};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -35,6 +37,11 @@ const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Vectored-write width.
 const IOVECS: usize = 64;
+/// How often loop 0 drops Moustique clients past their timeout.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Connections over the limit that may wait at once for their 503 to be
+/// read; beyond these, more are closed without a word.
+const MAX_REFUSING: u64 = 1024;
 
 struct Conn {
     serial: u64,
@@ -48,6 +55,8 @@ struct Conn {
     interest: Interest,
     /// The deadline of this connection's live timer entry.
     armed: Option<Instant>,
+    /// Accepted over the limit, only to be refused.
+    refused: bool,
     /// Set once the session closed: the connection ends when its output is
     /// flushed or this deadline passes.
     linger_until: Option<Instant>,
@@ -56,6 +65,8 @@ struct Conn {
     read_paused: bool,
     /// Already on the loop's list of connections to flush this turn.
     in_dirty: bool,
+    /// Its sending side is shut: it waits for the peer's EOF to close.
+    write_shut: bool,
 }
 
 pub(crate) struct EventLoop {
@@ -74,6 +85,10 @@ pub(crate) struct EventLoop {
     dirty: Vec<usize>,
     inbox: Vec<InboxItem>,
     receivers: Vec<Sink>,
+    /// When loop 0 next expires idle Moustique clients.
+    housekeeping_at: Option<Instant>,
+    /// Connections accepted over the limit only to be told 503.
+    refusing: u64,
 }
 
 impl EventLoop {
@@ -81,6 +96,8 @@ impl EventLoop {
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry().register(listener.source(), Token(LISTENER_BASE - i), Interest::READABLE)?;
         }
+        let serves_http = listeners.iter().any(|l| matches!(l, Listener::Http(_)));
+        let housekeeping_at = serves_http.then(|| Instant::now() + HOUSEKEEPING);
         Ok(EventLoop {
             index,
             poll,
@@ -96,6 +113,8 @@ impl EventLoop {
             dirty: Vec::new(),
             inbox: Vec::new(),
             receivers: Vec::new(),
+            housekeeping_at,
+            refusing: 0,
         })
     }
 
@@ -134,6 +153,10 @@ impl EventLoop {
             }
             self.drain_inbox(now);
             self.fire_timers(now);
+            if self.housekeeping_at.is_some_and(|at| now >= at) {
+                self.housekeeping_at = Some(now + HOUSEKEEPING);
+                self.expire_http_clients(now);
+            }
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
                 for i in 0..self.listeners.len() {
@@ -157,10 +180,7 @@ impl EventLoop {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let earliest = match (timer, self.accept_paused_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let earliest = [timer, self.accept_paused_until, self.housekeeping_at].into_iter().flatten().min();
         earliest.map(|at| at.saturating_duration_since(now))
     }
 
@@ -174,10 +194,17 @@ impl EventLoop {
                     let stats = &self.shared.stats;
                     if stats.connections.load(Ordering::Relaxed) >= self.shared.config.max_connections as u64 {
                         stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                        drop(stream);
+                        // An HTTP peer is told why, if few are waiting to be.
+                        if stream.transport() == Transport::Http && self.refusing < MAX_REFUSING {
+                            self.refusing += 1;
+                            stats.connections.fetch_add(1, Ordering::Relaxed);
+                            stats.opened(Transport::Http);
+                            self.insert_refused(stream, peer_ip, now);
+                        }
                         continue;
                     }
                     stats.connections.fetch_add(1, Ordering::Relaxed);
+                    stats.opened(stream.transport());
                     stats.connections_total.fetch_add(1, Ordering::Relaxed);
                     // Spread connections over the loops, round robin.
                     let target = self.next_listener % self.shared.loops.len();
@@ -207,11 +234,23 @@ impl EventLoop {
         }
     }
 
-    fn insert(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
+    /// Takes a connection over the limit only to answer 503 and close.
+    fn insert_refused(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
+        let Some(token) = self.insert(stream, peer_ip, now) else { return };
+        let Some(conn) = self.conns[token].as_mut() else { return };
+        conn.refused = true;
+        if let Proto::Http(http) = &mut conn.proto {
+            http.refuse_now(&Response::text(503, "too many connections; try again later"));
+        }
+        self.after_io(token, now);
+    }
+
+    fn insert(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant) -> Option<usize> {
+        let transport = stream.transport();
         if self.shared.is_shutting_down() {
             // Accepted just before the stop; past this loop's shutdown sweep.
-            self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-            return;
+            self.shared.stats.closed(transport);
+            return None;
         }
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -221,16 +260,20 @@ impl EventLoop {
         if let Err(error) = stream.register(self.poll.registry(), Token(token), interest) {
             log::warn!("cannot register a connection: {error}");
             self.free.push(token);
-            self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-            return;
+            self.shared.stats.closed(transport);
+            return None;
         }
         let serial = self.next_serial;
         self.next_serial += 1;
         log::debug!("connection {}:{serial} opened ({:?} from {peer_ip:?})", self.index, stream.transport());
+        let proto = match transport {
+            Transport::Http => Proto::Http(HttpConn::new(now, &self.shared.config.http_conn)),
+            Transport::Tcp | Transport::Unix => Proto::Binary(Session::new(now, &self.shared.config.session)),
+        };
         self.conns[token] = Some(Conn {
             serial,
             stream,
-            proto: Proto::Binary(Session::new(now, &self.shared.config.session)),
+            proto,
             subscriber: None,
             peer_ip,
             pending: Vec::new(),
@@ -239,16 +282,19 @@ impl EventLoop {
             linger_until: None,
             read_paused: false,
             in_dirty: false,
+            write_shut: false,
+            refused: false,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
         // readiness would not report them again.
         self.read(token, now);
+        Some(token)
     }
 
     fn conn_ref(&self, token: usize) -> Option<ConnRef> {
         let conn = self.conns.get(token)?.as_ref()?;
-        Some(ConnRef { loop_index: self.index, token, serial: conn.serial })
+        Some(ConnRef { loop_index: self.index, token, serial: conn.serial, transport: conn.stream.transport() })
     }
 
     /// Reads until `WouldBlock`, handling every whole frame as it comes.
@@ -299,13 +345,80 @@ impl EventLoop {
         self.after_io(token, now);
     }
 
-    /// Feeds `input` to the session frame by frame; returns bytes consumed.
+    /// Feeds `input` to the connection's protocol; returns bytes consumed.
     fn handle_input(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        match self.conns.get(token).and_then(Option::as_ref).map(|c| &c.proto) {
+            Some(Proto::Binary(_)) => self.handle_frames(token, input, now),
+            Some(Proto::Http(_)) => self.handle_requests(token, input, now),
+            None => 0,
+        }
+    }
+
+    /// Serves whole HTTP requests in order; returns bytes consumed.
+    fn handle_requests(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
         let mut used = 0;
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-            let Proto::Binary(session) = &mut conn.proto;
+            let Proto::Http(http) = &mut conn.proto else { return used };
+            let (consumed, head, body) = match http.handle_input(now, &input[used..]) {
+                HttpStep::Incomplete => return used,
+                HttpStep::Discarded { consumed } => return used + consumed,
+                HttpStep::Refused { consumed, status } => {
+                    log::debug!("connection {}:{} refused with {status}", self.index, conn.serial);
+                    self.shared.http.lock().count_status(status, unix_time());
+                    return used + consumed;
+                }
+                HttpStep::Request { consumed, head, body } => (consumed, head, body),
+            };
+            used += consumed;
+            let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
+            let shared = &self.shared;
+            let effects = {
+                let mut router = shared.router.lock();
+                let mut state = shared.http.lock();
+                service::handle(
+                    &mut router,
+                    &mut state,
+                    &shared.config.http,
+                    &head,
+                    body,
+                    context,
+                    Sink::Conn(me),
+                    Sink::Http,
+                    || shared.figures(),
+                )
+            };
+            match effects.reply {
+                Reply::Response(response) => http.respond(now, &response),
+                Reply::Preflight => http.respond_preflight(now),
+                Reply::Events { subscriber, retained } => {
+                    conn.subscriber = Some(subscriber);
+                    http.start_events(now, retained.iter().map(|d| d.message()));
+                }
+            }
+            if let Some((namespace, delivery)) = &effects.stored {
+                // Acknowledged at once: batched durability (the persistence
+                // work makes `immediate` wait for the commit).
+                let _ = self.shared.persist(namespace, delivery);
+            }
+            if let Some(delivery) = effects.delivery {
+                self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.messages_out.fetch_add(effects.queued as u64, Ordering::Relaxed);
+                if !effects.receivers.is_empty() {
+                    self.dispatch(&delivery, effects.receivers, now);
+                }
+            }
+        }
+    }
+
+    /// Feeds `input` to the session frame by frame; returns bytes consumed.
+    fn handle_frames(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        let Some(me) = self.conn_ref(token) else { return 0 };
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
+            let Proto::Binary(session) = &mut conn.proto else { return used };
             let step = session.handle_input(now, &input[used..]);
             let (consumed, request) = match step {
                 Ok(Step::Incomplete { .. }) => return used,
@@ -413,7 +526,9 @@ impl EventLoop {
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
-                InboxItem::Accept(stream, peer_ip) => self.insert(stream, peer_ip, now),
+                InboxItem::Accept(stream, peer_ip) => {
+                    self.insert(stream, peer_ip, now);
+                }
             }
         }
         self.inbox = items;
@@ -506,7 +621,18 @@ impl EventLoop {
             self.begin_close(token, now);
         }
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if broken || (conn.linger_until.is_some() && conn.proto.outbound().is_empty()) {
+        let flushed_closing = conn.linger_until.is_some() && conn.proto.outbound().is_empty();
+        if flushed_closing && !broken && conn.proto.drains_before_close() && !conn.write_shut {
+            // Half-close and read until the peer's EOF (or the linger
+            // deadline), so unread request bytes do not reset the
+            // connection before the peer has read the response.
+            conn.write_shut = true;
+            if conn.stream.shutdown_write().is_ok() {
+                self.read(token, now);
+                return;
+            }
+        }
+        if broken || (flushed_closing && !conn.write_shut) {
             self.remove(token);
             return;
         }
@@ -529,7 +655,10 @@ impl EventLoop {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
         let _ = conn.stream.deregister(self.poll.registry());
-        self.shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared.stats.closed(conn.stream.transport());
+        if conn.refused {
+            self.refusing -= 1;
+        }
         log::debug!("connection {}:{} removed", self.index, conn.serial);
         self.free.push(token);
     }
@@ -575,6 +704,16 @@ impl EventLoop {
         }
     }
 
+    /// Drops Moustique clients not seen for their timeout, with their
+    /// subscriptions.
+    fn expire_http_clients(&mut self, now: Instant) {
+        let mut router = self.shared.router.lock();
+        let gone = self.shared.http.lock().clients.expire(now);
+        for subscriber in gone {
+            router.remove_subscriber(subscriber);
+        }
+    }
+
     fn begin_shutdown(&mut self, now: Instant) {
         for token in 0..self.conns.len() {
             let Some(conn) = self.conns[token].as_mut() else { continue };
@@ -592,8 +731,4 @@ impl EventLoop {
 fn is_fd_exhaustion(errno: i32) -> bool {
     // EMFILE (per process) and ENFILE (system-wide) on Linux.
     errno == 24 || errno == 23
-}
-
-fn unix_time() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

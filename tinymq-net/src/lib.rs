@@ -34,4 +34,7 @@ pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandl
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use error::Error;
 pub use local::{LocalClient, Received};
+pub use tinymq_core::http::clients::HttpClientLimits;
+pub use tinymq_core::http::conn::HttpConnConfig;
+pub use tinymq_core::http::request::HttpLimits;
 pub use transport::{ListenAddr, Transport};

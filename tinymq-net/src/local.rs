@@ -120,7 +120,8 @@ impl LocalClient {
                 shared.send(old.loop_index, crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
             }
             Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
-            None => {}
+            // Moustique clients hold no client id in the router.
+            Some(Sink::Http(_)) | None => {}
         }
         Ok(LocalClient { shared, id, namespace, client_id, inbox })
     }

@@ -1,26 +1,30 @@
-//! What a connection speaks: the binary protocol, or (later) HTTP. The
-//! event loop asks the same questions of both; it matches where they
-//! differ (handling input).
+//! What a connection speaks: the binary protocol or HTTP. The event loop
+//! asks the same questions of both; it matches where they differ
+//! (handling input).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use tinymq_core::http::conn::HttpConn;
 use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
 
 pub(crate) enum Proto {
     Binary(Session),
+    Http(HttpConn),
 }
 
 impl Proto {
     pub(crate) fn wants_read(&self) -> bool {
         match self {
             Proto::Binary(session) => session.wants_read(),
+            Proto::Http(conn) => conn.wants_read(),
         }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         match self {
             Proto::Binary(session) => session.is_closed(),
+            Proto::Http(conn) => conn.is_closed(),
         }
     }
 
@@ -28,30 +32,43 @@ impl Proto {
     pub(crate) fn close_reason(&self) -> Option<ReasonCode> {
         match self {
             Proto::Binary(session) => session.close_reason().flatten(),
+            Proto::Http(conn) => conn.close_reason(),
         }
+    }
+
+    /// Whether, once its last bytes are out, the connection half-closes
+    /// and waits for the peer's EOF before closing: an HTTP peer may still
+    /// be sending a request the broker refused, and closing with unread
+    /// input would reset the connection and lose the response.
+    pub(crate) fn drains_before_close(&self) -> bool {
+        matches!(self, Proto::Http(_))
     }
 
     pub(crate) fn outbound(&self) -> &Outbound {
         match self {
             Proto::Binary(session) => session.outbound(),
+            Proto::Http(conn) => conn.outbound(),
         }
     }
 
     pub(crate) fn outbound_mut(&mut self) -> &mut Outbound {
         match self {
             Proto::Binary(session) => session.outbound_mut(),
+            Proto::Http(conn) => conn.outbound_mut(),
         }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Proto::Binary(session) => session.poll_timeout(),
+            Proto::Http(conn) => conn.poll_timeout(),
         }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
         match self {
             Proto::Binary(session) => session.handle_timeout(now),
+            Proto::Http(conn) => conn.handle_timeout(now),
         }
     }
 
@@ -59,6 +76,7 @@ impl Proto {
     pub(crate) fn deliver(&mut self, delivery: &Arc<Delivery>) -> Result<(), Closed> {
         match self {
             Proto::Binary(session) => session.deliver(delivery.frame()),
+            Proto::Http(conn) => conn.deliver(delivery.message()),
         }
     }
 
@@ -68,6 +86,7 @@ impl Proto {
             Proto::Binary(session) => {
                 session.refuse(reason, reason.text());
             }
+            Proto::Http(conn) => conn.close(reason),
         }
     }
 }

@@ -4,16 +4,19 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::Mutex;
 use tinymq_core::broker::AuthResult;
+use tinymq_core::http::clients::HttpClientId;
+use tinymq_core::http::service::{Figures, HttpState, SinkKind};
 use tinymq_core::{Credentials, Delivery, NamespaceId, ReasonCode, Router};
 
 use crate::broker::BrokerConfig;
 use crate::local::LocalInbox;
 use crate::store::{StoreWriter, Ticket};
-use crate::transport::Stream;
+use crate::transport::{Stream, Transport};
 use tinymq_core::store::StoreOp;
 
 /// A connection on some event loop. The serial tells a reused slab slot
@@ -23,6 +26,7 @@ pub(crate) struct ConnRef {
     pub(crate) loop_index: usize,
     pub(crate) token: usize,
     pub(crate) serial: u64,
+    pub(crate) transport: Transport,
 }
 
 /// Where the router sends a subscriber's deliveries.
@@ -30,6 +34,26 @@ pub(crate) struct ConnRef {
 pub(crate) enum Sink {
     Conn(ConnRef),
     Local(Arc<LocalInbox>),
+    /// A Moustique client's PICKUP queue, in [`Shared::http`].
+    Http(HttpClientId),
+}
+
+impl SinkKind for Sink {
+    fn http_client(&self) -> Option<HttpClientId> {
+        match self {
+            Sink::Http(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Sink::Conn(conn) if conn.transport == Transport::Http => "sse",
+            Sink::Conn(conn) => conn.transport.name(),
+            Sink::Local(_) => "local",
+            Sink::Http(_) => "http",
+        }
+    }
 }
 
 /// Work handed to an event loop by other threads.
@@ -48,6 +72,8 @@ pub(crate) struct LoopHandle {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) connections: AtomicU64,
+    /// Open connections by transport, in [`Transport::ALL`]'s order.
+    pub(crate) connections_by: [AtomicU64; 3],
     pub(crate) connections_total: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
@@ -63,6 +89,15 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    pub(crate) fn opened(&self, transport: Transport) {
+        self.connections_by[transport as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self, transport: Transport) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.connections_by[transport as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_disconnect(&self, reason: ReasonCode) {
         if let Some(counter) = self.disconnects.get(reason as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -73,6 +108,10 @@ impl Stats {
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) router: Mutex<Router<Sink>>,
+    /// Moustique clients' queues, posters and request rates. Locked after
+    /// `router` when both are needed.
+    pub(crate) http: Mutex<HttpState>,
+    pub(crate) started: Instant,
     /// The store's writer thread; `None` for an in-memory broker.
     pub(crate) store: Option<StoreWriter>,
     pub(crate) loops: Vec<LoopHandle>,
@@ -87,9 +126,12 @@ impl Shared {
         store: Option<StoreWriter>,
         loops: Vec<LoopHandle>,
     ) -> Self {
+        let http = HttpState::new(&config.http, unix_time());
         Shared {
             config,
             router: Mutex::new(router),
+            http: Mutex::new(http),
+            started: Instant::now(),
             store,
             loops,
             stats: Stats::default(),
@@ -133,6 +175,27 @@ impl Shared {
         }
     }
 
+    /// The figures STATS and `/metrics` show.
+    pub(crate) fn figures(&self) -> Figures {
+        let s = &self.stats;
+        Figures {
+            connections: Transport::ALL
+                .iter()
+                .map(|&t| (t.name(), s.connections_by[t as usize].load(Ordering::Relaxed)))
+                .collect(),
+            connections_total: s.connections_total.load(Ordering::Relaxed),
+            refused_connections: s.refused_connections.load(Ordering::Relaxed),
+            messages_in: s.messages_in.load(Ordering::Relaxed),
+            messages_out: s.messages_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            slow_consumer_drops: s.slow_consumer_drops.load(Ordering::Relaxed),
+            local_queue_drops: s.local_queue_drops.load(Ordering::Relaxed),
+            store_writes: s.store_writes.load(Ordering::Relaxed),
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
     /// Queues work for loop `index`, waking it if its inbox was empty (one
     /// wake per batch, not per item).
     pub(crate) fn send(&self, index: usize, item: InboxItem) {
@@ -150,8 +213,15 @@ impl Shared {
     /// Delivers to receivers not on the calling loop: connections through
     /// their loop's inbox, in-process clients straight into their queue.
     pub(crate) fn dispatch(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
+        let mut http = None;
         for sink in receivers {
             match sink {
+                Sink::Http(client) => {
+                    // One lock for all of this message's HTTP clients.
+                    let http = http.get_or_insert_with(|| self.http.lock());
+                    http.clients.push(*client, delivery);
+                    self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                }
                 Sink::Conn(target) => self.send(target.loop_index, InboxItem::Deliver(*target, delivery.clone())),
                 Sink::Local(inbox) => {
                     if inbox.push(delivery.clone(), false) {
@@ -163,4 +233,9 @@ impl Shared {
             }
         }
     }
+}
+
+/// Wall-clock Unix seconds: what messages are stamped with.
+pub(crate) fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -18,6 +18,8 @@ pub enum ListenAddr {
     Tcp(SocketAddr),
     /// The binary protocol over a Unix domain socket at this path.
     Unix(PathBuf),
+    /// HTTP: the Moustique-compatible API and the plain API.
+    Http(SocketAddr),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -25,6 +27,7 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+            ListenAddr::Http(addr) => write!(f, "http://{addr}"),
         }
     }
 }
@@ -32,6 +35,7 @@ impl std::fmt::Display for ListenAddr {
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
+    Http(TcpListener),
 }
 
 impl Listener {
@@ -39,6 +43,7 @@ impl Listener {
         let listen_error = |source| Error::Listen { address: address.to_string(), source };
         match address {
             ListenAddr::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(*addr).map_err(listen_error)?)),
+            ListenAddr::Http(addr) => Ok(Listener::Http(TcpListener::bind(*addr).map_err(listen_error)?)),
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 Ok(Listener::Unix(UnixListener::bind(path).map_err(listen_error)?, path.clone()))
@@ -51,16 +56,18 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(listener) => ListenAddr::Tcp(listener.local_addr()?),
             Listener::Unix(_, path) => ListenAddr::Unix(path.clone()),
+            Listener::Http(listener) => ListenAddr::Http(listener.local_addr()?),
         })
     }
 
     pub(crate) fn accept(&self) -> io::Result<(Stream, Option<IpAddr>)> {
         match self {
-            Listener::Tcp(listener) => {
+            Listener::Tcp(listener) | Listener::Http(listener) => {
                 let (stream, peer) = listener.accept()?;
                 // Small frames go out at once; we coalesce writes ourselves.
                 stream.set_nodelay(true)?;
-                Ok((Stream::Tcp(stream), Some(peer.ip())))
+                let stream = if matches!(self, Listener::Http(_)) { Stream::Http(stream) } else { Stream::Tcp(stream) };
+                Ok((stream, Some(peer.ip())))
             }
             Listener::Unix(listener, _) => Ok((Stream::Unix(listener.accept()?.0), None)),
         }
@@ -68,7 +75,7 @@ impl Listener {
 
     pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
-            Listener::Tcp(listener) => listener,
+            Listener::Tcp(listener) | Listener::Http(listener) => listener,
             Listener::Unix(listener, _) => listener,
         }
     }
@@ -101,26 +108,28 @@ fn remove_stale_socket(path: &Path) -> Result<(), Error> {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TCP connection to the HTTP listener.
+    Http(TcpStream),
 }
 
 impl Stream {
     pub(crate) fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => registry.register(s, token, interest),
+            Stream::Tcp(s) | Stream::Http(s) => registry.register(s, token, interest),
             Stream::Unix(s) => registry.register(s, token, interest),
         }
     }
 
     pub(crate) fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => registry.reregister(s, token, interest),
+            Stream::Tcp(s) | Stream::Http(s) => registry.reregister(s, token, interest),
             Stream::Unix(s) => registry.reregister(s, token, interest),
         }
     }
 
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => registry.deregister(s),
+            Stream::Tcp(s) | Stream::Http(s) => registry.deregister(s),
             Stream::Unix(s) => registry.deregister(s),
         }
     }
@@ -129,6 +138,15 @@ impl Stream {
         match self {
             Stream::Tcp(_) => Transport::Tcp,
             Stream::Unix(_) => Transport::Unix,
+            Stream::Http(_) => Transport::Http,
+        }
+    }
+
+    /// Closes the sending side (the peer reads EOF after what was sent).
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
         }
     }
 }
@@ -136,7 +154,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.read(buf),
+            Stream::Tcp(s) | Stream::Http(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -145,14 +163,14 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write(buf),
+            Stream::Tcp(s) | Stream::Http(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) | Stream::Http(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
         }
     }
@@ -169,4 +187,20 @@ pub enum Transport {
     Tcp,
     /// Binary protocol over a Unix domain socket.
     Unix,
+    /// HTTP.
+    Http,
+}
+
+impl Transport {
+    /// Every transport, in the order of their counters.
+    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Unix, Transport::Http];
+
+    /// Its name in statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+            Transport::Http => "http",
+        }
+    }
 }

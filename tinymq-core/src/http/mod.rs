@@ -1,6 +1,22 @@
-//! HTTP semantics, as pure functions: so far the Moustique-compatible
-//! API's parameter encoding and form decoding, and request heads with their
-//! limits. The endpoints and the plain API join here (the HTTP issue).
+//! HTTP semantics, as pure functions and state machines with no I/O: the
+//! Moustique-compatible API and the plain API of HTTP_API.md.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`request`] | request heads, parsed incrementally, and their limits |
+//! | [`encoding`] | Moustique's parameter encoding and form decoding |
+//! | [`call`] | what a request asks for ([`call::Call`]), or why it is refused |
+//! | [`service`] | what each call does to the router ([`service::handle`]) |
+//! | [`clients`] | Moustique clients and their PICKUP queues |
+//! | [`conn`] | one connection: framing, keep-alive, timeouts, event streams |
+//! | [`response`] | responses as bytes |
+//! | [`json`] | the message object |
 
+pub mod call;
+pub mod clients;
+pub mod conn;
 pub mod encoding;
+pub mod json;
 pub mod request;
+pub mod response;
+pub mod service;

@@ -35,6 +35,8 @@ pub enum Method {
     Post,
     /// PUT: as POST (the JavaScript client's PUTVAL).
     Put,
+    /// OPTIONS: a browser's CORS preflight.
+    Options,
 }
 
 /// A parsed request head. Owned and small: path, query and a few headers.
@@ -90,7 +92,7 @@ pub enum RequestError {
     /// A chunked body: the API needs a Content-Length.
     #[error("a Content-Length is required")]
     LengthRequired,
-    /// A method other than GET, POST or PUT.
+    /// A method other than GET, POST, PUT or OPTIONS.
     #[error("method not allowed")]
     MethodNotAllowed,
     /// Anything malformed, said in a few words.
@@ -132,6 +134,7 @@ pub fn parse_head(input: &[u8], limits: &HttpLimits) -> Result<Parsed, RequestEr
         Some("GET") => Method::Get,
         Some("POST") => Method::Post,
         Some("PUT") => Method::Put,
+        Some("OPTIONS") => Method::Options,
         _ => return Err(RequestError::MethodNotAllowed),
     };
     let target = request.path.ok_or(RequestError::Malformed("no request target"))?;

@@ -1,0 +1,386 @@
+//! Moustique's HTTP clients: named subscribers that have no connection of
+//! their own. Messages for one are queued until it calls PICKUP; one that
+//! stays away for the timeout is dropped with its queue and subscriptions.
+//!
+//! The registry keeps what the router does not: each client's queue, its
+//! filters (PICKUP groups by them) and what CLIENTS shows. The router holds
+//! the client's subscriptions under a [`SubscriberId`] whose sink names the
+//! client's [`HttpClientId`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::router::{Delivery, NamespaceId, SubscriberId};
+use crate::topic::{Filter, TopicLimits, TopicName};
+
+/// Bounds on HTTP clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpClientLimits {
+    /// Messages queued per client; the oldest go first (default 10,000).
+    pub queue_size: usize,
+    /// A client not seen by PICKUP or SUBSCRIBE for this long is dropped
+    /// (default 5 minutes, as Moustique).
+    pub timeout: Duration,
+    /// Registered clients at once (default 100,000); SUBSCRIBE from a new
+    /// client beyond it is refused.
+    pub max_clients: usize,
+}
+
+impl Default for HttpClientLimits {
+    fn default() -> Self {
+        HttpClientLimits { queue_size: 10_000, timeout: Duration::from_secs(300), max_clients: 100_000 }
+    }
+}
+
+/// A client's handle: slot and generation, like [`SubscriberId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HttpClientId {
+    index: u32,
+    generation: u32,
+}
+
+/// One registered client.
+#[derive(Debug)]
+pub struct HttpClient {
+    /// Its name (the `client` parameter).
+    pub name: Arc<str>,
+    /// Its namespace.
+    pub namespace: NamespaceId,
+    /// Its subscriber in the router.
+    pub subscriber: SubscriberId,
+    /// Its filters, in the order it subscribed.
+    pub filters: Vec<Filter>,
+    queue: VecDeque<Arc<Delivery>>,
+    /// Unix seconds of its first request.
+    pub first_seen: u64,
+    /// Unix seconds of its latest PICKUP or SUBSCRIBE.
+    pub latest_pickup: u64,
+    last_seen: Instant,
+    /// Its requests so far.
+    pub requests: u64,
+    /// The address of its latest request.
+    pub ip: Option<IpAddr>,
+    /// Messages dropped from its full queue.
+    pub dropped: u64,
+    generation: u32,
+}
+
+impl HttpClient {
+    /// Messages waiting for PICKUP.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// The registry. See the module docs.
+#[derive(Debug)]
+pub struct HttpClients {
+    limits: HttpClientLimits,
+    slots: Vec<Option<HttpClient>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    by_name: HashMap<NamespaceId, HashMap<Arc<str>, HttpClientId>>,
+    registered: usize,
+    dropped_total: u64,
+    expired_total: u64,
+}
+
+/// What PICKUP returns: each filter with the messages queued under it.
+pub type Pickup = Vec<(Filter, Vec<Arc<Delivery>>)>;
+
+impl HttpClients {
+    /// An empty registry.
+    pub fn new(limits: HttpClientLimits) -> Self {
+        HttpClients {
+            limits,
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            by_name: HashMap::new(),
+            registered: 0,
+            dropped_total: 0,
+            expired_total: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &HttpClientLimits {
+        &self.limits
+    }
+
+    /// The client called `name` in `namespace`.
+    pub fn find(&self, namespace: NamespaceId, name: &str) -> Option<HttpClientId> {
+        self.by_name.get(&namespace)?.get(name).copied()
+    }
+
+    /// A live client.
+    pub fn get(&self, id: HttpClientId) -> Option<&HttpClient> {
+        self.slots.get(id.index as usize)?.as_ref().filter(|c| c.generation == id.generation)
+    }
+
+    fn get_mut(&mut self, id: HttpClientId) -> Option<&mut HttpClient> {
+        self.slots.get_mut(id.index as usize)?.as_mut().filter(|c| c.generation == id.generation)
+    }
+
+    /// Every live client.
+    pub fn iter(&self) -> impl Iterator<Item = &HttpClient> {
+        self.slots.iter().flatten()
+    }
+
+    /// Registered clients.
+    pub fn len(&self) -> usize {
+        self.registered
+    }
+
+    /// Whether no client is registered.
+    pub fn is_empty(&self) -> bool {
+        self.registered == 0
+    }
+
+    /// Messages dropped from full queues, in all.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
+    }
+
+    /// Clients dropped for inactivity, in all.
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+
+    /// Registers a new client; `subscriber` makes its router subscriber
+    /// from the id it will have. `None` when the registry is full.
+    pub fn register(
+        &mut self,
+        namespace: NamespaceId,
+        name: &str,
+        now: Instant,
+        unix_time: u64,
+        ip: Option<IpAddr>,
+        subscriber: impl FnOnce(HttpClientId) -> SubscriberId,
+    ) -> Option<HttpClientId> {
+        if self.registered >= self.limits.max_clients {
+            return None;
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 clients")
+            }
+        };
+        let generation = self.generations[index as usize];
+        let id = HttpClientId { index, generation };
+        let name: Arc<str> = name.into();
+        self.slots[index as usize] = Some(HttpClient {
+            name: name.clone(),
+            namespace,
+            subscriber: subscriber(id),
+            filters: Vec::new(),
+            queue: VecDeque::new(),
+            first_seen: unix_time,
+            latest_pickup: unix_time,
+            last_seen: now,
+            requests: 0,
+            ip,
+            dropped: 0,
+            generation,
+        });
+        self.by_name.entry(namespace).or_default().insert(name, id);
+        self.registered += 1;
+        Some(id)
+    }
+
+    /// Records a request from the client (PICKUP or SUBSCRIBE), which
+    /// keeps it alive.
+    pub fn touch(&mut self, id: HttpClientId, now: Instant, unix_time: u64, ip: Option<IpAddr>) {
+        if let Some(client) = self.get_mut(id) {
+            client.last_seen = now;
+            client.latest_pickup = unix_time;
+            client.requests += 1;
+            client.ip = ip;
+        }
+    }
+
+    /// Adds a filter to the client's list; false if it held it already.
+    pub fn subscribe(&mut self, id: HttpClientId, filter: Filter) -> bool {
+        let Some(client) = self.get_mut(id) else { return false };
+        if client.filters.contains(&filter) {
+            return false;
+        }
+        client.filters.push(filter);
+        true
+    }
+
+    /// Queues a delivery for the client, dropping its oldest message when
+    /// the queue is full. False for a client that is gone.
+    pub fn push(&mut self, id: HttpClientId, delivery: &Arc<Delivery>) -> bool {
+        let queue_size = self.limits.queue_size;
+        let Some(client) = self.get_mut(id) else { return false };
+        let mut dropped = 0;
+        while client.queue.len() >= queue_size.max(1) {
+            client.queue.pop_front();
+            dropped += 1;
+        }
+        client.queue.push_back(delivery.clone());
+        client.dropped += dropped;
+        self.dropped_total += dropped;
+        true
+    }
+
+    /// Takes everything queued for the client, grouped under each of its
+    /// filters that matches (a message under two matching filters appears
+    /// under both), filters in subscription order.
+    pub fn pickup(&mut self, id: HttpClientId) -> Pickup {
+        let Some(client) = self.get_mut(id) else { return Vec::new() };
+        let queue = std::mem::take(&mut client.queue);
+        let mut groups: Pickup = client.filters.iter().map(|f| (f.clone(), Vec::new())).collect();
+        for delivery in queue {
+            let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else { continue };
+            for (filter, messages) in &mut groups {
+                if filter.matches(topic) {
+                    messages.push(delivery.clone());
+                }
+            }
+        }
+        groups.retain(|(_, messages)| !messages.is_empty());
+        groups
+    }
+
+    /// Removes a client; returns its router subscriber to remove too.
+    pub fn remove(&mut self, id: HttpClientId) -> Option<SubscriberId> {
+        self.get(id)?;
+        let client = self.slots[id.index as usize].take().expect("checked by get");
+        if let Some(names) = self.by_name.get_mut(&client.namespace) {
+            names.remove(&client.name);
+        }
+        self.registered -= 1;
+        self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
+        self.free.push(id.index);
+        Some(client.subscriber)
+    }
+
+    /// Drops every client not seen for the timeout; returns their router
+    /// subscribers, for the caller to remove.
+    pub fn expire(&mut self, now: Instant) -> Vec<SubscriberId> {
+        let timeout = self.limits.timeout;
+        let expired: Vec<HttpClientId> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let client = slot.as_ref()?;
+                (now.saturating_duration_since(client.last_seen) >= timeout)
+                    .then_some(HttpClientId { index: index as u32, generation: client.generation })
+            })
+            .collect();
+        self.expired_total += expired.len() as u64;
+        expired.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The virtual clock's origin; only differences matter.
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+    use crate::message::Message;
+    use crate::router::Router;
+
+    fn delivery(topic: &str, payload: &str) -> Arc<Delivery> {
+        Delivery::new(Message {
+            topic: topic.into(),
+            payload: payload.as_bytes().into(),
+            from: "t".into(),
+            updated_time: 0,
+            ip: None,
+        })
+    }
+
+    fn filter(text: &str) -> Filter {
+        Filter::new(text, &TopicLimits::default()).unwrap()
+    }
+
+    fn registry(limits: HttpClientLimits) -> (HttpClients, Router<HttpClientId>, Instant) {
+        (HttpClients::new(limits), Router::new(), epoch())
+    }
+
+    #[test]
+    fn pickup_groups_by_filter_and_empties_the_queue() {
+        let (mut clients, mut router, now) = registry(HttpClientLimits::default());
+        let id = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id))
+            .unwrap();
+        clients.subscribe(id, filter("/s/+/t"));
+        clients.subscribe(id, filter("/s/#"));
+        clients.push(id, &delivery("/s/a/t", "1"));
+        clients.push(id, &delivery("/s/b", "2"));
+        let groups = clients.pickup(id);
+        let shown: Vec<(&str, Vec<&str>)> =
+            groups.iter().map(|(f, ds)| (f.as_str(), ds.iter().map(|d| &*d.message().topic).collect())).collect();
+        assert_eq!(shown, [("/s/+/t", vec!["/s/a/t"]), ("/s/#", vec!["/s/a/t", "/s/b"])]);
+        assert!(clients.pickup(id).is_empty(), "a second pickup finds nothing");
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest() {
+        let limits = HttpClientLimits { queue_size: 3, ..Default::default() };
+        let (mut clients, mut router, now) = registry(limits);
+        let id = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id))
+            .unwrap();
+        clients.subscribe(id, filter("#"));
+        for n in 0..5 {
+            clients.push(id, &delivery("t", &n.to_string()));
+        }
+        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|d| d.message().payload.to_vec()).collect();
+        assert_eq!(kept, [b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]);
+        assert_eq!((clients.get(id).unwrap().dropped, clients.dropped_total()), (2, 2));
+    }
+
+    #[test]
+    fn idle_clients_expire_and_touched_ones_stay() {
+        let limits = HttpClientLimits { timeout: Duration::from_secs(10), ..Default::default() };
+        let (mut clients, mut router, start) = registry(limits);
+        let mut register = |clients: &mut HttpClients, name: &str| {
+            clients
+                .register(NamespaceId::PUBLIC, name, start, 0, None, |id| {
+                    router.add_subscriber(NamespaceId::PUBLIC, id)
+                })
+                .unwrap()
+        };
+        let idle = register(&mut clients, "idle");
+        let busy = register(&mut clients, "busy");
+        clients.touch(busy, start + Duration::from_secs(8), 8, None);
+        assert!(clients.expire(start + Duration::from_secs(9)).is_empty());
+        let gone = clients.expire(start + Duration::from_secs(10));
+        assert_eq!(gone.len(), 1);
+        assert!(clients.get(idle).is_none() && clients.find(NamespaceId::PUBLIC, "idle").is_none());
+        assert_eq!(clients.find(NamespaceId::PUBLIC, "busy"), Some(busy));
+        assert!(!clients.push(idle, &delivery("t", "x")), "a stale id is ignored");
+        assert_eq!(clients.expired_total(), 1);
+    }
+
+    #[test]
+    fn names_are_per_namespace_and_the_registry_is_bounded() {
+        let limits = HttpClientLimits { max_clients: 2, ..Default::default() };
+        let (mut clients, mut router, now) = registry(limits);
+        let other = router.namespace("alice");
+        let a = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id));
+        let b = clients.register(other, "c", now, 0, None, |id| router.add_subscriber(other, id));
+        assert!(a.is_some() && b.is_some() && a != b);
+        assert_eq!(clients.find(other, "c"), b);
+        assert_eq!(
+            clients
+                .register(NamespaceId::PUBLIC, "d", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id)),
+            None
+        );
+    }
+}

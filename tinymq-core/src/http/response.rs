@@ -1,0 +1,177 @@
+//! Responses, written as HTTP/1.1 bytes into a buffer the caller owns.
+
+use std::borrow::Cow;
+
+use super::encoding::encode_value;
+
+/// A response to one request: status, body and its type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+/// `text/plain; charset=utf-8`: Moustique's data responses and every error.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+/// JSON, for the plain API.
+pub const JSON: &str = "application/json";
+/// HTML, for the status page.
+pub const HTML: &str = "text/html; charset=utf-8";
+/// The Prometheus text exposition format.
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Response {
+    /// `200` with an empty body (what Moustique's acting endpoints return).
+    pub fn ok() -> Self {
+        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b"") }
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b"") }
+    }
+
+    /// A short plain-text body: errors, `ok`.
+    pub fn text(status: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        let body = match text.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        Response { status, content_type: TEXT, body }
+    }
+
+    /// A JSON document, as the plain API sends it.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Response { status: 200, content_type: JSON, body: Cow::Owned(value.to_string().into_bytes()) }
+    }
+
+    /// A JSON document encoded the Moustique way (Base64, then ROT13), as
+    /// `text/plain`.
+    pub fn moustique_json(value: &serde_json::Value) -> Self {
+        Response {
+            status: 200,
+            content_type: TEXT,
+            body: Cow::Owned(encode_value(value.to_string().as_bytes()).into_bytes()),
+        }
+    }
+
+    /// A body of any type with status 200.
+    pub fn with_body(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Response { status: 200, content_type, body: body.into() }
+    }
+
+    /// Appends the status line, headers and body to `out`. `keep_alive`
+    /// decides the `Connection` header (the connection closes after a
+    /// response written with `false`).
+    pub fn write(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        write_status_line(self.status, out);
+        // 204 carries neither a body nor a Content-Length (RFC 9110 8.6).
+        if self.status != 204 {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(self.content_type.as_bytes());
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(COMMON_HEADERS);
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
+        if self.status != 204 {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// Sent on every response: browsers' pages on other origins may call the
+/// API (Moustique's browser client does).
+const COMMON_HEADERS: &[u8] = b"Server: tinymq\r\nAccess-Control-Allow-Origin: *\r\n";
+
+/// The head that opens a Server-Sent Events stream. It has no length: the
+/// stream ends when the connection does.
+pub fn write_event_stream_head(out: &mut Vec<u8>) {
+    write_status_line(200, out);
+    out.extend_from_slice(b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
+    out.extend_from_slice(COMMON_HEADERS);
+    out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+}
+
+/// The answer to a CORS preflight (`OPTIONS`): every method the API uses.
+pub fn write_preflight(keep_alive: bool, out: &mut Vec<u8>) {
+    write_status_line(204, out);
+    out.extend_from_slice(COMMON_HEADERS);
+    out.extend_from_slice(
+        b"Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS\r\n\
+          Access-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 86400\r\n",
+    );
+    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+}
+
+fn write_status_line(status: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The reason phrase of the statuses the broker sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(response: &Response, keep_alive: bool) -> String {
+        let mut out = Vec::new();
+        response.write(keep_alive, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_text_response_has_its_length_and_connection() {
+        let text = written(&Response::text(404, "no such path"), false);
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 12\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n\r\nno such path"), "{text}");
+    }
+
+    #[test]
+    fn no_content_has_no_length() {
+        let text = written(&Response::no_content(), true);
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"), "{text}");
+        assert!(!text.contains("Content-Length"), "{text}");
+        assert!(text.ends_with("Connection: keep-alive\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn moustique_json_is_encoded_text() {
+        let response = Response::moustique_json(&serde_json::json!("0.1.0"));
+        assert_eq!(response.content_type, TEXT);
+        let decoded = super::super::encoding::decode_value(&response.body);
+        assert_eq!(decoded, b"\"0.1.0\"");
+    }
+}

@@ -1,0 +1,721 @@
+//! What each HTTP call does to the broker: the HTTP counterpart of
+//! [`crate::broker::execute`].
+//!
+//! The shell parses a request head ([`super::request::parse_head`]), waits
+//! for its body, then calls [`handle`] with the router and the
+//! [`HttpState`] (HTTP clients, posters, request rates). The returned
+//! [`HttpEffects`] carry the reply and, for a publish, the delivery and the
+//! sinks it must reach. Deliveries to Moustique clients' queues are made
+//! here, since their queues live in the [`HttpState`] the caller lent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::call::{ApiError, ApiRequest, Call, parse_call};
+use super::clients::{HttpClientId, HttpClientLimits, HttpClients};
+use super::json::{message_object, nice_datetime};
+use super::request::RequestHead;
+use super::response::{self, Response};
+use crate::message::Message;
+use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
+use crate::topic::{TopicLimits, TopicName};
+
+/// The topic under which PICKUP tells an unknown client to subscribe again
+/// (the Moustique client libraries act on it).
+pub const RESUBSCRIBE_TOPIC: &str = "/server/action/resubscribe";
+
+/// How the shell's router sinks look to the HTTP service.
+pub trait SinkKind {
+    /// The Moustique client this sink queues for, if it is one.
+    fn http_client(&self) -> Option<HttpClientId>;
+    /// The transport, as CLIENTS and the metrics name it (`tcp`, `unix`,
+    /// `http`, `sse`, `local`).
+    fn transport(&self) -> &'static str;
+}
+
+/// Settings of the HTTP service.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Bounds on topic names and filters.
+    pub topic_limits: TopicLimits,
+    /// Bounds on Moustique clients.
+    pub client_limits: HttpClientLimits,
+    /// Longest GETVALSBYREGEX expression, in bytes (default 1 KiB).
+    pub max_regex_len: usize,
+    /// Compiled size limit of such an expression (default 1 MiB).
+    pub regex_size_limit: usize,
+    /// Whether requests without credentials use the public namespace.
+    pub allow_anonymous: bool,
+    /// Publishers POSTERS remembers at once (default 10,000).
+    pub max_posters: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            topic_limits: TopicLimits::default(),
+            client_limits: HttpClientLimits::default(),
+            max_regex_len: 1024,
+            regex_size_limit: 1 << 20,
+            allow_anonymous: true,
+            max_posters: 10_000,
+        }
+    }
+}
+
+/// The broker-wide figures STATS and `/metrics` show, read by the shell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Open connections, by transport name.
+    pub connections: Vec<(&'static str, u64)>,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections refused at the limit.
+    pub refused_connections: u64,
+    /// Messages published, every transport.
+    pub messages_in: u64,
+    /// Deliveries made, every transport.
+    pub messages_out: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Subscribers cut for not reading (Disconnect 7).
+    pub slow_consumer_drops: u64,
+    /// Deliveries dropped from full in-process queues.
+    pub local_queue_drops: u64,
+    /// Writes handed to the store.
+    pub store_writes: u64,
+    /// Seconds since the broker started.
+    pub uptime_secs: u64,
+}
+
+/// A count and its rate over the last minute, by Unix second.
+#[derive(Clone, Debug)]
+struct Rate {
+    total: u64,
+    seconds: [u64; 60],
+    counts: [u64; 60],
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate { total: 0, seconds: [0; 60], counts: [0; 60] }
+    }
+}
+
+impl Rate {
+    fn record(&mut self, unix_time: u64) {
+        self.total += 1;
+        let slot = (unix_time % 60) as usize;
+        if self.seconds[slot] != unix_time {
+            self.seconds[slot] = unix_time;
+            self.counts[slot] = 0;
+        }
+        self.counts[slot] += 1;
+    }
+
+    fn json(&self, unix_time: u64, uptime_secs: u64) -> Value {
+        let last_minute: u64 = self
+            .seconds
+            .iter()
+            .zip(&self.counts)
+            .filter(|&(&second, _)| second <= unix_time && unix_time - second < 60)
+            .map(|(_, &count)| count)
+            .sum();
+        json!({
+            "total": self.total,
+            "per_second": self.total as f64 / uptime_secs.max(1) as f64,
+            "per_second_last_minute": last_minute as f64 / uptime_secs.clamp(1, 60) as f64,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Poster {
+    count: u64,
+    latest: Arc<Delivery>,
+    last_unix: u64,
+}
+
+/// What the HTTP service keeps beside the router. See the module docs.
+#[derive(Debug)]
+pub struct HttpState {
+    /// Moustique clients and their queues.
+    pub clients: HttpClients,
+    posters: HashMap<(NamespaceId, Arc<str>), Poster>,
+    requests: Rate,
+    pickups: Rate,
+    processed: Rate,
+    getvals: Rate,
+    statuses: BTreeMap<u16, u64>,
+    started_unix: u64,
+}
+
+/// What POSTERS keeps a publisher for after its latest post.
+const POSTER_WINDOW_SECS: u64 = 3600;
+
+impl HttpState {
+    /// Fresh state for a broker started at `started_unix`.
+    pub fn new(config: &HttpConfig, started_unix: u64) -> Self {
+        HttpState {
+            clients: HttpClients::new(config.client_limits),
+            posters: HashMap::new(),
+            requests: Rate::default(),
+            pickups: Rate::default(),
+            processed: Rate::default(),
+            getvals: Rate::default(),
+            statuses: BTreeMap::new(),
+            started_unix,
+        }
+    }
+
+    /// Counts a response by status (requests refused before [`handle`],
+    /// such as a 431, are counted by the shell through this).
+    pub fn count_status(&mut self, status: u16, unix_time: u64) {
+        self.requests.record(unix_time);
+        *self.statuses.entry(status).or_default() += 1;
+    }
+
+    /// Responses sent so far, by status.
+    pub fn statuses(&self) -> &BTreeMap<u16, u64> {
+        &self.statuses
+    }
+
+    fn record_poster(&mut self, namespace: NamespaceId, delivery: &Arc<Delivery>, max: usize) {
+        let message = delivery.message();
+        let key = (namespace, message.from.clone());
+        if let Some(poster) = self.posters.get_mut(&key) {
+            poster.count += 1;
+            poster.latest = delivery.clone();
+            poster.last_unix = message.updated_time;
+            return;
+        }
+        if self.posters.len() >= max {
+            // Full: forget the publisher heard from longest ago.
+            if let Some(oldest) = self.posters.iter().min_by_key(|(_, p)| p.last_unix).map(|(k, _)| k.clone()) {
+                self.posters.remove(&oldest);
+            }
+        }
+        self.posters.insert(key, Poster { count: 1, latest: delivery.clone(), last_unix: message.updated_time });
+    }
+}
+
+/// When and from where a request came.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// The monotonic time, for client expiry.
+    pub now: Instant,
+    /// Wall-clock Unix seconds, for timestamps.
+    pub unix_time: u64,
+    /// The peer's address.
+    pub ip: Option<IpAddr>,
+}
+
+/// How the shell answers a request.
+#[derive(Debug)]
+#[must_use]
+pub enum Reply {
+    /// Write this response.
+    Response(Response),
+    /// Answer a CORS preflight.
+    Preflight,
+    /// Turn the connection into an event stream: write the stream head,
+    /// then `retained` as the first events. `subscriber` receives through
+    /// the connection's own sink from now on.
+    Events {
+        /// The stream's subscriber.
+        subscriber: SubscriberId,
+        /// Stored values matching the stream's filters.
+        retained: Vec<Arc<Delivery>>,
+    },
+}
+
+impl Reply {
+    /// The status the peer gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Response(response) => response.status,
+            Reply::Preflight => 204,
+            Reply::Events { .. } => 200,
+        }
+    }
+}
+
+/// What the shell must do after [`handle`].
+#[derive(Debug)]
+#[must_use]
+pub struct HttpEffects<S> {
+    /// The answer.
+    pub reply: Reply,
+    /// A published message, for the shell to move to `receivers`.
+    pub delivery: Option<Arc<Delivery>>,
+    /// Sinks of `delivery` other than Moustique clients.
+    pub receivers: Vec<S>,
+    /// Moustique clients `delivery` was queued for here.
+    pub queued: usize,
+    /// A stored value changed: the namespace name, and the message (an
+    /// empty payload means deleted) for the store.
+    pub stored: Option<(Arc<str>, Arc<Delivery>)>,
+}
+
+impl<S> HttpEffects<S> {
+    fn reply(reply: Reply) -> Self {
+        HttpEffects { reply, delivery: None, receivers: Vec::new(), queued: 0, stored: None }
+    }
+
+    fn respond(response: Response) -> Self {
+        Self::reply(Reply::Response(response))
+    }
+}
+
+/// Serves one whole request. `own_sink` is the connection's sink (an event
+/// stream receives through it); `client_sink` makes the sink of a new
+/// Moustique client; `figures` reads the shell's counters when a
+/// statistics call needs them.
+#[allow(clippy::too_many_arguments)]
+pub fn handle<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    head: &RequestHead,
+    body: &[u8],
+    context: Context,
+    own_sink: S,
+    client_sink: impl Fn(HttpClientId) -> S,
+    figures: impl FnOnce() -> Figures,
+) -> HttpEffects<S> {
+    let effects = match parse_call(head, body, &config.topic_limits) {
+        Ok(request) => execute(router, state, config, request, context, own_sink, client_sink, figures),
+        Err(error) => HttpEffects::respond(error_response(&error)),
+    };
+    state.count_status(effects.reply.status(), context.unix_time);
+    effects
+}
+
+/// The short text reply for a refused call.
+pub fn error_response(error: &ApiError) -> Response {
+    Response::text(error.status(), error.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    request: ApiRequest,
+    context: Context,
+    own_sink: S,
+    client_sink: impl Fn(HttpClientId) -> S,
+    figures: impl FnOnce() -> Figures,
+) -> HttpEffects<S> {
+    // Users arrive with the security work; until then credentials are
+    // refused, never silently taken as anonymous.
+    let namespace = match (&request.credentials, &request.call) {
+        (_, Call::Preflight) => NamespaceId::PUBLIC,
+        (Some(_), _) => return HttpEffects::respond(Response::text(401, "unknown user or wrong password")),
+        (None, Call::Health) => NamespaceId::PUBLIC,
+        (None, _) if !config.allow_anonymous => {
+            return HttpEffects::respond(Response::text(401, "this broker needs credentials"));
+        }
+        (None, _) => NamespaceId::PUBLIC,
+    };
+    let unix = context.unix_time;
+    match request.call {
+        Call::Post { topic, message, from, updated_time } => {
+            state.processed.record(unix);
+            let message = stamp(topic, message, from, updated_time, context);
+            publish(router, state, config, namespace, message, true)
+        }
+        Call::Publish { topic, payload, retain, from } => {
+            state.processed.record(unix);
+            let message = stamp(topic, payload, from, None, context);
+            let mut effects = publish(router, state, config, namespace, message, retain);
+            effects.reply = Reply::Response(Response::no_content());
+            effects
+        }
+        Call::Subscribe { filter, client } => {
+            let id = match state.clients.find(namespace, &client) {
+                Some(id) => id,
+                None => {
+                    let registered = state.clients.register(namespace, &client, context.now, unix, context.ip, |id| {
+                        router.add_subscriber(namespace, client_sink(id))
+                    });
+                    match registered {
+                        Some(id) => id,
+                        None => return HttpEffects::respond(Response::text(503, "too many HTTP clients")),
+                    }
+                }
+            };
+            state.clients.touch(id, context.now, unix, context.ip);
+            if state.clients.subscribe(id, filter.clone())
+                && let Some(subscriber) = state.clients.get(id).map(|c| c.subscriber)
+            {
+                router.subscribe(subscriber, filter);
+            }
+            HttpEffects::respond(Response::ok())
+        }
+        Call::Pickup { client } => {
+            state.pickups.record(unix);
+            let Some(id) = state.clients.find(namespace, &client) else {
+                return HttpEffects::respond(Response::moustique_json(&resubscribe_document(unix)));
+            };
+            state.clients.touch(id, context.now, unix, context.ip);
+            let groups: Map<String, Value> = state
+                .clients
+                .pickup(id)
+                .into_iter()
+                .map(|(filter, messages)| {
+                    let list = messages.iter().map(|d| message_object(d.message())).collect();
+                    (filter.as_str().to_owned(), Value::Array(list))
+                })
+                .collect();
+            HttpEffects::respond(Response::moustique_json(&Value::Object(groups)))
+        }
+        Call::PutVal { name, value, from, updated_time } => {
+            let delivery = Delivery::new(stamp(name, value, from, updated_time, context));
+            let topic = delivery.message().topic.clone();
+            if delivery.message().payload.is_empty() {
+                router.remove_value(namespace, &topic);
+            } else {
+                router.store(namespace, delivery.clone());
+            }
+            let mut effects = HttpEffects::respond(Response::ok());
+            effects.stored = Some((router.namespace_name(namespace).clone(), delivery));
+            effects
+        }
+        Call::GetVal { topic } => get_value(router, state, namespace, &topic, false, unix),
+        Call::Value { topic } => get_value(router, state, namespace, &topic, true, unix),
+        Call::GetValsByRegex { pattern } => {
+            state.getvals.record(unix);
+            if pattern.len() > config.max_regex_len {
+                return HttpEffects::respond(Response::text(
+                    400,
+                    format!("regular expression over {} bytes", config.max_regex_len),
+                ));
+            }
+            let regex = match regex::RegexBuilder::new(&pattern)
+                .size_limit(config.regex_size_limit)
+                .dfa_size_limit(config.regex_size_limit)
+                .build()
+            {
+                Ok(regex) => regex,
+                Err(error) => {
+                    let text = error.to_string();
+                    let first_line = text.lines().last().unwrap_or("invalid regular expression").trim();
+                    return HttpEffects::respond(Response::text(400, format!("bad regular expression: {first_line}")));
+                }
+            };
+            let matches: Map<String, Value> = router
+                .values(namespace)
+                .filter(|d| regex.is_match(&d.message().topic))
+                .map(|d| (d.message().topic.to_string(), message_object(d.message())))
+                .collect();
+            HttpEffects::respond(Response::moustique_json(&Value::Object(matches)))
+        }
+        Call::Values { filter } => {
+            let list = router.values_matching(namespace, &filter).map(|d| message_object(d.message())).collect();
+            HttpEffects::respond(Response::json(&Value::Array(list)))
+        }
+        Call::Version => HttpEffects::respond(Response::moustique_json(&json!(env!("CARGO_PKG_VERSION")))),
+        Call::Stats { plain } => {
+            let document = stats_document(router, state, &figures(), unix);
+            HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
+        }
+        Call::Clients => HttpEffects::respond(Response::moustique_json(&clients_document(router, state, namespace))),
+        Call::Topics => {
+            let topics = router.values(namespace).map(|d| Value::from(&*d.message().topic)).collect();
+            HttpEffects::respond(Response::moustique_json(&Value::Array(topics)))
+        }
+        Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
+        Call::Status | Call::Index => {
+            let page = status_page(router, state, &figures(), unix);
+            HttpEffects::respond(Response::with_body(response::HTML, page.into_bytes()))
+        }
+        Call::Events { filters } => {
+            let subscriber = router.add_subscriber(namespace, own_sink);
+            let mut seen = HashSet::new();
+            let mut retained = Vec::new();
+            for filter in &filters {
+                for value in router.values_matching(namespace, filter) {
+                    if seen.insert(value.message().topic.clone()) {
+                        retained.push(value.clone());
+                    }
+                }
+            }
+            for filter in filters {
+                router.subscribe(subscriber, filter);
+            }
+            HttpEffects::reply(Reply::Events { subscriber, retained })
+        }
+        Call::Health => HttpEffects::respond(Response::text(200, "ok")),
+        Call::Metrics => HttpEffects::respond(Response::with_body(
+            response::PROMETHEUS,
+            metrics_text(router, state, &figures()).into_bytes(),
+        )),
+        Call::Preflight => HttpEffects::reply(Reply::Preflight),
+    }
+}
+
+fn get_value<S: Clone>(
+    router: &Router<S>,
+    state: &mut HttpState,
+    namespace: NamespaceId,
+    topic: &str,
+    plain: bool,
+    unix: u64,
+) -> HttpEffects<S> {
+    state.getvals.record(unix);
+    let Some(value) = router.value(namespace, topic) else {
+        return HttpEffects::respond(Response::text(404, format!("no value for {topic}")));
+    };
+    let object = message_object(value.message());
+    HttpEffects::respond(if plain { Response::json(&object) } else { Response::moustique_json(&object) })
+}
+
+fn stamp(topic: String, payload: Vec<u8>, from: Option<String>, time: Option<u64>, context: Context) -> Message {
+    Message {
+        topic: topic.into(),
+        payload: payload.into(),
+        from: from.map_or_else(|| Message::UNKNOWN_SENDER.into(), Into::into),
+        updated_time: time.unwrap_or(context.unix_time),
+        ip: context.ip,
+    }
+}
+
+/// Publishes `message`: queues it for matching Moustique clients, returns
+/// the other receivers, and with `retain` makes it the stored value (an
+/// empty payload deletes the value and is still delivered).
+fn publish<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    namespace: NamespaceId,
+    message: Message,
+    retain: bool,
+) -> HttpEffects<S> {
+    let delivery = Delivery::new(message);
+    let mut receivers = Vec::new();
+    let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else {
+        return HttpEffects::respond(Response::text(400, "bad topic"));
+    };
+    let stored = if retain {
+        if delivery.message().payload.is_empty() {
+            router.remove_value(namespace, topic.as_str());
+        } else {
+            router.store(namespace, delivery.clone());
+        }
+        Some((router.namespace_name(namespace).clone(), delivery.clone()))
+    } else {
+        None
+    };
+    router.route(namespace, topic, &mut receivers);
+    let mut queued = 0;
+    receivers.retain(|sink| match sink.http_client() {
+        Some(client) => {
+            queued += usize::from(state.clients.push(client, &delivery));
+            false
+        }
+        None => true,
+    });
+    state.record_poster(namespace, &delivery, config.max_posters);
+    HttpEffects { reply: Reply::Response(Response::ok()), delivery: Some(delivery), receivers, queued, stored }
+}
+
+/// PICKUP's answer to a client the broker does not know.
+fn resubscribe_document(unix_time: u64) -> Value {
+    let message = Message {
+        topic: RESUBSCRIBE_TOPIC.into(),
+        payload: b"resubscribe"[..].into(),
+        from: "tinymq".into(),
+        updated_time: unix_time,
+        ip: None,
+    };
+    json!({ RESUBSCRIBE_TOPIC: [message_object(&message)] })
+}
+
+fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figures, unix: u64) -> Value {
+    let uptime = figures.uptime_secs;
+    let posters = state.posters.values().filter(|p| unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS).count();
+    let connections: Map<String, Value> =
+        figures.connections.iter().map(|&(name, n)| (name.to_owned(), Value::from(n))).collect();
+    json!({
+        "started": nice_datetime(state.started_unix),
+        "started_unix": state.started_unix,
+        "uptime_seconds": uptime,
+        "version": env!("CARGO_PKG_VERSION"),
+        "subscription_count": router.subscription_count(),
+        "subscribers": router.subscriber_count(),
+        "values": router.value_count(),
+        "clients": {
+            "subscribers": state.clients.len(),
+            "posters": posters,
+            "queued_messages": state.clients.iter().map(|c| c.queued()).sum::<usize>(),
+            "queue_dropped_messages": state.clients.dropped_total(),
+            "expired": state.clients.expired_total(),
+        },
+        "requests": {
+            "total": state.requests.total,
+            "per_second": state.requests.json(unix, uptime)["per_second"],
+            "per_second_last_minute": state.requests.json(unix, uptime)["per_second_last_minute"],
+            "pickups": state.pickups.json(unix, uptime),
+            "processed": state.processed.json(unix, uptime),
+            "getvals": state.getvals.json(unix, uptime),
+        },
+        "connections": connections,
+        "connections_total": figures.connections_total,
+        "refused_connections": figures.refused_connections,
+        "messages_in": figures.messages_in,
+        "messages_out": figures.messages_out,
+        "bytes_in": figures.bytes_in,
+        "bytes_out": figures.bytes_out,
+        "slow_consumer_drops": figures.slow_consumer_drops,
+        "local_queue_drops": figures.local_queue_drops,
+        "store_writes": figures.store_writes,
+    })
+}
+
+fn clients_document<S: Clone + SinkKind>(router: &Router<S>, state: &HttpState, namespace: NamespaceId) -> Value {
+    let mut list: Vec<Value> = state
+        .clients
+        .iter()
+        .filter(|c| c.namespace == namespace)
+        .map(|c| {
+            json!({
+                "Name": &*c.name,
+                "FirstSeen": c.first_seen,
+                "FirstSeenNiceDatetime": nice_datetime(c.first_seen),
+                "LatestPickup": c.latest_pickup,
+                "LatestPickupNiceDatetime": nice_datetime(c.latest_pickup),
+                "RequestCounter": c.requests,
+                "IP": c.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                "Transport": "http",
+                "Subscriptions": c.filters.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                "Queued": c.queued(),
+            })
+        })
+        .collect();
+    let mut sessions: Vec<(&Arc<str>, &S)> = router.clients(namespace).collect();
+    sessions.sort_by(|a, b| a.0.cmp(b.0));
+    list.extend(sessions.into_iter().map(|(name, sink)| json!({ "Name": &**name, "Transport": sink.transport() })));
+    Value::Array(list)
+}
+
+fn posters_document(state: &HttpState, namespace: NamespaceId, unix: u64) -> Value {
+    let posters: Map<String, Value> = state
+        .posters
+        .iter()
+        .filter(|((ns, _), p)| *ns == namespace && unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS)
+        .map(|((_, name), p)| {
+            let latest = p.latest.message();
+            let value = json!({
+                "count": p.count,
+                "latest_post": message_object(latest),
+                "ip": latest.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            });
+            (name.to_string(), value)
+        })
+        .collect();
+    Value::Object(posters)
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn status_page<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figures, unix: u64) -> String {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width,initial-scale=1\"><title>tinymq status</title>\
+         <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}td,th{text-align:left;\
+         padding:.2em 1em .2em 0}</style></head><body>",
+    );
+    let _ = write!(page, "<h1>tinymq {}</h1><table>", env!("CARGO_PKG_VERSION"));
+    let rows: [(&str, String); 9] = [
+        ("started", nice_datetime(state.started_unix)),
+        ("uptime (s)", figures.uptime_secs.to_string()),
+        ("connections", figures.connections.iter().map(|(_, n)| n).sum::<u64>().to_string()),
+        ("HTTP clients", state.clients.len().to_string()),
+        ("subscriptions", router.subscription_count().to_string()),
+        ("stored values", router.value_count().to_string()),
+        ("messages in", figures.messages_in.to_string()),
+        ("messages out", figures.messages_out.to_string()),
+        ("HTTP requests", state.requests.total.to_string()),
+    ];
+    for (name, value) in rows {
+        let _ = write!(page, "<tr><th>{name}</th><td>{}</td></tr>", html_escape(&value));
+    }
+    page.push_str("</table><h2>HTTP clients</h2><table><tr><th>name</th><th>latest pickup</th><th>queued</th></tr>");
+    for client in state.clients.iter().take(1000) {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&client.name),
+            nice_datetime(client.latest_pickup),
+            client.queued()
+        );
+    }
+    let _ = write!(page, "</table><p>{}</p></body></html>", nice_datetime(unix));
+    page
+}
+
+fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figures) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP tinymq_{name} {help}\n# TYPE tinymq_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "tinymq_{name}{labels} {value}");
+        }
+    };
+    let one = |value: u64| [(String::new(), value)];
+    let by_transport: Vec<(String, u64)> =
+        figures.connections.iter().map(|(name, n)| (format!("{{transport=\"{name}\"}}"), *n)).collect();
+    metric("connections", "gauge", "Open connections.", &by_transport);
+    metric("connections_accepted_total", "counter", "Connections accepted.", &one(figures.connections_total));
+    metric(
+        "connections_refused_total",
+        "counter",
+        "Connections refused at the limit.",
+        &one(figures.refused_connections),
+    );
+    metric(
+        "subscriptions",
+        "gauge",
+        "Subscriptions (subscriber, filter pairs).",
+        &one(router.subscription_count() as u64),
+    );
+    metric("stored_values", "gauge", "Stored values.", &one(router.value_count() as u64));
+    metric("http_clients", "gauge", "Registered Moustique HTTP clients.", &one(state.clients.len() as u64));
+    metric("messages_in_total", "counter", "Messages published.", &one(figures.messages_in));
+    metric("messages_out_total", "counter", "Deliveries to subscribers.", &one(figures.messages_out));
+    metric("bytes_in_total", "counter", "Bytes read from sockets.", &one(figures.bytes_in));
+    metric("bytes_out_total", "counter", "Bytes written to sockets.", &one(figures.bytes_out));
+    let drops = [
+        ("{reason=\"slow_consumer\"}".to_owned(), figures.slow_consumer_drops),
+        ("{reason=\"local_queue_full\"}".to_owned(), figures.local_queue_drops),
+        ("{reason=\"http_queue_full\"}".to_owned(), state.clients.dropped_total()),
+    ];
+    metric("dropped_total", "counter", "Messages or subscribers dropped, by reason.", &drops);
+    metric("store_writes_total", "counter", "Writes handed to the store.", &one(figures.store_writes));
+    let statuses: Vec<(String, u64)> =
+        state.statuses.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n)).collect();
+    metric("http_requests_total", "counter", "HTTP requests answered, by status.", &statuses);
+    metric("uptime_seconds", "gauge", "Seconds since start.", &one(figures.uptime_secs));
+    out
+}
