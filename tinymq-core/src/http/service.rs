@@ -719,3 +719,199 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
     metric("uptime_seconds", "gauge", "Seconds since start.", &one(figures.uptime_secs));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::encoding::{decode_value, encode_value};
+    use crate::http::request::{HttpLimits, Parsed, parse_head};
+    use crate::topic::Filter;
+
+    /// A sink as the shell has them: a connection or a Moustique client.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum TestSink {
+        Conn(&'static str),
+        Http(HttpClientId),
+    }
+
+    impl SinkKind for TestSink {
+        fn http_client(&self) -> Option<HttpClientId> {
+            match self {
+                TestSink::Http(id) => Some(*id),
+                TestSink::Conn(_) => None,
+            }
+        }
+
+        fn transport(&self) -> &'static str {
+            match self {
+                TestSink::Http(_) => "http",
+                TestSink::Conn(_) => "tcp",
+            }
+        }
+    }
+
+    struct Broker {
+        router: Router<TestSink>,
+        state: HttpState,
+        config: HttpConfig,
+        now: Instant,
+    }
+
+    impl Broker {
+        #[allow(clippy::disallowed_methods)]
+        fn new(config: HttpConfig) -> Self {
+            let state = HttpState::new(&config, 1_000);
+            Broker { router: Router::new(), state, config, now: Instant::now() }
+        }
+
+        /// Serves one raw request.
+        fn request(&mut self, raw: &str) -> HttpEffects<TestSink> {
+            let Ok(Parsed::Complete { head, head_len }) = parse_head(raw.as_bytes(), &HttpLimits::default()) else {
+                panic!("not a whole request: {raw}")
+            };
+            let body = &raw.as_bytes()[head_len..];
+            let context = Context { now: self.now, unix_time: 2_000, ip: None };
+            handle(
+                &mut self.router,
+                &mut self.state,
+                &self.config,
+                &head,
+                body,
+                context,
+                TestSink::Conn("stream"),
+                TestSink::Http,
+                Figures::default,
+            )
+        }
+
+        /// A Moustique call with encoded parameters; the response body
+        /// decoded.
+        fn moustique(&mut self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+            let body: Vec<String> = params
+                .iter()
+                .map(|(name, value)| {
+                    let encoded =
+                        encode_value(value.as_bytes()).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+                    format!("{name}={encoded}")
+                })
+                .collect();
+            let body = body.join("&");
+            let effects =
+                self.request(&format!("POST /{path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+            let Reply::Response(response) = effects.reply else { panic!("not a plain response") };
+            let text = String::from_utf8(decode_value(&response.body)).unwrap();
+            (response.status, text)
+        }
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    #[test]
+    fn a_post_reaches_pickup_under_every_matching_filter_and_other_sinks() {
+        let mut broker = Broker::new(HttpConfig::default());
+        assert_eq!(broker.moustique("SUBSCRIBE", &[("topic", "/s/+/t"), ("client", "c")]).0, 200);
+        assert_eq!(broker.moustique("SUBSCRIBE", &[("topic", "/s/#"), ("client", "c")]).0, 200);
+        let binary = broker.router.add_subscriber(NamespaceId::PUBLIC, TestSink::Conn("binary"));
+        broker.router.subscribe(binary, Filter::new("/s/#", &TopicLimits::default()).unwrap());
+
+        let post = broker.request(&{
+            let body = "topic=/s/a/t&message=23.1&from=app";
+            format!("POST /POST HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        });
+        assert_eq!(post.reply.status(), 200);
+        assert_eq!(post.receivers, [TestSink::Conn("binary")], "the HTTP client is queued, not returned");
+        assert_eq!(post.queued, 1);
+        assert_eq!(post.delivery.unwrap().message().from.as_ref(), "app");
+        assert!(post.stored.is_some(), "a POST stores the value");
+
+        let (status, body) = broker.moustique("PICKUP", &[("client", "c")]);
+        let picked = json(&body);
+        assert_eq!(status, 200);
+        assert_eq!(picked["/s/+/t"][0]["message"], "23.1");
+        assert_eq!(picked["/s/#"][0]["topic"], "/s/a/t");
+        assert_eq!(json(&broker.moustique("PICKUP", &[("client", "c")]).1), json("{}"));
+        assert_eq!(json(&broker.moustique("GETVAL", &[("topic", "/s/a/t")]).1)["from"], "app");
+    }
+
+    #[test]
+    fn an_unknown_client_is_told_to_resubscribe() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let picked = json(&broker.moustique("PICKUP", &[("client", "stranger")]).1);
+        assert_eq!(picked[RESUBSCRIBE_TOPIC][0]["topic"], RESUBSCRIBE_TOPIC);
+    }
+
+    #[test]
+    fn putval_stores_without_publishing_and_getval_404s_without_a_value() {
+        let mut broker = Broker::new(HttpConfig::default());
+        broker.moustique("SUBSCRIBE", &[("topic", "#"), ("client", "c")]);
+        assert_eq!(broker.moustique("GETVAL", &[("topic", "v")]).0, 404);
+        let (status, _) = broker.moustique("PUTVAL", &[("valname", "v"), ("val", "42"), ("updated_time", "77")]);
+        assert_eq!(status, 200);
+        let value = json(&broker.moustique("GETVAL", &[("topic", "v")]).1);
+        assert_eq!((value["message"].as_str(), value["updated_time"].as_u64()), (Some("42"), Some(77)));
+        assert_eq!(json(&broker.moustique("PICKUP", &[("client", "c")]).1), json("{}"), "PUTVAL publishes nothing");
+    }
+
+    #[test]
+    fn getvalsbyregex_matches_unanchored_and_refuses_huge_expressions() {
+        let mut broker = Broker::new(HttpConfig { regex_size_limit: 10_000, ..Default::default() });
+        for topic in ["/a/temperature", "/b/humidity", "/c/temperature"] {
+            broker.moustique("PUTVAL", &[("valname", topic), ("val", "1")]);
+        }
+        let found = json(&broker.moustique("GETVALSBYREGEX", &[("topic", "temp")]).1);
+        let mut topics: Vec<&String> = found.as_object().unwrap().keys().collect();
+        topics.sort();
+        assert_eq!(topics, ["/a/temperature", "/c/temperature"]);
+        assert_eq!(broker.moustique("GETVALSBYREGEX", &[("topic", "(")]).0, 400);
+        assert_eq!(broker.moustique("GETVALSBYREGEX", &[("topic", "a{1000}{1000}")]).0, 400, "over the size limit");
+        assert_eq!(broker.moustique("GETVALSBYREGEX", &[("topic", &"a".repeat(2000))]).0, 400, "too long");
+    }
+
+    #[test]
+    fn an_event_stream_subscribes_its_own_sink_and_gets_stored_values_first() {
+        let mut broker = Broker::new(HttpConfig::default());
+        broker.moustique("POST", &[("topic", "x/1"), ("message", "old")]);
+        let effects = broker.request("GET /api/v1/events?topic=x/%2B&topic=x/1 HTTP/1.1\r\n\r\n");
+        let Reply::Events { subscriber, retained } = effects.reply else { panic!("{:?}", effects.reply) };
+        assert_eq!(retained.len(), 1, "one stored value, though two filters match it");
+        assert_eq!(broker.router.sink(subscriber), Some(&TestSink::Conn("stream")));
+        let publish = broker.request("POST /api/v1/publish?topic=x/2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nnew");
+        assert_eq!(publish.reply.status(), 204);
+        assert_eq!(publish.receivers, [TestSink::Conn("stream")]);
+        assert!(publish.stored.is_none(), "no retain, no stored value");
+    }
+
+    #[test]
+    fn credentials_are_refused_until_users_exist_and_anonymous_can_be_off() {
+        let mut broker = Broker::new(HttpConfig::default());
+        assert_eq!(broker.moustique("VERSION", &[("username", "u"), ("password", "p")]).0, 401);
+        let mut closed = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
+        assert_eq!(closed.moustique("VERSION", &[]).0, 401);
+        assert_eq!(closed.request("GET /api/v1/health HTTP/1.1\r\n\r\n").reply.status(), 200, "health stays open");
+    }
+
+    #[test]
+    fn stats_keep_moustique_keys_and_count_requests() {
+        let mut broker = Broker::new(HttpConfig::default());
+        broker.moustique("GETVAL", &[("topic", "nothing")]);
+        let stats = json(&broker.moustique("STATS", &[]).1);
+        for path in [
+            "/started",
+            "/subscription_count",
+            "/values",
+            "/clients/subscribers",
+            "/clients/posters",
+            "/requests/total",
+            "/requests/per_second",
+            "/requests/pickups/per_second_last_minute",
+            "/requests/processed/total",
+            "/requests/getvals/total",
+        ] {
+            assert!(stats.pointer(path).is_some(), "{path} in {stats}");
+        }
+        assert_eq!(stats.pointer("/requests/getvals/total"), Some(&json!(1)));
+        assert_eq!(broker.state.statuses().get(&404), Some(&1));
+    }
+}
