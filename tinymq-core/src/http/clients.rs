@@ -20,6 +20,9 @@ use crate::topic::{Filter, TopicLimits, TopicName};
 pub struct HttpClientLimits {
     /// Messages queued per client; the oldest go first (default 10,000).
     pub queue_size: usize,
+    /// Payload bytes queued per client, bounded the same way (default
+    /// 16 MiB): a PICKUP answer stays a sane size.
+    pub queue_bytes: usize,
     /// A client not seen by PICKUP or SUBSCRIBE for this long is dropped
     /// (default 5 minutes, as Moustique).
     pub timeout: Duration,
@@ -30,7 +33,12 @@ pub struct HttpClientLimits {
 
 impl Default for HttpClientLimits {
     fn default() -> Self {
-        HttpClientLimits { queue_size: 10_000, timeout: Duration::from_secs(300), max_clients: 100_000 }
+        HttpClientLimits {
+            queue_size: 10_000,
+            queue_bytes: 16 << 20,
+            timeout: Duration::from_secs(300),
+            max_clients: 100_000,
+        }
     }
 }
 
@@ -53,6 +61,7 @@ pub struct HttpClient {
     /// Its filters, in the order it subscribed.
     pub filters: Vec<Filter>,
     queue: VecDeque<Arc<Delivery>>,
+    queued_bytes: usize,
     /// Unix seconds of its first request.
     pub first_seen: u64,
     /// Unix seconds of its latest PICKUP or SUBSCRIBE.
@@ -180,6 +189,7 @@ impl HttpClients {
             subscriber: subscriber(id),
             filters: Vec::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             first_seen: unix_time,
             latest_pickup: unix_time,
             last_seen: now,
@@ -217,13 +227,19 @@ impl HttpClients {
     /// Queues a delivery for the client, dropping its oldest message when
     /// the queue is full. False for a client that is gone.
     pub fn push(&mut self, id: HttpClientId, delivery: &Arc<Delivery>) -> bool {
-        let queue_size = self.limits.queue_size;
+        let HttpClientLimits { queue_size, queue_bytes, .. } = self.limits;
         let Some(client) = self.get_mut(id) else { return false };
+        let size = delivery.message().payload.len();
         let mut dropped = 0;
-        while client.queue.len() >= queue_size.max(1) {
-            client.queue.pop_front();
+        while !client.queue.is_empty()
+            && (client.queue.len() >= queue_size.max(1) || client.queued_bytes + size > queue_bytes)
+        {
+            if let Some(oldest) = client.queue.pop_front() {
+                client.queued_bytes -= oldest.message().payload.len();
+            }
             dropped += 1;
         }
+        client.queued_bytes += size;
         client.queue.push_back(delivery.clone());
         client.dropped += dropped;
         self.dropped_total += dropped;
@@ -236,6 +252,7 @@ impl HttpClients {
     pub fn pickup(&mut self, id: HttpClientId) -> Pickup {
         let Some(client) = self.get_mut(id) else { return Vec::new() };
         let queue = std::mem::take(&mut client.queue);
+        client.queued_bytes = 0;
         let mut groups: Pickup = client.filters.iter().map(|f| (f.clone(), Vec::new())).collect();
         for delivery in queue {
             let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else { continue };
@@ -342,6 +359,24 @@ mod tests {
         let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|d| d.message().payload.to_vec()).collect();
         assert_eq!(kept, [b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]);
         assert_eq!((clients.get(id).unwrap().dropped, clients.dropped_total()), (2, 2));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let limits = HttpClientLimits { queue_bytes: 10, ..Default::default() };
+        let (mut clients, mut router, now) = registry(limits);
+        let id = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id))
+            .unwrap();
+        clients.subscribe(id, filter("#"));
+        for payload in ["aaaa", "bbbb", "cccc"] {
+            clients.push(id, &delivery("t", payload));
+        }
+        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|d| d.message().payload.to_vec()).collect();
+        assert_eq!(kept, [b"bbbb".to_vec(), b"cccc".to_vec()]);
+        // A message bigger than the bound alone is still delivered.
+        clients.push(id, &delivery("t", "0123456789abc"));
+        assert_eq!(clients.get(id).unwrap().queued(), 1);
     }
 
     #[test]
