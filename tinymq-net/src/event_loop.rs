@@ -389,18 +389,28 @@ impl EventLoop {
                     || shared.figures(),
                 )
             };
+            let ticket = effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
+            let mut deferred = false;
             match effects.reply {
-                Reply::Response(response) => http.respond(now, &response),
+                Reply::Response(response) => match ticket {
+                    // `immediate`: the 200 waits for the commit.
+                    Some(ticket) if response.status < 300 && shared.acks_after_commit() => {
+                        http.defer();
+                        deferred = true;
+                        let notify = shared.clone();
+                        let store = shared.store.as_ref().expect("a ticket comes from the store");
+                        store.on_commit(ticket, move |result| {
+                            let answer = result.map(|()| response);
+                            notify.send(me.loop_index, InboxItem::Committed(me, answer));
+                        });
+                    }
+                    _ => http.respond(now, &response),
+                },
                 Reply::Preflight => http.respond_preflight(now),
                 Reply::Events { subscriber, retained } => {
                     conn.subscriber = Some(subscriber);
                     http.start_events(now, retained.iter().map(|d| d.message()));
                 }
-            }
-            if let Some((namespace, delivery)) = &effects.stored {
-                // Acknowledged at once: batched durability (the persistence
-                // work makes `immediate` wait for the commit).
-                let _ = self.shared.persist(namespace, delivery);
             }
             if let Some(delivery) = effects.delivery {
                 self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -409,7 +419,38 @@ impl EventLoop {
                     self.dispatch(&delivery, effects.receivers, now);
                 }
             }
+            if deferred {
+                // Requests behind it wait in `pending` for the commit.
+                return used;
+            }
         }
+    }
+
+    /// The commit an HTTP answer waited for is done: send the answer (or a
+    /// 503 naming the failure) and serve the requests that queued behind.
+    fn committed(&mut self, target: ConnRef, result: Result<Response, String>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        if conn.serial != target.serial {
+            return;
+        }
+        let Proto::Http(http) = &mut conn.proto else { return };
+        match result {
+            Ok(response) => http.respond(now, &response),
+            Err(error) => {
+                self.shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                http.respond(now, &Response::text(503, format!("the store could not commit the write: {error}")));
+            }
+        }
+        let pending = std::mem::take(&mut conn.pending);
+        if !pending.is_empty() {
+            let used = self.handle_input(target.token, &pending, now);
+            if let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) {
+                conn.pending = pending[used..].to_vec();
+            }
+        }
+        self.after_io(target.token, now);
+        // Reading paused while the answer was held.
+        self.read(target.token, now);
     }
 
     /// Feeds `input` to the session frame by frame; returns bytes consumed.
@@ -526,6 +567,7 @@ impl EventLoop {
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
+                InboxItem::Committed(target, result) => self.committed(target, result, now),
                 InboxItem::Accept(stream, peer_ip) => {
                     self.insert(stream, peer_ip, now);
                 }

@@ -10,6 +10,7 @@ use mio::Waker;
 use parking_lot::Mutex;
 use tinymq_core::broker::AuthResult;
 use tinymq_core::http::clients::HttpClientId;
+use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
 use tinymq_core::{Credentials, Delivery, NamespaceId, ReasonCode, Router};
 
@@ -61,6 +62,9 @@ pub(crate) enum InboxItem {
     Deliver(ConnRef, Arc<Delivery>),
     Close(ConnRef, ReasonCode),
     Accept(Stream, Option<IpAddr>),
+    /// The write an HTTP answer waited for is committed (the answer), or
+    /// failed (the error).
+    Committed(ConnRef, Result<Response, String>),
 }
 
 pub(crate) struct LoopHandle {
@@ -84,6 +88,8 @@ pub(crate) struct Stats {
     pub(crate) slow_consumer_drops: AtomicU64,
     pub(crate) local_queue_drops: AtomicU64,
     pub(crate) store_writes: AtomicU64,
+    /// Writes whose commit failed, as reported to a waiting writer.
+    pub(crate) store_failures: AtomicU64,
     /// Broker-sent Disconnects, by reason code (index = code).
     pub(crate) disconnects: [AtomicU64; 9],
 }
@@ -151,6 +157,11 @@ impl Shared {
         };
         self.stats.store_writes.fetch_add(1, Ordering::Relaxed);
         Some(writer.submit(op))
+    }
+
+    /// Whether an HTTP write is answered only after its commit.
+    pub(crate) fn acks_after_commit(&self) -> bool {
+        self.store.is_some() && self.config.durability == crate::store::Durability::Immediate
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -2,8 +2,8 @@
 //! directory, and a writer thread that groups writes into one transaction
 //! per commit interval so no event loop ever waits on the disk.
 //!
-//! Not yet wired into the broker: the persistence issue connects it to
-//! stored values, users and HTTP clients.
+//! Stored values go through it; users and HTTP clients join with the
+//! persistence work.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,14 +154,22 @@ pub enum Durability {
 #[must_use]
 pub struct Ticket(u64);
 
+/// Called once a write is committed, or with the error of the commit that
+/// failed.
+type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 #[derive(Default)]
 struct Queue {
     ops: Vec<StoreOp>,
+    /// Callbacks waiting for tickets to commit, in ticket order.
+    waiters: Vec<(u64, Notify)>,
     /// Tickets handed out / committed so far.
     submitted: u64,
     committed: u64,
     commits: u64,
-    failed: Option<String>,
+    /// The last failed commit: the tickets it carried (up to this one)
+    /// and its error.
+    failed: Option<(u64, String)>,
     stopping: bool,
 }
 
@@ -212,18 +220,26 @@ impl StoreWriter {
                 let result = store.apply(&batch);
                 batch.clear();
                 let mut queue = shared.queue.lock();
-                match result {
+                let ready: Vec<(u64, Notify)> = match &result {
                     Ok(()) => {
                         queue.committed = through;
                         queue.commits += 1;
+                        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
+                        queue.waiters.drain(..split).collect()
                     }
                     Err(error) => {
                         log::error!("store commit failed: {error}");
-                        queue.failed = Some(error.to_string());
+                        queue.failed = Some((through, error.to_string()));
+                        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
+                        queue.waiters.drain(..split).collect()
                     }
-                }
+                };
                 drop(queue);
                 shared.done.notify_all();
+                let outcome = result.map_err(|e| e.to_string());
+                for (_, notify) in ready {
+                    notify(outcome.clone());
+                }
             }
         })?;
         Ok(StoreWriter { shared, thread: Mutex::new(Some(thread)) })
@@ -248,10 +264,37 @@ impl StoreWriter {
             if queue.committed >= ticket.0 {
                 return Ok(());
             }
-            if let Some(error) = &queue.failed {
+            if let Some((through, error)) = &queue.failed
+                && *through >= ticket.0
+            {
                 return Err(error.clone());
             }
             self.shared.done.wait(&mut queue);
+        }
+    }
+
+    /// Calls `notify` once `ticket`'s write is committed (at once if it
+    /// is), or with the error of the commit that failed. It runs on the
+    /// writer's thread: it must only hand the news on.
+    pub fn on_commit(&self, ticket: Ticket, notify: impl FnOnce(Result<(), String>) + Send + 'static) {
+        let mut queue = self.shared.queue.lock();
+        let now = if queue.committed >= ticket.0 {
+            Some(Ok(()))
+        } else {
+            queue.failed.as_ref().filter(|(through, _)| *through >= ticket.0).map(|(_, e)| Err(e.clone()))
+        };
+        match now {
+            Some(result) => {
+                drop(queue);
+                notify(result);
+            }
+            None => {
+                // Tickets are handed out in order and callers register soon
+                // after submitting, so this keeps the list sorted but for
+                // rare races, which the insert position handles.
+                let at = queue.waiters.partition_point(|(t, _)| *t <= ticket.0);
+                queue.waiters.insert(at, (ticket.0, Box::new(notify)));
+            }
         }
     }
 

@@ -103,6 +103,9 @@ pub struct HttpConn {
     outbound: Outbound,
     /// Whether the request being served keeps the connection open.
     keep_alive: bool,
+    /// The answer to the request just yielded waits for something (a
+    /// commit): no further request is taken until [`HttpConn::respond`].
+    deferred: bool,
 }
 
 impl HttpConn {
@@ -115,6 +118,7 @@ impl HttpConn {
             // whole); the limit pauses reading and cuts slow streams.
             outbound: Outbound::new(config.outbound_limit),
             keep_alive: true,
+            deferred: false,
         }
     }
 
@@ -140,7 +144,19 @@ impl HttpConn {
     /// (pipelined requests would only add to them). A closed connection
     /// still reads, to discard what the peer sends until it sees the close.
     pub fn wants_read(&self) -> bool {
-        self.is_closed() || self.outbound.len() < self.outbound.limit()
+        self.is_closed() || (!self.deferred && self.outbound.len() < self.outbound.limit())
+    }
+
+    /// Holds the answer to the request just yielded: the caller responds
+    /// later (once a write is committed, say). Requests pipelined behind it
+    /// wait, so answers keep their order.
+    pub fn defer(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Whether an answer is held back by [`HttpConn::defer`].
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// Bytes waiting to be sent.
@@ -159,6 +175,7 @@ impl HttpConn {
     pub fn handle_input<'a>(&mut self, now: Instant, input: &'a [u8]) -> HttpStep<'a> {
         match &mut self.state {
             State::Closed(_) | State::Streaming { .. } => return HttpStep::Discarded { consumed: input.len() },
+            _ if self.deferred => return HttpStep::Incomplete,
             State::Idle(_) if input.is_empty() => return HttpStep::Incomplete,
             State::Idle(_) => {
                 self.state = State::Reading { deadline: now + self.config.request_timeout, head: None };
@@ -215,6 +232,7 @@ impl HttpConn {
     /// Writes the answer to the request just yielded. The connection
     /// closes after it unless the request asked to keep it alive.
     pub fn respond(&mut self, now: Instant, response: &Response) {
+        self.deferred = false;
         let keep_alive = self.keep_alive && !self.is_closed();
         let mut bytes = Vec::with_capacity(160 + response.body.len());
         response.write(keep_alive, &mut bytes);
@@ -300,6 +318,8 @@ impl HttpConn {
     /// answers a request that is too slow with 408, or sends a heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
         match self.state {
+            // A held answer is not idleness.
+            State::Idle(_) if self.deferred => Ok(()),
             State::Idle(since) if now >= since + self.config.idle_timeout => {
                 self.state = State::Closed(None);
                 Err(Closed { reason: None })
@@ -383,6 +403,20 @@ mod tests {
         assert!(conn.is_closed());
         let out = sent(&mut conn);
         assert!(out.starts_with("HTTP/1.1 413 ") && out.contains("Connection: close"), "{out}");
+    }
+
+    #[test]
+    fn a_deferred_answer_holds_the_requests_behind_it() {
+        let now = epoch();
+        let mut conn = HttpConn::new(now, &HttpConnConfig::default());
+        let input = b"POST /POST HTTP/1.1\r\n\r\nGET /VERSION HTTP/1.1\r\n\r\n";
+        let HttpStep::Request { consumed, .. } = conn.handle_input(now, input) else { panic!() };
+        conn.defer();
+        assert!(!conn.wants_read());
+        assert_eq!(conn.handle_input(now, &input[consumed..]), HttpStep::Incomplete);
+        assert!(conn.handle_timeout(now + Duration::from_secs(3600)).is_ok(), "waiting is not idling");
+        conn.respond(now, &Response::ok());
+        assert!(matches!(conn.handle_input(now, &input[consumed..]), HttpStep::Request { .. }));
     }
 
     #[test]
