@@ -77,6 +77,7 @@ pub fn execute<S: Clone>(
                 }
             };
             let id = router.add_subscriber(namespace, sink);
+            router.set_origin(id, origin.unix_time, origin.ip);
             let (client_id, previous) = router.claim_client_id(id, client_id);
             // The old holder leaves the router now; the shell only has to
             // tell it (its later release finds a stale id and does nothing).

@@ -10,6 +10,7 @@
 //! from several threads.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use smallvec::SmallVec;
@@ -76,7 +77,23 @@ struct Subscriber<S> {
     namespace: NamespaceId,
     filters: Vec<Filter>,
     client_id: Option<Arc<str>>,
+    /// When it connected (Unix seconds) and from where, for CLIENTS.
+    since: u64,
+    ip: Option<IpAddr>,
     sink: S,
+}
+
+/// A subscriber holding a client id, as CLIENTS lists it.
+#[derive(Debug)]
+pub struct ClientEntry<'a, S> {
+    /// The client id.
+    pub client_id: &'a Arc<str>,
+    /// Where its deliveries go.
+    pub sink: &'a S,
+    /// When it connected, Unix seconds (0 if unknown).
+    pub since: u64,
+    /// Its address, if it came over a network.
+    pub ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -157,7 +174,7 @@ impl<S: Clone> Router<S> {
         };
         let generation = self.generations[index as usize];
         self.slots[index as usize] =
-            Some(Subscriber { generation, namespace, filters: Vec::new(), client_id: None, sink });
+            Some(Subscriber { generation, namespace, filters: Vec::new(), client_id: None, since: 0, ip: None, sink });
         SubscriberId { index, generation }
     }
 
@@ -311,9 +328,20 @@ impl<S: Clone> Router<S> {
         self.namespaces[namespace.0 as usize].values.remove(topic).is_some()
     }
 
-    /// The client ids in use in `namespace`, with their subscribers' sinks.
-    pub fn clients(&self, namespace: NamespaceId) -> impl Iterator<Item = (&Arc<str>, &S)> {
-        self.namespaces[namespace.0 as usize].client_ids.iter().filter_map(|(name, &id)| Some((name, self.sink(id)?)))
+    /// Records when and from where a subscriber connected.
+    pub fn set_origin(&mut self, id: SubscriberId, unix_time: u64, ip: Option<IpAddr>) {
+        if let Some(subscriber) = self.get_mut(id) {
+            subscriber.since = unix_time;
+            subscriber.ip = ip;
+        }
+    }
+
+    /// The subscribers holding client ids in `namespace`.
+    pub fn clients(&self, namespace: NamespaceId) -> impl Iterator<Item = ClientEntry<'_, S>> {
+        self.namespaces[namespace.0 as usize].client_ids.iter().filter_map(|(name, &id)| {
+            let subscriber = self.get(id)?;
+            Some(ClientEntry { client_id: name, sink: &subscriber.sink, since: subscriber.since, ip: subscriber.ip })
+        })
     }
 
     /// The stored value of `topic`.

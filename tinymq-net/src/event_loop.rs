@@ -606,6 +606,10 @@ impl EventLoop {
         if conn.proto.is_closed() && conn.linger_until.is_none() {
             self.begin_close(token, now);
         }
+        // Input can bring a deadline forward (an HTTP request's timeout
+        // starts with its first byte, an event stream's heartbeat with its
+        // head).
+        self.arm(token);
         self.mark_dirty(token);
     }
 
@@ -740,8 +744,9 @@ impl EventLoop {
             } else if conn.proto.handle_timeout(now).is_err() {
                 log::debug!("connection {}:{} timed out", self.index, conn.serial);
                 self.begin_close(token, now);
-                self.mark_dirty(token);
             }
+            // A timeout may have queued bytes: a 408, a heartbeat.
+            self.mark_dirty(token);
             self.arm(token);
         }
     }

@@ -112,6 +112,7 @@ impl LocalClient {
         let (id, client_id, previous) = {
             let mut router = shared.router.lock();
             let id = router.add_subscriber(namespace, Sink::Local(inbox.clone()));
+            router.set_origin(id, crate::shared::unix_time(), None);
             let (client_id, previous) = router.claim_client_id(id, client_id);
             (id, client_id, previous.and_then(|old| router.remove_subscriber(old)))
         };

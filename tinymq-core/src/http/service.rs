@@ -600,9 +600,22 @@ fn clients_document<S: Clone + SinkKind>(router: &Router<S>, state: &HttpState, 
             })
         })
         .collect();
-    let mut sessions: Vec<(&Arc<str>, &S)> = router.clients(namespace).collect();
-    sessions.sort_by(|a, b| a.0.cmp(b.0));
-    list.extend(sessions.into_iter().map(|(name, sink)| json!({ "Name": &**name, "Transport": sink.transport() })));
+    let mut sessions: Vec<_> = router.clients(namespace).collect();
+    sessions.sort_by(|a, b| a.client_id.cmp(b.client_id));
+    // Connected subscribers have no pickups and no request count: those
+    // fields are null, so readers of CLIENTS find every key.
+    list.extend(sessions.into_iter().map(|entry| {
+        json!({
+            "Name": &**entry.client_id,
+            "FirstSeen": entry.since,
+            "FirstSeenNiceDatetime": nice_datetime(entry.since),
+            "LatestPickup": null,
+            "LatestPickupNiceDatetime": null,
+            "RequestCounter": null,
+            "IP": entry.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "Transport": entry.sink.transport(),
+        })
+    }));
     Value::Array(list)
 }
 
