@@ -126,6 +126,28 @@ fn http_1_0_closes_after_the_response_unless_kept_alive() {
     assert_eq!(conn.response().status, 200);
 }
 
+/// A read event ends at a short read (the broker skips the read that would
+/// only say `WouldBlock`); the peer's end of file must still be seen, both
+/// when it comes with the request and when it comes after the answer.
+#[test]
+fn a_peer_that_closes_its_half_is_answered_and_closed() {
+    let broker = BrokerProcess::start_http(&[]);
+    // The request and the end of file together.
+    let mut conn = HttpConn::open(broker.http_addr());
+    conn.send(HEALTH);
+    conn.shutdown_write();
+    assert_eq!(conn.response().status, 200);
+    conn.expect_closed();
+
+    // The end of file long after the request was read and answered.
+    let (mut conn, response) = answer(&broker, HEALTH);
+    assert_eq!(response.status, 200);
+    conn.expect_silence(QUIET);
+    conn.shutdown_write();
+    conn.expect_closed();
+    assert_eq!(answer(&broker, HEALTH).1.status, 200, "the broker still serves");
+}
+
 #[test]
 fn malformed_requests_are_400() {
     let broker = BrokerProcess::start_http(&[]);

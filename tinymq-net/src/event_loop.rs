@@ -2,8 +2,13 @@
 //! heap fed by the sessions' deadlines, and an inbox that other threads
 //! fill (deliveries, closes, accepted connections) before waking it.
 //!
-//! Readiness is edge-triggered: every read and write goes on until
-//! `WouldBlock`, and a spurious event costs one failed read.
+//! Readiness is edge-triggered: every write goes on until `WouldBlock`, and
+//! so does every read, except that a read event ends at a short read: a
+//! stream socket that returned less than was asked for had nothing more
+//! queued, and bytes that arrive later raise a new edge (as tokio does on
+//! Unix). This saves the `WouldBlock` read per request, about a third of a
+//! request-response exchange's syscalls. An event that also reports the
+//! peer's close reads on to the end, so that end of file is seen.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -67,6 +72,8 @@ struct Conn {
     in_dirty: bool,
     /// Its sending side is shut: it waits for the peer's EOF to close.
     write_shut: bool,
+    /// The peer has closed its sending side (HTTP): nothing more to read.
+    peer_eof: bool,
 }
 
 pub(crate) struct EventLoop {
@@ -145,8 +152,10 @@ impl EventLoop {
                         if event.is_writable() || event.is_write_closed() {
                             self.flush(t, now);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        if event.is_read_closed() || event.is_error() {
                             self.read(t, now);
+                        } else if event.is_readable() {
+                            self.read_event(t, now);
                         }
                     }
                 }
@@ -283,6 +292,7 @@ impl EventLoop {
             read_paused: false,
             in_dirty: false,
             write_shut: false,
+            peer_eof: false,
             refused: false,
         });
         self.arm(token);
@@ -299,6 +309,15 @@ impl EventLoop {
 
     /// Reads until `WouldBlock`, handling every whole frame as it comes.
     fn read(&mut self, token: usize, now: Instant) {
+        self.read_until(token, now, false);
+    }
+
+    /// Reads after a readable event: until `WouldBlock` or a short read.
+    fn read_event(&mut self, token: usize, now: Instant) {
+        self.read_until(token, now, true);
+    }
+
+    fn read_until(&mut self, token: usize, now: Instant, short_read_ends: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
             if !conn.proto.wants_read() {
@@ -306,9 +325,12 @@ impl EventLoop {
                 break;
             }
             conn.read_paused = false;
+            if conn.peer_eof {
+                break;
+            }
             let n = match conn.stream.read(&mut scratch) {
                 Ok(0) => {
-                    self.peer_closed(token);
+                    self.end_of_input(token);
                     break;
                 }
                 Ok(n) => n,
@@ -340,6 +362,9 @@ impl EventLoop {
                 pending.drain(..used);
             }
             conn.pending = pending;
+            if short_read_ends && n < scratch.len() {
+                break;
+            }
         }
         self.scratch = scratch;
         self.after_io(token, now);
@@ -576,6 +601,20 @@ impl EventLoop {
         self.inbox = items;
     }
 
+    /// The peer closed its half. A binary session ends at once, as MQTT
+    /// brokers do; an HTTP connection first answers what it has read.
+    fn end_of_input(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        match &mut conn.proto {
+            Proto::Http(http) if !conn.write_shut => {
+                log::debug!("connection {}:{} finished sending", self.index, conn.serial);
+                http.end_of_input();
+                conn.peer_eof = true;
+            }
+            _ => self.peer_closed(token),
+        }
+    }
+
     fn peer_closed(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         log::debug!("connection {}:{} closed by peer", self.index, conn.serial);
@@ -668,7 +707,7 @@ impl EventLoop {
         }
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let flushed_closing = conn.linger_until.is_some() && conn.proto.outbound().is_empty();
-        if flushed_closing && !broken && conn.proto.drains_before_close() && !conn.write_shut {
+        if flushed_closing && !broken && conn.proto.drains_before_close() && !conn.write_shut && !conn.peer_eof {
             // Half-close and read until the peer's EOF (or the linger
             // deadline), so unread request bytes do not reset the
             // connection before the peer has read the response.

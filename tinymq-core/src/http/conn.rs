@@ -220,6 +220,17 @@ impl HttpConn {
         self.state = State::Closed(None);
     }
 
+    /// The peer has closed its half: it sends nothing more. Requests
+    /// already read are still answered (a held one too), then the
+    /// connection closes; a partial request and an event stream end here.
+    pub fn end_of_input(&mut self) {
+        if self.deferred {
+            self.keep_alive = false;
+        } else if !self.is_closed() {
+            self.state = State::Closed(None);
+        }
+    }
+
     /// Answers at once, whatever the peer sends, and closes: how a
     /// connection over the broker's limit gets its 503.
     pub fn refuse_now(&mut self, response: &Response) {
@@ -381,6 +392,28 @@ mod tests {
         let out = sent(&mut conn);
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
         assert!(!conn.is_closed());
+    }
+
+    #[test]
+    fn end_of_input_answers_a_held_request_then_closes() {
+        let now = epoch();
+        let mut conn = HttpConn::new(now, &HttpConnConfig::default());
+        let input = b"POST /POST HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        assert!(matches!(conn.handle_input(now, input), HttpStep::Request { .. }));
+        conn.defer();
+        conn.end_of_input();
+        assert!(!conn.is_closed(), "the held answer is still owed");
+        conn.respond(now, &Response::ok());
+        assert!(conn.is_closed());
+        let out = sent(&mut conn);
+        assert!(out.starts_with("HTTP/1.1 200 OK") && out.contains("Connection: close"), "{out}");
+
+        // Without a held answer, a partial request is dropped and it closes.
+        let mut conn = HttpConn::new(now, &HttpConnConfig::default());
+        assert!(matches!(conn.handle_input(now, b"GET /VER"), HttpStep::Incomplete));
+        conn.end_of_input();
+        assert!(conn.is_closed());
+        assert!(sent(&mut conn).is_empty());
     }
 
     #[test]
