@@ -374,10 +374,10 @@ impl EventLoop {
             used += consumed;
             let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
             let shared = &self.shared;
-            let effects = {
+            let (effects, ticket) = {
                 let mut router = shared.router.lock();
                 let mut state = shared.http.lock();
-                service::handle(
+                let mut effects = service::handle(
                     &mut router,
                     &mut state,
                     &shared.config.http,
@@ -387,9 +387,16 @@ impl EventLoop {
                     Sink::Conn(me),
                     Sink::Http,
                     || shared.figures(),
-                )
+                );
+                // Submitted under the locks, so that two loops changing the
+                // same client (or value) reach the store in the order they
+                // changed it in memory.
+                let value =
+                    effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
+                let client = effects.client_record.take().and_then(|op| shared.submit(op));
+                // Tickets commit in order: the later one covers both.
+                (effects, value.max(client))
             };
-            let ticket = effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
             let mut deferred = false;
             match effects.reply {
                 Reply::Response(response) => match ticket {
@@ -755,9 +762,11 @@ impl EventLoop {
     /// subscriptions.
     fn expire_http_clients(&mut self, now: Instant) {
         let mut router = self.shared.router.lock();
-        let gone = self.shared.http.lock().clients.expire(now);
-        for subscriber in gone {
-            router.remove_subscriber(subscriber);
+        let mut state = self.shared.http.lock();
+        // Deleted from the store under the locks, like the SUBSCRIBE that
+        // may register the same name again right after.
+        for delete in service::expire_clients(&mut router, &mut state, now) {
+            let _ = self.shared.submit(delete);
         }
     }
 

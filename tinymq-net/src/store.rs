@@ -523,6 +523,9 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains(DATABASE_FILE) && text.contains("broken") && text.contains("truncated"), "{text}");
         assert!(!text.contains('\n'), "one line: {text}");
+        // A broker refuses to start on it rather than start without clients.
+        let error = crate::Broker::builder().data_dir(&dir).start().unwrap_err();
+        assert!(error.to_string().contains(DATABASE_FILE), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
