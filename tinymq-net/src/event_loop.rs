@@ -488,9 +488,18 @@ impl EventLoop {
             let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
             let effects = {
                 let mut router = self.shared.router.lock();
-                broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
-                    self.shared.authenticate(c)
-                })
+                let effects =
+                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
+                        self.shared.authenticate(c)
+                    });
+                // Submitted under the lock, so two connections storing the
+                // same topic reach the store in the order the router stored
+                // them. The binary protocol acknowledges nothing, so the
+                // loop never waits for the commit.
+                if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
+                    let _ = self.shared.persist(namespace, delivery);
+                }
+                effects
             };
             if let Some(id) = effects.connected {
                 conn.subscriber = Some(id);
@@ -503,15 +512,10 @@ impl EventLoop {
             } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
                 inbox.close(ReasonCode::SessionTakenOver);
             }
-            if let Some(delivery) = effects.delivery {
-                if let Some(namespace) = &effects.stored {
-                    // The binary protocol acknowledges nothing, so the
-                    // loop never waits for the commit.
-                    let _ = self.shared.persist(namespace, &delivery);
-                }
-                if !effects.receivers.is_empty() {
-                    self.dispatch(&delivery, effects.receivers, now);
-                }
+            if let Some(delivery) = effects.delivery
+                && !effects.receivers.is_empty()
+            {
+                self.dispatch(&delivery, effects.receivers, now);
             }
         }
     }
