@@ -313,6 +313,15 @@ impl BrokerProcess {
         let _ = self.child.wait();
     }
 
+    /// Stops the broker as an operator does, with SIGTERM, and waits for
+    /// it to exit; panics (with its log) unless it exits 0 within [`WAIT`].
+    /// A clean stop commits everything the store was given.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(WAIT);
+        assert_eq!(status.code(), Some(0), "broker stopped by SIGTERM exited with {status}; log: {:?}", self.log());
+    }
+
     /// Waits for the broker to exit, at most `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         wait_child(&mut self.child, timeout)

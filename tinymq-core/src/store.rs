@@ -7,11 +7,18 @@
 //! restarts: `namespace 0x00 topic`. Values are a small length-prefixed
 //! record (see [`encode_message`]), versioned by its first byte so a later
 //! format can still read this one.
+//!
+//! Moustique HTTP clients are kept the same way, one record per client
+//! (its first-seen time and its filters, see [`encode_http_client`]) under
+//! `namespace 0x00 client`. Their queues and last-seen times are not kept:
+//! a record changes only when a client is registered, subscribes to a new
+//! filter or is dropped, never on PICKUP.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::message::Message;
+use crate::topic::{Filter, TopicLimits};
 
 /// The first byte of every stored record written by this version.
 const RECORD_V1: u8 = 1;
@@ -53,6 +60,20 @@ pub fn split_value_key(key: &[u8]) -> Result<(&str, &str), RecordError> {
     let namespace = std::str::from_utf8(&key[..split]).map_err(|_| RecordError::Malformed("namespace"))?;
     let topic = std::str::from_utf8(&key[split + 1..]).map_err(|_| RecordError::Malformed("topic"))?;
     Ok((namespace, topic))
+}
+
+/// The key an HTTP client is filed under: `namespace 0x00 client`, as
+/// [`value_key`] (in a table of its own).
+pub fn http_client_key(namespace: &str, client: &str) -> Vec<u8> {
+    value_key(namespace, client)
+}
+
+/// Splits a key made by [`http_client_key`]: namespace and client name.
+pub fn split_http_client_key(key: &[u8]) -> Result<(&str, &str), RecordError> {
+    let split = key.iter().position(|&b| b == 0).ok_or(RecordError::BadKey)?;
+    let namespace = std::str::from_utf8(&key[..split]).map_err(|_| RecordError::Malformed("namespace"))?;
+    let client = std::str::from_utf8(&key[split + 1..]).map_err(|_| RecordError::Malformed("client name"))?;
+    Ok((namespace, client))
 }
 
 fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -121,6 +142,46 @@ pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
     Ok(Message { topic: topic.into(), payload: payload.into(), from: from.into(), updated_time, ip })
 }
 
+/// Encodes an HTTP client's record: version, first-seen Unix seconds, the
+/// number of filters, then each filter length-prefixed, in subscription
+/// order.
+pub fn encode_http_client(first_seen: u64, filters: &[String]) -> Vec<u8> {
+    let len: usize = filters.iter().map(|f| 4 + f.len()).sum();
+    let mut out = Vec::with_capacity(1 + 8 + 4 + len);
+    out.push(RECORD_V1);
+    out.extend_from_slice(&first_seen.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(filters.len()).expect("under 2^32 filters").to_be_bytes());
+    for filter in filters {
+        put_field(&mut out, filter.as_bytes());
+    }
+    out
+}
+
+/// Decodes a record made by [`encode_http_client`]: first-seen time and
+/// filters. Never panics on bad input, and allocates only for filters the
+/// record really holds, whatever count it claims.
+pub fn decode_http_client(record: &[u8]) -> Result<(u64, Vec<Filter>), RecordError> {
+    let mut reader = Record(record);
+    let version = reader.take(1)?[0];
+    if version != RECORD_V1 {
+        return Err(RecordError::UnknownVersion(version));
+    }
+    let first_seen = u64::from_be_bytes(reader.take(8)?.try_into().expect("8 bytes"));
+    let count = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+    let mut filters = Vec::new();
+    for _ in 0..count {
+        // The limits in force may have changed since it was subscribed: a
+        // stored filter is only checked for what any filter must be.
+        let filter = Filter::new(reader.text("filter")?, &TopicLimits::UNBOUNDED)
+            .map_err(|_| RecordError::Malformed("filter"))?;
+        filters.push(filter);
+    }
+    if !reader.0.is_empty() {
+        return Err(RecordError::Trailing(reader.0.len()));
+    }
+    Ok((first_seen, filters))
+}
+
 /// One change to what is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreOp {
@@ -138,6 +199,25 @@ pub enum StoreOp {
         /// The topic.
         topic: String,
     },
+    /// Set a Moustique HTTP client's record: written when the client is
+    /// registered and each time it subscribes to a new filter.
+    PutHttpClient {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The client's name.
+        client: String,
+        /// Unix seconds of its first request.
+        first_seen: u64,
+        /// All its filters, in subscription order.
+        filters: Vec<String>,
+    },
+    /// Remove a Moustique HTTP client (expired, or otherwise dropped).
+    DeleteHttpClient {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The client's name.
+        client: String,
+    },
 }
 
 /// A stored value as loaded at start-up.
@@ -147,6 +227,29 @@ pub struct StoredValue {
     pub namespace: String,
     /// The value.
     pub message: Message,
+}
+
+/// A Moustique HTTP client as loaded at start-up: what it takes to register
+/// it again with its subscriptions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHttpClient {
+    /// The user's name; empty for the public namespace.
+    pub namespace: String,
+    /// The client's name.
+    pub client: String,
+    /// Unix seconds of its first request.
+    pub first_seen: u64,
+    /// Its filters, in subscription order.
+    pub filters: Vec<Filter>,
+}
+
+impl StoredHttpClient {
+    /// Decodes a key made by [`http_client_key`] and its record.
+    pub fn decode(key: &[u8], record: &[u8]) -> Result<Self, RecordError> {
+        let (namespace, client) = split_http_client_key(key)?;
+        let (first_seen, filters) = decode_http_client(record)?;
+        Ok(StoredHttpClient { namespace: namespace.to_owned(), client: client.to_owned(), first_seen, filters })
+    }
 }
 
 /// Durable state. [`Store::apply`] takes a batch of operations and makes
@@ -160,6 +263,9 @@ pub trait Store {
 
     /// Every stored value, in key order.
     fn load_values(&self) -> Result<Vec<StoredValue>, Self::Error>;
+
+    /// Every Moustique HTTP client with its filters, in key order.
+    fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, Self::Error>;
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -167,6 +273,7 @@ pub trait Store {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     values: BTreeMap<Vec<u8>, Vec<u8>>,
+    http_clients: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -188,6 +295,13 @@ impl Store for MemoryStore {
                 StoreOp::DeleteValue { namespace, topic } => {
                     self.values.remove(&value_key(namespace, topic));
                 }
+                StoreOp::PutHttpClient { namespace, client, first_seen, filters } => {
+                    self.http_clients
+                        .insert(http_client_key(namespace, client), encode_http_client(*first_seen, filters));
+                }
+                StoreOp::DeleteHttpClient { namespace, client } => {
+                    self.http_clients.remove(&http_client_key(namespace, client));
+                }
             }
         }
         Ok(())
@@ -201,6 +315,10 @@ impl Store for MemoryStore {
                 Ok(StoredValue { namespace: namespace.to_owned(), message: decode_message(record)? })
             })
             .collect()
+    }
+
+    fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, RecordError> {
+        self.http_clients.iter().map(|(key, record)| StoredHttpClient::decode(key, record)).collect()
     }
 }
 
@@ -271,5 +389,109 @@ mod tests {
         let loaded: Vec<(String, Vec<u8>)> =
             store.load_values().unwrap().into_iter().map(|v| (v.namespace, v.message.payload.to_vec())).collect();
         assert_eq!(loaded, [("".into(), b"3".to_vec()), ("alice".into(), b"2".to_vec())]);
+    }
+    fn filters(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn http_client_records_round_trip() {
+        for (first_seen, texts) in [
+            (1_763_802_000, filters(&["/sensors/+/temperature", "#", "a//b", "ü/+"])),
+            (0, filters(&[])),
+            (u64::MAX, filters(&["x"])),
+        ] {
+            let (seen, decoded) = decode_http_client(&encode_http_client(first_seen, &texts)).unwrap();
+            let decoded: Vec<&str> = decoded.iter().map(Filter::as_str).collect();
+            assert_eq!((seen, decoded), (first_seen, texts.iter().map(String::as_str).collect::<Vec<_>>()));
+        }
+    }
+
+    #[test]
+    fn damaged_http_client_records_are_errors_not_panics() {
+        let record = encode_http_client(7, &filters(&["a/+", "b/#"]));
+        for cut in 0..record.len() {
+            assert!(decode_http_client(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = record.clone();
+        trailing.extend_from_slice(b"xy");
+        assert_eq!(decode_http_client(&trailing), Err(RecordError::Trailing(2)));
+        let mut version = record.clone();
+        version[0] = 2;
+        assert_eq!(decode_http_client(&version), Err(RecordError::UnknownVersion(2)));
+        // A count claiming 2^32 - 1 filters only fails; it allocates nothing
+        // up front.
+        let mut huge = record[..9].to_vec();
+        huge.extend_from_slice(&[0xff; 4]);
+        assert_eq!(decode_http_client(&huge), Err(RecordError::Truncated));
+        // A filter no subscription could have made, or not UTF-8.
+        for bad in [&b"a/#/b"[..], b"", b"x\0y", &[0xff, 0xfe]] {
+            let mut record = vec![1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1];
+            record.extend_from_slice(&u32::try_from(bad.len()).unwrap().to_be_bytes());
+            record.extend_from_slice(bad);
+            assert_eq!(decode_http_client(&record), Err(RecordError::Malformed("filter")), "{bad:?}");
+        }
+        // A valid record with bytes changed at random: an error, or a record
+        // that encodes back to exactly those bytes (the format has one
+        // spelling per record), never a panic.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut decoded = 0;
+        for _ in 0..5000 {
+            let mut bytes = record.clone();
+            for _ in 0..=next() % 2 {
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] = next() as u8;
+            }
+            if let Ok((first_seen, filters)) = decode_http_client(&bytes) {
+                decoded += 1;
+                let texts: Vec<String> = filters.iter().map(|f| f.as_str().to_owned()).collect();
+                assert_eq!(encode_http_client(first_seen, &texts), bytes);
+            }
+        }
+        assert!(decoded > 0, "some changes (the time, a letter) still decode");
+    }
+
+    #[test]
+    fn the_memory_store_keeps_http_clients_per_namespace() {
+        let mut store = MemoryStore::new();
+        let put = |ns: &str, client: &str, seen: u64, texts: &[&str]| StoreOp::PutHttpClient {
+            namespace: ns.into(),
+            client: client.into(),
+            first_seen: seen,
+            filters: filters(texts),
+        };
+        store
+            .apply(&[
+                put("", "c", 1, &["a"]),
+                put("alice", "c", 2, &["b"]),
+                put("", "c", 1, &["a", "a/#"]),
+                put("", "gone", 3, &["x"]),
+                put("", "nul\0name", 4, &["y"]),
+                StoreOp::DeleteHttpClient { namespace: "".into(), client: "gone".into() },
+                StoreOp::DeleteHttpClient { namespace: "".into(), client: "never there".into() },
+            ])
+            .unwrap();
+        let loaded: Vec<(String, String, u64, Vec<String>)> = store
+            .load_http_clients()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.namespace, c.client, c.first_seen, c.filters.iter().map(|f| f.as_str().to_owned()).collect()))
+            .collect();
+        assert_eq!(
+            loaded,
+            [
+                ("".into(), "c".into(), 1, filters(&["a", "a/#"])),
+                ("".into(), "nul\0name".into(), 4, filters(&["y"])),
+                ("alice".into(), "c".into(), 2, filters(&["b"])),
+            ]
+        );
+        assert!(store.load_values().unwrap().is_empty(), "clients are not values");
+        assert_eq!(split_http_client_key(&http_client_key("bob", "a\0b")), Ok(("bob", "a\0b")));
     }
 }

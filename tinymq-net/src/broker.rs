@@ -1,23 +1,23 @@
 //! The embedding API: build, start, use in-process and shut down a broker.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
-use tinymq_core::http::service::HttpConfig;
-use tinymq_core::store::Store;
+use tinymq_core::http::service::{self, HttpConfig, HttpState};
+use tinymq_core::store::{Store, StoreOp, StoredHttpClient};
 use tinymq_core::{Delivery, FrameLimits, ReasonCode, Router, SessionConfig, TopicLimits};
 
 use crate::Error;
 use crate::event_loop::EventLoop;
 use crate::local::LocalClient;
-use crate::shared::{LoopHandle, Shared, Sink};
+use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::{Durability, RedbStore, StoreWriter};
 use crate::transport::{ListenAddr, Listener};
 
@@ -189,6 +189,7 @@ impl BrokerBuilder {
         // The store first: a broken or busy data directory stops the start
         // before any port is taken.
         let mut router = Router::new();
+        let mut http = HttpState::new(&config.http, unix_time());
         let store = match &config.data_dir {
             None => None,
             Some(dir) => {
@@ -199,7 +200,19 @@ impl BrokerBuilder {
                     let namespace = router.namespace(&value.namespace);
                     router.store(namespace, Delivery::new(value.message));
                 }
-                Some(StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?)
+                let clients = store.load_http_clients()?;
+                let path = store.path().to_owned();
+                let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
+                if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_))) {
+                    restore_http_clients(&mut router, &mut http, clients, &writer, &path);
+                } else if !clients.is_empty() {
+                    // Nobody could pick up, and nothing would expire them
+                    // (expiry runs with the HTTP listener): their queues
+                    // would only fill. They stay stored for the next start
+                    // with HTTP.
+                    log::info!("{} stored HTTP clients not loaded: no HTTP listener", clients.len());
+                }
+                Some(writer)
             }
         };
         let mut listeners = Vec::new();
@@ -217,7 +230,7 @@ impl BrokerBuilder {
             handles.push(LoopHandle { waker, inbox: Mutex::new(Vec::new()) });
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(config, router, store, handles));
+        let shared = Arc::new(Shared::new(config, router, http, store, handles));
         let mut threads = Vec::new();
         for (index, poll) in polls.into_iter().enumerate() {
             // Loop 0 accepts and spreads connections over all loops.
@@ -233,6 +246,40 @@ impl BrokerBuilder {
             log::info!("listening on {address}");
         }
         Ok(Broker { shared, threads, bound })
+    }
+}
+
+/// Brings the stored Moustique clients back, subscribed, with empty queues.
+/// Their timeouts count from now: the time the broker was down is not time
+/// a client was silent, and one that is really gone is dropped a timeout
+/// after the start. Clients beyond the registry's limit (lowered since they
+/// were stored) are not restored and their records are deleted, so the
+/// store says what the broker holds.
+fn restore_http_clients(
+    router: &mut Router<Sink>,
+    http: &mut HttpState,
+    clients: Vec<StoredHttpClient>,
+    writer: &StoreWriter,
+    path: &Path,
+) {
+    let (now, unix) = (Instant::now(), unix_time());
+    let (mut restored, mut subscriptions, mut refused) = (0, 0, 0);
+    for client in clients {
+        let (namespace, name, filters) = (client.namespace.clone(), client.client.clone(), client.filters.len());
+        if service::restore_client(router, http, client, now, unix, Sink::Http).is_some() {
+            restored += 1;
+            subscriptions += filters;
+        } else {
+            refused += 1;
+            let _ = writer.submit(StoreOp::DeleteHttpClient { namespace, client: name });
+        }
+    }
+    log::info!("loaded {restored} HTTP clients with {subscriptions} subscriptions from {}", path.display());
+    if refused > 0 {
+        log::warn!(
+            "{refused} stored HTTP clients over the limit of {} were dropped",
+            http.clients.limits().max_clients
+        );
     }
 }
 
@@ -415,5 +462,33 @@ impl BrokerStats {
             values: router.value_count() as u64,
             store_writes: s.store_writes.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_http_clients_come_back_subscribed_only_with_an_http_listener() {
+        let dir = std::env::temp_dir().join(format!("tinymq-broker-clients-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        RedbStore::open(&dir)
+            .unwrap()
+            .apply(&[StoreOp::PutHttpClient {
+                namespace: String::new(),
+                client: "kept".into(),
+                first_seen: 1,
+                filters: vec!["a/#".into(), "b/+".into()],
+            }])
+            .unwrap();
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let without_http = Broker::builder().listen_tcp(loopback).data_dir(&dir).threads(1).start().unwrap();
+        assert_eq!(without_http.stats().subscriptions, 0, "no one could pick up: not loaded");
+        without_http.shutdown();
+        let with_http = Broker::builder().listen_http(loopback).data_dir(&dir).threads(1).start().unwrap();
+        assert_eq!(with_http.stats().subscriptions, 2, "kept in the store meanwhile, and back");
+        with_http.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -399,10 +399,10 @@ impl EventLoop {
             used += consumed;
             let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
             let shared = &self.shared;
-            let effects = {
+            let (effects, ticket) = {
                 let mut router = shared.router.lock();
                 let mut state = shared.http.lock();
-                service::handle(
+                let mut effects = service::handle(
                     &mut router,
                     &mut state,
                     &shared.config.http,
@@ -412,9 +412,16 @@ impl EventLoop {
                     Sink::Conn(me),
                     Sink::Http,
                     || shared.figures(),
-                )
+                );
+                // Submitted under the locks, so that two loops changing the
+                // same client (or value) reach the store in the order they
+                // changed it in memory.
+                let value =
+                    effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
+                let client = effects.client_record.take().and_then(|op| shared.submit(op));
+                // Tickets commit in order: the later one covers both.
+                (effects, value.max(client))
             };
-            let ticket = effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
             let mut deferred = false;
             match effects.reply {
                 Reply::Response(response) => match ticket {
@@ -506,9 +513,18 @@ impl EventLoop {
             let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
             let effects = {
                 let mut router = self.shared.router.lock();
-                broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
-                    self.shared.authenticate(c)
-                })
+                let effects =
+                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
+                        self.shared.authenticate(c)
+                    });
+                // Submitted under the lock, so two connections storing the
+                // same topic reach the store in the order the router stored
+                // them. The binary protocol acknowledges nothing, so the
+                // loop never waits for the commit.
+                if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
+                    let _ = self.shared.persist(namespace, delivery);
+                }
+                effects
             };
             if let Some(id) = effects.connected {
                 conn.subscriber = Some(id);
@@ -521,15 +537,10 @@ impl EventLoop {
             } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
                 inbox.close(ReasonCode::SessionTakenOver);
             }
-            if let Some(delivery) = effects.delivery {
-                if let Some(namespace) = &effects.stored {
-                    // The binary protocol acknowledges nothing, so the
-                    // loop never waits for the commit.
-                    let _ = self.shared.persist(namespace, &delivery);
-                }
-                if !effects.receivers.is_empty() {
-                    self.dispatch(&delivery, effects.receivers, now);
-                }
+            if let Some(delivery) = effects.delivery
+                && !effects.receivers.is_empty()
+            {
+                self.dispatch(&delivery, effects.receivers, now);
             }
         }
     }
@@ -794,9 +805,11 @@ impl EventLoop {
     /// subscriptions.
     fn expire_http_clients(&mut self, now: Instant) {
         let mut router = self.shared.router.lock();
-        let gone = self.shared.http.lock().clients.expire(now);
-        for subscriber in gone {
-            router.remove_subscriber(subscriber);
+        let mut state = self.shared.http.lock();
+        // Deleted from the store under the locks, like the SUBSCRIBE that
+        // may register the same name again right after.
+        for delete in service::expire_clients(&mut router, &mut state, now) {
+            let _ = self.shared.submit(delete);
         }
     }
 

@@ -171,15 +171,18 @@ impl LocalClient {
             ip: None,
         });
         let mut receivers = Vec::new();
-        let (outcome, namespace) = {
+        let (outcome, ticket) = {
             let mut router = self.shared.router.lock();
             let outcome = router.publish(self.namespace, name, &delivery, retain, &mut receivers);
-            (outcome, router.namespace_name(self.namespace).clone())
+            // Submitted under the lock, so the store sees writes to a topic
+            // in the order the router made them.
+            let ticket =
+                outcome.stored.then(|| self.shared.persist(router.namespace_name(self.namespace), &delivery)).flatten();
+            (outcome, ticket)
         };
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.shared.dispatch(&delivery, &receivers);
-        if outcome.stored
-            && let Some(ticket) = self.shared.persist(&namespace, &delivery)
+        if let Some(ticket) = ticket
             && self.shared.config.durability == Durability::Immediate
         {
             // Under `immediate` a retained publish returns once durable.

@@ -129,10 +129,10 @@ impl Shared {
     pub(crate) fn new(
         config: BrokerConfig,
         router: Router<Sink>,
+        http: HttpState,
         store: Option<StoreWriter>,
         loops: Vec<LoopHandle>,
     ) -> Self {
-        let http = HttpState::new(&config.http, unix_time());
         Shared {
             config,
             router: Mutex::new(router),
@@ -148,13 +148,20 @@ impl Shared {
     /// Hands a changed stored value to the store's writer (a delete when
     /// the payload is empty). `None` when nothing is stored on disk.
     pub(crate) fn persist(&self, namespace: &str, delivery: &Delivery) -> Option<Ticket> {
-        let writer = self.store.as_ref()?;
+        self.store.as_ref()?;
         let message = delivery.message();
         let op = if message.payload.is_empty() {
             StoreOp::DeleteValue { namespace: namespace.to_owned(), topic: message.topic.to_string() }
         } else {
             StoreOp::PutValue { namespace: namespace.to_owned(), message: message.clone() }
         };
+        self.submit(op)
+    }
+
+    /// Hands a write to the store's writer. `None` when nothing is stored
+    /// on disk.
+    pub(crate) fn submit(&self, op: StoreOp) -> Option<Ticket> {
+        let writer = self.store.as_ref()?;
         self.stats.store_writes.fetch_add(1, Ordering::Relaxed);
         Some(writer.submit(op))
     }

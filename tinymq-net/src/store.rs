@@ -2,8 +2,8 @@
 //! directory, and a writer thread that groups writes into one transaction
 //! per commit interval so no event loop ever waits on the disk.
 //!
-//! Stored values go through it; users and HTTP clients join with the
-//! persistence work.
+//! Stored values and Moustique HTTP clients (with their filters) go
+//! through it; users join with the persistence work.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
+use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
 
 /// Stored values (retained messages and PUTVAL values), by
 /// `namespace 0x00 topic`.
 const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
+
+/// Moustique HTTP clients (first-seen time and filters), by
+/// `namespace 0x00 client`.
+const HTTP_CLIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_clients");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -58,6 +63,17 @@ pub enum StoreError {
     Record {
         /// The file.
         path: PathBuf,
+        /// The cause.
+        source: tinymq_core::store::RecordError,
+    },
+    /// A stored Moustique HTTP client could not be decoded.
+    #[error("store {path}: HTTP client {client:?}: {source}")]
+    HttpClientRecord {
+        /// The file.
+        path: PathBuf,
+        /// The client's key (`namespace 0x00 name`), lossily as text and
+        /// cut short.
+        client: String,
         /// The cause.
         source: tinymq_core::store::RecordError,
     },
@@ -104,6 +120,7 @@ impl Store for RedbStore {
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut values = txn.open_table(VALUES).map_err(|e| self.io(e))?;
+            let mut http_clients = txn.open_table(HTTP_CLIENTS).map_err(|e| self.io(e))?;
             for op in ops {
                 match op {
                     StoreOp::PutValue { namespace, message } => {
@@ -112,6 +129,14 @@ impl Store for RedbStore {
                     }
                     StoreOp::DeleteValue { namespace, topic } => {
                         values.remove(value_key(namespace, topic).as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutHttpClient { namespace, client, first_seen, filters } => {
+                        let key = http_client_key(namespace, client);
+                        let record = encode_http_client(*first_seen, filters);
+                        http_clients.insert(key.as_slice(), record.as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteHttpClient { namespace, client } => {
+                        http_clients.remove(http_client_key(namespace, client).as_slice()).map_err(|e| self.io(e))?;
                     }
                 }
             }
@@ -133,6 +158,25 @@ impl Store for RedbStore {
             let (namespace, _) = split_value_key(key.value()).map_err(record_error)?;
             let message = decode_message(record.value()).map_err(record_error)?;
             loaded.push(StoredValue { namespace: namespace.to_owned(), message });
+        }
+        Ok(loaded)
+    }
+
+    fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let clients = match txn.open_table(HTTP_CLIENTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut loaded = Vec::new();
+        for entry in clients.iter().map_err(|e| self.io(e))? {
+            let (key, record) = entry.map_err(|e| self.io(e))?;
+            let client = StoredHttpClient::decode(key.value(), record.value()).map_err(|source| {
+                let client = String::from_utf8_lossy(key.value()).chars().take(80).collect();
+                StoreError::HttpClientRecord { path: self.path.clone(), client, source }
+            })?;
+            loaded.push(client);
         }
         Ok(loaded)
     }
@@ -421,6 +465,67 @@ mod tests {
         writer.shutdown();
         let values = RedbStore::open(&dir).unwrap().load_values().unwrap();
         assert_eq!(payloads(values), [("".into(), "last".into(), "words".into())]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    fn put_client(namespace: &str, client: &str, filters: &[&str]) -> StoreOp {
+        StoreOp::PutHttpClient {
+            namespace: namespace.into(),
+            client: client.into(),
+            first_seen: 42,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn http_clients_survive_reopening_and_match_the_memory_model() {
+        let dir = temp_dir("clients");
+        let ops = [
+            put_client("", "a", &["x/+"]),
+            put_client("", "a", &["x/+", "y/#"]),
+            put_client("alice", "a", &["z"]),
+            put_client("", "b", &["w"]),
+            put("", "x/1", "a value"),
+            StoreOp::DeleteHttpClient { namespace: "".into(), client: "b".into() },
+        ];
+        let mut model = MemoryStore::new();
+        model.apply(&ops).unwrap();
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            assert!(store.load_http_clients().unwrap().is_empty(), "a new file holds no client");
+            store.apply(&ops[..3]).unwrap();
+            store.apply(&ops[3..]).unwrap();
+        }
+        let store = RedbStore::open(&dir).unwrap();
+        let loaded = store.load_http_clients().unwrap();
+        assert_eq!(loaded, model.load_http_clients().unwrap());
+        let shown: Vec<(&str, &str, Vec<&str>)> = loaded
+            .iter()
+            .map(|c| (c.namespace.as_str(), c.client.as_str(), c.filters.iter().map(|f| f.as_str()).collect()))
+            .collect();
+        assert_eq!(shown, [("", "a", vec!["x/+", "y/#"]), ("alice", "a", vec!["z"])]);
+        assert_eq!(store.load_values().unwrap().len(), 1, "values are apart from clients");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_http_client_record_is_an_error_naming_the_file_and_client() {
+        let dir = temp_dir("damaged-client");
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            store.apply(&[put_client("", "fine", &["a"])]).unwrap();
+            // Damage one record the way a bad disk or a bug might.
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(HTTP_CLIENTS).unwrap().insert(&b"\0broken"[..], &[1u8, 0, 0][..]).unwrap();
+            txn.commit().unwrap();
+        }
+        let error = RedbStore::open(&dir).unwrap().load_http_clients().unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(DATABASE_FILE) && text.contains("broken") && text.contains("truncated"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        // A broker refuses to start on it rather than start without clients.
+        let error = crate::Broker::builder().data_dir(&dir).start().unwrap_err();
+        assert!(error.to_string().contains(DATABASE_FILE), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -203,6 +203,31 @@ impl HttpClients {
         Some(id)
     }
 
+    /// Registers a client loaded from the store at start-up, as it was
+    /// first seen at `first_seen`, with an empty queue. Its last-seen time
+    /// is `now` and its latest pickup `unix_time`, the broker's start: the
+    /// timeout counts from the start, because the time the broker was down
+    /// is not time the client was silent (it could not have called). `None`
+    /// when the registry is full or already holds the name.
+    pub fn restore(
+        &mut self,
+        namespace: NamespaceId,
+        name: &str,
+        first_seen: u64,
+        now: Instant,
+        unix_time: u64,
+        subscriber: impl FnOnce(HttpClientId) -> SubscriberId,
+    ) -> Option<HttpClientId> {
+        if self.find(namespace, name).is_some() {
+            return None;
+        }
+        let id = self.register(namespace, name, now, unix_time, None, subscriber)?;
+        if let Some(client) = self.get_mut(id) {
+            client.first_seen = first_seen;
+        }
+        Some(id)
+    }
+
     /// Records a request from the client (PICKUP or SUBSCRIBE), which
     /// keeps it alive.
     pub fn touch(&mut self, id: HttpClientId, now: Instant, unix_time: u64, ip: Option<IpAddr>) {
@@ -266,8 +291,9 @@ impl HttpClients {
         groups
     }
 
-    /// Removes a client; returns its router subscriber to remove too.
-    pub fn remove(&mut self, id: HttpClientId) -> Option<SubscriberId> {
+    /// Removes a client and returns it: the caller removes its router
+    /// subscriber too, and its record from the store.
+    pub fn remove(&mut self, id: HttpClientId) -> Option<HttpClient> {
         self.get(id)?;
         let client = self.slots[id.index as usize].take().expect("checked by get");
         if let Some(names) = self.by_name.get_mut(&client.namespace) {
@@ -276,12 +302,12 @@ impl HttpClients {
         self.registered -= 1;
         self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
         self.free.push(id.index);
-        Some(client.subscriber)
+        Some(client)
     }
 
-    /// Drops every client not seen for the timeout; returns their router
-    /// subscribers, for the caller to remove.
-    pub fn expire(&mut self, now: Instant) -> Vec<SubscriberId> {
+    /// Drops every client not seen for the timeout and returns them, for
+    /// the caller to remove their router subscribers and stored records.
+    pub fn expire(&mut self, now: Instant) -> Vec<HttpClient> {
         let timeout = self.limits.timeout;
         let expired: Vec<HttpClientId> = self
             .slots

@@ -7,6 +7,12 @@
 //! [`HttpEffects`] carry the reply and, for a publish, the delivery and the
 //! sinks it must reach. Deliveries to Moustique clients' queues are made
 //! here, since their queues live in the [`HttpState`] the caller lent.
+//!
+//! Moustique clients and their filters are durable: [`HttpEffects`] carries
+//! the store write a SUBSCRIBE makes, [`expire_clients`] the deletes of the
+//! clients it drops, and [`restore_client`] brings a stored client back at
+//! start-up. The shell submits those writes while it still holds the locks
+//! it lent, so the store sees changes in the order they were made.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -23,6 +29,7 @@ use super::request::RequestHead;
 use super::response::{self, Response};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
+use crate::store::{StoreOp, StoredHttpClient};
 use crate::topic::{TopicLimits, TopicName};
 
 /// The topic under which PICKUP tells an unknown client to subscribe again
@@ -262,11 +269,14 @@ pub struct HttpEffects<S> {
     /// A stored value changed: the namespace name, and the message (an
     /// empty payload means deleted) for the store.
     pub stored: Option<(Arc<str>, Arc<Delivery>)>,
+    /// A Moustique client was registered or took a new filter: its record,
+    /// for the store. `None` for a SUBSCRIBE to a filter it held already.
+    pub client_record: Option<StoreOp>,
 }
 
 impl<S> HttpEffects<S> {
     fn reply(reply: Reply) -> Self {
-        HttpEffects { reply, delivery: None, receivers: Vec::new(), queued: 0, stored: None }
+        HttpEffects { reply, delivery: None, receivers: Vec::new(), queued: 0, stored: None, client_record: None }
     }
 
     fn respond(response: Response) -> Self {
@@ -353,12 +363,21 @@ fn execute<S: Clone + SinkKind>(
                 }
             };
             state.clients.touch(id, context.now, unix, context.ip);
+            let mut effects = HttpEffects::respond(Response::ok());
             if state.clients.subscribe(id, filter.clone())
-                && let Some(subscriber) = state.clients.get(id).map(|c| c.subscriber)
+                && let Some(client) = state.clients.get(id)
             {
-                router.subscribe(subscriber, filter);
+                router.subscribe(client.subscriber, filter);
+                // The whole record again: a new client's first filter and a
+                // known client's next one are the same write.
+                effects.client_record = Some(StoreOp::PutHttpClient {
+                    namespace: router.namespace_name(namespace).to_string(),
+                    client: client.name.to_string(),
+                    first_seen: client.first_seen,
+                    filters: client.filters.iter().map(|f| f.as_str().to_owned()).collect(),
+                });
             }
-            HttpEffects::respond(Response::ok())
+            effects
         }
         Call::Pickup { client } => {
             state.pickups.record(unix);
@@ -524,7 +543,58 @@ fn publish<S: Clone + SinkKind>(
         None => true,
     });
     state.record_poster(namespace, &delivery, config.max_posters);
-    HttpEffects { reply: Reply::Response(Response::ok()), delivery: Some(delivery), receivers, queued, stored }
+    HttpEffects {
+        reply: Reply::Response(Response::ok()),
+        delivery: Some(delivery),
+        receivers,
+        queued,
+        stored,
+        client_record: None,
+    }
+}
+
+/// Drops the Moustique clients not seen for their timeout, with their
+/// router subscribers; returns the deletes of their stored records.
+pub fn expire_clients<S: Clone>(router: &mut Router<S>, state: &mut HttpState, now: Instant) -> Vec<StoreOp> {
+    state
+        .clients
+        .expire(now)
+        .into_iter()
+        .map(|client| {
+            router.remove_subscriber(client.subscriber);
+            StoreOp::DeleteHttpClient {
+                namespace: router.namespace_name(client.namespace).to_string(),
+                client: client.name.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Brings back a Moustique client loaded from the store, at start-up: it
+/// is registered again with its filters in the router, so messages
+/// published from now on are queued for it, with an empty queue and its
+/// timeout counting from `now` (see [`HttpClients::restore`]). `None` when
+/// the registry is full (the client is not restored).
+pub fn restore_client<S: Clone>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    stored: StoredHttpClient,
+    now: Instant,
+    unix_time: u64,
+    client_sink: impl Fn(HttpClientId) -> S,
+) -> Option<HttpClientId> {
+    let namespace = router.namespace(&stored.namespace);
+    let id = state.clients.restore(namespace, &stored.client, stored.first_seen, now, unix_time, |id| {
+        router.add_subscriber(namespace, client_sink(id))
+    })?;
+    for filter in stored.filters {
+        if state.clients.subscribe(id, filter.clone())
+            && let Some(client) = state.clients.get(id)
+        {
+            router.subscribe(client.subscriber, filter);
+        }
+    }
+    Some(id)
 }
 
 /// PICKUP's answer to a client the broker does not know.
@@ -926,5 +996,103 @@ mod tests {
         }
         assert_eq!(stats.pointer("/requests/getvals/total"), Some(&json!(1)));
         assert_eq!(broker.state.statuses().get(&404), Some(&1));
+    }
+    fn subscribe_record(effects: &HttpEffects<TestSink>) -> Option<(String, u64, Vec<String>)> {
+        match &effects.client_record {
+            Some(StoreOp::PutHttpClient { client, first_seen, filters, .. }) => {
+                Some((client.clone(), *first_seen, filters.clone()))
+            }
+            None => None,
+            Some(other) => panic!("not a client record: {other:?}"),
+        }
+    }
+
+    fn subscribe_request(filter: &str, client: &str) -> String {
+        let encode = |v: &str| encode_value(v.as_bytes()).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+        let body = format!("topic={}&client={}", encode(filter), encode(client));
+        format!("POST /SUBSCRIBE HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    }
+
+    #[test]
+    fn subscribe_writes_the_client_record_only_when_it_changes() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let first = broker.request(&subscribe_request("a/+", "c"));
+        assert_eq!(subscribe_record(&first), Some(("c".into(), 2_000, vec!["a/+".into()])), "a new client");
+        let second = broker.request(&subscribe_request("b/#", "c"));
+        assert_eq!(subscribe_record(&second), Some(("c".into(), 2_000, vec!["a/+".into(), "b/#".into()])));
+        let again = broker.request(&subscribe_request("a/+", "c"));
+        assert_eq!((again.reply.status(), subscribe_record(&again)), (200, None), "a filter it holds: no write");
+        let client = encode_value(b"c").replace('=', "%3D");
+        let pickup = broker.request(&format!("GET /PICKUP?client={client} HTTP/1.1\r\n\r\n"));
+        assert!(pickup.client_record.is_none() && pickup.stored.is_none(), "PICKUP writes nothing");
+    }
+
+    #[test]
+    fn expired_clients_leave_the_router_and_the_store() {
+        let limits = HttpClientLimits { timeout: std::time::Duration::from_secs(10), ..Default::default() };
+        let mut broker = Broker::new(HttpConfig { client_limits: limits, ..Default::default() });
+        let _ = broker.request(&subscribe_request("x", "idle"));
+        assert_eq!(broker.router.subscription_count(), 1);
+        let later = broker.now + std::time::Duration::from_secs(9);
+        assert!(expire_clients(&mut broker.router, &mut broker.state, later).is_empty());
+        let gone = expire_clients(&mut broker.router, &mut broker.state, later + std::time::Duration::from_secs(1));
+        assert_eq!(gone, [StoreOp::DeleteHttpClient { namespace: String::new(), client: "idle".into() }]);
+        assert_eq!((broker.router.subscription_count(), broker.state.clients.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_restored_client_gets_what_is_published_after_the_start() {
+        let limits = HttpClientLimits { timeout: std::time::Duration::from_secs(10), ..Default::default() };
+        let mut broker = Broker::new(HttpConfig { client_limits: limits, ..Default::default() });
+        let filter = |text: &str| Filter::new(text, &TopicLimits::default()).unwrap();
+        let stored = StoredHttpClient {
+            namespace: String::new(),
+            client: "back".into(),
+            first_seen: 500,
+            filters: vec![filter("/s/+"), filter("/s/#"), filter("/s/+")],
+        };
+        let start = broker.now;
+        let id = restore_client(&mut broker.router, &mut broker.state, stored.clone(), start, 1_500, TestSink::Http);
+        assert!(id.is_some());
+        assert_eq!(broker.router.subscription_count(), 2, "a repeated filter subscribes once");
+        assert!(
+            restore_client(&mut broker.router, &mut broker.state, stored, start, 1_500, TestSink::Http).is_none(),
+            "a name is restored once"
+        );
+        broker.moustique("POST", &[("topic", "/s/t"), ("message", "after")]);
+        let picked = json(&broker.moustique("PICKUP", &[("client", "back")]).1);
+        assert_eq!(
+            (picked["/s/+"][0]["message"].as_str(), picked["/s/#"][0]["topic"].as_str()),
+            (Some("after"), Some("/s/t"))
+        );
+        let clients = json(&broker.moustique("CLIENTS", &[]).1);
+        assert_eq!(clients[0]["FirstSeen"], 500, "first seen as stored");
+        // The timeout counts from the start, not from before the restart.
+        let mut quiet = Broker::new(HttpConfig { client_limits: limits, ..Default::default() });
+        let stored = StoredHttpClient { namespace: "alice".into(), client: "q".into(), first_seen: 1, filters: vec![] };
+        restore_client(&mut quiet.router, &mut quiet.state, stored, start, 1_500, TestSink::Http).unwrap();
+        let nine = start + std::time::Duration::from_secs(9);
+        assert!(expire_clients(&mut quiet.router, &mut quiet.state, nine).is_empty());
+        let ten = start + std::time::Duration::from_secs(10);
+        assert_eq!(
+            expire_clients(&mut quiet.router, &mut quiet.state, ten),
+            [StoreOp::DeleteHttpClient { namespace: "alice".into(), client: "q".into() }]
+        );
+    }
+
+    #[test]
+    fn a_full_registry_restores_no_more() {
+        let limits = HttpClientLimits { max_clients: 1, ..Default::default() };
+        let mut broker = Broker::new(HttpConfig { client_limits: limits, ..Default::default() });
+        let stored = |name: &str| StoredHttpClient {
+            namespace: String::new(),
+            client: name.into(),
+            first_seen: 1,
+            filters: vec![],
+        };
+        let now = broker.now;
+        assert!(restore_client(&mut broker.router, &mut broker.state, stored("a"), now, 1, TestSink::Http).is_some());
+        assert!(restore_client(&mut broker.router, &mut broker.state, stored("b"), now, 1, TestSink::Http).is_none());
+        assert_eq!((broker.state.clients.len(), broker.router.subscriber_count()), (1, 1));
     }
 }
