@@ -245,16 +245,17 @@ impl EventLoop {
 
     /// Takes a connection over the limit only to answer 503 and close.
     fn insert_refused(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
-        let Some(token) = self.insert(stream, peer_ip, now) else { return };
-        let Some(conn) = self.conns[token].as_mut() else { return };
-        conn.refused = true;
-        if let Proto::Http(http) = &mut conn.proto {
-            http.refuse_now(&Response::text(503, "too many connections; try again later"));
-        }
-        self.after_io(token, now);
+        self.insert_as(stream, peer_ip, now, true);
     }
 
-    fn insert(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant) -> Option<usize> {
+    fn insert(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant) -> Option<usize> {
+        self.insert_as(stream, peer_ip, now, false)
+    }
+
+    /// Registers a connection and reads what it has sent already. A refused
+    /// one is refused before that first read, or a request already waiting
+    /// would be served ahead of the 503.
+    fn insert_as(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant, refused: bool) -> Option<usize> {
         let transport = stream.transport();
         if self.shared.is_shutting_down() {
             // Accepted just before the stop; past this loop's shutdown sweep.
@@ -274,8 +275,18 @@ impl EventLoop {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
-        log::debug!("connection {}:{serial} opened ({:?} from {peer_ip:?})", self.index, stream.transport());
+        log::debug!(
+            "connection {}:{serial} opened ({:?} from {peer_ip:?}){}",
+            self.index,
+            stream.transport(),
+            if refused { ", over the limit: refused" } else { "" }
+        );
         let proto = match transport {
+            Transport::Http if refused => {
+                let mut http = HttpConn::new(now, &self.shared.config.http_conn);
+                http.refuse_now(&Response::text(503, "too many connections; try again later"));
+                Proto::Http(http)
+            }
             Transport::Http => Proto::Http(HttpConn::new(now, &self.shared.config.http_conn)),
             Transport::Tcp | Transport::Unix => Proto::Binary(Session::new(now, &self.shared.config.session)),
         };
@@ -293,7 +304,7 @@ impl EventLoop {
             in_dirty: false,
             write_shut: false,
             peer_eof: false,
-            refused: false,
+            refused,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered

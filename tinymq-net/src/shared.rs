@@ -230,16 +230,23 @@ impl Shared {
 
     /// Delivers to receivers not on the calling loop: connections through
     /// their loop's inbox, in-process clients straight into their queue.
+    ///
+    /// The Moustique queues are filled first, under one lock: a message is in
+    /// every PICKUP queue before any other loop can write it to a socket, so
+    /// a client that has seen it elsewhere finds it there too.
     pub(crate) fn dispatch(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
-        let mut http = None;
-        for sink in receivers {
-            match sink {
-                Sink::Http(client) => {
-                    // One lock for all of this message's HTTP clients.
-                    let http = http.get_or_insert_with(|| self.http.lock());
+        if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
+            let mut http = self.http.lock();
+            for sink in receivers {
+                if let Sink::Http(client) = sink {
                     http.clients.push(*client, delivery);
                     self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+        }
+        for sink in receivers {
+            match sink {
+                Sink::Http(_) => {}
                 Sink::Conn(target) => self.send(target.loop_index, InboxItem::Deliver(*target, delivery.clone())),
                 Sink::Local(inbox) => {
                     if inbox.push(delivery.clone(), false) {
