@@ -156,6 +156,23 @@ fn an_http_post_reaches_a_binary_subscriber_with_its_from() {
     );
 }
 
+/// Each POST goes on a fresh connection, so successive ones are served by
+/// different event loops; one acknowledged before the next is sent must
+/// still reach a subscriber first.
+#[test]
+fn acknowledged_posts_reach_a_subscriber_in_order_whichever_loop_serves_them() {
+    let broker = BrokerProcess::start_http(&["--threads", "3"]);
+    let http = broker.http_addr();
+    let mut subscriber = broker.connect("ordered");
+    subscriber.subscribe("order/#");
+    for n in 0..300 {
+        post(http, &format!("order/{n}"), "x", "me");
+    }
+    let got: Vec<String> = (0..300).map(|_| subscriber.recv_publish().topic).collect();
+    let want: Vec<String> = (0..300).map(|n| format!("order/{n}")).collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn a_binary_publish_reaches_pickup_with_the_publisher_id() {
     let broker = BrokerProcess::start_http(&[]);

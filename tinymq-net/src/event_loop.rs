@@ -88,6 +88,8 @@ pub(crate) struct EventLoop {
     next_serial: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     scratch: Vec<u8>,
+    /// Inbox items are being handled: deliveries behind them wait their turn.
+    draining: bool,
     /// Connections with output queued during this turn, to flush at its end.
     dirty: Vec<usize>,
     inbox: Vec<InboxItem>,
@@ -117,6 +119,7 @@ impl EventLoop {
             next_serial: 1,
             timers: BinaryHeap::new(),
             scratch: vec![0; READ_CHUNK],
+            draining: false,
             dirty: Vec::new(),
             inbox: Vec::new(),
             receivers: Vec::new(),
@@ -559,9 +562,17 @@ impl EventLoop {
     /// Hands a delivery to each receiver: directly on this loop, through
     /// the inbox (one wake per loop) elsewhere.
     fn dispatch(&mut self, delivery: &Arc<Delivery>, mut receivers: Vec<Sink>, now: Instant) {
+        // Deliveries other loops queued here earlier must not be overtaken:
+        // a client that posts, gets its 200, and posts again expects its
+        // subscribers to see the two in that order, whichever loops served
+        // them. While any wait, this loop's own go through its inbox too.
+        let queue_behind = self.draining || !self.shared.loops[self.index].inbox.lock().is_empty();
         let mut remote = 0;
         for sink in &receivers {
             match sink {
+                Sink::Conn(target) if target.loop_index == self.index && queue_behind => {
+                    self.shared.send(self.index, InboxItem::Deliver(*target, delivery.clone()));
+                }
                 Sink::Conn(target) if target.loop_index == self.index => self.deliver(*target, delivery, now),
                 _ => remote += 1,
             }
@@ -610,6 +621,7 @@ impl EventLoop {
     fn drain_inbox(&mut self, now: Instant) {
         let mut items = std::mem::take(&mut self.inbox);
         std::mem::swap(&mut items, &mut self.shared.loops[self.index].inbox.lock());
+        self.draining = true;
         for item in items.drain(..) {
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
@@ -620,6 +632,7 @@ impl EventLoop {
                 }
             }
         }
+        self.draining = false;
         self.inbox = items;
     }
 
