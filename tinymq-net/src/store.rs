@@ -138,7 +138,7 @@ impl RedbStore {
     fn database(&mut self) -> Result<&Database, StoreError> {
         if self.db.is_none() {
             self.db = Some(open_database(&self.path)?);
-            log::info!("reopened {}", self.path.display());
+            log::debug!("reopened {}", self.path.display());
         }
         Ok(self.db.as_ref().expect("opened above"))
     }
