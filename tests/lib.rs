@@ -196,6 +196,13 @@ impl BrokerProcess {
     /// Starts a broker with the binary protocol and HTTP each on a free
     /// loopback port, and returns once both accept connections.
     pub fn start_http(extra: &[&str]) -> Self {
+        Self::start_http_via(&[], extra)
+    }
+
+    /// Like [`BrokerProcess::start_http`], with the broker run through
+    /// `wrapper`, a command that execs the rest of its command line (so the
+    /// broker keeps its pid): `["prlimit", "--fsize=1000000"]`, say.
+    pub fn start_http_via(wrapper: &[&str], extra: &[&str]) -> Self {
         let mut failures = Vec::new();
         for _ in 0..5 {
             let endpoint = Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
@@ -203,7 +210,7 @@ impl BrokerProcess {
             let http_flag = http.to_string();
             let mut flags = vec!["--http", http_flag.as_str()];
             flags.extend_from_slice(extra);
-            match Self::start_at(endpoint, &flags) {
+            match Self::start_at_via(endpoint, wrapper, &flags) {
                 Ok(broker) => return broker,
                 Err(failure) => failures.push(failure),
             }
@@ -224,6 +231,12 @@ impl BrokerProcess {
     /// Starts a broker on `endpoint` and waits until it accepts
     /// connections; `Err` with its log if it exits first.
     pub fn start_at(endpoint: Endpoint, extra: &[&str]) -> Result<Self, String> {
+        Self::start_at_via(endpoint, &[], extra)
+    }
+
+    /// [`BrokerProcess::start_at`] through a `wrapper` command (see
+    /// [`BrokerProcess::start_http_via`]).
+    pub fn start_at_via(endpoint: Endpoint, wrapper: &[&str], extra: &[&str]) -> Result<Self, String> {
         let in_memory: &[&str] = if extra.contains(&"--data") { &[] } else { &["--in-memory"] };
         let http = extra
             .iter()
@@ -231,7 +244,15 @@ impl BrokerProcess {
             .and_then(|i| extra.get(i + 1))
             .map(|address| address.parse::<SocketAddr>().expect("--http HOST:PORT"));
         let no_http: &[&str] = if http.is_some() { &[] } else { &["--no-http"] };
-        let mut child = tinymq()
+        let mut command = match wrapper {
+            [] => tinymq(),
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(tinymq_bin()).stdin(Stdio::null());
+                command
+            }
+        };
+        let mut child = command
             .arg("broker")
             .args(endpoint.flags())
             .args(no_http)
@@ -266,6 +287,12 @@ impl BrokerProcess {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Its process id (the broker's own, also when started through a
+    /// wrapper that execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Where it listens.

@@ -5,8 +5,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tinymq_core::ReasonCode;
+use tinymq_net::store::Durability;
 use tinymq_net::{Broker, Error};
-use tinymq_tests::{Endpoint, QUIET, RawClient, WAIT};
+use tinymq_tests::{Endpoint, QUIET, RawClient, ScratchDir, WAIT};
 
 fn start(threads: usize) -> (Broker, Endpoint) {
     let broker = Broker::builder()
@@ -195,4 +196,42 @@ fn in_process_clients_validate_what_they_send() {
     assert!(matches!(client.publish("a", &big), Err(Error::PayloadTooLarge { .. })));
     assert_eq!(client.publish("a", &big[1..]).unwrap(), 0, "exactly 1 MiB is fine");
     shutdown_within_wait(broker);
+}
+
+#[test]
+fn shutdown_commits_stored_values_an_embedder_published_within_a_long_interval() {
+    let data = ScratchDir::new();
+    let open = || {
+        Broker::builder()
+            .threads(1)
+            .data_dir(data.path())
+            .durability(Durability::Batched(Duration::from_secs(600)))
+            .start()
+            .expect("start a broker on the data directory")
+    };
+    let broker = open();
+    let publisher = broker.client("publisher").unwrap();
+    for n in 0..300 {
+        publisher.publish_retained(&format!("kept/{n}"), format!("value {n}").as_bytes()).unwrap();
+    }
+    // A later write to the same topic wins, and a delete stays a delete.
+    publisher.publish_retained("kept/0", b"last").unwrap();
+    publisher.publish_retained("kept/1", b"").unwrap();
+    let stats = broker.stats();
+    assert_eq!((stats.store_writes, stats.store_commits), (302, 0), "nothing committed before the shutdown");
+    shutdown_within_wait(broker);
+
+    let broker = open();
+    let reader = broker.client("reader").unwrap();
+    reader.subscribe("kept/#").unwrap();
+    let mut values = std::collections::BTreeMap::new();
+    while let Some(message) = reader.recv_timeout(QUIET).unwrap() {
+        assert!(message.is_retained(), "{message:?}");
+        values.insert(message.topic().to_owned(), message.payload().to_vec());
+    }
+    assert_eq!(values.len(), 299, "every value but the deleted one");
+    assert_eq!(values["kept/0"], b"last");
+    assert!(!values.contains_key("kept/1"));
+    assert_eq!(values["kept/299"], b"value 299");
+    broker.shutdown();
 }

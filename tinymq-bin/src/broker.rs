@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr};
 use tinymq_net::{HttpClientLimits, HttpConnConfig};
@@ -195,6 +197,11 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     // Register the signals before starting, so none is missed in between.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Failure::run)?;
+    // A write past the file-size limit (RLIMIT_FSIZE) raises SIGXFSZ, whose
+    // default action kills the process. With a handler the write fails with
+    // EFBIG instead, which the store reports like a full disk: a failed
+    // commit, a logged error and 503s, while the broker goes on serving.
+    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false))).map_err(Failure::run)?;
     let broker = builder.start().map_err(Failure::run)?;
     log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
     if let Some(signal) = signals.forever().next() {

@@ -220,6 +220,37 @@ pub enum StoreOp {
     },
 }
 
+/// The table a record lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum StoreTable {
+    /// Stored values, by [`value_key`].
+    Values,
+    /// Moustique HTTP clients, by [`http_client_key`].
+    HttpClients,
+}
+
+impl StoreOp {
+    /// The one record this operation sets or removes: its table and key.
+    /// Queued operations on the same record replace each other (the later
+    /// wins, so a put then a delete is a delete), which is what bounds the
+    /// store's queue by the number of records rather than the write rate.
+    /// `None` would mean an operation that touches more than one record;
+    /// it is never replaced, and nothing queued before it is replaced by
+    /// anything queued after it.
+    pub fn record(&self) -> Option<(StoreTable, Vec<u8>)> {
+        match self {
+            StoreOp::PutValue { namespace, message } => {
+                Some((StoreTable::Values, value_key(namespace, &message.topic)))
+            }
+            StoreOp::DeleteValue { namespace, topic } => Some((StoreTable::Values, value_key(namespace, topic))),
+            StoreOp::PutHttpClient { namespace, client, .. } | StoreOp::DeleteHttpClient { namespace, client } => {
+                Some((StoreTable::HttpClients, http_client_key(namespace, client)))
+            }
+        }
+    }
+}
+
 /// A stored value as loaded at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredValue {
@@ -337,6 +368,14 @@ mod tests {
     }
 
     #[test]
+    fn a_client_and_a_value_with_one_name_are_different_records() {
+        let value = StoreOp::DeleteValue { namespace: String::new(), topic: "x".into() };
+        let client = StoreOp::DeleteHttpClient { namespace: String::new(), client: "x".into() };
+        assert_eq!(value_key("", "x"), http_client_key("", "x"), "the same key bytes, in two tables");
+        assert_ne!(value.record(), client.record(), "so queued writes to them must not replace each other");
+    }
+
+    #[test]
     fn records_round_trip() {
         for m in [
             message("a/b", b"23.5", Some("127.0.0.1")),
@@ -371,6 +410,17 @@ mod tests {
         assert_eq!(split_value_key(&value_key("alice", "a")), Ok(("alice", "a")));
         assert_ne!(value_key("a", "b/c"), value_key("a/b", "c"));
         assert_eq!(split_value_key(b"no separator"), Err(RecordError::BadKey));
+    }
+
+    #[test]
+    fn operations_on_the_same_record_share_its_identity() {
+        let put =
+            |ns: &str, topic: &str| StoreOp::PutValue { namespace: ns.into(), message: message(topic, b"1", None) };
+        let delete = |ns: &str, topic: &str| StoreOp::DeleteValue { namespace: ns.into(), topic: topic.into() };
+        assert_eq!(put("", "a/b").record(), delete("", "a/b").record());
+        assert_eq!(put("", "a/b").record(), Some((StoreTable::Values, value_key("", "a/b"))));
+        assert_ne!(put("", "a/b").record(), put("alice", "a/b").record());
+        assert_ne!(put("", "a/b").record(), delete("", "a/c").record());
     }
 
     #[test]

@@ -440,12 +440,21 @@ pub struct BrokerStats {
     pub values: u64,
     /// Writes handed to the store.
     pub store_writes: u64,
+    /// Writes the store made durable.
+    pub store_committed_writes: u64,
+    /// Store transactions committed.
+    pub store_commits: u64,
+    /// Store commits that failed.
+    pub store_failed_commits: u64,
+    /// Writes whose writer was told the store failed them.
+    pub store_failures: u64,
 }
 
 impl BrokerStats {
     fn read(shared: &Shared) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &shared.stats;
+        let store = shared.store.as_ref().map(crate::store::StoreWriter::figures).unwrap_or_default();
         let router = shared.router.lock();
         BrokerStats {
             connections: s.connections.load(Relaxed),
@@ -461,6 +470,10 @@ impl BrokerStats {
             subscriptions: router.subscription_count() as u64,
             values: router.value_count() as u64,
             store_writes: s.store_writes.load(Relaxed),
+            store_committed_writes: store.committed,
+            store_commits: store.commits,
+            store_failed_commits: store.failed_commits,
+            store_failures: s.store_failures.load(Relaxed),
         }
     }
 }

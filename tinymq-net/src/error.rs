@@ -40,7 +40,8 @@ pub enum Error {
     /// The store could not be opened or loaded at start.
     #[error(transparent)]
     StoreOpen(#[from] crate::store::StoreError),
-    /// A write to the store failed (disk full, read-only, I/O error).
+    /// A write to the store failed (disk full, read-only, I/O error), or
+    /// the store is failing; the write stays queued for a retry.
     #[error("store write failed: {0}")]
     Store(String),
     /// The broker has shut down.

@@ -437,7 +437,21 @@ impl EventLoop {
                 (effects, value.max(client))
             };
             let mut deferred = false;
+            // `batched`: a write made while the store is failing is not
+            // durable, so it gets no 200 (it stays queued for the retry).
+            let failing = match ticket {
+                Some(_) if !shared.acks_after_commit() => shared.store_failing(),
+                _ => None,
+            };
             match effects.reply {
+                Reply::Response(response) if response.status < 300 && failing.is_some() => {
+                    let error = failing.unwrap_or_default();
+                    shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                    http.respond(
+                        now,
+                        &Response::text(503, format!("the store is failing, so the write may not be stored: {error}")),
+                    );
+                }
                 Reply::Response(response) => match ticket {
                     // `immediate`: the 200 waits for the commit.
                     Some(ticket) if response.status < 300 && shared.acks_after_commit() => {

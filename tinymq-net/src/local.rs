@@ -151,6 +151,9 @@ impl LocalClient {
     /// Publishes and stores the message as the topic's value (an empty
     /// payload deletes the value and reaches no one). With a data directory
     /// and [`Durability::Immediate`], returns once the value is committed.
+    /// [`Error::Store`] says the value may not be stored: its commit failed
+    /// (`Immediate`) or the store is failing (`Batched`); the message was
+    /// delivered all the same.
     pub fn publish_retained(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
         self.send(topic, payload, true)
     }
@@ -182,11 +185,17 @@ impl LocalClient {
         };
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.shared.dispatch(&delivery, &receivers);
-        if let Some(ticket) = ticket
-            && self.shared.config.durability == Durability::Immediate
-        {
-            // Under `immediate` a retained publish returns once durable.
-            self.shared.store.as_ref().expect("persist needs a store").wait(ticket).map_err(Error::Store)?;
+        if let Some(ticket) = ticket {
+            let stored = if self.shared.config.durability == Durability::Immediate {
+                // Under `immediate` a retained publish returns once durable.
+                self.shared.store.as_ref().expect("persist needs a store").wait(ticket)
+            } else {
+                self.shared.store_failing().map_or(Ok(()), Err)
+            };
+            if let Err(error) = stored {
+                self.shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Store(error));
+            }
         }
         Ok(outcome.receivers)
     }

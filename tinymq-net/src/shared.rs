@@ -88,7 +88,9 @@ pub(crate) struct Stats {
     pub(crate) slow_consumer_drops: AtomicU64,
     pub(crate) local_queue_drops: AtomicU64,
     pub(crate) store_writes: AtomicU64,
-    /// Writes whose commit failed, as reported to a waiting writer.
+    /// Writes whose writer was told the store failed them: a 503 (a
+    /// failed commit under `immediate`, a failing store under `batched`),
+    /// or an error from an in-process publish.
     pub(crate) store_failures: AtomicU64,
     /// Broker-sent Disconnects, by reason code (index = code).
     pub(crate) disconnects: [AtomicU64; 9],
@@ -166,6 +168,12 @@ impl Shared {
         Some(writer.submit(op))
     }
 
+    /// The error the store is failing with, if it is: a write made now is
+    /// not durable (yet), so it must not be acknowledged as stored.
+    pub(crate) fn store_failing(&self) -> Option<String> {
+        self.store.as_ref()?.failing()
+    }
+
     /// Whether an HTTP write is answered only after its commit.
     pub(crate) fn acks_after_commit(&self) -> bool {
         self.store.is_some() && self.config.durability == crate::store::Durability::Immediate
@@ -196,6 +204,7 @@ impl Shared {
     /// The figures STATS and `/metrics` show.
     pub(crate) fn figures(&self) -> Figures {
         let s = &self.stats;
+        let store = self.store.as_ref().map(StoreWriter::figures).unwrap_or_default();
         Figures {
             connections: Transport::ALL
                 .iter()
@@ -210,6 +219,13 @@ impl Shared {
             slow_consumer_drops: s.slow_consumer_drops.load(Ordering::Relaxed),
             local_queue_drops: s.local_queue_drops.load(Ordering::Relaxed),
             store_writes: s.store_writes.load(Ordering::Relaxed),
+            store_committed_writes: store.committed,
+            store_records_written: store.records_written,
+            store_commits: store.commits,
+            store_failed_commits: store.failed_commits,
+            store_failures: s.store_failures.load(Ordering::Relaxed),
+            store_pending: store.pending,
+            store_error: store.failing,
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }

@@ -4,15 +4,32 @@
 //!
 //! Stored values and Moustique HTTP clients (with their filters) go
 //! through it; users join with the persistence work.
+//!
+//! # Failures
+//!
+//! At start, a file that cannot be opened, is held by another broker or is
+//! damaged is an error naming it ([`StoreError`]); redb's own assertions on
+//! a damaged file are caught and reported the same way. At run time a
+//! failed commit (disk full, I/O error) keeps its writes queued and is
+//! retried with a growing delay, reopening the database first (redb refuses
+//! all work after an I/O error until it is reopened); the error is logged
+//! once per distinct error and shown by [`StoreWriter::failing`] until a
+//! commit succeeds again.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
+use tinymq_core::store::{
+    Store, StoreOp, StoreTable, StoredValue, decode_message, encode_message, split_value_key, value_key,
+};
 use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
 
 /// Stored values (retained messages and PUTVAL values), by
@@ -26,6 +43,11 @@ const HTTP_CLIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_c
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
 
+/// The first retry of a failed commit waits this long; each further
+/// failure doubles it, up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// What went wrong with the store, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,17 +60,29 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The data directory's path names something that is not a directory.
+    #[error("the data directory {0} is not a directory")]
+    NotADirectory(PathBuf),
     /// Another process has the database open.
     #[error("{0} is in use by another running broker")]
     InUse(PathBuf),
-    /// The file could not be opened or read (unreadable, corrupted, or not
-    /// a tinymq database).
+    /// The file could not be opened (permissions, a directory in its
+    /// place, an I/O error).
     #[error("cannot open {path}: {source}")]
     Open {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: redb::DatabaseError,
+    },
+    /// The file is not a redb database, or is damaged (truncated,
+    /// overwritten).
+    #[error("{path} is damaged or not a tinymq database: {detail}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What redb found.
+        detail: String,
     },
     /// A read or write failed (disk full, read-only, I/O error).
     #[error("store {path}: {source}")]
@@ -59,7 +93,7 @@ pub enum StoreError {
         source: redb::Error,
     },
     /// A stored record could not be decoded.
-    #[error("store {path}: {source}")]
+    #[error("{path} holds a damaged record: {source}")]
     Record {
         /// The file.
         path: PathBuf,
@@ -81,7 +115,9 @@ pub enum StoreError {
 
 /// A redb database file.
 pub struct RedbStore {
-    db: Database,
+    /// `None` after a failed commit, until the next one reopens it: redb
+    /// refuses every operation after an I/O error until it is reopened.
+    db: Option<Database>,
     path: PathBuf,
 }
 
@@ -94,13 +130,15 @@ impl std::fmt::Debug for RedbStore {
 impl RedbStore {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        if let Ok(meta) = std::fs::metadata(dir)
+            && !meta.is_dir()
+        {
+            return Err(StoreError::NotADirectory(dir.to_owned()));
+        }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         let path = dir.join(DATABASE_FILE);
-        let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
-            source => StoreError::Open { path: path.clone(), source },
-        })?;
-        Ok(RedbStore { db, path })
+        let db = open_database(&path)?;
+        Ok(RedbStore { db: Some(db), path })
     }
 
     /// The database file.
@@ -111,13 +149,18 @@ impl RedbStore {
     fn io(&self, source: impl Into<redb::Error>) -> StoreError {
         StoreError::Io { path: self.path.clone(), source: source.into() }
     }
-}
 
-impl Store for RedbStore {
-    type Error = StoreError;
+    /// The open database, reopening it after a failure.
+    fn database(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            self.db = Some(open_database(&self.path)?);
+            log::debug!("reopened {}", self.path.display());
+        }
+        Ok(self.db.as_ref().expect("opened above"))
+    }
 
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+    fn write(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let txn = self.database()?.begin_write().map_err(|e| self.io(e))?;
         {
             let mut values = txn.open_table(VALUES).map_err(|e| self.io(e))?;
             let mut http_clients = txn.open_table(HTTP_CLIENTS).map_err(|e| self.io(e))?;
@@ -144,41 +187,137 @@ impl Store for RedbStore {
         txn.commit().map_err(|e| self.io(e))
     }
 
-    fn load_values(&self) -> Result<Vec<StoredValue>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let values = match txn.open_table(VALUES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
-        };
-        let record_error = |source| StoreError::Record { path: self.path.clone(), source };
-        let mut loaded = Vec::new();
-        for entry in values.iter().map_err(|e| self.io(e))? {
-            let (key, record) = entry.map_err(|e| self.io(e))?;
-            let (namespace, _) = split_value_key(key.value()).map_err(record_error)?;
-            let message = decode_message(record.value()).map_err(record_error)?;
-            loaded.push(StoredValue { namespace: namespace.to_owned(), message });
+    /// Drops the database after a failure so the next commit reopens it
+    /// (redb repairs it from its last commit when needed).
+    fn close(&mut self) {
+        if let Some(db) = self.db.take() {
+            // Dropping tries a last write, which may meet the same damage.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
         }
-        Ok(loaded)
+    }
+}
+
+/// Opens or creates the database file, telling a busy, unreadable or
+/// damaged file apart.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
+    match quiet_panics(|| Database::create(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse(path.to_owned())),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(error))))
+            if error.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Err(damaged(error.to_string()))
+        }
+        Ok(Err(source)) => Err(StoreError::Open { path: path.to_owned(), source }),
+        Err(panic) => Err(damaged(panic)),
+    }
+}
+
+/// Runs `f`, turning a panic in it into `Err` with the panic's message.
+///
+/// redb asserts rather than returns an error on some damaged files (a
+/// truncated one, say); a broker must refuse such a file with a line
+/// naming it, not die with a backtrace. While `f` runs, the panic hook is
+/// one that stays silent for this thread and hands other threads' panics
+/// to the hook it replaced, which is put back afterwards. Used where a
+/// damaged file is met: opening and loading.
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
+    let me = std::thread::current().id();
+    let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
+    let forward = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            forward(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    // Dropping our hook drops its handle on the previous one (no hook is
+    // running once take_hook returns), so it can be put back as it was.
+    drop(std::panic::take_hook());
+    match Arc::try_unwrap(previous) {
+        Ok(hook) => std::panic::set_hook(hook),
+        Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
+    }
+    result.map_err(|payload| panic_text(payload.as_ref()))
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("redb failed: {}", one_line(&text))
+}
+
+/// Error text fit for a log line or an HTTP answer.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Store for RedbStore {
+    type Error = StoreError;
+
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.write(ops))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                self.close();
+                Err(error)
+            }
+            Err(panic) => {
+                self.close();
+                Err(StoreError::Damaged { path: self.path.clone(), detail: panic_text(panic.as_ref()) })
+            }
+        }
+    }
+
+    fn load_values(&self) -> Result<Vec<StoredValue>, StoreError> {
+        let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
+        let load = || {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let values = match txn.open_table(VALUES) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.io(e)),
+            };
+            let record_error = |source| StoreError::Record { path: self.path.clone(), source };
+            let mut loaded = Vec::new();
+            for entry in values.iter().map_err(|e| self.io(e))? {
+                let (key, record) = entry.map_err(|e| self.io(e))?;
+                let (namespace, _) = split_value_key(key.value()).map_err(record_error)?;
+                let message = decode_message(record.value()).map_err(record_error)?;
+                loaded.push(StoredValue { namespace: namespace.to_owned(), message });
+            }
+            Ok(loaded)
+        };
+        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
     }
 
     fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let clients = match txn.open_table(HTTP_CLIENTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
+        let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
+        let load = || {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let clients = match txn.open_table(HTTP_CLIENTS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.io(e)),
+            };
+            let mut loaded = Vec::new();
+            for entry in clients.iter().map_err(|e| self.io(e))? {
+                let (key, record) = entry.map_err(|e| self.io(e))?;
+                let client = StoredHttpClient::decode(key.value(), record.value()).map_err(|source| {
+                    let client = String::from_utf8_lossy(key.value()).chars().take(80).collect();
+                    StoreError::HttpClientRecord { path: self.path.clone(), client, source }
+                })?;
+                loaded.push(client);
+            }
+            Ok(loaded)
         };
-        let mut loaded = Vec::new();
-        for entry in clients.iter().map_err(|e| self.io(e))? {
-            let (key, record) = entry.map_err(|e| self.io(e))?;
-            let client = StoredHttpClient::decode(key.value(), record.value()).map_err(|source| {
-                let client = String::from_utf8_lossy(key.value()).chars().take(80).collect();
-                StoreError::HttpClientRecord { path: self.path.clone(), client, source }
-            })?;
-            loaded.push(client);
-        }
-        Ok(loaded)
+        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
     }
 }
 
@@ -202,19 +341,105 @@ pub struct Ticket(u64);
 /// failed.
 type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// Writes waiting for the next commit, at most one per record: a write to
+/// a record already queued replaces it where it stands.
+#[derive(Default)]
+struct Pending {
+    ops: Vec<StoreOp>,
+    /// Where each queued record's operation is in `ops`. Holds only
+    /// operations queued after the last one without a single record, so
+    /// nothing is replaced across it.
+    slots: HashMap<(StoreTable, Vec<u8>), usize>,
+}
+
+impl Pending {
+    /// Queues `op`; true if it replaced a queued write to its record.
+    fn push(&mut self, op: StoreOp) -> bool {
+        match op.record() {
+            Some(record) => match self.slots.entry(record) {
+                Entry::Occupied(slot) => {
+                    self.ops[*slot.get()] = op;
+                    true
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(self.ops.len());
+                    self.ops.push(op);
+                    false
+                }
+            },
+            None => {
+                self.slots.clear();
+                self.ops.push(op);
+                false
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Moves everything queued into `batch` (which must be empty).
+    fn take(&mut self, batch: &mut Vec<StoreOp>) {
+        debug_assert!(batch.is_empty());
+        std::mem::swap(batch, &mut self.ops);
+        self.slots.clear();
+    }
+
+    /// Puts a failed batch back in front of what was queued since: the
+    /// newer writes still replace the older ones.
+    fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
+        let newer = std::mem::take(&mut self.ops);
+        self.slots.clear();
+        for op in batch.drain(..).chain(newer) {
+            self.push(op);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Queue {
-    ops: Vec<StoreOp>,
+    pending: Pending,
+    /// When the oldest queued write arrived: a batched commit is due one
+    /// interval later.
+    oldest: Option<Instant>,
     /// Callbacks waiting for tickets to commit, in ticket order.
     waiters: Vec<(u64, Notify)>,
-    /// Tickets handed out / committed so far.
+    /// Tickets handed out so far; every ticket up to `committed` is
+    /// durable (its write, or a later one to the same record, committed).
     submitted: u64,
     committed: u64,
     commits: u64,
+    failed_commits: u64,
+    /// Records written by successful commits.
+    records_written: u64,
     /// The last failed commit: the tickets it carried (up to this one)
     /// and its error.
     failed: Option<(u64, String)>,
+    /// The error of the last commit while it is the latest attempt.
+    failing: Option<String>,
     stopping: bool,
+    /// The thread has ended: nothing more will commit.
+    stopped: bool,
+}
+
+impl Queue {
+    /// What a waiter on `ticket` is told now, if its fate is known.
+    fn outcome(&self, ticket: u64) -> Option<Result<(), String>> {
+        if self.committed >= ticket {
+            return Some(Ok(()));
+        }
+        if let Some((through, error)) = &self.failed
+            && *through >= ticket
+        {
+            return Some(Err(error.clone()));
+        }
+        self.stopped.then(|| Err("the store has stopped".to_owned()))
+    }
 }
 
 struct WriterShared {
@@ -222,10 +447,40 @@ struct WriterShared {
     /// Wakes the writer (work) and waiters (commits).
     work: Condvar,
     done: Condvar,
+    /// Mirrors `Queue::failing.is_some()`, read on every batched write.
+    failing: AtomicBool,
+}
+
+/// The store writer's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterFigures {
+    /// Writes submitted.
+    pub submitted: u64,
+    /// Writes made durable (their own commit, or that of a later write to
+    /// the same record which replaced them in the queue).
+    pub committed: u64,
+    /// Successful commits (transactions).
+    pub commits: u64,
+    /// Commits that failed.
+    pub failed_commits: u64,
+    /// Records written by successful commits.
+    pub records_written: u64,
+    /// Records queued for the next commit (at most one per record).
+    pub pending: u64,
+    /// The error of the last commit, while no later one has succeeded.
+    pub failing: Option<String>,
 }
 
 /// The store's own thread: takes writes from any thread and commits them in
 /// groups, one transaction per group.
+///
+/// Writes queued for the same record replace each other (last write wins),
+/// so the queue holds at most one write per record whatever the update
+/// rate. A [`Ticket`] whose write was replaced is committed with the write
+/// that replaced it. A failed commit tells the waiters of its tickets, and
+/// its writes stay queued (behind nothing, replaced by newer ones) for a
+/// retry after a growing delay, until a commit succeeds.
 pub struct StoreWriter {
     shared: Arc<WriterShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -240,63 +495,35 @@ impl std::fmt::Debug for StoreWriter {
 impl StoreWriter {
     /// Starts the writer thread over `store`.
     pub fn spawn<S: Store + Send + 'static>(mut store: S, durability: Durability) -> std::io::Result<Self> {
-        let shared = Arc::new(WriterShared { queue: Mutex::default(), work: Condvar::new(), done: Condvar::new() });
+        let shared = Arc::new(WriterShared {
+            queue: Mutex::default(),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            failing: AtomicBool::new(false),
+        });
         let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new().name("tinymq-store".into()).spawn(move || {
-            let shared = thread_shared;
-            let mut batch = Vec::new();
-            loop {
-                let mut queue = shared.queue.lock();
-                while queue.ops.is_empty() && !queue.stopping {
-                    shared.work.wait(&mut queue);
-                }
-                if queue.ops.is_empty() && queue.stopping {
-                    return;
-                }
-                if let (Durability::Batched(interval), false) = (durability, queue.stopping) {
-                    // Let the interval fill the batch: one commit for all.
-                    let until = Instant::now() + interval;
-                    while !queue.stopping && !shared.work.wait_until(&mut queue, until).timed_out() {}
-                }
-                std::mem::swap(&mut batch, &mut queue.ops);
-                let through = queue.submitted;
-                drop(queue);
-                let result = store.apply(&batch);
-                batch.clear();
-                let mut queue = shared.queue.lock();
-                let ready: Vec<(u64, Notify)> = match &result {
-                    Ok(()) => {
-                        queue.committed = through;
-                        queue.commits += 1;
-                        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
-                        queue.waiters.drain(..split).collect()
-                    }
-                    Err(error) => {
-                        log::error!("store commit failed: {error}");
-                        queue.failed = Some((through, error.to_string()));
-                        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
-                        queue.waiters.drain(..split).collect()
-                    }
-                };
-                drop(queue);
-                shared.done.notify_all();
-                let outcome = result.map_err(|e| e.to_string());
-                for (_, notify) in ready {
-                    notify(outcome.clone());
-                }
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("tinymq-store".into())
+            .spawn(move || write_loop(&mut store, &thread_shared, durability))?;
         Ok(StoreWriter { shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// Queues a write; it is committed with the next group.
     pub fn submit(&self, op: StoreOp) -> Ticket {
         let mut queue = self.shared.queue.lock();
-        queue.ops.push(op);
+        let was_empty = queue.pending.is_empty();
+        if was_empty {
+            queue.oldest = Some(Instant::now());
+        }
+        queue.pending.push(op);
         queue.submitted += 1;
         let ticket = Ticket(queue.submitted);
         drop(queue);
-        self.shared.work.notify_one();
+        // The writer waits for work only on an empty queue; otherwise it
+        // is committing or letting the interval fill the batch.
+        if was_empty {
+            self.shared.work.notify_one();
+        }
         ticket
     }
 
@@ -305,13 +532,8 @@ impl StoreWriter {
     pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
         let mut queue = self.shared.queue.lock();
         loop {
-            if queue.committed >= ticket.0 {
-                return Ok(());
-            }
-            if let Some((through, error)) = &queue.failed
-                && *through >= ticket.0
-            {
-                return Err(error.clone());
+            if let Some(outcome) = queue.outcome(ticket.0) {
+                return outcome;
             }
             self.shared.done.wait(&mut queue);
         }
@@ -322,12 +544,7 @@ impl StoreWriter {
     /// writer's thread: it must only hand the news on.
     pub fn on_commit(&self, ticket: Ticket, notify: impl FnOnce(Result<(), String>) + Send + 'static) {
         let mut queue = self.shared.queue.lock();
-        let now = if queue.committed >= ticket.0 {
-            Some(Ok(()))
-        } else {
-            queue.failed.as_ref().filter(|(through, _)| *through >= ticket.0).map(|(_, e)| Err(e.clone()))
-        };
-        match now {
+        match queue.outcome(ticket.0) {
             Some(result) => {
                 drop(queue);
                 notify(result);
@@ -342,13 +559,37 @@ impl StoreWriter {
         }
     }
 
+    /// The error of the last commit while no later one has succeeded:
+    /// writes made meanwhile are not durable (yet).
+    pub fn failing(&self) -> Option<String> {
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.shared.queue.lock().failing.clone()
+    }
+
     /// Commits made so far (for statistics and tests).
     pub fn commits(&self) -> u64 {
         self.shared.queue.lock().commits
     }
 
+    /// The writer's counters.
+    pub fn figures(&self) -> WriterFigures {
+        let queue = self.shared.queue.lock();
+        WriterFigures {
+            submitted: queue.submitted,
+            committed: queue.committed,
+            commits: queue.commits,
+            failed_commits: queue.failed_commits,
+            records_written: queue.records_written,
+            pending: queue.pending.len() as u64,
+            failing: queue.failing.clone(),
+        }
+    }
+
     /// Commits everything queued and stops the thread. Later submits are
-    /// not committed.
+    /// not committed. If that last commit fails, its writes are lost and
+    /// the error is logged.
     pub fn shutdown(&self) {
         self.shared.queue.lock().stopping = true;
         self.shared.work.notify_all();
@@ -361,6 +602,95 @@ impl StoreWriter {
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The writer thread: wait for work, let the interval (or the retry delay)
+/// fill the batch, commit it, tell the waiters.
+fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durability) {
+    let mut batch = Vec::new();
+    let mut retry = RETRY_MIN;
+    // The last error logged: a failure that repeats is logged once.
+    let mut logged: Option<String> = None;
+    let mut queue = shared.queue.lock();
+    loop {
+        while queue.pending.is_empty() && !queue.stopping {
+            shared.work.wait(&mut queue);
+        }
+        if queue.pending.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        let until = match (durability, queue.failing.is_some()) {
+            (Durability::Batched(interval), true) => Some(now + interval.max(retry)),
+            (Durability::Immediate, true) => Some(now + retry),
+            // Let the interval fill the batch: one commit for all.
+            (Durability::Batched(interval), false) => Some(queue.oldest.unwrap_or(now) + interval),
+            (Durability::Immediate, false) => None,
+        };
+        if let Some(until) = until {
+            while !queue.stopping && !shared.work.wait_until(&mut queue, until).timed_out() {}
+        }
+        queue.pending.take(&mut batch);
+        let through = queue.submitted;
+        let stopping = queue.stopping;
+        drop(queue);
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| store.apply(&batch))) {
+            Ok(result) => result.map_err(|error| one_line(&error.to_string())),
+            Err(panic) => Err(panic_text(panic.as_ref())),
+        };
+        queue = shared.queue.lock();
+        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
+        let ready: Vec<(u64, Notify)> = queue.waiters.drain(..split).collect();
+        let outcome = match result {
+            Ok(()) => {
+                queue.committed = through;
+                queue.commits += 1;
+                queue.records_written += batch.len() as u64;
+                batch.clear();
+                if let Some(error) = queue.failing.take() {
+                    log::warn!("store commits succeed again after failing with: {error}");
+                }
+                logged = None;
+                retry = RETRY_MIN;
+                Ok(())
+            }
+            Err(error) => {
+                queue.failed_commits += 1;
+                queue.failed = Some((through, error.clone()));
+                if stopping {
+                    log::error!("store commit failed while stopping; {} writes are lost: {error}", batch.len());
+                    batch.clear();
+                } else {
+                    if logged.as_ref() != Some(&error) {
+                        log::error!("store commit failed; its writes stay queued and are retried: {error}");
+                        logged = Some(error.clone());
+                    }
+                    queue.pending.requeue(&mut batch);
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+                queue.failing = Some(error.clone());
+                Err(error)
+            }
+        };
+        shared.failing.store(queue.failing.is_some(), Ordering::Release);
+        let stop = stopping && outcome.is_err();
+        drop(queue);
+        shared.done.notify_all();
+        for (_, notify) in ready {
+            notify(outcome.clone());
+        }
+        queue = shared.queue.lock();
+        if stop {
+            break;
+        }
+    }
+    queue.stopped = true;
+    let left: Vec<(u64, Notify)> = queue.waiters.drain(..).collect();
+    drop(queue);
+    shared.done.notify_all();
+    for (_, notify) in left {
+        notify(Err("the store has stopped".to_owned()));
     }
 }
 
@@ -456,6 +786,207 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A store that records each batch, and fails or panics on demand.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        batches: Arc<Mutex<Vec<Vec<StoreOp>>>>,
+        fail: Arc<AtomicBool>,
+        panic: Arc<AtomicBool>,
+        /// Held by a test to hold every commit attempt at its start.
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Store for Scripted {
+        type Error = std::io::Error;
+
+        fn apply(&mut self, ops: &[StoreOp]) -> Result<(), std::io::Error> {
+            drop(self.gate.lock());
+            assert!(!self.panic.load(Ordering::SeqCst), "scripted panic");
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("No space left on device (scripted)"));
+            }
+            self.batches.lock().push(ops.to_vec());
+            Ok(())
+        }
+
+        fn load_values(&self) -> Result<Vec<StoredValue>, std::io::Error> {
+            Ok(Vec::new())
+        }
+
+        fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, std::io::Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn delete(namespace: &str, topic: &str) -> StoreOp {
+        StoreOp::DeleteValue { namespace: namespace.into(), topic: topic.into() }
+    }
+
+    /// (namespace, topic, payload or "deleted") of each op.
+    fn described(ops: &[StoreOp]) -> Vec<(String, String, String)> {
+        ops.iter()
+            .map(|op| match op {
+                StoreOp::PutValue { namespace, message } => (
+                    namespace.clone(),
+                    message.topic.to_string(),
+                    String::from_utf8_lossy(&message.payload).into_owned(),
+                ),
+                StoreOp::DeleteValue { namespace, topic } => (namespace.clone(), topic.clone(), "deleted".into()),
+                StoreOp::PutHttpClient { namespace, client, .. } => {
+                    (namespace.clone(), client.clone(), "http client".into())
+                }
+                StoreOp::DeleteHttpClient { namespace, client } => {
+                    (namespace.clone(), client.clone(), "http client deleted".into())
+                }
+            })
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "still waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn writes_to_one_record_replace_each_other_and_every_ticket_commits() {
+        let store = Scripted::default();
+        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_secs(60))).unwrap();
+        let first = writer.submit(put("", "t/0", "first"));
+        let (told, news) = std::sync::mpsc::channel();
+        writer.on_commit(first, move |result| told.send(result).unwrap());
+        let mut tickets = vec![first];
+        for i in 1..100_000 {
+            tickets.push(writer.submit(put("", &format!("t/{}", i % 10), &i.to_string())));
+        }
+        tickets.push(writer.submit(delete("", "t/3")));
+        tickets.push(writer.submit(put("alice", "t/0", "hers")));
+        // 100,002 writes, 11 records: the queue holds one write per record.
+        assert_eq!(writer.figures().pending, 11);
+        assert!(news.try_recv().is_err(), "nothing is committed before the interval ends");
+        writer.shutdown();
+        assert_eq!(news.recv_timeout(Duration::from_secs(10)).unwrap(), Ok(()), "the replaced first write commits");
+        for ticket in tickets {
+            assert_eq!(writer.wait(ticket), Ok(()));
+        }
+        let batches = store.batches.lock().clone();
+        assert_eq!(batches.len(), 1, "one commit");
+        let mut expected: Vec<(String, String, String)> =
+            (0..10).map(|t| ("".into(), format!("t/{t}"), (99_990 + t).to_string())).collect();
+        expected[3].2 = "deleted".into();
+        expected.push(("alice".into(), "t/0".into(), "hers".into()));
+        assert_eq!(described(&batches[0]), expected, "the last write to each record, in first-queued order");
+        let figures = writer.figures();
+        assert_eq!((figures.submitted, figures.committed), (100_002, 100_002));
+        assert_eq!((figures.commits, figures.records_written, figures.pending), (1, 11, 0));
+    }
+
+    #[test]
+    fn a_failed_commit_is_reported_retried_and_recovered_from() {
+        let store = Scripted::default();
+        store.fail.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
+        let lost = writer.submit(put("", "a", "1"));
+        let error = writer.wait(lost).unwrap_err();
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(writer.failing().as_deref(), Some(error.as_str()));
+        let figures = writer.figures();
+        assert!(figures.failed_commits >= 1 && figures.commits == 0, "{figures:?}");
+        assert_eq!(figures.pending, 1, "the failed write stays queued");
+
+        // The disk recovers: the retry commits the kept write with a new one.
+        store.fail.store(false, Ordering::SeqCst);
+        let next = writer.submit(put("", "b", "2"));
+        assert_eq!(writer.wait(next), Ok(()));
+        assert_eq!(writer.failing(), None);
+        assert_eq!(writer.wait(lost), Ok(()), "the kept write is durable now");
+        let written: Vec<_> = store.batches.lock().iter().flat_map(|b| described(b)).collect();
+        assert_eq!(written, [("".into(), "a".into(), "1".into()), ("".into(), "b".into(), "2".into())]);
+    }
+
+    #[test]
+    fn a_newer_write_replaces_a_kept_one_and_batched_writers_see_the_failure() {
+        let store = Scripted::default();
+        store.fail.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_millis(5))).unwrap();
+        let old = writer.submit(put("", "a", "old"));
+        wait_for("the commit to fail", || writer.failing().is_some());
+        assert!(writer.wait(old).is_err());
+        // Hold the next attempt, so the new write meets the old one either
+        // in the queue or in a batch that is about to fail and be requeued.
+        let gate = store.gate.lock();
+        let new = writer.submit(put("", "a", "new"));
+        assert_eq!(writer.figures().pending, 1, "one record queued");
+        let failures = writer.figures().failed_commits;
+        drop(gate);
+        wait_for("an attempt after the new write", || writer.figures().failed_commits > failures);
+        assert!(writer.wait(new).is_err(), "that attempt carried the new write, and failed");
+        store.fail.store(false, Ordering::SeqCst);
+        wait_for("the failure to clear", || writer.failing().is_none());
+        assert_eq!(writer.wait(new), Ok(()), "committed by the retry");
+        let written: Vec<_> = store.batches.lock().iter().flat_map(|b| described(b)).collect();
+        assert_eq!(written, [("".into(), "a".into(), "new".into())], "the old value is never written");
+    }
+
+    #[test]
+    fn a_panicking_store_fails_the_commit_but_not_the_writer() {
+        let store = Scripted::default();
+        store.panic.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
+        let error = writer.wait(writer.submit(put("", "a", "1"))).unwrap_err();
+        assert!(error.contains("scripted panic"), "{error}");
+        store.panic.store(false, Ordering::SeqCst);
+        assert_eq!(writer.wait(writer.submit(put("", "b", "2"))), Ok(()));
+    }
+
+    #[test]
+    fn stopping_while_the_store_fails_returns_and_fails_the_waiters() {
+        let store = Scripted::default();
+        store.fail.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store, Durability::Batched(Duration::from_secs(60))).unwrap();
+        let ticket = writer.submit(put("", "a", "1"));
+        writer.shutdown();
+        assert!(writer.wait(ticket).is_err());
+        assert_eq!(writer.figures().failed_commits, 1, "one last attempt");
+        let late = writer.submit(put("", "b", "2"));
+        assert_eq!(writer.wait(late), Err("the store has stopped".into()));
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused_naming_it_without_a_panic() {
+        let dir = temp_dir("truncated");
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            let ops: Vec<StoreOp> = (0..200).map(|i| put("", &format!("t/{i}"), &"x".repeat(300))).collect();
+            store.apply(&ops).unwrap();
+        }
+        let path = dir.join(DATABASE_FILE);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(4096).unwrap();
+        drop(file);
+        match RedbStore::open(&dir) {
+            Err(error @ StoreError::Damaged { .. }) => {
+                assert!(error.to_string().starts_with(&path.display().to_string()), "{error}")
+            }
+            other => panic!("expected Damaged, got {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_closed_after_a_failure_reopens_for_the_next_commit() {
+        let dir = temp_dir("reopen-after-failure");
+        let mut store = RedbStore::open(&dir).unwrap();
+        store.apply(&[put("", "a", "1")]).unwrap();
+        store.close();
+        store.apply(&[put("", "b", "2")]).unwrap();
+        assert_eq!(store.load_values().unwrap().len(), 2);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn shutdown_commits_what_is_queued() {
         let dir = temp_dir("flush");
@@ -515,7 +1046,7 @@ mod tests {
             let mut store = RedbStore::open(&dir).unwrap();
             store.apply(&[put_client("", "fine", &["a"])]).unwrap();
             // Damage one record the way a bad disk or a bug might.
-            let txn = store.db.begin_write().unwrap();
+            let txn = store.db.as_ref().unwrap().begin_write().unwrap();
             txn.open_table(HTTP_CLIENTS).unwrap().insert(&b"\0broken"[..], &[1u8, 0, 0][..]).unwrap();
             txn.commit().unwrap();
         }

@@ -98,6 +98,22 @@ pub struct Figures {
     pub local_queue_drops: u64,
     /// Writes handed to the store.
     pub store_writes: u64,
+    /// Writes the store made durable (a write replaced in its queue by a
+    /// later one to the same record counts when that one commits).
+    pub store_committed_writes: u64,
+    /// Records the store's commits wrote (after replacing).
+    pub store_records_written: u64,
+    /// Store transactions committed.
+    pub store_commits: u64,
+    /// Store commits that failed.
+    pub store_failed_commits: u64,
+    /// Writes whose writer was told the store failed them (a 503, or an
+    /// error from an in-process publish).
+    pub store_failures: u64,
+    /// Records waiting for the next commit.
+    pub store_pending: u64,
+    /// The error of the store's last commit, while no later one succeeded.
+    pub store_error: Option<String>,
     /// Seconds since the broker started.
     pub uptime_secs: u64,
 }
@@ -647,6 +663,13 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
         "slow_consumer_drops": figures.slow_consumer_drops,
         "local_queue_drops": figures.local_queue_drops,
         "store_writes": figures.store_writes,
+        "store_committed_writes": figures.store_committed_writes,
+        "store_records_written": figures.store_records_written,
+        "store_commits": figures.store_commits,
+        "store_failed_commits": figures.store_failed_commits,
+        "store_failures": figures.store_failures,
+        "store_pending": figures.store_pending,
+        "store_error": figures.store_error,
     })
 }
 
@@ -796,6 +819,28 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
     ];
     metric("dropped_total", "counter", "Messages or subscribers dropped, by reason.", &drops);
     metric("store_writes_total", "counter", "Writes handed to the store.", &one(figures.store_writes));
+    metric(
+        "store_committed_writes_total",
+        "counter",
+        "Writes the store made durable.",
+        &one(figures.store_committed_writes),
+    );
+    metric(
+        "store_records_written_total",
+        "counter",
+        "Records written by store commits.",
+        &one(figures.store_records_written),
+    );
+    metric("store_commits_total", "counter", "Store transactions committed.", &one(figures.store_commits));
+    metric("store_failed_commits_total", "counter", "Store commits that failed.", &one(figures.store_failed_commits));
+    metric("store_failures_total", "counter", "Writes answered with a store failure.", &one(figures.store_failures));
+    metric("store_pending", "gauge", "Records waiting for the next store commit.", &one(figures.store_pending));
+    metric(
+        "store_failing",
+        "gauge",
+        "1 while the store's last commit failed.",
+        &one(u64::from(figures.store_error.is_some())),
+    );
     let statuses: Vec<(String, u64)> =
         state.statuses.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n)).collect();
     metric("http_requests_total", "counter", "HTTP requests answered, by status.", &statuses);
@@ -1094,5 +1139,54 @@ mod tests {
         assert!(restore_client(&mut broker.router, &mut broker.state, stored("a"), now, 1, TestSink::Http).is_some());
         assert!(restore_client(&mut broker.router, &mut broker.state, stored("b"), now, 1, TestSink::Http).is_none());
         assert_eq!((broker.state.clients.len(), broker.router.subscriber_count()), (1, 1));
+    }
+
+    #[test]
+    fn store_figures_show_in_stats_and_metrics() {
+        let broker = Broker::new(HttpConfig::default());
+        let figures = Figures {
+            store_writes: 10,
+            store_committed_writes: 8,
+            store_records_written: 3,
+            store_commits: 2,
+            store_failed_commits: 1,
+            store_failures: 2,
+            store_pending: 2,
+            store_error: Some("disk full".into()),
+            ..Figures::default()
+        };
+        let stats = stats_document(&broker.router, &broker.state, &figures, 2_000);
+        for (key, value) in [
+            ("store_writes", json!(10)),
+            ("store_committed_writes", json!(8)),
+            ("store_records_written", json!(3)),
+            ("store_commits", json!(2)),
+            ("store_failed_commits", json!(1)),
+            ("store_failures", json!(2)),
+            ("store_pending", json!(2)),
+            ("store_error", json!("disk full")),
+        ] {
+            assert_eq!(stats[key], value, "{key} in {stats}");
+        }
+        let metrics = metrics_text(&broker.router, &broker.state, &figures);
+        for line in [
+            "tinymq_store_writes_total 10",
+            "tinymq_store_committed_writes_total 8",
+            "tinymq_store_records_written_total 3",
+            "tinymq_store_commits_total 2",
+            "tinymq_store_failed_commits_total 1",
+            "tinymq_store_failures_total 2",
+            "tinymq_store_pending 2",
+            "tinymq_store_failing 1",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
+        }
+        for kind in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = kind.split_once(' ').unwrap();
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{name} is a {kind}");
+        }
+        let healthy = Figures::default();
+        assert_eq!(stats_document(&broker.router, &broker.state, &healthy, 2_000)["store_error"], Value::Null);
+        assert!(metrics_text(&broker.router, &broker.state, &healthy).lines().any(|l| l == "tinymq_store_failing 0"));
     }
 }
