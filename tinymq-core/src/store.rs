@@ -7,10 +7,14 @@
 //! restarts: `namespace 0x00 topic`. Values are a small length-prefixed
 //! record (see [`encode_message`]), versioned by its first byte so a later
 //! format can still read this one.
+//!
+//! Users are filed by name in a table of their own ([`StoreOp::PutUser`],
+//! record format in [`crate::auth`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::auth::UserRecord;
 use crate::message::Message;
 
 /// The first byte of every stored record written by this version.
@@ -138,6 +142,14 @@ pub enum StoreOp {
         /// The topic.
         topic: String,
     },
+    /// Add a user, or replace the one of the same name.
+    PutUser(UserRecord),
+    /// Remove a user and every value stored in its namespace, so a later
+    /// user of the same name starts empty.
+    DeleteUser {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// A stored value as loaded at start-up.
@@ -160,6 +172,9 @@ pub trait Store {
 
     /// Every stored value, in key order.
     fn load_values(&self) -> Result<Vec<StoredValue>, Self::Error>;
+
+    /// Every user, in name order.
+    fn load_users(&self) -> Result<Vec<UserRecord>, Self::Error>;
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -167,6 +182,7 @@ pub trait Store {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     values: BTreeMap<Vec<u8>, Vec<u8>>,
+    users: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -188,6 +204,14 @@ impl Store for MemoryStore {
                 StoreOp::DeleteValue { namespace, topic } => {
                     self.values.remove(&value_key(namespace, topic));
                 }
+                StoreOp::PutUser(user) => {
+                    self.users.insert(user.name.clone(), user.encode());
+                }
+                StoreOp::DeleteUser { name } => {
+                    self.users.remove(name);
+                    let prefix = value_key(name, "");
+                    self.values.retain(|key, _| !key.starts_with(&prefix));
+                }
             }
         }
         Ok(())
@@ -201,6 +225,10 @@ impl Store for MemoryStore {
                 Ok(StoredValue { namespace: namespace.to_owned(), message: decode_message(record)? })
             })
             .collect()
+    }
+
+    fn load_users(&self) -> Result<Vec<UserRecord>, RecordError> {
+        self.users.iter().map(|(name, record)| UserRecord::decode(name, record)).collect()
     }
 }
 
@@ -271,5 +299,31 @@ mod tests {
         let loaded: Vec<(String, Vec<u8>)> =
             store.load_values().unwrap().into_iter().map(|v| (v.namespace, v.message.payload.to_vec())).collect();
         assert_eq!(loaded, [("".into(), b"3".to_vec()), ("alice".into(), b"2".to_vec())]);
+    }
+
+    #[test]
+    fn removing_a_user_removes_its_values_and_no_one_elses() {
+        let user = |name: &str| UserRecord {
+            name: name.into(),
+            admin: false,
+            iterations: 1,
+            salt: vec![0; crate::auth::MIN_SALT_LEN],
+            hash: [0; crate::auth::HASH_LEN],
+        };
+        let put = |ns: &str, m: Message| StoreOp::PutValue { namespace: ns.into(), message: m };
+        let mut store = MemoryStore::new();
+        store
+            .apply(&[
+                StoreOp::PutUser(user("al")),
+                StoreOp::PutUser(user("alice")),
+                put("al", message("a", b"1", None)),
+                put("alice", message("a", b"2", None)),
+                put("", message("a", b"3", None)),
+                StoreOp::DeleteUser { name: "al".into() },
+            ])
+            .unwrap();
+        assert_eq!(store.load_users().unwrap(), [user("alice")]);
+        let namespaces: Vec<String> = store.load_values().unwrap().into_iter().map(|v| v.namespace).collect();
+        assert_eq!(namespaces, ["", "alice"], "al's value is gone; alice's, whose name starts the same, stays");
     }
 }

@@ -2,8 +2,8 @@
 //! directory, and a writer thread that groups writes into one transaction
 //! per commit interval so no event loop ever waits on the disk.
 //!
-//! Stored values go through it; users and HTTP clients join with the
-//! persistence work.
+//! Stored values go through it. Users live in a table of their own, written
+//! by `tinymq user` while no broker runs and read once at start.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tinymq_core::auth::UserRecord;
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 
 /// Stored values (retained messages and PUTVAL values), by
 /// `namespace 0x00 topic`.
 const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
+
+/// Users, by name: their role and salted password hash
+/// ([`UserRecord::encode`]).
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -113,6 +118,16 @@ impl Store for RedbStore {
                     StoreOp::DeleteValue { namespace, topic } => {
                         values.remove(value_key(namespace, topic).as_slice()).map_err(|e| self.io(e))?;
                     }
+                    StoreOp::PutUser(user) => {
+                        let mut users = txn.open_table(USERS).map_err(|e| self.io(e))?;
+                        users.insert(user.name.as_str(), user.encode().as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteUser { name } => {
+                        txn.open_table(USERS).map_err(|e| self.io(e))?.remove(name.as_str()).map_err(|e| self.io(e))?;
+                        // Its values are the keys from `name 0x00` up to `name 0x01`.
+                        let (from, to) = (value_key(name, ""), [name.as_bytes(), &[1]].concat());
+                        values.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                    }
                 }
             }
         }
@@ -133,6 +148,23 @@ impl Store for RedbStore {
             let (namespace, _) = split_value_key(key.value()).map_err(record_error)?;
             let message = decode_message(record.value()).map_err(record_error)?;
             loaded.push(StoredValue { namespace: namespace.to_owned(), message });
+        }
+        Ok(loaded)
+    }
+
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let users = match txn.open_table(USERS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut loaded = Vec::new();
+        for entry in users.iter().map_err(|e| self.io(e))? {
+            let (name, record) = entry.map_err(|e| self.io(e))?;
+            let user = UserRecord::decode(name.value(), record.value())
+                .map_err(|source| StoreError::Record { path: self.path.clone(), source })?;
+            loaded.push(user);
         }
         Ok(loaded)
     }
@@ -372,6 +404,45 @@ mod tests {
         }
         let store = RedbStore::open(&dir).unwrap();
         assert_eq!(payloads(store.load_values().unwrap()), payloads(model.load_values().unwrap()));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn users_survive_reopening_and_removing_one_removes_its_values() {
+        let dir = temp_dir("users");
+        let user = |name: &str, admin: bool| UserRecord {
+            name: name.into(),
+            admin,
+            iterations: 600_000,
+            salt: vec![5; 16],
+            hash: [6; 32],
+        };
+        let ops = [
+            StoreOp::PutUser(user("al", false)),
+            StoreOp::PutUser(user("alice", false)),
+            StoreOp::PutUser(user("alice", true)),
+            put("al", "t", "1"),
+            put("al", "u", "2"),
+            put("alice", "t", "3"),
+            put("", "t", "4"),
+            StoreOp::DeleteUser { name: "al".into() },
+        ];
+        let mut model = MemoryStore::new();
+        model.apply(&ops).unwrap();
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            assert!(store.load_users().unwrap().is_empty(), "a new file holds no users");
+            store.apply(&ops).unwrap();
+        }
+        let store = RedbStore::open(&dir).unwrap();
+        assert_eq!(store.load_users().unwrap(), [user("alice", true)], "replaced, and al removed");
+        assert_eq!(store.load_users().unwrap(), model.load_users().unwrap());
+        assert_eq!(payloads(store.load_values().unwrap()), payloads(model.load_values().unwrap()));
+        assert_eq!(
+            payloads(store.load_values().unwrap()),
+            [("".into(), "t".into(), "4".into()), ("alice".into(), "t".into(), "3".into())]
+        );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
