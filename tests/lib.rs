@@ -364,6 +364,29 @@ impl BrokerProcess {
     pub fn open(&self) -> RawClient {
         RawClient::open(&self.endpoint)
     }
+
+    /// A raw client connected as user `username` (see
+    /// [`RawClient::connect_as`]).
+    pub fn connect_as(&self, client_id: &str, username: &str, password: &str) -> RawClient {
+        RawClient::connect_as(&self.endpoint, client_id, username, password)
+    }
+}
+
+/// Runs `tinymq user add NAME --password P [--admin] --data DIR` and
+/// asserts it succeeds.
+pub fn add_user(data: &Path, name: &str, password: &str, admin: bool) {
+    let mut command = tinymq();
+    command.args(["user", "add", name, "--password", password, "--data"]).arg(data);
+    if admin {
+        command.arg("--admin");
+    }
+    let output = command.output().expect("run tinymq user add");
+    assert!(
+        output.status.success(),
+        "tinymq user add {name} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl Drop for BrokerProcess {
@@ -503,6 +526,22 @@ impl RawClient {
         } else {
             assert_eq!(ack.client_id, client_id, "ConnAck carries the requested id");
         }
+        client.client_id = ack.client_id;
+        client
+    }
+
+    /// Opens a socket and connects with credentials (`user 0x00 password`
+    /// in Connect's payload); checks the ConnAck carries `client_id`.
+    pub fn connect_as(endpoint: &Endpoint, client_id: &str, username: &str, password: &str) -> Self {
+        let mut client = Self::open(endpoint);
+        client.send(&Frame::connect(client_id, format!("{username}\0{password}").as_bytes()));
+        let ack = client.recv();
+        assert_eq!(
+            (ack.type_byte, ack.topic.as_str(), ack.payload.as_slice(), ack.client_id.as_str()),
+            (0x01, "", &[][..], client_id),
+            "{username}: ConnAck expected, got {ack:?} ({:?})",
+            ack.reason()
+        );
         client.client_id = ack.client_id;
         client
     }

@@ -1,4 +1,5 @@
-//! Connect credentials and `--allow-anonymous` through the real binary.
+//! Connect credentials and `--allow-anonymous` through the real binary, on
+//! a broker without users (users of a data directory: `users.rs`).
 
 use tinymq_core::{Frame, ReasonCode};
 use tinymq_tests::BrokerProcess;

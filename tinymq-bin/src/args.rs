@@ -78,6 +78,12 @@ pub fn opt_bool(args: &mut pico_args::Arguments, flag: &'static str) -> Result<O
     .map_err(|e| describe(flag, e))
 }
 
+/// The next positional argument, once every flag is taken; `None` when
+/// none is left or the next is an unknown flag (which [`finish`] names).
+pub fn free(args: &mut pico_args::Arguments, what: &'static str) -> Result<Option<String>, UsageError> {
+    args.subcommand().map_err(|e| describe(what, e))
+}
+
 /// Fails on anything left over, naming the first stray argument.
 pub fn finish(args: pico_args::Arguments) -> Result<(), UsageError> {
     let rest = args.finish();

@@ -17,7 +17,8 @@ use crate::logger::{self, Level};
 const USAGE: &str = "\
 Usage: tinymq broker [OPTIONS]
 
-Runs a broker in the foreground until SIGINT or SIGTERM.
+Runs a broker in the foreground until SIGINT or SIGTERM. Users (`tinymq user`)
+are read from the data directory when it starts.
 
 Options:
   --network tcp|unix        binary-protocol listener kind [default: tcp]
@@ -32,7 +33,8 @@ Options:
   --in-memory               keep nothing on disk
   --durability MODE         immediate (commit before acknowledging) or batched [default: batched]
   --commit-interval-ms N    batched: commit at least every N ms [default: 50]
-  --allow-anonymous BOOL    let clients without credentials in [default: true]
+  --allow-anonymous BOOL    let clients without credentials in, to the public namespace;
+                            false also limits statistics to admin users [default: true]
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
   --max-connections N       connections at once [default: 100000]

@@ -5,6 +5,7 @@ mod bench;
 mod broker;
 mod logger;
 mod pubsub;
+mod user;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ Commands:
   pub      publish messages
   sub      subscribe and print messages
   bench    measure publish and delivery rates and latency
+  user     add, remove and list users (their passwords stored hashed)
 
 Run `tinymq <COMMAND> --help` for a command's options.
 Options: --help, --version";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
                 "pub" => pubsub::run_pub(args),
                 "sub" => pubsub::run_sub(args),
                 "bench" => bench::run(args),
+                "user" => user::run(args),
                 other => Err(args::Failure::Usage(UsageError(format!("unknown command {other:?} (try --help)")))),
             }
         }

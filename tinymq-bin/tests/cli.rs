@@ -17,6 +17,9 @@ fn usage_errors_exit_2_with_one_line_naming_the_flag() {
         (&["pub", "--message", "x"][..], "--topic"),
         (&["sub", "--format", "xml", "--topic", "a"][..], "--format"),
         (&["bench", "--size", "4"][..], "--size"),
+        (&["user", "add"][..], "NAME"),
+        (&["user", "list", "--bogus"][..], "--bogus"),
+        (&["user", "remove", "a/b"][..], "a/b"),
         (&["frobnicate"][..], "frobnicate"),
     ] {
         let output = tinymq().args(args).output().unwrap();
@@ -46,6 +49,7 @@ fn version_and_help() {
         &["pub", "--help"][..],
         &["sub", "--help"][..],
         &["bench", "--help"][..],
+        &["user", "--help"][..],
     ] {
         let output = tinymq().args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::auth::{AuthError, Identity};
 use crate::codec::ReasonCode;
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
@@ -69,21 +70,7 @@ pub fn execute<S: Clone>(
     let mut effects = Effects::default();
     match (request, subscriber) {
         (Request::Connect { client_id, credentials }, None) => {
-            let namespace = match authenticate(credentials) {
-                Ok(namespace) => namespace,
-                Err(text) => {
-                    session.refuse(ReasonCode::NotAuthorized, text);
-                    return effects;
-                }
-            };
-            let id = router.add_subscriber(namespace, sink);
-            router.set_origin(id, origin.unix_time, origin.ip);
-            let (client_id, previous) = router.claim_client_id(id, client_id);
-            // The old holder leaves the router now; the shell only has to
-            // tell it (its later release finds a stale id and does nothing).
-            effects.taken_over = previous.and_then(|old| router.remove_subscriber(old));
-            session.accept(client_id);
-            effects.connected = Some(id);
+            return connect(router, session, sink, client_id, authenticate(credentials), origin);
         }
         (Request::Publish { topic, payload, retain }, Some(id)) => {
             let Some(namespace) = router.namespace_of(id) else { return effects };
@@ -127,10 +114,133 @@ pub fn execute<S: Clone>(
     effects
 }
 
+/// The decision on a Connect from who the client turned out to be:
+/// a user's own namespace, the public one for an anonymous client if the
+/// broker allows anonymous access, or the text of the refusal.
+pub fn admit<S: Clone>(
+    router: &mut Router<S>,
+    allow_anonymous: bool,
+    caller: Result<Identity, AuthError>,
+) -> AuthResult {
+    match caller {
+        Ok(Identity::Anonymous) if !allow_anonymous => Err(AuthError::CredentialsRequired.text()),
+        Ok(identity) => Ok(router.namespace(identity.namespace_name())),
+        Err(error) => Err(error.text()),
+    }
+}
+
+/// Answers a Connect whose credentials are decided: with the namespace,
+/// registers the session under the client id it asked for (`requested`,
+/// empty for one assigned) and queues ConnAck; with a refusal, queues
+/// Disconnect 2 carrying its text.
+///
+/// [`execute`] calls it when the decision is at hand; a shell that checks
+/// credentials elsewhere (a password hash takes a while) holds the Connect,
+/// feeds the session no more input meanwhile, and calls this when it knows.
+/// A session that closed in between is left alone.
+pub fn connect<S: Clone>(
+    router: &mut Router<S>,
+    session: &mut Session,
+    sink: S,
+    requested: &str,
+    decision: AuthResult,
+    origin: Origin,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    if !session.is_connecting() {
+        return effects;
+    }
+    let namespace = match decision {
+        Ok(namespace) => namespace,
+        Err(text) => {
+            session.refuse(ReasonCode::NotAuthorized, text);
+            return effects;
+        }
+    };
+    let id = router.add_subscriber(namespace, sink);
+    router.set_origin(id, origin.unix_time, origin.ip);
+    let (client_id, previous) = router.claim_client_id(id, requested);
+    // The old holder leaves the router now; the shell only has to tell it
+    // (its later release finds a stale id and does nothing).
+    effects.taken_over = previous.and_then(|old| router.remove_subscriber(old));
+    session.accept(client_id);
+    effects.connected = Some(id);
+    effects
+}
+
 /// Removes a closed connection's subscriber (its subscriptions and client
 /// id). Safe to call with a handle already released.
 pub fn release<S: Clone>(router: &mut Router<S>, subscriber: Option<SubscriberId>) {
     if let Some(id) = subscriber {
         router.remove_subscriber(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::codec::{Frame, FrameType};
+    use crate::session::{SessionConfig, Step};
+
+    #[allow(clippy::disallowed_methods)]
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    const ORIGIN: Origin = Origin { unix_time: 0, ip: None };
+
+    #[test]
+    fn admit_puts_users_in_their_namespace_and_refuses_the_rest() {
+        let mut router: Router<()> = Router::new();
+        assert_eq!(admit(&mut router, true, Ok(Identity::Anonymous)), Ok(NamespaceId::PUBLIC));
+        assert_eq!(admit(&mut router, false, Ok(Identity::Anonymous)), Err("this broker needs credentials"));
+        let alice = admit(&mut router, false, Ok(Identity::User { name: "alice".into(), admin: false }));
+        assert_eq!(alice, Ok(router.namespace("alice")));
+        assert_ne!(alice, Ok(NamespaceId::PUBLIC));
+        assert_eq!(admit(&mut router, true, Err(AuthError::WrongCredentials)), Err("unknown user or wrong password"));
+    }
+
+    /// A session whose Connect (with credentials) was just yielded.
+    fn connecting(now: Instant) -> Session {
+        let mut session = Session::new(now, &SessionConfig::default());
+        let connect = Frame::connect("c", b"alice\0pw").to_vec();
+        let step = session.handle_input(now, &connect).unwrap();
+        assert!(matches!(step, Step::Request { request: Request::Connect { credentials: Some(_), .. }, .. }));
+        session
+    }
+
+    #[test]
+    fn a_held_connect_reads_nothing_until_it_is_answered() {
+        let now = now();
+        let mut router: Router<&str> = Router::new();
+        let mut session = connecting(now);
+        assert!(session.is_connecting() && !session.wants_read(), "frames behind Connect wait unread");
+        let namespace = router.namespace("alice");
+        let effects = connect(&mut router, &mut session, "sink", "c", Ok(namespace), ORIGIN);
+        let id = effects.connected.expect("accepted");
+        assert_eq!(router.namespace_of(id), Some(namespace));
+        assert!(session.is_connected() && session.wants_read());
+        let mut slices: [&[u8]; 4] = [&[]; 4];
+        session.outbound().front_slices(&mut slices);
+        assert_eq!(slices[0].first(), Some(&(FrameType::ConnAck as u8)));
+    }
+
+    #[test]
+    fn a_refused_or_closed_connect_registers_nothing() {
+        let now = now();
+        let mut router: Router<&str> = Router::new();
+        let mut session = connecting(now);
+        let effects = connect(&mut router, &mut session, "sink", "c", Err("unknown user or wrong password"), ORIGIN);
+        assert!(effects.connected.is_none() && session.is_closed());
+        assert_eq!(session.close_reason(), Some(Some(ReasonCode::NotAuthorized)));
+
+        // The session timed out while its credentials were checked.
+        let mut session = connecting(now);
+        assert!(session.handle_timeout(now + Duration::from_secs(3600)).is_err());
+        let effects = connect(&mut router, &mut session, "sink", "c", Ok(NamespaceId::PUBLIC), ORIGIN);
+        assert!(effects.connected.is_none());
+        assert_eq!(router.subscriber_count(), 0);
     }
 }

@@ -16,6 +16,7 @@
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: the Moustique parameter encoding, forms |
 //! | [`store`] | what is kept across restarts: record format, [`store::Store`] |
+//! | [`auth`] | users: the stored record, [`auth::Identity`], why credentials fail |
 //!
 //! # The run loop
 //!
@@ -56,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;

@@ -175,11 +175,17 @@ impl Session {
         }
     }
 
-    /// Whether the shell should read more input: not after close, and not
-    /// while the peer leaves half its queue unread (its own requests would
-    /// only add to it).
+    /// Whether Connect was handed to the broker and awaits its answer.
+    pub fn is_connecting(&self) -> bool {
+        self.state == State::Connecting
+    }
+
+    /// Whether the shell should read more input: not after close, not
+    /// while Connect awaits its answer (frames behind it wait unread), and
+    /// not while the peer leaves half its queue unread (its own requests
+    /// would only add to it).
     pub fn wants_read(&self) -> bool {
-        !self.is_closed() && self.outbound.len() < self.outbound.limit() / 2
+        !matches!(self.state, State::Closed(_) | State::Connecting) && self.outbound.len() < self.outbound.limit() / 2
     }
 
     /// Bytes waiting to be sent.

@@ -13,10 +13,14 @@
 //! `namespace 0x00 client`. Their queues and last-seen times are not kept:
 //! a record changes only when a client is registered, subscribes to a new
 //! filter or is dropped, never on PICKUP.
+//!
+//! Users are filed by name in a table of their own ([`StoreOp::PutUser`],
+//! record format in [`crate::auth`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::auth::UserRecord;
 use crate::message::Message;
 use crate::topic::{Filter, TopicLimits};
 
@@ -218,6 +222,14 @@ pub enum StoreOp {
         /// The client's name.
         client: String,
     },
+    /// Add a user, or replace the one of the same name.
+    PutUser(UserRecord),
+    /// Remove a user and every value stored in its namespace, so a later
+    /// user of the same name starts empty.
+    DeleteUser {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// The table a record lives in.
@@ -228,6 +240,8 @@ pub enum StoreTable {
     Values,
     /// Moustique HTTP clients, by [`http_client_key`].
     HttpClients,
+    /// Users, by name.
+    Users,
 }
 
 impl StoreOp {
@@ -247,6 +261,9 @@ impl StoreOp {
             StoreOp::PutHttpClient { namespace, client, .. } | StoreOp::DeleteHttpClient { namespace, client } => {
                 Some((StoreTable::HttpClients, http_client_key(namespace, client)))
             }
+            StoreOp::PutUser(user) => Some((StoreTable::Users, user.name.as_bytes().to_vec())),
+            // A user's values and clients go with it: many records.
+            StoreOp::DeleteUser { .. } => None,
         }
     }
 }
@@ -297,6 +314,8 @@ pub trait Store {
 
     /// Every Moustique HTTP client with its filters, in key order.
     fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, Self::Error>;
+    /// Every user, in name order.
+    fn load_users(&self) -> Result<Vec<UserRecord>, Self::Error>;
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -305,6 +324,7 @@ pub trait Store {
 pub struct MemoryStore {
     values: BTreeMap<Vec<u8>, Vec<u8>>,
     http_clients: BTreeMap<Vec<u8>, Vec<u8>>,
+    users: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -333,6 +353,15 @@ impl Store for MemoryStore {
                 StoreOp::DeleteHttpClient { namespace, client } => {
                     self.http_clients.remove(&http_client_key(namespace, client));
                 }
+                StoreOp::PutUser(user) => {
+                    self.users.insert(user.name.clone(), user.encode());
+                }
+                StoreOp::DeleteUser { name } => {
+                    self.users.remove(name);
+                    let prefix = value_key(name, "");
+                    self.values.retain(|key, _| !key.starts_with(&prefix));
+                    self.http_clients.retain(|key, _| !key.starts_with(&prefix));
+                }
             }
         }
         Ok(())
@@ -350,6 +379,10 @@ impl Store for MemoryStore {
 
     fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, RecordError> {
         self.http_clients.iter().map(|(key, record)| StoredHttpClient::decode(key, record)).collect()
+    }
+
+    fn load_users(&self) -> Result<Vec<UserRecord>, RecordError> {
+        self.users.iter().map(|(name, record)| UserRecord::decode(name, record)).collect()
     }
 }
 
@@ -543,5 +576,31 @@ mod tests {
         );
         assert!(store.load_values().unwrap().is_empty(), "clients are not values");
         assert_eq!(split_http_client_key(&http_client_key("bob", "a\0b")), Ok(("bob", "a\0b")));
+    }
+
+    #[test]
+    fn removing_a_user_removes_its_values_and_no_one_elses() {
+        let user = |name: &str| UserRecord {
+            name: name.into(),
+            admin: false,
+            iterations: 1,
+            salt: vec![0; crate::auth::MIN_SALT_LEN],
+            hash: [0; crate::auth::HASH_LEN],
+        };
+        let put = |ns: &str, m: Message| StoreOp::PutValue { namespace: ns.into(), message: m };
+        let mut store = MemoryStore::new();
+        store
+            .apply(&[
+                StoreOp::PutUser(user("al")),
+                StoreOp::PutUser(user("alice")),
+                put("al", message("a", b"1", None)),
+                put("alice", message("a", b"2", None)),
+                put("", message("a", b"3", None)),
+                StoreOp::DeleteUser { name: "al".into() },
+            ])
+            .unwrap();
+        assert_eq!(store.load_users().unwrap(), [user("alice")]);
+        let namespaces: Vec<String> = store.load_values().unwrap().into_iter().map(|v| v.namespace).collect();
+        assert_eq!(namespaces, ["", "alice"], "al's value is gone; alice's, whose name starts the same, stays");
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
+use tinymq_core::auth::UserRecord;
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::{self, HttpConfig, HttpState};
@@ -20,6 +21,7 @@ use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::{Durability, RedbStore, StoreWriter};
 use crate::transport::{ListenAddr, Listener};
+use crate::users::Authenticator;
 
 /// Every setting of a broker. Built with [`Broker::builder`].
 #[derive(Clone, Debug)]
@@ -50,6 +52,9 @@ pub struct BrokerConfig {
     /// HTTP connections' settings: request limits and timeouts, the event
     /// streams' heartbeat.
     pub http_conn: HttpConnConfig,
+    /// Users beside those in the data directory's store (one of the same
+    /// name is replaced); see [`crate::users::new_user`].
+    pub users: Vec<UserRecord>,
 }
 
 impl Default for BrokerConfig {
@@ -65,6 +70,7 @@ impl Default for BrokerConfig {
             durability: Durability::Batched(Duration::from_millis(50)),
             http: HttpConfig::default(),
             http_conn: HttpConnConfig::default(),
+            users: Vec::new(),
         }
     }
 }
@@ -169,6 +175,14 @@ impl BrokerBuilder {
         self
     }
 
+    /// Adds a user (made by [`crate::users::new_user`]): clients that
+    /// give its name and password use its own namespace. It replaces a
+    /// stored user of the same name for this run; the store is unchanged.
+    pub fn user(mut self, user: UserRecord) -> Self {
+        self.config.users.push(user);
+        self
+    }
+
     /// Sets when stored values are durable.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
@@ -190,6 +204,7 @@ impl BrokerBuilder {
         // before any port is taken.
         let mut router = Router::new();
         let mut http = HttpState::new(&config.http, unix_time());
+        let mut users = Vec::new();
         let store = match &config.data_dir {
             None => None,
             Some(dir) => {
@@ -200,6 +215,7 @@ impl BrokerBuilder {
                     let namespace = router.namespace(&value.namespace);
                     router.store(namespace, Delivery::new(value.message));
                 }
+                users = store.load_users()?;
                 let clients = store.load_http_clients()?;
                 let path = store.path().to_owned();
                 let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
@@ -215,6 +231,13 @@ impl BrokerBuilder {
                 Some(writer)
             }
         };
+        users.extend(config.users.iter().cloned());
+        // Password checks are CPU-bound: leave most cores to the loops.
+        let verifiers = std::thread::available_parallelism().map_or(1, |n| n.get() / 2).clamp(1, 4);
+        let auth = Authenticator::start(users, verifiers).map_err(Error::EventLoop)?;
+        if auth.len() > 0 {
+            log::info!("{} users", auth.len());
+        }
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for address in &config.listeners {
@@ -230,7 +253,7 @@ impl BrokerBuilder {
             handles.push(LoopHandle { waker, inbox: Mutex::new(Vec::new()) });
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(config, router, http, store, handles));
+        let shared = Arc::new(Shared::new(config, router, http, store, auth, handles));
         let mut threads = Vec::new();
         for (index, poll) in polls.into_iter().enumerate() {
             // Loop 0 accepts and spreads connections over all loops.
@@ -371,6 +394,7 @@ impl Broker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        self.shared.auth.shutdown();
         // The loops are gone, so nothing more is written: commit the rest.
         if let Some(store) = &self.shared.store {
             store.shutdown();

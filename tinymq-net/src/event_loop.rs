@@ -19,15 +19,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
+use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{self, Origin};
+use tinymq_core::http::call::{ApiError, Call};
 use tinymq_core::http::conn::{HttpConn, HttpStep};
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
-use tinymq_core::{Delivery, ReasonCode, Session, Step, SubscriberId};
+use tinymq_core::{Delivery, ReasonCode, Request, Session, Step, SubscriberId};
 
 use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem, Shared, Sink, unix_time};
 use crate::transport::{Listener, Stream, Transport};
+use crate::users::Decision;
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -74,6 +77,24 @@ struct Conn {
     write_shut: bool,
     /// The peer has closed its sending side (HTTP): nothing more to read.
     peer_eof: bool,
+    /// A request waiting for its credentials to be checked.
+    held: Option<Held>,
+}
+
+/// What waits for a connection's credentials to be checked.
+enum Held {
+    /// A binary Connect, with the client id it asked for.
+    Connect { client_id: String },
+    /// An HTTP call.
+    Call(Call),
+}
+
+/// An HTTP request to answer.
+enum HttpWork {
+    /// It could not be parsed.
+    Refused(ApiError),
+    /// A call, and who makes it (or why its credentials failed).
+    Call(Call, Result<Identity, AuthError>),
 }
 
 pub(crate) struct EventLoop {
@@ -308,6 +329,7 @@ impl EventLoop {
             write_shut: false,
             peer_eof: false,
             refused,
+            held: None,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
@@ -333,6 +355,12 @@ impl EventLoop {
 
     fn read_until(&mut self, token: usize, now: Instant, short_read_ends: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.is_empty() {
+            // A read inside another's (a connection accepted while a
+            // publish drains the inbox): a buffer of its own, not an empty
+            // one that would read as end of file.
+            scratch = vec![0; READ_CHUNK];
+        }
         while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
             if !conn.proto.wants_read() {
                 conn.read_paused = !conn.proto.is_closed();
@@ -411,79 +439,112 @@ impl EventLoop {
                 HttpStep::Request { consumed, head, body } => (consumed, head, body),
             };
             used += consumed;
-            let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
-            let shared = &self.shared;
-            let (effects, ticket) = {
-                let mut router = shared.router.lock();
-                let mut state = shared.http.lock();
-                let mut effects = service::handle(
+            let request = match service::parse(&head, body, &self.shared.config.http) {
+                Ok(request) => request,
+                Err(error) => {
+                    self.serve_http(token, me, HttpWork::Refused(error), now);
+                    continue;
+                }
+            };
+            let credentials = request.credentials.as_ref().map(|(name, password)| (name.as_str(), password.as_str()));
+            match self.shared.authenticate(me, credentials) {
+                Decision::Now(caller) => {
+                    if self.serve_http(token, me, HttpWork::Call(request.call, caller), now) {
+                        // Requests behind it wait in `pending` for the commit.
+                        return used;
+                    }
+                }
+                Decision::Later => {
+                    // Requests behind it wait in `pending` for the check.
+                    if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
+                        && let Proto::Http(http) = &mut conn.proto
+                    {
+                        http.defer();
+                        conn.held = Some(Held::Call(request.call));
+                    }
+                    return used;
+                }
+            }
+        }
+    }
+
+    /// Serves one parsed request (or answers why it could not be parsed)
+    /// and moves what it publishes. Returns whether the answer is held for
+    /// a commit.
+    fn serve_http(&mut self, token: usize, me: ConnRef, work: HttpWork, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return false };
+        let Proto::Http(http) = &mut conn.proto else { return false };
+        let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
+        let shared = &self.shared;
+        let (effects, ticket) = {
+            let mut router = shared.router.lock();
+            let mut state = shared.http.lock();
+            let mut effects = match work {
+                HttpWork::Refused(error) => service::refuse(&mut state, &error, context.unix_time),
+                HttpWork::Call(call, caller) => service::serve(
                     &mut router,
                     &mut state,
                     &shared.config.http,
-                    &head,
-                    body,
+                    call,
+                    caller,
                     context,
                     Sink::Conn(me),
                     Sink::Http,
                     || shared.figures(),
+                ),
+            };
+            // Submitted under the locks, so that two loops changing the
+            // same client (or value) reach the store in the order they
+            // changed it in memory.
+            let value = effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
+            let client = effects.client_record.take().and_then(|op| shared.submit(op));
+            // Tickets commit in order: the later one covers both.
+            (effects, value.max(client))
+        };
+        let mut deferred = false;
+        // `batched`: a write made while the store is failing is not
+        // durable, so it gets no 200 (it stays queued for the retry).
+        let failing = match ticket {
+            Some(_) if !shared.acks_after_commit() => shared.store_failing(),
+            _ => None,
+        };
+        match effects.reply {
+            Reply::Response(response) if response.status < 300 && failing.is_some() => {
+                let error = failing.unwrap_or_default();
+                shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                http.respond(
+                    now,
+                    &Response::text(503, format!("the store is failing, so the write may not be stored: {error}")),
                 );
-                // Submitted under the locks, so that two loops changing the
-                // same client (or value) reach the store in the order they
-                // changed it in memory.
-                let value =
-                    effects.stored.as_ref().and_then(|(namespace, delivery)| shared.persist(namespace, delivery));
-                let client = effects.client_record.take().and_then(|op| shared.submit(op));
-                // Tickets commit in order: the later one covers both.
-                (effects, value.max(client))
-            };
-            let mut deferred = false;
-            // `batched`: a write made while the store is failing is not
-            // durable, so it gets no 200 (it stays queued for the retry).
-            let failing = match ticket {
-                Some(_) if !shared.acks_after_commit() => shared.store_failing(),
-                _ => None,
-            };
-            match effects.reply {
-                Reply::Response(response) if response.status < 300 && failing.is_some() => {
-                    let error = failing.unwrap_or_default();
-                    shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
-                    http.respond(
-                        now,
-                        &Response::text(503, format!("the store is failing, so the write may not be stored: {error}")),
-                    );
-                }
-                Reply::Response(response) => match ticket {
-                    // `immediate`: the 200 waits for the commit.
-                    Some(ticket) if response.status < 300 && shared.acks_after_commit() => {
-                        http.defer();
-                        deferred = true;
-                        let notify = shared.clone();
-                        let store = shared.store.as_ref().expect("a ticket comes from the store");
-                        store.on_commit(ticket, move |result| {
-                            let answer = result.map(|()| response);
-                            notify.send(me.loop_index, InboxItem::Committed(me, answer));
-                        });
-                    }
-                    _ => http.respond(now, &response),
-                },
-                Reply::Preflight => http.respond_preflight(now),
-                Reply::Events { subscriber, retained } => {
-                    conn.subscriber = Some(subscriber);
-                    http.start_events(now, retained.iter().map(|d| d.message()));
-                }
             }
-            if let Some(delivery) = effects.delivery {
-                self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                self.shared.stats.messages_out.fetch_add(effects.queued as u64, Ordering::Relaxed);
-                if !effects.receivers.is_empty() {
-                    self.dispatch(&delivery, effects.receivers, now);
+            Reply::Response(response) => match ticket {
+                // `immediate`: the 200 waits for the commit.
+                Some(ticket) if response.status < 300 && shared.acks_after_commit() => {
+                    http.defer();
+                    deferred = true;
+                    let notify = shared.clone();
+                    let store = shared.store.as_ref().expect("a ticket comes from the store");
+                    store.on_commit(ticket, move |result| {
+                        let answer = result.map(|()| response);
+                        notify.send(me.loop_index, InboxItem::Committed(me, answer));
+                    });
                 }
-            }
-            if deferred {
-                // Requests behind it wait in `pending` for the commit.
-                return used;
+                _ => http.respond(now, &response),
+            },
+            Reply::Preflight => http.respond_preflight(now),
+            Reply::Events { subscriber, retained } => {
+                conn.subscriber = Some(subscriber);
+                http.start_events(now, retained.iter().map(|d| d.message()));
             }
         }
+        if let Some(delivery) = effects.delivery {
+            self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.messages_out.fetch_add(effects.queued as u64, Ordering::Relaxed);
+            if !effects.receivers.is_empty() {
+                self.dispatch(&delivery, effects.receivers, now);
+            }
+        }
+        deferred
     }
 
     /// The commit an HTTP answer waited for is done: send the answer (or a
@@ -501,16 +562,44 @@ impl EventLoop {
                 http.respond(now, &Response::text(503, format!("the store could not commit the write: {error}")));
             }
         }
+        self.resume(target.token, now);
+    }
+
+    /// The credentials a held request came with are checked: serve it (a
+    /// Connect, or an HTTP call) and what queued behind it.
+    fn verified(&mut self, target: ConnRef, caller: Result<Identity, AuthError>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        // A connection closed meanwhile (by its peer, a takeover or a
+        // shutdown) gets nothing.
+        if conn.serial != target.serial || conn.linger_until.is_some() || conn.proto.is_closed() {
+            return;
+        }
+        match conn.held.take() {
+            Some(Held::Connect { client_id }) => self.finish_connect(target.token, target, &client_id, caller, now),
+            Some(Held::Call(call)) => {
+                if self.serve_http(target.token, target, HttpWork::Call(call, caller), now) {
+                    self.after_io(target.token, now);
+                    return;
+                }
+            }
+            None => return,
+        }
+        self.resume(target.token, now);
+    }
+
+    /// Serves the input that waited while an answer was held, then reads
+    /// again (reading paused meanwhile).
+    fn resume(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let pending = std::mem::take(&mut conn.pending);
         if !pending.is_empty() {
-            let used = self.handle_input(target.token, &pending, now);
-            if let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) {
+            let used = self.handle_input(token, &pending, now);
+            if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
                 conn.pending = pending[used..].to_vec();
             }
         }
-        self.after_io(target.token, now);
-        // Reading paused while the answer was held.
-        self.read(target.token, now);
+        self.after_io(token, now);
+        self.read(token, now);
     }
 
     /// Feeds `input` to the session frame by frame; returns bytes consumed.
@@ -535,16 +624,30 @@ impl EventLoop {
             // The caller's after_io queues this connection's flush.
             used += consumed;
             let Some(request) = request else { continue };
-            if matches!(request, tinymq_core::Request::Publish { .. }) {
+            if let Request::Connect { client_id, credentials } = request {
+                let credentials = credentials.map(|c| (c.username, c.password));
+                match self.shared.authenticate(me, credentials) {
+                    Decision::Now(caller) => self.finish_connect(token, me, client_id, caller, now),
+                    Decision::Later => {
+                        // The session reads nothing more until it is decided.
+                        if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
+                            conn.held = Some(Held::Connect { client_id: client_id.to_owned() });
+                        }
+                        return used;
+                    }
+                }
+                continue;
+            }
+            if matches!(request, Request::Publish { .. }) {
                 self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
             }
             let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
             let effects = {
                 let mut router = self.shared.router.lock();
+                // Connect was answered above; nothing else authenticates.
+                let no_connect = |_: Option<tinymq_core::Credentials<'_>>| Err(AuthError::WrongCredentials.text());
                 let effects =
-                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, |c| {
-                        self.shared.authenticate(c)
-                    });
+                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, no_connect);
                 // Submitted under the lock, so two connections storing the
                 // same topic reach the store in the order the router stored
                 // them. The binary protocol acknowledges nothing, so the
@@ -554,22 +657,56 @@ impl EventLoop {
                 }
                 effects
             };
-            if let Some(id) = effects.connected {
-                conn.subscriber = Some(id);
-                if let Some(client_id) = session.client_id() {
-                    log::debug!("connection {}:{} is client {client_id:?}", self.index, conn.serial);
-                }
-            }
-            if let Some(Sink::Conn(old)) = &effects.taken_over {
-                self.close_conn(*old, ReasonCode::SessionTakenOver, now);
-            } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
-                inbox.close(ReasonCode::SessionTakenOver);
-            }
-            if let Some(delivery) = effects.delivery
-                && !effects.receivers.is_empty()
+            self.apply_effects(token, effects, now);
+        }
+    }
+
+    /// Answers a Connect whose credentials are decided.
+    fn finish_connect(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        client_id: &str,
+        caller: Result<Identity, AuthError>,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let Proto::Binary(session) = &mut conn.proto else { return };
+        let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
+        let effects = {
+            let mut router = self.shared.router.lock();
+            let decision = broker::admit(&mut router, self.shared.config.allow_anonymous, caller);
+            broker::connect(&mut router, session, Sink::Conn(me), client_id, decision, origin)
+        };
+        if let Some(reason) = session.close_reason().flatten() {
+            log::debug!("connection {}:{} refused: {reason}", self.index, conn.serial);
+        }
+        self.apply_effects(token, effects, now);
+    }
+
+    /// Moves what a binary request did to others: a takeover's Disconnect,
+    /// a publish's deliveries and store write.
+    fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
+        if let Some(id) = effects.connected
+            && let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
+        {
+            conn.subscriber = Some(id);
+            if let Proto::Binary(session) = &conn.proto
+                && let Some(client_id) = session.client_id()
             {
-                self.dispatch(&delivery, effects.receivers, now);
+                log::debug!("connection {}:{} is client {client_id:?}", self.index, conn.serial);
             }
+        }
+        if let Some(Sink::Conn(old)) = &effects.taken_over {
+            self.close_conn(*old, ReasonCode::SessionTakenOver, now);
+        } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
+            inbox.close(ReasonCode::SessionTakenOver);
+        }
+        // Its store write, if any, was submitted under the router lock.
+        if let Some(delivery) = effects.delivery
+            && !effects.receivers.is_empty()
+        {
+            self.dispatch(&delivery, effects.receivers, now);
         }
     }
 
@@ -579,14 +716,16 @@ impl EventLoop {
         // Deliveries other loops queued here earlier must not be overtaken:
         // a client that posts, gets its 200, and posts again expects its
         // subscribers to see the two in that order, whichever loops served
-        // them. While any wait, this loop's own go through its inbox too.
-        let queue_behind = self.draining || !self.shared.loops[self.index].inbox.lock().is_empty();
+        // them. So what waits in this loop's inbox is handled first (unless
+        // this is the inbox being handled: an accepted connection's first
+        // read), and this loop's own deliveries then go straight out, in
+        // order with the connection's other answers.
+        if !self.draining && !self.shared.loops[self.index].inbox.lock().is_empty() {
+            self.drain_inbox(now);
+        }
         let mut remote = 0;
         for sink in &receivers {
             match sink {
-                Sink::Conn(target) if target.loop_index == self.index && queue_behind => {
-                    self.shared.send(self.index, InboxItem::Deliver(*target, delivery.clone()));
-                }
                 Sink::Conn(target) if target.loop_index == self.index => self.deliver(*target, delivery, now),
                 _ => remote += 1,
             }
@@ -641,6 +780,7 @@ impl EventLoop {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
                 InboxItem::Committed(target, result) => self.committed(target, result, now),
+                InboxItem::Verified(target, caller) => self.verified(target, caller, now),
                 InboxItem::Accept(stream, peer_ip) => {
                     self.insert(stream, peer_ip, now);
                 }

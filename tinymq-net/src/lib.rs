@@ -17,6 +17,12 @@
 //! router (subscriptions and stored values) is shared behind a lock taken
 //! per request, never across I/O. A delivery to a connection on another
 //! loop goes into that loop's inbox, with one wake per batch.
+//!
+//! Two kinds of helper thread keep slow work off the loops: the store's
+//! writer ([`store`]) and the password verifiers ([`users`]). A request
+//! that waits for either (a commit under immediate durability, a password
+//! not verified before) holds only its own connection; the answer comes
+//! back through the loop's inbox.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -29,6 +35,7 @@ mod proto;
 mod shared;
 pub mod store;
 mod transport;
+pub mod users;
 
 pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};

@@ -8,16 +8,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::Mutex;
-use tinymq_core::broker::AuthResult;
+use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
-use tinymq_core::{Credentials, Delivery, NamespaceId, ReasonCode, Router};
+use tinymq_core::{Delivery, ReasonCode, Router};
 
 use crate::broker::BrokerConfig;
 use crate::local::LocalInbox;
 use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
+use crate::users::{Authenticator, Decision};
 use tinymq_core::store::StoreOp;
 
 /// A connection on some event loop. The serial tells a reused slab slot
@@ -65,6 +66,8 @@ pub(crate) enum InboxItem {
     /// The write an HTTP answer waited for is committed (the answer), or
     /// failed (the error).
     Committed(ConnRef, Result<Response, String>),
+    /// The credentials a connection's request waited on are checked.
+    Verified(ConnRef, Result<Identity, AuthError>),
 }
 
 pub(crate) struct LoopHandle {
@@ -122,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The store's writer thread; `None` for an in-memory broker.
     pub(crate) store: Option<StoreWriter>,
+    /// The users, and the threads that check their passwords.
+    pub(crate) auth: Authenticator,
     pub(crate) loops: Vec<LoopHandle>,
     pub(crate) stats: Stats,
     shutting_down: AtomicBool,
@@ -133,6 +138,7 @@ impl Shared {
         router: Router<Sink>,
         http: HttpState,
         store: Option<StoreWriter>,
+        auth: Authenticator,
         loops: Vec<LoopHandle>,
     ) -> Self {
         Shared {
@@ -141,6 +147,7 @@ impl Shared {
             http: Mutex::new(http),
             started: Instant::now(),
             store,
+            auth,
             loops,
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
@@ -190,15 +197,14 @@ impl Shared {
         }
     }
 
-    /// Decides a binary client's credentials. Until users exist (a later
-    /// issue), only anonymous clients are let in: credentials are refused
-    /// rather than silently ignored.
-    pub(crate) fn authenticate(&self, credentials: Option<Credentials<'_>>) -> AuthResult {
-        match credentials {
-            None if self.config.allow_anonymous => Ok(NamespaceId::PUBLIC),
-            None => Err("this broker needs credentials"),
-            Some(_) => Err("unknown user or wrong password"),
-        }
+    /// Checks a client's credentials (`None`: anonymous). The decision
+    /// comes at once, or later as [`InboxItem::Verified`] to `conn`.
+    pub(crate) fn authenticate(self: &Arc<Self>, conn: ConnRef, credentials: Option<(&str, &str)>) -> Decision {
+        let Some((name, password)) = credentials else { return Decision::Now(Ok(Identity::Anonymous)) };
+        let shared = self.clone();
+        self.auth.authenticate(name, password, move |result| {
+            shared.send(conn.loop_index, InboxItem::Verified(conn, result));
+        })
     }
 
     /// The figures STATS and `/metrics` show.

@@ -3,7 +3,8 @@
 //! per commit interval so no event loop ever waits on the disk.
 //!
 //! Stored values and Moustique HTTP clients (with their filters) go
-//! through it; users join with the persistence work.
+//! through it. Users live in a table of their own, written by `tinymq user`
+//! while no broker runs and read once at start.
 //!
 //! # Failures
 //!
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tinymq_core::auth::UserRecord;
 use tinymq_core::store::{
     Store, StoreOp, StoreTable, StoredValue, decode_message, encode_message, split_value_key, value_key,
 };
@@ -39,6 +41,9 @@ const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
 /// Moustique HTTP clients (first-seen time and filters), by
 /// `namespace 0x00 client`.
 const HTTP_CLIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_clients");
+/// Users, by name: their role and salted password hash
+/// ([`UserRecord::encode`]).
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -181,6 +186,18 @@ impl RedbStore {
                     StoreOp::DeleteHttpClient { namespace, client } => {
                         http_clients.remove(http_client_key(namespace, client).as_slice()).map_err(|e| self.io(e))?;
                     }
+                    StoreOp::PutUser(user) => {
+                        let mut users = txn.open_table(USERS).map_err(|e| self.io(e))?;
+                        users.insert(user.name.as_str(), user.encode().as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteUser { name } => {
+                        txn.open_table(USERS).map_err(|e| self.io(e))?.remove(name.as_str()).map_err(|e| self.io(e))?;
+                        // Its values are the keys from `name 0x00` up to `name 0x01`.
+                        let (from, to) = (value_key(name, ""), [name.as_bytes(), &[1]].concat());
+                        values.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        // And its Moustique clients, filed the same way.
+                        http_clients.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                    }
                 }
             }
         }
@@ -314,6 +331,27 @@ impl Store for RedbStore {
                     StoreError::HttpClientRecord { path: self.path.clone(), client, source }
                 })?;
                 loaded.push(client);
+            }
+            Ok(loaded)
+        };
+        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
+    }
+
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
+        let load = || {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let users = match txn.open_table(USERS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.io(e)),
+            };
+            let mut loaded = Vec::new();
+            for entry in users.iter().map_err(|e| self.io(e))? {
+                let (name, record) = entry.map_err(|e| self.io(e))?;
+                let user = UserRecord::decode(name.value(), record.value())
+                    .map_err(|source| StoreError::Record { path: self.path.clone(), source })?;
+                loaded.push(user);
             }
             Ok(loaded)
         };
@@ -751,6 +789,45 @@ mod tests {
     }
 
     #[test]
+    fn users_survive_reopening_and_removing_one_removes_its_values() {
+        let dir = temp_dir("users");
+        let user = |name: &str, admin: bool| UserRecord {
+            name: name.into(),
+            admin,
+            iterations: 600_000,
+            salt: vec![5; 16],
+            hash: [6; 32],
+        };
+        let ops = [
+            StoreOp::PutUser(user("al", false)),
+            StoreOp::PutUser(user("alice", false)),
+            StoreOp::PutUser(user("alice", true)),
+            put("al", "t", "1"),
+            put("al", "u", "2"),
+            put("alice", "t", "3"),
+            put("", "t", "4"),
+            StoreOp::DeleteUser { name: "al".into() },
+        ];
+        let mut model = MemoryStore::new();
+        model.apply(&ops).unwrap();
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            assert!(store.load_users().unwrap().is_empty(), "a new file holds no users");
+            store.apply(&ops).unwrap();
+        }
+        let store = RedbStore::open(&dir).unwrap();
+        assert_eq!(store.load_users().unwrap(), [user("alice", true)], "replaced, and al removed");
+        assert_eq!(store.load_users().unwrap(), model.load_users().unwrap());
+        assert_eq!(payloads(store.load_values().unwrap()), payloads(model.load_values().unwrap()));
+        assert_eq!(
+            payloads(store.load_values().unwrap()),
+            [("".into(), "t".into(), "4".into()), ("alice".into(), "t".into(), "3".into())]
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_second_open_of_the_same_directory_is_refused() {
         let dir = temp_dir("in-use");
         let _first = RedbStore::open(&dir).unwrap();
@@ -816,6 +893,10 @@ mod tests {
         fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, std::io::Error> {
             Ok(Vec::new())
         }
+
+        fn load_users(&self) -> Result<Vec<UserRecord>, std::io::Error> {
+            Ok(Vec::new())
+        }
     }
 
     fn delete(namespace: &str, topic: &str) -> StoreOp {
@@ -838,6 +919,8 @@ mod tests {
                 StoreOp::DeleteHttpClient { namespace, client } => {
                     (namespace.clone(), client.clone(), "http client deleted".into())
                 }
+                StoreOp::PutUser(user) => (String::new(), user.name.clone(), "user".into()),
+                StoreOp::DeleteUser { name } => (String::new(), name.clone(), "user deleted".into()),
             })
             .collect()
     }

@@ -261,7 +261,13 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
         "" => Call::Index,
         _ => return Err(ApiError::NotFound(head.path.clone())),
     };
-    Ok(ApiRequest { call, credentials: params.credentials()? })
+    // Parameters, as the Moustique clients send them; else HTTP Basic, as
+    // a browser opening the page does.
+    let credentials = match params.credentials()? {
+        Some(credentials) => Some(credentials),
+        None => basic(head),
+    };
+    Ok(ApiRequest { call, credentials })
 }
 
 fn require(head: &RequestHead, method: Method) -> Result<(), ApiError> {
@@ -327,7 +333,13 @@ fn parse_plain(rest: &str, head: &RequestHead, body: &[u8], limits: &TopicLimits
         }
         _ => return Err(ApiError::NotFound(head.path.clone())),
     };
-    Ok(ApiRequest { call, credentials: basic(head) })
+    // Basic first; the parameters serve clients that cannot set headers
+    // (a browser's EventSource).
+    let credentials = match basic(head) {
+        Some(credentials) => Some(credentials),
+        None => params.credentials()?,
+    };
+    Ok(ApiRequest { call, credentials })
 }
 
 #[cfg(test)]
@@ -432,6 +444,12 @@ mod tests {
         assert_eq!(
             parse_call(&plain, b"", &TopicLimits::default()).unwrap().credentials,
             Some(("u".into(), "p".into()))
+        );
+        let query = head(Method::Get, "/api/v1/events?topic=a&username=u&password=p%3Aq");
+        assert_eq!(
+            parse_call(&query, b"", &TopicLimits::default()).unwrap().credentials,
+            Some(("u".into(), "p:q".into())),
+            "the plain API takes the parameters too, not encoded"
         );
     }
 }

@@ -253,6 +253,7 @@ impl HttpConn {
 
     /// Answers a CORS preflight.
     pub fn respond_preflight(&mut self, now: Instant) {
+        self.deferred = false;
         let keep_alive = self.keep_alive && !self.is_closed();
         let mut bytes = Vec::new();
         response::write_preflight(keep_alive, &mut bytes);
@@ -273,6 +274,7 @@ impl HttpConn {
     /// Turns the connection into an event stream: the stream head, then
     /// `retained` as its first events. Later requests on it are ignored.
     pub fn start_events<'m>(&mut self, now: Instant, retained: impl IntoIterator<Item = &'m Message>) {
+        self.deferred = false;
         let mut bytes = Vec::new();
         response::write_event_stream_head(&mut bytes);
         self.outbound.push_final(&bytes);

@@ -14,6 +14,9 @@ pub struct Response {
     pub content_type: &'static str,
     /// The body.
     pub body: Cow<'static, [u8]>,
+    /// A 401 that asks a browser for HTTP Basic credentials
+    /// (`WWW-Authenticate`), for the pages people open.
+    pub challenge: bool,
 }
 
 /// `text/plain; charset=utf-8`: Moustique's data responses and every error.
@@ -28,12 +31,12 @@ pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Response {
     /// `200` with an empty body (what Moustique's acting endpoints return).
     pub fn ok() -> Self {
-        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b"") }
+        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false }
     }
 
     /// `204 No Content`.
     pub fn no_content() -> Self {
-        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b"") }
+        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false }
     }
 
     /// A short plain-text body: errors, `ok`.
@@ -42,12 +45,12 @@ impl Response {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        Response { status, content_type: TEXT, body }
+        Response { status, content_type: TEXT, body, challenge: false }
     }
 
     /// A JSON document, as the plain API sends it.
     pub fn json(value: &serde_json::Value) -> Self {
-        Response { status: 200, content_type: JSON, body: Cow::Owned(value.to_string().into_bytes()) }
+        Response { status: 200, content_type: JSON, body: Cow::Owned(value.to_string().into_bytes()), challenge: false }
     }
 
     /// A JSON document encoded the Moustique way (Base64, then ROT13), as
@@ -57,12 +60,18 @@ impl Response {
             status: 200,
             content_type: TEXT,
             body: Cow::Owned(encode_value(value.to_string().as_bytes()).into_bytes()),
+            challenge: false,
         }
     }
 
     /// A body of any type with status 200.
     pub fn with_body(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
-        Response { status: 200, content_type, body: body.into() }
+        Response { status: 200, content_type, body: body.into(), challenge: false }
+    }
+
+    /// The same response asking for HTTP Basic credentials.
+    pub fn with_challenge(self) -> Self {
+        Response { challenge: true, ..self }
     }
 
     /// Appends the status line, headers and body to `out`. `keep_alive`
@@ -77,6 +86,9 @@ impl Response {
             out.extend_from_slice(b"\r\nContent-Length: ");
             out.extend_from_slice(self.body.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        if self.challenge {
+            out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"tinymq\", charset=\"UTF-8\"\r\n");
         }
         out.extend_from_slice(COMMON_HEADERS);
         out.extend_from_slice(if keep_alive {

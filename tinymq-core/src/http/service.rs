@@ -27,6 +27,7 @@ use super::clients::{HttpClientId, HttpClientLimits, HttpClients};
 use super::json::{message_object, nice_datetime};
 use super::request::RequestHead;
 use super::response::{self, Response};
+use crate::auth::{AuthError, Identity};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::store::{StoreOp, StoredHttpClient};
@@ -305,6 +306,10 @@ impl<S> HttpEffects<S> {
 /// Moustique client; `figures` reads the shell's counters when a
 /// statistics call needs them.
 #[allow(clippy::too_many_arguments)]
+///
+/// This is [`parse`] and [`serve`] for a broker without users: requests
+/// carrying credentials are refused with 401. A broker with users checks
+/// [`ApiRequest::credentials`] between the two.
 pub fn handle<S: Clone + SinkKind>(
     router: &mut Router<S>,
     state: &mut HttpState,
@@ -316,12 +321,93 @@ pub fn handle<S: Clone + SinkKind>(
     client_sink: impl Fn(HttpClientId) -> S,
     figures: impl FnOnce() -> Figures,
 ) -> HttpEffects<S> {
-    let effects = match parse_call(head, body, &config.topic_limits) {
-        Ok(request) => execute(router, state, config, request, context, own_sink, client_sink, figures),
-        Err(error) => HttpEffects::respond(error_response(&error)),
+    match parse(head, body, config) {
+        Ok(request) => {
+            let caller = match request.credentials {
+                None => Ok(Identity::Anonymous),
+                Some(_) => Err(AuthError::WrongCredentials),
+            };
+            serve(router, state, config, request.call, caller, context, own_sink, client_sink, figures)
+        }
+        Err(error) => refuse(state, &error, context.unix_time),
+    }
+}
+
+/// Reads what a whole request asks for, and the credentials it carries.
+pub fn parse(head: &RequestHead, body: &[u8], config: &HttpConfig) -> Result<ApiRequest, ApiError> {
+    parse_call(head, body, &config.topic_limits)
+}
+
+/// The answer to a request [`parse`] refused, counted in the statistics.
+pub fn refuse<S>(state: &mut HttpState, error: &ApiError, unix_time: u64) -> HttpEffects<S> {
+    let effects = HttpEffects::respond(error_response(error));
+    state.count_status(effects.reply.status(), unix_time);
+    effects
+}
+
+/// Serves a parsed call for `caller`: anonymous, a user whose password
+/// the shell verified, or the reason its credentials were refused (401,
+/// 503 when the shell is too busy to check them). Other arguments as for
+/// [`handle`].
+///
+/// Who may do what: a refused caller gets its status, whatever it asked;
+/// an anonymous one is served in the public namespace if the broker allows
+/// anonymous access, else gets 401; a user is served in its own namespace.
+/// Without anonymous access the statistics calls (STATS, CLIENTS, TOPICS,
+/// POSTERS, STATUS, the page, `/metrics`) also need an admin user (403
+/// otherwise). `/api/v1/health` and CORS preflights are open to anyone.
+#[allow(clippy::too_many_arguments)]
+pub fn serve<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    call: Call,
+    caller: Result<Identity, AuthError>,
+    context: Context,
+    own_sink: S,
+    client_sink: impl Fn(HttpClientId) -> S,
+    figures: impl FnOnce() -> Figures,
+) -> HttpEffects<S> {
+    let effects = match authorize(router, config, &call, caller) {
+        Ok(namespace) => execute(router, state, config, call, namespace, context, own_sink, client_sink, figures),
+        Err(response) => HttpEffects::respond(response),
     };
     state.count_status(effects.reply.status(), context.unix_time);
     effects
+}
+
+/// The namespace `caller` is served in, or the refusal. See [`serve`].
+fn authorize<S: Clone>(
+    router: &mut Router<S>,
+    config: &HttpConfig,
+    call: &Call,
+    caller: Result<Identity, AuthError>,
+) -> Result<NamespaceId, Response> {
+    if matches!(call, Call::Preflight | Call::Health) {
+        return Ok(NamespaceId::PUBLIC);
+    }
+    // A browser asked for a page prompts for credentials; API clients
+    // get a plain 401.
+    let refuse = |error: AuthError| {
+        let response = Response::text(error.status(), error.text());
+        if error.status() == 401 && matches!(call, Call::Index | Call::Status) {
+            response.with_challenge()
+        } else {
+            response
+        }
+    };
+    let identity = caller.map_err(refuse)?;
+    if identity == Identity::Anonymous && !config.allow_anonymous {
+        return Err(refuse(AuthError::CredentialsRequired));
+    }
+    let statistics = matches!(
+        call,
+        Call::Stats { .. } | Call::Clients | Call::Topics | Call::Posters | Call::Status | Call::Index | Call::Metrics
+    );
+    if statistics && !config.allow_anonymous && !identity.is_admin() {
+        return Err(Response::text(403, "this needs an admin user"));
+    }
+    Ok(router.namespace(identity.namespace_name()))
 }
 
 /// The short text reply for a refused call.
@@ -334,25 +420,15 @@ fn execute<S: Clone + SinkKind>(
     router: &mut Router<S>,
     state: &mut HttpState,
     config: &HttpConfig,
-    request: ApiRequest,
+    call: Call,
+    namespace: NamespaceId,
     context: Context,
     own_sink: S,
     client_sink: impl Fn(HttpClientId) -> S,
     figures: impl FnOnce() -> Figures,
 ) -> HttpEffects<S> {
-    // Users arrive with the security work; until then credentials are
-    // refused, never silently taken as anonymous.
-    let namespace = match (&request.credentials, &request.call) {
-        (_, Call::Preflight) => NamespaceId::PUBLIC,
-        (Some(_), _) => return HttpEffects::respond(Response::text(401, "unknown user or wrong password")),
-        (None, Call::Health) => NamespaceId::PUBLIC,
-        (None, _) if !config.allow_anonymous => {
-            return HttpEffects::respond(Response::text(401, "this broker needs credentials"));
-        }
-        (None, _) => NamespaceId::PUBLIC,
-    };
     let unix = context.unix_time;
-    match request.call {
+    match call {
         Call::Post { topic, message, from, updated_time } => {
             state.processed.record(unix);
             let message = stamp(topic, message, from, updated_time, context);
@@ -469,7 +545,7 @@ fn execute<S: Clone + SinkKind>(
         }
         Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
         Call::Status | Call::Index => {
-            let page = status_page(router, state, &figures(), unix);
+            let page = status_page(router, state, namespace, &figures(), unix);
             HttpEffects::respond(Response::with_body(response::HTML, page.into_bytes()))
         }
         Call::Events { filters } => {
@@ -745,7 +821,13 @@ fn html_escape(text: &str) -> String {
     out
 }
 
-fn status_page<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figures, unix: u64) -> String {
+fn status_page<S: Clone>(
+    router: &Router<S>,
+    state: &HttpState,
+    namespace: NamespaceId,
+    figures: &Figures,
+    unix: u64,
+) -> String {
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
          content=\"width=device-width,initial-scale=1\"><title>tinymq status</title>\
@@ -768,7 +850,8 @@ fn status_page<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figure
         let _ = write!(page, "<tr><th>{name}</th><td>{}</td></tr>", html_escape(&value));
     }
     page.push_str("</table><h2>HTTP clients</h2><table><tr><th>name</th><th>latest pickup</th><th>queued</th></tr>");
-    for client in state.clients.iter().take(1000) {
+    // Broker-wide counts above; names only from the caller's namespace.
+    for client in state.clients.iter().filter(|c| c.namespace == namespace).take(1000) {
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -912,6 +995,36 @@ mod tests {
             )
         }
 
+        /// Serves one raw request as `caller`, whatever credentials it
+        /// carries (the shell checked them).
+        fn request_as(&mut self, raw: &str, caller: Result<Identity, AuthError>) -> HttpEffects<TestSink> {
+            let Ok(Parsed::Complete { head, head_len }) = parse_head(raw.as_bytes(), &HttpLimits::default()) else {
+                panic!("not a whole request: {raw}")
+            };
+            let request = parse(&head, &raw.as_bytes()[head_len..], &self.config).expect("a valid call");
+            let context = Context { now: self.now, unix_time: 2_000, ip: None };
+            serve(
+                &mut self.router,
+                &mut self.state,
+                &self.config,
+                request.call,
+                caller,
+                context,
+                TestSink::Conn("stream"),
+                TestSink::Http,
+                Figures::default,
+            )
+        }
+
+        /// A plain-API GET as `caller`: status and body.
+        fn get_as(&mut self, target: &str, caller: &Result<Identity, AuthError>) -> (u16, String) {
+            let effects = self.request_as(&format!("GET {target} HTTP/1.1\r\n\r\n"), caller.clone());
+            match effects.reply {
+                Reply::Response(response) => (response.status, String::from_utf8_lossy(&response.body).into()),
+                other => (other.status(), String::new()),
+            }
+        }
+
         /// A Moustique call with encoded parameters; the response body
         /// decoded.
         fn moustique(&mut self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
@@ -1012,12 +1125,92 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_refused_until_users_exist_and_anonymous_can_be_off() {
+    fn handle_alone_refuses_credentials_and_anonymous_can_be_off() {
         let mut broker = Broker::new(HttpConfig::default());
         assert_eq!(broker.moustique("VERSION", &[("username", "u"), ("password", "p")]).0, 401);
         let mut closed = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
         assert_eq!(closed.moustique("VERSION", &[]).0, 401);
         assert_eq!(closed.request("GET /api/v1/health HTTP/1.1\r\n\r\n").reply.status(), 200, "health stays open");
+    }
+
+    fn user(name: &str, admin: bool) -> Result<Identity, AuthError> {
+        Ok(Identity::User { name: name.into(), admin })
+    }
+
+    #[test]
+    fn each_user_sees_only_its_own_namespace() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let (alice, bob, anonymous) = (user("alice", false), user("bob", false), Ok(Identity::Anonymous));
+        for (caller, payload) in [(&alice, "a"), (&bob, "b"), (&anonymous, "p")] {
+            let raw = format!("POST /api/v1/publish?topic=t&retain=1 HTTP/1.1\r\nContent-Length: 1\r\n\r\n{payload}");
+            assert_eq!(broker.request_as(&raw, caller.clone()).reply.status(), 204);
+        }
+        for (caller, payload) in [(&alice, "a"), (&bob, "b"), (&anonymous, "p")] {
+            let (status, body) = broker.get_as("/api/v1/value?topic=t", caller);
+            assert_eq!(status, 200);
+            assert_eq!(json(&body)["message"], payload, "{caller:?} reads its own value");
+        }
+        // A stream of alice's gets alice's publishes only.
+        let stream = broker.request_as("GET /api/v1/events?topic=%23 HTTP/1.1\r\n\r\n", alice.clone());
+        let Reply::Events { retained, .. } = stream.reply else { panic!("a stream") };
+        assert_eq!(retained.iter().map(|d| &*d.message().payload).collect::<Vec<_>>(), [b"a"]);
+        let raw = "POST /api/v1/publish?topic=t HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+        assert!(broker.request_as(raw, bob.clone()).receivers.is_empty(), "bob's publish reaches no stream of alice's");
+        assert_eq!(broker.request_as(raw, alice.clone()).receivers, [TestSink::Conn("stream")]);
+        let namespace = broker.router.namespace("alice");
+        assert_eq!(broker.router.value(namespace, "t").map(|d| &*d.message().payload), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn refused_credentials_get_their_status_whatever_is_asked() {
+        let mut broker = Broker::new(HttpConfig::default());
+        for (error, status) in [(AuthError::WrongCredentials, 401), (AuthError::Busy, 503)] {
+            for target in ["/api/v1/value?topic=t", "/api/v1/stats", "/metrics"] {
+                assert_eq!(broker.get_as(target, &Err(error)).0, status, "{target}");
+            }
+        }
+        assert_eq!(broker.get_as("/api/v1/health", &Err(AuthError::WrongCredentials)).0, 200, "health is open");
+    }
+
+    #[test]
+    fn without_anonymous_access_statistics_need_an_admin() {
+        let mut broker = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
+        let (admin, plain, anonymous) = (user("root", true), user("alice", false), Ok(Identity::Anonymous));
+        for target in ["/api/v1/stats", "/metrics", "/STATS", "/CLIENTS", "/TOPICS", "/POSTERS", "/STATUS", "/"] {
+            assert_eq!(broker.get_as(target, &admin).0, 200, "{target} as admin");
+            assert_eq!(broker.get_as(target, &plain).0, 403, "{target} as a plain user");
+            assert_eq!(broker.get_as(target, &anonymous).0, 401, "{target} anonymous");
+        }
+        let challenged = |broker: &mut Broker, target: &str| {
+            let effects = broker.request_as(&format!("GET {target} HTTP/1.1\r\n\r\n"), Ok(Identity::Anonymous));
+            matches!(effects.reply, Reply::Response(Response { status: 401, challenge: true, .. }))
+        };
+        assert!(challenged(&mut broker, "/") && challenged(&mut broker, "/STATUS"), "a browser is asked to log in");
+        assert!(!challenged(&mut broker, "/STATS") && !challenged(&mut broker, "/api/v1/stats"), "API clients are not");
+        assert_eq!(broker.get_as("/api/v1/value?topic=t", &plain).0, 404, "a plain user is served otherwise");
+        assert_eq!(broker.get_as("/VERSION", &anonymous).0, 401);
+        assert_eq!(broker.get_as("/api/v1/health", &anonymous).0, 200);
+
+        let mut open = Broker::new(HttpConfig::default());
+        for target in ["/api/v1/stats", "/metrics", "/STATS", "/STATUS"] {
+            assert_eq!(open.get_as(target, &plain).0, 200, "{target}: open with anonymous access on");
+            assert_eq!(open.get_as(target, &anonymous).0, 200, "{target}");
+        }
+    }
+
+    #[test]
+    fn the_status_page_names_only_the_callers_clients() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let subscribe = |client: &str| {
+            let body = format!("topic=a&client={client}");
+            format!("POST /SUBSCRIBE HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        };
+        assert_eq!(broker.request_as(&subscribe("alices-client"), user("alice", false)).reply.status(), 200);
+        assert_eq!(broker.request_as(&subscribe("public-client"), Ok(Identity::Anonymous)).reply.status(), 200);
+        let (_, page) = broker.get_as("/STATUS", &Ok(Identity::Anonymous));
+        assert!(page.contains("public-client") && !page.contains("alices-client"), "{page}");
+        let (_, page) = broker.get_as("/STATUS", &user("alice", false));
+        assert!(page.contains("alices-client") && !page.contains("public-client"), "{page}");
     }
 
     #[test]
