@@ -89,6 +89,19 @@ pub fn tinymq() -> Command {
     command
 }
 
+/// The tinymq binary run through `wrapper` (a program and its arguments,
+/// e.g. `prlimit --fsize=N` or `setpriv ...`); plain [`tinymq`] when empty.
+pub fn tinymq_via(wrapper: &[&str]) -> Command {
+    match wrapper {
+        [] => tinymq(),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(tinymq_bin()).stdin(Stdio::null());
+            command
+        }
+    }
+}
+
 /// Where a broker listens for the binary protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -244,15 +257,7 @@ impl BrokerProcess {
             .and_then(|i| extra.get(i + 1))
             .map(|address| address.parse::<SocketAddr>().expect("--http HOST:PORT"));
         let no_http: &[&str] = if http.is_some() { &[] } else { &["--no-http"] };
-        let mut command = match wrapper {
-            [] => tinymq(),
-            [program, args @ ..] => {
-                let mut command = Command::new(program);
-                command.args(args).arg(tinymq_bin()).stdin(Stdio::null());
-                command
-            }
-        };
-        let mut child = command
+        let mut child = tinymq_via(wrapper)
             .arg("broker")
             .args(endpoint.flags())
             .args(no_http)

@@ -60,22 +60,14 @@ if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -p tinymq-bin >&2
 fi
 
-pin() { # pin CPUS CMD...: run CMD under taskset when CPUS is set
-  local cpus=$1; shift
-  if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$ROOT/bench/lib.sh"
 
 BROKER_PID=
 DATA_DIR=
 start_broker() { # start_broker STORE LOG
-  local store=$1 log=$2 tcp http args
-  tcp=$(free_port); http=$(free_port)
-  while [ "$http" = "$tcp" ]; do http=$(free_port); done
-  args=(broker --address "127.0.0.1:$tcp" --http "127.0.0.1:$http" --log-level info)
+  local store=$1 log=$2 args
+  free_ports
+  args=(broker --address "127.0.0.1:$TCP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level info)
   if [ "$store" = memory ]; then
     args+=(--in-memory)
   else
@@ -83,21 +75,8 @@ start_broker() { # start_broker STORE LOG
     args+=(--data "$DATA_DIR" --durability batched)
   fi
   [ -n "$BROKER_THREADS" ] && args+=(--threads "$BROKER_THREADS")
-  echo "+ ${BROKER_CPUS:+taskset -c $BROKER_CPUS }target/release/tinymq ${args[*]}" >>"$OUT/commands.txt"
-  # taskset execs the broker, so $! is the broker's own pid either way.
-  if [ -n "$BROKER_CPUS" ]; then
-    taskset -c "$BROKER_CPUS" "$BIN" "${args[@]}" >"$log" 2>&1 &
-  else
-    "$BIN" "${args[@]}" >"$log" 2>&1 &
-  fi
-  BROKER_PID=$!
-  URL=http://127.0.0.1:$http
-  for _ in $(seq 100); do
-    if curl -sf -o /dev/null "$URL/VERSION"; then return 0; fi
-    kill -0 "$BROKER_PID" 2>/dev/null || { echo "broker failed to start:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.05
-  done
-  echo "broker did not answer on $URL" >&2; exit 1
+  URL=http://127.0.0.1:$HTTP_PORT
+  launch_broker "$log" "${args[@]}"
 }
 
 stop_broker() {

@@ -62,40 +62,18 @@ if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -p tinymq-bin >&2
 fi
 
-pin() { # pin CPUS CMD...: run CMD under taskset when CPUS is set
-  local cpus=$1; shift
-  if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$ROOT/bench/lib.sh"
 
 BROKER_PID=
 DATA_DIR=
 start_broker() { # start_broker MODE LOG
-  local mode=$1 log=$2 tcp http args
-  tcp=$(free_port); http=$(free_port)
-  while [ "$http" = "$tcp" ]; do http=$(free_port); done
+  local mode=$1 log=$2 args
+  free_ports
   DATA_DIR=$(mktemp -d /tmp/tinymq-store-bench-data.XXXX)
-  args=(broker --address "127.0.0.1:$tcp" --http "127.0.0.1:$http" --data "$DATA_DIR" --durability "$mode")
+  args=(broker --address "127.0.0.1:$TCP_PORT" --http "127.0.0.1:$HTTP_PORT" --data "$DATA_DIR" --durability "$mode")
   [ "$mode" = batched ] && args+=(--commit-interval-ms "$INTERVAL_MS")
-  echo "+ ${BROKER_CPUS:+taskset -c $BROKER_CPUS }target/release/tinymq ${args[*]}" >>"$OUT/commands.txt"
-  # taskset execs the broker, so $! is the broker's own pid either way (not
-  # through pin: a backgrounded shell function would be a subshell).
-  if [ -n "$BROKER_CPUS" ]; then
-    taskset -c "$BROKER_CPUS" "$BIN" "${args[@]}" >"$log" 2>&1 &
-  else
-    "$BIN" "${args[@]}" >"$log" 2>&1 &
-  fi
-  BROKER_PID=$!
-  URL=http://127.0.0.1:$http
-  for _ in $(seq 100); do
-    if curl -sf -o /dev/null "$URL/VERSION"; then return 0; fi
-    kill -0 "$BROKER_PID" 2>/dev/null || { echo "broker failed to start:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.05
-  done
-  echo "broker did not answer on $URL" >&2; exit 1
+  URL=http://127.0.0.1:$HTTP_PORT
+  launch_broker "$log" "${args[@]}"
 }
 
 stop_broker() {

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use http_common::{call, eventually};
-use tinymq_tests::{BrokerProcess, ScratchDir, WAIT, tinymq, tinymq_bin, wait_child};
+use tinymq_tests::{BrokerProcess, ScratchDir, WAIT, tinymq_via, wait_child};
 
 /// The store's file in the data directory, as the README names it.
 const DATABASE_FILE_NAME: &str = "tinymq.redb";
@@ -28,15 +28,7 @@ const DATABASE_FILE_NAME: &str = "tinymq.redb";
 fn refused_start(wrapper: &[&str], data: &Path) -> String {
     let tcp = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let http = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    let mut command = match wrapper {
-        [] => tinymq(),
-        [program, args @ ..] => {
-            let mut command = Command::new(program);
-            command.args(args).arg(tinymq_bin()).stdin(Stdio::null());
-            command
-        }
-    };
-    let mut child = command
+    let mut child = tinymq_via(wrapper)
         .arg("broker")
         .args(["--address", &tcp.local_addr().unwrap().to_string()])
         .args(["--http", &http.local_addr().unwrap().to_string()])

@@ -293,65 +293,51 @@ impl Store for RedbStore {
     }
 
     fn load_values(&self) -> Result<Vec<StoredValue>, StoreError> {
-        let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
-        let load = || {
-            let txn = db.begin_read().map_err(|e| self.io(e))?;
-            let values = match txn.open_table(VALUES) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(self.io(e)),
-            };
+        self.load_table(VALUES, |key, record| {
             let record_error = |source| StoreError::Record { path: self.path.clone(), source };
-            let mut loaded = Vec::new();
-            for entry in values.iter().map_err(|e| self.io(e))? {
-                let (key, record) = entry.map_err(|e| self.io(e))?;
-                let (namespace, _) = split_value_key(key.value()).map_err(record_error)?;
-                let message = decode_message(record.value()).map_err(record_error)?;
-                loaded.push(StoredValue { namespace: namespace.to_owned(), message });
-            }
-            Ok(loaded)
-        };
-        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
+            let (namespace, _) = split_value_key(key).map_err(record_error)?;
+            let message = decode_message(record).map_err(record_error)?;
+            Ok(StoredValue { namespace: namespace.to_owned(), message })
+        })
     }
 
     fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, StoreError> {
-        let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
-        let load = || {
-            let txn = db.begin_read().map_err(|e| self.io(e))?;
-            let clients = match txn.open_table(HTTP_CLIENTS) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(self.io(e)),
-            };
-            let mut loaded = Vec::new();
-            for entry in clients.iter().map_err(|e| self.io(e))? {
-                let (key, record) = entry.map_err(|e| self.io(e))?;
-                let client = StoredHttpClient::decode(key.value(), record.value()).map_err(|source| {
-                    let client = String::from_utf8_lossy(key.value()).chars().take(80).collect();
-                    StoreError::HttpClientRecord { path: self.path.clone(), client, source }
-                })?;
-                loaded.push(client);
-            }
-            Ok(loaded)
-        };
-        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
+        self.load_table(HTTP_CLIENTS, |key, record| {
+            StoredHttpClient::decode(key, record).map_err(|source| {
+                let client = String::from_utf8_lossy(key).chars().take(80).collect();
+                StoreError::HttpClientRecord { path: self.path.clone(), client, source }
+            })
+        })
     }
 
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.load_table(USERS, |name, record| {
+            UserRecord::decode(name, record).map_err(|source| StoreError::Record { path: self.path.clone(), source })
+        })
+    }
+}
+
+impl RedbStore {
+    /// Every record of `table` (none if it does not exist yet), in key
+    /// order, through `decode`. redb's assertions on a damaged file are
+    /// caught and reported as [`StoreError::Damaged`].
+    fn load_table<K: redb::Key + 'static, T>(
+        &self,
+        table: TableDefinition<K, &'static [u8]>,
+        decode: impl for<'a> Fn(K::SelfType<'a>, &'a [u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let db = self.db.as_ref().ok_or_else(|| self.io(redb::StorageError::PreviousIo))?;
         let load = || {
             let txn = db.begin_read().map_err(|e| self.io(e))?;
-            let users = match txn.open_table(USERS) {
+            let entries = match txn.open_table(table) {
                 Ok(table) => table,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
                 Err(e) => return Err(self.io(e)),
             };
             let mut loaded = Vec::new();
-            for entry in users.iter().map_err(|e| self.io(e))? {
-                let (name, record) = entry.map_err(|e| self.io(e))?;
-                let user = UserRecord::decode(name.value(), record.value())
-                    .map_err(|source| StoreError::Record { path: self.path.clone(), source })?;
-                loaded.push(user);
+            for entry in entries.iter().map_err(|e| self.io(e))? {
+                let (key, record) = entry.map_err(|e| self.io(e))?;
+                loaded.push(decode(key.value(), record.value())?);
             }
             Ok(loaded)
         };
