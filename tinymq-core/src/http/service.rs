@@ -27,6 +27,7 @@ use super::clients::{HttpClientId, HttpClientLimits, HttpClients};
 use super::json::{message_object, nice_datetime};
 use super::request::RequestHead;
 use super::response::{self, Response};
+use super::ui::UiFile;
 use crate::auth::{AuthError, Identity};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
@@ -383,7 +384,8 @@ fn authorize<S: Clone>(
     call: &Call,
     caller: Result<Identity, AuthError>,
 ) -> Result<NamespaceId, Response> {
-    if matches!(call, Call::Preflight | Call::Health) {
+    // The UI's script, style sheet and icon hold no data.
+    if matches!(call, Call::Preflight | Call::Health | Call::UiFile(_)) {
         return Ok(NamespaceId::PUBLIC);
     }
     // A browser asked for a page prompts for credentials; API clients
@@ -402,7 +404,13 @@ fn authorize<S: Clone>(
     }
     let statistics = matches!(
         call,
-        Call::Stats { .. } | Call::Clients | Call::Topics | Call::Posters | Call::Status | Call::Index | Call::Metrics
+        Call::Stats { .. }
+            | Call::Clients { .. }
+            | Call::Topics
+            | Call::Posters
+            | Call::Status
+            | Call::Index
+            | Call::Metrics
     );
     if statistics && !config.allow_anonymous && !identity.is_admin() {
         return Err(Response::text(403, "this needs an admin user"));
@@ -538,13 +546,18 @@ fn execute<S: Clone + SinkKind>(
             let document = stats_document(router, state, &figures(), unix);
             HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
         }
-        Call::Clients => HttpEffects::respond(Response::moustique_json(&clients_document(router, state, namespace))),
+        Call::Clients { plain } => {
+            let document = clients_document(router, state, namespace);
+            HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
+        }
         Call::Topics => {
             let topics = router.values(namespace).map(|d| Value::from(&*d.message().topic)).collect();
             HttpEffects::respond(Response::moustique_json(&Value::Array(topics)))
         }
         Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
-        Call::Status | Call::Index => {
+        Call::Index => HttpEffects::respond(Response::ui(UiFile::Page)),
+        Call::UiFile(file) => HttpEffects::respond(Response::ui(file)),
+        Call::Status => {
             let page = status_page(router, state, namespace, &figures(), unix);
             HttpEffects::respond(Response::with_body(response::HTML, page.into_bytes()))
         }
@@ -1176,7 +1189,8 @@ mod tests {
     fn without_anonymous_access_statistics_need_an_admin() {
         let mut broker = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
         let (admin, plain, anonymous) = (user("root", true), user("alice", false), Ok(Identity::Anonymous));
-        for target in ["/api/v1/stats", "/metrics", "/STATS", "/CLIENTS", "/TOPICS", "/POSTERS", "/STATUS", "/"] {
+        let statistics = ["/api/v1/stats", "/api/v1/clients", "/metrics", "/STATS", "/CLIENTS", "/TOPICS", "/POSTERS"];
+        for target in statistics.into_iter().chain(["/STATUS", "/"]) {
             assert_eq!(broker.get_as(target, &admin).0, 200, "{target} as admin");
             assert_eq!(broker.get_as(target, &plain).0, 403, "{target} as a plain user");
             assert_eq!(broker.get_as(target, &anonymous).0, 401, "{target} anonymous");
@@ -1190,6 +1204,9 @@ mod tests {
         assert_eq!(broker.get_as("/api/v1/value?topic=t", &plain).0, 404, "a plain user is served otherwise");
         assert_eq!(broker.get_as("/VERSION", &anonymous).0, 401);
         assert_eq!(broker.get_as("/api/v1/health", &anonymous).0, 200);
+        for target in ["/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
+            assert_eq!(broker.get_as(target, &anonymous).0, 200, "{target} holds no data: open");
+        }
 
         let mut open = Broker::new(HttpConfig::default());
         for target in ["/api/v1/stats", "/metrics", "/STATS", "/STATUS"] {
