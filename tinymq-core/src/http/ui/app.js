@@ -179,7 +179,7 @@ async function refreshClients() {
     c.LatestPickupNiceDatetime ? c.LatestPickupNiceDatetime + ' UTC' : '',
     c.Queued,
     (c.Subscriptions || []).join(' '),
-  ], ['', '', 'time', 'num', ''])));
+  ], ['', '', 'time', 'num wide-only', 'wide-only'])));
   $('clients-empty').hidden = clients.length > 0;
 }
 
@@ -199,7 +199,7 @@ function renderValues() {
     ? values.filter((v) => v.topic.toLowerCase().includes(needle) || v.message.toLowerCase().includes(needle))
     : values;
   $('values').replaceChildren(...shown.slice(0, VALUE_ROWS).map((v) =>
-    row([v.topic, v.message, v.from, v.updated_nicedatetime], ['', '', '', 'time'])));
+    row([v.topic, v.message, v.from, v.updated_nicedatetime], ['', '', 'wide-only', 'time wide-only'])));
   $('values-shown').textContent = needle ? shown.length + ' of ' + values.length : String(values.length);
 }
 
@@ -260,9 +260,9 @@ function watch(event) {
   };
   stream.onmessage = (message) => {
     const m = JSON.parse(message.data);
-    const time = new Date(m.updated_time * 1000).toLocaleTimeString();
+    const time = new Date(m.updated_time * 1000).toLocaleTimeString([], { hour12: false });
     const list = $('watch-messages');
-    list.prepend(row([time, m.topic, m.message, m.from], ['time']));
+    list.prepend(row([time, m.topic, m.message, m.from], ['time', '', '', 'wide-only']));
     while (list.rows.length > WATCH_ROWS) list.lastElementChild.remove();
   };
 }
