@@ -1336,6 +1336,29 @@ mod tests {
     }
 
     #[test]
+    fn the_web_ui_is_the_page_at_root_and_clients_come_as_plain_json() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let Reply::Response(page) = broker.request("GET / HTTP/1.1\r\n\r\n").reply else { panic!("a response") };
+        assert_eq!((page.status, page.content_type, page.headers), (200, response::HTML, UiFile::Page.headers()));
+        assert!(String::from_utf8_lossy(&page.body).contains("src=\"/ui/app.js\""));
+        let Reply::Response(status) = broker.request("GET /STATUS HTTP/1.1\r\n\r\n").reply else { panic!() };
+        assert!(String::from_utf8_lossy(&status.body).contains("<h1>tinymq"), "/STATUS stays the status page");
+
+        broker.moustique("SUBSCRIBE", &[("topic", "/s/#"), ("client", "dashboard")]);
+        let session = broker.router.add_subscriber(NamespaceId::PUBLIC, TestSink::Conn("binary"));
+        let _ = broker.router.claim_client_id(session, "sensor-1");
+        let (status, body) = broker.get_as("/api/v1/clients", &Ok(Identity::Anonymous));
+        let clients = json(&body);
+        assert_eq!(status, 200);
+        assert_eq!(clients, json(&broker.moustique("CLIENTS", &[]).1), "CLIENTS' document, not encoded");
+        assert_eq!(
+            (clients[0]["Name"].as_str(), clients[0]["Transport"].as_str(), &clients[0]["Subscriptions"]),
+            (Some("dashboard"), Some("http"), &json(r#"["/s/#"]"#))
+        );
+        assert_eq!((clients[1]["Name"].as_str(), clients[1]["Transport"].as_str()), (Some("sensor-1"), Some("tcp")));
+    }
+
+    #[test]
     fn a_full_registry_restores_no_more() {
         let limits = HttpClientLimits { max_clients: 1, ..Default::default() };
         let mut broker = Broker::new(HttpConfig { client_limits: limits, ..Default::default() });
