@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use super::encoding::{decode_value, parse_form};
 use super::request::{Method, RequestHead};
+use super::ui::UiFile;
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 /// Filters one event stream may name.
@@ -66,16 +67,21 @@ pub enum Call {
         /// JSON as it is, not Moustique-encoded.
         plain: bool,
     },
-    /// Moustique `/CLIENTS`.
-    Clients,
+    /// Moustique `/CLIENTS`, or the plain API's `/api/v1/clients` (`plain`).
+    Clients {
+        /// JSON as it is, not Moustique-encoded.
+        plain: bool,
+    },
     /// Moustique `/TOPICS`.
     Topics,
     /// Moustique `/POSTERS`.
     Posters,
     /// Moustique `/STATUS`: an HTML page.
     Status,
-    /// `/`: the web page.
+    /// `/`: the web UI's page.
     Index,
+    /// `GET /ui/...`: a file the page loads.
+    UiFile(UiFile),
     /// `POST /api/v1/publish`.
     Publish {
         /// The topic name.
@@ -225,6 +231,10 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
     if let Some(rest) = path.strip_prefix("api/v1/") {
         return parse_plain(rest, head, body, limits);
     }
+    if let Some(file) = UiFile::at(path) {
+        require(head, Method::Get)?;
+        return Ok(ApiRequest { call: Call::UiFile(file), credentials: basic(head) });
+    }
     if path == "metrics" {
         require(head, Method::Get)?;
         return Ok(ApiRequest { call: Call::Metrics, credentials: basic(head) });
@@ -254,7 +264,7 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
         "GETVALSBYREGEX" => Call::GetValsByRegex { pattern: params.required("topic")? },
         "VERSION" => Call::Version,
         "STATS" => Call::Stats { plain: false },
-        "CLIENTS" => Call::Clients,
+        "CLIENTS" => Call::Clients { plain: false },
         "TOPICS" => Call::Topics,
         "POSTERS" => Call::Posters,
         "STATUS" => Call::Status,
@@ -326,6 +336,10 @@ fn parse_plain(rest: &str, head: &RequestHead, body: &[u8], limits: &TopicLimits
         "stats" => {
             require(head, Method::Get)?;
             Call::Stats { plain: true }
+        }
+        "clients" => {
+            require(head, Method::Get)?;
+            Call::Clients { plain: true }
         }
         "health" => {
             require(head, Method::Get)?;
@@ -429,6 +443,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(call(Method::Get, "/api/v1/clients", ""), Ok(Call::Clients { plain: true }));
+        assert_eq!(call(Method::Get, "/ui/app.js", ""), Ok(Call::UiFile(UiFile::Script)));
+        assert_eq!(call(Method::Post, "/ui/app.js", "").unwrap_err().status(), 405);
+        assert_eq!(call(Method::Get, "/ui/other.js", "").unwrap_err().status(), 404);
         let many = (0..=MAX_STREAM_FILTERS).map(|i| format!("topic=t{i}")).collect::<Vec<_>>().join("&");
         assert_eq!(call(Method::Get, &format!("/api/v1/events?{many}"), "").unwrap_err().status(), 400);
     }

@@ -11,6 +11,7 @@
 //! | [`conn`] | one connection: framing, keep-alive, timeouts, event streams |
 //! | [`response`] | responses as bytes |
 //! | [`json`] | the message object |
+//! | [`ui`] | the web UI's files, compiled in |
 
 pub mod call;
 pub mod clients;
@@ -20,3 +21,4 @@ pub mod json;
 pub mod request;
 pub mod response;
 pub mod service;
+pub mod ui;

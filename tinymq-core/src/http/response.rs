@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use super::encoding::encode_value;
+use super::ui::UiFile;
 
 /// A response to one request: status, body and its type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub struct Response {
     /// A 401 that asks a browser for HTTP Basic credentials
     /// (`WWW-Authenticate`), for the pages people open.
     pub challenge: bool,
+    /// More header lines, each ending in CRLF (the web UI's caching and
+    /// security policy); usually empty.
+    pub headers: &'static str,
 }
 
 /// `text/plain; charset=utf-8`: Moustique's data responses and every error.
@@ -31,12 +35,12 @@ pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Response {
     /// `200` with an empty body (what Moustique's acting endpoints return).
     pub fn ok() -> Self {
-        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false }
+        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "" }
     }
 
     /// `204 No Content`.
     pub fn no_content() -> Self {
-        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false }
+        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "" }
     }
 
     /// A short plain-text body: errors, `ok`.
@@ -45,12 +49,18 @@ impl Response {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        Response { status, content_type: TEXT, body, challenge: false }
+        Response { status, content_type: TEXT, body, challenge: false, headers: "" }
     }
 
     /// A JSON document, as the plain API sends it.
     pub fn json(value: &serde_json::Value) -> Self {
-        Response { status: 200, content_type: JSON, body: Cow::Owned(value.to_string().into_bytes()), challenge: false }
+        Response {
+            status: 200,
+            content_type: JSON,
+            body: Cow::Owned(value.to_string().into_bytes()),
+            challenge: false,
+            headers: "",
+        }
     }
 
     /// A JSON document encoded the Moustique way (Base64, then ROT13), as
@@ -61,12 +71,24 @@ impl Response {
             content_type: TEXT,
             body: Cow::Owned(encode_value(value.to_string().as_bytes()).into_bytes()),
             challenge: false,
+            headers: "",
         }
     }
 
     /// A body of any type with status 200.
     pub fn with_body(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
-        Response { status: 200, content_type, body: body.into(), challenge: false }
+        Response { status: 200, content_type, body: body.into(), challenge: false, headers: "" }
+    }
+
+    /// A file of the web UI, with its headers.
+    pub fn ui(file: UiFile) -> Self {
+        Response {
+            status: 200,
+            content_type: file.content_type(),
+            body: Cow::Borrowed(file.bytes()),
+            challenge: false,
+            headers: file.headers(),
+        }
     }
 
     /// The same response asking for HTTP Basic credentials.
@@ -90,6 +112,7 @@ impl Response {
         if self.challenge {
             out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"tinymq\", charset=\"UTF-8\"\r\n");
         }
+        out.extend_from_slice(self.headers.as_bytes());
         out.extend_from_slice(COMMON_HEADERS);
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n\r\n"
@@ -177,6 +200,17 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"), "{text}");
         assert!(!text.contains("Content-Length"), "{text}");
         assert!(text.ends_with("Connection: keep-alive\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn the_page_is_html_never_cached_stale_with_its_policy() {
+        let text = written(&Response::ui(UiFile::Page), true);
+        assert!(text.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"), "{text}");
+        assert!(text.contains("\r\nCache-Control: no-cache\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Security-Policy: default-src 'self'; "), "{text}");
+        let script = written(&Response::ui(UiFile::Script), true);
+        assert!(script.contains("\r\nContent-Type: text/javascript; charset=utf-8\r\n"), "{script}");
+        assert!(!script.contains("Content-Security-Policy"), "{script}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::clients::{HttpClientId, HttpClientLimits, HttpClients};
 use super::json::{message_object, nice_datetime};
 use super::request::RequestHead;
 use super::response::{self, Response};
+use super::ui::UiFile;
 use crate::auth::{AuthError, Identity};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
@@ -383,7 +384,8 @@ fn authorize<S: Clone>(
     call: &Call,
     caller: Result<Identity, AuthError>,
 ) -> Result<NamespaceId, Response> {
-    if matches!(call, Call::Preflight | Call::Health) {
+    // The UI's script, style sheet and icon hold no data.
+    if matches!(call, Call::Preflight | Call::Health | Call::UiFile(_)) {
         return Ok(NamespaceId::PUBLIC);
     }
     // A browser asked for a page prompts for credentials; API clients
@@ -402,7 +404,13 @@ fn authorize<S: Clone>(
     }
     let statistics = matches!(
         call,
-        Call::Stats { .. } | Call::Clients | Call::Topics | Call::Posters | Call::Status | Call::Index | Call::Metrics
+        Call::Stats { .. }
+            | Call::Clients { .. }
+            | Call::Topics
+            | Call::Posters
+            | Call::Status
+            | Call::Index
+            | Call::Metrics
     );
     if statistics && !config.allow_anonymous && !identity.is_admin() {
         return Err(Response::text(403, "this needs an admin user"));
@@ -538,13 +546,18 @@ fn execute<S: Clone + SinkKind>(
             let document = stats_document(router, state, &figures(), unix);
             HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
         }
-        Call::Clients => HttpEffects::respond(Response::moustique_json(&clients_document(router, state, namespace))),
+        Call::Clients { plain } => {
+            let document = clients_document(router, state, namespace);
+            HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
+        }
         Call::Topics => {
             let topics = router.values(namespace).map(|d| Value::from(&*d.message().topic)).collect();
             HttpEffects::respond(Response::moustique_json(&Value::Array(topics)))
         }
         Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
-        Call::Status | Call::Index => {
+        Call::Index => HttpEffects::respond(Response::ui(UiFile::Page)),
+        Call::UiFile(file) => HttpEffects::respond(Response::ui(file)),
+        Call::Status => {
             let page = status_page(router, state, namespace, &figures(), unix);
             HttpEffects::respond(Response::with_body(response::HTML, page.into_bytes()))
         }
@@ -1176,7 +1189,8 @@ mod tests {
     fn without_anonymous_access_statistics_need_an_admin() {
         let mut broker = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
         let (admin, plain, anonymous) = (user("root", true), user("alice", false), Ok(Identity::Anonymous));
-        for target in ["/api/v1/stats", "/metrics", "/STATS", "/CLIENTS", "/TOPICS", "/POSTERS", "/STATUS", "/"] {
+        let statistics = ["/api/v1/stats", "/api/v1/clients", "/metrics", "/STATS", "/CLIENTS", "/TOPICS", "/POSTERS"];
+        for target in statistics.into_iter().chain(["/STATUS", "/"]) {
             assert_eq!(broker.get_as(target, &admin).0, 200, "{target} as admin");
             assert_eq!(broker.get_as(target, &plain).0, 403, "{target} as a plain user");
             assert_eq!(broker.get_as(target, &anonymous).0, 401, "{target} anonymous");
@@ -1190,6 +1204,9 @@ mod tests {
         assert_eq!(broker.get_as("/api/v1/value?topic=t", &plain).0, 404, "a plain user is served otherwise");
         assert_eq!(broker.get_as("/VERSION", &anonymous).0, 401);
         assert_eq!(broker.get_as("/api/v1/health", &anonymous).0, 200);
+        for target in ["/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
+            assert_eq!(broker.get_as(target, &anonymous).0, 200, "{target} holds no data: open");
+        }
 
         let mut open = Broker::new(HttpConfig::default());
         for target in ["/api/v1/stats", "/metrics", "/STATS", "/STATUS"] {
@@ -1316,6 +1333,29 @@ mod tests {
             expire_clients(&mut quiet.router, &mut quiet.state, ten),
             [StoreOp::DeleteHttpClient { namespace: "alice".into(), client: "q".into() }]
         );
+    }
+
+    #[test]
+    fn the_web_ui_is_the_page_at_root_and_clients_come_as_plain_json() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let Reply::Response(page) = broker.request("GET / HTTP/1.1\r\n\r\n").reply else { panic!("a response") };
+        assert_eq!((page.status, page.content_type, page.headers), (200, response::HTML, UiFile::Page.headers()));
+        assert!(String::from_utf8_lossy(&page.body).contains("src=\"/ui/app.js\""));
+        let Reply::Response(status) = broker.request("GET /STATUS HTTP/1.1\r\n\r\n").reply else { panic!() };
+        assert!(String::from_utf8_lossy(&status.body).contains("<h1>tinymq"), "/STATUS stays the status page");
+
+        broker.moustique("SUBSCRIBE", &[("topic", "/s/#"), ("client", "dashboard")]);
+        let session = broker.router.add_subscriber(NamespaceId::PUBLIC, TestSink::Conn("binary"));
+        let _ = broker.router.claim_client_id(session, "sensor-1");
+        let (status, body) = broker.get_as("/api/v1/clients", &Ok(Identity::Anonymous));
+        let clients = json(&body);
+        assert_eq!(status, 200);
+        assert_eq!(clients, json(&broker.moustique("CLIENTS", &[]).1), "CLIENTS' document, not encoded");
+        assert_eq!(
+            (clients[0]["Name"].as_str(), clients[0]["Transport"].as_str(), &clients[0]["Subscriptions"]),
+            (Some("dashboard"), Some("http"), &json(r#"["/s/#"]"#))
+        );
+        assert_eq!((clients[1]["Name"].as_str(), clients[1]["Transport"].as_str()), (Some("sensor-1"), Some("tcp")));
     }
 
     #[test]
