@@ -129,11 +129,12 @@ impl PeerBudgets {
         }
     }
 
-    /// Charges a bad request to `ip`: `Err` when it had no token left, in
-    /// which case the request is refused as throttled rather than answered.
-    pub fn spend(&mut self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
+    /// Charges a bad request to `ip`: the tokens it has left (0: it is
+    /// throttled from now on), or `Err` when it had none, in which case
+    /// the request is refused as throttled rather than answered.
+    pub fn spend(&mut self, ip: IpAddr, now: Instant) -> Result<u32, Throttled> {
         if !self.is_enabled() {
-            return Ok(());
+            return Ok(u32::MAX);
         }
         let key = PeerKey::of(ip);
         let bucket = match self.take(key) {
@@ -142,7 +143,7 @@ impl PeerBudgets {
         };
         let result = match bucket.tokens {
             0 => Err(self.throttled(&bucket, now)),
-            _ => Ok(()),
+            tokens => Ok(tokens - 1),
         };
         let since = if bucket.tokens == self.config.burst { now } else { bucket.since };
         self.put(key, Bucket { tokens: bucket.tokens.saturating_sub(1), since });
@@ -221,8 +222,8 @@ mod tests {
         let mut b = budgets(3, 10, 64);
         let (t0, peer) = (start(), ip("192.0.2.1"));
         assert_eq!(b.check(peer, t0), Ok(()), "unknown: allowed");
-        for _ in 0..3 {
-            assert_eq!(b.spend(peer, t0), Ok(()));
+        for left in [2, 1, 0] {
+            assert_eq!(b.spend(peer, t0), Ok(left));
         }
         let throttled = b.check(peer, t0).unwrap_err();
         assert_eq!(throttled.retry_after, Duration::from_secs(10));
@@ -233,7 +234,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.throttled_count(t1), 0);
         assert_eq!(b.check(peer, t1), Ok(()));
-        assert_eq!(b.spend(peer, t1), Ok(()));
+        assert_eq!(b.spend(peer, t1), Ok(0));
         assert!(b.check(peer, t1).is_err());
         assert_eq!(b.check(ip("192.0.2.2"), t1), Ok(()), "another address is not affected");
     }
@@ -280,7 +281,7 @@ mod tests {
             assert!(b.check(throttled, now).is_err(), "after {i} others");
         }
         // The first of the flood is long gone: a fresh budget.
-        assert_eq!(b.spend(ip("10.0.0.0"), now), Ok(()));
+        assert_eq!(b.spend(ip("10.0.0.0"), now), Ok(0));
     }
 
     #[test]
@@ -288,7 +289,7 @@ mod tests {
         let mut b = budgets(0, 3, 64);
         let now = start();
         for _ in 0..100 {
-            assert_eq!(b.spend(ip("192.0.2.1"), now), Ok(()));
+            assert!(b.spend(ip("192.0.2.1"), now).is_ok());
         }
         assert!(b.is_empty());
         assert_eq!(Throttled { retry_after: Duration::from_millis(1) }.retry_after_secs(), 1);

@@ -352,6 +352,13 @@ pub fn refuse<S>(state: &mut HttpState, error: &ApiError, unix_time: u64) -> Htt
     effects
 }
 
+/// Effects that only answer `response` (a refusal the shell decided on,
+/// such as a throttled peer's 429), counted in the statistics.
+pub fn respond<S>(state: &mut HttpState, response: Response, unix_time: u64) -> HttpEffects<S> {
+    state.count_status(response.status, unix_time);
+    HttpEffects::respond(response)
+}
+
 /// Serves a parsed call for `caller`: anonymous, a user whose password
 /// the shell verified, or the reason its credentials were refused (401,
 /// 503 when the shell is too busy to check them). Other arguments as for
