@@ -28,6 +28,7 @@
 
 mod broker;
 mod client;
+pub mod config;
 mod error;
 mod event_loop;
 mod local;
