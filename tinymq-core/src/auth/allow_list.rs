@@ -18,7 +18,7 @@ const SHOWN_ENTRY_LEN: usize = 64;
 #[non_exhaustive]
 pub enum AllowListError {
     /// Nothing between two commas, or an empty list.
-    #[error("an empty entry (the list is comma-separated IP addresses and CIDR ranges)")]
+    #[error("an empty entry; the list is comma-separated IP addresses and CIDR ranges")]
     Empty,
     /// Not an address, or not ADDRESS/PREFIX.
     #[error("{0:?} is not an IP address or a CIDR range")]
