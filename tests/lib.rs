@@ -247,6 +247,20 @@ impl BrokerProcess {
         Self::start_at_via(endpoint, &[], extra)
     }
 
+    /// Runs `tinymq broker ARGS` with no flag added (a config file may
+    /// name the listeners), and waits until it accepts connections on
+    /// `endpoint` and on `http`, if given.
+    pub fn start_exact(args: &[&str], endpoint: Endpoint, http: Option<SocketAddr>) -> Result<Self, String> {
+        let child = tinymq()
+            .arg("broker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tinymq broker");
+        Self::wait_ready(child, endpoint, http)
+    }
+
     /// [`BrokerProcess::start_at`] through a `wrapper` command (see
     /// [`BrokerProcess::start_http_via`]).
     pub fn start_at_via(endpoint: Endpoint, wrapper: &[&str], extra: &[&str]) -> Result<Self, String> {
@@ -257,7 +271,7 @@ impl BrokerProcess {
             .and_then(|i| extra.get(i + 1))
             .map(|address| address.parse::<SocketAddr>().expect("--http HOST:PORT"));
         let no_http: &[&str] = if http.is_some() { &[] } else { &["--no-http"] };
-        let mut child = tinymq_via(wrapper)
+        let child = tinymq_via(wrapper)
             .arg("broker")
             .args(endpoint.flags())
             .args(no_http)
@@ -267,6 +281,11 @@ impl BrokerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tinymq broker");
+        Self::wait_ready(child, endpoint, http)
+    }
+
+    /// Drains the child's log and waits until it accepts connections.
+    fn wait_ready(mut child: Child, endpoint: Endpoint, http: Option<SocketAddr>) -> Result<Self, String> {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         let kept = log.clone();
@@ -375,6 +394,49 @@ impl BrokerProcess {
     pub fn connect_as(&self, client_id: &str, username: &str, password: &str) -> RawClient {
         RawClient::connect_as(&self.endpoint, client_id, username, password)
     }
+}
+
+/// A free loopback address, `127.0.0.1:PORT`, for a broker to listen on
+/// (should something take it first, that broker fails to start).
+pub fn free_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A TCP connection to `destination` from the local address `source`
+/// (any of 127.0.0.0/8 is this host): how a test is a different peer
+/// than 127.0.0.1 without a second machine.
+pub fn connect_from(source: std::net::Ipv4Addr, destination: SocketAddr) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(destination) = destination else {
+        return Err(io::Error::other("connect_from: an IPv4 destination"));
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the socket just opened, owned by nothing else; the
+    // stream closes it from now on.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let local = sockaddr(source, 0);
+    // SAFETY: bind(2) reads `len` bytes of `local`, which outlives the call.
+    if unsafe { libc::bind(fd, (&raw const local).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let remote = sockaddr(*destination.ip(), destination.port());
+    // SAFETY: connect(2) reads `len` bytes of `remote`, which outlives the call.
+    if unsafe { libc::connect(fd, (&raw const remote).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Runs `tinymq user add NAME --password P [--admin] --data DIR` and
@@ -516,6 +578,11 @@ impl RawClient {
     pub fn open(endpoint: &Endpoint) -> Self {
         let stream = endpoint.open().unwrap_or_else(|e| panic!("connect to {endpoint:?}: {e}"));
         RawClient { stream, buf: Vec::new(), client_id: String::new() }
+    }
+
+    /// A raw client over a TCP connection already open.
+    pub fn from_tcp(stream: TcpStream) -> Self {
+        RawClient { stream: Stream::Tcp(stream), buf: Vec::new(), client_id: String::new() }
     }
 
     /// Opens a socket, sends Connect with `client_id` and checks the

@@ -37,7 +37,10 @@ fn describe(flag: &str, error: pico_args::Error) -> UsageError {
     UsageError(match error {
         pico_args::Error::MissingOption(_) => format!("{flag} needs a value"),
         pico_args::Error::OptionWithoutAValue(_) => format!("{flag} needs a value"),
-        pico_args::Error::Utf8ArgumentParsingFailed { value, .. } => format!("{flag}: {value:?} is not valid UTF-8"),
+        // pico-args reports a value our parser refused this way: the cause
+        // is that parser's own message, naming the value.
+        pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
+        pico_args::Error::NonUtf8Argument => format!("{flag}: the value is not valid UTF-8"),
         pico_args::Error::ArgumentParsingFailed { cause } => format!("{flag}: {cause}"),
         other => format!("{flag}: {other}"),
     })

@@ -7,9 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+use tinymq_core::auth::AllowList;
+use tinymq_net::config::{self, ConfigError, ConfigFile};
 use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr};
-use tinymq_net::{HttpClientLimits, HttpConnConfig};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::logger::{self, Level};
@@ -18,11 +19,15 @@ const USAGE: &str = "\
 Usage: tinymq broker [OPTIONS]
 
 Runs a broker in the foreground until SIGINT or SIGTERM. Users (`tinymq user`)
-are read from the data directory when it starts.
+are read from the data directory when it starts. Every option can be set in
+a config file too (`tinymq config` prints one); an option given here
+overrides the file.
 
 Options:
+  --config FILE             TOML configuration file; flags override its keys
   --network tcp|unix        binary-protocol listener kind [default: tcp]
   --address ADDR            HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
+                            (either replaces the config file's listeners)
   --http ADDR               HTTP listener: Moustique-compatible and plain API [default: 127.0.0.1:33334]
   --no-http                 no HTTP listener
   --http-client-timeout SECS  drop a Moustique client not seen for this long [default: 300]
@@ -34,11 +39,25 @@ Options:
   --durability MODE         immediate (commit before acknowledging) or batched [default: batched]
   --commit-interval-ms N    batched: commit at least every N ms [default: 50]
   --allow-anonymous BOOL    let clients without credentials in, to the public namespace;
-                            false also limits statistics to admin users [default: true]
+                            false also limits statistics to admin users
+                            [default: true if every listener is on loopback or a Unix socket, else false]
+  --allowed-peers LIST      comma-separated IPs and CIDR ranges allowed to connect, on every
+                            transport but Unix sockets; others get 401 or Disconnect 2 [default: all]
+  --peer-budget N           bad requests (wrong credentials, unknown paths, malformed requests)
+                            an address may make in a burst before it is throttled; 0: never [default: 20]
+  --peer-budget-refill SECS  one more bad request allowed per SECS [default: 3]
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
   --max-connections N       connections at once [default: 100000]
   --log-level LEVEL         error, warn, info or debug [default: info]";
+
+const CONFIG_USAGE: &str = "\
+Usage: tinymq config
+
+Prints the default configuration file: every key of `tinymq broker --config FILE`,
+with its default and a comment.
+
+    tinymq config > tinymq.toml";
 
 /// The `--network` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +123,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if args::help(&mut args, USAGE) {
         return Ok(());
     }
-    let network = args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp);
+    let config_path: Option<PathBuf> = args::opt(&mut args, "--config")?;
+    let network: Option<Network> = args::opt(&mut args, "--network")?;
     let address: Option<String> = args::opt(&mut args, "--address")?;
     let http: Option<String> = args::opt(&mut args, "--http")?;
     let no_http = args::switch(&mut args, "--no-http");
@@ -116,11 +136,14 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let data: Option<PathBuf> = args::opt(&mut args, "--data")?;
     let durability: Option<DurabilityMode> = args::opt(&mut args, "--durability")?;
     let interval_ms: Option<u64> = args::opt(&mut args, "--commit-interval-ms")?;
-    let allow_anonymous = args::opt_bool(&mut args, "--allow-anonymous")?.unwrap_or(true);
+    let allow_anonymous = args::opt_bool(&mut args, "--allow-anonymous")?;
+    let allowed_peers: Option<AllowList> = args::opt(&mut args, "--allowed-peers")?;
+    let peer_budget: Option<u32> = args::opt(&mut args, "--peer-budget")?;
+    let peer_budget_refill: Option<u64> = args::opt(&mut args, "--peer-budget-refill")?;
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
     let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
-    let level: Level = args::opt(&mut args, "--log-level")?.unwrap_or("info".parse().expect("valid level"));
+    let level: Option<Level> = args::opt(&mut args, "--log-level")?;
     args::finish(args)?;
     if threads == Some(0) {
         return Err(UsageError("--threads: must be at least 1".into()).into());
@@ -131,13 +154,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if interval_ms == Some(0) {
         return Err(UsageError("--commit-interval-ms: must be at least 1".into()).into());
     }
-    let durability = match (durability.unwrap_or(DurabilityMode::Batched), interval_ms) {
-        (DurabilityMode::Immediate, Some(_)) => {
-            return Err(UsageError("--commit-interval-ms: only with --durability batched".into()).into());
-        }
-        (DurabilityMode::Immediate, None) => Durability::Immediate,
-        (DurabilityMode::Batched, ms) => Durability::Batched(Duration::from_millis(ms.unwrap_or(50))),
-    };
+    if durability == Some(DurabilityMode::Immediate) && interval_ms.is_some() {
+        return Err(UsageError("--commit-interval-ms: only with --durability batched".into()).into());
+    }
     if no_http && http.is_some() {
         return Err(UsageError("--no-http: cannot be used with --http".into()).into());
     }
@@ -145,6 +164,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         ("--http-client-timeout", client_timeout),
         ("--http-request-timeout", request_timeout),
         ("--sse-heartbeat", heartbeat),
+        ("--keep-alive", keep_alive),
+        ("--peer-budget-refill", peer_budget_refill),
     ] {
         if value == Some(0) {
             return Err(UsageError(format!("{flag}: must be at least 1 second")).into());
@@ -153,50 +174,93 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if queue_size == Some(0) {
         return Err(UsageError("--http-queue-size: must be at least 1".into()).into());
     }
-    let http = match (no_http, http) {
-        (true, _) => None,
-        (false, address) => Some(socket_addr("--http", &address.unwrap_or_else(|| "127.0.0.1:33334".into()))?),
-    };
-    if keep_alive == Some(0) {
-        return Err(UsageError("--keep-alive: must be at least 1 second".into()).into());
+    if max_connections == Some(0) {
+        return Err(UsageError("--max-connections: must be at least 1".into()).into());
     }
-    logger::init(level);
 
-    let mut builder = Broker::builder()
-        .listen(listen_addr(network, address)?)
-        .allow_anonymous(allow_anonymous)
-        .durability(durability);
-    if !in_memory {
-        builder = builder.data_dir(data.unwrap_or_else(|| PathBuf::from("./data")));
+    // The file first (or the defaults), then each flag over it.
+    let file = match &config_path {
+        // A file that cannot be read is a failure; one that says something
+        // wrong is a usage error, like a bad flag.
+        Some(path) => ConfigFile::load(path).map_err(|error| match error {
+            ConfigError::Read { .. } => Failure::run(error),
+            invalid => UsageError(invalid.to_string()).into(),
+        })?,
+        None => ConfigFile::default(),
+    };
+    let mut config = file.broker_config().map_err(|error| UsageError(error.to_string()))?;
+    if network.is_some() || address.is_some() {
+        // The flags name the one binary listener, replacing the file's.
+        config.listeners.retain(|l| matches!(l, ListenAddr::Http(_)));
+        config.listeners.insert(0, listen_addr(network.unwrap_or(Network::Tcp), address)?);
     }
-    if let Some(threads) = threads {
-        builder = builder.threads(threads);
-    }
-    if let Some(secs) = keep_alive {
-        builder = builder.keep_alive(Duration::from_secs(secs));
+    if no_http || http.is_some() {
+        config.listeners.retain(|l| !matches!(l, ListenAddr::Http(_)));
     }
     if let Some(address) = http {
-        builder = builder.listen_http(address);
+        config.listeners.push(ListenAddr::Http(socket_addr("--http", &address)?));
     }
-    let mut limits = HttpClientLimits::default();
     if let Some(secs) = client_timeout {
-        limits.timeout = Duration::from_secs(secs);
+        config.http.client_limits.timeout = Duration::from_secs(secs);
     }
     if let Some(size) = queue_size {
-        limits.queue_size = size;
+        config.http.client_limits.queue_size = size;
     }
-    builder = builder.http_client_limits(limits);
-    let mut http_conn = HttpConnConfig::default();
     if let Some(secs) = request_timeout {
-        http_conn.request_timeout = Duration::from_secs(secs);
+        config.http_conn.request_timeout = Duration::from_secs(secs);
     }
     if let Some(secs) = heartbeat {
-        http_conn.heartbeat = Duration::from_secs(secs);
+        config.http_conn.heartbeat = Duration::from_secs(secs);
     }
-    builder = builder.http_conn(http_conn);
+    if in_memory {
+        config.data_dir = None;
+    } else if let Some(dir) = data {
+        config.data_dir = Some(dir);
+    }
+    config.durability = match (durability, interval_ms, config.durability) {
+        (Some(DurabilityMode::Immediate), _, _) => Durability::Immediate,
+        (_, Some(ms), Durability::Batched(_)) | (Some(DurabilityMode::Batched), Some(ms), _) => {
+            Durability::Batched(Duration::from_millis(ms))
+        }
+        (_, Some(_), Durability::Immediate) => {
+            return Err(UsageError(
+                "--commit-interval-ms: only with durability batched (the config file says immediate)".into(),
+            )
+            .into());
+        }
+        (Some(DurabilityMode::Batched), None, Durability::Immediate) => {
+            Durability::Batched(Duration::from_millis(file.store.commit_interval_ms.unwrap_or(50)))
+        }
+        (_, None, durability) => durability,
+    };
+    // Open on private listeners, closed on public ones (CLI.md), unless
+    // a flag or the file says otherwise.
+    config.allow_anonymous =
+        allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| config::loopback_only(&config.listeners));
+    if let Some(peers) = allowed_peers {
+        config.allowed_peers = Some(peers);
+    }
+    if let Some(burst) = peer_budget {
+        config.peer_budget.burst = burst;
+    }
+    if let Some(secs) = peer_budget_refill {
+        config.peer_budget.refill = Duration::from_secs(secs);
+    }
+    if let Some(threads) = threads {
+        config.threads = threads;
+    }
+    if let Some(secs) = keep_alive {
+        config.session.keep_alive = Duration::from_secs(secs);
+    }
     if let Some(max) = max_connections {
-        builder = builder.max_connections(max);
+        config.max_connections = max;
     }
+    if config.listeners.is_empty() {
+        return Err(UsageError("no listener: the config file and flags leave none".into()).into());
+    }
+    let level = level.or(file.log_level().map(Level::from)).unwrap_or_default();
+    logger::init(level);
+
     // Register the signals before starting, so none is missed in between.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Failure::run)?;
     // A write past the file-size limit (RLIMIT_FSIZE) raises SIGXFSZ, whose
@@ -204,11 +268,24 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     // EFBIG instead, which the store reports like a full disk: a failed
     // commit, a logged error and 503s, while the broker goes on serving.
     signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false))).map_err(Failure::run)?;
-    let broker = builder.start().map_err(Failure::run)?;
+    if let Some(path) = &config_path {
+        log::info!("configuration read from {}", path.display());
+    }
+    let broker = Broker::builder().config(config).start().map_err(Failure::run)?;
     log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal} received; stopping");
     }
     broker.shutdown();
+    Ok(())
+}
+
+/// `tinymq config`: prints the default configuration file.
+pub fn run_config(mut args: pico_args::Arguments) -> Outcome {
+    if args::help(&mut args, CONFIG_USAGE) {
+        return Ok(());
+    }
+    args::finish(args)?;
+    print!("{}", config::default_file());
     Ok(())
 }

@@ -38,6 +38,18 @@ impl FromStr for Level {
     }
 }
 
+impl Default for Level {
+    fn default() -> Self {
+        Level(log::LevelFilter::Info)
+    }
+}
+
+impl From<tinymq_net::config::LogLevel> for Level {
+    fn from(level: tinymq_net::config::LogLevel) -> Self {
+        Level(level.filter())
+    }
+}
+
 /// Installs the logger; later calls do nothing.
 pub fn init(level: Level) {
     let logger = Box::leak(Box::new(Stderr { level: level.0 }));

@@ -22,6 +22,7 @@ Commands:
   sub      subscribe and print messages
   bench    measure publish and delivery rates and latency
   user     add, remove and list users (their passwords stored hashed)
+  config   print the default configuration file
 
 Run `tinymq <COMMAND> --help` for a command's options.
 Options: --help, --version";
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
                 "sub" => pubsub::run_sub(args),
                 "bench" => bench::run(args),
                 "user" => user::run(args),
+                "config" => broker::run_config(args),
                 other => Err(args::Failure::Usage(UsageError(format!("unknown command {other:?} (try --help)")))),
             }
         }

@@ -1,6 +1,7 @@
 //! Users and what a request may do: the stored user record, who a client
-//! acts as once its credentials are checked ([`Identity`]), and why it was
-//! refused ([`AuthError`]).
+//! acts as once its credentials are checked ([`Identity`]), why it was
+//! refused ([`AuthError`]), which peers may connect at all ([`AllowList`])
+//! and how bad peers are slowed down ([`PeerBudgets`]).
 //!
 //! The core holds no cryptography: a [`UserRecord`] carries a salted
 //! PBKDF2-HMAC-SHA256 hash that the I/O shell derives and verifies (with
@@ -20,6 +21,12 @@
 use std::sync::Arc;
 
 use crate::store::RecordError;
+
+mod allow_list;
+mod budget;
+
+pub use allow_list::{AllowList, AllowListError, IpNetwork};
+pub use budget::{BudgetConfig, PeerBudgets, Throttled};
 
 /// The first byte of a user record written by this version.
 const USER_RECORD_V1: u8 = 1;
@@ -166,6 +173,9 @@ pub fn check_user_name(name: &str) -> Result<(), UserNameError> {
     }
 }
 
+/// What a throttled peer is told (the 429's body, the Disconnect's text).
+pub const THROTTLED_TEXT: &str = "too many bad requests from this address; try again later";
+
 /// Who a request acts as, once its credentials (if any) are checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -207,6 +217,12 @@ pub enum AuthError {
     CredentialsRequired,
     /// Too many credentials are waiting to be checked.
     Busy,
+    /// The peer's address spent its budget of bad requests (see
+    /// [`PeerBudgets`]): its credentials are not checked for now.
+    Throttled {
+        /// Seconds until it may try again.
+        retry_after_secs: u64,
+    },
 }
 
 impl AuthError {
@@ -216,13 +232,16 @@ impl AuthError {
             AuthError::WrongCredentials => "unknown user or wrong password",
             AuthError::CredentialsRequired => "this broker needs credentials",
             AuthError::Busy => "too many logins waiting to be checked; try again later",
+            AuthError::Throttled { .. } => THROTTLED_TEXT,
         }
     }
 
-    /// The HTTP status of the refusal: 401, or 503 when busy.
+    /// The HTTP status of the refusal: 401, 503 when busy, 429 when
+    /// throttled.
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Busy => 503,
+            AuthError::Throttled { .. } => 429,
             AuthError::WrongCredentials | AuthError::CredentialsRequired => 401,
         }
     }

@@ -16,7 +16,7 @@
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: the Moustique parameter encoding, forms |
 //! | [`store`] | what is kept across restarts: record format, [`store::Store`] |
-//! | [`auth`] | users: the stored record, [`auth::Identity`], why credentials fail |
+//! | [`auth`] | users: the stored record, [`auth::Identity`], why credentials fail; the peer [`auth::AllowList`] and [`auth::PeerBudgets`] |
 //!
 //! # The run loop
 //!

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
-use tinymq_core::auth::UserRecord;
+use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::{self, HttpConfig, HttpState};
@@ -37,6 +37,14 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Whether clients without credentials use the public namespace.
     pub allow_anonymous: bool,
+    /// The peers allowed to connect (`None`, the default: every peer).
+    /// Others get 401 (HTTP) or Disconnect 2 as soon as they connect, and
+    /// are counted. Unix-socket peers have no address and are not checked:
+    /// the socket file's permissions guard them.
+    pub allowed_peers: Option<AllowList>,
+    /// The budget of bad requests (wrong credentials, unknown paths,
+    /// malformed requests) per peer address, past which it is throttled.
+    pub peer_budget: BudgetConfig,
     /// Messages queued per in-process client before the oldest are dropped
     /// (default 65,536).
     pub local_queue_limit: usize,
@@ -57,6 +65,13 @@ pub struct BrokerConfig {
     pub users: Vec<UserRecord>,
 }
 
+impl BrokerConfig {
+    /// Whether bad peers are throttled at all.
+    pub(crate) fn peer_budget_enabled(&self) -> bool {
+        self.peer_budget.burst > 0 && !self.peer_budget.refill.is_zero()
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -65,6 +80,8 @@ impl Default for BrokerConfig {
             session: SessionConfig::default(),
             max_connections: 100_000,
             allow_anonymous: true,
+            allowed_peers: None,
+            peer_budget: BudgetConfig::default(),
             local_queue_limit: 65_536,
             data_dir: None,
             durability: Durability::Batched(Duration::from_millis(50)),
@@ -162,6 +179,18 @@ impl BrokerBuilder {
         self
     }
 
+    /// Lets only these peers connect (the default lets every peer).
+    pub fn allowed_peers(mut self, peers: AllowList) -> Self {
+        self.config.allowed_peers = Some(peers);
+        self
+    }
+
+    /// Sets the per-address budget of bad requests.
+    pub fn peer_budget(mut self, budget: BudgetConfig) -> Self {
+        self.config.peer_budget = budget;
+        self
+    }
+
     /// Keeps stored values in a redb database in `dir` (created if
     /// missing), loaded again at the next start.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -237,6 +266,14 @@ impl BrokerBuilder {
         let auth = Authenticator::start(users, verifiers).map_err(Error::EventLoop)?;
         if auth.len() > 0 {
             log::info!("{} users", auth.len());
+        } else if !config.allow_anonymous {
+            log::warn!(
+                "anonymous access is off and there are no users: every network client will be refused \
+                 (add users with `tinymq user add`, or allow anonymous access)"
+            );
+        }
+        if let Some(peers) = &config.allowed_peers {
+            log::info!("peers allowed to connect: {peers} (Unix sockets are not checked)");
         }
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
@@ -444,6 +481,11 @@ pub struct BrokerStats {
     pub connections_total: u64,
     /// Connections refused at the connection limit.
     pub refused_connections: u64,
+    /// Connections refused because their peer is not on the allow-list.
+    pub refused_peers: u64,
+    /// Connections, logins and requests refused because their address
+    /// spent its budget of bad requests.
+    pub throttled_requests: u64,
     /// Messages published to the broker.
     pub messages_in: u64,
     /// Messages delivered to subscribers.
@@ -484,6 +526,8 @@ impl BrokerStats {
             connections: s.connections.load(Relaxed),
             connections_total: s.connections_total.load(Relaxed),
             refused_connections: s.refused_connections.load(Relaxed),
+            refused_peers: s.refused_peers.load(Relaxed),
+            throttled_requests: s.throttled_requests.load(Relaxed),
             messages_in: s.messages_in.load(Relaxed),
             messages_out: s.messages_out.load(Relaxed),
             bytes_in: s.bytes_in.load(Relaxed),

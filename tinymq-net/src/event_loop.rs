@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-use tinymq_core::auth::{AuthError, Identity};
+use tinymq_core::auth::{AuthError, Identity, THROTTLED_TEXT, Throttled};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::http::call::{ApiError, Call};
 use tinymq_core::http::conn::{HttpConn, HttpStep};
@@ -47,9 +47,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const IOVECS: usize = 64;
 /// How often loop 0 drops Moustique clients past their timeout.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// Connections over the limit that may wait at once for their 503 to be
-/// read; beyond these, more are closed without a word.
+/// Connections refused (over the limit, peer not allowed, throttled) that
+/// may wait at once for their refusal to be read; beyond these, more are
+/// closed without a word.
 const MAX_REFUSING: u64 = 1024;
+/// What a peer outside the allow-list is told.
+const NOT_ALLOWED_TEXT: &str = "this peer address is not allowed to connect";
 
 struct Conn {
     serial: u64,
@@ -63,7 +66,7 @@ struct Conn {
     interest: Interest,
     /// The deadline of this connection's live timer entry.
     armed: Option<Instant>,
-    /// Accepted over the limit, only to be refused.
+    /// Accepted only to be refused (counted in `refusing`).
     refused: bool,
     /// Set once the session closed: the connection ends when its output is
     /// flushed or this deadline passes.
@@ -89,10 +92,41 @@ enum Held {
     Call(Call),
 }
 
+/// Why a connection is accepted only to be refused, before its first read.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Over the connection limit: 503 (binary peers are closed unanswered).
+    Overloaded,
+    /// Its peer is not on the allow-list: 401, or Disconnect 2.
+    NotAllowed,
+    /// Its address spent its budget of bad requests: 429, or Disconnect 2.
+    Throttled(Throttled),
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Refusal::Overloaded => Response::text(503, "too many connections; try again later"),
+            Refusal::NotAllowed => Response::text(401, NOT_ALLOWED_TEXT),
+            Refusal::Throttled(throttled) => Response::too_many_requests(THROTTLED_TEXT, throttled.retry_after_secs()),
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Refusal::Overloaded => "too many connections; try again later",
+            Refusal::NotAllowed => NOT_ALLOWED_TEXT,
+            Refusal::Throttled(_) => THROTTLED_TEXT,
+        }
+    }
+}
+
 /// An HTTP request to answer.
 enum HttpWork {
     /// It could not be parsed.
     Refused(ApiError),
+    /// It was bad, and its address has no budget left for bad requests.
+    Throttled(Throttled),
     /// A call, and who makes it (or why its credentials failed).
     Call(Call, Result<Identity, AuthError>),
 }
@@ -224,15 +258,20 @@ impl EventLoop {
         loop {
             match self.listeners[listener].accept() {
                 Ok((stream, peer_ip)) => {
+                    if let Some(refusal) = self.door(peer_ip, now) {
+                        // Told why (Disconnect 2 on the binary protocol,
+                        // 401 or 429 on HTTP), if few are waiting to be.
+                        if self.refusing < MAX_REFUSING {
+                            self.insert_refused(stream, peer_ip, now, refusal);
+                        }
+                        continue;
+                    }
                     let stats = &self.shared.stats;
                     if stats.connections.load(Ordering::Relaxed) >= self.shared.config.max_connections as u64 {
                         stats.refused_connections.fetch_add(1, Ordering::Relaxed);
                         // An HTTP peer is told why, if few are waiting to be.
                         if stream.transport() == Transport::Http && self.refusing < MAX_REFUSING {
-                            self.refusing += 1;
-                            stats.connections.fetch_add(1, Ordering::Relaxed);
-                            stats.opened(Transport::Http);
-                            self.insert_refused(stream, peer_ip, now);
+                            self.insert_refused(stream, peer_ip, now, Refusal::Overloaded);
                         }
                         continue;
                     }
@@ -267,23 +306,62 @@ impl EventLoop {
         }
     }
 
-    /// Takes a connection over the limit only to answer 503 and close.
-    fn insert_refused(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant) {
-        self.insert_as(stream, peer_ip, now, true);
+    /// Whether a new connection from `peer_ip` is turned away at the door:
+    /// a peer outside the allow-list, or an address that spent its budget
+    /// of bad requests. Counted.
+    ///
+    /// A throttled address has its new connections refused, rather than
+    /// its requests delayed: a delayed answer holds a connection and its
+    /// buffers for the whole delay (and a peer would only open more),
+    /// while a refusal costs one short write and frees everything. The
+    /// connections it already has are served as before (checking the
+    /// budget per request would take a shared lock per request); their
+    /// next bad request gets 429 and closes.
+    fn door(&self, peer_ip: Option<IpAddr>, now: Instant) -> Option<Refusal> {
+        // Unix-socket peers have no address: file permissions guard them.
+        let ip = peer_ip?;
+        let stats = &self.shared.stats;
+        if self.shared.config.allowed_peers.as_ref().is_some_and(|peers| !peers.contains(ip)) {
+            stats.refused_peers.fetch_add(1, Ordering::Relaxed);
+            log::debug!("connection from {ip} refused: not on the allow-list");
+            return Some(Refusal::NotAllowed);
+        }
+        if let Err(throttled) = self.shared.check_budget(ip, now) {
+            stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
+            log::debug!("connection from {ip} refused: throttled for {:?}", throttled.retry_after);
+            return Some(Refusal::Throttled(throttled));
+        }
+        None
+    }
+
+    /// Takes a connection only to tell it why it is refused, and close.
+    fn insert_refused(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant, refusal: Refusal) {
+        self.refusing += 1;
+        let stats = &self.shared.stats;
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        stats.opened(stream.transport());
+        self.insert_as(stream, peer_ip, now, Some(refusal));
     }
 
     fn insert(&mut self, stream: Stream, peer_ip: Option<IpAddr>, now: Instant) -> Option<usize> {
-        self.insert_as(stream, peer_ip, now, false)
+        self.insert_as(stream, peer_ip, now, None)
     }
 
     /// Registers a connection and reads what it has sent already. A refused
     /// one is refused before that first read, or a request already waiting
-    /// would be served ahead of the 503.
-    fn insert_as(&mut self, mut stream: Stream, peer_ip: Option<IpAddr>, now: Instant, refused: bool) -> Option<usize> {
+    /// would be served ahead of the refusal.
+    fn insert_as(
+        &mut self,
+        mut stream: Stream,
+        peer_ip: Option<IpAddr>,
+        now: Instant,
+        refusal: Option<Refusal>,
+    ) -> Option<usize> {
         let transport = stream.transport();
         if self.shared.is_shutting_down() {
             // Accepted just before the stop; past this loop's shutdown sweep.
             self.shared.stats.closed(transport);
+            self.refusing -= u64::from(refusal.is_some());
             return None;
         }
         let token = self.free.pop().unwrap_or_else(|| {
@@ -295,6 +373,7 @@ impl EventLoop {
             log::warn!("cannot register a connection: {error}");
             self.free.push(token);
             self.shared.stats.closed(transport);
+            self.refusing -= u64::from(refusal.is_some());
             return None;
         }
         let serial = self.next_serial;
@@ -303,16 +382,24 @@ impl EventLoop {
             "connection {}:{serial} opened ({:?} from {peer_ip:?}){}",
             self.index,
             stream.transport(),
-            if refused { ", over the limit: refused" } else { "" }
+            refusal.map_or(String::new(), |r| format!(", refused: {r:?}"))
         );
         let proto = match transport {
-            Transport::Http if refused => {
+            Transport::Http => {
                 let mut http = HttpConn::new(now, &self.shared.config.http_conn);
-                http.refuse_now(&Response::text(503, "too many connections; try again later"));
+                if let Some(refusal) = refusal {
+                    http.refuse_now(&refusal.response());
+                }
                 Proto::Http(http)
             }
-            Transport::Http => Proto::Http(HttpConn::new(now, &self.shared.config.http_conn)),
-            Transport::Tcp | Transport::Unix => Proto::Binary(Session::new(now, &self.shared.config.session)),
+            Transport::Tcp | Transport::Unix => {
+                let mut session = Session::new(now, &self.shared.config.session);
+                if let Some(refusal) = refusal {
+                    // The first frame the client reads, whatever it sent.
+                    let _ = session.refuse(ReasonCode::NotAuthorized, refusal.text());
+                }
+                Proto::Binary(session)
+            }
         };
         self.conns[token] = Some(Conn {
             serial,
@@ -328,7 +415,7 @@ impl EventLoop {
             in_dirty: false,
             write_shut: false,
             peer_eof: false,
-            refused,
+            refused: refusal.is_some(),
             held: None,
         });
         self.arm(token);
@@ -433,7 +520,12 @@ impl EventLoop {
                 HttpStep::Discarded { consumed } => return used + consumed,
                 HttpStep::Refused { consumed, status } => {
                     log::debug!("connection {}:{} refused with {status}", self.index, conn.serial);
+                    let peer_ip = conn.peer_ip;
                     self.shared.http.lock().count_status(status, unix_time());
+                    if status == 400 {
+                        // Answered and closing either way.
+                        let _ = self.shared.charge(peer_ip, now);
+                    }
                     return used + consumed;
                 }
                 HttpStep::Request { consumed, head, body } => (consumed, head, body),
@@ -447,7 +539,8 @@ impl EventLoop {
                 }
             };
             let credentials = request.credentials.as_ref().map(|(name, password)| (name.as_str(), password.as_str()));
-            match self.shared.authenticate(me, credentials) {
+            let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
+            match self.shared.authenticate(me, peer_ip, credentials) {
                 Decision::Now(caller) => {
                     if self.serve_http(token, me, HttpWork::Call(request.call, caller), now) {
                         // Requests behind it wait in `pending` for the commit.
@@ -472,6 +565,9 @@ impl EventLoop {
     /// and moves what it publishes. Returns whether the answer is held for
     /// a commit.
     fn serve_http(&mut self, token: usize, me: ConnRef, work: HttpWork, now: Instant) -> bool {
+        let Some(conn) = self.conns.get(token).and_then(Option::as_ref) else { return false };
+        let work = self.charge_http(conn.peer_ip, work, now);
+        let throttled = matches!(&work, HttpWork::Throttled(_) | HttpWork::Call(_, Err(AuthError::Throttled { .. })));
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return false };
         let Proto::Http(http) = &mut conn.proto else { return false };
         let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
@@ -481,6 +577,11 @@ impl EventLoop {
             let mut state = shared.http.lock();
             let mut effects = match work {
                 HttpWork::Refused(error) => service::refuse(&mut state, &error, context.unix_time),
+                HttpWork::Throttled(throttled) => service::respond(
+                    &mut state,
+                    Response::too_many_requests(THROTTLED_TEXT, throttled.retry_after_secs()),
+                    context.unix_time,
+                ),
                 HttpWork::Call(call, caller) => service::serve(
                     &mut router,
                     &mut state,
@@ -529,6 +630,8 @@ impl EventLoop {
                         notify.send(me.loop_index, InboxItem::Committed(me, answer));
                     });
                 }
+                // A throttled peer waits at the door for its next request.
+                _ if throttled => http.refuse_now(&response),
                 _ => http.respond(now, &response),
             },
             Reply::Preflight => http.respond_preflight(now),
@@ -545,6 +648,28 @@ impl EventLoop {
             }
         }
         deferred
+    }
+
+    /// Charges a bad request (an unknown path, a malformed request, wrong
+    /// credentials) to the peer's budget; one made with no budget left is
+    /// answered as throttled instead. A 404 for a value not set is not
+    /// bad: clients poll for values that come later.
+    fn charge_http(&self, peer_ip: Option<IpAddr>, work: HttpWork, now: Instant) -> HttpWork {
+        let bad = match &work {
+            HttpWork::Refused(error) => matches!(error, ApiError::NotFound(_) | ApiError::BadRequest(_)),
+            HttpWork::Call(_, caller) => matches!(caller, Err(AuthError::WrongCredentials)),
+            HttpWork::Throttled(_) => false,
+        };
+        if !bad {
+            return work;
+        }
+        match (self.shared.charge(peer_ip, now), work) {
+            (Ok(()), work) => work,
+            (Err(throttled), HttpWork::Call(call, _)) => {
+                HttpWork::Call(call, Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }))
+            }
+            (Err(throttled), _) => HttpWork::Throttled(throttled),
+        }
     }
 
     /// The commit an HTTP answer waited for is done: send the answer (or a
@@ -626,7 +751,7 @@ impl EventLoop {
             let Some(request) = request else { continue };
             if let Request::Connect { client_id, credentials } = request {
                 let credentials = credentials.map(|c| (c.username, c.password));
-                match self.shared.authenticate(me, credentials) {
+                match self.shared.authenticate(me, conn.peer_ip, credentials) {
                     Decision::Now(caller) => self.finish_connect(token, me, client_id, caller, now),
                     Decision::Later => {
                         // The session reads nothing more until it is decided.
@@ -670,6 +795,14 @@ impl EventLoop {
         caller: Result<Identity, AuthError>,
         now: Instant,
     ) {
+        let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
+        let caller = match caller {
+            Err(AuthError::WrongCredentials) => match self.shared.charge(peer_ip, now) {
+                Ok(()) => caller,
+                Err(throttled) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
+            },
+            caller => caller,
+        };
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let Proto::Binary(session) = &mut conn.proto else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };

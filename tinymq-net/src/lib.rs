@@ -10,6 +10,21 @@
 //! socket; [`Broker::shutdown`] sends every connection Disconnect 6 and
 //! returns once every thread has stopped. See [`Broker`] for an example.
 //!
+//! # Who may connect
+//!
+//! [`BrokerConfig::allowed_peers`] refuses peers outside an allow-list as
+//! they connect (401, or Disconnect 2), and [`BrokerConfig::peer_budget`]
+//! throttles an address that keeps sending bad requests (wrong
+//! credentials, unknown paths, malformed requests): its new connections
+//! get 429 or Disconnect 2 until its budget refills. Both are decided
+//! before a connection's first read; Unix-socket peers have no address
+//! and are not checked.
+//!
+//! # The config file
+//!
+//! [`config::ConfigFile`] reads the `tinymq` command's TOML file into a
+//! [`BrokerConfig`], for [`BrokerBuilder::config`].
+//!
 //! # Threads
 //!
 //! Each event loop is one thread with its own `mio::Poll` and a slab of
@@ -28,6 +43,7 @@
 
 mod broker;
 mod client;
+pub mod config;
 mod error;
 mod event_loop;
 mod local;

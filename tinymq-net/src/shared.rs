@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::Mutex;
-use tinymq_core::auth::{AuthError, Identity};
+use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
@@ -83,6 +83,10 @@ pub(crate) struct Stats {
     pub(crate) connections_by: [AtomicU64; 3],
     pub(crate) connections_total: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
+    /// Connections from peers not on the allow-list.
+    pub(crate) refused_peers: AtomicU64,
+    /// Connections, logins and requests refused for a spent budget.
+    pub(crate) throttled_requests: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
@@ -127,6 +131,10 @@ pub(crate) struct Shared {
     pub(crate) store: Option<StoreWriter>,
     /// The users, and the threads that check their passwords.
     pub(crate) auth: Authenticator,
+    /// Budgets of bad requests per peer address. Locked on its own, only
+    /// to accept a connection, before a password is hashed, and after a
+    /// bad request: never per good request.
+    pub(crate) budgets: Mutex<PeerBudgets>,
     pub(crate) loops: Vec<LoopHandle>,
     pub(crate) stats: Stats,
     shutting_down: AtomicBool,
@@ -142,6 +150,7 @@ impl Shared {
         loops: Vec<LoopHandle>,
     ) -> Self {
         Shared {
+            budgets: Mutex::new(PeerBudgets::new(config.peer_budget)),
             config,
             router: Mutex::new(router),
             http: Mutex::new(http),
@@ -198,13 +207,55 @@ impl Shared {
     }
 
     /// Checks a client's credentials (`None`: anonymous). The decision
-    /// comes at once, or later as [`InboxItem::Verified`] to `conn`.
-    pub(crate) fn authenticate(self: &Arc<Self>, conn: ConnRef, credentials: Option<(&str, &str)>) -> Decision {
+    /// comes at once, or later as [`InboxItem::Verified`] to `conn`. A
+    /// password that must be hashed is not, while `peer` is throttled.
+    pub(crate) fn authenticate(
+        self: &Arc<Self>,
+        conn: ConnRef,
+        peer: Option<IpAddr>,
+        credentials: Option<(&str, &str)>,
+    ) -> Decision {
         let Some((name, password)) = credentials else { return Decision::Now(Ok(Identity::Anonymous)) };
         let shared = self.clone();
-        self.auth.authenticate(name, password, move |result| {
+        let gate = || match peer.map(|ip| self.check_budget(ip, Instant::now())) {
+            Some(Err(throttled)) => {
+                self.stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() })
+            }
+            _ => Ok(()),
+        };
+        self.auth.authenticate(name, password, gate, move |result| {
             shared.send(conn.loop_index, InboxItem::Verified(conn, result));
         })
+    }
+
+    /// Whether `ip` may be served: `Err` while it is throttled.
+    pub(crate) fn check_budget(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
+        if !self.config.peer_budget_enabled() {
+            return Ok(());
+        }
+        self.budgets.lock().check(ip, now)
+    }
+
+    /// Charges a bad request to `peer`'s budget (Unix-socket peers have
+    /// none). `Err`, counted, when it had none left: the request is then
+    /// refused as throttled.
+    pub(crate) fn charge(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
+        let Some(ip) = peer else { return Ok(()) };
+        if !self.config.peer_budget_enabled() {
+            return Ok(());
+        }
+        match self.budgets.lock().spend(ip, now) {
+            Ok(0) => {
+                log::warn!("{ip} spent its budget of bad requests: throttled until it regains some");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(throttled) => {
+                self.stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
+                Err(throttled)
+            }
+        }
     }
 
     /// The figures STATS and `/metrics` show.
@@ -218,6 +269,9 @@ impl Shared {
                 .collect(),
             connections_total: s.connections_total.load(Ordering::Relaxed),
             refused_connections: s.refused_connections.load(Ordering::Relaxed),
+            refused_peers: s.refused_peers.load(Ordering::Relaxed),
+            throttled_requests: s.throttled_requests.load(Ordering::Relaxed),
+            throttled_peers: self.budgets.lock().throttled_count(Instant::now()) as u64,
             messages_in: s.messages_in.load(Ordering::Relaxed),
             messages_out: s.messages_out.load(Ordering::Relaxed),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),

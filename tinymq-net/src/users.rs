@@ -211,11 +211,14 @@ impl Authenticator {
 
     /// Checks a user name and password: decided at once when this password
     /// verified for this user before (or the queue is full), otherwise
-    /// queued, with `notify` called once a verifier has decided.
+    /// queued, with `notify` called once a verifier has decided. `gate` is
+    /// asked before a password is queued for hashing, and its error is the
+    /// decision (a throttled peer's password is not hashed).
     pub(crate) fn authenticate(
         &self,
         name: &str,
         password: &str,
+        gate: impl FnOnce() -> Result<(), AuthError>,
         notify: impl FnOnce(Result<Identity, AuthError>) + Send + 'static,
     ) -> Decision {
         let inner = &self.inner;
@@ -241,6 +244,9 @@ impl Authenticator {
                 None => (Arc::from(name), None),
             }
         };
+        if let Err(refused) = gate() {
+            return Decision::Now(Err(refused));
+        }
         let digest = hmac::sign(&inner.cache_key, password.as_bytes());
         let key = CheckKey { name, digest: digest.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes") };
         let mut queue = inner.queue.lock();
@@ -346,7 +352,7 @@ mod tests {
     /// Authenticates; the decision, waiting for a verifier if queued.
     fn check(auth: &Authenticator, name: &str, password: &str) -> (bool, Result<Identity, AuthError>) {
         let (tx, rx): (_, Answers) = mpsc::channel();
-        match auth.authenticate(name, password, move |result| tx.send(result).unwrap()) {
+        match auth.authenticate(name, password, || Ok(()), move |result| tx.send(result).unwrap()) {
             Decision::Now(result) => (true, result),
             Decision::Later => (false, rx.recv_timeout(Duration::from_secs(30)).expect("a verifier answers")),
         }
@@ -425,14 +431,26 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_gate_refuses_what_would_be_hashed_but_not_a_remembered_password() {
+        let auth = Authenticator::start(vec![quick_user("alice", "secret", false)], 1).unwrap();
+        assert_eq!(check(&auth, "alice", "secret"), (false, alice(false)));
+        let throttled = AuthError::Throttled { retry_after_secs: 3 };
+        let closed = || Err(throttled);
+        assert_eq!(auth.authenticate("alice", "secret", closed, |_| {}), Decision::Now(alice(false)), "remembered");
+        assert_eq!(auth.authenticate("alice", "guess", closed, |_| {}), Decision::Now(Err(throttled)));
+        assert_eq!(auth.authenticate("mallory", "guess", closed, |_| {}), Decision::Now(Err(throttled)));
+        assert!(auth.inner.queue.lock().checks.is_empty(), "nothing queued for hashing");
+    }
+
+    #[test]
     fn a_full_queue_refuses_at_once_and_identical_checks_share_one() {
         // No verifier thread: the queue only fills.
         let auth = Authenticator::new(vec![quick_user("alice", "secret", false)]).unwrap();
         for i in 0..MAX_PENDING {
-            assert_eq!(auth.authenticate("alice", &format!("guess {i}"), |_| {}), Decision::Later);
+            assert_eq!(auth.authenticate("alice", &format!("guess {i}"), || Ok(()), |_| {}), Decision::Later);
         }
-        assert_eq!(auth.authenticate("alice", "guess 0", |_| {}), Decision::Later, "joins the queued check");
-        assert_eq!(auth.authenticate("alice", "one more", |_| {}), Decision::Now(Err(AuthError::Busy)));
+        assert_eq!(auth.authenticate("alice", "guess 0", || Ok(()), |_| {}), Decision::Later, "joins the queued check");
+        assert_eq!(auth.authenticate("alice", "one more", || Ok(()), |_| {}), Decision::Now(Err(AuthError::Busy)));
         let queue = auth.inner.queue.lock();
         assert_eq!((queue.checks.len(), queue.waiting.len()), (MAX_PENDING, MAX_PENDING));
     }

@@ -547,6 +547,11 @@ impl HttpConn {
         HttpConn { stream, buf: Vec::new(), eof: false }
     }
 
+    /// A connection already open.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        HttpConn { stream, buf: Vec::new(), eof: false }
+    }
+
     /// Writes bytes; panics if the connection is gone.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap_or_else(|e| panic!("write to the broker: {e}"));

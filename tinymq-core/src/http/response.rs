@@ -21,6 +21,8 @@ pub struct Response {
     /// More header lines, each ending in CRLF (the web UI's caching and
     /// security policy); usually empty.
     pub headers: &'static str,
+    /// Seconds a refused peer should wait (`Retry-After`), on a 429.
+    pub retry_after: Option<u64>,
 }
 
 /// `text/plain; charset=utf-8`: Moustique's data responses and every error.
@@ -35,12 +37,12 @@ pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Response {
     /// `200` with an empty body (what Moustique's acting endpoints return).
     pub fn ok() -> Self {
-        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "" }
+        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "", retry_after: None }
     }
 
     /// `204 No Content`.
     pub fn no_content() -> Self {
-        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "" }
+        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "", retry_after: None }
     }
 
     /// A short plain-text body: errors, `ok`.
@@ -49,7 +51,7 @@ impl Response {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        Response { status, content_type: TEXT, body, challenge: false, headers: "" }
+        Response { status, content_type: TEXT, body, challenge: false, headers: "", retry_after: None }
     }
 
     /// A JSON document, as the plain API sends it.
@@ -60,6 +62,7 @@ impl Response {
             body: Cow::Owned(value.to_string().into_bytes()),
             challenge: false,
             headers: "",
+            retry_after: None,
         }
     }
 
@@ -72,12 +75,13 @@ impl Response {
             body: Cow::Owned(encode_value(value.to_string().as_bytes()).into_bytes()),
             challenge: false,
             headers: "",
+            retry_after: None,
         }
     }
 
     /// A body of any type with status 200.
     pub fn with_body(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
-        Response { status: 200, content_type, body: body.into(), challenge: false, headers: "" }
+        Response { status: 200, content_type, body: body.into(), challenge: false, headers: "", retry_after: None }
     }
 
     /// A file of the web UI, with its headers.
@@ -88,12 +92,18 @@ impl Response {
             body: Cow::Borrowed(file.bytes()),
             challenge: false,
             headers: file.headers(),
+            retry_after: None,
         }
     }
 
     /// The same response asking for HTTP Basic credentials.
     pub fn with_challenge(self) -> Self {
         Response { challenge: true, ..self }
+    }
+
+    /// `429 Too Many Requests` with a `Retry-After` of `secs`.
+    pub fn too_many_requests(text: impl Into<Cow<'static, str>>, secs: u64) -> Self {
+        Response { retry_after: Some(secs), ..Response::text(429, text) }
     }
 
     /// Appends the status line, headers and body to `out`. `keep_alive`
@@ -113,6 +123,11 @@ impl Response {
             out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"tinymq\", charset=\"UTF-8\"\r\n");
         }
         out.extend_from_slice(self.headers.as_bytes());
+        if let Some(secs) = self.retry_after {
+            out.extend_from_slice(b"Retry-After: ");
+            out.extend_from_slice(secs.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         out.extend_from_slice(COMMON_HEADERS);
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n\r\n"
@@ -169,6 +184,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -192,6 +208,14 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Length: 12\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n\r\nno such path"), "{text}");
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let text = written(&Response::too_many_requests("slow down", 7), false);
+        assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
+        assert!(text.contains("\r\nRetry-After: 7\r\n"), "{text}");
+        assert!(!written(&Response::text(404, "x"), false).contains("Retry-After"));
     }
 
     #[test]

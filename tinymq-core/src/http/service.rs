@@ -86,6 +86,13 @@ pub struct Figures {
     pub connections_total: u64,
     /// Connections refused at the limit.
     pub refused_connections: u64,
+    /// Connections refused because their peer is not on the allow-list.
+    pub refused_peers: u64,
+    /// Connections, logins and requests refused because their address
+    /// spent its budget of bad requests.
+    pub throttled_requests: u64,
+    /// Addresses out of budget right now.
+    pub throttled_peers: u64,
     /// Messages published, every transport.
     pub messages_in: u64,
     /// Deliveries made, every transport.
@@ -346,6 +353,13 @@ pub fn refuse<S>(state: &mut HttpState, error: &ApiError, unix_time: u64) -> Htt
     effects
 }
 
+/// Effects that only answer `response` (a refusal the shell decided on,
+/// such as a throttled peer's 429), counted in the statistics.
+pub fn respond<S>(state: &mut HttpState, response: Response, unix_time: u64) -> HttpEffects<S> {
+    state.count_status(response.status, unix_time);
+    HttpEffects::respond(response)
+}
+
 /// Serves a parsed call for `caller`: anonymous, a user whose password
 /// the shell verified, or the reason its credentials were refused (401,
 /// 503 when the shell is too busy to check them). Other arguments as for
@@ -391,7 +405,10 @@ fn authorize<S: Clone>(
     // A browser asked for a page prompts for credentials; API clients
     // get a plain 401.
     let refuse = |error: AuthError| {
-        let response = Response::text(error.status(), error.text());
+        let response = match error {
+            AuthError::Throttled { retry_after_secs } => Response::too_many_requests(error.text(), retry_after_secs),
+            _ => Response::text(error.status(), error.text()),
+        };
         if error.status() == 401 && matches!(call, Call::Index | Call::Status) {
             response.with_challenge()
         } else {
@@ -745,6 +762,9 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
         "connections": connections,
         "connections_total": figures.connections_total,
         "refused_connections": figures.refused_connections,
+        "refused_peers": figures.refused_peers,
+        "throttled_requests": figures.throttled_requests,
+        "throttled_peers": figures.throttled_peers,
         "messages_in": figures.messages_in,
         "messages_out": figures.messages_out,
         "bytes_in": figures.bytes_in,
@@ -896,6 +916,19 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
         "Connections refused at the limit.",
         &one(figures.refused_connections),
     );
+    metric(
+        "refused_peers_total",
+        "counter",
+        "Connections refused: peer not on the allow-list.",
+        &one(figures.refused_peers),
+    );
+    metric(
+        "throttled_requests_total",
+        "counter",
+        "Connections, logins and requests refused: their address spent its budget of bad requests.",
+        &one(figures.throttled_requests),
+    );
+    metric("throttled_peers", "gauge", "Addresses out of their budget of bad requests.", &one(figures.throttled_peers));
     metric(
         "subscriptions",
         "gauge",
@@ -1375,7 +1408,7 @@ mod tests {
     }
 
     #[test]
-    fn store_figures_show_in_stats_and_metrics() {
+    fn store_and_access_figures_show_in_stats_and_metrics() {
         let broker = Broker::new(HttpConfig::default());
         let figures = Figures {
             store_writes: 10,
@@ -1386,6 +1419,9 @@ mod tests {
             store_failures: 2,
             store_pending: 2,
             store_error: Some("disk full".into()),
+            refused_peers: 4,
+            throttled_requests: 5,
+            throttled_peers: 1,
             ..Figures::default()
         };
         let stats = stats_document(&broker.router, &broker.state, &figures, 2_000);
@@ -1398,6 +1434,9 @@ mod tests {
             ("store_failures", json!(2)),
             ("store_pending", json!(2)),
             ("store_error", json!("disk full")),
+            ("refused_peers", json!(4)),
+            ("throttled_requests", json!(5)),
+            ("throttled_peers", json!(1)),
         ] {
             assert_eq!(stats[key], value, "{key} in {stats}");
         }
@@ -1411,6 +1450,9 @@ mod tests {
             "tinymq_store_failures_total 2",
             "tinymq_store_pending 2",
             "tinymq_store_failing 1",
+            "tinymq_refused_peers_total 4",
+            "tinymq_throttled_requests_total 5",
+            "tinymq_throttled_peers 1",
         ] {
             assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
         }
