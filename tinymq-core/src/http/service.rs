@@ -85,6 +85,9 @@ pub struct Figures {
     pub connections_total: u64,
     /// Connections refused at the limit.
     pub refused_connections: u64,
+    /// TLS handshakes that failed (plaintext or garbage on a TLS port, a
+    /// client refusing the certificate).
+    pub tls_handshake_failures: u64,
     /// Messages published, every transport.
     pub messages_in: u64,
     /// Deliveries made, every transport.
@@ -732,6 +735,7 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
         "connections": connections,
         "connections_total": figures.connections_total,
         "refused_connections": figures.refused_connections,
+        "tls_handshake_failures": figures.tls_handshake_failures,
         "messages_in": figures.messages_in,
         "messages_out": figures.messages_out,
         "bytes_in": figures.bytes_in,
@@ -882,6 +886,12 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
         "counter",
         "Connections refused at the limit.",
         &one(figures.refused_connections),
+    );
+    metric(
+        "tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed.",
+        &one(figures.tls_handshake_failures),
     );
     metric(
         "subscriptions",
