@@ -34,6 +34,7 @@ mod local;
 mod proto;
 mod shared;
 pub mod store;
+pub mod tls;
 mod transport;
 pub mod users;
 
@@ -44,4 +45,5 @@ pub use local::{LocalClient, Received};
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;
+pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::{ListenAddr, Transport};
