@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_net::store::Durability;
-use tinymq_net::{Broker, ListenAddr};
+use tinymq_net::{Broker, ListenAddr, ServerTls};
 use tinymq_net::{HttpClientLimits, HttpConnConfig};
 
 use crate::args::{self, Failure, Outcome, UsageError};
@@ -25,6 +25,8 @@ Options:
   --address ADDR            HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --http ADDR               HTTP listener: Moustique-compatible and plain API [default: 127.0.0.1:33334]
   --no-http                 no HTTP listener
+  --tls-cert PEM --tls-key PEM  serve --address over TLS: certificate chain and private key
+  --https ADDR              HTTPS listener with the same certificate [default: none]
   --http-client-timeout SECS  drop a Moustique client not seen for this long [default: 300]
   --http-queue-size N       messages queued per Moustique client; the oldest go first [default: 10000]
   --http-request-timeout SECS  a request must be whole this long after its first byte [default: 10]
@@ -108,6 +110,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let address: Option<String> = args::opt(&mut args, "--address")?;
     let http: Option<String> = args::opt(&mut args, "--http")?;
     let no_http = args::switch(&mut args, "--no-http");
+    let tls = TlsFlags::parse(&mut args)?;
     let client_timeout: Option<u64> = args::opt(&mut args, "--http-client-timeout")?;
     let queue_size: Option<usize> = args::opt(&mut args, "--http-queue-size")?;
     let request_timeout: Option<u64> = args::opt(&mut args, "--http-request-timeout")?;
@@ -160,12 +163,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if keep_alive == Some(0) {
         return Err(UsageError("--keep-alive: must be at least 1 second".into()).into());
     }
+    let listen = tls.listen_addr(listen_addr(network, address)?)?;
     logger::init(level);
 
-    let mut builder = Broker::builder()
-        .listen(listen_addr(network, address)?)
-        .allow_anonymous(allow_anonymous)
-        .durability(durability);
+    let mut builder = Broker::builder().listen(listen).allow_anonymous(allow_anonymous).durability(durability);
     if !in_memory {
         builder = builder.data_dir(data.unwrap_or_else(|| PathBuf::from("./data")));
     }
@@ -197,6 +198,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(max) = max_connections {
         builder = builder.max_connections(max);
     }
+    builder = tls.apply(builder)?;
     // Register the signals before starting, so none is missed in between.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Failure::run)?;
     // A write past the file-size limit (RLIMIT_FSIZE) raises SIGXFSZ, whose
@@ -211,4 +213,49 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     broker.shutdown();
     Ok(())
+}
+
+/// `--tls-cert`, `--tls-key` and `--https`.
+struct TlsFlags {
+    cert_key: Option<(PathBuf, PathBuf)>,
+    https: Option<SocketAddr>,
+}
+
+impl TlsFlags {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Self, UsageError> {
+        let cert: Option<PathBuf> = args::opt(args, "--tls-cert")?;
+        let key: Option<PathBuf> = args::opt(args, "--tls-key")?;
+        let https: Option<String> = args::opt(args, "--https")?;
+        let cert_key = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(UsageError("--tls-cert needs --tls-key".into())),
+            (None, Some(_)) => return Err(UsageError("--tls-key needs --tls-cert".into())),
+        };
+        if https.is_some() && cert_key.is_none() {
+            return Err(UsageError("--https needs --tls-cert and --tls-key".into()));
+        }
+        let https = https.map(|address| socket_addr("--https", &address)).transpose()?;
+        Ok(TlsFlags { cert_key, https })
+    }
+
+    /// With a certificate, the binary-protocol listener speaks TLS.
+    fn listen_addr(&self, address: ListenAddr) -> Result<ListenAddr, UsageError> {
+        match (&self.cert_key, address) {
+            (None, address) => Ok(address),
+            (Some(_), ListenAddr::Tcp(address)) => Ok(ListenAddr::Tls(address)),
+            (Some(_), _) => Err(UsageError("--tls-cert: TLS needs --network tcp".into())),
+        }
+    }
+
+    /// Loads the certificate (a failure names the file) and adds HTTPS.
+    fn apply(self, mut builder: tinymq_net::BrokerBuilder) -> Result<tinymq_net::BrokerBuilder, Failure> {
+        if let Some((cert, key)) = &self.cert_key {
+            builder = builder.tls(ServerTls::from_pem_files(cert, key).map_err(Failure::run)?);
+        }
+        if let Some(address) = self.https {
+            builder = builder.listen_https(address);
+        }
+        Ok(builder)
+    }
 }
