@@ -240,10 +240,12 @@ impl EventLoop {
                     if stats.connections.load(Ordering::Relaxed) >= self.shared.config.max_connections as u64 {
                         stats.refused_connections.fetch_add(1, Ordering::Relaxed);
                         // An HTTP peer is told why, if few are waiting to be.
-                        if stream.transport().is_http() && self.refusing < MAX_REFUSING {
+                        // Not an HTTPS one: the answer would cost a handshake
+                        // when the broker is already over its limit.
+                        if stream.transport() == Transport::Http && self.refusing < MAX_REFUSING {
                             self.refusing += 1;
                             stats.connections.fetch_add(1, Ordering::Relaxed);
-                            stats.opened(stream.transport());
+                            stats.opened(Transport::Http);
                             self.insert_refused(stream, peer_ip, now);
                         }
                         continue;
@@ -318,7 +320,7 @@ impl EventLoop {
             if refused { ", over the limit: refused" } else { "" }
         );
         let proto = match transport {
-            Transport::Http | Transport::Https if refused => {
+            Transport::Http if refused => {
                 let mut http = HttpConn::new(now, &self.shared.config.http_conn);
                 http.refuse_now(&Response::text(503, "too many connections; try again later"));
                 Proto::Http(http)

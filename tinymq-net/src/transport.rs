@@ -92,14 +92,21 @@ impl Listener {
                 let stream = if matches!(self, Listener::Http(_)) { Stream::Http(stream) } else { Stream::Tcp(stream) };
                 Ok((stream, Some(peer.ip())))
             }
-            Listener::Tls(listener, config) | Listener::Https(listener, config) => {
+            Listener::Tls(listener, config) | Listener::Https(listener, config) => loop {
                 let (stream, peer) = listener.accept()?;
                 stream.set_nodelay(true)?;
                 // The handshake is driven by the event loop, never here.
-                let tls = Box::new(TlsStream::server(stream, config.clone())?);
+                let tls = match TlsStream::server(stream, config.clone()) {
+                    Ok(tls) => Box::new(tls),
+                    Err(error) => {
+                        // That connection only; the next may be accepted.
+                        log::warn!("cannot start TLS with {peer}: {error}");
+                        continue;
+                    }
+                };
                 let stream = if matches!(self, Listener::Https(..)) { Stream::Https(tls) } else { Stream::Tls(tls) };
-                Ok((stream, Some(peer.ip())))
-            }
+                break Ok((stream, Some(peer.ip())));
+            },
             Listener::Unix(listener, _) => Ok((Stream::Unix(listener.accept()?.0), None)),
         }
     }
