@@ -1,6 +1,6 @@
 //! The I/O shell of the tinymq broker: a hand-rolled mio event loop that
-//! drives `tinymq-core` over TCP and Unix sockets, the embedding API and
-//! the network client.
+//! drives `tinymq-core` over TCP, TLS and Unix sockets, the embedding API
+//! and the network client.
 //!
 //! # Embedding a broker
 //!
@@ -9,6 +9,15 @@
 //! gives in-process clients that publish, subscribe and receive with no
 //! socket; [`Broker::shutdown`] sends every connection Disconnect 6 and
 //! returns once every thread has stopped. See [`Broker`] for an example.
+//!
+//! # TLS
+//!
+//! [`BrokerBuilder::tls`] gives the broker a certificate ([`ServerTls`]);
+//! [`BrokerBuilder::listen_tls`] and [`BrokerBuilder::listen_https`] serve
+//! the binary protocol and HTTP over it, and [`ClientOptions::tls`] makes
+//! the network client speak TLS ([`ClientTls`]). rustls does the
+//! cryptography with the ring provider; handshakes are driven by the event
+//! loops like any other input, never by a thread or a blocking call.
 //!
 //! # Threads
 //!
