@@ -185,6 +185,7 @@ pub struct BrokerProcess {
     child: Child,
     endpoint: Endpoint,
     http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     // Dropped after the child is killed (fields drop after Drop::drop).
     _scratch: Option<ScratchDir>,
@@ -258,18 +259,18 @@ impl BrokerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tinymq broker");
-        Self::wait_ready(child, endpoint, http)
+        Self::wait_ready(child, endpoint, http, None)
     }
 
     /// [`BrokerProcess::start_at`] through a `wrapper` command (see
     /// [`BrokerProcess::start_http_via`]).
     pub fn start_at_via(endpoint: Endpoint, wrapper: &[&str], extra: &[&str]) -> Result<Self, String> {
         let in_memory: &[&str] = if extra.contains(&"--data") { &[] } else { &["--in-memory"] };
-        let http = extra
-            .iter()
-            .position(|&flag| flag == "--http")
-            .and_then(|i| extra.get(i + 1))
-            .map(|address| address.parse::<SocketAddr>().expect("--http HOST:PORT"));
+        let address_of = |name: &str| {
+            let i = extra.iter().position(|&flag| flag == name)?;
+            Some(extra.get(i + 1)?.parse::<SocketAddr>().expect("HOST:PORT"))
+        };
+        let (http, https) = (address_of("--http"), address_of("--https"));
         let no_http: &[&str] = if http.is_some() { &[] } else { &["--no-http"] };
         let child = tinymq_via(wrapper)
             .arg("broker")
@@ -281,11 +282,16 @@ impl BrokerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tinymq broker");
-        Self::wait_ready(child, endpoint, http)
+        Self::wait_ready(child, endpoint, http, https)
     }
 
     /// Drains the child's log and waits until it accepts connections.
-    fn wait_ready(mut child: Child, endpoint: Endpoint, http: Option<SocketAddr>) -> Result<Self, String> {
+    fn wait_ready(
+        mut child: Child,
+        endpoint: Endpoint,
+        http: Option<SocketAddr>,
+        https: Option<SocketAddr>,
+    ) -> Result<Self, String> {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         let kept = log.clone();
@@ -297,13 +303,14 @@ impl BrokerProcess {
                 kept.lock().unwrap().push(line);
             }
         });
-        let mut broker = BrokerProcess { child, endpoint, http, log, _scratch: None };
+        let mut broker = BrokerProcess { child, endpoint, http, https, log, _scratch: None };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Some(status) = broker.child.try_wait().expect("poll the broker") {
                 return Err(format!("broker on {:?} exited with {status}: {:?}", broker.endpoint, broker.log()));
             }
-            if broker.endpoint.open().is_ok() && http.is_none_or(|address| TcpStream::connect(address).is_ok()) {
+            let listening = |address: Option<SocketAddr>| address.is_none_or(|a| TcpStream::connect(a).is_ok());
+            if broker.endpoint.open().is_ok() && listening(http) && listening(https) {
                 return Ok(broker);
             }
             if Instant::now() >= deadline {
@@ -335,6 +342,11 @@ impl BrokerProcess {
     /// The address of its HTTP listener (started by [`BrokerProcess::start_http`]).
     pub fn http_addr(&self) -> SocketAddr {
         self.http.expect("a broker started with an HTTP listener")
+    }
+
+    /// The address of its HTTPS listener (`--https` among its flags).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https.expect("a broker started with --https")
     }
 
     /// Its HTTP base URL, `http://127.0.0.1:PORT`.
@@ -806,4 +818,69 @@ pub fn raise_open_file_limit(wanted: libc::rlim_t) -> libc::rlim_t {
         assert_eq!(set, 0, "setrlimit: {}", io::Error::last_os_error());
     }
     limit.rlim_cur
+}
+
+/// Certificates made at test time (rcgen, ring): a CA, a server
+/// certificate it issued for `localhost` and `127.0.0.1`, and another CA
+/// that issued nothing the broker presents. PEM files in a scratch
+/// directory removed when dropped.
+#[derive(Debug)]
+pub struct TestPki {
+    /// The CA that issued the server's certificate.
+    pub ca: PathBuf,
+    /// The server's certificate (the chain: it alone).
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// A CA unrelated to the server's certificate.
+    pub other_ca: PathBuf,
+    dir: ScratchDir,
+}
+
+impl TestPki {
+    /// Generates the certificates and writes them out.
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let ca_params = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+            params
+        };
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let ca_cert = ca_params("tinymq test CA").self_signed(&ca_key).expect("the CA certificate");
+        let issuer = Issuer::new(ca_params("tinymq test CA"), ca_key);
+        let key = KeyPair::generate().expect("a server key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server parameters");
+        params.distinguished_name.push(DnType::CommonName, "tinymq test broker");
+        let cert = params.signed_by(&key, &issuer).expect("the server certificate");
+        let other_key = KeyPair::generate().expect("another CA key");
+        let other = ca_params("some other CA").self_signed(&other_key).expect("another CA certificate");
+
+        let dir = ScratchDir::new();
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path
+        };
+        TestPki {
+            ca: write("ca.pem", ca_cert.pem()),
+            cert: write("server.pem", cert.pem()),
+            key: write("server-key.pem", key.serialize_pem()),
+            other_ca: write("other-ca.pem", other.pem()),
+            dir,
+        }
+    }
+
+    /// The directory the files are in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path as a `&str`, for command lines.
+    pub fn arg(path: &Path) -> &str {
+        path.to_str().expect("a UTF-8 path")
+    }
 }

@@ -13,13 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use rustls::{ClientConnection, StreamOwned};
 use tinymq_core::codec::parse_reason;
 use tinymq_core::{Decoded, Decoder, Frame, FrameLimits, FrameType};
+use tinymq_net::ClientTls;
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::broker::Network;
+use crate::tls::TlsFlags;
 
-const USAGE: &str = "\
+const USAGE: &str = concat!(
+    "\
 Usage: tinymq bench [OPTIONS]
 
 Publishes to a running broker and reports publish and delivery rates and
@@ -37,8 +41,15 @@ Options:
   --timeout SECS       how long to wait for deliveries after publishing ends [default: 10]
   --pid PID            the broker's process id: report its RSS before and after
   --idle N             instead: open N connections, each subscribed to its own
-                       topic, and report the broker's RSS per connection (needs --pid)";
+                       topic, and report the broker's RSS per connection (needs --pid)
+  --handshakes N       instead: open N connections (Connect, ConnAck, close), from
+                       --parallel P threads [default: 2], and report connections/s;
+                       with --tls each makes a full handshake (no resumption)
+",
+    tls_usage!()
+);
 
+#[derive(Clone)]
 struct Settings {
     network: Network,
     address: String,
@@ -51,6 +62,9 @@ struct Settings {
     timeout: Duration,
     pid: Option<u32>,
     idle: Option<usize>,
+    handshakes: Option<u64>,
+    parallel: usize,
+    tls: Option<ClientTls>,
 }
 
 pub fn run(mut args: pico_args::Arguments) -> Outcome {
@@ -69,13 +83,27 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         timeout: Duration::from_secs(args::opt(&mut args, "--timeout")?.unwrap_or(10)),
         pid: args::opt(&mut args, "--pid")?,
         idle: args::opt(&mut args, "--idle")?,
+        handshakes: args::opt(&mut args, "--handshakes")?,
+        parallel: args::opt(&mut args, "--parallel")?.unwrap_or(2),
+        tls: None,
     };
+    let tls = TlsFlags::parse(&mut args)?;
     args::finish(args)?;
+    if tls.enabled() && settings.network == Network::Unix {
+        return Err(UsageError("--tls needs --network tcp".into()).into());
+    }
+    let settings = Settings { tls: tls.load()?.map(ClientTls::without_resumption), ..settings };
     if settings.size < 8 {
         return Err(UsageError("--size: at least 8 bytes (the payload carries a time stamp)".into()).into());
     }
     if settings.publishers == 0 {
         return Err(UsageError("--publishers: at least 1".into()).into());
+    }
+    if settings.parallel == 0 {
+        return Err(UsageError("--parallel: at least 1".into()).into());
+    }
+    if let Some(count) = settings.handshakes {
+        return handshakes(&settings, count).map_err(Failure::run);
     }
     if let Some(idle) = settings.idle {
         let pid = settings.pid.ok_or_else(|| UsageError("--idle needs --pid".into()))?;
@@ -111,25 +139,44 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
 enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Blocking TLS: the handshake happens in the first reads and writes.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl Conn {
-    fn open(settings: &Settings) -> std::io::Result<Conn> {
-        Ok(match settings.network {
-            Network::Tcp => {
-                let stream = TcpStream::connect(&settings.address)?;
-                stream.set_nodelay(true)?;
-                Conn::Tcp(stream)
+    fn open(settings: &Settings) -> Result<Conn, String> {
+        let io = |e: std::io::Error| e.to_string();
+        Ok(match (settings.network, &settings.tls) {
+            (Network::Tcp, tls) => {
+                let stream = TcpStream::connect(&settings.address).map_err(io)?;
+                stream.set_nodelay(true).map_err(io)?;
+                match tls {
+                    None => Conn::Tcp(stream),
+                    Some(tls) => {
+                        let name = tinymq_net::tls::server_name(&settings.address)?;
+                        let tls = ClientConnection::new(tls.config(), name).map_err(|e| e.to_string())?;
+                        Conn::Tls(Box::new(StreamOwned::new(tls, stream)))
+                    }
+                }
             }
-            Network::Unix => Conn::Unix(UnixStream::connect(&settings.address)?),
+            (Network::Unix, _) => Conn::Unix(UnixStream::connect(&settings.address).map_err(io)?),
         })
     }
 
-    fn try_clone(&self) -> std::io::Result<Conn> {
-        Ok(match self {
-            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
-            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
-        })
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Unix(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    /// Ends the connection as a well-behaved client does (TLS: close_notify).
+    fn close(mut self) {
+        if let Conn::Tls(s) = &mut self {
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
+        }
     }
 }
 
@@ -138,6 +185,7 @@ impl Read for Conn {
         match self {
             Conn::Tcp(s) => s.read(buf),
             Conn::Unix(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
         }
     }
 }
@@ -147,10 +195,14 @@ impl Write for Conn {
         match self {
             Conn::Tcp(s) => s.write(buf),
             Conn::Unix(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        match self {
+            Conn::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -219,6 +271,7 @@ impl FrameReader {
 
 fn connect(settings: &Settings, client_id: &str) -> Result<FrameReader, String> {
     let mut conn = Conn::open(settings).map_err(|e| format!("cannot connect to {}: {e}", settings.address))?;
+    // Over TLS this write and the read below make the handshake.
     conn.write_all(&Frame::connect(client_id, b"").to_vec()).map_err(|e| e.to_string())?;
     let mut reader = FrameReader::new(conn);
     reader.expect(FrameType::ConnAck)?;
@@ -257,12 +310,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
             let mut latencies = Vec::with_capacity(per_sub.min(10_000_000) as usize);
             let mut got = 0u64;
             let mut last = Instant::now();
-            if let Conn::Tcp(s) = &reader.conn {
-                s.set_read_timeout(Some(deadline_after)).map_err(|e| e.to_string())?;
-            }
-            if let Conn::Unix(s) = &reader.conn {
-                s.set_read_timeout(Some(deadline_after)).map_err(|e| e.to_string())?;
-            }
+            reader.conn.set_read_timeout(deadline_after).map_err(|e| e.to_string())?;
             let mut failure = None;
             let result = reader.read_frames(|frame| {
                 match frame.kind {
@@ -299,15 +347,13 @@ fn bench(settings: &Settings) -> Result<(), String> {
 
     let mut publishers = Vec::new();
     for i in 0..settings.publishers {
-        let reader = connect(settings, &format!("bench-pub-{i}"))?;
-        let conn = reader.conn.try_clone().map_err(|e| e.to_string())?;
+        // Publishers only write: the reader's socket (and TLS session) is theirs.
+        let conn = connect(settings, &format!("bench-pub-{i}"))?.conn;
         let topic = settings.topic.clone();
         let (count, size, rate) = (settings.count, settings.size, settings.rate);
         let published = published.clone();
         let ready = ready.clone();
         publishers.push(std::thread::spawn(move || -> Result<(), String> {
-            // Keep the reader (and its socket) alive while publishing.
-            let _reader = reader;
             let mut out = BufWriter::with_capacity(64 * 1024, conn);
             let mut payload = vec![0x5a; size];
             let mut frame = Vec::with_capacity(size + topic.len() + 16);
@@ -420,5 +466,34 @@ fn bench(settings: &Settings) -> Result<(), String> {
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
+    Ok(())
+}
+
+/// Opens `count` connections, `--parallel` at a time: TCP connect, the TLS
+/// handshake with `--tls`, Connect and ConnAck, close. Reports connections
+/// per second: with TLS, the full handshakes the broker sustains (while
+/// this process makes the client's half of each).
+fn handshakes(settings: &Settings, count: u64) -> Result<(), String> {
+    let next = Arc::new(AtomicU64::new(0));
+    let began = Instant::now();
+    let workers: Vec<_> = (0..settings.parallel)
+        .map(|w| {
+            let next = next.clone();
+            let settings = settings.clone();
+            std::thread::spawn(move || -> Result<(), String> {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    connect(&settings, &format!("bench-hs-{w}"))?.conn.close();
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| "a worker panicked".to_owned())??;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let kind = if settings.tls.is_some() { "TLS connections, full handshakes" } else { "plain TCP connections" };
+    println!("{count} {kind} (Connect, ConnAck, close), {} at a time", settings.parallel);
+    println!("connections: {:.0}/s ({count} in {secs:.3} s)", count as f64 / secs);
     Ok(())
 }

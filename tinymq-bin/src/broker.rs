@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_core::auth::AllowList;
 use tinymq_net::config::{self, ConfigError, ConfigFile};
 use tinymq_net::store::Durability;
-use tinymq_net::{Broker, ListenAddr};
+use tinymq_net::{Broker, ListenAddr, ServerTls};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::logger::{self, Level};
@@ -30,6 +30,8 @@ Options:
                             (either replaces the config file's listeners)
   --http ADDR               HTTP listener: Moustique-compatible and plain API [default: 127.0.0.1:33334]
   --no-http                 no HTTP listener
+  --tls-cert PEM --tls-key PEM  serve --address over TLS: certificate chain and private key
+  --https ADDR              HTTPS listener with the same certificate [default: none]
   --http-client-timeout SECS  drop a Moustique client not seen for this long [default: 300]
   --http-queue-size N       messages queued per Moustique client; the oldest go first [default: 10000]
   --http-request-timeout SECS  a request must be whole this long after its first byte [default: 10]
@@ -128,6 +130,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let address: Option<String> = args::opt(&mut args, "--address")?;
     let http: Option<String> = args::opt(&mut args, "--http")?;
     let no_http = args::switch(&mut args, "--no-http");
+    let tls = TlsFlags::parse(&mut args)?;
     let client_timeout: Option<u64> = args::opt(&mut args, "--http-client-timeout")?;
     let queue_size: Option<usize> = args::opt(&mut args, "--http-queue-size")?;
     let request_timeout: Option<u64> = args::opt(&mut args, "--http-request-timeout")?;
@@ -233,6 +236,21 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         }
         (_, None, durability) => durability,
     };
+    // With a certificate, the binary-protocol listeners speak TLS; HTTPS
+    // joins the listeners before the anonymous default looks at them.
+    config.listeners = config
+        .listeners
+        .into_iter()
+        .map(|l| if matches!(l, ListenAddr::Http(_)) { Ok(l) } else { tls.listen_addr(l) })
+        .collect::<Result<_, _>>()?;
+    if let Some(address) = tls.https {
+        if tls.cert_key.is_none() && config.tls.is_none() {
+            return Err(
+                UsageError("--https needs --tls-cert and --tls-key (or [tls] in the config file)".into()).into()
+            );
+        }
+        config.listeners.push(ListenAddr::Https(address));
+    }
     // Open on private listeners, closed on public ones (CLI.md), unless
     // a flag or the file says otherwise.
     config.allow_anonymous =
@@ -271,7 +289,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(path) = &config_path {
         log::info!("configuration read from {}", path.display());
     }
-    let broker = Broker::builder().config(config).start().map_err(Failure::run)?;
+    let broker = tls.apply(Broker::builder().config(config))?.start().map_err(Failure::run)?;
     log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal} received; stopping");
@@ -288,4 +306,43 @@ pub fn run_config(mut args: pico_args::Arguments) -> Outcome {
     args::finish(args)?;
     print!("{}", config::default_file());
     Ok(())
+}
+
+/// `--tls-cert`, `--tls-key` and `--https`.
+struct TlsFlags {
+    cert_key: Option<(PathBuf, PathBuf)>,
+    https: Option<SocketAddr>,
+}
+
+impl TlsFlags {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Self, UsageError> {
+        let cert: Option<PathBuf> = args::opt(args, "--tls-cert")?;
+        let key: Option<PathBuf> = args::opt(args, "--tls-key")?;
+        let https: Option<String> = args::opt(args, "--https")?;
+        let cert_key = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(UsageError("--tls-cert needs --tls-key".into())),
+            (None, Some(_)) => return Err(UsageError("--tls-key needs --tls-cert".into())),
+        };
+        let https = https.map(|address| socket_addr("--https", &address)).transpose()?;
+        Ok(TlsFlags { cert_key, https })
+    }
+
+    /// With a certificate, the binary-protocol listener speaks TLS.
+    fn listen_addr(&self, address: ListenAddr) -> Result<ListenAddr, UsageError> {
+        match (&self.cert_key, address) {
+            (None, address) => Ok(address),
+            (Some(_), ListenAddr::Tcp(address) | ListenAddr::Tls(address)) => Ok(ListenAddr::Tls(address)),
+            (Some(_), _) => Err(UsageError("--tls-cert: TLS needs --network tcp".into())),
+        }
+    }
+
+    /// Loads the certificate (a failure names the file).
+    fn apply(&self, mut builder: tinymq_net::BrokerBuilder) -> Result<tinymq_net::BrokerBuilder, Failure> {
+        if let Some((cert, key)) = &self.cert_key {
+            builder = builder.tls(ServerTls::from_pem_files(cert, key).map_err(Failure::run)?);
+        }
+        Ok(builder)
+    }
 }

@@ -1,10 +1,22 @@
 //! The `tinymq` command: a thin wrapper over `tinymq-net`.
 
+/// The usage lines of `--tls`, `--ca` and `--insecure` (see `tls.rs`), a
+/// macro so that `concat!` can put them in each command's usage text.
+macro_rules! tls_usage {
+    () => {
+        "  --tls                  speak TLS to the broker, with --ca or --insecure
+  --ca PEM               trust the CA certificate(s) in this file
+  --insecure             accept ANY certificate: encrypted, but anyone on the
+                         path can pose as the broker (tests only)"
+    };
+}
+
 mod args;
 mod bench;
 mod broker;
 mod logger;
 mod pubsub;
+mod tls;
 mod user;
 
 use std::process::ExitCode;

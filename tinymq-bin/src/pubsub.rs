@@ -12,8 +12,10 @@ use tinymq_net::{Address, Client, ClientOptions, ReceivedMessage};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::broker::Network;
+use crate::tls::TlsFlags;
 
-const PUB_USAGE: &str = "\
+const PUB_USAGE: &str = concat!(
+    "\
 Usage: tinymq pub --topic TOPIC [OPTIONS]
 
 Publishes a message (from --message, or else standard input).
@@ -27,9 +29,13 @@ Options:
   --network tcp|unix     [default: tcp]
   --address ADDR         HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --client-id ID         [default: assigned by the broker]
-  --username U --password P";
+  --username U --password P
+",
+    tls_usage!()
+);
 
-const SUB_USAGE: &str = "\
+const SUB_USAGE: &str = concat!(
+    "\
 Usage: tinymq sub --topic FILTER [--topic FILTER ...] [OPTIONS]
 
 Subscribes and prints each message: `TOPIC PAYLOAD` per line, or JSON.
@@ -41,10 +47,13 @@ Options:
   --network tcp|unix     [default: tcp]
   --address ADDR         HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --client-id ID         [default: assigned by the broker]
-  --username U --password P";
+  --username U --password P
+",
+    tls_usage!()
+);
 
 /// The connection flags `pub` and `sub` share.
-fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, UsageError> {
+fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, Failure> {
     let network = args::opt(args, "--network")?.unwrap_or(Network::Tcp);
     let address: Option<String> = args::opt(args, "--address")?;
     let address = match network {
@@ -53,7 +62,14 @@ fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, Usag
             Address::unix(address.ok_or_else(|| UsageError("--address: --network unix needs a socket path".into()))?)
         }
     };
+    let tls = TlsFlags::parse(args)?;
+    if tls.enabled() && network == Network::Unix {
+        return Err(UsageError("--tls needs --network tcp".into()).into());
+    }
     let mut options = ClientOptions::new(address);
+    if let Some(tls) = tls.load()? {
+        options = options.tls(tls);
+    }
     if let Some(id) = args::opt::<String>(args, "--client-id")? {
         options = options.client_id(id);
     }
@@ -62,8 +78,8 @@ fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, Usag
     match (username, password) {
         (Some(user), Some(password)) => options = options.credentials(user, password),
         (None, None) => {}
-        (Some(_), None) => return Err(UsageError("--username needs --password".into())),
-        (None, Some(_)) => return Err(UsageError("--password needs --username".into())),
+        (Some(_), None) => return Err(UsageError("--username needs --password".into()).into()),
+        (None, Some(_)) => return Err(UsageError("--password needs --username".into()).into()),
     }
     Ok(options)
 }

@@ -20,6 +20,7 @@ use crate::event_loop::EventLoop;
 use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::{Durability, RedbStore, StoreWriter};
+use crate::tls::ServerTls;
 use crate::transport::{ListenAddr, Listener};
 use crate::users::Authenticator;
 
@@ -63,6 +64,8 @@ pub struct BrokerConfig {
     /// Users beside those in the data directory's store (one of the same
     /// name is replaced); see [`crate::users::new_user`].
     pub users: Vec<UserRecord>,
+    /// The certificate every TLS and HTTPS listener presents.
+    pub tls: Option<ServerTls>,
 }
 
 impl BrokerConfig {
@@ -88,6 +91,7 @@ impl Default for BrokerConfig {
             http: HttpConfig::default(),
             http_conn: HttpConnConfig::default(),
             users: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -122,6 +126,23 @@ impl BrokerBuilder {
     /// [`Broker::http_addr`]).
     pub fn listen_http(self, address: SocketAddr) -> Self {
         self.listen(ListenAddr::Http(address))
+    }
+
+    /// Adds a binary-protocol listener over TLS (needs [`BrokerBuilder::tls`]).
+    pub fn listen_tls(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Tls(address))
+    }
+
+    /// Adds an HTTPS listener (needs [`BrokerBuilder::tls`]).
+    pub fn listen_https(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Https(address))
+    }
+
+    /// Sets the certificate and key the TLS and HTTPS listeners present:
+    /// `ServerTls::from_pem_files(cert, key)?`, say.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.config.tls = Some(tls);
+        self
     }
 
     /// Sets the bounds on Moustique HTTP clients: queue size, inactivity
@@ -248,7 +269,7 @@ impl BrokerBuilder {
                 let clients = store.load_http_clients()?;
                 let path = store.path().to_owned();
                 let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
-                if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_))) {
+                if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Https(_))) {
                     restore_http_clients(&mut router, &mut http, clients, &writer, &path);
                 } else if !clients.is_empty() {
                     // Nobody could pick up, and nothing would expire them
@@ -278,7 +299,7 @@ impl BrokerBuilder {
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for address in &config.listeners {
-            let listener = Listener::bind(address)?;
+            let listener = Listener::bind(address, config.tls.as_ref())?;
             bound.push(listener.local_addr().map_err(|source| Error::Listen { address: address.to_string(), source })?);
             listeners.push(listener);
         }
@@ -397,6 +418,22 @@ impl Broker {
         })
     }
 
+    /// The first TLS listener's address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Tls(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
+    /// The first HTTPS listener's address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Https(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
     /// An in-process client with id `client_id` (empty: the broker assigns
     /// one). A client id already in use is taken over.
     pub fn client(&self, client_id: &str) -> Result<LocalClient, Error> {
@@ -486,6 +523,8 @@ pub struct BrokerStats {
     /// Connections, logins and requests refused because their address
     /// spent its budget of bad requests.
     pub throttled_requests: u64,
+    /// TLS handshakes that failed.
+    pub tls_handshake_failures: u64,
     /// Messages published to the broker.
     pub messages_in: u64,
     /// Messages delivered to subscribers.
@@ -528,6 +567,7 @@ impl BrokerStats {
             refused_connections: s.refused_connections.load(Relaxed),
             refused_peers: s.refused_peers.load(Relaxed),
             throttled_requests: s.throttled_requests.load(Relaxed),
+            tls_handshake_failures: s.tls_handshake_failures.load(Relaxed),
             messages_in: s.messages_in.load(Relaxed),
             messages_out: s.messages_out.load(Relaxed),
             bytes_in: s.bytes_in.load(Relaxed),

@@ -1,11 +1,11 @@
-//! A blocking network client for the binary protocol, over TCP and Unix
-//! sockets, with automatic reconnect and resubscribe.
+//! A blocking network client for the binary protocol, over TCP (plain or
+//! TLS) and Unix sockets, with automatic reconnect and resubscribe.
 //!
 //! The manual is on [`Client`], since this module is private.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use tinymq_core::client::{ClientConfig, ClientError as SessionError, ClientEvent
 use tinymq_core::{FrameLimits, ReasonCode, TopicError};
 
 use crate::ListenAddr;
+use crate::tls::{ClientTls, TlsFailure, TlsStream};
 
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -66,15 +67,16 @@ impl From<SocketAddr> for Address {
 
 /// The address of a binary-protocol listener, as a client reaches it; an
 /// HTTP listener's address is refused (the client speaks the binary
-/// protocol only).
+/// protocol only). A TLS listener's is its TCP address: the client needs
+/// [`ClientOptions::tls`] too.
 impl TryFrom<ListenAddr> for Address {
     type Error = ListenAddr;
 
     fn try_from(address: ListenAddr) -> Result<Self, ListenAddr> {
         match address {
-            ListenAddr::Tcp(address) => Ok(address.into()),
+            ListenAddr::Tcp(address) | ListenAddr::Tls(address) => Ok(address.into()),
             ListenAddr::Unix(path) => Ok(Address::Unix(path)),
-            http @ ListenAddr::Http(_) => Err(http),
+            http @ (ListenAddr::Http(_) | ListenAddr::Https(_)) => Err(http),
         }
     }
 }
@@ -88,6 +90,11 @@ pub enum ClientError {
     /// call had.
     #[error("connection to the broker failed: {0}")]
     Io(#[from] io::Error),
+    /// TLS failed: the broker's certificate is not trusted (or not for the
+    /// host connected to), the broker does not speak TLS, or TLS cannot be
+    /// used with the address (a Unix socket).
+    #[error("{0}")]
+    Tls(String),
     /// The broker refused the connection (bad credentials, peer not
     /// allowed), a subscription or an unsubscription. A refused connection
     /// ends the client.
@@ -194,6 +201,7 @@ pub struct ClientOptions {
     connect_timeout: Duration,
     request_timeout: Duration,
     inbox_limit: usize,
+    tls: Option<ClientTls>,
 }
 
 impl ClientOptions {
@@ -211,7 +219,15 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             inbox_limit: 100_000,
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to the broker (a TCP address only), checking its
+    /// certificate as `tls` says, for the host part of the address.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The client id to ask for (default: empty, the broker assigns one,
@@ -496,7 +512,7 @@ impl Client {
         }
         self.session.disconnect(Instant::now());
         let result = self.flush();
-        if let Some(connection) = self.connection.take() {
+        if let Some(mut connection) = self.connection.take() {
             connection.socket.shutdown();
         }
         result.map_err(Lost::into_error)
@@ -592,7 +608,7 @@ impl Client {
             until = until.min(deadline.max(start + MIN_ATTEMPT_TIME));
         }
         self.drop_connection();
-        let socket = Socket::open(&self.options.address, until).map_err(Lost::Io)?;
+        let socket = Socket::open(&self.options.address, self.options.tls.as_ref(), until)?;
         self.connection = Some(Connection::new(socket).map_err(Lost::Io)?);
         self.session.connect(Instant::now());
         loop {
@@ -797,6 +813,8 @@ impl Client {
 #[derive(Debug)]
 enum Lost {
     Io(io::Error),
+    /// TLS cannot be set up for the address.
+    Tls(String),
     Eof,
     /// The broker sent Disconnect; `accepted` if it had sent ConnAck.
     Broker {
@@ -817,13 +835,18 @@ impl Lost {
             Lost::Broker { reason, .. } => {
                 !matches!(reason.reason_code(), Some(ReasonCode::NotAuthorized | ReasonCode::SessionTakenOver))
             }
+            Lost::Tls(_) => false,
             _ => true,
         }
     }
 
     fn into_error(self) -> ClientError {
         match self {
-            Lost::Io(error) => ClientError::Io(error),
+            Lost::Io(error) => match TlsFailure::of(&error) {
+                Some(failure) => ClientError::Tls(failure.to_string()),
+                None => ClientError::Io(error),
+            },
+            Lost::Tls(text) => ClientError::Tls(text),
             Lost::Eof => {
                 ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the connection"))
             }
@@ -839,6 +862,7 @@ impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lost::Io(error) => write!(f, "{error}"),
+            Lost::Tls(text) => write!(f, "{text}"),
             Lost::Eof => f.write_str("the broker closed the connection"),
             Lost::Broker { reason, .. } => write!(f, "the broker sent Disconnect: {reason}"),
             Lost::Session(error) => write!(f, "{error}"),
@@ -884,6 +908,8 @@ struct Connection {
     socket: Socket,
     poll: Poll,
     events: Events,
+    /// Scratch space for TLS records before decryption.
+    cipher: Vec<u8>,
     /// Whether ConnAck came on it.
     accepted: bool,
 }
@@ -892,7 +918,7 @@ impl Connection {
     fn new(mut socket: Socket) -> io::Result<Self> {
         let poll = Poll::new()?;
         socket.register(&poll)?;
-        Ok(Connection { socket, poll, events: Events::with_capacity(4), accepted: false })
+        Ok(Connection { socket, poll, events: Events::with_capacity(4), cipher: Vec::new(), accepted: false })
     }
 
     /// Appends what the socket has to `buf`, waiting for it until `until`
@@ -902,7 +928,7 @@ impl Connection {
         let start = buf.len();
         buf.resize(start + READ_CHUNK, 0);
         let result = loop {
-            match self.socket.read(&mut buf[start..]) {
+            match self.socket.read(&mut buf[start..], &mut self.cipher) {
                 Ok(read) => break Ok(Some(read)),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => match self.wait(until) {
@@ -924,6 +950,19 @@ impl Connection {
             match self.socket.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => session.advance_transmit(written),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.wait(Some(until))? {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the broker stopped reading"));
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        // TLS records the socket has not taken yet.
+        while self.socket.wants_write() {
+            match self.socket.send_pending() {
+                Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if !self.wait(Some(until))? {
@@ -960,40 +999,49 @@ impl Connection {
 enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Socket {
     /// Connects to `address`, blocking until `until` at most (name
-    /// resolution excepted), then makes the stream non-blocking.
-    fn open(address: &Address, until: Instant) -> io::Result<Socket> {
-        match address {
-            Address::Tcp(host_port) => {
-                let mut last_error = None;
-                for address in host_port.to_socket_addrs()? {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-                    }
-                    match std::net::TcpStream::connect_timeout(&address, left) {
-                        Ok(stream) => {
-                            // Frames are written whole; do not wait to coalesce them.
-                            stream.set_nodelay(true)?;
-                            stream.set_nonblocking(true)?;
-                            return Ok(Socket::Tcp(TcpStream::from_std(stream)));
-                        }
-                        Err(error) => last_error = Some(error),
-                    }
-                }
-                Err(last_error.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("{host_port} resolves to no address"))
-                }))
+    /// resolution excepted), then makes the stream non-blocking. The TLS
+    /// handshake, if any, is left to the first reads and writes.
+    fn open(address: &Address, tls: Option<&ClientTls>, until: Instant) -> Result<Socket, Lost> {
+        match (address, tls) {
+            (Address::Tcp(host_port), None) => Ok(Socket::Tcp(Self::connect_tcp(host_port, until).map_err(Lost::Io)?)),
+            (Address::Tcp(host_port), Some(tls)) => {
+                let name = crate::tls::server_name(host_port).map_err(|e| Lost::Tls(format!("TLS: {e}")))?;
+                let stream = Self::connect_tcp(host_port, until).map_err(Lost::Io)?;
+                Ok(Socket::Tls(Box::new(TlsStream::client(stream, tls, name).map_err(Lost::Io)?)))
             }
-            Address::Unix(path) => {
-                let stream = std::os::unix::net::UnixStream::connect(path)?;
-                stream.set_nonblocking(true)?;
+            (Address::Unix(path), None) => {
+                let stream = std::os::unix::net::UnixStream::connect(path).map_err(Lost::Io)?;
+                stream.set_nonblocking(true).map_err(Lost::Io)?;
                 Ok(Socket::Unix(UnixStream::from_std(stream)))
             }
+            (Address::Unix(_), Some(_)) => Err(Lost::Tls("TLS needs a TCP address, not a Unix socket".into())),
         }
+    }
+
+    fn connect_tcp(host_port: &str, until: Instant) -> io::Result<TcpStream> {
+        let mut last_error = None;
+        for address in host_port.to_socket_addrs()? {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+            }
+            match std::net::TcpStream::connect_timeout(&address, left) {
+                Ok(stream) => {
+                    // Frames are written whole; do not wait to coalesce them.
+                    stream.set_nodelay(true)?;
+                    stream.set_nonblocking(true)?;
+                    return Ok(TcpStream::from_std(stream));
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host_port} resolves to no address"))))
     }
 
     fn register(&mut self, poll: &Poll) -> io::Result<()> {
@@ -1001,37 +1049,50 @@ impl Socket {
         match self {
             Socket::Tcp(stream) => poll.registry().register(stream, Token(0), interest),
             Socket::Unix(stream) => poll.registry().register(stream, Token(0), interest),
+            Socket::Tls(stream) => poll.registry().register(stream.socket_mut(), Token(0), interest),
         }
     }
 
-    fn shutdown(&self) {
+    fn shutdown(&mut self) {
         // Best effort: the socket closes when dropped anyway.
         let _ = match self {
             Socket::Tcp(stream) => stream.shutdown(Shutdown::Both),
             Socket::Unix(stream) => stream.shutdown(Shutdown::Both),
+            Socket::Tls(stream) => {
+                stream.close();
+                stream.socket().shutdown(Shutdown::Both)
+            }
         };
     }
-}
 
-impl Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads (plaintext, for TLS) into `buf`; `cipher` is scratch space
+    /// for TLS records.
+    fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => stream.read(buf),
             Socket::Unix(stream) => stream.read(buf),
+            Socket::Tls(stream) => stream.read_plain(buf, cipher),
         }
     }
-}
 
-impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => stream.write(buf),
             Socket::Unix(stream) => stream.write(buf),
+            Socket::Tls(stream) => stream.write_plain(&[IoSlice::new(buf)]),
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    /// Whether TLS records wait for the socket.
+    fn wants_write(&self) -> bool {
+        matches!(self, Socket::Tls(stream) if stream.wants_write())
+    }
+
+    fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Tls(stream) => stream.send_pending(),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
 use crate::broker::BrokerConfig;
 use crate::store::Durability;
+use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 
 /// The largest config file read, in bytes.
@@ -155,6 +156,20 @@ pub struct ConfigFile {
     pub limits: LimitsSection,
     /// `[log]`.
     pub log: LogSection,
+    /// `[tls]`.
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: the certificate of the TLS and HTTPS listeners.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsSection {
+    /// `cert`: a PEM certificate chain; with `key`, the binary listeners
+    /// on TCP speak TLS.
+    pub cert: Option<PathBuf>,
+    /// `key`: its PEM private key.
+    pub key: Option<PathBuf>,
 }
 
 /// One `[[listener]]`.
@@ -185,6 +200,8 @@ pub struct HttpSection {
     pub request_timeout_secs: Option<u64>,
     /// `sse_heartbeat_secs`: how often an idle event stream gets a comment.
     pub sse_heartbeat_secs: Option<u64>,
+    /// `https`: HOST:PORT of an HTTPS listener (needs `[tls]`).
+    pub https: Option<String>,
 }
 
 /// `[store]`: where and how durably values are kept.
@@ -307,6 +324,26 @@ impl ConfigFile {
             let address = http.address.as_deref().unwrap_or(DEFAULT_HTTP_ADDRESS);
             config.listeners.push(ListenAddr::Http(socket_addr("http.address", address)?));
         }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => {
+                config.tls =
+                    Some(ServerTls::from_pem_files(cert, key).map_err(|e| invalid("tls.cert", e.to_string()))?);
+                for listener in &mut config.listeners {
+                    if let ListenAddr::Tcp(address) = listener {
+                        *listener = ListenAddr::Tls(*address);
+                    }
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(invalid("tls.key", "tls.cert needs tls.key")),
+            (None, Some(_)) => return Err(invalid("tls.cert", "tls.key needs tls.cert")),
+        }
+        if let Some(address) = &http.https {
+            if config.tls.is_none() {
+                return Err(invalid("http.https", "an HTTPS listener needs [tls] cert and key"));
+            }
+            config.listeners.push(ListenAddr::Https(socket_addr("http.https", address)?));
+        }
         if let Some(secs) = http.client_timeout_secs {
             config.http.client_limits.timeout = at_least_a_second("http.client_timeout_secs", secs)?;
         }
@@ -425,7 +462,9 @@ fn socket_addr(key: &str, address: &str) -> Result<SocketAddr, ConfigError> {
 /// it: open on a private listener, closed on one others can reach.
 pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
     listeners.iter().all(|listener| match listener {
-        ListenAddr::Tcp(addr) | ListenAddr::Http(addr) => addr.ip().to_canonical().is_loopback(),
+        ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
+            addr.ip().to_canonical().is_loopback()
+        }
         ListenAddr::Unix(_) => true,
     })
 }
@@ -533,12 +572,12 @@ queue_size = {queue_size}
 request_timeout_secs = {request_timeout}
 # Seconds between comments on an idle event stream (--sse-heartbeat).
 sse_heartbeat_secs = {heartbeat}
-# (Reserved for TLS) HOST:PORT of an HTTPS listener, with the [tls]
-# certificate (--https).
+# HOST:PORT of an HTTPS listener, with the [tls] certificate (--https;
+# default: none).
 # https = "127.0.0.1:33335"
 
-# (Reserved for TLS) A PEM certificate chain and its private key: with
-# them, the binary listeners speak TLS (--tls-cert, --tls-key).
+# A PEM certificate chain and its private key: with them, the binary
+# listeners on TCP speak TLS (--tls-cert, --tls-key; default: none).
 # [tls]
 # cert = "/etc/tinymq/cert.pem"
 # key = "/etc/tinymq/key.pem"
@@ -625,6 +664,32 @@ mod tests {
 
     fn settings(text: &str) -> BrokerConfig {
         parse(text).and_then(|f| f.broker_config()).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn a_tls_section_makes_tcp_listeners_tls_and_allows_https() {
+        let dir = std::env::temp_dir().join(format!("tinymq-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let tls = format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert_path, key_path);
+        let config = settings(&format!("[http]\nhttps = \"127.0.0.1:8443\"\n{tls}"));
+        assert!(config.tls.is_some());
+        assert!(
+            config.listeners.contains(&ListenAddr::Tls("127.0.0.1:1883".parse().unwrap())),
+            "{:?}",
+            config.listeners
+        );
+        assert!(config.listeners.contains(&ListenAddr::Https("127.0.0.1:8443".parse().unwrap())));
+        assert!(!config.listeners.iter().any(|l| matches!(l, ListenAddr::Tcp(_))));
+        assert!(error("[http]\nhttps = \"127.0.0.1:8443\"").contains("http.https"));
+        assert!(error(&format!("[tls]\ncert = {cert_path:?}")).contains("tls.key"));
+        let missing = error("[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"");
+        assert!(missing.contains("tls.cert") && missing.contains("/nonexistent/cert.pem"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn error(text: &str) -> String {

@@ -18,6 +18,12 @@ pub enum Error {
     /// A Unix socket path is served by another running process.
     #[error("{0} is in use by a running process")]
     SocketInUse(PathBuf),
+    /// A TLS or HTTPS listener was asked for without a certificate.
+    #[error("{0} needs a certificate and key (BrokerBuilder::tls)")]
+    NoCertificate(String),
+    /// A certificate, key or CA could not be read or used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// An event-loop thread could not start.
     #[error("cannot start the event loop: {0}")]
     EventLoop(io::Error),

@@ -9,10 +9,18 @@
 //! Unix). This saves the `WouldBlock` read per request, about a third of a
 //! request-response exchange's syscalls. An event that also reports the
 //! peer's close reads on to the end, so that end of file is seen.
+//!
+//! TLS connections take the same paths: their stream decrypts on read and
+//! encrypts on write (see `tls::TlsStream`), returning a short read only
+//! when the socket had nothing more *and* rustls holds no plaintext, so the
+//! shortcut above leaves nothing stuck in rustls' buffers. A handshake is
+//! input that yields no plaintext and output the stream sends itself; a
+//! connection with ciphertext waiting asks for writability like one with
+//! queued frames.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -143,6 +151,9 @@ pub(crate) struct EventLoop {
     next_serial: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     scratch: Vec<u8>,
+    /// Ciphertext read from TLS sockets, before decryption (allocated at
+    /// the first TLS read).
+    tls_scratch: Vec<u8>,
     /// Inbox items are being handled: deliveries behind them wait their turn.
     draining: bool,
     /// Connections with output queued during this turn, to flush at its end.
@@ -160,7 +171,7 @@ impl EventLoop {
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry().register(listener.source(), Token(LISTENER_BASE - i), Interest::READABLE)?;
         }
-        let serves_http = listeners.iter().any(|l| matches!(l, Listener::Http(_)));
+        let serves_http = listeners.iter().any(|l| matches!(l, Listener::Http(_) | Listener::Https(..)));
         let housekeeping_at = serves_http.then(|| Instant::now() + HOUSEKEEPING);
         Ok(EventLoop {
             index,
@@ -174,6 +185,7 @@ impl EventLoop {
             next_serial: 1,
             timers: BinaryHeap::new(),
             scratch: vec![0; READ_CHUNK],
+            tls_scratch: Vec::new(),
             draining: false,
             dirty: Vec::new(),
             inbox: Vec::new(),
@@ -270,6 +282,8 @@ impl EventLoop {
                     if stats.connections.load(Ordering::Relaxed) >= self.shared.config.max_connections as u64 {
                         stats.refused_connections.fetch_add(1, Ordering::Relaxed);
                         // An HTTP peer is told why, if few are waiting to be.
+                        // Not an HTTPS one: the answer would cost a handshake
+                        // when the broker is already over its limit.
                         if stream.transport() == Transport::Http && self.refusing < MAX_REFUSING {
                             self.insert_refused(stream, peer_ip, now, Refusal::Overloaded);
                         }
@@ -385,14 +399,14 @@ impl EventLoop {
             refusal.map_or(String::new(), |r| format!(", refused: {r:?}"))
         );
         let proto = match transport {
-            Transport::Http => {
+            Transport::Http | Transport::Https => {
                 let mut http = HttpConn::new(now, &self.shared.config.http_conn);
                 if let Some(refusal) = refusal {
                     http.refuse_now(&refusal.response());
                 }
                 Proto::Http(http)
             }
-            Transport::Tcp | Transport::Unix => {
+            Transport::Tcp | Transport::Unix | Transport::Tls => {
                 let mut session = Session::new(now, &self.shared.config.session);
                 if let Some(refusal) = refusal {
                     // The first frame the client reads, whatever it sent.
@@ -448,6 +462,7 @@ impl EventLoop {
             // one that would read as end of file.
             scratch = vec![0; READ_CHUNK];
         }
+        let mut tls_scratch = std::mem::take(&mut self.tls_scratch);
         while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
             if !conn.proto.wants_read() {
                 conn.read_paused = !conn.proto.is_closed();
@@ -457,7 +472,7 @@ impl EventLoop {
             if conn.peer_eof {
                 break;
             }
-            let n = match conn.stream.read(&mut scratch) {
+            let n = match conn.stream.read(&mut scratch, &mut tls_scratch) {
                 Ok(0) => {
                     self.end_of_input(token);
                     break;
@@ -467,6 +482,9 @@ impl EventLoop {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     log::debug!("read error on {}:{}: {error}", self.index, conn.serial);
+                    if conn.stream.failed_handshake() {
+                        self.shared.stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.peer_closed(token);
                     break;
                 }
@@ -491,11 +509,14 @@ impl EventLoop {
                 pending.drain(..used);
             }
             conn.pending = pending;
-            if short_read_ends && n < scratch.len() {
+            if short_read_ends && n < scratch.len() && !conn.stream.has_unreported_eof() {
                 break;
             }
         }
         self.scratch = scratch;
+        if self.tls_scratch.is_empty() {
+            self.tls_scratch = tls_scratch;
+        }
         self.after_io(token, now);
     }
 
@@ -1024,11 +1045,21 @@ impl EventLoop {
                 }
             }
         }
+        // TLS: records (or a handshake's answer, a close_notify) the
+        // socket did not take yet.
+        if !broken && conn.stream.wants_write() {
+            match conn.stream.send_pending() {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => broken = true,
+            }
+        }
         if conn.proto.is_closed() && conn.linger_until.is_none() {
             self.begin_close(token, now);
         }
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let flushed_closing = conn.linger_until.is_some() && conn.proto.outbound().is_empty();
+        let flushed_closing =
+            conn.linger_until.is_some() && conn.proto.outbound().is_empty() && !conn.stream.wants_write();
         if flushed_closing && !broken && conn.proto.drains_before_close() && !conn.write_shut && !conn.peer_eof {
             // Half-close and read until the peer's EOF (or the linger
             // deadline), so unread request bytes do not reset the
@@ -1043,7 +1074,7 @@ impl EventLoop {
             self.remove(token);
             return;
         }
-        let wants_write = !conn.proto.outbound().is_empty();
+        let wants_write = !conn.proto.outbound().is_empty() || conn.stream.wants_write();
         let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         if interest != conn.interest {
             conn.interest = interest;
@@ -1061,6 +1092,7 @@ impl EventLoop {
     fn remove(&mut self, token: usize) {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
+        conn.stream.close();
         let _ = conn.stream.deregister(self.poll.registry());
         self.shared.stats.closed(conn.stream.transport());
         if conn.refused {

@@ -1,6 +1,6 @@
 //! The I/O shell of the tinymq broker: a hand-rolled mio event loop that
-//! drives `tinymq-core` over TCP and Unix sockets, the embedding API and
-//! the network client.
+//! drives `tinymq-core` over TCP, TLS and Unix sockets, the embedding API
+//! and the network client.
 //!
 //! # Embedding a broker
 //!
@@ -24,6 +24,15 @@
 //!
 //! [`config::ConfigFile`] reads the `tinymq` command's TOML file into a
 //! [`BrokerConfig`], for [`BrokerBuilder::config`].
+//!
+//! # TLS
+//!
+//! [`BrokerBuilder::tls`] gives the broker a certificate ([`ServerTls`]);
+//! [`BrokerBuilder::listen_tls`] and [`BrokerBuilder::listen_https`] serve
+//! the binary protocol and HTTP over it, and [`ClientOptions::tls`] makes
+//! the network client speak TLS ([`ClientTls`]). rustls does the
+//! cryptography with the ring provider; handshakes are driven by the event
+//! loops like any other input, never by a thread or a blocking call.
 //!
 //! # Threads
 //!
@@ -50,6 +59,7 @@ mod local;
 mod proto;
 mod shared;
 pub mod store;
+pub mod tls;
 mod transport;
 pub mod users;
 
@@ -60,4 +70,5 @@ pub use local::{LocalClient, Received};
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;
+pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::{ListenAddr, Transport};

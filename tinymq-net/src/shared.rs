@@ -50,7 +50,7 @@ impl SinkKind for Sink {
 
     fn transport(&self) -> &'static str {
         match self {
-            Sink::Conn(conn) if conn.transport == Transport::Http => "sse",
+            Sink::Conn(conn) if conn.transport.is_http() => "sse",
             Sink::Conn(conn) => conn.transport.name(),
             Sink::Local(_) => "local",
             Sink::Http(_) => "http",
@@ -80,7 +80,7 @@ pub(crate) struct LoopHandle {
 pub(crate) struct Stats {
     pub(crate) connections: AtomicU64,
     /// Open connections by transport, in [`Transport::ALL`]'s order.
-    pub(crate) connections_by: [AtomicU64; 3],
+    pub(crate) connections_by: [AtomicU64; Transport::ALL.len()],
     pub(crate) connections_total: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
     /// Connections from peers not on the allow-list.
@@ -88,6 +88,9 @@ pub(crate) struct Stats {
     /// Connections, logins and requests refused for a spent budget.
     pub(crate) throttled_requests: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    /// TLS handshakes that failed: plaintext or garbage on a TLS port, a
+    /// client refusing the certificate, no common cipher.
+    pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -272,6 +275,7 @@ impl Shared {
             refused_peers: s.refused_peers.load(Ordering::Relaxed),
             throttled_requests: s.throttled_requests.load(Ordering::Relaxed),
             throttled_peers: self.budgets.lock().throttled_count(Instant::now()) as u64,
+            tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),
             messages_in: s.messages_in.load(Ordering::Relaxed),
             messages_out: s.messages_out.load(Ordering::Relaxed),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),

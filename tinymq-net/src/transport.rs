@@ -4,12 +4,14 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use crate::Error;
+use crate::tls::{ServerTls, TlsStream};
 
 /// Where a listener accepts connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +22,11 @@ pub enum ListenAddr {
     Unix(PathBuf),
     /// HTTP: the Moustique-compatible API and the plain API.
     Http(SocketAddr),
+    /// The binary protocol over TLS, with the broker's certificate
+    /// ([`crate::BrokerBuilder::tls`]).
+    Tls(SocketAddr),
+    /// HTTPS: HTTP over TLS, with the same certificate.
+    Https(SocketAddr),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -28,6 +35,8 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
             ListenAddr::Http(addr) => write!(f, "http://{addr}"),
+            ListenAddr::Tls(addr) => write!(f, "tls://{addr}"),
+            ListenAddr::Https(addr) => write!(f, "https://{addr}"),
         }
     }
 }
@@ -36,14 +45,26 @@ pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
     Http(TcpListener),
+    Tls(TcpListener, Arc<rustls::ServerConfig>),
+    Https(TcpListener, Arc<rustls::ServerConfig>),
 }
 
 impl Listener {
-    pub(crate) fn bind(address: &ListenAddr) -> Result<Self, Error> {
+    /// Opens a listener; a TLS or HTTPS one needs the broker's certificate.
+    pub(crate) fn bind(address: &ListenAddr, tls: Option<&ServerTls>) -> Result<Self, Error> {
         let listen_error = |source| Error::Listen { address: address.to_string(), source };
+        let certificate = || tls.ok_or_else(|| Error::NoCertificate(address.to_string()));
         match address {
             ListenAddr::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(*addr).map_err(listen_error)?)),
             ListenAddr::Http(addr) => Ok(Listener::Http(TcpListener::bind(*addr).map_err(listen_error)?)),
+            ListenAddr::Tls(addr) => {
+                let config = certificate()?.binary();
+                Ok(Listener::Tls(TcpListener::bind(*addr).map_err(listen_error)?, config))
+            }
+            ListenAddr::Https(addr) => {
+                let config = certificate()?.https();
+                Ok(Listener::Https(TcpListener::bind(*addr).map_err(listen_error)?, config))
+            }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 Ok(Listener::Unix(UnixListener::bind(path).map_err(listen_error)?, path.clone()))
@@ -57,6 +78,8 @@ impl Listener {
             Listener::Tcp(listener) => ListenAddr::Tcp(listener.local_addr()?),
             Listener::Unix(_, path) => ListenAddr::Unix(path.clone()),
             Listener::Http(listener) => ListenAddr::Http(listener.local_addr()?),
+            Listener::Tls(listener, _) => ListenAddr::Tls(listener.local_addr()?),
+            Listener::Https(listener, _) => ListenAddr::Https(listener.local_addr()?),
         })
     }
 
@@ -69,6 +92,21 @@ impl Listener {
                 let stream = if matches!(self, Listener::Http(_)) { Stream::Http(stream) } else { Stream::Tcp(stream) };
                 Ok((stream, Some(peer.ip())))
             }
+            Listener::Tls(listener, config) | Listener::Https(listener, config) => loop {
+                let (stream, peer) = listener.accept()?;
+                stream.set_nodelay(true)?;
+                // The handshake is driven by the event loop, never here.
+                let tls = match TlsStream::server(stream, config.clone()) {
+                    Ok(tls) => Box::new(tls),
+                    Err(error) => {
+                        // That connection only; the next may be accepted.
+                        log::warn!("cannot start TLS with {peer}: {error}");
+                        continue;
+                    }
+                };
+                let stream = if matches!(self, Listener::Https(..)) { Stream::Https(tls) } else { Stream::Tls(tls) };
+                break Ok((stream, Some(peer.ip())));
+            },
             Listener::Unix(listener, _) => Ok((Stream::Unix(listener.accept()?.0), None)),
         }
     }
@@ -76,6 +114,7 @@ impl Listener {
     pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
             Listener::Tcp(listener) | Listener::Http(listener) => listener,
+            Listener::Tls(listener, _) | Listener::Https(listener, _) => listener,
             Listener::Unix(listener, _) => listener,
         }
     }
@@ -110,28 +149,31 @@ pub(crate) enum Stream {
     Unix(UnixStream),
     /// A TCP connection to the HTTP listener.
     Http(TcpStream),
+    /// The binary protocol over TLS.
+    Tls(Box<TlsStream>),
+    /// HTTP over TLS.
+    Https(Box<TlsStream>),
 }
 
 impl Stream {
-    pub(crate) fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+    fn source(&mut self) -> &mut dyn Source {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => registry.register(s, token, interest),
-            Stream::Unix(s) => registry.register(s, token, interest),
+            Stream::Tcp(s) | Stream::Http(s) => s,
+            Stream::Unix(s) => s,
+            Stream::Tls(s) | Stream::Https(s) => s.socket_mut(),
         }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+        registry.register(self.source(), token, interest)
     }
 
     pub(crate) fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) | Stream::Http(s) => registry.reregister(s, token, interest),
-            Stream::Unix(s) => registry.reregister(s, token, interest),
-        }
+        registry.reregister(self.source(), token, interest)
     }
 
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) | Stream::Http(s) => registry.deregister(s),
-            Stream::Unix(s) => registry.deregister(s),
-        }
+        registry.deregister(self.source())
     }
 
     pub(crate) fn transport(&self) -> Transport {
@@ -139,44 +181,83 @@ impl Stream {
             Stream::Tcp(_) => Transport::Tcp,
             Stream::Unix(_) => Transport::Unix,
             Stream::Http(_) => Transport::Http,
+            Stream::Tls(_) => Transport::Tls,
+            Stream::Https(_) => Transport::Https,
         }
     }
 
-    /// Closes the sending side (the peer reads EOF after what was sent).
-    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads what the peer sent (plaintext, for TLS) into `buf`. A read
+    /// shorter than `buf` means the socket held no more for now. `cipher`
+    /// is scratch space for TLS records.
+    pub(crate) fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) | Stream::Http(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) | Stream::Https(s) => s.read_plain(buf, cipher),
         }
     }
-}
 
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// Whether a read would return the end of input without the socket
+    /// (TLS: a close_notify came behind the last plaintext), so a short
+    /// read does not mean there is nothing more to handle.
+    pub(crate) fn has_unreported_eof(&self) -> bool {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) | Stream::Https(s) => s.has_unreported_eof(),
+            _ => false,
         }
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// Writes (encrypting, for TLS) what the socket takes now.
+    pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) | Stream::Http(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) | Stream::Https(s) => s.write_plain(bufs),
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    /// Whether bytes already accepted still wait for the socket (TLS
+    /// records, a handshake's answer, a close_notify).
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(s) | Stream::Https(s) => s.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Sends what waits (see [`Stream::wants_write`]) until done or
+    /// `WouldBlock`.
+    pub(crate) fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) | Stream::Https(s) => s.send_pending(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a TLS error ended this connection during its handshake.
+    pub(crate) fn failed_handshake(&self) -> bool {
+        match self {
+            Stream::Tls(s) | Stream::Https(s) => s.failed_handshake(),
+            _ => false,
+        }
+    }
+
+    /// Closes the sending side (the peer reads EOF after what was sent;
+    /// over TLS, a close_notify first, and the socket's side once it is
+    /// out).
+    pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(s) | Stream::Https(s) => s.shutdown_write(),
+        }
+    }
+
+    /// Before the stream is dropped: TLS says close_notify (best effort).
+    pub(crate) fn close(&mut self) {
+        if let Stream::Tls(s) | Stream::Https(s) = self {
+            s.close();
+        }
     }
 }
 
@@ -189,11 +270,16 @@ pub enum Transport {
     Unix,
     /// HTTP.
     Http,
+    /// Binary protocol over TLS.
+    Tls,
+    /// HTTP over TLS.
+    Https,
 }
 
 impl Transport {
     /// Every transport, in the order of their counters.
-    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Unix, Transport::Http];
+    pub const ALL: [Transport; 5] =
+        [Transport::Tcp, Transport::Unix, Transport::Http, Transport::Tls, Transport::Https];
 
     /// Its name in statistics.
     pub fn name(self) -> &'static str {
@@ -201,6 +287,13 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
             Transport::Http => "http",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
         }
+    }
+
+    /// Whether it speaks HTTP (plain or over TLS).
+    pub fn is_http(self) -> bool {
+        matches!(self, Transport::Http | Transport::Https)
     }
 }

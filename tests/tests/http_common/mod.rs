@@ -928,9 +928,16 @@ pub struct CurlSse {
 impl CurlSse {
     /// Starts curl on `url` and reads the response head.
     pub fn start(url: &str) -> Self {
+        Self::start_with(&[], url)
+    }
+
+    /// [`CurlSse::start`] with more curl options (`--cacert PEM`, say).
+    pub fn start_with(options: &[&str], url: &str) -> Self {
         require_tool("curl", "install curl (apt-get install curl)");
         let mut child = Command::new("curl")
-            .args(["-sS", "-N", "-i", url])
+            .args(["-sS", "-N", "-i"])
+            .args(options)
+            .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -37,12 +37,26 @@ pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Response {
     /// `200` with an empty body (what Moustique's acting endpoints return).
     pub fn ok() -> Self {
-        Response { status: 200, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "", retry_after: None }
+        Response {
+            status: 200,
+            content_type: TEXT,
+            body: Cow::Borrowed(b""),
+            challenge: false,
+            headers: "",
+            retry_after: None,
+        }
     }
 
     /// `204 No Content`.
     pub fn no_content() -> Self {
-        Response { status: 204, content_type: TEXT, body: Cow::Borrowed(b""), challenge: false, headers: "", retry_after: None }
+        Response {
+            status: 204,
+            content_type: TEXT,
+            body: Cow::Borrowed(b""),
+            challenge: false,
+            headers: "",
+            retry_after: None,
+        }
     }
 
     /// A short plain-text body: errors, `ok`.

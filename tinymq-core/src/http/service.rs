@@ -93,6 +93,9 @@ pub struct Figures {
     pub throttled_requests: u64,
     /// Addresses out of budget right now.
     pub throttled_peers: u64,
+    /// TLS handshakes that failed (plaintext or garbage on a TLS port, a
+    /// client refusing the certificate).
+    pub tls_handshake_failures: u64,
     /// Messages published, every transport.
     pub messages_in: u64,
     /// Deliveries made, every transport.
@@ -765,6 +768,7 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
         "refused_peers": figures.refused_peers,
         "throttled_requests": figures.throttled_requests,
         "throttled_peers": figures.throttled_peers,
+        "tls_handshake_failures": figures.tls_handshake_failures,
         "messages_in": figures.messages_in,
         "messages_out": figures.messages_out,
         "bytes_in": figures.bytes_in,
@@ -929,6 +933,12 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
         &one(figures.throttled_requests),
     );
     metric("throttled_peers", "gauge", "Addresses out of their budget of bad requests.", &one(figures.throttled_peers));
+    metric(
+        "tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed.",
+        &one(figures.tls_handshake_failures),
+    );
     metric(
         "subscriptions",
         "gauge",
