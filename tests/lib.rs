@@ -309,8 +309,18 @@ impl BrokerProcess {
             if let Some(status) = broker.child.try_wait().expect("poll the broker") {
                 return Err(format!("broker on {:?} exited with {status}: {:?}", broker.endpoint, broker.log()));
             }
-            let listening = |address: Option<SocketAddr>| address.is_none_or(|a| TcpStream::connect(a).is_ok());
-            if broker.endpoint.open().is_ok() && listening(http) && listening(https) {
+            // Listening, and by this process: ports are picked free before
+            // the broker binds them, so a broker of another test may hold
+            // one, and a connect alone would find that one instead.
+            let pid = broker.child.id();
+            let listening = |address: Option<SocketAddr>| {
+                address.is_none_or(|a| TcpStream::connect(a).is_ok() && listens_on(pid, a.port()))
+            };
+            let own_endpoint = match &broker.endpoint {
+                Endpoint::Tcp(address) => listens_on(pid, address.port()),
+                Endpoint::Unix(_) => true,
+            };
+            if broker.endpoint.open().is_ok() && own_endpoint && listening(http) && listening(https) {
                 return Ok(broker);
             }
             if Instant::now() >= deadline {
@@ -410,6 +420,28 @@ impl BrokerProcess {
 
 /// A free loopback address, `127.0.0.1:PORT`, for a broker to listen on
 /// (should something take it first, that broker fails to start).
+/// Whether process `pid` has a listening TCP socket on `port` (IPv4 or
+/// IPv6), from /proc: the socket inodes listening on the port, matched
+/// against the process's open descriptors.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXADDR:HEXPORT; state 0A is LISTEN.
+            let Some(local_port) = fields.get(1).and_then(|a| a.rsplit(':').next()) else { continue };
+            if fields.get(3) == Some(&"0A") && u16::from_str_radix(local_port, 16) == Ok(port) {
+                inodes.extend(fields.get(9).map(|inode| format!("socket:[{inode}]")));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|inode| target.as_os_str() == inode.as_str()))
+}
+
 pub fn free_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
