@@ -233,6 +233,11 @@ impl Shared {
             store_pending: store.pending,
             store_error: store.failing,
             uptime_secs: self.started.elapsed().as_secs(),
+            disconnects: (1..s.disconnects.len() as u8)
+                .filter_map(ReasonCode::from_u8)
+                .map(|reason| (reason.name(), s.disconnects[reason as usize].load(Ordering::Relaxed)))
+                .collect(),
+            store_commit_seconds: store.commit_seconds,
         }
     }
 
