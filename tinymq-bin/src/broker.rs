@@ -38,6 +38,7 @@ Options:
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
   --max-connections N       connections at once [default: 100000]
+  --sys-interval SECS       publish the broker's figures to $SYS/broker/... this often; 0: never [default: 10]
   --log-level LEVEL         error, warn, info or debug [default: info]";
 
 /// The `--network` values.
@@ -120,6 +121,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
     let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
+    let sys_interval: Option<u64> = args::opt(&mut args, "--sys-interval")?;
     let level: Level = args::opt(&mut args, "--log-level")?.unwrap_or("info".parse().expect("valid level"));
     args::finish(args)?;
     if threads == Some(0) {
@@ -196,6 +198,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     builder = builder.http_conn(http_conn);
     if let Some(max) = max_connections {
         builder = builder.max_connections(max);
+    }
+    if let Some(secs) = sys_interval {
+        builder = builder.sys_interval(Duration::from_secs(secs));
     }
     // Register the signals before starting, so none is missed in between.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Failure::run)?;

@@ -55,6 +55,9 @@ pub struct BrokerConfig {
     /// Users beside those in the data directory's store (one of the same
     /// name is replaced); see [`crate::users::new_user`].
     pub users: Vec<UserRecord>,
+    /// How often loop 0 publishes the broker's figures to `$SYS/broker/...`
+    /// (default 10 s; zero publishes none).
+    pub sys_interval: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -71,6 +74,7 @@ impl Default for BrokerConfig {
             http: HttpConfig::default(),
             http_conn: HttpConnConfig::default(),
             users: Vec::new(),
+            sys_interval: Duration::from_secs(10),
         }
     }
 }
@@ -111,6 +115,13 @@ impl BrokerBuilder {
     /// timeout, number of clients.
     pub fn http_client_limits(mut self, limits: HttpClientLimits) -> Self {
         self.config.http.client_limits = limits;
+        self
+    }
+
+    /// Sets how often the broker publishes its figures to `$SYS/broker/...`
+    /// (default 10 s; `Duration::ZERO` publishes none).
+    pub fn sys_interval(mut self, interval: Duration) -> Self {
+        self.config.sys_interval = interval;
         self
     }
 
@@ -389,6 +400,7 @@ impl Broker {
     }
 
     fn stop(&mut self) {
+        log::info!("broker stopping");
         self.shared.begin_shutdown();
         close_local_clients(&self.shared);
         for thread in self.threads.drain(..) {
