@@ -25,7 +25,7 @@ fn metrics(broker: &BrokerProcess) -> String {
 fn metrics_and_stats_show_the_traffic_by_label() {
     let data = ScratchDir::new();
     let dir = data.path().to_str().unwrap();
-    let broker = BrokerProcess::start_http(&["--data", dir, "--sys-interval", "0"]);
+    let mut broker = BrokerProcess::start_http(&["--data", dir, "--sys-interval", "0", "--log-level", "debug"]);
     let mut sub = broker.connect("sub");
     sub.subscribe("t/#");
     let mut publisher = broker.connect("pub");
@@ -83,6 +83,17 @@ fn metrics_and_stats_show_the_traffic_by_label() {
         assert!(stats.path("store_commit_seconds.count").map(Json::num) >= Some(1.0), "{stats}");
         assert_eq!(stats.path("http_responses.404").map(Json::num), Some(1.0), "{stats}");
     }
+
+    // The log: connections at debug, start and stop at info.
+    broker.stop();
+    let log = eventually(WAIT, "the last log line", || {
+        let log = broker.log();
+        log.iter().any(|l| l == "INFO  broker stopped").then_some(log)
+    });
+    for wanted in ["INFO  listening on", "INFO  tinymq ", "INFO  broker stopping", "DEBUG connection "] {
+        assert!(log.iter().any(|l| l.starts_with(wanted)), "{wanted:?} in {log:#?}");
+    }
+    assert!(log.iter().any(|l| l.starts_with("DEBUG connection ") && l.contains("invalid topic")), "{log:#?}");
 }
 
 /// Reads deliveries until `wanted` accepts one, within `timeout`.
