@@ -51,6 +51,7 @@ Options:
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
   --max-connections N       connections at once [default: 100000]
+  --sys-interval SECS       publish the broker's figures to $SYS/broker/... this often; 0: never [default: 10]
   --log-level LEVEL         error, warn, info or debug [default: info]";
 
 const CONFIG_USAGE: &str = "\
@@ -146,6 +147,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
     let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
+    let sys_interval: Option<u64> = args::opt(&mut args, "--sys-interval")?;
     let level: Option<Level> = args::opt(&mut args, "--log-level")?;
     args::finish(args)?;
     if threads == Some(0) {
@@ -272,6 +274,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if let Some(max) = max_connections {
         config.max_connections = max;
+    }
+    if let Some(secs) = sys_interval {
+        config.sys_interval = Duration::from_secs(secs);
     }
     if config.listeners.is_empty() {
         return Err(UsageError("no listener: the config file and flags leave none".into()).into());

@@ -162,6 +162,21 @@ impl ReasonCode {
             Self::InvalidTopic => "invalid topic or filter",
         }
     }
+
+    /// The code's name in lower snake case, as `/metrics` and STATS label
+    /// disconnects.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ProtocolError => "protocol_error",
+            Self::NotAuthorized => "not_authorized",
+            Self::SessionTakenOver => "session_taken_over",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::KeepAliveTimeout => "keep_alive_timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::SlowConsumer => "slow_consumer",
+            Self::InvalidTopic => "invalid_topic",
+        }
+    }
 }
 
 impl fmt::Display for ReasonCode {

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 use smallvec::SmallVec;
@@ -383,8 +384,15 @@ impl<S: Clone> Router<S> {
         self.subscription_count
     }
 
-    /// Number of stored values in all namespaces.
+    /// Number of stored values in all namespaces, not counting the
+    /// broker's own `$` topics (`$SYS/...`).
     pub fn value_count(&self) -> usize {
-        self.namespaces.iter().map(|n| n.values.len()).sum()
+        self.namespaces
+            .iter()
+            .map(|n| {
+                let dollar = n.values.range::<str, _>((Bound::Included("$"), Bound::Excluded("%"))).count();
+                n.values.len() - dollar
+            })
+            .sum()
     }
 }

@@ -230,6 +230,11 @@ impl Session {
                 return Err(self.close_with(ReasonCode::ProtocolError, "second Connect on one connection"));
             }
             (State::Connected, FrameType::Publish) => match TopicName::new(frame.topic, &self.topic_limits) {
+                // `$` topics are the broker's own (`$SYS/...`): clients may
+                // read them but not publish to them.
+                Ok(topic) if topic.as_str().starts_with('$') => {
+                    return Err(self.close_with(ReasonCode::InvalidTopic, "topics beginning with $ are the broker's"));
+                }
                 Ok(topic) => Request::Publish { topic, payload: frame.payload, retain: frame.retain },
                 Err(error) => return Err(self.close_with(topic_error_reason(&error), &error.to_string())),
             },

@@ -66,6 +66,9 @@ pub struct BrokerConfig {
     pub users: Vec<UserRecord>,
     /// The certificate every TLS and HTTPS listener presents.
     pub tls: Option<ServerTls>,
+    /// How often loop 0 publishes the broker's figures to `$SYS/broker/...`
+    /// (default 10 s; zero publishes none).
+    pub sys_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -92,6 +95,7 @@ impl Default for BrokerConfig {
             http_conn: HttpConnConfig::default(),
             users: Vec::new(),
             tls: None,
+            sys_interval: Duration::from_secs(10),
         }
     }
 }
@@ -149,6 +153,13 @@ impl BrokerBuilder {
     /// timeout, number of clients.
     pub fn http_client_limits(mut self, limits: HttpClientLimits) -> Self {
         self.config.http.client_limits = limits;
+        self
+    }
+
+    /// Sets how often the broker publishes its figures to `$SYS/broker/...`
+    /// (default 10 s; `Duration::ZERO` publishes none).
+    pub fn sys_interval(mut self, interval: Duration) -> Self {
+        self.config.sys_interval = interval;
         self
     }
 
@@ -463,6 +474,7 @@ impl Broker {
     }
 
     fn stop(&mut self) {
+        log::info!("broker stopping");
         self.shared.begin_shutdown();
         close_local_clients(&self.shared);
         for thread in self.threads.drain(..) {

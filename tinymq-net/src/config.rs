@@ -265,6 +265,9 @@ pub struct LimitsSection {
 pub struct LogSection {
     /// `level`: error, warn, info or debug.
     pub level: Option<LogLevel>,
+    /// `sys_interval_secs`: how often the broker publishes its figures to
+    /// `$SYS/broker/...`; 0 for never.
+    pub sys_interval_secs: Option<u64>,
 }
 
 impl ConfigFile {
@@ -398,6 +401,9 @@ impl ConfigFile {
             config.max_connections = at_least_one("limits.max_connections", max)?;
         }
         config.session = session_config(limits)?;
+        if let Some(secs) = self.log.sys_interval_secs {
+            config.sys_interval = Duration::from_secs(secs);
+        }
         Ok(config)
     }
 
@@ -637,7 +643,11 @@ outbound_queue_bytes = {outbound}
 [log]
 # "error", "warn", "info" or "debug", to stderr (--log-level).
 level = "info"
+# Seconds between the broker's figures on $SYS/broker/...; 0 for never
+# (--sys-interval).
+sys_interval_secs = {sys_interval}
 "##,
+        sys_interval = BrokerConfig::default().sys_interval.as_secs(),
         client_timeout = http.timeout.as_secs(),
         queue_size = http.queue_size,
         request_timeout = http_conn.request_timeout.as_secs(),
@@ -735,7 +745,7 @@ mod tests {
             let above = lines[i - 1];
             assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
         }
-        assert_eq!(keys, 28, "every key counted:\n{printed}");
+        assert_eq!(keys, 29, "every key counted:\n{printed}");
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub(crate) struct EventLoop {
     housekeeping_at: Option<Instant>,
     /// Connections accepted over the limit only to be told 503.
     refusing: u64,
+    /// When loop 0 next publishes the `$SYS/...` figures.
+    sys_at: Option<Instant>,
 }
 
 impl EventLoop {
@@ -173,6 +175,9 @@ impl EventLoop {
         }
         let serves_http = listeners.iter().any(|l| matches!(l, Listener::Http(_) | Listener::Https(..)));
         let housekeeping_at = serves_http.then(|| Instant::now() + HOUSEKEEPING);
+        // The first `$SYS/...` figures go out at once, so they are there
+        // for the first subscriber.
+        let sys_at = (index == 0 && !shared.config.sys_interval.is_zero()).then(Instant::now);
         Ok(EventLoop {
             index,
             poll,
@@ -192,6 +197,7 @@ impl EventLoop {
             receivers: Vec::new(),
             housekeeping_at,
             refusing: 0,
+            sys_at,
         })
     }
 
@@ -236,6 +242,11 @@ impl EventLoop {
                 self.housekeeping_at = Some(now + HOUSEKEEPING);
                 self.expire_http_clients(now);
             }
+            if !shutting_down && self.sys_at.is_some_and(|at| now >= at) {
+                // An interval too long to add is never.
+                self.sys_at = now.checked_add(self.shared.config.sys_interval);
+                self.shared.publish_sys(&mut self.receivers);
+            }
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
                 for i in 0..self.listeners.len() {
@@ -259,7 +270,7 @@ impl EventLoop {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let earliest = [timer, self.accept_paused_until, self.housekeeping_at].into_iter().flatten().min();
+        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at].into_iter().flatten().min();
         earliest.map(|at| at.saturating_duration_since(now))
     }
 

@@ -12,7 +12,7 @@ use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
-use tinymq_core::{Delivery, ReasonCode, Router};
+use tinymq_core::{Delivery, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::broker::BrokerConfig;
 use crate::local::LocalInbox;
@@ -291,7 +291,55 @@ impl Shared {
             store_pending: store.pending,
             store_error: store.failing,
             uptime_secs: self.started.elapsed().as_secs(),
+            disconnects: (1..s.disconnects.len() as u8)
+                .filter_map(ReasonCode::from_u8)
+                .map(|reason| (reason.name(), s.disconnects[reason as usize].load(Ordering::Relaxed)))
+                .collect(),
+            store_commit_seconds: store.commit_seconds,
         }
+    }
+
+    /// Publishes the broker's main figures to `$SYS/broker/...` in the
+    /// public namespace (loop 0 calls it every `sys_interval`). They are
+    /// kept as values in memory, so a new `$SYS/#` subscriber gets the latest
+    /// at once, but never written to the store nor counted as messages in.
+    pub(crate) fn publish_sys(&self, receivers: &mut Vec<Sink>) {
+        let f = self.figures();
+        let (subscriptions, values) = {
+            let router = self.router.lock();
+            (router.subscription_count(), router.value_count())
+        };
+        let connected: u64 = f.connections.iter().map(|(_, n)| n).sum();
+        let figures: [(&str, String); 11] = [
+            ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("$SYS/broker/uptime", f.uptime_secs.to_string()),
+            ("$SYS/broker/clients/connected", connected.to_string()),
+            ("$SYS/broker/subscriptions/count", subscriptions.to_string()),
+            ("$SYS/broker/retained/count", values.to_string()),
+            ("$SYS/broker/messages/received", f.messages_in.to_string()),
+            ("$SYS/broker/messages/sent", f.messages_out.to_string()),
+            ("$SYS/broker/bytes/received", f.bytes_in.to_string()),
+            ("$SYS/broker/bytes/sent", f.bytes_out.to_string()),
+            ("$SYS/broker/store/pending", f.store_pending.to_string()),
+            ("$SYS/broker/store/commits", f.store_commits.to_string()),
+        ];
+        let updated_time = unix_time();
+        let from: Arc<str> = SYS_SENDER.into();
+        for (topic, value) in figures {
+            let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { continue };
+            let delivery = Delivery::new(Message {
+                topic: topic.into(),
+                payload: value.into_bytes().into(),
+                from: from.clone(),
+                updated_time,
+                ip: None,
+            });
+            receivers.clear();
+            // Kept in memory only: not handed to `persist`.
+            let _outcome = self.router.lock().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
+            self.dispatch(&delivery, receivers);
+        }
+        receivers.clear();
     }
 
     /// Queues work for loop `index`, waking it if its inbox was empty (one
@@ -339,6 +387,9 @@ impl Shared {
         }
     }
 }
+
+/// The `from` of the broker's `$SYS/...` messages.
+pub(crate) const SYS_SENDER: &str = "$SYS";
 
 /// Wall-clock Unix seconds: what messages are stamped with.
 pub(crate) fn unix_time() -> u64 {

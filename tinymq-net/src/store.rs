@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
+use tinymq_core::http::service::DurationHistogram;
 use tinymq_core::store::{
     Store, StoreOp, StoreTable, StoredValue, decode_message, encode_message, split_value_key, value_key,
 };
@@ -441,6 +442,8 @@ struct Queue {
     failed_commits: u64,
     /// Records written by successful commits.
     records_written: u64,
+    /// How long successful commits took.
+    commit_seconds: DurationHistogram,
     /// The last failed commit: the tickets it carried (up to this one)
     /// and its error.
     failed: Option<(u64, String)>,
@@ -494,6 +497,8 @@ pub struct WriterFigures {
     pub pending: u64,
     /// The error of the last commit, while no later one has succeeded.
     pub failing: Option<String>,
+    /// How long successful commits took.
+    pub commit_seconds: DurationHistogram,
 }
 
 /// The store's own thread: takes writes from any thread and commits them in
@@ -608,6 +613,7 @@ impl StoreWriter {
             records_written: queue.records_written,
             pending: queue.pending.len() as u64,
             failing: queue.failing.clone(),
+            commit_seconds: queue.commit_seconds.clone(),
         }
     }
 
@@ -659,6 +665,7 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
         let through = queue.submitted;
         let stopping = queue.stopping;
         drop(queue);
+        let started = Instant::now();
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| store.apply(&batch))) {
             Ok(result) => result.map_err(|error| one_line(&error.to_string())),
             Err(panic) => Err(panic_text(panic.as_ref())),
@@ -670,6 +677,7 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
             Ok(()) => {
                 queue.committed = through;
                 queue.commits += 1;
+                queue.commit_seconds.record(started.elapsed());
                 queue.records_written += batch.len() as u64;
                 batch.clear();
                 if let Some(error) = queue.failing.take() {

@@ -215,6 +215,10 @@ fn moustique_params(head: &RequestHead, body: &[u8]) -> Result<Params, ApiError>
 
 fn topic_name(topic: String, limits: &TopicLimits) -> Result<String, ApiError> {
     TopicName::new(&topic, limits).map_err(|e| bad(format!("topic {topic:?}: {e}")))?;
+    // `$` topics are the broker's own (`$SYS/...`), read-only to clients.
+    if topic.starts_with('$') {
+        return Err(bad(format!("topic {topic:?}: topics beginning with $ are the broker's")));
+    }
     Ok(topic)
 }
 

@@ -128,6 +128,43 @@ pub struct Figures {
     pub store_error: Option<String>,
     /// Seconds since the broker started.
     pub uptime_secs: u64,
+    // Observability figures, added together.
+    /// Broker-sent Disconnects, by reason ([`ReasonCode::name`](crate::ReasonCode::name)).
+    pub disconnects: Vec<(&'static str, u64)>,
+    /// How long the store's successful commits took.
+    pub store_commit_seconds: DurationHistogram,
+}
+
+/// Durations counted into fixed buckets, for a Prometheus histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurationHistogram {
+    /// Durations at most [`DurationHistogram::BOUNDS`]`[i]` and over the
+    /// bound before it (not cumulative).
+    pub buckets: [u64; DurationHistogram::BOUNDS.len()],
+    /// Durations recorded.
+    pub count: u64,
+    /// Their sum, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl DurationHistogram {
+    /// The buckets' upper bounds, in seconds.
+    pub const BOUNDS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+
+    /// Counts one duration.
+    pub fn record(&mut self, duration: std::time::Duration) {
+        let seconds = duration.as_secs_f64();
+        if let Some(i) = Self::BOUNDS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// The sum in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos as f64 / 1e9
+    }
 }
 
 /// A count and its rate over the last minute, by Unix second.
@@ -552,7 +589,8 @@ fn execute<S: Clone + SinkKind>(
             };
             let matches: Map<String, Value> = router
                 .values(namespace)
-                .filter(|d| regex.is_match(&d.message().topic))
+                // `$` topics are the broker's (`$SYS/...`), listed only when asked for by name, as MQTT does.
+                .filter(|d| !d.message().topic.starts_with('$') && regex.is_match(&d.message().topic))
                 .map(|d| (d.message().topic.to_string(), message_object(d.message())))
                 .collect();
             HttpEffects::respond(Response::moustique_json(&Value::Object(matches)))
@@ -571,7 +609,11 @@ fn execute<S: Clone + SinkKind>(
             HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
         }
         Call::Topics => {
-            let topics = router.values(namespace).map(|d| Value::from(&*d.message().topic)).collect();
+            let topics = router
+                .values(namespace)
+                .filter(|d| !d.message().topic.starts_with('$'))
+                .map(|d| Value::from(&*d.message().topic))
+                .collect();
             HttpEffects::respond(Response::moustique_json(&Value::Array(topics)))
         }
         Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
@@ -783,6 +825,19 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
         "store_failures": figures.store_failures,
         "store_pending": figures.store_pending,
         "store_error": figures.store_error,
+        // The figures `/metrics` adds, under the same names.
+        "deliveries": figures.messages_out,
+        "dropped": {
+            "slow_consumer": figures.slow_consumer_drops,
+            "queue_overflow": state.clients.dropped_total(),
+            "local_queue": figures.local_queue_drops,
+        },
+        "disconnects": figures.disconnects.iter().map(|&(reason, n)| (reason.to_owned(), Value::from(n))).collect::<Map<String, Value>>(),
+        "store_commit_seconds": {
+            "count": figures.store_commit_seconds.count,
+            "sum": figures.store_commit_seconds.sum_seconds(),
+        },
+        "http_responses": state.statuses.iter().map(|(status, n)| (status.to_string(), Value::from(*n))).collect::<Map<String, Value>>(),
     })
 }
 
@@ -948,15 +1003,29 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
     metric("stored_values", "gauge", "Stored values.", &one(router.value_count() as u64));
     metric("http_clients", "gauge", "Registered Moustique HTTP clients.", &one(state.clients.len() as u64));
     metric("messages_in_total", "counter", "Messages published.", &one(figures.messages_in));
-    metric("messages_out_total", "counter", "Deliveries to subscribers.", &one(figures.messages_out));
+    metric(
+        "messages_out_total",
+        "counter",
+        "Deliveries: one per message per subscriber it reached, every transport.",
+        &one(figures.messages_out),
+    );
     metric("bytes_in_total", "counter", "Bytes read from sockets.", &one(figures.bytes_in));
     metric("bytes_out_total", "counter", "Bytes written to sockets.", &one(figures.bytes_out));
     let drops = [
         ("{reason=\"slow_consumer\"}".to_owned(), figures.slow_consumer_drops),
-        ("{reason=\"local_queue_full\"}".to_owned(), figures.local_queue_drops),
-        ("{reason=\"http_queue_full\"}".to_owned(), state.clients.dropped_total()),
+        ("{reason=\"queue_overflow\"}".to_owned(), state.clients.dropped_total()),
+        ("{reason=\"local_queue\"}".to_owned(), figures.local_queue_drops),
     ];
-    metric("dropped_total", "counter", "Messages or subscribers dropped, by reason.", &drops);
+    metric(
+        "dropped_messages_total",
+        "counter",
+        "Drops by reason: subscribers cut as slow consumers, messages dropped from full HTTP client \
+         queues (queue_overflow) and from full in-process queues (local_queue).",
+        &drops,
+    );
+    let disconnects: Vec<(String, u64)> =
+        figures.disconnects.iter().map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)).collect();
+    metric("disconnects_total", "counter", "Disconnects the broker sent, by reason.", &disconnects);
     metric("store_writes_total", "counter", "Writes handed to the store.", &one(figures.store_writes));
     metric(
         "store_committed_writes_total",
@@ -984,6 +1053,19 @@ fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figur
         state.statuses.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n)).collect();
     metric("http_requests_total", "counter", "HTTP requests answered, by status.", &statuses);
     metric("uptime_seconds", "gauge", "Seconds since start.", &one(figures.uptime_secs));
+    let commits = &figures.store_commit_seconds;
+    let _ = writeln!(
+        out,
+        "# HELP tinymq_store_commit_seconds How long store commits took.\n# TYPE tinymq_store_commit_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (bound, n) in DurationHistogram::BOUNDS.iter().zip(commits.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "tinymq_store_commit_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "tinymq_store_commit_seconds_bucket{{le=\"+Inf\"}} {}", commits.count);
+    let _ = writeln!(out, "tinymq_store_commit_seconds_sum {}", commits.sum_seconds());
+    let _ = writeln!(out, "tinymq_store_commit_seconds_count {}", commits.count);
     out
 }
 
@@ -1473,5 +1555,144 @@ mod tests {
         let healthy = Figures::default();
         assert_eq!(stats_document(&broker.router, &broker.state, &healthy, 2_000)["store_error"], Value::Null);
         assert!(metrics_text(&broker.router, &broker.state, &healthy).lines().any(|l| l == "tinymq_store_failing 0"));
+    }
+
+    /// Figures with something in every labelled family.
+    fn busy_figures() -> Figures {
+        let mut commits = DurationHistogram::default();
+        for micros in [100, 700, 700, 3_000, 2_000_000] {
+            commits.record(std::time::Duration::from_micros(micros));
+        }
+        Figures {
+            connections: vec![("tcp", 2), ("unix", 0), ("http", 1)],
+            messages_out: 7,
+            slow_consumer_drops: 1,
+            local_queue_drops: 2,
+            disconnects: vec![("protocol_error", 3), ("slow_consumer", 1)],
+            store_commit_seconds: commits,
+            ..Figures::default()
+        }
+    }
+
+    /// What promtool would check, for the parts tinymq uses: every sample
+    /// belongs to a family with HELP and TYPE, names and types follow the
+    /// conventions, histogram buckets are cumulative and end at +Inf.
+    #[test]
+    fn metrics_text_is_well_formed_prometheus() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let _ = broker.request("GET /nowhere HTTP/1.1\r\n\r\n");
+        let _ = broker.request("GET /api/v1/health HTTP/1.1\r\n\r\n");
+        let text = metrics_text(&broker.router, &broker.state, &busy_figures());
+        let valid_name = |n: &str| n.starts_with("tinymq_") && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let mut help = HashSet::new();
+        let mut kinds = std::collections::HashMap::new();
+        let mut buckets: Vec<(String, f64)> = Vec::new();
+        let mut samples = 0;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, text) = rest.split_once(' ').expect("HELP has a text");
+                assert!(valid_name(name) && !text.is_empty(), "{line}");
+                assert!(help.insert(name.to_owned()), "one HELP for {name}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(help.contains(name), "HELP before TYPE for {name}");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                assert_eq!(kind == "counter", name.ends_with("_total"), "{name} is a {kind}");
+                assert!(kinds.insert(name.to_owned(), kind.to_owned()).is_none(), "one TYPE for {name}");
+                continue;
+            }
+            samples += 1;
+            let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("number in {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => (name, Some(labels.strip_suffix('}').expect("labels close"))),
+                None => (series, None),
+            };
+            assert!(valid_name(name), "{line}");
+            let family = kinds.keys().find(|f| {
+                *f == name
+                    || (kinds[*f] == "histogram"
+                        && ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(f.as_str())))
+            });
+            let family = family.unwrap_or_else(|| panic!("{line} has no HELP and TYPE"));
+            for label in labels.into_iter().flat_map(|l| l.split(',')) {
+                let (key, quoted) = label.split_once('=').expect("label=value");
+                assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{line}");
+                assert!(quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'), "{line}");
+            }
+            if name.ends_with("_bucket") {
+                let le = labels.and_then(|l| l.strip_prefix("le=\"")).and_then(|l| l.strip_suffix('"')).unwrap();
+                buckets.push((le.to_owned(), value));
+            } else if name.ends_with("_count") && kinds[family] == "histogram" {
+                let bounds: Vec<f64> = buckets.iter().map(|(le, _)| le.parse().unwrap_or(f64::INFINITY)).collect();
+                assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds ascend: {buckets:?}");
+                assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "cumulative: {buckets:?}");
+                assert_eq!(buckets.last().map(|(le, n)| (le.as_str(), *n)), Some(("+Inf", value)), "{family}");
+                buckets.clear();
+            }
+        }
+        assert!(samples > 20);
+        for line in [
+            "tinymq_connections{transport=\"tcp\"} 2",
+            "tinymq_messages_out_total 7",
+            "tinymq_dropped_messages_total{reason=\"slow_consumer\"} 1",
+            "tinymq_dropped_messages_total{reason=\"local_queue\"} 2",
+            "tinymq_dropped_messages_total{reason=\"queue_overflow\"} 0",
+            "tinymq_disconnects_total{reason=\"protocol_error\"} 3",
+            "tinymq_http_requests_total{status=\"404\"} 1",
+            "tinymq_store_commit_seconds_bucket{le=\"0.0005\"} 1",
+            "tinymq_store_commit_seconds_bucket{le=\"0.001\"} 3",
+            "tinymq_store_commit_seconds_bucket{le=\"1\"} 4",
+            "tinymq_store_commit_seconds_bucket{le=\"+Inf\"} 5",
+            "tinymq_store_commit_seconds_count 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        let sum = text.lines().find_map(|l| l.strip_prefix("tinymq_store_commit_seconds_sum ")).unwrap();
+        assert!((sum.parse::<f64>().unwrap() - 2.0045).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn stats_keep_moustiques_keys_and_add_the_metrics_figures() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let _ = broker.request("GET /nowhere HTTP/1.1\r\n\r\n");
+        let stats = stats_document(&broker.router, &broker.state, &busy_figures(), 2_000);
+        for path in ["/started", "/subscription_count", "/values", "/clients/subscribers", "/clients/posters"] {
+            assert!(stats.pointer(path).is_some(), "{path} in {stats}");
+        }
+        for key in ["total", "per_second", "per_second_last_minute"] {
+            for group in ["pickups", "processed", "getvals"] {
+                assert!(stats["requests"][group].get(key).is_some(), "requests.{group}.{key}");
+            }
+        }
+        assert_eq!(stats["deliveries"], 7);
+        assert_eq!(stats["dropped"], json!({"slow_consumer": 1, "queue_overflow": 0, "local_queue": 2}));
+        assert_eq!(stats["disconnects"], json!({"protocol_error": 3, "slow_consumer": 1}));
+        assert_eq!(stats["store_commit_seconds"]["count"], 5);
+        assert_eq!(stats["http_responses"]["404"], 1);
+    }
+
+    #[test]
+    fn dollar_topics_are_left_out_of_lists_and_refused_to_publishers() {
+        let mut broker = Broker::new(HttpConfig::default());
+        broker.moustique("POST", &[("topic", "/a"), ("message", "1"), ("from", "t")]);
+        let sys = TopicName::new("$SYS/broker/uptime", &TopicLimits::default()).unwrap();
+        let delivery = Delivery::new(Message {
+            topic: sys.as_str().into(),
+            payload: b"5"[..].into(),
+            from: "$SYS".into(),
+            updated_time: 1,
+            ip: None,
+        });
+        let _ = broker.router.publish(NamespaceId::PUBLIC, sys, &delivery, true, &mut Vec::new());
+        assert_eq!(broker.router.value_count(), 1, "STATS' values leave out the broker's own");
+        let topics = json(&broker.moustique("TOPICS", &[]).1);
+        assert_eq!(topics, json!(["/a"]));
+        let found = json(&broker.moustique("GETVALSBYREGEX", &[("topic", ".*")]).1);
+        assert_eq!(found.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["/a".to_owned()]));
+        let (status, _) = broker.moustique("POST", &[("topic", "$SYS/broker/uptime"), ("message", "0"), ("from", "t")]);
+        assert_eq!(status, 400);
     }
 }
