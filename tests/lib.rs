@@ -89,6 +89,32 @@ pub fn tinymq() -> Command {
     command
 }
 
+/// Runs `tinymq ARGS` to completion, at most [`WAIT`] (killed and failed
+/// after), and returns its status and output.
+pub fn run_tinymq(args: &[&str]) -> std::process::Output {
+    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if wait_child(&mut child, WAIT).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tinymq {args:?} still running after {WAIT:?}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits (at most [`WAIT`]) for a `tinymq sub --count N` child, asserts it
+/// exited 0, and returns its output lines sorted.
+pub fn sub_lines(mut sub: Child) -> Vec<String> {
+    let status = wait_child(&mut sub, WAIT);
+    if status.is_none() {
+        let _ = sub.kill();
+    }
+    let output = sub.wait_with_output().unwrap();
+    assert!(status.is_some_and(|s| s.success()), "sub --count exits 0: {status:?} {output:?}");
+    let mut lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
 /// The tinymq binary run through `wrapper` (a program and its arguments,
 /// e.g. `prlimit --fsize=N` or `setpriv ...`); plain [`tinymq`] when empty.
 pub fn tinymq_via(wrapper: &[&str]) -> Command {

@@ -9,12 +9,13 @@
 mod http_common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Output, Stdio};
+
 use std::time::Duration;
 
 use http_common::{HttpConn, Json, Next, eventually, request_bytes};
 use tinymq_core::{Frame, ReasonCode};
-use tinymq_tests::{BrokerProcess, Endpoint, RawClient, WAIT, connect_from, free_address, tinymq, wait_child};
+use tinymq_tests::run_tinymq as run;
+use tinymq_tests::{BrokerProcess, Endpoint, RawClient, WAIT, connect_from, free_address};
 
 /// The second peer's address.
 const OTHER_PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -98,17 +99,6 @@ fn unix_sockets_are_not_checked_by_the_allow_list() {
     let broker = BrokerProcess::start_unix(&["--allowed-peers", "10.0.0.0/8"]);
     assert!(matches!(broker.endpoint(), Endpoint::Unix(_)));
     broker.connect("local").ping();
-}
-
-/// Runs `tinymq ARGS` to completion, at most [`WAIT`].
-fn run(args: &[&str]) -> Output {
-    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if wait_child(&mut child, WAIT).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tinymq {args:?} still running after {WAIT:?}");
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -3,22 +3,12 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tinymq_core::ReasonCode;
 use tinymq_tests::{BrokerProcess, WAIT, tinymq, wait_child};
-
-/// Runs `tinymq args` to completion, at most [`WAIT`] (killed after).
-fn run(args: &[&str]) -> Output {
-    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if wait_child(&mut child, WAIT).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tinymq {args:?} still running after {WAIT:?}");
-    }
-    child.wait_with_output().unwrap()
-}
+use tinymq_tests::{run_tinymq as run, sub_lines};
 
 fn free_address() -> String {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
@@ -102,14 +92,5 @@ fn pub_and_sub_commands_talk_through_the_broker() {
     from_stdin.stdin.take().unwrap().write_all(b"65%\n").unwrap();
     assert!(wait_child(&mut from_stdin, WAIT).expect("pub from stdin exits").success());
 
-    let mut sub = sub;
-    let status = wait_child(&mut sub, WAIT);
-    if status.is_none() {
-        let _ = sub.kill();
-    }
-    let output = sub.wait_with_output().unwrap();
-    assert!(status.is_some_and(|s| s.success()), "sub --count 2 exits 0: {status:?}");
-    let mut lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
-    assert_eq!(lines, ["sensors/first 22.5", "sensors/second 65%"]);
+    assert_eq!(sub_lines(sub), ["sensors/first 22.5", "sensors/second 65%"]);
 }

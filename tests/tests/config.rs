@@ -6,21 +6,10 @@ mod http_common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 
 use http_common::{pickup, post, subscribe, triples};
-use tinymq_tests::{BrokerProcess, Endpoint, ScratchDir, WAIT, free_address, tinymq, wait_child};
-
-/// Runs `tinymq ARGS` to completion, at most [`WAIT`].
-fn run(args: &[&str]) -> Output {
-    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if wait_child(&mut child, WAIT).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tinymq {args:?} still running after {WAIT:?}");
-    }
-    child.wait_with_output().unwrap()
-}
+use tinymq_tests::run_tinymq as run;
+use tinymq_tests::{BrokerProcess, Endpoint, ScratchDir, free_address};
 
 /// Writes `text` to `name` in `dir`.
 fn write(dir: &ScratchDir, name: &str, text: &str) -> PathBuf {

@@ -8,14 +8,15 @@ mod http_common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use http_common::{CurlSse, Json, curl, curl_status, enc, eventually};
 use rustls::{ClientConnection, StreamOwned};
 use tinymq_core::Frame;
 use tinymq_net::{Address, Broker, Client, ClientError, ClientOptions, ClientTls, HttpConnConfig, ServerTls};
-use tinymq_tests::{BrokerProcess, TestPki, WAIT, tinymq, wait_child};
+use tinymq_tests::{BrokerProcess, TestPki, WAIT, tinymq};
+use tinymq_tests::{run_tinymq as run, sub_lines};
 
 fn free_address() -> String {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
@@ -43,17 +44,6 @@ fn tls_client(pki: &TestPki, address: impl Into<Address>, client_id: &str) -> Cl
 fn recv(client: &mut Client) -> (String, Vec<u8>) {
     let message = client.recv_timeout(WAIT).unwrap().expect("a message within WAIT");
     (message.topic, message.payload)
-}
-
-/// Runs `tinymq args` to completion, at most [`WAIT`].
-fn run(args: &[&str]) -> Output {
-    let mut child = tinymq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if wait_child(&mut child, WAIT).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tinymq {args:?} still running after {WAIT:?}");
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Sends `bytes` on a fresh TCP connection and reads until the broker
@@ -150,16 +140,7 @@ fn pub_and_sub_commands_speak_tls_with_a_ca_or_insecure() {
         run(&["pub", "--tls", "--insecure", "--address", &ip, "--topic", "sensors/b", "--message", "2", "--retain"]);
     assert!(insecure.status.success(), "{insecure:?}");
 
-    let mut sub = sub;
-    let status = wait_child(&mut sub, WAIT);
-    if status.is_none() {
-        let _ = sub.kill();
-    }
-    let output = sub.wait_with_output().unwrap();
-    assert!(status.is_some_and(|s| s.success()), "sub --count 2 exits 0: {status:?} {output:?}");
-    let mut lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
-    assert_eq!(lines, ["sensors/a 1", "sensors/b 2"]);
+    assert_eq!(sub_lines(sub), ["sensors/a 1", "sensors/b 2"]);
 }
 
 #[test]
