@@ -69,6 +69,15 @@ fn check_script_effects(
     assert_message_object(&value, stored.0, stored.1, name);
 }
 
+/// Runs a client script (`command` names it and the broker) to the end and
+/// returns its output, which must end the script's checks with `ALL OK`.
+fn run_script(command: std::process::Command, what: &str) -> String {
+    let output = run_checked(command, SCRIPT_DEADLINE, what);
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    assert!(stdout.lines().any(|l| l == "ALL OK"), "{what} did not finish:\n{stdout}");
+    stdout
+}
+
 #[test]
 fn the_python_client_works_unchanged() {
     let broker = BrokerProcess::start_http(&[]);
@@ -77,9 +86,7 @@ fn the_python_client_works_unchanged() {
 
     let mut command = python_with_requests();
     command.arg(client_script("moustique_client.py")).arg("127.0.0.1").arg(broker.http_addr().port().to_string());
-    let output = run_checked(command, SCRIPT_DEADLINE, "tests/clients/moustique_client.py");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    assert!(stdout.lines().any(|l| l == "ALL OK"), "the script did not finish:\n{stdout}");
+    let stdout = run_script(command, "tests/clients/moustique_client.py");
 
     let name = script_client_name(&stdout);
     check_script_effects(
@@ -101,9 +108,7 @@ fn the_javascript_client_works_unchanged() {
 
     let mut command = std::process::Command::new("node");
     command.arg(client_script("moustique_client.mjs")).arg("127.0.0.1").arg(broker.http_addr().port().to_string());
-    let output = run_checked(command, SCRIPT_DEADLINE, "tests/clients/moustique_client.mjs");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    assert!(stdout.lines().any(|l| l == "ALL OK"), "the script did not finish:\n{stdout}");
+    let stdout = run_script(command, "tests/clients/moustique_client.mjs");
 
     let name = script_client_name(&stdout);
     check_script_effects(
