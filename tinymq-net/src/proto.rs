@@ -10,7 +10,9 @@ use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
 
 pub(crate) enum Proto {
     Binary(Session),
-    Http(HttpConn),
+    /// Boxed: an HTTP connection's state is twice a session's, and the
+    /// slab of connections is sized by its largest variant.
+    Http(Box<HttpConn>),
 }
 
 impl Proto {
