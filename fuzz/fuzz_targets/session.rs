@@ -70,7 +70,7 @@ impl World {
                     }
                     if let Some(delivery) = effects.delivery {
                         for receiver in effects.receivers {
-                            let _ = self.conns[receiver].session.deliver(delivery.frame());
+                            let _ = self.conns[receiver].session.deliver(&delivery);
                         }
                     }
                 }

@@ -108,3 +108,33 @@ fn a_subscriber_that_never_reads_is_cut_as_a_slow_consumer() {
     // What was queued before the limit arrives, then Disconnect 7.
     stuck.expect_disconnect(tinymq_core::ReasonCode::SlowConsumer);
 }
+
+#[test]
+fn a_subscriber_slower_than_its_publisher_slows_it_down_instead_of_being_cut() {
+    let broker = BrokerProcess::start(&[]);
+    let mut slow = broker.connect("slow");
+    slow.subscribe("flood");
+    let mut publisher = broker.connect("fast");
+    // 64 MiB, four times the 16 MiB outbound limit: a publisher the broker
+    // read at full speed would overflow the queue of a subscriber that
+    // takes a pause after each message. Read a little slower while that
+    // queue is long, it fills it no faster than it drains.
+    const MESSAGES: u8 = 64;
+    let sender = std::thread::spawn(move || {
+        let mut payload = vec![0x5a; 1 << 20];
+        let mut frame = Vec::new();
+        for i in 0..MESSAGES {
+            payload[0] = i;
+            frame.clear();
+            Frame::publish("flood", &payload, "", false).encode(&mut frame);
+            publisher.send_bytes(&frame);
+        }
+        publisher.ping();
+    });
+    for i in 0..MESSAGES {
+        let message = slow.recv_publish();
+        assert_eq!((message.payload.len(), message.payload[0]), (1 << 20, i), "message {i} in order, whole");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sender.join().unwrap();
+}

@@ -9,11 +9,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::auth::{AuthError, Identity};
 use crate::codec::ReasonCode;
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::session::{Credentials, Request, Session};
+use crate::topic::TopicName;
 
 /// Who is asking, and when: what a message is stamped with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +41,9 @@ pub struct Effects<S> {
     /// whose value for `delivery`'s topic must be written to the store
     /// (deleted when the payload is empty).
     pub stored: Option<Arc<str>>,
-    /// Receivers of `delivery`.
-    pub receivers: Vec<S>,
+    /// Receivers of `delivery`: inline up to four, so a publish to few
+    /// subscribers allocates no list.
+    pub receivers: SmallVec<[S; 4]>,
     /// A session whose client id was taken over: send it Disconnect 3.
     pub taken_over: Option<S>,
     /// The session's subscriber id, set by an accepted Connect.
@@ -48,7 +52,7 @@ pub struct Effects<S> {
 
 impl<S> Default for Effects<S> {
     fn default() -> Self {
-        Effects { delivery: None, receivers: Vec::new(), taken_over: None, connected: None, stored: None }
+        Effects { delivery: None, receivers: SmallVec::new(), taken_over: None, connected: None, stored: None }
     }
 }
 
@@ -72,11 +76,14 @@ pub fn execute<S: Clone>(
         (Request::Connect { client_id, credentials }, None) => {
             return connect(router, session, sink, client_id, authenticate(credentials), origin);
         }
+        (Request::Publish { topic, payload, retain: false }, subscriber @ Some(_)) => {
+            return publish_live(router, session, subscriber, topic, payload, origin);
+        }
         (Request::Publish { topic, payload, retain }, Some(id)) => {
             let Some(namespace) = router.namespace_of(id) else { return effects };
             let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
             let delivery = Delivery::new(Message {
-                topic: topic.as_str().into(),
+                topic: session.shared_topic(topic.as_str()),
                 payload: payload.into(),
                 from,
                 updated_time: origin.unix_time,
@@ -110,6 +117,33 @@ pub fn execute<S: Clone>(
         // The session's own state machine yields nothing else before
         // Connect is accepted, and no Connect after.
         (_, _) => {}
+    }
+    effects
+}
+
+/// What a Publish without RETAIN does: it changes nothing in the router,
+/// so a shell may run it under a shared (read) lock while other loops route
+/// their own. [`execute`] calls it too.
+pub fn publish_live<S: Clone>(
+    router: &Router<S>,
+    session: &mut Session,
+    subscriber: Option<SubscriberId>,
+    topic: TopicName<'_>,
+    payload: &[u8],
+    origin: Origin,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    let Some(namespace) = subscriber.and_then(|id| router.namespace_of(id)) else { return effects };
+    let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
+    let delivery = Delivery::new(Message {
+        topic: session.shared_topic(topic.as_str()),
+        payload: payload.into(),
+        from,
+        updated_time: origin.unix_time,
+        ip: origin.ip,
+    });
+    if router.route(namespace, topic, &mut effects.receivers) > 0 {
+        effects.delivery = Some(delivery);
     }
     effects
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use smallvec::SmallVec;
 
 use crate::message::Message;
+use crate::outbound::{COPY_BELOW, Outbound, Overflow};
 use crate::topic::{Filter, SubscriptionTrie, TopicLimits, TopicName};
 
 /// A subscriber's handle: a slot in the router's table plus a generation, so
@@ -59,6 +60,22 @@ impl Delivery {
     /// The live-traffic Publish frame (RETAIN clear), encoded once.
     pub fn frame(&self) -> &Arc<[u8]> {
         self.frame.get_or_init(|| self.message.publish_frame(false).to_vec().into())
+    }
+
+    /// Queues the live-traffic Publish frame on `out`. A small frame not
+    /// yet encoded is encoded straight into the queue (the queue would copy
+    /// it anyway), so a small message costs no shared frame at all; a large
+    /// one is encoded once and shared by every receiver.
+    pub fn write_to(&self, out: &mut Outbound) -> Result<(), Overflow> {
+        if let Some(frame) = self.frame.get() {
+            return out.push_shared(frame);
+        }
+        let frame = self.message.publish_frame(false);
+        if frame.encoded_len() < COPY_BELOW {
+            out.push_with(|bytes| frame.encode(bytes))
+        } else {
+            out.push_shared(self.frame())
+        }
     }
 }
 
@@ -290,7 +307,7 @@ impl<S: Clone> Router<S> {
         topic: TopicName<'_>,
         delivery: &Arc<Delivery>,
         retain: bool,
-        out: &mut Vec<S>,
+        out: &mut impl Extend<S>,
     ) -> PublishOutcome {
         let mut outcome = PublishOutcome::default();
         if retain {
@@ -307,7 +324,7 @@ impl<S: Clone> Router<S> {
 
     /// Appends the sinks of every subscriber matching `topic`, once each.
     /// Takes `&self`, so a shell may route under a read lock.
-    pub fn route(&self, namespace: NamespaceId, topic: TopicName<'_>, out: &mut Vec<S>) -> usize {
+    pub fn route(&self, namespace: NamespaceId, topic: TopicName<'_>, out: &mut impl Extend<S>) -> usize {
         let mut matched: SmallVec<[SubscriberId; 16]> = SmallVec::new();
         self.namespaces[namespace.0 as usize].trie.for_each_match(topic, |id| matched.push(id));
         // A subscriber with several matching filters gets one delivery.

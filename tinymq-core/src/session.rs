@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode, reason_payload};
 use crate::outbound::Outbound;
+use crate::router::Delivery;
 use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
 
 /// Settings of every binary session of a broker.
@@ -136,6 +137,10 @@ pub struct Session {
     idle_timeout: Duration,
     last_received: Instant,
     outbound: Outbound,
+    /// The topic of the last Publish, shared by the next one to the same
+    /// topic: a publisher usually repeats its topic, and this saves an
+    /// allocation per message.
+    last_topic: Option<Arc<str>>,
 }
 
 impl Session {
@@ -149,6 +154,20 @@ impl Session {
             idle_timeout: config.keep_alive + config.keep_alive / 2,
             last_received: now,
             outbound: Outbound::new(config.outbound_limit),
+            last_topic: None,
+        }
+    }
+
+    /// `topic` as a shared string: the last published topic's if it is the
+    /// same, else a new one that the next publish can share.
+    pub fn shared_topic(&mut self, topic: &str) -> Arc<str> {
+        match &self.last_topic {
+            Some(last) if **last == *topic => last.clone(),
+            _ => {
+                let shared: Arc<str> = topic.into();
+                self.last_topic = Some(shared.clone());
+                shared
+            }
         }
     }
 
@@ -309,14 +328,14 @@ impl Session {
 
     /// Queues a shared Publish frame for the peer. A session over its
     /// outbound limit is closed with Disconnect 7 (slow consumer).
-    pub fn deliver(&mut self, frame: &Arc<[u8]>) -> Result<(), Closed> {
+    pub fn deliver(&mut self, delivery: &Delivery) -> Result<(), Closed> {
         match self.state {
             State::Connected => {}
             State::Closed(reason) => return Err(Closed { reason }),
             // Nothing reaches a session before its ConnAck.
             State::AwaitingConnect | State::Connecting => return Ok(()),
         }
-        if self.outbound.push_shared(frame).is_err() {
+        if delivery.write_to(&mut self.outbound).is_err() {
             return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
         }
         Ok(())

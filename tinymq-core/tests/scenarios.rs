@@ -95,7 +95,7 @@ impl Harness {
                     }
                     if let Some(delivery) = effects.delivery {
                         for receiver in effects.receivers {
-                            let _ = self.conns[receiver].session.deliver(delivery.frame());
+                            let _ = self.conns[receiver].session.deliver(&delivery);
                         }
                     }
                 }

@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
-use parking_lot::Mutex;
 use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
@@ -319,7 +318,7 @@ impl BrokerBuilder {
         for _ in 0..config.threads.max(1) {
             let poll = Poll::new().map_err(Error::EventLoop)?;
             let waker = Waker::new(poll.registry(), EventLoop::waker_token()).map_err(Error::EventLoop)?;
-            handles.push(LoopHandle { waker, inbox: Mutex::new(Vec::new()) });
+            handles.push(LoopHandle::new(waker));
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(config, router, http, store, auth, handles));
@@ -490,7 +489,7 @@ impl Broker {
 }
 
 fn close_local_clients(shared: &Shared) {
-    for sink in shared.router.lock().sinks() {
+    for sink in shared.router.read().sinks() {
         if let Sink::Local(inbox) = sink {
             inbox.close(ReasonCode::ShuttingDown);
         }
@@ -572,7 +571,7 @@ impl BrokerStats {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &shared.stats;
         let store = shared.store.as_ref().map(crate::store::StoreWriter::figures).unwrap_or_default();
-        let router = shared.router.lock();
+        let router = shared.router.read();
         BrokerStats {
             connections: s.connections.load(Relaxed),
             connections_total: s.connections_total.load(Relaxed),

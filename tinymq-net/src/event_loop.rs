@@ -36,7 +36,7 @@ use tinymq_core::http::service::{self, Context, Reply};
 use tinymq_core::{Delivery, ReasonCode, Request, Session, Step, SubscriberId};
 
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem, Shared, Sink, unix_time};
+use crate::shared::{ConnRef, InboxItem, Shared, Sink, Stats, unix_time};
 use crate::transport::{Listener, Stream, Transport};
 use crate::users::Decision;
 
@@ -53,6 +53,17 @@ const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Vectored-write width.
 const IOVECS: usize = 64;
+/// Chunks of [`READ_CHUNK`] read from one connection before the others'
+/// turn.
+const READ_BUDGET: usize = 16;
+/// Inbox items handled between flushes of the connections they reached.
+const DRAIN_FLUSH: usize = 1024;
+/// How long a publisher feeding a loop that is behind waits before its
+/// next read (of at most [`READ_CHUNK`] bytes).
+const STALL: Duration = Duration::from_millis(1);
+/// A connection whose unsent output is over `1 / PRESSURE_FRACTION` of its
+/// queue limit puts its loop under pressure.
+const PRESSURE_FRACTION: usize = 8;
 /// How often loop 0 drops Moustique clients past their timeout.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Connections refused (over the limit, peer not allowed, throttled) that
@@ -88,6 +99,16 @@ struct Conn {
     write_shut: bool,
     /// The peer has closed its sending side (HTTP): nothing more to read.
     peer_eof: bool,
+    /// Its unsent output is over the pressure mark (counted in its loop's
+    /// [`crate::shared::LoopHandle::under_pressure`]).
+    pressing: bool,
+    /// Its reading is stalled because a loop it published to is behind.
+    stalled: bool,
+    /// The loops (a bit each) its last publish went to.
+    fed_loops: u64,
+    /// It was stalled: its next read goes ahead whatever the pressure, so
+    /// a stall slows a publisher but never stops it.
+    stall_pass: bool,
     /// A request waiting for its credentials to be checked.
     /// Boxed: rare, and an idle connection should cost little.
     held: Option<Box<Held>>,
@@ -130,6 +151,41 @@ impl Refusal {
     }
 }
 
+/// Whether a loop in `fed` (the loops some input published to) is behind.
+fn feeds_a_loop_behind(shared: &Shared, fed: u64) -> bool {
+    shared.loops.iter().enumerate().any(|(i, handle)| fed & loop_bit(i) != 0 && handle.under_pressure())
+}
+
+/// `index`'s bit in a set of loops (loops past 63 share the last bit).
+fn loop_bit(index: usize) -> u64 {
+    1 << index.min(63)
+}
+
+/// Traffic figures a loop counts locally between turns.
+#[derive(Default)]
+struct Counted {
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Counted {
+    /// Adds the counts to the shared figures and starts again from zero.
+    fn add_to(&mut self, stats: &Stats) {
+        for (count, total) in [
+            (&mut self.messages_in, &stats.messages_in),
+            (&mut self.messages_out, &stats.messages_out),
+            (&mut self.bytes_in, &stats.bytes_in),
+            (&mut self.bytes_out, &stats.bytes_out),
+        ] {
+            if *count > 0 {
+                total.fetch_add(std::mem::take(count), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// An HTTP request to answer.
 enum HttpWork {
     /// It could not be parsed.
@@ -161,6 +217,24 @@ pub(crate) struct EventLoop {
     dirty: Vec<usize>,
     inbox: Vec<InboxItem>,
     receivers: Vec<Sink>,
+    /// Deliveries to other loops' connections, one queue per loop, moved to
+    /// their inboxes in one lock and at most one wake per loop: after each
+    /// connection's input is handled, and always before any socket write,
+    /// so no answer overtakes a delivery it caused.
+    outbox: Vec<Vec<InboxItem>>,
+    outbox_pending: bool,
+    /// The loops (a bit each) that the input being handled published to.
+    fed_loops: u64,
+    /// Connections whose reading waits for `stall_until`, with serials.
+    stalled: Vec<(usize, u64)>,
+    stall_until: Option<Instant>,
+    /// Wall-clock Unix seconds, read once per turn (messages are stamped
+    /// to the second).
+    unix_now: u64,
+    /// Traffic counted on this loop, added to the shared figures once per
+    /// turn rather than per message (the shared counters are one cache line
+    /// every loop would otherwise write).
+    counted: Counted,
     /// When loop 0 next expires idle Moustique clients.
     housekeeping_at: Option<Instant>,
     /// Connections accepted over the limit only to be told 503.
@@ -179,6 +253,7 @@ impl EventLoop {
         // The first `$SYS/...` figures go out at once, so they are there
         // for the first subscriber.
         let sys_at = (index == 0 && !shared.config.sys_interval.is_zero()).then(Instant::now);
+        let loop_count = shared.loops.len();
         Ok(EventLoop {
             index,
             poll,
@@ -196,6 +271,13 @@ impl EventLoop {
             dirty: Vec::new(),
             inbox: Vec::new(),
             receivers: Vec::new(),
+            outbox: (0..loop_count).map(|_| Vec::new()).collect(),
+            outbox_pending: false,
+            fed_loops: 0,
+            stalled: Vec::new(),
+            stall_until: None,
+            unix_now: unix_time(),
+            counted: Counted::default(),
             housekeeping_at,
             refusing: 0,
             sys_at,
@@ -219,6 +301,7 @@ impl EventLoop {
                 break;
             }
             let now = Instant::now();
+            self.unix_now = unix_time();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -238,6 +321,9 @@ impl EventLoop {
                 }
             }
             self.drain_inbox(now);
+            if self.stall_until.is_some_and(|until| now >= until) {
+                self.end_stalls(now);
+            }
             self.fire_timers(now);
             if self.housekeeping_at.is_some_and(|at| now >= at) {
                 self.housekeeping_at = Some(now + HOUSEKEEPING);
@@ -260,7 +346,9 @@ impl EventLoop {
             }
             // Last, so whatever this turn queued (a shutdown's Disconnects
             // included) goes out before the loop sleeps.
+            self.flush_outbox();
             self.flush_dirty(now);
+            self.counted.add_to(&self.shared.stats);
             if shutting_down && self.conns.iter().all(Option::is_none) {
                 break;
             }
@@ -271,7 +359,10 @@ impl EventLoop {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at].into_iter().flatten().min();
+        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at, self.stall_until]
+            .into_iter()
+            .flatten()
+            .min();
         earliest.map(|at| at.saturating_duration_since(now))
     }
 
@@ -443,6 +534,10 @@ impl EventLoop {
             peer_eof: false,
             refused: refusal.is_some(),
             held: None,
+            pressing: false,
+            stalled: false,
+            stall_pass: false,
+            fed_loops: 0,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
@@ -475,6 +570,7 @@ impl EventLoop {
             scratch = vec![0; READ_CHUNK];
         }
         let mut tls_scratch = std::mem::take(&mut self.tls_scratch);
+        let mut chunks = 0;
         while let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
             if !conn.proto.wants_read() {
                 conn.read_paused = !conn.proto.is_closed();
@@ -484,6 +580,17 @@ impl EventLoop {
             if conn.peer_eof {
                 break;
             }
+            if std::mem::take(&mut conn.stall_pass) {
+                // Read once whatever the pressure.
+            } else if conn.fed_loops != 0 && feeds_a_loop_behind(&self.shared, conn.fed_loops) {
+                self.defer_read(token, now + STALL);
+                break;
+            } else if chunks == READ_BUDGET {
+                // Others' turn: this connection is read again next turn.
+                self.defer_read(token, now);
+                break;
+            }
+            chunks += 1;
             let n = match conn.stream.read(&mut scratch, &mut tls_scratch) {
                 Ok(0) => {
                     self.end_of_input(token);
@@ -501,7 +608,7 @@ impl EventLoop {
                     break;
                 }
             };
-            self.shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            self.counted.bytes_in += n as u64;
             let mut pending = std::mem::take(&mut conn.pending);
             let input: &[u8] = if pending.is_empty() {
                 &scratch[..n]
@@ -511,7 +618,16 @@ impl EventLoop {
             };
             let used = self.handle_input(token, input, now);
             let rest = &input[used..];
+            // What this input published reaches the other loops before
+            // anything is written back, and before more is read.
+            self.flush_outbox();
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { break };
+            // A large message takes many reads: the loops its last
+            // message went to are remembered until the next one is whole.
+            let fed = std::mem::take(&mut self.fed_loops);
+            if fed != 0 {
+                conn.fed_loops = fed;
+            }
             if rest.is_empty() {
                 // An idle connection keeps no buffer.
                 pending = Vec::new();
@@ -603,10 +719,10 @@ impl EventLoop {
         let throttled = matches!(&work, HttpWork::Throttled(_) | HttpWork::Call(_, Err(AuthError::Throttled { .. })));
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return false };
         let Proto::Http(http) = &mut conn.proto else { return false };
-        let context = Context { now, unix_time: unix_time(), ip: conn.peer_ip };
+        let context = Context { now, unix_time: self.unix_now, ip: conn.peer_ip };
         let shared = &self.shared;
         let (effects, ticket) = {
-            let mut router = shared.router.lock();
+            let mut router = shared.router.write();
             let mut state = shared.http.lock();
             let mut effects = match work {
                 HttpWork::Refused(error) => service::refuse(&mut state, &error, context.unix_time),
@@ -677,7 +793,7 @@ impl EventLoop {
             self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
             self.shared.stats.messages_out.fetch_add(effects.queued as u64, Ordering::Relaxed);
             if !effects.receivers.is_empty() {
-                self.dispatch(&delivery, effects.receivers, now);
+                self.dispatch(&delivery, &effects.receivers, now);
             }
         }
         deferred
@@ -797,11 +913,16 @@ impl EventLoop {
                 continue;
             }
             if matches!(request, Request::Publish { .. }) {
-                self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                self.counted.messages_in += 1;
             }
-            let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
-            let effects = {
-                let mut router = self.shared.router.lock();
+            let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
+            let effects = if let Request::Publish { topic, payload, retain: false } = request {
+                // Live traffic changes nothing in the router: loops route
+                // it side by side under the shared lock.
+                let router = self.shared.router.read();
+                broker::publish_live(&router, session, conn.subscriber, topic, payload, origin)
+            } else {
+                let mut router = self.shared.router.write();
                 // Connect was answered above; nothing else authenticates.
                 let no_connect = |_: Option<tinymq_core::Credentials<'_>>| Err(AuthError::WrongCredentials.text());
                 let effects =
@@ -840,7 +961,7 @@ impl EventLoop {
         let Proto::Binary(session) = &mut conn.proto else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
         let effects = {
-            let mut router = self.shared.router.lock();
+            let mut router = self.shared.router.write();
             let decision = broker::admit(&mut router, self.shared.config.allow_anonymous, caller);
             broker::connect(&mut router, session, Sink::Conn(me), client_id, decision, origin)
         };
@@ -872,13 +993,14 @@ impl EventLoop {
         if let Some(delivery) = effects.delivery
             && !effects.receivers.is_empty()
         {
-            self.dispatch(&delivery, effects.receivers, now);
+            self.dispatch(&delivery, &effects.receivers, now);
         }
     }
 
     /// Hands a delivery to each receiver: directly on this loop, through
-    /// the inbox (one wake per loop) elsewhere.
-    fn dispatch(&mut self, delivery: &Arc<Delivery>, mut receivers: Vec<Sink>, now: Instant) {
+    /// the outbox to other loops' connections, and to Moustique and
+    /// in-process queues at once.
+    fn dispatch(&mut self, delivery: &Arc<Delivery>, receivers: &[Sink], now: Instant) {
         // Deliveries other loops queued here earlier must not be overtaken:
         // a client that posts, gets its 200, and posts again expects its
         // subscribers to see the two in that order, whichever loops served
@@ -886,22 +1008,63 @@ impl EventLoop {
         // this is the inbox being handled: an accepted connection's first
         // read), and this loop's own deliveries then go straight out, in
         // order with the connection's other answers.
-        if !self.draining && !self.shared.loops[self.index].inbox.lock().is_empty() {
+        if !self.draining && self.shared.loops[self.index].has_items() {
             self.drain_inbox(now);
         }
-        let mut remote = 0;
-        for sink in &receivers {
+        let mut queues = false;
+        for sink in receivers {
             match sink {
-                Sink::Conn(target) if target.loop_index == self.index => self.deliver(*target, delivery, now),
-                _ => remote += 1,
+                Sink::Conn(target) if target.loop_index == self.index => {
+                    self.fed_loops |= loop_bit(target.loop_index);
+                    self.deliver(*target, delivery, now)
+                }
+                Sink::Conn(target) => {
+                    self.fed_loops |= loop_bit(target.loop_index);
+                    self.outbox[target.loop_index].push(InboxItem::Deliver(*target, delivery.clone()));
+                    self.outbox_pending = true;
+                }
+                Sink::Http(_) | Sink::Local(_) => queues = true,
             }
         }
-        if remote > 0 {
-            receivers.retain(|s| !matches!(s, Sink::Conn(t) if t.loop_index == self.index));
-            self.shared.dispatch(delivery, &receivers);
+        if queues {
+            self.shared.dispatch_to_queues(delivery, receivers);
         }
-        receivers.clear();
-        self.receivers = receivers;
+    }
+
+    /// Puts off reading `token` until `at` (a connection keeps its place).
+    fn defer_read(&mut self, token: usize, at: Instant) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        if !conn.stalled {
+            conn.stalled = true;
+            self.stalled.push((token, conn.serial));
+        }
+        self.stall_until = Some(self.stall_until.map_or(at, |until| until.min(at)));
+    }
+
+    /// Stalled connections read again (at least once each).
+    fn end_stalls(&mut self, now: Instant) {
+        self.stall_until = None;
+        for (token, serial) in std::mem::take(&mut self.stalled) {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { continue };
+            if conn.serial != serial || !conn.stalled {
+                continue;
+            }
+            conn.stalled = false;
+            conn.stall_pass = true;
+            self.read(token, now);
+        }
+    }
+
+    /// Moves the outbox's deliveries to the other loops' inboxes.
+    fn flush_outbox(&mut self) {
+        if !std::mem::take(&mut self.outbox_pending) {
+            return;
+        }
+        for (index, items) in self.outbox.iter_mut().enumerate() {
+            if !items.is_empty() {
+                self.shared.send_all(index, items);
+            }
+        }
     }
 
     fn deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>, now: Instant) {
@@ -911,7 +1074,15 @@ impl EventLoop {
         }
         match conn.proto.deliver(delivery) {
             Ok(()) => {
-                self.shared.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                self.counted.messages_out += 1;
+                let outbound = conn.proto.outbound();
+                if !conn.pressing
+                    && conn.linger_until.is_none()
+                    && outbound.len() > outbound.limit() / PRESSURE_FRACTION
+                {
+                    conn.pressing = true;
+                    self.shared.loops[self.index].press(true);
+                }
             }
             Err(closed) if closed.reason == Some(ReasonCode::SlowConsumer) && conn.linger_until.is_none() => {
                 self.shared.stats.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
@@ -939,9 +1110,14 @@ impl EventLoop {
 
     fn drain_inbox(&mut self, now: Instant) {
         let mut items = std::mem::take(&mut self.inbox);
-        std::mem::swap(&mut items, &mut self.shared.loops[self.index].inbox.lock());
+        self.shared.loops[self.index].take_items(&mut items);
         self.draining = true;
-        for item in items.drain(..) {
+        for (i, item) in items.drain(..).enumerate() {
+            if i % DRAIN_FLUSH == DRAIN_FLUSH - 1 {
+                // A long batch goes out as it is delivered: the socket takes
+                // what it can before the queues count against their limits.
+                self.flush_dirty(now);
+            }
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
@@ -988,7 +1164,11 @@ impl EventLoop {
             return;
         }
         conn.linger_until = Some(now + linger);
-        broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
+        // What it still has to send is no reason to slow anyone down.
+        if std::mem::take(&mut conn.pressing) {
+            self.shared.loops[self.index].press(false);
+        }
+        broker::release(&mut self.shared.router.write(), conn.subscriber.take());
         if let Some(reason) = conn.proto.close_reason() {
             self.shared.stats.count_disconnect(reason);
         }
@@ -1030,6 +1210,8 @@ impl EventLoop {
     /// Writes queued output until `WouldBlock`, then sets the interest the
     /// connection needs, and closes it once a closed session is flushed.
     fn flush(&mut self, token: usize, now: Instant) {
+        self.flush_outbox();
+        self.counted.add_to(&self.shared.stats);
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let mut broken = false;
         while !conn.proto.outbound().is_empty() {
@@ -1047,7 +1229,7 @@ impl EventLoop {
                 }
                 Ok(written) => {
                     conn.proto.outbound_mut().consume(written);
-                    self.shared.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+                    self.counted.bytes_out += written as u64;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -1086,6 +1268,11 @@ impl EventLoop {
             self.remove(token);
             return;
         }
+        let outbound = conn.proto.outbound();
+        if conn.pressing && outbound.len() <= outbound.limit() / PRESSURE_FRACTION {
+            conn.pressing = false;
+            self.shared.loops[self.index].press(false);
+        }
         let wants_write = !conn.proto.outbound().is_empty() || conn.stream.wants_write();
         let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         if interest != conn.interest {
@@ -1103,7 +1290,10 @@ impl EventLoop {
 
     fn remove(&mut self, token: usize) {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
-        broker::release(&mut self.shared.router.lock(), conn.subscriber.take());
+        if conn.pressing {
+            self.shared.loops[self.index].press(false);
+        }
+        broker::release(&mut self.shared.router.write(), conn.subscriber.take());
         conn.stream.close();
         let _ = conn.stream.deregister(self.poll.registry());
         self.shared.stats.closed(conn.stream.transport());
@@ -1159,7 +1349,7 @@ impl EventLoop {
     /// Drops Moustique clients not seen for their timeout, with their
     /// subscriptions.
     fn expire_http_clients(&mut self, now: Instant) {
-        let mut router = self.shared.router.lock();
+        let mut router = self.shared.router.write();
         let mut state = self.shared.http.lock();
         // Deleted from the store under the locks, like the SUBSCRIBE that
         // may register the same name again right after.

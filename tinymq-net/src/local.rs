@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
+use tinymq_core::router::PublishOutcome;
 use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, SubscriberId, TopicName};
 
 use crate::Error;
@@ -110,7 +111,7 @@ impl LocalClient {
         });
         let namespace = NamespaceId::PUBLIC;
         let (id, client_id, previous) = {
-            let mut router = shared.router.lock();
+            let mut router = shared.router.write();
             let id = router.add_subscriber(namespace, Sink::Local(inbox.clone()));
             router.set_origin(id, crate::shared::unix_time(), None);
             let (client_id, previous) = router.claim_client_id(id, client_id);
@@ -174,8 +175,13 @@ impl LocalClient {
             ip: None,
         });
         let mut receivers = Vec::new();
-        let (outcome, ticket) = {
-            let mut router = self.shared.router.lock();
+        let (outcome, ticket) = if !retain {
+            // Changes nothing in the router: routed under the shared lock.
+            let router = self.shared.router.read();
+            let count = router.route(self.namespace, name, &mut receivers);
+            (PublishOutcome { receivers: count, stored: false }, None)
+        } else {
+            let mut router = self.shared.router.write();
             let outcome = router.publish(self.namespace, name, &delivery, retain, &mut receivers);
             // Submitted under the lock, so the store sees writes to a topic
             // in the order the router made them.
@@ -206,7 +212,7 @@ impl LocalClient {
         self.check_open()?;
         let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        let mut router = self.shared.router.lock();
+        let mut router = self.shared.router.write();
         router.subscribe(self.id, filter.clone());
         for value in router.values_matching(self.namespace, &filter) {
             self.inbox.push(value.clone(), true);
@@ -218,7 +224,7 @@ impl LocalClient {
     pub fn unsubscribe(&self, filter: &str) -> Result<bool, Error> {
         let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        Ok(self.shared.router.lock().unsubscribe(self.id, &filter))
+        Ok(self.shared.router.write().unsubscribe(self.id, &filter))
     }
 
     /// The next message, if one is queued.
@@ -259,6 +265,6 @@ fn closed_error(reason: ReasonCode) -> Error {
 
 impl Drop for LocalClient {
     fn drop(&mut self) {
-        self.shared.router.lock().remove_subscriber(self.id);
+        self.shared.router.write().remove_subscriber(self.id);
     }
 }

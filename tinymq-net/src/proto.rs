@@ -77,7 +77,7 @@ impl Proto {
     /// Queues a delivery; a connection over its outbound limit closes.
     pub(crate) fn deliver(&mut self, delivery: &Arc<Delivery>) -> Result<(), Closed> {
         match self {
-            Proto::Binary(session) => session.deliver(delivery.frame()),
+            Proto::Binary(session) => session.deliver(delivery),
             Proto::Http(conn) => conn.deliver(delivery.message()),
         }
     }

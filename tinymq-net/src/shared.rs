@@ -3,11 +3,11 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
@@ -70,9 +70,78 @@ pub(crate) enum InboxItem {
     Verified(ConnRef, Result<Identity, AuthError>),
 }
 
+/// Inbox items past which a loop counts as behind.
+const BACKLOG_MARK: usize = 16 * 1024;
+
 pub(crate) struct LoopHandle {
     pub(crate) waker: Waker,
-    pub(crate) inbox: Mutex<Vec<InboxItem>>,
+    inbox: Mutex<Vec<InboxItem>>,
+    /// Whether `inbox` holds items: the loop checks it before each of its
+    /// own deliveries, so it reads a flag rather than take the lock.
+    has_items: AtomicBool,
+    /// Items in `inbox`.
+    backlog: AtomicUsize,
+    /// The loop's connections whose unsent output is over the pressure
+    /// mark (see [`LoopHandle::under_pressure`]).
+    pressed: AtomicUsize,
+}
+
+impl LoopHandle {
+    pub(crate) fn new(waker: Waker) -> Self {
+        LoopHandle {
+            waker,
+            inbox: Mutex::new(Vec::new()),
+            has_items: AtomicBool::new(false),
+            backlog: AtomicUsize::new(0),
+            pressed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether this loop is behind: a receiver's unsent output is over the
+    /// pressure mark, or the inbox holds more than [`BACKLOG_MARK`] items.
+    /// Publishers are then read a little slower (see the event loop), so a
+    /// consumer slower than its producers is not cut for it; one that reads
+    /// nothing still reaches its queue limit.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.pressed.load(Ordering::Relaxed) > 0 || self.backlog.load(Ordering::Relaxed) > BACKLOG_MARK
+    }
+
+    /// One more (`true`) or one fewer connection over the pressure mark.
+    pub(crate) fn press(&self, on: bool) {
+        if on {
+            self.pressed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pressed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn has_items(&self) -> bool {
+        self.has_items.load(Ordering::Acquire)
+    }
+
+    /// Swaps the queued items into `items` (which must be empty).
+    pub(crate) fn take_items(&self, items: &mut Vec<InboxItem>) {
+        let mut inbox = self.inbox.lock();
+        self.has_items.store(false, Ordering::Relaxed);
+        self.backlog.store(0, Ordering::Relaxed);
+        std::mem::swap(items, &mut inbox);
+    }
+
+    /// Queues `items` (leaving the vector empty, its capacity kept by one
+    /// side or the other); true if the inbox was empty, so the loop needs a
+    /// wake.
+    fn push_all(&self, items: &mut Vec<InboxItem>) -> bool {
+        let mut inbox = self.inbox.lock();
+        let was_empty = inbox.is_empty();
+        if was_empty {
+            std::mem::swap(&mut *inbox, items);
+        } else {
+            inbox.append(items);
+        }
+        self.backlog.store(inbox.len(), Ordering::Relaxed);
+        self.has_items.store(true, Ordering::Release);
+        was_empty
+    }
 }
 
 /// Broker-wide counters, read by statistics.
@@ -125,7 +194,7 @@ impl Stats {
 
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
-    pub(crate) router: Mutex<Router<Sink>>,
+    pub(crate) router: RwLock<Router<Sink>>,
     /// Moustique clients' queues, posters and request rates. Locked after
     /// `router` when both are needed.
     pub(crate) http: Mutex<HttpState>,
@@ -155,7 +224,7 @@ impl Shared {
         Shared {
             budgets: Mutex::new(PeerBudgets::new(config.peer_budget)),
             config,
-            router: Mutex::new(router),
+            router: RwLock::new(router),
             http: Mutex::new(http),
             started: Instant::now(),
             store,
@@ -306,7 +375,7 @@ impl Shared {
     pub(crate) fn publish_sys(&self, receivers: &mut Vec<Sink>) {
         let f = self.figures();
         let (subscriptions, values) = {
-            let router = self.router.lock();
+            let router = self.router.read();
             (router.subscription_count(), router.value_count())
         };
         let connected: u64 = f.connections.iter().map(|(_, n)| n).sum();
@@ -336,7 +405,7 @@ impl Shared {
             });
             receivers.clear();
             // Kept in memory only: not handed to `persist`.
-            let _outcome = self.router.lock().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
+            let _outcome = self.router.write().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
             self.dispatch(&delivery, receivers);
         }
         receivers.clear();
@@ -349,9 +418,20 @@ impl Shared {
         let was_empty = {
             let mut inbox = handle.inbox.lock();
             inbox.push(item);
+            handle.backlog.store(inbox.len(), Ordering::Relaxed);
+            handle.has_items.store(true, Ordering::Release);
             inbox.len() == 1
         };
         if was_empty {
+            let _ = handle.waker.wake();
+        }
+    }
+
+    /// Queues a batch of work for loop `index` under one lock, with at most
+    /// one wake; `items` is left empty.
+    pub(crate) fn send_all(&self, index: usize, items: &mut Vec<InboxItem>) {
+        let handle = &self.loops[index];
+        if handle.push_all(items) {
             let _ = handle.waker.wake();
         }
     }
@@ -363,6 +443,17 @@ impl Shared {
     /// every PICKUP queue before any other loop can write it to a socket, so
     /// a client that has seen it elsewhere finds it there too.
     pub(crate) fn dispatch(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
+        self.dispatch_to_queues(delivery, receivers);
+        for sink in receivers {
+            if let Sink::Conn(target) = sink {
+                self.send(target.loop_index, InboxItem::Deliver(*target, delivery.clone()));
+            }
+        }
+    }
+
+    /// Delivers to the Moustique and in-process receivers (the queues); an
+    /// event loop moves the connections' deliveries itself.
+    pub(crate) fn dispatch_to_queues(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
         if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
             let mut http = self.http.lock();
             for sink in receivers {
@@ -374,8 +465,7 @@ impl Shared {
         }
         for sink in receivers {
             match sink {
-                Sink::Http(_) => {}
-                Sink::Conn(target) => self.send(target.loop_index, InboxItem::Deliver(*target, delivery.clone())),
+                Sink::Http(_) | Sink::Conn(_) => {}
                 Sink::Local(inbox) => {
                     if inbox.push(delivery.clone(), false) {
                         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
