@@ -103,7 +103,7 @@ try() {
 # The figure after FIELD on the line starting with it ("delivered: 812345 msg/s").
 figure() { awk -v f="$1" '$1 == f { print $2 + 0 }'; }
 # The larger of two figures, either possibly empty (a failed run).
-max() { printf '%s\n%s\n' "$1" "$2" | grep . | sort -g | tail -1; }
+max() { printf '%s\n%s\n' "$1" "$2" | { grep . || true; } | sort -g | tail -1; }
 
 declare -A one four lat rss fails
 for protocol in tinymq nats mqtt; do
