@@ -1,23 +1,26 @@
-//! `tinymq bench`: a load generator for the binary protocol.
+//! `tinymq bench`: a load generator for tinymq, and with `--protocol nats`
+//! or `--protocol mqtt` for nats-server and mosquitto, so that one run
+//! compares the three on the same workloads.
 //!
 //! Subscribers connect and subscribe first; then publishers send `--count`
 //! messages each, as fast as they can or at `--rate`. Each payload starts
 //! with the time it was sent (nanoseconds since the run began), so every
-//! subscriber measures each delivery's latency. Raw sockets and the codec,
-//! no client library: the generator should cost little next to the broker.
+//! subscriber measures each delivery's latency. Raw sockets and minimal
+//! encoders and parsers per protocol ([`client`]), no client library: the
+//! generator should cost little next to the broker. The workload driver
+//! here is the same for every protocol.
 
-use std::io::{BufWriter, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
+mod client;
+mod mqtt;
+mod nats;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use rustls::{ClientConnection, StreamOwned};
-use tinymq_core::codec::parse_reason;
-use tinymq_core::{Decoded, Decoder, Frame, FrameLimits, FrameType};
 use tinymq_net::ClientTls;
 
+use self::client::{Client, Event, Protocol};
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::broker::Network;
 use crate::tls::TlsFlags;
@@ -30,27 +33,34 @@ Publishes to a running broker and reports publish and delivery rates and
 latency percentiles.
 
 Options:
+  --protocol P         tinymq, nats (nats-server's text protocol) or mqtt
+                       (MQTT 3.1.1 at QoS 0, e.g. mosquitto) [default: tinymq]
   --network tcp|unix   [default: tcp]
-  --address ADDR       broker address [default: 127.0.0.1:1883]
+  --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
+                       mqtt, 127.0.0.1:4222 for nats]
   --publishers N       publishing connections [default: 1]
   --subscribers N      subscribing connections, all on the topic [default: 1]
   --count N            messages per publisher [default: 1000000]
   --size BYTES         payload size, at least 8 [default: 64]
   --rate N             messages per second per publisher, 0 for as fast as possible [default: 0]
-  --topic TOPIC        [default: bench/a]
+  --topic TOPIC        [default: bench/a; for nats each / becomes a dot: bench.a]
   --timeout SECS       how long to wait for deliveries after publishing ends [default: 10]
   --pid PID            the broker's process id: report its RSS before and after
   --idle N             instead: open N connections, each subscribed to its own
-                       topic, and report the broker's RSS per connection (needs --pid)
-  --handshakes N       instead: open N connections (Connect, ConnAck, close), from
-                       --parallel P threads [default: 2], and report connections/s;
-                       with --tls each makes a full handshake (no resumption)
+                       topic (the subscription confirmed), and report the
+                       broker's RSS per connection (needs --pid)
+  --handshakes N       instead (tinymq only): open N connections (Connect, ConnAck,
+                       close), from --parallel P threads [default: 2], and report
+                       connections/s; with --tls each makes a full handshake
+                       (no resumption)
+TLS (tinymq only):
 ",
     tls_usage!()
 );
 
 #[derive(Clone)]
 struct Settings {
+    protocol: Protocol,
     network: Network,
     address: String,
     publishers: usize,
@@ -71,9 +81,11 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if args::help(&mut args, USAGE) {
         return Ok(());
     }
+    let protocol = args::opt(&mut args, "--protocol")?.unwrap_or(Protocol::Tinymq);
     let settings = Settings {
+        protocol,
         network: args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp),
-        address: args::opt(&mut args, "--address")?.unwrap_or_else(|| "127.0.0.1:1883".into()),
+        address: args::opt(&mut args, "--address")?.unwrap_or_else(|| protocol.default_address().into()),
         publishers: args::opt(&mut args, "--publishers")?.unwrap_or(1),
         subscribers: args::opt(&mut args, "--subscribers")?.unwrap_or(1),
         count: args::opt(&mut args, "--count")?.unwrap_or(1_000_000),
@@ -89,6 +101,12 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     };
     let tls = TlsFlags::parse(&mut args)?;
     args::finish(args)?;
+    if tls.enabled() && settings.protocol != Protocol::Tinymq {
+        return Err(UsageError("--tls: only with --protocol tinymq".into()).into());
+    }
+    if settings.handshakes.is_some() && settings.protocol != Protocol::Tinymq {
+        return Err(UsageError("--handshakes: only with --protocol tinymq".into()).into());
+    }
     if tls.enabled() && settings.network == Network::Unix {
         return Err(UsageError("--tls needs --network tcp".into()).into());
     }
@@ -118,15 +136,14 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     let before = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
-        let mut reader = connect(settings, &format!("bench-idle-{i}"))?;
-        let topic = format!("{}/idle/{i}", settings.topic);
-        reader.conn.write_all(&Frame::with_topic(FrameType::Subscribe, &topic).to_vec()).map_err(|e| e.to_string())?;
-        reader.expect(FrameType::SubAck)?;
-        // Keep only the socket: the reader's buffer is ours, not the broker's.
-        conns.push(reader.conn);
+        let mut client = Client::connect(settings, &format!("bench-idle-{i}"))?;
+        let topic = settings.protocol.topic(&format!("{}/idle/{i}", settings.topic));
+        client.subscribe(&topic, 1)?;
+        // Keep only the socket: the client's buffer is ours, not the broker's.
+        conns.push(client.into_conn());
     }
     let after = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
-    println!("idle subscribed connections: {count}");
+    println!("idle subscribed connections ({}): {count}", settings.protocol.name());
     println!("broker RSS: {before} KiB before, {after} KiB with them open");
     println!(
         "RSS per idle subscribed connection: {:.0} bytes",
@@ -134,148 +151,6 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     );
     drop(conns);
     Ok(())
-}
-
-enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    /// Blocking TLS: the handshake happens in the first reads and writes.
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Conn {
-    fn open(settings: &Settings) -> Result<Conn, String> {
-        let io = |e: std::io::Error| e.to_string();
-        Ok(match (settings.network, &settings.tls) {
-            (Network::Tcp, tls) => {
-                let stream = TcpStream::connect(&settings.address).map_err(io)?;
-                stream.set_nodelay(true).map_err(io)?;
-                match tls {
-                    None => Conn::Tcp(stream),
-                    Some(tls) => {
-                        let name = tinymq_net::tls::server_name(&settings.address)?;
-                        let tls = ClientConnection::new(tls.config(), name).map_err(|e| e.to_string())?;
-                        Conn::Tls(Box::new(StreamOwned::new(tls, stream)))
-                    }
-                }
-            }
-            (Network::Unix, _) => Conn::Unix(UnixStream::connect(&settings.address).map_err(io)?),
-        })
-    }
-
-    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.set_read_timeout(Some(timeout)),
-            Conn::Unix(s) => s.set_read_timeout(Some(timeout)),
-            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
-        }
-    }
-
-    /// Ends the connection as a well-behaved client does (TLS: close_notify).
-    fn close(mut self) {
-        if let Conn::Tls(s) = &mut self {
-            s.conn.send_close_notify();
-            let _ = s.conn.complete_io(&mut s.sock);
-        }
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.write(buf),
-            Conn::Unix(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Tls(s) => s.flush(),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Reads frames from a connection into a growing buffer.
-struct FrameReader {
-    conn: Conn,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    decoder: Decoder,
-}
-
-impl FrameReader {
-    fn new(conn: Conn) -> Self {
-        let limits = FrameLimits { max_payload_len: 64 << 20, ..FrameLimits::default() };
-        FrameReader { conn, buf: vec![0; 256 * 1024], start: 0, end: 0, decoder: Decoder::new(limits) }
-    }
-
-    /// Calls `on_frame` for each frame until it returns false. Errors on EOF.
-    fn read_frames(&mut self, mut on_frame: impl FnMut(Frame<'_>) -> bool) -> Result<(), String> {
-        loop {
-            loop {
-                match self.decoder.decode(&self.buf[self.start..self.end]) {
-                    Ok(Decoded::Frame { frame, consumed }) => {
-                        self.start += consumed;
-                        if !on_frame(frame) {
-                            return Ok(());
-                        }
-                    }
-                    Ok(Decoded::Incomplete { needed }) => {
-                        if needed > self.buf.len() {
-                            self.buf.resize(needed, 0);
-                        }
-                        break;
-                    }
-                    Err(error) => return Err(format!("the broker sent a bad frame: {error}")),
-                }
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let n = self.conn.read(&mut self.buf[self.end..]).map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return Err("the broker closed the connection".into());
-            }
-            self.end += n;
-        }
-    }
-
-    /// Waits for a frame of `kind`, failing on a Disconnect.
-    fn expect(&mut self, kind: FrameType) -> Result<(), String> {
-        let mut result = Ok(());
-        self.read_frames(|frame| {
-            if frame.kind == FrameType::Disconnect {
-                let reason = parse_reason(frame.payload).map_or("no reason".to_owned(), |(c, t)| format!("{c} {t}"));
-                result = Err(format!("the broker disconnected: {reason}"));
-                return false;
-            }
-            frame.kind != kind
-        })?;
-        result
-    }
-}
-
-fn connect(settings: &Settings, client_id: &str) -> Result<FrameReader, String> {
-    let mut conn = Conn::open(settings).map_err(|e| format!("cannot connect to {}: {e}", settings.address))?;
-    // Over TLS this write and the read below make the handshake.
-    conn.write_all(&Frame::connect(client_id, b"").to_vec()).map_err(|e| e.to_string())?;
-    let mut reader = FrameReader::new(conn);
-    reader.expect(FrameType::ConnAck)?;
-    Ok(reader)
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -293,14 +168,11 @@ fn bench(settings: &Settings) -> Result<(), String> {
     // Everyone is connected (and subscribed) before the first publish.
     let ready = Arc::new(Barrier::new(settings.publishers + settings.subscribers + 1));
 
+    let topic = settings.protocol.topic(&settings.topic);
     let mut subscribers = Vec::new();
     for i in 0..settings.subscribers {
-        let mut reader = connect(settings, &format!("bench-sub-{i}"))?;
-        reader
-            .conn
-            .write_all(&Frame::with_topic(FrameType::Subscribe, &settings.topic).to_vec())
-            .map_err(|e| e.to_string())?;
-        reader.expect(FrameType::SubAck)?;
+        let mut client = Client::connect(settings, &format!("bench-sub-{i}"))?;
+        client.subscribe(&topic, 1)?;
         let delivered = delivered.clone();
         let ready = ready.clone();
         let deadline_after = settings.timeout;
@@ -309,37 +181,24 @@ fn bench(settings: &Settings) -> Result<(), String> {
             ready.wait();
             let mut latencies = Vec::with_capacity(per_sub.min(10_000_000) as usize);
             let mut got = 0u64;
-            let mut last = Instant::now();
-            reader.conn.set_read_timeout(deadline_after).map_err(|e| e.to_string())?;
-            let mut failure = None;
-            let result = reader.read_frames(|frame| {
-                match frame.kind {
-                    FrameType::Publish if frame.payload.len() >= 8 => {
-                        let sent = u64::from_be_bytes(frame.payload[..8].try_into().expect("8 bytes"));
-                        let now = start.elapsed().as_nanos() as u64;
-                        // Microseconds, saturating: 71 minutes is plenty.
-                        latencies.push(u32::try_from(now.saturating_sub(sent) / 1000).unwrap_or(u32::MAX));
-                        got += 1;
-                        if got.is_multiple_of(1024) {
-                            delivered.fetch_add(1024, Ordering::Relaxed);
-                        }
+            client.set_read_timeout(deadline_after)?;
+            let result = client.read_messages(|payload| {
+                if let Some(stamp) = payload.first_chunk::<8>() {
+                    let sent = u64::from_be_bytes(*stamp);
+                    let now = start.elapsed().as_nanos() as u64;
+                    // Microseconds, saturating: 71 minutes is plenty.
+                    latencies.push(u32::try_from(now.saturating_sub(sent) / 1000).unwrap_or(u32::MAX));
+                    got += 1;
+                    if got.is_multiple_of(1024) {
+                        delivered.fetch_add(1024, Ordering::Relaxed);
                     }
-                    FrameType::Disconnect => {
-                        let reason = parse_reason(frame.payload).map_or(String::new(), |(c, t)| format!("{c} {t}"));
-                        failure = Some(format!("subscriber disconnected by the broker: {reason}"));
-                        return false;
-                    }
-                    _ => {}
                 }
                 got < per_sub
             });
-            last = last.max(Instant::now());
+            let last = Instant::now();
             delivered.fetch_add(got % 1024, Ordering::Relaxed);
-            if let Some(failure) = failure {
-                return Err(failure);
-            }
             if let Err(error) = result {
-                return Err(format!("subscriber got {got} of {per_sub}: {error}"));
+                return Err(format!("a subscriber got {got} of {per_sub}: {error}"));
             }
             Ok((latencies, last))
         }));
@@ -347,16 +206,17 @@ fn bench(settings: &Settings) -> Result<(), String> {
 
     let mut publishers = Vec::new();
     for i in 0..settings.publishers {
-        // Publishers only write: the reader's socket (and TLS session) is theirs.
-        let conn = connect(settings, &format!("bench-pub-{i}"))?.conn;
-        let topic = settings.topic.clone();
-        let (count, size, rate) = (settings.count, settings.size, settings.rate);
+        let mut client = Client::connect(settings, &format!("bench-pub-{i}"))?;
+        let topic = topic.clone();
+        let (protocol, count, size, rate) = (settings.protocol, settings.count, settings.size, settings.rate);
         let published = published.clone();
         let ready = ready.clone();
         publishers.push(std::thread::spawn(move || -> Result<(), String> {
-            let mut out = BufWriter::with_capacity(64 * 1024, conn);
+            // Frames are encoded into one batch, written when it is full
+            // (or before a pause at --rate): one write per ~64 KiB.
+            const BATCH: usize = 64 * 1024;
+            let mut batch = Vec::with_capacity(BATCH + size + topic.len() + 32);
             let mut payload = vec![0x5a; size];
-            let mut frame = Vec::with_capacity(size + topic.len() + 16);
             ready.wait();
             let began = Instant::now();
             for n in 0..count {
@@ -364,21 +224,26 @@ fn bench(settings: &Settings) -> Result<(), String> {
                     let due = began + Duration::from_nanos(offset);
                     let now = Instant::now();
                     if due > now {
-                        out.flush().map_err(|e| e.to_string())?;
+                        client.write(&batch)?;
+                        batch.clear();
                         std::thread::sleep(due - now);
                     }
                 }
                 payload[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
-                frame.clear();
-                Frame::publish(&topic, &payload, "", false).encode(&mut frame);
-                out.write_all(&frame).map_err(|e| format!("publish failed: {e}"))?;
+                protocol.encode_publish(&topic, &payload, &mut batch);
+                if batch.len() >= BATCH {
+                    client.write(&batch)?;
+                    batch.clear();
+                }
                 if n % 1024 == 1023 {
                     published.fetch_add(1024, Ordering::Relaxed);
                 }
             }
-            out.flush().map_err(|e| e.to_string())?;
+            client.write(&batch)?;
             published.fetch_add(count % 1024, Ordering::Relaxed);
-            Ok(())
+            // The broker has read every publish once it answers a ping: no
+            // close may race them (a close with unread input is a reset).
+            client.barrier().map_err(|e| format!("a publisher's final ping: {e}"))
         }));
     }
 
@@ -431,7 +296,8 @@ fn bench(settings: &Settings) -> Result<(), String> {
     let total_published = settings.count * settings.publishers as u64;
     let deliver_secs = last.duration_since(began).as_secs_f64();
     println!(
-        "workload: {} publisher(s) -> {} subscriber(s), {} messages of {} bytes{}",
+        "workload: {}, {} publisher(s) -> {} subscriber(s), {} messages of {} bytes{}",
+        settings.protocol.name(),
         settings.publishers,
         settings.subscribers,
         total_published,
@@ -482,7 +348,7 @@ fn handshakes(settings: &Settings, count: u64) -> Result<(), String> {
             let settings = settings.clone();
             std::thread::spawn(move || -> Result<(), String> {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
-                    connect(&settings, &format!("bench-hs-{w}"))?.conn.close();
+                    Client::connect(&settings, &format!("bench-hs-{w}"))?.close();
                 }
                 Ok(())
             })

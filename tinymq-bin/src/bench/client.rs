@@ -1,0 +1,347 @@
+//! The protocol layer of the bench: one blocking connection speaking
+//! tinymq, NATS or MQTT 3.1.1 (QoS 0), behind the few operations the
+//! workload driver needs: connect, subscribe and wait for the
+//! confirmation, encode a publish into a batch, read deliveries in place,
+//! and a ping round trip as a barrier.
+//!
+//! Each protocol is a pair of pure functions (encode into a caller's
+//! buffer; parse the start of a buffer into an [`Event`] or "incomplete")
+//! matched on [`Protocol`]; [`Client`] owns the socket and the read buffer.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rustls::{ClientConnection, StreamOwned};
+use tinymq_core::codec::parse_reason;
+use tinymq_core::{Decoded, Decoder, Frame, FrameLimits, FrameType};
+
+use super::{Settings, mqtt, nats};
+use crate::broker::Network;
+
+/// The protocol the bench speaks to the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// tinymq's binary protocol.
+    Tinymq,
+    /// The NATS text protocol (nats-server).
+    Nats,
+    /// MQTT 3.1.1 at QoS 0 (mosquitto).
+    Mqtt,
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tinymq" => Ok(Protocol::Tinymq),
+            "nats" => Ok(Protocol::Nats),
+            "mqtt" => Ok(Protocol::Mqtt),
+            _ => Err("expected tinymq, nats or mqtt".into()),
+        }
+    }
+}
+
+/// What the broker sent, as far as the bench cares.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A delivered message's payload, borrowing the read buffer.
+    Message(&'a [u8]),
+    /// ConnAck or SubAck (tinymq, MQTT).
+    Ack,
+    /// A keep-alive probe from the server; NATS wants a PONG back.
+    Ping,
+    /// The answer to our ping.
+    Pong,
+    /// Anything else (NATS INFO and +OK, a tinymq Ping).
+    Other,
+}
+
+impl Protocol {
+    /// Its `--protocol` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tinymq => "tinymq",
+            Protocol::Nats => "nats",
+            Protocol::Mqtt => "mqtt",
+        }
+    }
+
+    /// Where each broker listens by default.
+    pub fn default_address(self) -> &'static str {
+        match self {
+            Protocol::Tinymq | Protocol::Mqtt => "127.0.0.1:1883",
+            Protocol::Nats => "127.0.0.1:4222",
+        }
+    }
+
+    /// A topic as the protocol spells it: NATS separates levels with dots.
+    pub fn topic(self, topic: &str) -> String {
+        match self {
+            Protocol::Nats => nats::subject(topic),
+            Protocol::Tinymq | Protocol::Mqtt => topic.to_owned(),
+        }
+    }
+
+    /// Appends one publish of `payload` to `topic` (as [`Protocol::topic`] spells it).
+    pub fn encode_publish(self, topic: &str, payload: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Protocol::Tinymq => Frame::publish(topic, payload, "", false).encode(out),
+            Protocol::Nats => nats::encode_publish(topic, payload, out),
+            Protocol::Mqtt => mqtt::encode_publish(topic, payload, out),
+        }
+    }
+
+    /// The connect request; [`Client::confirm`] waits for its answer.
+    fn encode_connect(self, client_id: &str, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Tinymq => Frame::connect(client_id, b"").encode(out),
+            Protocol::Nats => nats::encode_connect(client_id, out),
+            Protocol::Mqtt => mqtt::encode_connect(client_id, out),
+        }
+    }
+
+    /// The subscribe request (`sid`: NATS's subscription id); [`Client::confirm`] waits for its answer.
+    fn encode_subscribe(self, topic: &str, sid: u64, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Tinymq => Frame::with_topic(FrameType::Subscribe, topic).encode(out),
+            Protocol::Nats => nats::encode_subscribe(topic, sid, out),
+            Protocol::Mqtt => mqtt::encode_subscribe(topic, out),
+        }
+    }
+
+    fn encode_ping(self, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Tinymq => Frame::empty(FrameType::Ping).encode(out),
+            Protocol::Nats => nats::encode_ping(out),
+            Protocol::Mqtt => mqtt::encode_ping(out),
+        }
+    }
+
+    fn parse<'a>(self, decoder: &Decoder, input: &'a [u8]) -> Result<Option<(Event<'a>, usize)>, String> {
+        match self {
+            Protocol::Tinymq => parse_tinymq(decoder, input),
+            Protocol::Nats => nats::parse(input),
+            Protocol::Mqtt => mqtt::parse(input),
+        }
+    }
+}
+
+fn parse_tinymq<'a>(decoder: &Decoder, input: &'a [u8]) -> Result<Option<(Event<'a>, usize)>, String> {
+    let (frame, consumed) = match decoder.decode(input) {
+        Ok(Decoded::Frame { frame, consumed }) => (frame, consumed),
+        Ok(Decoded::Incomplete { .. }) => return Ok(None),
+        Err(error) => return Err(format!("the broker sent a bad frame: {error}")),
+    };
+    let event = match frame.kind {
+        FrameType::Publish => Event::Message(frame.payload),
+        FrameType::ConnAck | FrameType::SubAck => Event::Ack,
+        FrameType::Pong => Event::Pong,
+        FrameType::Disconnect => {
+            let reason = parse_reason(frame.payload).map_or("no reason".to_owned(), |(c, t)| format!("{c} {t}"));
+            return Err(format!("the broker disconnected: {reason}"));
+        }
+        _ => Event::Other,
+    };
+    Ok(Some((event, consumed)))
+}
+
+/// A blocking socket.
+pub enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    /// Blocking TLS: the handshake happens in the first reads and writes.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn open(settings: &Settings) -> Result<Conn, String> {
+        let io = |e: std::io::Error| e.to_string();
+        Ok(match (settings.network, &settings.tls) {
+            (Network::Tcp, tls) => {
+                let stream = TcpStream::connect(&settings.address).map_err(io)?;
+                stream.set_nodelay(true).map_err(io)?;
+                match tls {
+                    None => Conn::Tcp(stream),
+                    Some(tls) => {
+                        let name = tinymq_net::tls::server_name(&settings.address)?;
+                        let tls = ClientConnection::new(tls.config(), name).map_err(|e| e.to_string())?;
+                        Conn::Tls(Box::new(StreamOwned::new(tls, stream)))
+                    }
+                }
+            }
+            (Network::Unix, _) => Conn::Unix(UnixStream::connect(&settings.address).map_err(io)?),
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Unix(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One connection to the broker, handshake done, with its read buffer.
+pub struct Client {
+    protocol: Protocol,
+    conn: Conn,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    decoder: Decoder,
+    /// Answers owed to the server (NATS PONGs), written between reads.
+    replies: Vec<u8>,
+}
+
+impl Client {
+    /// Connects and waits for the broker to accept: ConnAck, CONNACK, or
+    /// the PONG that follows NATS's CONNECT.
+    pub fn connect(settings: &Settings, client_id: &str) -> Result<Client, String> {
+        let conn = Conn::open(settings).map_err(|e| format!("cannot connect to {}: {e}", settings.address))?;
+        let limits = FrameLimits { max_payload_len: 64 << 20, ..FrameLimits::default() };
+        let mut client = Client {
+            protocol: settings.protocol,
+            conn,
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+            decoder: Decoder::new(limits),
+            replies: Vec::new(),
+        };
+        let mut out = Vec::new();
+        settings.protocol.encode_connect(client_id, &mut out);
+        // Over TLS this write and the read below make the handshake.
+        client.write(&out)?;
+        client.confirm()?;
+        Ok(client)
+    }
+
+    /// Subscribes to `topic` (already spelled by [`Protocol::topic`]) and
+    /// waits for the confirmation: SubAck, SUBACK, or NATS's PONG.
+    pub fn subscribe(&mut self, topic: &str, sid: u64) -> Result<(), String> {
+        let mut out = Vec::new();
+        self.protocol.encode_subscribe(topic, sid, &mut out);
+        self.write(&out)?;
+        self.confirm()
+    }
+
+    /// A ping round trip: the broker has read everything sent before it.
+    pub fn barrier(&mut self) -> Result<(), String> {
+        let mut out = Vec::new();
+        self.protocol.encode_ping(&mut out);
+        self.write(&out)?;
+        self.wait_for(|event| matches!(event, Event::Pong))
+    }
+
+    /// Writes all of `bytes` (a batch of frames).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.conn.write_all(bytes).and_then(|()| self.conn.flush()).map_err(|e| format!("write failed: {e}"))
+    }
+
+    pub fn set_read_timeout(&self, timeout: Duration) -> Result<(), String> {
+        self.conn.set_read_timeout(timeout).map_err(|e| e.to_string())
+    }
+
+    /// Ends the connection as a well-behaved client does (TLS: close_notify).
+    pub fn close(self) {
+        if let Conn::Tls(mut s) = self.conn {
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
+        }
+    }
+
+    /// The socket alone, for a connection kept open but never read again.
+    pub fn into_conn(self) -> Conn {
+        self.conn
+    }
+
+    /// Waits for the answer to a connect or subscribe.
+    fn confirm(&mut self) -> Result<(), String> {
+        match self.protocol {
+            Protocol::Nats => self.wait_for(|event| matches!(event, Event::Pong)),
+            Protocol::Tinymq | Protocol::Mqtt => self.wait_for(|event| matches!(event, Event::Ack)),
+        }
+    }
+
+    fn wait_for(&mut self, wanted: impl Fn(&Event<'_>) -> bool) -> Result<(), String> {
+        self.read_events(|event| !wanted(&event))
+    }
+
+    /// Delivered payloads to `on_message` until it returns false.
+    pub fn read_messages(&mut self, mut on_message: impl FnMut(&[u8]) -> bool) -> Result<(), String> {
+        self.read_events(|event| match event {
+            Event::Message(payload) => on_message(payload),
+            _ => true,
+        })
+    }
+
+    /// Calls `on_event` for each event until it returns false; answers
+    /// NATS PINGs. Errors on EOF, a read error or timeout, or a protocol
+    /// error (a Disconnect, -ERR, a refused CONNACK or SUBACK).
+    fn read_events(&mut self, mut on_event: impl FnMut(Event<'_>) -> bool) -> Result<(), String> {
+        loop {
+            while let Some((event, consumed)) = self.protocol.parse(&self.decoder, &self.buf[self.start..self.end])? {
+                self.start += consumed;
+                if let (Event::Ping, Protocol::Nats) = (&event, self.protocol) {
+                    nats::encode_pong(&mut self.replies);
+                }
+                if !on_event(event) {
+                    return self.send_replies();
+                }
+            }
+            self.send_replies()?;
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                // One frame larger than the buffer.
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.conn.read(&mut self.buf[self.end..]).map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return Err("the broker closed the connection".into());
+            }
+            self.end += n;
+        }
+    }
+
+    fn send_replies(&mut self) -> Result<(), String> {
+        if !self.replies.is_empty() {
+            let replies = std::mem::take(&mut self.replies);
+            self.write(&replies)?;
+        }
+        Ok(())
+    }
+}
