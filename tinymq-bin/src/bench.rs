@@ -118,7 +118,7 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     let before = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
-        let mut reader = connect(settings, &format!("bench-idle-{i}"))?;
+        let mut reader = connect(settings, &format!("bench-idle-{}-{i}", std::process::id()))?;
         let topic = format!("{}/idle/{i}", settings.topic);
         reader.conn.write_all(&Frame::with_topic(FrameType::Subscribe, &topic).to_vec()).map_err(|e| e.to_string())?;
         reader.expect(FrameType::SubAck)?;
@@ -295,7 +295,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
 
     let mut subscribers = Vec::new();
     for i in 0..settings.subscribers {
-        let mut reader = connect(settings, &format!("bench-sub-{i}"))?;
+        let mut reader = connect(settings, &format!("bench-sub-{}-{i}", std::process::id()))?;
         reader
             .conn
             .write_all(&Frame::with_topic(FrameType::Subscribe, &settings.topic).to_vec())
@@ -348,7 +348,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
     let mut publishers = Vec::new();
     for i in 0..settings.publishers {
         // Publishers only write: the reader's socket (and TLS session) is theirs.
-        let conn = connect(settings, &format!("bench-pub-{i}"))?.conn;
+        let conn = connect(settings, &format!("bench-pub-{}-{i}", std::process::id()))?.conn;
         let topic = settings.topic.clone();
         let (count, size, rate) = (settings.count, settings.size, settings.rate);
         let published = published.clone();
@@ -482,7 +482,7 @@ fn handshakes(settings: &Settings, count: u64) -> Result<(), String> {
             let settings = settings.clone();
             std::thread::spawn(move || -> Result<(), String> {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
-                    connect(&settings, &format!("bench-hs-{w}"))?.conn.close();
+                    connect(&settings, &format!("bench-hs-{}-{w}", std::process::id()))?.conn.close();
                 }
                 Ok(())
             })
