@@ -188,7 +188,7 @@ awk -F, -v warm="$WARMUP" -v rtol="$RSS_TOLERANCE_KB" -v ftol="$FD_TOLERANCE" '
       printf "after warm-up (from %ds: rss %d kB, fds %d): max rss +%d kB (tolerance %d), max fds +%d (tolerance %d)\n", wt, wr, wf, wmr - wr, rtol, wmf - wf, ftol
       if (wmr - wr > rtol || wmf - wf > ftol) { print "FAIL: growth beyond tolerance"; exit 1 }
       print "OK: flat"
-    }' "$OUT" || exit 1
+    }' "$OUT" && flat=1 || flat=0
 bench_ok=$(grep -c ok "$WORK/bench-runs" 2>/dev/null || true)
 bench_failed=$(grep -c failed "$WORK/bench-runs" 2>/dev/null || true)
 echo "bench runs: ${bench_ok:-0} complete, ${bench_failed:-0} ended early (a subscriber that fell behind is"
@@ -196,4 +196,5 @@ echo "  cut as a slow consumer, Disconnect 7, when the machine cannot keep up)"
 echo "slow-consumer disconnects logged: $(grep -c 'slow consumer' "$WORK/broker.log" || true)"
 echo "churn failures: $failures (at most $CHURN_FAILURES_MAX)"
 ((died == 0)) || { echo "FAIL: the broker died"; exit 1; }
+((flat == 1)) || exit 1
 ((failures <= CHURN_FAILURES_MAX)) || { echo "FAIL: churn clients failed"; exit 1; }
