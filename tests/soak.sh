@@ -168,7 +168,7 @@ while true; do
 done
 
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-failures=$(wc -l <"$WORK/churn-failures" 2>/dev/null || echo 0)
+failures=$(cat "$WORK/churn-failures" 2>/dev/null | wc -l)
 echo
 echo "samples in $OUT"
 echo "broker log (warnings and errors):"; tail -n 20 "$WORK/broker.log" || true
