@@ -708,6 +708,11 @@ impl RawClient {
         self.stream.shutdown_write().expect("shutdown(SHUT_WR)");
     }
 
+    /// Closes the write half, if the connection is still there.
+    pub fn try_shutdown_write(&self) -> io::Result<()> {
+        self.stream.shutdown_write()
+    }
+
     /// The next frame, or what happened instead within `timeout`.
     pub fn next_within(&mut self, timeout: Duration) -> Next {
         // Wide limits: the client must never refuse what the broker sends.

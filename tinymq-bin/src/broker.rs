@@ -51,6 +51,8 @@ Options:
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
   --max-connections N       connections at once [default: 100000]
+  --max-queue-bytes N       unsent bytes per binary-protocol connection before it is cut as a
+                            slow consumer (Disconnect 7) [default: 16777216]
   --sys-interval SECS       publish the broker's figures to $SYS/broker/... this often; 0: never [default: 10]
   --log-level LEVEL         error, warn, info or debug [default: info]";
 
@@ -147,6 +149,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
     let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
+    let max_queue_bytes: Option<usize> = args::opt(&mut args, "--max-queue-bytes")?;
     let sys_interval: Option<u64> = args::opt(&mut args, "--sys-interval")?;
     let level: Option<Level> = args::opt(&mut args, "--log-level")?;
     args::finish(args)?;
@@ -181,6 +184,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if max_connections == Some(0) {
         return Err(UsageError("--max-connections: must be at least 1".into()).into());
+    }
+    if max_queue_bytes == Some(0) {
+        return Err(UsageError("--max-queue-bytes: must be at least 1".into()).into());
     }
 
     // The file first (or the defaults), then each flag over it.
@@ -274,6 +280,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if let Some(max) = max_connections {
         config.max_connections = max;
+    }
+    if let Some(bytes) = max_queue_bytes {
+        config.session.outbound_limit = bytes;
     }
     if let Some(secs) = sys_interval {
         config.sys_interval = Duration::from_secs(secs);

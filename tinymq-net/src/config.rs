@@ -637,7 +637,8 @@ max_topic_bytes = {topic_bytes}
 max_topic_levels = {topic_levels}
 # The longest client id, in bytes (at most 65535).
 max_client_id_bytes = {client_id}
-# Unsent bytes per binary connection before it is cut as a slow consumer.
+# Unsent bytes per binary connection before it is cut as a slow consumer
+# (--max-queue-bytes).
 outbound_queue_bytes = {outbound}
 
 [log]

@@ -202,6 +202,10 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
     accept_paused_until: Option<Instant>,
+    /// Accepts refused for want of descriptors since the last one that
+    /// succeeded: the first is logged, the rest counted, so a broker held
+    /// at its limit does not fill its log.
+    accept_exhausted: u64,
     next_listener: usize,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -260,6 +264,7 @@ impl EventLoop {
             shared,
             listeners,
             accept_paused_until: None,
+            accept_exhausted: 0,
             next_listener: 0,
             conns: Vec::new(),
             free: Vec::new(),
@@ -373,6 +378,13 @@ impl EventLoop {
         loop {
             match self.listeners[listener].accept() {
                 Ok((stream, peer_ip)) => {
+                    if self.accept_exhausted > 0 {
+                        log::info!(
+                            "accepting connections again, after {} attempts refused for want of file descriptors",
+                            self.accept_exhausted
+                        );
+                        self.accept_exhausted = 0;
+                    }
                     if let Some(refusal) = self.door(peer_ip, now) {
                         // Told why (Disconnect 2 on the binary protocol,
                         // 401 or 429 on HTTP), if few are waiting to be.
@@ -407,9 +419,17 @@ impl EventLoop {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) if matches!(error.raw_os_error(), Some(libc_emfile) if is_fd_exhaustion(libc_emfile)) => {
-                    // Out of descriptors: say so once per pause and retry
-                    // later rather than spin on a listener that stays ready.
-                    log::warn!("cannot accept a connection: {error} (raise the open-file limit); retrying shortly");
+                    // Out of descriptors: say so once, until an accept
+                    // succeeds again, and retry later rather than spin on a
+                    // listener that stays ready.
+                    if self.accept_exhausted == 0 {
+                        log::warn!(
+                            "cannot accept connections: out of file descriptors ({error}); raise the open-file \
+                             limit (ulimit -n) or lower --max-connections; retrying every {} ms",
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    }
+                    self.accept_exhausted += 1;
                     self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;

@@ -136,7 +136,7 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     let before = rss_kib(pid).ok_or_else(|| format!("cannot read the RSS of process {pid}"))?;
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
-        let mut client = Client::connect(settings, &format!("bench-idle-{i}"))?;
+        let mut client = Client::connect(settings, &format!("bench-idle-{}-{i}", std::process::id()))?;
         let topic = settings.protocol.topic(&format!("{}/idle/{i}", settings.topic));
         client.subscribe(&topic, 1)?;
         // Keep only the socket: the client's buffer is ours, not the broker's.
@@ -171,7 +171,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
     let topic = settings.protocol.topic(&settings.topic);
     let mut subscribers = Vec::new();
     for i in 0..settings.subscribers {
-        let mut client = Client::connect(settings, &format!("bench-sub-{i}"))?;
+        let mut client = Client::connect(settings, &format!("bench-sub-{}-{i}", std::process::id()))?;
         client.subscribe(&topic, 1)?;
         let delivered = delivered.clone();
         let ready = ready.clone();
@@ -206,7 +206,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
 
     let mut publishers = Vec::new();
     for i in 0..settings.publishers {
-        let mut client = Client::connect(settings, &format!("bench-pub-{i}"))?;
+        let mut client = Client::connect(settings, &format!("bench-pub-{}-{i}", std::process::id()))?;
         let topic = topic.clone();
         let (protocol, count, size, rate) = (settings.protocol, settings.count, settings.size, settings.rate);
         let published = published.clone();
@@ -348,7 +348,7 @@ fn handshakes(settings: &Settings, count: u64) -> Result<(), String> {
             let settings = settings.clone();
             std::thread::spawn(move || -> Result<(), String> {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
-                    Client::connect(&settings, &format!("bench-hs-{w}"))?.close();
+                    Client::connect(&settings, &format!("bench-hs-{}-{w}", std::process::id()))?.close();
                 }
                 Ok(())
             })

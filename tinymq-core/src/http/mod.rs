@@ -21,4 +21,5 @@ pub mod json;
 pub mod request;
 pub mod response;
 pub mod service;
+mod topic_search;
 pub mod ui;
