@@ -154,3 +154,11 @@ fn mosquitto_delivers_everything() {
     all_delivered("mqtt", mosquitto.address);
     idle_reported("mqtt", mosquitto.address, mosquitto.child.id());
 }
+
+#[test]
+fn the_in_process_bench_delivers_everything() {
+    let stdout = bench(&["--in-process", "--count", "20000", "--subscribers", "2"]);
+    assert!(stdout.starts_with("workload: in-process, 1 publisher(s) -> 2 subscriber(s)"), "{stdout}");
+    assert_eq!(delivered(&stdout), 40_000, "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("latency: p50 ")), "{stdout}");
+}

@@ -235,3 +235,30 @@ fn shutdown_commits_stored_values_an_embedder_published_within_a_long_interval()
     assert_eq!(values["kept/299"], b"value 299");
     broker.shutdown();
 }
+
+#[test]
+fn recv_batch_takes_every_queued_message_in_order_and_waits_for_the_first() {
+    let (broker, _) = start(1);
+    let consumer = broker.client("batch-consumer").unwrap();
+    consumer.subscribe("batch/#").unwrap();
+    let producer = broker.client("batch-producer").unwrap();
+    let mut batch = Vec::new();
+    assert_eq!(consumer.recv_batch(&mut batch, QUIET).unwrap(), 0, "nothing queued: a time-out");
+    for i in 0..1000u32 {
+        assert_eq!(producer.publish("batch/n", &i.to_be_bytes()).unwrap(), 1);
+    }
+    assert_eq!(consumer.recv_batch(&mut batch, WAIT).unwrap(), 1000);
+    let got: Vec<u32> = batch.iter().map(|m| u32::from_be_bytes(m.payload().try_into().unwrap())).collect();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    // A message published while the consumer waits wakes it.
+    batch.clear();
+    let waiter = std::thread::spawn(move || {
+        let n = consumer.recv_batch(&mut batch, WAIT).unwrap();
+        (n, batch)
+    });
+    std::thread::sleep(QUIET);
+    producer.publish("batch/late", b"late").unwrap();
+    let (n, batch) = waiter.join().unwrap();
+    assert_eq!((n, batch[0].topic()), (1, "batch/late"));
+    shutdown_within_wait(broker);
+}

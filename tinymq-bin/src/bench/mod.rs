@@ -11,6 +11,7 @@
 //! here is the same for every protocol.
 
 mod client;
+mod in_process;
 mod mqtt;
 mod nats;
 
@@ -49,6 +50,9 @@ Options:
   --idle N             instead: open N connections, each subscribed to its own
                        topic (the subscription confirmed), and report the
                        broker's RSS per connection (needs --pid)
+  --in-process         instead: start a broker inside this process and drive it
+                       through in-process clients (no sockets): --publishers,
+                       --subscribers, --count, --size, --topic apply
   --handshakes N       instead (tinymq only): open N connections (Connect, ConnAck,
                        close), from --parallel P threads [default: 2], and report
                        connections/s; with --tls each makes a full handshake
@@ -72,6 +76,7 @@ struct Settings {
     timeout: Duration,
     pid: Option<u32>,
     idle: Option<usize>,
+    in_process: bool,
     handshakes: Option<u64>,
     parallel: usize,
     tls: Option<ClientTls>,
@@ -95,6 +100,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         timeout: Duration::from_secs(args::opt(&mut args, "--timeout")?.unwrap_or(10)),
         pid: args::opt(&mut args, "--pid")?,
         idle: args::opt(&mut args, "--idle")?,
+        in_process: args.contains("--in-process"),
         handshakes: args::opt(&mut args, "--handshakes")?,
         parallel: args::opt(&mut args, "--parallel")?.unwrap_or(2),
         tls: None,
@@ -119,6 +125,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if settings.parallel == 0 {
         return Err(UsageError("--parallel: at least 1".into()).into());
+    }
+    if settings.in_process {
+        return in_process::bench(&settings).map_err(Failure::run);
     }
     if let Some(count) = settings.handshakes {
         return handshakes(&settings, count).map_err(Failure::run);
@@ -151,6 +160,22 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     );
     drop(conns);
     Ok(())
+}
+
+/// Prints the percentiles of `latencies` (microseconds), if any.
+fn report_latencies(latencies: &mut [u32]) {
+    if latencies.is_empty() {
+        return;
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        latencies[latencies.len() - 1]
+    );
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -314,17 +339,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
             latencies.len() as f64 / deliver_secs,
             latencies.len()
         );
-        if !latencies.is_empty() {
-            latencies.sort_unstable();
-            let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-            println!(
-                "latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-                pct(0.50),
-                pct(0.99),
-                pct(0.999),
-                latencies[latencies.len() - 1]
-            );
-        }
+        report_latencies(&mut latencies);
     }
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         println!("broker RSS: {before} KiB before, {after} KiB after");
