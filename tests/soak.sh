@@ -23,7 +23,7 @@
 #     - HTTP churn: curl SUBSCRIBE, POST and PICKUP from fresh Moustique
 #       clients, each once, then never again (the broker expires them);
 #  5. samples the broker's VmRSS and open file descriptors every
-#     SAMPLE_SECS (default 10) into soak-<date>.csv
+#     SAMPLE_SECS (default 10) into target/soak-<date>.csv
 #     (time_s,rss_kb,fds,threads,cpu_s) and prints each sample;
 #  6. prints first, last and max, and exits 1 if, after the warm-up
 #     (WARMUP seconds, default 60), RSS grew by more than RSS_TOLERANCE_KB
@@ -47,7 +47,7 @@ FD_TOLERANCE=${FD_TOLERANCE:-20}
 BENCH_SLICE=${BENCH_SLICE:-30}
 CHURN_FAILURES_MAX=${CHURN_FAILURES_MAX:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${OUT:-$ROOT/soak-$(date -u +%Y%m%dT%H%M%SZ).csv}
+OUT=${OUT:-$ROOT/target/soak-$(date -u +%Y%m%dT%H%M%SZ).csv}
 
 cd "$ROOT"
 cargo build --release --quiet -p tinymq-bin
@@ -168,7 +168,8 @@ while true; do
 done
 
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-failures=$(cat "$WORK/churn-failures" 2>/dev/null | wc -l)
+# No file when nothing failed: under pipefail a bare cat would end the script.
+failures=$({ cat "$WORK/churn-failures" 2>/dev/null || true; } | wc -l)
 echo
 echo "samples in $OUT"
 echo "broker log (warnings and errors):"; tail -n 20 "$WORK/broker.log" || true
