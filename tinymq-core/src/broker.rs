@@ -81,14 +81,7 @@ pub fn execute<S: Clone>(
         }
         (Request::Publish { topic, payload, retain }, Some(id)) => {
             let Some(namespace) = router.namespace_of(id) else { return effects };
-            let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
-            let delivery = Delivery::new(Message {
-                topic: session.shared_topic(topic.as_str()),
-                payload: payload.into(),
-                from,
-                updated_time: origin.unix_time,
-                ip: origin.ip,
-            });
+            let delivery = published(session, topic, payload, origin);
             let outcome = router.publish(namespace, topic, &delivery, retain, &mut effects.receivers);
             if outcome.stored {
                 effects.stored = Some(router.namespace_name(namespace).clone());
@@ -121,6 +114,18 @@ pub fn execute<S: Clone>(
     effects
 }
 
+/// The message a session's Publish carries, from its client id.
+fn published(session: &mut Session, topic: TopicName<'_>, payload: &[u8], origin: Origin) -> Arc<Delivery> {
+    let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
+    Delivery::new(Message {
+        topic: session.shared_topic(topic.as_str()),
+        payload: payload.into(),
+        from,
+        updated_time: origin.unix_time,
+        ip: origin.ip,
+    })
+}
+
 /// What a Publish without RETAIN does: it changes nothing in the router,
 /// so a shell may run it under a shared (read) lock while other loops route
 /// their own. [`execute`] calls it too.
@@ -134,14 +139,7 @@ pub fn publish_live<S: Clone>(
 ) -> Effects<S> {
     let mut effects = Effects::default();
     let Some(namespace) = subscriber.and_then(|id| router.namespace_of(id)) else { return effects };
-    let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
-    let delivery = Delivery::new(Message {
-        topic: session.shared_topic(topic.as_str()),
-        payload: payload.into(),
-        from,
-        updated_time: origin.unix_time,
-        ip: origin.ip,
-    });
+    let delivery = published(session, topic, payload, origin);
     if router.route(namespace, topic, &mut effects.receivers) > 0 {
         effects.delivery = Some(delivery);
     }
