@@ -413,7 +413,7 @@ impl EventLoop {
                     if target == self.index {
                         self.insert(stream, peer_ip, now);
                     } else {
-                        self.shared.send(target, InboxItem::Accept(stream, peer_ip));
+                        self.shared.send(target, InboxItem::Accept(Box::new((stream, peer_ip))));
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
@@ -568,7 +568,7 @@ impl EventLoop {
 
     fn conn_ref(&self, token: usize) -> Option<ConnRef> {
         let conn = self.conns.get(token)?.as_ref()?;
-        Some(ConnRef { loop_index: self.index, token, serial: conn.serial, transport: conn.stream.transport() })
+        Some(ConnRef::new(self.index, token, conn.serial, conn.stream.transport()))
     }
 
     /// Reads until `WouldBlock`, handling every whole frame as it comes.
@@ -796,7 +796,7 @@ impl EventLoop {
                     let store = shared.store.as_ref().expect("a ticket comes from the store");
                     store.on_commit(ticket, move |result| {
                         let answer = result.map(|()| response);
-                        notify.send(me.loop_index, InboxItem::Committed(me, answer));
+                        notify.send(me.loop_index(), InboxItem::Committed(me, Box::new(answer)));
                     });
                 }
                 // A throttled peer waits at the door for its next request.
@@ -844,7 +844,7 @@ impl EventLoop {
     /// The commit an HTTP answer waited for is done: send the answer (or a
     /// 503 naming the failure) and serve the requests that queued behind.
     fn committed(&mut self, target: ConnRef, result: Result<Response, String>, now: Instant) {
-        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         if conn.serial != target.serial {
             return;
         }
@@ -856,29 +856,29 @@ impl EventLoop {
                 http.respond(now, &Response::text(503, format!("the store could not commit the write: {error}")));
             }
         }
-        self.resume(target.token, now);
+        self.resume(target.token(), now);
     }
 
     /// The credentials a held request came with are checked: serve it (a
     /// Connect, or an HTTP call) and what queued behind it.
     fn verified(&mut self, target: ConnRef, caller: Result<Identity, AuthError>, now: Instant) {
-        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         // A connection closed meanwhile (by its peer, a takeover or a
         // shutdown) gets nothing.
         if conn.serial != target.serial || conn.linger_until.is_some() || conn.proto.is_closed() {
             return;
         }
         match conn.held.take().map(|held| *held) {
-            Some(Held::Connect { client_id }) => self.finish_connect(target.token, target, &client_id, caller, now),
+            Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
             Some(Held::Call(call)) => {
-                if self.serve_http(target.token, target, HttpWork::Call(call, caller), now) {
-                    self.after_io(target.token, now);
+                if self.serve_http(target.token(), target, HttpWork::Call(call, caller), now) {
+                    self.after_io(target.token(), now);
                     return;
                 }
             }
             None => return,
         }
-        self.resume(target.token, now);
+        self.resume(target.token(), now);
     }
 
     /// Serves the input that waited while an answer was held, then reads
@@ -1034,13 +1034,13 @@ impl EventLoop {
         let mut queues = false;
         for sink in receivers {
             match sink {
-                Sink::Conn(target) if target.loop_index == self.index => {
-                    self.fed_loops |= loop_bit(target.loop_index);
+                Sink::Conn(target) if target.loop_index() == self.index => {
+                    self.fed_loops |= loop_bit(target.loop_index());
                     self.deliver(*target, delivery, now)
                 }
                 Sink::Conn(target) => {
-                    self.fed_loops |= loop_bit(target.loop_index);
-                    self.outbox[target.loop_index].push(InboxItem::Deliver(*target, delivery.clone()));
+                    self.fed_loops |= loop_bit(target.loop_index());
+                    self.outbox[target.loop_index()].push(InboxItem::Deliver(*target, delivery.clone()));
                     self.outbox_pending = true;
                 }
                 Sink::Http(_) | Sink::Local(_) => queues = true,
@@ -1088,7 +1088,7 @@ impl EventLoop {
     }
 
     fn deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>, now: Instant) {
-        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         if conn.serial != target.serial {
             return;
         }
@@ -1107,25 +1107,25 @@ impl EventLoop {
             Err(closed) if closed.reason == Some(ReasonCode::SlowConsumer) && conn.linger_until.is_none() => {
                 self.shared.stats.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
                 log::warn!("connection {}:{} is a slow consumer; disconnecting", self.index, conn.serial);
-                self.begin_close(target.token, now);
+                self.begin_close(target.token(), now);
             }
             Err(_) => {}
         }
-        self.mark_dirty(target.token);
+        self.mark_dirty(target.token());
     }
 
     fn close_conn(&mut self, target: ConnRef, reason: ReasonCode, now: Instant) {
-        if target.loop_index != self.index {
-            self.shared.send(target.loop_index, InboxItem::Close(target, reason));
+        if target.loop_index() != self.index {
+            self.shared.send(target.loop_index(), InboxItem::Close(target, reason));
             return;
         }
-        let Some(conn) = self.conns.get_mut(target.token).and_then(Option::as_mut) else { return };
+        let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         if conn.serial != target.serial {
             return;
         }
         conn.proto.close(reason);
-        self.begin_close(target.token, now);
-        self.mark_dirty(target.token);
+        self.begin_close(target.token(), now);
+        self.mark_dirty(target.token());
     }
 
     fn drain_inbox(&mut self, now: Instant) {
@@ -1141,9 +1141,10 @@ impl EventLoop {
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
-                InboxItem::Committed(target, result) => self.committed(target, result, now),
-                InboxItem::Verified(target, caller) => self.verified(target, caller, now),
-                InboxItem::Accept(stream, peer_ip) => {
+                InboxItem::Committed(target, result) => self.committed(target, *result, now),
+                InboxItem::Verified(target, caller) => self.verified(target, *caller, now),
+                InboxItem::Accept(accepted) => {
+                    let (stream, peer_ip) = *accepted;
                     self.insert(stream, peer_ip, now);
                 }
             }

@@ -126,7 +126,7 @@ impl LocalClient {
         };
         match previous {
             Some(Sink::Conn(old)) => {
-                shared.send(old.loop_index, crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
+                shared.send(old.loop_index(), crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
             }
             Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
             // Moustique clients hold no client id in the router.

@@ -25,10 +25,27 @@ use tinymq_core::store::StoreOp;
 /// from the connection that held it before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConnRef {
-    pub(crate) loop_index: usize,
-    pub(crate) token: usize,
+    loop_index: u32,
+    token: u32,
     pub(crate) serial: u64,
     pub(crate) transport: Transport,
+}
+
+impl ConnRef {
+    /// 32-bit indexes keep it (and so every router sink and inbox item)
+    /// at 24 bytes: no broker has 2^32 loops or connections on one loop.
+    pub(crate) fn new(loop_index: usize, token: usize, serial: u64, transport: Transport) -> Self {
+        let narrow = |n: usize| u32::try_from(n).expect("fewer than 2^32 loops and connections per loop");
+        ConnRef { loop_index: narrow(loop_index), token: narrow(token), serial, transport }
+    }
+
+    pub(crate) fn loop_index(&self) -> usize {
+        self.loop_index as usize
+    }
+
+    pub(crate) fn token(&self) -> usize {
+        self.token as usize
+    }
 }
 
 /// Where the router sends a subscriber's deliveries.
@@ -59,15 +76,18 @@ impl SinkKind for Sink {
 }
 
 /// Work handed to an event loop by other threads.
+///
+/// Deliveries are most of the traffic, so the rare variants are boxed and
+/// an item stays small: every cross-loop delivery moves one.
 pub(crate) enum InboxItem {
     Deliver(ConnRef, Arc<Delivery>),
     Close(ConnRef, ReasonCode),
-    Accept(Stream, Option<IpAddr>),
+    Accept(Box<(Stream, Option<IpAddr>)>),
     /// The write an HTTP answer waited for is committed (the answer), or
     /// failed (the error).
-    Committed(ConnRef, Result<Response, String>),
+    Committed(ConnRef, Box<Result<Response, String>>),
     /// The credentials a connection's request waited on are checked.
-    Verified(ConnRef, Result<Identity, AuthError>),
+    Verified(ConnRef, Box<Result<Identity, AuthError>>),
 }
 
 /// Inbox items past which a loop counts as behind.
@@ -297,7 +317,7 @@ impl Shared {
             _ => Ok(()),
         };
         self.auth.authenticate(name, password, gate, move |result| {
-            shared.send(conn.loop_index, InboxItem::Verified(conn, result));
+            shared.send(conn.loop_index(), InboxItem::Verified(conn, Box::new(result)));
         })
     }
 
@@ -446,7 +466,7 @@ impl Shared {
         self.dispatch_to_queues(delivery, receivers);
         for sink in receivers {
             if let Sink::Conn(target) = sink {
-                self.send(target.loop_index, InboxItem::Deliver(*target, delivery.clone()));
+                self.send(target.loop_index(), InboxItem::Deliver(*target, delivery.clone()));
             }
         }
     }
