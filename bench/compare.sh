@@ -29,6 +29,7 @@
 #   BROKER_CPUS= BENCH_CPUS=   taskset CPU lists (empty: no pinning)
 #   MOSQUITTO_NODELAY=1    add `set_tcp_nodelay true` to mosquitto's config (its
 #                          default, off, leaves Nagle's algorithm on its sockets)
+#   TINYMQ_ARGS=           extra tinymq broker flags, e.g. "--threads 1"
 #   NO_BUILD=1             skip cargo build --release
 set -euo pipefail
 
@@ -79,7 +80,9 @@ wait_port() {
 }
 
 port_tinymq=$(free_port); port_nats=$(free_port); port_mqtt=$(free_port)
-start tinymq "$BIN" broker --in-memory --no-http --address "127.0.0.1:$port_tinymq"
+# TINYMQ_ARGS: extra broker flags, e.g. "--threads 1" (word-split on purpose).
+# shellcheck disable=SC2086
+start tinymq "$BIN" broker --in-memory --no-http --address "127.0.0.1:$port_tinymq" ${TINYMQ_ARGS:-}
 start nats nats-server -a 127.0.0.1 -p "$port_nats"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port_mqtt" >"$OUT/mosquitto.conf"
 [ -z "${MOSQUITTO_NODELAY:-}" ] || echo 'set_tcp_nodelay true' >>"$OUT/mosquitto.conf"
@@ -149,7 +152,7 @@ echo "| broker | 1 pub → 1 sub | 1 pub → 4 subs | p50 / p99 @ $((RATE / 1000
 echo "|--------|--------------:|---------------:|-------------------:|------------------:|"
 for protocol in tinymq nats mqtt; do
     case $protocol in
-        tinymq) name="tinymq $("$BIN" --version | awk '{ print $2 }')" ;;
+        tinymq) name="tinymq $("$BIN" --version | awk '{ print $2 }')${TINYMQ_ARGS:+ ($TINYMQ_ARGS)}" ;;
         nats) name="nats-server $(nats-server --version | sed 's/.*v//')" ;;
         mqtt) name="mosquitto $({ mosquitto -h 2>&1 || true; } | awk '/version/ { v = $3 } END { print v }')" ;;
     esac
