@@ -102,13 +102,14 @@ struct Conn {
     /// Its unsent output is over the pressure mark (counted in its loop's
     /// [`crate::shared::LoopHandle::under_pressure`]).
     pressing: bool,
-    /// Its reading is stalled because a loop it published to is behind.
-    stalled: bool,
+    /// Its next read is put off: a loop it published to is behind (a
+    /// stall), or it had its share of this turn (a yield).
+    deferred: bool,
     /// The loops (a bit each) its last publish went to.
     fed_loops: u64,
-    /// It was stalled: its next read goes ahead whatever the pressure, so
-    /// a stall slows a publisher but never stops it.
-    stall_pass: bool,
+    /// Its read was put off: the next one goes ahead whatever the
+    /// pressure, so a stall slows a publisher but never stops it.
+    read_pass: bool,
     /// A request waiting for its credentials to be checked.
     /// Boxed: rare, and an idle connection should cost little.
     held: Option<Box<Held>>,
@@ -229,9 +230,10 @@ pub(crate) struct EventLoop {
     outbox_pending: bool,
     /// The loops (a bit each) that the input being handled published to.
     fed_loops: u64,
-    /// Connections whose reading waits for `stall_until`, with serials.
-    stalled: Vec<(usize, u64)>,
-    stall_until: Option<Instant>,
+    /// Connections whose next read is put off: token, serial, until when.
+    deferred: Vec<(usize, u64, Instant)>,
+    /// The earliest of `deferred`'s deadlines.
+    deferred_until: Option<Instant>,
     /// Wall-clock Unix seconds, read once per turn (messages are stamped
     /// to the second).
     unix_now: u64,
@@ -279,8 +281,8 @@ impl EventLoop {
             outbox: (0..loop_count).map(|_| Vec::new()).collect(),
             outbox_pending: false,
             fed_loops: 0,
-            stalled: Vec::new(),
-            stall_until: None,
+            deferred: Vec::new(),
+            deferred_until: None,
             unix_now: unix_time(),
             counted: Counted::default(),
             housekeeping_at,
@@ -326,8 +328,8 @@ impl EventLoop {
                 }
             }
             self.drain_inbox(now);
-            if self.stall_until.is_some_and(|until| now >= until) {
-                self.end_stalls(now);
+            if self.deferred_until.is_some_and(|until| now >= until) {
+                self.resume_deferred(now);
             }
             self.fire_timers(now);
             if self.housekeeping_at.is_some_and(|at| now >= at) {
@@ -364,7 +366,7 @@ impl EventLoop {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at, self.stall_until]
+        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at, self.deferred_until]
             .into_iter()
             .flatten()
             .min();
@@ -555,8 +557,8 @@ impl EventLoop {
             refused: refusal.is_some(),
             held: None,
             pressing: false,
-            stalled: false,
-            stall_pass: false,
+            deferred: false,
+            read_pass: false,
             fed_loops: 0,
         });
         self.arm(token);
@@ -600,7 +602,7 @@ impl EventLoop {
             if conn.peer_eof {
                 break;
             }
-            if std::mem::take(&mut conn.stall_pass) {
+            if std::mem::take(&mut conn.read_pass) {
                 // Read once whatever the pressure.
             } else if conn.fed_loops != 0 && feeds_a_loop_behind(&self.shared, conn.fed_loops) {
                 self.defer_read(token, now + STALL);
@@ -1054,23 +1056,29 @@ impl EventLoop {
     /// Puts off reading `token` until `at` (a connection keeps its place).
     fn defer_read(&mut self, token: usize, at: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if !conn.stalled {
-            conn.stalled = true;
-            self.stalled.push((token, conn.serial));
+        if !conn.deferred {
+            conn.deferred = true;
+            self.deferred.push((token, conn.serial, at));
+            self.deferred_until = Some(self.deferred_until.map_or(at, |until| until.min(at)));
         }
-        self.stall_until = Some(self.stall_until.map_or(at, |until| until.min(at)));
     }
 
-    /// Stalled connections read again (at least once each).
-    fn end_stalls(&mut self, now: Instant) {
-        self.stall_until = None;
-        for (token, serial) in std::mem::take(&mut self.stalled) {
+    /// Connections whose deferral is over read again (at least once each);
+    /// the others keep waiting, so a yield's immediate turn does not cut a
+    /// stall short.
+    fn resume_deferred(&mut self, now: Instant) {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let due: Vec<(usize, u64)> =
+            deferred.extract_if(.., |&mut (_, _, at)| at <= now).map(|(token, serial, _)| (token, serial)).collect();
+        self.deferred_until = deferred.iter().map(|&(_, _, at)| at).min();
+        self.deferred = deferred;
+        for (token, serial) in due {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { continue };
-            if conn.serial != serial || !conn.stalled {
+            if conn.serial != serial || !conn.deferred {
                 continue;
             }
-            conn.stalled = false;
-            conn.stall_pass = true;
+            conn.deferred = false;
+            conn.read_pass = true;
             self.read(token, now);
         }
     }
