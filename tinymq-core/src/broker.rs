@@ -12,7 +12,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::auth::{AuthError, Identity};
-use crate::codec::ReasonCode;
+use crate::codec::{Frame, ReasonCode};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::session::{Credentials, Request, Session};
@@ -114,8 +114,9 @@ pub fn execute<S: Clone>(
     effects
 }
 
-/// The message a session's Publish carries, from its client id.
-fn published(session: &mut Session, topic: TopicName<'_>, payload: &[u8], origin: Origin) -> Arc<Delivery> {
+/// The message a session's Publish carries, from its client id, as the
+/// shared [`Delivery`] that every kind of receiver takes.
+pub fn published(session: &mut Session, topic: TopicName<'_>, payload: &[u8], origin: Origin) -> Arc<Delivery> {
     let from = session.client_id().cloned().unwrap_or_else(|| Message::UNKNOWN_SENDER.into());
     Delivery::new(Message {
         topic: session.shared_topic(topic.as_str()),
@@ -124,6 +125,16 @@ fn published(session: &mut Session, topic: TopicName<'_>, payload: &[u8], origin
         updated_time: origin.unix_time,
         ip: origin.ip,
     })
+}
+
+/// The Publish frame that delivers a session's live (not retained)
+/// message to binary subscribers, borrowed from its input. A shell whose
+/// receivers are all binary connections may copy these bytes to them
+/// instead of building the shared [`Delivery`] of [`published`]: the same
+/// frame, with no allocation for a small message.
+pub fn live_frame<'a>(session: &'a Session, topic: TopicName<'a>, payload: &'a [u8]) -> Frame<'a> {
+    let from = session.client_id().map_or(Message::UNKNOWN_SENDER, |id| &**id);
+    Frame::publish(topic.as_str(), payload, from, false)
 }
 
 /// What a Publish without RETAIN does: it changes nothing in the router,

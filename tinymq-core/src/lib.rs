@@ -72,6 +72,6 @@ pub mod topic;
 pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
 pub use message::Message;
 pub use outbound::Outbound;
-pub use router::{Delivery, NamespaceId, Router, SubscriberId};
+pub use router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
 pub use session::{Closed, Credentials, Request, Session, SessionConfig, Step};
 pub use topic::{Filter, SubscriptionTrie, TopicError, TopicLimits, TopicName};

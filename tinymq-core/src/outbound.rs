@@ -29,7 +29,7 @@ impl Chunk {
 const OWNED_CHUNK: usize = 16 * 1024;
 /// Shared frames smaller than this are copied into the owned tail instead:
 /// one memcpy is cheaper than one more iovec and a refcount.
-pub(crate) const COPY_BELOW: usize = 256;
+pub const COPY_BELOW: usize = 256;
 
 /// The queue. `len()` counts unsent bytes; pushes fail past `limit`.
 #[derive(Debug)]

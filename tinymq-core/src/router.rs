@@ -79,6 +79,22 @@ impl Delivery {
     }
 }
 
+/// One publisher's last route: its topic, the sinks it reached and the
+/// router version they were found at (see [`Router::route_cached`]).
+#[derive(Debug)]
+pub struct RouteCache<S> {
+    version: Option<u64>,
+    namespace: NamespaceId,
+    topic: Box<str>,
+    sinks: SmallVec<[S; 4]>,
+}
+
+impl<S> Default for RouteCache<S> {
+    fn default() -> Self {
+        RouteCache { version: None, namespace: NamespaceId::PUBLIC, topic: "".into(), sinks: SmallVec::new() }
+    }
+}
+
 /// What [`Router::publish`] did with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[must_use]
@@ -135,6 +151,10 @@ pub struct Router<S> {
     free_slots: Vec<u32>,
     next_assigned_id: u64,
     subscription_count: usize,
+    /// Bumped by every change to who receives what (a subscription added or
+    /// removed, a subscriber removed): what a [`RouteCache`] is checked
+    /// against.
+    version: u64,
 }
 
 impl<S: Clone> Default for Router<S> {
@@ -155,6 +175,7 @@ impl<S: Clone> Router<S> {
             free_slots: Vec::new(),
             next_assigned_id: 1,
             subscription_count: 0,
+            version: 0,
         }
     }
 
@@ -213,6 +234,7 @@ impl<S: Clone> Router<S> {
         }
         self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
         self.free_slots.push(id.index);
+        self.version += 1;
         Some(subscriber.sink)
     }
 
@@ -278,6 +300,7 @@ impl<S: Clone> Router<S> {
         self.namespaces[namespace.0 as usize].trie.insert(&filter, id);
         self.get_mut(id).expect("live").filters.push(filter);
         self.subscription_count += 1;
+        self.version += 1;
         true
     }
 
@@ -289,6 +312,7 @@ impl<S: Clone> Router<S> {
         let namespace = subscriber.namespace;
         self.namespaces[namespace.0 as usize].trie.remove(filter, id);
         self.subscription_count -= 1;
+        self.version += 1;
         true
     }
 
@@ -332,6 +356,31 @@ impl<S: Clone> Router<S> {
         matched.dedup();
         out.extend(matched.iter().filter_map(|&id| self.sink(id).cloned()));
         matched.len()
+    }
+
+    /// The sinks of every subscriber matching `topic`, as [`Router::route`]
+    /// finds them, but remembered in `cache`: while the subscriptions stay
+    /// as they are, a publisher sending to the same topic again is answered
+    /// from the cache without walking the trie. The slice is empty when no
+    /// one subscribes.
+    pub fn route_cached<'c>(
+        &self,
+        cache: &'c mut RouteCache<S>,
+        namespace: NamespaceId,
+        topic: TopicName<'_>,
+    ) -> &'c [S] {
+        let hit =
+            cache.version == Some(self.version) && cache.namespace == namespace && &*cache.topic == topic.as_str();
+        if !hit {
+            cache.sinks.clear();
+            self.route(namespace, topic, &mut cache.sinks);
+            cache.version = Some(self.version);
+            cache.namespace = namespace;
+            if &*cache.topic != topic.as_str() {
+                cache.topic = topic.as_str().into();
+            }
+        }
+        &cache.sinks
     }
 
     /// Stores a value without routing it (HTTP PUTVAL, and the store's

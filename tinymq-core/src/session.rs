@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::codec::{Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode, reason_payload};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Overflow};
 use crate::router::Delivery;
 use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
 
@@ -329,13 +329,23 @@ impl Session {
     /// Queues a shared Publish frame for the peer. A session over its
     /// outbound limit is closed with Disconnect 7 (slow consumer).
     pub fn deliver(&mut self, delivery: &Delivery) -> Result<(), Closed> {
+        self.queue_delivery(|out| delivery.write_to(out))
+    }
+
+    /// Queues a Publish frame already encoded (by
+    /// [`crate::broker::live_frame`]) as [`Session::deliver`] would.
+    pub fn deliver_encoded(&mut self, frame: &[u8]) -> Result<(), Closed> {
+        self.queue_delivery(|out| out.push_with(|bytes| bytes.extend_from_slice(frame)))
+    }
+
+    fn queue_delivery(&mut self, write: impl FnOnce(&mut Outbound) -> Result<(), Overflow>) -> Result<(), Closed> {
         match self.state {
             State::Connected => {}
             State::Closed(reason) => return Err(Closed { reason }),
             // Nothing reaches a session before its ConnAck.
             State::AwaitingConnect | State::Connecting => return Ok(()),
         }
-        if delivery.write_to(&mut self.outbound).is_err() {
+        if write(&mut self.outbound).is_err() {
             return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
         }
         Ok(())

@@ -402,3 +402,38 @@ fn a_slow_consumer_is_disconnected_at_its_queue_limit() {
     assert_eq!(last.reason(), Some(ReasonCode::SlowConsumer as u8));
     assert!(frames.len() < 32, "the slow consumer was cut before receiving everything");
 }
+
+#[test]
+fn a_cached_route_follows_every_change_to_the_subscriptions() {
+    let limits = TopicLimits::default();
+    let topic = TopicName::new("a/b", &limits).unwrap();
+    let filter = |f: &str| tinymq_core::Filter::new(f, &limits).unwrap();
+    let mut router: Router<u32> = Router::new();
+    let mut cache = tinymq_core::RouteCache::default();
+    let ns = NamespaceId::PUBLIC;
+    let one = router.add_subscriber(ns, 1);
+    let two = router.add_subscriber(ns, 2);
+    let sorted = |sinks: &[u32]| {
+        let mut sinks = sinks.to_vec();
+        sinks.sort_unstable();
+        sinks
+    };
+    assert!(router.route_cached(&mut cache, ns, topic).is_empty());
+    router.subscribe(one, filter("a/+"));
+    assert_eq!(router.route_cached(&mut cache, ns, topic), [1]);
+    router.subscribe(two, filter("#"));
+    assert_eq!(sorted(router.route_cached(&mut cache, ns, topic)), [1, 2]);
+    // Another topic is routed afresh, then the first one again.
+    assert_eq!(router.route_cached(&mut cache, ns, TopicName::new("c", &limits).unwrap()), [2]);
+    assert_eq!(sorted(router.route_cached(&mut cache, ns, topic)), [1, 2]);
+    router.unsubscribe(two, &filter("#"));
+    assert_eq!(router.route_cached(&mut cache, ns, topic), [1]);
+    router.remove_subscriber(one);
+    assert!(router.route_cached(&mut cache, ns, topic).is_empty());
+    // Another namespace has its own subscribers.
+    let other = router.namespace("user");
+    let three = router.add_subscriber(other, 3);
+    router.subscribe(three, filter("a/b"));
+    assert_eq!(router.route_cached(&mut cache, other, topic), [3]);
+    assert!(router.route_cached(&mut cache, ns, topic).is_empty());
+}

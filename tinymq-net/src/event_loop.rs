@@ -27,16 +27,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
+use smallvec::SmallVec;
 use tinymq_core::auth::{AuthError, Identity, THROTTLED_TEXT, Throttled};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::http::call::{ApiError, Call};
 use tinymq_core::http::conn::{HttpConn, HttpStep};
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
-use tinymq_core::{Delivery, ReasonCode, Request, Session, Step, SubscriberId};
+use tinymq_core::outbound::COPY_BELOW;
+use tinymq_core::{Closed, Delivery, ReasonCode, Request, RouteCache, Session, Step, SubscriberId};
 
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem, Shared, Sink, Stats, unix_time};
+use crate::shared::{Batch, ConnRef, InboxItem, Shared, Sink, Stats, unix_time};
 use crate::transport::{Listener, Stream, Transport};
 use crate::users::Decision;
 
@@ -113,6 +115,8 @@ struct Conn {
     /// A request waiting for its credentials to be checked.
     /// Boxed: rare, and an idle connection should cost little.
     held: Option<Box<Held>>,
+    /// Where its last live publish went (boxed: only publishers have one).
+    routes: Option<Box<RouteCache<Sink>>>,
 }
 
 /// What waits for a connection's credentials to be checked.
@@ -158,6 +162,12 @@ fn feeds_a_loop_behind(shared: &Shared, fed: u64) -> bool {
 }
 
 /// `index`'s bit in a set of loops (loops past 63 share the last bit).
+/// Whether a receiver takes the binary protocol's frames (an SSE stream
+/// takes a [`Delivery`] of its own).
+fn is_binary_conn(sink: &Sink) -> bool {
+    matches!(sink, Sink::Conn(target) if !target.transport.is_http())
+}
+
 fn loop_bit(index: usize) -> u64 {
     1 << index.min(63)
 }
@@ -220,13 +230,15 @@ pub(crate) struct EventLoop {
     draining: bool,
     /// Connections with output queued during this turn, to flush at its end.
     dirty: Vec<usize>,
-    inbox: Vec<InboxItem>,
+    inbox: Batch,
     receivers: Vec<Sink>,
+    /// A live publish's frame, encoded once for all its binary receivers.
+    encoded: Vec<u8>,
     /// Deliveries to other loops' connections, one queue per loop, moved to
     /// their inboxes in one lock and at most one wake per loop: after each
     /// connection's input is handled, and always before any socket write,
     /// so no answer overtakes a delivery it caused.
-    outbox: Vec<Vec<InboxItem>>,
+    outbox: Vec<Batch>,
     outbox_pending: bool,
     /// The loops (a bit each) that the input being handled published to.
     fed_loops: u64,
@@ -276,9 +288,10 @@ impl EventLoop {
             tls_scratch: Vec::new(),
             draining: false,
             dirty: Vec::new(),
-            inbox: Vec::new(),
+            inbox: Batch::default(),
             receivers: Vec::new(),
-            outbox: (0..loop_count).map(|_| Vec::new()).collect(),
+            encoded: Vec::new(),
+            outbox: (0..loop_count).map(|_| Batch::default()).collect(),
             outbox_pending: false,
             fed_loops: 0,
             deferred: Vec::new(),
@@ -556,6 +569,7 @@ impl EventLoop {
             peer_eof: false,
             refused: refusal.is_some(),
             held: None,
+            routes: None,
             pressing: false,
             deferred: false,
             read_pass: false,
@@ -940,9 +954,30 @@ impl EventLoop {
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
             let effects = if let Request::Publish { topic, payload, retain: false } = request {
                 // Live traffic changes nothing in the router: loops route
-                // it side by side under the shared lock.
-                let router = self.shared.router.read();
-                broker::publish_live(&router, session, conn.subscriber, topic, payload, origin)
+                // it side by side under the shared lock, each publisher
+                // from its cache of its last topic's receivers.
+                let receivers: SmallVec<[Sink; 4]> = {
+                    let router = self.shared.router.read();
+                    let Some(namespace) = conn.subscriber.and_then(|id| router.namespace_of(id)) else { continue };
+                    let routes = conn.routes.get_or_insert_with(Box::default);
+                    router.route_cached(routes, namespace, topic).into()
+                };
+                if receivers.is_empty() {
+                    continue;
+                }
+                let frame = broker::live_frame(session, topic, payload);
+                if frame.encoded_len() < COPY_BELOW && receivers.iter().all(is_binary_conn) {
+                    // Binary receivers only, and a small frame: its bytes
+                    // are copied to each, no shared delivery is built.
+                    let mut encoded = std::mem::take(&mut self.encoded);
+                    encoded.clear();
+                    frame.encode(&mut encoded);
+                    self.dispatch_encoded(&encoded, &receivers, now);
+                    self.encoded = encoded;
+                    continue;
+                }
+                let delivery = broker::published(session, topic, payload, origin);
+                broker::Effects { delivery: Some(delivery), receivers, ..Default::default() }
             } else {
                 let mut router = self.shared.router.write();
                 // Connect was answered above; nothing else authenticates.
@@ -1042,7 +1077,7 @@ impl EventLoop {
                 }
                 Sink::Conn(target) => {
                     self.fed_loops |= loop_bit(target.loop_index());
-                    self.outbox[target.loop_index()].push(InboxItem::Deliver(*target, delivery.clone()));
+                    self.outbox[target.loop_index()].items.push(InboxItem::Deliver(*target, delivery.clone()));
                     self.outbox_pending = true;
                 }
                 Sink::Http(_) | Sink::Local(_) => queues = true,
@@ -1050,6 +1085,28 @@ impl EventLoop {
         }
         if queues {
             self.shared.dispatch_to_queues(delivery, receivers);
+        }
+    }
+
+    /// [`EventLoop::dispatch`] for a frame already encoded, to binary
+    /// connections only.
+    fn dispatch_encoded(&mut self, frame: &[u8], receivers: &[Sink], now: Instant) {
+        if !self.draining && self.shared.loops[self.index].has_items() {
+            self.drain_inbox(now);
+        }
+        // The loops this frame's bytes are already queued for.
+        let mut queued_for = 0u64;
+        for sink in receivers {
+            let Sink::Conn(target) = sink else { continue };
+            let bit = loop_bit(target.loop_index());
+            self.fed_loops |= bit;
+            if target.loop_index() == self.index {
+                self.deliver_encoded(*target, frame, now);
+            } else {
+                self.outbox[target.loop_index()].push_frame(*target, frame, queued_for & bit != 0);
+                queued_for |= bit;
+                self.outbox_pending = true;
+            }
         }
     }
 
@@ -1088,19 +1145,27 @@ impl EventLoop {
         if !std::mem::take(&mut self.outbox_pending) {
             return;
         }
-        for (index, items) in self.outbox.iter_mut().enumerate() {
-            if !items.is_empty() {
-                self.shared.send_all(index, items);
+        for (index, batch) in self.outbox.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                self.shared.send_all(index, batch);
             }
         }
     }
 
     fn deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>, now: Instant) {
+        self.deliver_with(target, now, |proto| proto.deliver(delivery));
+    }
+
+    fn deliver_encoded(&mut self, target: ConnRef, frame: &[u8], now: Instant) {
+        self.deliver_with(target, now, |proto| proto.deliver_encoded(frame));
+    }
+
+    fn deliver_with(&mut self, target: ConnRef, now: Instant, deliver: impl FnOnce(&mut Proto) -> Result<(), Closed>) {
         let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         if conn.serial != target.serial {
             return;
         }
-        match conn.proto.deliver(delivery) {
+        match deliver(&mut conn.proto) {
             Ok(()) => {
                 self.counted.messages_out += 1;
                 let outbound = conn.proto.outbound();
@@ -1137,10 +1202,10 @@ impl EventLoop {
     }
 
     fn drain_inbox(&mut self, now: Instant) {
-        let mut items = std::mem::take(&mut self.inbox);
-        self.shared.loops[self.index].take_items(&mut items);
+        let mut batch = std::mem::take(&mut self.inbox);
+        self.shared.loops[self.index].take_items(&mut batch);
         self.draining = true;
-        for (i, item) in items.drain(..).enumerate() {
+        for (i, item) in batch.items.drain(..).enumerate() {
             if i % DRAIN_FLUSH == DRAIN_FLUSH - 1 {
                 // A long batch goes out as it is delivered: the socket takes
                 // what it can before the queues count against their limits.
@@ -1148,6 +1213,9 @@ impl EventLoop {
             }
             match item {
                 InboxItem::Deliver(target, delivery) => self.deliver(target, &delivery, now),
+                InboxItem::Frame(target, start, len) => {
+                    self.deliver_encoded(target, &batch.frames[start..start + len as usize], now)
+                }
                 InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
                 InboxItem::Committed(target, result) => self.committed(target, *result, now),
                 InboxItem::Verified(target, caller) => self.verified(target, *caller, now),
@@ -1158,7 +1226,8 @@ impl EventLoop {
             }
         }
         self.draining = false;
-        self.inbox = items;
+        batch.clear();
+        self.inbox = batch;
     }
 
     /// The peer closed its half. A binary session ends at once, as MQTT

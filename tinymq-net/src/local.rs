@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 use tinymq_core::router::PublishOutcome;
-use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, SubscriberId, TopicName};
+use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
 use crate::Error;
 use crate::shared::{Shared, Sink};
@@ -60,6 +60,8 @@ pub(crate) struct LocalInbox {
     /// waits for it spinning a little before it sleeps on `ready`, so a
     /// steady stream is not one thread wake per message.
     queued: AtomicBool,
+    /// Set when `queue.closed` is: a publish checks it without the lock.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for LocalInbox {
@@ -82,7 +84,11 @@ impl LocalInbox {
             kept_all = false;
         }
         queue.messages.push_back(Received { delivery, retained });
-        self.queued.store(true, Ordering::Release);
+        // Written only when it changes: a receiver spinning on it keeps its
+        // copy of the cache line while a stream flows.
+        if !self.queued.load(Ordering::Relaxed) {
+            self.queued.store(true, Ordering::Release);
+        }
         drop(queue);
         self.ready.notify_one();
         kept_all
@@ -90,6 +96,7 @@ impl LocalInbox {
 
     pub(crate) fn close(&self, reason: ReasonCode) {
         self.queue.lock().closed.get_or_insert(reason);
+        self.closed.store(true, Ordering::Release);
         self.ready.notify_all();
     }
 }
@@ -103,6 +110,22 @@ pub struct LocalClient {
     namespace: NamespaceId,
     client_id: Arc<str>,
     inbox: Arc<LocalInbox>,
+    /// The last topic published to and its receivers, so a client that
+    /// publishes to one topic over and over neither walks the trie nor
+    /// allocates a topic name each time.
+    last: Mutex<LastTopic>,
+}
+
+#[derive(Default)]
+struct LastTopic {
+    topic: Option<Arc<str>>,
+    routes: RouteCache<Sink>,
+}
+
+impl std::fmt::Debug for LastTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastTopic").field("topic", &self.topic).finish_non_exhaustive()
+    }
 }
 
 impl LocalClient {
@@ -115,6 +138,7 @@ impl LocalClient {
             ready: Condvar::new(),
             limit: shared.config.local_queue_limit.max(1),
             queued: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         let namespace = NamespaceId::PUBLIC;
         let (id, client_id, previous) = {
@@ -132,7 +156,7 @@ impl LocalClient {
             // Moustique clients hold no client id in the router.
             Some(Sink::Http(_)) | None => {}
         }
-        Ok(LocalClient { shared, id, namespace, client_id, inbox })
+        Ok(LocalClient { shared, id, namespace, client_id, inbox, last: Mutex::default() })
     }
 
     /// This client's id (assigned by the broker when none was asked for).
@@ -141,7 +165,9 @@ impl LocalClient {
     }
 
     fn check_open(&self) -> Result<(), Error> {
-        if let Some(reason) = self.inbox.queue.lock().closed {
+        if self.inbox.closed.load(Ordering::Acquire)
+            && let Some(reason) = self.inbox.queue.lock().closed
+        {
             return Err(closed_error(reason));
         }
         if self.shared.is_shutting_down() {
@@ -174,8 +200,13 @@ impl LocalClient {
         if payload.len() > config.frame_limits.max_payload_len {
             return Err(Error::PayloadTooLarge { len: payload.len(), max: config.frame_limits.max_payload_len });
         }
+        let mut last = self.last.lock();
+        let shared_topic = match &last.topic {
+            Some(last) if **last == *topic => last.clone(),
+            _ => last.topic.insert(topic.into()).clone(),
+        };
         let delivery = Delivery::new(Message {
-            topic: topic.into(),
+            topic: shared_topic,
             payload: payload.into(),
             from: self.client_id.clone(),
             updated_time: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -183,10 +214,11 @@ impl LocalClient {
         });
         let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
         let (outcome, ticket) = if !retain {
-            // Changes nothing in the router: routed under the shared lock.
+            // Changes nothing in the router: routed under the shared lock,
+            // from the cache while the subscriptions stay as they were.
             let router = self.shared.router.read();
-            let count = router.route(self.namespace, name, &mut receivers);
-            (PublishOutcome { receivers: count, stored: false }, None)
+            receivers.extend(router.route_cached(&mut last.routes, self.namespace, name).iter().cloned());
+            (PublishOutcome { receivers: receivers.len(), stored: false }, None)
         } else {
             let mut router = self.shared.router.write();
             let outcome = router.publish(self.namespace, name, &delivery, retain, &mut receivers);
@@ -196,6 +228,7 @@ impl LocalClient {
                 outcome.stored.then(|| self.shared.persist(router.namespace_name(self.namespace), &delivery)).flatten();
             (outcome, ticket)
         };
+        drop(last);
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.shared.dispatch(&delivery, &receivers);
         if let Some(ticket) = ticket {

@@ -82,6 +82,16 @@ impl Proto {
         }
     }
 
+    /// Queues a Publish frame already encoded. Only binary connections get
+    /// one (see [`tinymq_core::broker::live_frame`]); an HTTP connection
+    /// ignores it.
+    pub(crate) fn deliver_encoded(&mut self, frame: &[u8]) -> Result<(), Closed> {
+        match self {
+            Proto::Binary(session) => session.deliver_encoded(frame),
+            Proto::Http(_) => Ok(()),
+        }
+    }
+
     /// Ends the connection from the broker's side with `reason`.
     pub(crate) fn close(&mut self, reason: ReasonCode) {
         match self {

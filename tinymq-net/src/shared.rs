@@ -81,6 +81,11 @@ impl SinkKind for Sink {
 /// an item stays small: every cross-loop delivery moves one.
 pub(crate) enum InboxItem {
     Deliver(ConnRef, Arc<Delivery>),
+    /// A small Publish frame for a binary connection, already encoded:
+    /// bytes `start..start + len` of its batch's [`Batch::frames`]. Live
+    /// traffic between binary clients moves this way, with no allocation
+    /// per message.
+    Frame(ConnRef, usize, u32),
     Close(ConnRef, ReasonCode),
     Accept(Box<(Stream, Option<IpAddr>)>),
     /// The write an HTTP answer waited for is committed (the answer), or
@@ -90,12 +95,60 @@ pub(crate) enum InboxItem {
     Verified(ConnRef, Box<Result<Identity, AuthError>>),
 }
 
+/// Items for a loop, and the encoded frames its [`InboxItem::Frame`]s
+/// point into. When `items` is empty, so is `frames`.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) items: Vec<InboxItem>,
+    pub(crate) frames: Vec<u8>,
+}
+
+impl Batch {
+    /// Queues `frame` for `target`, sharing the bytes with the previous
+    /// item when that was the same frame to another connection.
+    pub(crate) fn push_frame(&mut self, target: ConnRef, frame: &[u8], same_as_last: bool) {
+        let start = match self.items.last() {
+            Some(&InboxItem::Frame(_, start, _)) if same_as_last => start,
+            _ => {
+                self.frames.extend_from_slice(frame);
+                self.frames.len() - frame.len()
+            }
+        };
+        let len = u32::try_from(frame.len()).expect("frames sent this way are small");
+        self.items.push(InboxItem::Frame(target, start, len));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.frames.clear();
+    }
+
+    /// Moves `other`'s items to the end of this batch, leaving it empty.
+    fn append(&mut self, other: &mut Batch) {
+        if self.items.is_empty() {
+            self.frames.clear();
+            std::mem::swap(self, other);
+            return;
+        }
+        let offset = self.frames.len();
+        self.frames.append(&mut other.frames);
+        self.items.extend(other.items.drain(..).map(|item| match item {
+            InboxItem::Frame(target, start, len) => InboxItem::Frame(target, start + offset, len),
+            item => item,
+        }));
+    }
+}
+
 /// Inbox items past which a loop counts as behind.
 const BACKLOG_MARK: usize = 16 * 1024;
 
 pub(crate) struct LoopHandle {
     pub(crate) waker: Waker,
-    inbox: Mutex<Vec<InboxItem>>,
+    inbox: Mutex<Batch>,
     /// Whether `inbox` holds items: the loop checks it before each of its
     /// own deliveries, so it reads a flag rather than take the lock.
     has_items: AtomicBool,
@@ -110,7 +163,7 @@ impl LoopHandle {
     pub(crate) fn new(waker: Waker) -> Self {
         LoopHandle {
             waker,
-            inbox: Mutex::new(Vec::new()),
+            inbox: Mutex::new(Batch::default()),
             has_items: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
             pressed: AtomicUsize::new(0),
@@ -139,26 +192,21 @@ impl LoopHandle {
         self.has_items.load(Ordering::Acquire)
     }
 
-    /// Swaps the queued items into `items` (which must be empty).
-    pub(crate) fn take_items(&self, items: &mut Vec<InboxItem>) {
+    /// Swaps the queued items into `batch` (which must be empty).
+    pub(crate) fn take_items(&self, batch: &mut Batch) {
         let mut inbox = self.inbox.lock();
         self.has_items.store(false, Ordering::Relaxed);
         self.backlog.store(0, Ordering::Relaxed);
-        std::mem::swap(items, &mut inbox);
+        std::mem::swap(batch, &mut inbox);
     }
 
-    /// Queues `items` (leaving the vector empty, its capacity kept by one
-    /// side or the other); true if the inbox was empty, so the loop needs a
-    /// wake.
-    fn push_all(&self, items: &mut Vec<InboxItem>) -> bool {
+    /// Queues `batch` (leaving it empty, its capacity kept by one side or
+    /// the other); true if the inbox was empty, so the loop needs a wake.
+    fn push_all(&self, batch: &mut Batch) -> bool {
         let mut inbox = self.inbox.lock();
         let was_empty = inbox.is_empty();
-        if was_empty {
-            std::mem::swap(&mut *inbox, items);
-        } else {
-            inbox.append(items);
-        }
-        self.backlog.store(inbox.len(), Ordering::Relaxed);
+        inbox.append(batch);
+        self.backlog.store(inbox.items.len(), Ordering::Relaxed);
         self.has_items.store(true, Ordering::Release);
         was_empty
     }
@@ -437,10 +485,10 @@ impl Shared {
         let handle = &self.loops[index];
         let was_empty = {
             let mut inbox = handle.inbox.lock();
-            inbox.push(item);
-            handle.backlog.store(inbox.len(), Ordering::Relaxed);
+            inbox.items.push(item);
+            handle.backlog.store(inbox.items.len(), Ordering::Relaxed);
             handle.has_items.store(true, Ordering::Release);
-            inbox.len() == 1
+            inbox.items.len() == 1
         };
         if was_empty {
             let _ = handle.waker.wake();
@@ -448,10 +496,10 @@ impl Shared {
     }
 
     /// Queues a batch of work for loop `index` under one lock, with at most
-    /// one wake; `items` is left empty.
-    pub(crate) fn send_all(&self, index: usize, items: &mut Vec<InboxItem>) {
+    /// one wake; `batch` is left empty.
+    pub(crate) fn send_all(&self, index: usize, batch: &mut Batch) {
         let handle = &self.loops[index];
-        if handle.push_all(items) {
+        if handle.push_all(batch) {
             let _ = handle.waker.wake();
         }
     }
