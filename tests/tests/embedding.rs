@@ -262,3 +262,65 @@ fn recv_batch_takes_every_queued_message_in_order_and_waits_for_the_first() {
     assert_eq!((n, batch[0].topic()), (1, "batch/late"));
     shutdown_within_wait(broker);
 }
+
+#[test]
+fn publish_many_reaches_in_process_and_tcp_subscribers_in_order() {
+    let (broker, endpoint) = start(2);
+    let local = broker.client("local-sub").unwrap();
+    local.subscribe("many/#").unwrap();
+    let mut remotes: Vec<RawClient> = (0..3).map(|i| RawClient::connect(&endpoint, &format!("remote-{i}"))).collect();
+    for remote in &mut remotes {
+        remote.subscribe("many/#");
+    }
+    let producer = broker.client("producer").unwrap();
+    let payloads: Vec<[u8; 4]> = (0..500u32).map(u32::to_be_bytes).collect();
+    assert_eq!(producer.publish_many("many/n", &payloads).unwrap(), 4, "each message reaches all four");
+    // An empty batch publishes nothing and still says who it would reach.
+    assert_eq!(producer.publish_many("many/n", std::iter::empty::<&[u8]>()).unwrap(), 4);
+    producer.publish("many/end", b"end").unwrap();
+    let mut got = Vec::new();
+    while got.last().is_none_or(|m: &tinymq_net::Received| m.topic() != "many/end") {
+        assert!(local.recv_batch(&mut got, WAIT).unwrap() > 0, "the in-process subscriber got {}", got.len());
+    }
+    let expected: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).chain([b"end".to_vec()]).collect();
+    assert_eq!(got.iter().map(|m| m.payload().to_vec()).collect::<Vec<_>>(), expected);
+    for remote in &mut remotes {
+        for payload in &expected {
+            assert_eq!(&remote.recv_publish().payload, payload);
+        }
+    }
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn publish_many_with_one_payload_too_large_publishes_none_of_the_batch() {
+    let broker = Broker::builder().threads(1).start().unwrap();
+    let sub = broker.client("sub").unwrap();
+    sub.subscribe("t").unwrap();
+    let producer = broker.client("producer").unwrap();
+    let big = vec![0u8; (1 << 20) + 1];
+    let batch: [&[u8]; 3] = [b"first", &big, b"third"];
+    assert!(matches!(producer.publish_many("t", batch), Err(Error::PayloadTooLarge { .. })));
+    producer.publish("t", b"after").unwrap();
+    let mut got = Vec::new();
+    sub.recv_batch(&mut got, WAIT).unwrap();
+    assert_eq!(got.iter().map(|m| m.payload()).collect::<Vec<_>>(), [b"after"]);
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn a_batch_larger_than_the_in_process_queue_keeps_its_newest_messages() {
+    let config = tinymq_net::BrokerConfig { local_queue_limit: 100, ..Default::default() };
+    let broker = Broker::builder().config(config).threads(1).start().unwrap();
+    let sub = broker.client("sub").unwrap();
+    sub.subscribe("t").unwrap();
+    let producer = broker.client("producer").unwrap();
+    let payloads: Vec<[u8; 4]> = (0..250u32).map(u32::to_be_bytes).collect();
+    producer.publish_many("t", &payloads).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(sub.recv_batch(&mut got, WAIT).unwrap(), 100);
+    let first = u32::from_be_bytes(got[0].payload().try_into().unwrap());
+    assert_eq!(first, 150, "the oldest 150 made room");
+    assert_eq!(broker.stats().local_queue_drops, 150);
+    shutdown_within_wait(broker);
+}

@@ -1084,7 +1084,7 @@ impl EventLoop {
             }
         }
         if queues {
-            self.shared.dispatch_to_queues(delivery, receivers);
+            self.shared.dispatch_to_queues(std::slice::from_ref(delivery), receivers);
         }
     }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
-use tinymq_core::router::PublishOutcome;
 use tinymq_core::{Delivery, Filter, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
 use crate::Error;
@@ -71,19 +70,22 @@ impl std::fmt::Debug for LocalInbox {
 }
 
 impl LocalInbox {
-    /// Queues a delivery; when full, the oldest message makes room and
-    /// `false` is returned so the drop is counted.
-    pub(crate) fn push(&self, delivery: Arc<Delivery>, retained: bool) -> bool {
+    /// Queues `deliveries` in order under one lock, with one wake; when
+    /// full, the oldest messages make room. Returns how many were dropped,
+    /// so the drops are counted.
+    pub(crate) fn push_all(&self, deliveries: &[Arc<Delivery>], retained: bool) -> usize {
         let mut queue = self.queue.lock();
         if queue.closed.is_some() {
-            return false;
+            return deliveries.len();
         }
-        let mut kept_all = true;
-        if queue.messages.len() >= self.limit {
-            queue.messages.pop_front();
-            kept_all = false;
+        let mut dropped = 0;
+        for delivery in deliveries {
+            if queue.messages.len() >= self.limit {
+                queue.messages.pop_front();
+                dropped += 1;
+            }
+            queue.messages.push_back(Received { delivery: delivery.clone(), retained });
         }
-        queue.messages.push_back(Received { delivery, retained });
         // Written only when it changes: a receiver spinning on it keeps its
         // copy of the cache line while a stream flows.
         if !self.queued.load(Ordering::Relaxed) {
@@ -91,7 +93,7 @@ impl LocalInbox {
         }
         drop(queue);
         self.ready.notify_one();
-        kept_all
+        dropped
     }
 
     pub(crate) fn close(&self, reason: ReasonCode) {
@@ -120,6 +122,17 @@ pub struct LocalClient {
 struct LastTopic {
     topic: Option<Arc<str>>,
     routes: RouteCache<Sink>,
+    /// The messages of the publish under way (kept for its capacity).
+    batch: Vec<Arc<Delivery>>,
+}
+
+impl LastTopic {
+    fn shared_topic(&mut self, topic: &str) -> Arc<str> {
+        match &self.topic {
+            Some(last) if **last == *topic => last.clone(),
+            _ => self.topic.insert(topic.into()).clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for LastTopic {
@@ -179,7 +192,50 @@ impl LocalClient {
     /// Publishes `payload` to `topic`; returns how many subscribers it
     /// reaches.
     pub fn publish(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
-        self.send(topic, payload, false)
+        self.publish_many(topic, [payload])
+    }
+
+    /// Publishes each of `payloads` to `topic`, in order, as one batch:
+    /// the topic is checked and routed once, and each receiver's queue is
+    /// taken once for the lot, so a producer of many messages pays for one
+    /// publish, not for each. Every message reaches the same subscribers;
+    /// returns how many. A payload over the size limit fails the whole
+    /// batch before any of it is published.
+    pub fn publish_many<P: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        payloads: impl IntoIterator<Item = P>,
+    ) -> Result<usize, Error> {
+        self.check_open()?;
+        let name = self.topic_name(topic)?;
+        let max = self.shared.config.session.frame_limits.max_payload_len;
+        let updated_time = unix_seconds();
+        let mut last = self.last.lock();
+        let topic = last.shared_topic(topic);
+        let mut batch = std::mem::take(&mut last.batch);
+        for payload in payloads {
+            let payload = payload.as_ref();
+            if payload.len() > max {
+                batch.clear();
+                last.batch = batch;
+                return Err(Error::PayloadTooLarge { len: payload.len(), max });
+            }
+            batch.push(self.message(topic.clone(), payload, updated_time));
+        }
+        let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
+        {
+            // Changes nothing in the router: routed under the shared lock,
+            // from the cache while the subscriptions stay as they were.
+            let router = self.shared.router.read();
+            receivers.extend(router.route_cached(&mut last.routes, self.namespace, name).iter().cloned());
+        }
+        self.shared.stats.messages_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Dispatched under this client's own lock: its messages reach each
+        // receiver in the order it published them, whichever threads share it.
+        self.shared.dispatch(&batch, &receivers);
+        batch.clear();
+        last.batch = batch;
+        Ok(receivers.len())
     }
 
     /// Publishes and stores the message as the topic's value (an empty
@@ -189,48 +245,25 @@ impl LocalClient {
     /// (`Immediate`) or the store is failing (`Batched`); the message was
     /// delivered all the same.
     pub fn publish_retained(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
-        self.send(topic, payload, true)
-    }
-
-    fn send(&self, topic: &str, payload: &[u8], retain: bool) -> Result<usize, Error> {
         self.check_open()?;
-        let config = &self.shared.config.session;
-        let name = TopicName::new(topic, &config.topic_limits)
-            .map_err(|source| Error::InvalidTopic { topic: topic.to_owned(), source })?;
-        if payload.len() > config.frame_limits.max_payload_len {
-            return Err(Error::PayloadTooLarge { len: payload.len(), max: config.frame_limits.max_payload_len });
+        let name = self.topic_name(topic)?;
+        let max = self.shared.config.session.frame_limits.max_payload_len;
+        if payload.len() > max {
+            return Err(Error::PayloadTooLarge { len: payload.len(), max });
         }
-        let mut last = self.last.lock();
-        let shared_topic = match &last.topic {
-            Some(last) if **last == *topic => last.clone(),
-            _ => last.topic.insert(topic.into()).clone(),
-        };
-        let delivery = Delivery::new(Message {
-            topic: shared_topic,
-            payload: payload.into(),
-            from: self.client_id.clone(),
-            updated_time: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            ip: None,
-        });
+        let delivery = self.message(topic.into(), payload, unix_seconds());
         let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
-        let (outcome, ticket) = if !retain {
-            // Changes nothing in the router: routed under the shared lock,
-            // from the cache while the subscriptions stay as they were.
-            let router = self.shared.router.read();
-            receivers.extend(router.route_cached(&mut last.routes, self.namespace, name).iter().cloned());
-            (PublishOutcome { receivers: receivers.len(), stored: false }, None)
-        } else {
+        let (outcome, ticket) = {
             let mut router = self.shared.router.write();
-            let outcome = router.publish(self.namespace, name, &delivery, retain, &mut receivers);
+            let outcome = router.publish(self.namespace, name, &delivery, true, &mut receivers);
             // Submitted under the lock, so the store sees writes to a topic
             // in the order the router made them.
             let ticket =
                 outcome.stored.then(|| self.shared.persist(router.namespace_name(self.namespace), &delivery)).flatten();
             (outcome, ticket)
         };
-        drop(last);
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.shared.dispatch(&delivery, &receivers);
+        self.shared.dispatch(std::slice::from_ref(&delivery), &receivers);
         if let Some(ticket) = ticket {
             let stored = if self.shared.config.durability == Durability::Immediate {
                 // Under `immediate` a retained publish returns once durable.
@@ -246,6 +279,15 @@ impl LocalClient {
         Ok(outcome.receivers)
     }
 
+    fn topic_name<'t>(&self, topic: &'t str) -> Result<TopicName<'t>, Error> {
+        TopicName::new(topic, &self.shared.config.session.topic_limits)
+            .map_err(|source| Error::InvalidTopic { topic: topic.to_owned(), source })
+    }
+
+    fn message(&self, topic: Arc<str>, payload: &[u8], updated_time: u64) -> Arc<Delivery> {
+        Delivery::new(Message { topic, payload: payload.into(), from: self.client_id.clone(), updated_time, ip: None })
+    }
+
     /// Subscribes to `filter`; stored values it matches arrive first, marked
     /// retained.
     pub fn subscribe(&self, filter: &str) -> Result<(), Error> {
@@ -254,9 +296,8 @@ impl LocalClient {
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
         let mut router = self.shared.router.write();
         router.subscribe(self.id, filter.clone());
-        for value in router.values_matching(self.namespace, &filter) {
-            self.inbox.push(value.clone(), true);
-        }
+        let values: Vec<Arc<Delivery>> = router.values_matching(self.namespace, &filter).cloned().collect();
+        self.inbox.push_all(&values, true);
         Ok(())
     }
 
@@ -326,6 +367,10 @@ impl LocalClient {
             }
         }
     }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// How many times [`LocalClient::recv_batch`] looks for a message before it

@@ -474,7 +474,7 @@ impl Shared {
             receivers.clear();
             // Kept in memory only: not handed to `persist`.
             let _outcome = self.router.write().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
-            self.dispatch(&delivery, receivers);
+            self.dispatch(std::slice::from_ref(&delivery), receivers);
         }
         receivers.clear();
     }
@@ -504,43 +504,57 @@ impl Shared {
         }
     }
 
-    /// Delivers to receivers not on the calling loop: connections through
-    /// their loop's inbox, in-process clients straight into their queue.
+    /// Delivers `deliveries`, in order, to receivers not on the calling
+    /// loop: connections through their loop's inbox (one batch, one lock
+    /// per loop), in-process clients straight into their queue.
     ///
     /// The Moustique queues are filled first, under one lock: a message is in
     /// every PICKUP queue before any other loop can write it to a socket, so
     /// a client that has seen it elsewhere finds it there too.
-    pub(crate) fn dispatch(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
-        self.dispatch_to_queues(delivery, receivers);
-        for sink in receivers {
-            if let Sink::Conn(target) = sink {
-                self.send(target.loop_index(), InboxItem::Deliver(*target, delivery.clone()));
+    pub(crate) fn dispatch(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink]) {
+        self.dispatch_to_queues(deliveries, receivers);
+        for (i, sink) in receivers.iter().enumerate() {
+            let Sink::Conn(first) = sink else { continue };
+            let index = first.loop_index();
+            let on_loop = |sink: &Sink| matches!(sink, Sink::Conn(target) if target.loop_index() == index);
+            if receivers[..i].iter().any(on_loop) {
+                // That loop's batch went out with an earlier receiver.
+                continue;
             }
+            let mut batch = Batch::default();
+            for delivery in deliveries {
+                for sink in &receivers[i..] {
+                    if let Sink::Conn(target) = sink
+                        && target.loop_index() == index
+                    {
+                        batch.items.push(InboxItem::Deliver(*target, delivery.clone()));
+                    }
+                }
+            }
+            self.send_all(index, &mut batch);
         }
     }
 
     /// Delivers to the Moustique and in-process receivers (the queues); an
     /// event loop moves the connections' deliveries itself.
-    pub(crate) fn dispatch_to_queues(&self, delivery: &Arc<Delivery>, receivers: &[Sink]) {
+    pub(crate) fn dispatch_to_queues(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink]) {
         if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
             let mut http = self.http.lock();
-            for sink in receivers {
-                if let Sink::Http(client) = sink {
-                    http.clients.push(*client, delivery);
-                    self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            for delivery in deliveries {
+                for sink in receivers {
+                    if let Sink::Http(client) = sink {
+                        http.clients.push(*client, delivery);
+                        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
         for sink in receivers {
-            match sink {
-                Sink::Http(_) | Sink::Conn(_) => {}
-                Sink::Local(inbox) => {
-                    if inbox.push(delivery.clone(), false) {
-                        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        self.stats.local_queue_drops.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            if let Sink::Local(inbox) = sink {
+                let dropped = inbox.push_all(deliveries, false);
+                let kept = deliveries.len() - dropped;
+                self.stats.messages_out.fetch_add(kept as u64, Ordering::Relaxed);
+                self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
             }
         }
     }

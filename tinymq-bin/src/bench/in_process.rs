@@ -66,12 +66,22 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     for i in 0..settings.publishers {
         let client = broker.client(&format!("bench-pub-{i}")).map_err(|e| e.to_string())?;
         let (ready, topic, count, size) = (ready.clone(), settings.topic.clone(), settings.count, settings.size);
+        let batch = settings.batch as u64;
         publishers.push(std::thread::spawn(move || -> Result<Instant, String> {
-            let mut payload = vec![0x5a; size];
+            let mut payloads = vec![vec![0x5a; size]; batch.min(count) as usize];
             ready.wait();
-            for _ in 0..count {
-                payload[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
-                client.publish(&topic, &payload).map_err(|e| e.to_string())?;
+            let mut sent = 0;
+            while sent < count {
+                let n = batch.min(count - sent) as usize;
+                for payload in &mut payloads[..n] {
+                    payload[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
+                }
+                if n == 1 {
+                    client.publish(&topic, &payloads[0]).map_err(|e| e.to_string())?;
+                } else {
+                    client.publish_many(&topic, &payloads[..n]).map_err(|e| e.to_string())?;
+                }
+                sent += n as u64;
             }
             Ok(Instant::now())
         }));
@@ -94,8 +104,12 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     let expected = per_sub * settings.subscribers as u64;
     let drops = broker.stats().local_queue_drops;
     println!(
-        "workload: in-process, {} publisher(s) -> {} subscriber(s), {} messages of {} bytes",
-        settings.publishers, settings.subscribers, settings.count, settings.size
+        "workload: in-process, {} publisher(s) -> {} subscriber(s), {} messages of {} bytes, {}",
+        settings.publishers,
+        settings.subscribers,
+        settings.count,
+        settings.size,
+        if settings.batch > 1 { format!("{} per publish_many", settings.batch) } else { "one per publish".into() }
     );
     let secs = |at: Instant| at.duration_since(start).as_secs_f64();
     println!(

@@ -53,6 +53,8 @@ Options:
   --in-process         instead: start a broker inside this process and drive it
                        through in-process clients (no sockets): --publishers,
                        --subscribers, --count, --size, --topic apply
+  --batch N            with --in-process: publish N messages per call
+                       (LocalClient::publish_many) [default: 1, publish]
   --handshakes N       instead (tinymq only): open N connections (Connect, ConnAck,
                        close), from --parallel P threads [default: 2], and report
                        connections/s; with --tls each makes a full handshake
@@ -77,6 +79,7 @@ struct Settings {
     pid: Option<u32>,
     idle: Option<usize>,
     in_process: bool,
+    batch: usize,
     handshakes: Option<u64>,
     parallel: usize,
     tls: Option<ClientTls>,
@@ -101,6 +104,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         pid: args::opt(&mut args, "--pid")?,
         idle: args::opt(&mut args, "--idle")?,
         in_process: args.contains("--in-process"),
+        batch: args::opt(&mut args, "--batch")?.unwrap_or(1),
         handshakes: args::opt(&mut args, "--handshakes")?,
         parallel: args::opt(&mut args, "--parallel")?.unwrap_or(2),
         tls: None,
@@ -122,6 +126,12 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if settings.publishers == 0 {
         return Err(UsageError("--publishers: at least 1".into()).into());
+    }
+    if settings.batch == 0 {
+        return Err(UsageError("--batch: at least 1".into()).into());
+    }
+    if settings.batch > 1 && !settings.in_process {
+        return Err(UsageError("--batch: only with --in-process".into()).into());
     }
     if settings.parallel == 0 {
         return Err(UsageError("--parallel: at least 1".into()).into());
