@@ -85,13 +85,13 @@ impl Delivery {
 pub struct RouteCache<S> {
     version: Option<u64>,
     namespace: NamespaceId,
-    topic: Box<str>,
+    topic: String,
     sinks: SmallVec<[S; 4]>,
 }
 
 impl<S> Default for RouteCache<S> {
     fn default() -> Self {
-        RouteCache { version: None, namespace: NamespaceId::PUBLIC, topic: "".into(), sinks: SmallVec::new() }
+        RouteCache { version: None, namespace: NamespaceId::PUBLIC, topic: String::new(), sinks: SmallVec::new() }
     }
 }
 
@@ -376,8 +376,11 @@ impl<S: Clone> Router<S> {
             self.route(namespace, topic, &mut cache.sinks);
             cache.version = Some(self.version);
             cache.namespace = namespace;
-            if &*cache.topic != topic.as_str() {
-                cache.topic = topic.as_str().into();
+            if cache.topic != topic.as_str() {
+                // Reuses the buffer: a publisher going round many topics
+                // allocates nothing here once it has seen its longest.
+                cache.topic.clear();
+                cache.topic.push_str(topic.as_str());
             }
         }
         &cache.sinks
