@@ -131,8 +131,10 @@ fn a_changed_subscription_changes_where_the_next_publish_goes() {
     let mut publisher = broker.connect("pub");
     let mut a = broker.connect("a");
     let mut b = broker.connect("b");
-    // No one subscribes yet: the route found is empty.
+    // No one subscribes yet: the route found is empty. The Pong says the
+    // broker has routed "0" before a subscribes.
     publisher.publish("t", b"0");
+    publisher.ping();
     a.subscribe("t");
     publisher.publish("t", b"1");
     assert_eq!(a.recv_publish().payload, b"1");

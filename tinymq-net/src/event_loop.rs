@@ -161,13 +161,19 @@ fn feeds_a_loop_behind(shared: &Shared, fed: u64) -> bool {
     shared.loops.iter().enumerate().any(|(i, handle)| fed & loop_bit(i) != 0 && handle.under_pressure())
 }
 
-/// `index`'s bit in a set of loops (loops past 63 share the last bit).
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
 /// takes a [`Delivery`] of its own).
 fn is_binary_conn(sink: &Sink) -> bool {
     matches!(sink, Sink::Conn(target) if !target.transport.is_http())
 }
 
+/// A frame's length as an [`InboxItem::Frame`] holds it: frames are sent
+/// as bytes only when smaller than [`COPY_BELOW`].
+fn frame_len(frame: &[u8]) -> u32 {
+    u32::try_from(frame.len()).expect("frames sent as bytes are small")
+}
+
+/// `index`'s bit in a set of loops (loops past 63 share the last bit).
 fn loop_bit(index: usize) -> u64 {
     1 << index.min(63)
 }
@@ -1094,19 +1100,28 @@ impl EventLoop {
         if !self.draining && self.shared.loops[self.index].has_items() {
             self.drain_inbox(now);
         }
-        // The loops this frame's bytes are already queued for.
-        let mut queued_for = 0u64;
+        // Where this frame's bytes already are, per other loop: receivers
+        // on one loop share them.
+        let mut queued: SmallVec<[(usize, usize); 4]> = SmallVec::new();
         for sink in receivers {
             let Sink::Conn(target) = sink else { continue };
-            let bit = loop_bit(target.loop_index());
-            self.fed_loops |= bit;
-            if target.loop_index() == self.index {
+            let index = target.loop_index();
+            self.fed_loops |= loop_bit(index);
+            if index == self.index {
                 self.deliver_encoded(*target, frame, now);
-            } else {
-                self.outbox[target.loop_index()].push_frame(*target, frame, queued_for & bit != 0);
-                queued_for |= bit;
-                self.outbox_pending = true;
+                continue;
             }
+            let batch = &mut self.outbox[index];
+            let start = match queued.iter().find(|&&(at, _)| at == index) {
+                Some(&(_, start)) => start,
+                None => {
+                    let start = batch.push_bytes(frame);
+                    queued.push((index, start));
+                    start
+                }
+            };
+            batch.items.push(InboxItem::Frame(*target, start, frame_len(frame)));
+            self.outbox_pending = true;
         }
     }
 

@@ -104,18 +104,11 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Queues `frame` for `target`, sharing the bytes with the previous
-    /// item when that was the same frame to another connection.
-    pub(crate) fn push_frame(&mut self, target: ConnRef, frame: &[u8], same_as_last: bool) {
-        let start = match self.items.last() {
-            Some(&InboxItem::Frame(_, start, _)) if same_as_last => start,
-            _ => {
-                self.frames.extend_from_slice(frame);
-                self.frames.len() - frame.len()
-            }
-        };
-        let len = u32::try_from(frame.len()).expect("frames sent this way are small");
-        self.items.push(InboxItem::Frame(target, start, len));
+    /// Appends a frame's bytes; returns where they start, for
+    /// [`InboxItem::Frame`]s.
+    pub(crate) fn push_bytes(&mut self, frame: &[u8]) -> usize {
+        self.frames.extend_from_slice(frame);
+        self.frames.len() - frame.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
