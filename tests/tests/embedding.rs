@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tinymq_core::ReasonCode;
 use tinymq_net::store::Durability;
-use tinymq_net::{Broker, Error};
+use tinymq_net::{Broker, Error, ReceivedBatch};
 use tinymq_tests::{Endpoint, QUIET, RawClient, ScratchDir, WAIT};
 
 fn start(threads: usize) -> (Broker, Endpoint) {
@@ -260,6 +260,203 @@ fn recv_batch_takes_every_queued_message_in_order_and_waits_for_the_first() {
     producer.publish("batch/late", b"late").unwrap();
     let (n, batch) = waiter.join().unwrap();
     assert_eq!((n, batch[0].topic()), (1, "batch/late"));
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn recv_many_reads_stored_small_large_and_network_messages_in_order() {
+    let (broker, endpoint) = start(2);
+    let producer = broker.client("producer").unwrap();
+    producer.publish_retained("mix/value", b"stored").unwrap();
+    let consumer = broker.client("consumer").unwrap();
+    consumer.subscribe("mix/#").unwrap();
+    let mut device = RawClient::connect(&endpoint, "device");
+    // Small messages are copied into the queue, large ones shared: both
+    // kinds, from both faces, come out in the order they went in.
+    let large = vec![7u8; 4096];
+    producer.publish("mix/a", b"small").unwrap();
+    producer.publish("mix/a", &large).unwrap();
+    device.publish("mix/b", b"over tcp");
+    device.ping(); // the loop has queued the device's message
+    producer.publish_many("mix/a", [&b"after"[..], b""]).unwrap();
+
+    let mut batch = ReceivedBatch::new();
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        assert!(consumer.recv_many(&mut batch, WAIT).unwrap() > 0, "{} messages came", got.len());
+        assert_eq!(batch.len(), batch.iter().count());
+        got.extend(batch.iter().map(|m| {
+            assert!(m.updated_time() > 1_700_000_000, "stamped with the time: {}", m.updated_time());
+            (m.topic().to_owned(), m.payload().to_vec(), m.from().to_owned(), m.is_retained(), m.ip().is_some())
+        }));
+    }
+    let expected = [
+        ("mix/value", &b"stored"[..], "producer", true, false),
+        ("mix/a", b"small", "producer", false, false),
+        ("mix/a", &large, "producer", false, false),
+        ("mix/b", b"over tcp", "device", false, true),
+        ("mix/a", b"after", "producer", false, false),
+        ("mix/a", b"", "producer", false, false),
+    ]
+    .map(|(t, p, f, r, ip)| (t.to_owned(), p.to_vec(), f.to_owned(), r, ip));
+    assert_eq!(got, expected);
+
+    // An owned copy outlives the batch and carries the same message.
+    producer.publish("mix/a", b"kept").unwrap();
+    consumer.recv_many(&mut batch, WAIT).unwrap();
+    let kept = batch.iter().next().unwrap().to_received();
+    consumer.recv_many(&mut batch, QUIET).unwrap();
+    assert_eq!((kept.topic(), kept.payload(), kept.from()), ("mix/a", &b"kept"[..], "producer"));
+    assert_eq!(kept.message().payload.as_ref(), b"kept");
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn recv_many_replaces_the_batch_and_reports_a_takeover_after_the_queued_messages() {
+    let (broker, _) = start(1);
+    let consumer = broker.client("consumer").unwrap();
+    consumer.subscribe("t").unwrap();
+    let producer = broker.client("producer").unwrap();
+    let mut batch = ReceivedBatch::new();
+    let payloads = |batch: &ReceivedBatch| batch.iter().map(|m| m.payload().to_vec()).collect::<Vec<_>>();
+    for payload in [b"1", b"2", b"3"] {
+        producer.publish("t", payload).unwrap();
+    }
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 3);
+    assert_eq!(payloads(&batch), [b"1", b"2", b"3"]);
+    producer.publish_many("t", [b"4", b"5"]).unwrap();
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 2);
+    assert_eq!(payloads(&batch), [b"4", b"5"], "the batch holds only what this call took");
+    assert_eq!(consumer.recv_many(&mut batch, QUIET).unwrap(), 0, "nothing queued: a time-out");
+    assert!(batch.is_empty());
+
+    producer.publish("t", b"6").unwrap();
+    let _new = broker.client("consumer").unwrap();
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 1, "queued before the takeover, still delivered");
+    assert_eq!(payloads(&batch), [b"6"]);
+    let ended = consumer.recv_many(&mut batch, WAIT);
+    assert!(matches!(ended, Err(Error::SessionClosed(ReasonCode::SessionTakenOver))), "{ended:?}");
+    shutdown_within_wait(broker);
+}
+
+fn with_local_queue(limit: usize, wait: Duration) -> Broker {
+    let config = tinymq_net::BrokerConfig { local_queue_limit: limit, local_queue_wait: wait, ..Default::default() };
+    Broker::builder().config(config).threads(1).start().unwrap()
+}
+
+#[test]
+fn an_in_process_subscriber_slower_than_its_publisher_slows_it_instead_of_losing_messages() {
+    let broker = with_local_queue(100, Duration::from_secs(60));
+    let consumer = broker.client("slow").unwrap();
+    consumer.subscribe("t").unwrap();
+    let producer = broker.client("fast").unwrap();
+    // Small messages (copied into the queue) and large ones (shared).
+    let large = vec![1u8; 10_000];
+    let reader = std::thread::spawn(move || {
+        let mut batch = ReceivedBatch::new();
+        let mut got = Vec::new();
+        while got.len() < 3000 {
+            assert!(consumer.recv_many(&mut batch, WAIT).unwrap() > 0, "{} came", got.len());
+            got.extend(batch.iter().map(|m| (m.payload().len(), m.payload()[..4].to_vec())));
+            std::thread::sleep(Duration::from_millis(2)); // slower than the publisher
+        }
+        got
+    });
+    for i in 0..2000u32 {
+        producer.publish("t", &i.to_be_bytes()).unwrap();
+    }
+    let mut large_batch = vec![large.clone(); 10];
+    for i in 2000..3000u32 {
+        let slot = &mut large_batch[i as usize % 10];
+        slot[..4].copy_from_slice(&i.to_be_bytes());
+        if i % 10 == 9 {
+            producer.publish_many("t", &large_batch).unwrap();
+        }
+    }
+    let got = reader.join().unwrap();
+    let expected: Vec<_> =
+        (0..3000u32).map(|i| (if i < 2000 { 4 } else { large.len() }, i.to_be_bytes().to_vec())).collect();
+    assert_eq!(got, expected, "every message, in order");
+    assert_eq!(broker.stats().local_queue_drops, 0);
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn a_subscriber_that_stopped_reading_holds_its_publisher_up_once_then_loses_the_oldest() {
+    let wait = Duration::from_millis(300);
+    let broker = with_local_queue(10, wait);
+    let consumer = broker.client("stopped").unwrap();
+    consumer.subscribe("t").unwrap();
+    let producer = broker.client("producer").unwrap();
+    for i in 0..10u32 {
+        producer.publish("t", &i.to_be_bytes()).unwrap();
+    }
+    let started = std::time::Instant::now();
+    producer.publish("t", &10u32.to_be_bytes()).unwrap();
+    assert!(started.elapsed() >= wait, "the publish waited for room: {:?}", started.elapsed());
+    // Until the subscriber reads again, a full queue drops without waiting.
+    let started = std::time::Instant::now();
+    for i in 11..31u32 {
+        producer.publish("t", &i.to_be_bytes()).unwrap();
+    }
+    assert!(started.elapsed() < wait * 10, "20 publishes did not each wait: {:?}", started.elapsed());
+    let mut batch = ReceivedBatch::new();
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 10);
+    let first = u32::from_be_bytes(batch.iter().next().unwrap().payload().try_into().unwrap());
+    assert_eq!(first, 21, "the newest ten were kept");
+    assert_eq!(broker.stats().local_queue_drops, 21);
+    // Having read, it is waited for again.
+    for i in 0..10u32 {
+        producer.publish("t", &i.to_be_bytes()).unwrap();
+    }
+    let started = std::time::Instant::now();
+    producer.publish("t", b"again").unwrap();
+    assert!(started.elapsed() >= wait, "waited again after the subscriber read: {:?}", started.elapsed());
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn dropping_a_subscriber_releases_a_publisher_waiting_for_room() {
+    let broker = with_local_queue(1, Duration::from_secs(600));
+    let consumer = broker.client("gone").unwrap();
+    consumer.subscribe("t").unwrap();
+    let producer = std::sync::Arc::new(broker.client("producer").unwrap());
+    producer.publish("t", b"fills the queue").unwrap();
+    let (done, finished) = mpsc::channel();
+    let waiting = producer.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(waiting.publish("t", b"waits for room"));
+    });
+    drop(consumer);
+    let published = finished.recv_timeout(WAIT).expect("the waiting publish returned");
+    assert!(published.is_ok(), "{published:?}");
+    shutdown_within_wait(broker);
+}
+
+#[test]
+fn a_network_subscriber_slower_than_an_in_process_publisher_slows_it_instead_of_being_cut() {
+    let broker = Broker::builder().listen_tcp("127.0.0.1:0".parse().unwrap()).threads(2).start().unwrap();
+    let endpoint = Endpoint::Tcp(broker.tcp_addr().unwrap());
+    let mut slow = RawClient::connect(&endpoint, "slow");
+    slow.subscribe("flood");
+    let producer = broker.client("fast").unwrap();
+    // 64 MiB, four times the 16 MiB outbound limit, to a subscriber that
+    // pauses after each message: queued at the publisher's speed it would
+    // be cut with Disconnect 7.
+    const MESSAGES: u8 = 64;
+    let sender = std::thread::spawn(move || {
+        let mut payload = vec![0x5a; 1 << 20];
+        for i in 0..MESSAGES {
+            payload[0] = i;
+            producer.publish("flood", &payload).unwrap();
+        }
+    });
+    for i in 0..MESSAGES {
+        let message = slow.recv_publish();
+        assert_eq!((message.payload.len(), message.payload[0]), (1 << 20, i), "message {i} in order, whole");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sender.join().unwrap();
     shutdown_within_wait(broker);
 }
 

@@ -15,7 +15,7 @@ use tinymq_core::store::{Store, StoreOp, StoredHttpClient};
 use tinymq_core::{Delivery, FrameLimits, ReasonCode, Router, SessionConfig, TopicLimits};
 
 use crate::Error;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, PRESSURE_FRACTION};
 use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::{Durability, RedbStore, StoreWriter};
@@ -48,6 +48,15 @@ pub struct BrokerConfig {
     /// Messages queued per in-process client before the oldest are dropped
     /// (default 65,536).
     pub local_queue_limit: usize,
+    /// How long an in-process publish waits for room in a full in-process
+    /// queue before it drops the oldest messages (default 20 ms; zero never
+    /// waits). A subscriber that keeps up on average then loses nothing to
+    /// a moment off its core, and its publisher is slowed to its pace; one
+    /// that stopped reading holds a publisher up once, until it reads again.
+    /// Deliveries from the network never wait: an event loop must not.
+    /// Unless zero, an in-process publish to network subscribers is paced
+    /// as a network publisher is while one of them has much unsent.
+    pub local_queue_wait: Duration,
     /// Where stored values live: `None` keeps them in memory only (the
     /// library's default); a directory holds a redb database.
     pub data_dir: Option<PathBuf>,
@@ -88,6 +97,7 @@ impl Default for BrokerConfig {
             allowed_peers: None,
             peer_budget: BudgetConfig::default(),
             local_queue_limit: 65_536,
+            local_queue_wait: Duration::from_millis(20),
             data_dir: None,
             durability: Durability::Batched(Duration::from_millis(50)),
             http: HttpConfig::default(),
@@ -318,7 +328,7 @@ impl BrokerBuilder {
         for _ in 0..config.threads.max(1) {
             let poll = Poll::new().map_err(Error::EventLoop)?;
             let waker = Waker::new(poll.registry(), EventLoop::waker_token()).map_err(Error::EventLoop)?;
-            handles.push(LoopHandle::new(waker));
+            handles.push(LoopHandle::new(waker, config.session.outbound_limit / PRESSURE_FRACTION));
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(config, router, http, store, auth, handles));

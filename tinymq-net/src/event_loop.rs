@@ -37,6 +37,7 @@ use tinymq_core::http::service::{self, Context, Reply};
 use tinymq_core::outbound::COPY_BELOW;
 use tinymq_core::{Closed, Delivery, ReasonCode, Request, RouteCache, Session, Step, SubscriberId};
 
+use crate::local::WhenFull;
 use crate::proto::Proto;
 use crate::shared::{Batch, ConnRef, InboxItem, Shared, Sink, Stats, unix_time};
 use crate::transport::{Listener, Stream, Transport};
@@ -46,7 +47,7 @@ const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 1;
 /// Bytes read from a socket per call, into the loop's shared scratch buffer.
-const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// How long a closing connection may take to drain its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
 /// How long a connection may drain its last bytes when the broker stops.
@@ -62,10 +63,10 @@ const READ_BUDGET: usize = 16;
 const DRAIN_FLUSH: usize = 1024;
 /// How long a publisher feeding a loop that is behind waits before its
 /// next read (of at most [`READ_CHUNK`] bytes).
-const STALL: Duration = Duration::from_millis(1);
+pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// A connection whose unsent output is over `1 / PRESSURE_FRACTION` of its
 /// queue limit puts its loop under pressure.
-const PRESSURE_FRACTION: usize = 8;
+pub(crate) const PRESSURE_FRACTION: usize = 8;
 /// How often loop 0 drops Moustique clients past their timeout.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Connections refused (over the limit, peer not allowed, throttled) that
@@ -1083,14 +1084,14 @@ impl EventLoop {
                 }
                 Sink::Conn(target) => {
                     self.fed_loops |= loop_bit(target.loop_index());
-                    self.outbox[target.loop_index()].items.push(InboxItem::Deliver(*target, delivery.clone()));
+                    self.outbox[target.loop_index()].push_delivery(*target, delivery);
                     self.outbox_pending = true;
                 }
                 Sink::Http(_) | Sink::Local(_) => queues = true,
             }
         }
         if queues {
-            self.shared.dispatch_to_queues(std::slice::from_ref(delivery), receivers);
+            self.shared.dispatch_to_queues(std::slice::from_ref(delivery), receivers, WhenFull::DropOldest);
         }
     }
 
@@ -1120,7 +1121,7 @@ impl EventLoop {
                     start
                 }
             };
-            batch.items.push(InboxItem::Frame(*target, start, frame_len(frame)));
+            batch.push_frame(*target, start, frame_len(frame));
             self.outbox_pending = true;
         }
     }

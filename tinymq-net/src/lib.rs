@@ -66,7 +66,7 @@ pub mod users;
 pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use error::Error;
-pub use local::{LocalClient, Received};
+pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;

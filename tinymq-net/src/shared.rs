@@ -12,10 +12,10 @@ use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
-use tinymq_core::{Delivery, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
+use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::broker::BrokerConfig;
-use crate::local::LocalInbox;
+use crate::local::{LocalInbox, WhenFull};
 use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
@@ -101,9 +101,23 @@ pub(crate) enum InboxItem {
 pub(crate) struct Batch {
     pub(crate) items: Vec<InboxItem>,
     pub(crate) frames: Vec<u8>,
+    /// Payload and frame bytes of the deliveries in `items`.
+    bytes: usize,
 }
 
 impl Batch {
+    /// Queues `delivery` for `target`.
+    pub(crate) fn push_delivery(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
+        self.bytes += delivery.message().payload.len();
+        self.items.push(InboxItem::Deliver(target, delivery.clone()));
+    }
+
+    /// Queues for `target` the frame at `start..start + len` of `frames`.
+    pub(crate) fn push_frame(&mut self, target: ConnRef, start: usize, len: u32) {
+        self.bytes += len as usize;
+        self.items.push(InboxItem::Frame(target, start, len));
+    }
+
     /// Appends a frame's bytes; returns where they start, for
     /// [`InboxItem::Frame`]s.
     pub(crate) fn push_bytes(&mut self, frame: &[u8]) -> usize {
@@ -118,16 +132,19 @@ impl Batch {
     pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.frames.clear();
+        self.bytes = 0;
     }
 
     /// Moves `other`'s items to the end of this batch, leaving it empty.
     fn append(&mut self, other: &mut Batch) {
         if self.items.is_empty() {
             self.frames.clear();
+            self.bytes = 0;
             std::mem::swap(self, other);
             return;
         }
         let offset = self.frames.len();
+        self.bytes += std::mem::take(&mut other.bytes);
         self.frames.append(&mut other.frames);
         self.items.extend(other.items.drain(..).map(|item| match item {
             InboxItem::Frame(target, start, len) => InboxItem::Frame(target, start + offset, len),
@@ -150,26 +167,37 @@ pub(crate) struct LoopHandle {
     /// The loop's connections whose unsent output is over the pressure
     /// mark (see [`LoopHandle::under_pressure`]).
     pressed: AtomicUsize,
+    /// Delivery bytes in `inbox`.
+    backlog_bytes: AtomicUsize,
+    /// The pressure mark: a connection's unsent bytes, or the inbox's.
+    pressure_bytes: usize,
 }
 
 impl LoopHandle {
-    pub(crate) fn new(waker: Waker) -> Self {
+    pub(crate) fn new(waker: Waker, pressure_bytes: usize) -> Self {
         LoopHandle {
             waker,
             inbox: Mutex::new(Batch::default()),
             has_items: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
             pressed: AtomicUsize::new(0),
+            backlog_bytes: AtomicUsize::new(0),
+            pressure_bytes,
         }
     }
 
     /// Whether this loop is behind: a receiver's unsent output is over the
-    /// pressure mark, or the inbox holds more than [`BACKLOG_MARK`] items.
-    /// Publishers are then read a little slower (see the event loop), so a
-    /// consumer slower than its producers is not cut for it; one that reads
-    /// nothing still reaches its queue limit.
+    /// pressure mark, or the inbox holds more than [`BACKLOG_MARK`] items
+    /// or more delivery bytes than the mark (an in-process publisher can
+    /// queue large messages faster than the loop moves them). Publishers
+    /// are then slowed a little (network ones read less often, see the
+    /// event loop; in-process ones paced), so a consumer slower than its
+    /// producers is not cut for it; one that reads nothing still reaches
+    /// its queue limit.
     pub(crate) fn under_pressure(&self) -> bool {
-        self.pressed.load(Ordering::Relaxed) > 0 || self.backlog.load(Ordering::Relaxed) > BACKLOG_MARK
+        self.pressed.load(Ordering::Relaxed) > 0
+            || self.backlog.load(Ordering::Relaxed) > BACKLOG_MARK
+            || self.backlog_bytes.load(Ordering::Relaxed) > self.pressure_bytes
     }
 
     /// One more (`true`) or one fewer connection over the pressure mark.
@@ -190,6 +218,7 @@ impl LoopHandle {
         let mut inbox = self.inbox.lock();
         self.has_items.store(false, Ordering::Relaxed);
         self.backlog.store(0, Ordering::Relaxed);
+        self.backlog_bytes.store(0, Ordering::Relaxed);
         std::mem::swap(batch, &mut inbox);
     }
 
@@ -200,6 +229,7 @@ impl LoopHandle {
         let was_empty = inbox.is_empty();
         inbox.append(batch);
         self.backlog.store(inbox.items.len(), Ordering::Relaxed);
+        self.backlog_bytes.store(inbox.bytes, Ordering::Relaxed);
         self.has_items.store(true, Ordering::Release);
         was_empty
     }
@@ -467,7 +497,7 @@ impl Shared {
             receivers.clear();
             // Kept in memory only: not handed to `persist`.
             let _outcome = self.router.write().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
-            self.dispatch(std::slice::from_ref(&delivery), receivers);
+            self.dispatch(std::slice::from_ref(&delivery), receivers, WhenFull::DropOldest);
         }
         receivers.clear();
     }
@@ -504,8 +534,8 @@ impl Shared {
     /// The Moustique queues are filled first, under one lock: a message is in
     /// every PICKUP queue before any other loop can write it to a socket, so
     /// a client that has seen it elsewhere finds it there too.
-    pub(crate) fn dispatch(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink]) {
-        self.dispatch_to_queues(deliveries, receivers);
+    pub(crate) fn dispatch(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
+        self.dispatch_to_queues(deliveries, receivers, when_full);
         for (i, sink) in receivers.iter().enumerate() {
             let Sink::Conn(first) = sink else { continue };
             let index = first.loop_index();
@@ -520,7 +550,7 @@ impl Shared {
                     if let Sink::Conn(target) = sink
                         && target.loop_index() == index
                     {
-                        batch.items.push(InboxItem::Deliver(*target, delivery.clone()));
+                        batch.push_delivery(*target, delivery);
                     }
                 }
             }
@@ -528,9 +558,53 @@ impl Shared {
         }
     }
 
+    /// Queues the live Publish frames of `payloads` from an in-process
+    /// client for the binary connections among `receivers` (each frame
+    /// under [`COPY_BELOW`](tinymq_core::outbound::COPY_BELOW)): encoded into each target loop's batch and
+    /// delivered as bytes, so no message is allocated. `batch` is scratch
+    /// space, left empty.
+    pub(crate) fn dispatch_frames<P: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        from: &str,
+        payloads: impl Iterator<Item = P> + Clone,
+        receivers: &[Sink],
+        batch: &mut Batch,
+    ) {
+        for (i, sink) in receivers.iter().enumerate() {
+            let Sink::Conn(first) = sink else { continue };
+            let index = first.loop_index();
+            let on_loop = |sink: &Sink| matches!(sink, Sink::Conn(target) if target.loop_index() == index);
+            if receivers[..i].iter().any(on_loop) {
+                continue;
+            }
+            for payload in payloads.clone() {
+                let start = batch.frames.len();
+                Frame::publish(topic, payload.as_ref(), from, false).encode(&mut batch.frames);
+                let len = u32::try_from(batch.frames.len() - start).expect("a small frame");
+                for sink in &receivers[i..] {
+                    if let Sink::Conn(target) = sink
+                        && target.loop_index() == index
+                    {
+                        batch.push_frame(*target, start, len);
+                    }
+                }
+            }
+            self.send_all(index, batch);
+        }
+    }
+
+    /// Whether any of `receivers` is a connection on a loop that is behind
+    /// (a connection there has much unsent, or its inbox is long).
+    pub(crate) fn feeds_loop_under_pressure(&self, receivers: &[Sink]) -> bool {
+        receivers
+            .iter()
+            .any(|sink| matches!(sink, Sink::Conn(target) if self.loops[target.loop_index()].under_pressure()))
+    }
+
     /// Delivers to the Moustique and in-process receivers (the queues); an
     /// event loop moves the connections' deliveries itself.
-    pub(crate) fn dispatch_to_queues(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink]) {
+    pub(crate) fn dispatch_to_queues(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
         if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
             let mut http = self.http.lock();
             for delivery in deliveries {
@@ -544,11 +618,18 @@ impl Shared {
         }
         for sink in receivers {
             if let Sink::Local(inbox) = sink {
-                let dropped = inbox.push_all(deliveries, false);
-                let kept = deliveries.len() - dropped;
-                self.stats.messages_out.fetch_add(kept as u64, Ordering::Relaxed);
-                self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
+                let dropped = inbox.push_all(deliveries, false, when_full);
+                self.count_local_delivery(deliveries.len(), dropped);
             }
+        }
+    }
+
+    /// Counts `count` messages queued for an in-process client, `dropped`
+    /// of them (or older ones) lost to its full queue.
+    pub(crate) fn count_local_delivery(&self, count: usize, dropped: usize) {
+        self.stats.messages_out.fetch_add((count - dropped) as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
         }
     }
 }

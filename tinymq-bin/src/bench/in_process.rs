@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tinymq_net::Broker;
+use tinymq_net::{Broker, ReceivedBatch};
 
 use super::{Settings, report_latencies};
 
@@ -31,13 +31,12 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
         let (ready, publishing, timeout) = (ready.clone(), publishing.clone(), settings.timeout);
         subscribers.push(std::thread::spawn(move || -> Result<(Vec<u32>, u64, Instant), String> {
             let mut latencies = Vec::with_capacity(per_sub.min(10_000_000) as usize);
-            let mut batch = Vec::new();
+            let mut batch = ReceivedBatch::new();
             let mut got = 0u64;
             ready.wait();
             let mut quiet_since = None;
             while got < per_sub {
-                batch.clear();
-                let n = client.recv_batch(&mut batch, Duration::from_millis(50)).map_err(|e| e.to_string())?;
+                let n = client.recv_many(&mut batch, Duration::from_millis(50)).map_err(|e| e.to_string())?;
                 if n == 0 {
                     // Messages dropped from a full queue never come: stop
                     // once publishing ended and nothing came for `timeout`.
