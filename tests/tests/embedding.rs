@@ -416,6 +416,32 @@ fn a_subscriber_that_stopped_reading_holds_its_publisher_up_once_then_loses_the_
 }
 
 #[test]
+fn an_in_process_queue_over_its_byte_limit_drops_its_oldest_but_keeps_the_newest() {
+    let config = tinymq_net::BrokerConfig {
+        local_queue_bytes: 10 * 1024,
+        local_queue_wait: Duration::ZERO,
+        ..Default::default()
+    };
+    let broker = Broker::builder().config(config).threads(1).start().unwrap();
+    let consumer = broker.client("consumer").unwrap();
+    consumer.subscribe("t").unwrap();
+    let producer = broker.client("producer").unwrap();
+    for i in 0..20u8 {
+        producer.publish("t", &[i; 1024]).unwrap();
+    }
+    let mut batch = ReceivedBatch::new();
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 10, "10 KiB of 1 KiB messages");
+    assert_eq!(batch.iter().map(|m| m.payload()[0]).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
+    assert_eq!(broker.stats().local_queue_drops, 10);
+    // One message larger than the whole limit still arrives, alone.
+    producer.publish("t", b"small").unwrap();
+    producer.publish("t", &[7; 100 * 1024]).unwrap();
+    assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 1);
+    assert_eq!(batch.iter().next().unwrap().payload().len(), 100 * 1024);
+    shutdown_within_wait(broker);
+}
+
+#[test]
 fn dropping_a_subscriber_releases_a_publisher_waiting_for_room() {
     let broker = with_local_queue(1, Duration::from_secs(600));
     let consumer = broker.client("gone").unwrap();

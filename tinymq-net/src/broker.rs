@@ -48,6 +48,10 @@ pub struct BrokerConfig {
     /// Messages queued per in-process client before the oldest are dropped
     /// (default 65,536).
     pub local_queue_limit: usize,
+    /// Payload bytes queued per in-process client before the oldest
+    /// messages are dropped (default 64 MiB; the newest message is always
+    /// kept).
+    pub local_queue_bytes: usize,
     /// How long an in-process publish waits for room in a full in-process
     /// queue before it drops the oldest messages (default 20 ms; zero never
     /// waits). A subscriber that keeps up on average then loses nothing to
@@ -97,6 +101,7 @@ impl Default for BrokerConfig {
             allowed_peers: None,
             peer_budget: BudgetConfig::default(),
             local_queue_limit: 65_536,
+            local_queue_bytes: 64 << 20,
             local_queue_wait: Duration::from_millis(20),
             data_dir: None,
             durability: Durability::Batched(Duration::from_millis(50)),

@@ -51,6 +51,8 @@ pub(crate) struct LocalInbox {
     /// Signalled when messages are taken.
     room: Condvar,
     limit: usize,
+    /// Payload bytes queued before the oldest are dropped.
+    byte_limit: usize,
     /// How long a publisher waits for room (`local_queue_wait`).
     wait: Duration,
     /// Set with each push, cleared when the queue is emptied: a receiver
@@ -70,7 +72,8 @@ impl std::fmt::Debug for LocalInbox {
 impl LocalInbox {
     /// Queues `deliveries` in order (see [`LocalInbox::push`]).
     pub(crate) fn push_all(&self, deliveries: &[Arc<Delivery>], retained: bool, full: WhenFull) -> usize {
-        self.push(deliveries.len(), full, |pending| {
+        let bytes = deliveries.iter().map(|delivery| delivery.message().payload.len()).sum();
+        self.push(deliveries.len(), bytes, full, |pending| {
             for delivery in deliveries {
                 pending.push_delivery(delivery, retained);
             }
@@ -82,26 +85,32 @@ impl LocalInbox {
     pub(crate) fn push_copies<P: AsRef<[u8]>>(
         &self,
         origin: Origin<'_>,
-        count: usize,
+        (count, bytes): (usize, usize),
         payloads: impl Iterator<Item = P>,
     ) -> usize {
-        self.push(count, WhenFull::Wait, |pending| {
+        self.push(count, bytes, WhenFull::Wait, |pending| {
             for payload in payloads {
                 pending.push_copy(origin, payload.as_ref());
             }
         })
     }
 
-    /// Queues the `count` messages `fill` adds, in order, under one lock and
-    /// with one wake. If they do not fit and `when_full` says so, waits up to
+    /// Queues the `count` messages of `bytes` payload bytes that `fill`
+    /// adds, in order, under one lock and with one wake. If they do not fit
+    /// (in `limit` messages and `byte_limit` bytes) and `when_full` says so, waits up to
     /// `wait` for the client to take what is queued: an in-process
     /// publisher faster than its subscriber is slowed to its pace, not
     /// robbed of messages. Then, if the queue is over its limit, the oldest
     /// messages make room. Returns how many were dropped (all of them if
-    /// the client is closed), so the drops are counted.
-    fn push(&self, count: usize, when_full: WhenFull, fill: impl FnOnce(&mut Pending)) -> usize {
+    /// the client is closed), so the drops are counted. The newest message
+    /// is kept even if it alone is over the byte limit.
+    fn push(&self, count: usize, bytes: usize, when_full: WhenFull, fill: impl FnOnce(&mut Pending)) -> usize {
         let mut queue = self.queue.lock();
-        let full = |queue: &Queue| !queue.pending.is_empty() && queue.pending.len() + count > self.limit;
+        let full = |queue: &Queue| {
+            let pending = &queue.pending;
+            !pending.is_empty()
+                && (pending.len() + count > self.limit || pending.payload_bytes() + bytes > self.byte_limit)
+        };
         if when_full == WhenFull::Wait && full(&queue) && !queue.stalled && !self.wait.is_zero() {
             let deadline = Instant::now().checked_add(self.wait);
             while full(&queue) && queue.closed.is_none() {
@@ -116,7 +125,9 @@ impl LocalInbox {
         }
         fill(&mut queue.pending);
         let mut dropped = 0;
-        while queue.pending.len() > self.limit {
+        while queue.pending.len() > self.limit
+            || (queue.pending.payload_bytes() > self.byte_limit && queue.pending.len() > 1)
+        {
             queue.pending.pop_with(|_| ());
             dropped += 1;
         }
@@ -182,6 +193,7 @@ impl LocalClient {
             ready: Condvar::new(),
             room: Condvar::new(),
             limit: shared.config.local_queue_limit.max(1),
+            byte_limit: shared.config.local_queue_bytes,
             wait: shared.config.local_queue_wait,
             queued: Flag(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
@@ -283,7 +295,7 @@ impl LocalClient {
             let origin = Origin { topic, from: &self.client_id, updated_time, ip: None, retained: false };
             for sink in receivers {
                 if let Sink::Local(inbox) = sink {
-                    let dropped = inbox.push_copies(origin, count, payloads.clone());
+                    let dropped = inbox.push_copies(origin, (count, bytes), payloads.clone());
                     self.shared.count_local_delivery(count, dropped);
                 }
             }

@@ -188,6 +188,8 @@ pub(crate) struct Pending {
     bytes: Vec<u8>,
     read: usize,
     len: usize,
+    /// Payload bytes of the messages, copied or shared.
+    payload_bytes: usize,
     /// The topic and sender of the last run of copied messages removed,
     /// kept for the next run: the publisher reuses them rather than clone
     /// its own, so a stream taken a few messages at a time does not make
@@ -208,6 +210,10 @@ impl Pending {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    pub(crate) fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
     /// Queues a copy of `payload` (which should be under [`COPY_BELOW`]).
@@ -243,6 +249,7 @@ impl Pending {
         self.lens.push_back(len);
         self.bytes.extend_from_slice(payload);
         self.len += 1;
+        self.payload_bytes += payload.len();
     }
 
     /// Queues `delivery`: copied if small, else shared.
@@ -253,6 +260,7 @@ impl Pending {
         } else {
             self.runs.push_back(Run::Shared { delivery: delivery.clone(), retained });
             self.len += 1;
+            self.payload_bytes += message.payload.len();
         }
     }
 
@@ -264,6 +272,7 @@ impl Pending {
                 let len = self.lens.pop_front().expect("a length for each copied message") as usize;
                 let start = self.read;
                 self.read += len;
+                self.payload_bytes -= len;
                 *count -= 1;
                 let done = *count == 0;
                 let result = f(ReceivedRef {
@@ -282,6 +291,7 @@ impl Pending {
                 result
             }
             Run::Shared { delivery, retained } => {
+                self.payload_bytes -= delivery.message().payload.len();
                 let result = f(shared_ref(delivery, *retained));
                 self.runs.pop_front();
                 result
@@ -313,6 +323,7 @@ impl Pending {
         self.bytes.clear();
         self.read = 0;
         self.len = 0;
+        self.payload_bytes = 0;
     }
 
     fn keep_spare(&mut self, run: Option<Run>) {
@@ -429,6 +440,24 @@ mod tests {
         }
         assert_eq!(popped, [&b"two"[..], &big, b"four", b""]);
         assert!(pending.is_empty() && pending.bytes.is_empty() && pending.lens.is_empty());
+        assert_eq!(pending.payload_bytes(), 0);
+    }
+
+    #[test]
+    fn payload_bytes_count_copied_and_shared_messages_until_they_leave() {
+        let mut pending = Pending::default();
+        let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
+        let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
+        pending.push_copy(origin, &[0; 10]);
+        pending.push_delivery(&delivery("u", &[0; COPY_BELOW + 5]), false);
+        pending.push_delivery(&delivery("v", &[0; 3]), false);
+        assert_eq!(pending.payload_bytes(), 10 + COPY_BELOW + 5 + 3);
+        pending.pop_with(|_| ());
+        assert_eq!(pending.payload_bytes(), COPY_BELOW + 5 + 3);
+        pending.pop_with(|_| ());
+        assert_eq!(pending.payload_bytes(), 3);
+        pending.clear();
+        assert_eq!(pending.payload_bytes(), 0);
     }
 
     #[test]
