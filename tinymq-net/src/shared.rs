@@ -536,22 +536,11 @@ impl Shared {
     /// a client that has seen it elsewhere finds it there too.
     pub(crate) fn dispatch(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
         self.dispatch_to_queues(deliveries, receivers, when_full);
-        for (i, sink) in receivers.iter().enumerate() {
-            let Sink::Conn(first) = sink else { continue };
-            let index = first.loop_index();
-            let on_loop = |sink: &Sink| matches!(sink, Sink::Conn(target) if target.loop_index() == index);
-            if receivers[..i].iter().any(on_loop) {
-                // That loop's batch went out with an earlier receiver.
-                continue;
-            }
+        for (index, targets) in loops_of(receivers) {
             let mut batch = Batch::default();
             for delivery in deliveries {
-                for sink in &receivers[i..] {
-                    if let Sink::Conn(target) = sink
-                        && target.loop_index() == index
-                    {
-                        batch.push_delivery(*target, delivery);
-                    }
+                for target in conns_on(index, targets) {
+                    batch.push_delivery(target, delivery);
                 }
             }
             self.send_all(index, &mut batch);
@@ -560,9 +549,9 @@ impl Shared {
 
     /// Queues the live Publish frames of `payloads` from an in-process
     /// client for the binary connections among `receivers` (each frame
-    /// under [`COPY_BELOW`](tinymq_core::outbound::COPY_BELOW)): encoded into each target loop's batch and
-    /// delivered as bytes, so no message is allocated. `batch` is scratch
-    /// space, left empty.
+    /// under [`COPY_BELOW`](tinymq_core::outbound::COPY_BELOW)): encoded
+    /// into each target loop's batch and delivered as bytes, so no message
+    /// is allocated. `batch` is scratch space, left empty.
     pub(crate) fn dispatch_frames<P: AsRef<[u8]>>(
         &self,
         topic: &str,
@@ -571,23 +560,13 @@ impl Shared {
         receivers: &[Sink],
         batch: &mut Batch,
     ) {
-        for (i, sink) in receivers.iter().enumerate() {
-            let Sink::Conn(first) = sink else { continue };
-            let index = first.loop_index();
-            let on_loop = |sink: &Sink| matches!(sink, Sink::Conn(target) if target.loop_index() == index);
-            if receivers[..i].iter().any(on_loop) {
-                continue;
-            }
+        for (index, targets) in loops_of(receivers) {
             for payload in payloads.clone() {
                 let start = batch.frames.len();
                 Frame::publish(topic, payload.as_ref(), from, false).encode(&mut batch.frames);
                 let len = u32::try_from(batch.frames.len() - start).expect("a small frame");
-                for sink in &receivers[i..] {
-                    if let Sink::Conn(target) = sink
-                        && target.loop_index() == index
-                    {
-                        batch.push_frame(*target, start, len);
-                    }
+                for target in conns_on(index, targets) {
+                    batch.push_frame(target, start, len);
                 }
             }
             self.send_all(index, batch);
@@ -632,6 +611,25 @@ impl Shared {
             self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// The loops that the connections among `receivers` live on, each once,
+/// with the receivers from its first connection on.
+fn loops_of(receivers: &[Sink]) -> impl Iterator<Item = (usize, &[Sink])> {
+    receivers.iter().enumerate().filter_map(|(i, sink)| {
+        let Sink::Conn(first) = sink else { return None };
+        let index = first.loop_index();
+        let seen = conns_on(index, &receivers[..i]).next().is_some();
+        (!seen).then_some((index, &receivers[i..]))
+    })
+}
+
+/// The connections among `receivers` that live on loop `index`.
+fn conns_on(index: usize, receivers: &[Sink]) -> impl Iterator<Item = ConnRef> + '_ {
+    receivers.iter().filter_map(move |sink| match sink {
+        Sink::Conn(target) if target.loop_index() == index => Some(*target),
+        _ => None,
+    })
 }
 
 /// The `from` of the broker's `$SYS/...` messages.
