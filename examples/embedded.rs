@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tinymq_net::{Address, Broker, Client, ClientOptions};
+use tinymq_net::{Address, Broker, Client, ClientOptions, ReceivedBatch};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Port 0: the system picks a free port; the broker says which.
@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let address = broker.tcp_addr().expect("a TCP listener");
     println!("broker listening on {address}");
 
-    // The service's own logic subscribes in-process: no socket, no copy.
+    // The service's own logic subscribes in-process: no socket, no encoding.
     let alarms = broker.client("alarm-handler")?;
     alarms.subscribe("alarms/#")?;
 
@@ -39,6 +39,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         command.topic,
         command.from
     );
+
+    // At high rates, in batches: one publish_many routes the topic once;
+    // one recv_many takes everything queued, read in place.
+    let logger = broker.client("logger")?;
+    logger.subscribe("sensors/#")?;
+    let readings: Vec<String> = (0..1000).map(|i| format!("{}.{} C", 20 + i / 100, i % 10)).collect();
+    broker.client("sensors")?.publish_many("sensors/temperature", &readings)?;
+    let (mut batch, mut got, mut last) = (ReceivedBatch::new(), 0, String::new());
+    while got < readings.len() {
+        if logger.recv_many(&mut batch, Duration::from_secs(5))? == 0 {
+            return Err("the readings stopped coming".into());
+        }
+        for message in &batch {
+            got += 1;
+            last = String::from_utf8_lossy(message.payload()).into_owned();
+        }
+    }
+    println!("in-process batch: {got} readings, the last {last:?}");
 
     device.disconnect()?;
     // Tells remaining connections the broker is stopping; returns once
