@@ -433,11 +433,15 @@ fn an_in_process_queue_over_its_byte_limit_drops_its_oldest_but_keeps_the_newest
     assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 10, "10 KiB of 1 KiB messages");
     assert_eq!(batch.iter().map(|m| m.payload()[0]).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
     assert_eq!(broker.stats().local_queue_drops, 10);
-    // One message larger than the whole limit still arrives, alone.
-    producer.publish("t", b"small").unwrap();
+    // One message larger than the whole limit still arrives, alone: the
+    // ten before it make room.
+    for i in 0..10u8 {
+        producer.publish("t", &[i; 1024]).unwrap();
+    }
     producer.publish("t", &[7; 100 * 1024]).unwrap();
     assert_eq!(consumer.recv_many(&mut batch, WAIT).unwrap(), 1);
     assert_eq!(batch.iter().next().unwrap().payload().len(), 100 * 1024);
+    assert_eq!(broker.stats().local_queue_drops, 20);
     shutdown_within_wait(broker);
 }
 

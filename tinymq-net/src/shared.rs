@@ -603,10 +603,11 @@ impl Shared {
         }
     }
 
-    /// Counts `count` messages queued for an in-process client, `dropped`
-    /// of them (or older ones) lost to its full queue.
+    /// Counts `count` messages queued for an in-process client and
+    /// `dropped` lost to its full queue: some of them, or older ones (a
+    /// large message can push out more messages than it is).
     pub(crate) fn count_local_delivery(&self, count: usize, dropped: usize) {
-        self.stats.messages_out.fetch_add((count - dropped) as u64, Ordering::Relaxed);
+        self.stats.messages_out.fetch_add(count.saturating_sub(dropped) as u64, Ordering::Relaxed);
         if dropped > 0 {
             self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
         }
