@@ -96,15 +96,18 @@ impl LocalInbox {
     }
 
     /// Queues the `count` messages of `bytes` payload bytes that `fill`
-    /// adds, in order, under one lock and with one wake. If they do not fit
-    /// (in `limit` messages and `byte_limit` bytes) and `when_full` says so, waits up to
-    /// `wait` for the client to take what is queued: an in-process
-    /// publisher faster than its subscriber is slowed to its pace, not
-    /// robbed of messages. Then, if the queue is over its limit, the oldest
-    /// messages make room. Returns how many were dropped (all of them if
-    /// the client is closed), so the drops are counted. The newest message
-    /// is kept even if it alone is over the byte limit.
+    /// adds, in order, under one lock and with one wake. If they do not
+    /// fit (in `limit` messages and `byte_limit` bytes) and `when_full`
+    /// says so, waits up to `wait` for the client to take what is queued:
+    /// an in-process publisher faster than its subscriber is slowed to its
+    /// pace, not robbed of messages. Then, if the queue is over a limit,
+    /// the oldest messages make room; the newest is kept even if it alone
+    /// is over the byte limit. Returns how many were dropped (all of them
+    /// if the client is closed), so the drops are counted.
     fn push(&self, count: usize, bytes: usize, when_full: WhenFull, fill: impl FnOnce(&mut Pending)) -> usize {
+        if count == 0 {
+            return 0;
+        }
         let mut queue = self.queue.lock();
         let full = |queue: &Queue| {
             let pending = &queue.pending;
@@ -246,6 +249,11 @@ impl LocalClient {
     /// publish, not for each. Every message reaches the same subscribers;
     /// returns how many. A payload over the size limit fails the whole
     /// batch before any of it is published.
+    ///
+    /// A publish may wait: for room in a full in-process queue, up to
+    /// [`BrokerConfig::local_queue_wait`](crate::BrokerConfig::local_queue_wait),
+    /// and, paced like a network publisher, while a network subscriber
+    /// it feeds has much unsent.
     pub fn publish_many<I>(&self, topic: &str, payloads: I) -> Result<usize, Error>
     where
         I: IntoIterator,
@@ -277,6 +285,9 @@ impl LocalClient {
         // the cache while the subscriptions stay as they were. The cache
         // holds the receivers, so they are not cloned for each publish.
         let receivers = self.shared.router.read().route_cached(routes, self.namespace, name);
+        if count == 0 {
+            return Ok(receivers.len());
+        }
         self.shared.stats.messages_in.fetch_add(count as u64, Ordering::Relaxed);
         self.pace(paced, receivers, bytes);
         // Dispatched under this client's own lock: its messages reach each

@@ -314,8 +314,11 @@ impl Pending {
     pub(crate) fn clear(&mut self) {
         if self.bytes.capacity() > KEEP_BYTES && self.bytes.len() < self.bytes.capacity() / 8 {
             self.bytes = Vec::new();
-            self.lens = VecDeque::new();
         }
+        // Each entry is a few bytes: as many as KEEP_BYTES's worth of small
+        // messages are kept.
+        shrink_after_burst(&mut self.lens, KEEP_BYTES / 16);
+        shrink_after_burst(&mut self.runs, KEEP_BYTES / 64);
         let last = self.runs.pop_back();
         self.keep_spare(last);
         self.runs.clear();
@@ -334,6 +337,14 @@ impl Pending {
 
     pub(crate) fn iter(&self) -> ReceivedIter<'_> {
         ReceivedIter { runs: self.runs.iter(), run: None, lens: self.lens.iter(), bytes: &self.bytes[self.read..] }
+    }
+}
+
+/// Frees `entries`' buffer if it is over `keep` entries and this use filled
+/// less than an eighth of it.
+fn shrink_after_burst<T>(entries: &mut VecDeque<T>, keep: usize) {
+    if entries.capacity() > keep && entries.len() < entries.capacity() / 8 {
+        *entries = VecDeque::new();
     }
 }
 
@@ -480,13 +491,23 @@ mod tests {
         let mut pending = Pending::default();
         let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
         let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
-        for _ in 0..20_000 {
-            pending.push_copy(origin, &[1; 200]);
+        for _ in 0..100_000 {
+            pending.push_copy(origin, &[1; 20]);
         }
         pending.clear();
         assert!(pending.bytes.capacity() > KEEP_BYTES, "a full buffer is kept for the next batch");
         pending.push_copy(origin, b"small");
         pending.clear();
         assert_eq!(pending.bytes.capacity(), 0, "a large buffer mostly unused is freed");
+        assert_eq!(pending.lens.capacity(), 0);
+        // The same for a burst of shared messages, which use no bytes.
+        let big = delivery("u", &[0; COPY_BELOW]);
+        for _ in 0..100_000 {
+            pending.push_delivery(&big, false);
+        }
+        pending.clear();
+        pending.push_delivery(&big, false);
+        pending.clear();
+        assert_eq!(pending.runs.capacity(), 0, "the runs of a past burst are freed");
     }
 }
