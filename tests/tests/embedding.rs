@@ -446,6 +446,43 @@ fn an_in_process_queue_over_its_byte_limit_drops_its_oldest_but_keeps_the_newest
 }
 
 #[test]
+fn an_in_process_subscriber_slower_than_a_network_publisher_slows_it_instead_of_losing_messages() {
+    let config = tinymq_net::BrokerConfig { local_queue_limit: 20_000, ..Default::default() };
+    let broker =
+        Broker::builder().config(config).listen_tcp("127.0.0.1:0".parse().unwrap()).threads(1).start().unwrap();
+    let endpoint = Endpoint::Tcp(broker.tcp_addr().unwrap());
+    let consumer = broker.client("slow").unwrap();
+    consumer.subscribe("flood").unwrap();
+    // 40,000 messages of 1 KiB, twice the queue, read in batches with a
+    // 100 ms pause after each: read at the broker's speed they would
+    // overflow the queue before the first pause is over. Read one 64 KiB
+    // chunk per millisecond while it is over half full, the publisher adds
+    // some 6,400 per pause, well within the other half.
+    const MESSAGES: u32 = 40_000;
+    let reader = std::thread::spawn(move || {
+        let mut batch = ReceivedBatch::new();
+        let mut next = 0u32;
+        while next < MESSAGES {
+            assert!(consumer.recv_many(&mut batch, WAIT).unwrap() > 0, "{next} came");
+            for message in &batch {
+                assert_eq!(message.payload()[..4], next.to_be_bytes(), "in order, none lost");
+                next += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut publisher = RawClient::connect(&endpoint, "fast");
+    let mut payload = vec![0x5a; 1024];
+    for i in 0..MESSAGES {
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        publisher.publish("flood", &payload);
+    }
+    reader.join().unwrap();
+    assert_eq!(broker.stats().local_queue_drops, 0);
+    shutdown_within_wait(broker);
+}
+
+#[test]
 fn dropping_a_subscriber_releases_a_publisher_waiting_for_room() {
     let broker = with_local_queue(1, Duration::from_secs(600));
     let consumer = broker.client("gone").unwrap();

@@ -57,7 +57,9 @@ pub struct BrokerConfig {
     /// waits). A subscriber that keeps up on average then loses nothing to
     /// a moment off its core, and its publisher is slowed to its pace; one
     /// that stopped reading holds a publisher up once, until it reads again.
-    /// Deliveries from the network never wait: an event loop must not.
+    /// Deliveries from the network never wait (an event loop must not);
+    /// network publishers feeding an in-process queue over half full are
+    /// read slower instead.
     /// Unless zero, an in-process publish to network subscribers is paced
     /// as a network publisher is while one of them has much unsent.
     pub local_queue_wait: Duration,

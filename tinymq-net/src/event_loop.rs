@@ -110,6 +110,8 @@ struct Conn {
     deferred: bool,
     /// The loops (a bit each) its last publish went to.
     fed_loops: u64,
+    /// Whether its last publish went to an in-process client's queue.
+    fed_local: bool,
     /// Its read was put off: the next one goes ahead whatever the
     /// pressure, so a stall slows a publisher but never stops it.
     read_pass: bool,
@@ -249,6 +251,8 @@ pub(crate) struct EventLoop {
     outbox_pending: bool,
     /// The loops (a bit each) that the input being handled published to.
     fed_loops: u64,
+    /// Whether the input being handled published to an in-process queue.
+    fed_local: bool,
     /// Connections whose next read is put off: token, serial, until when.
     deferred: Vec<(usize, u64, Instant)>,
     /// The earliest of `deferred`'s deadlines.
@@ -301,6 +305,7 @@ impl EventLoop {
             outbox: (0..loop_count).map(|_| Batch::default()).collect(),
             outbox_pending: false,
             fed_loops: 0,
+            fed_local: false,
             deferred: Vec::new(),
             deferred_until: None,
             unix_now: unix_time(),
@@ -581,6 +586,7 @@ impl EventLoop {
             deferred: false,
             read_pass: false,
             fed_loops: 0,
+            fed_local: false,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
@@ -625,7 +631,9 @@ impl EventLoop {
             }
             if std::mem::take(&mut conn.read_pass) {
                 // Read once whatever the pressure.
-            } else if conn.fed_loops != 0 && feeds_a_loop_behind(&self.shared, conn.fed_loops) {
+            } else if (conn.fed_loops != 0 && feeds_a_loop_behind(&self.shared, conn.fed_loops))
+                || (conn.fed_local && self.shared.local_queues_filling())
+            {
                 self.defer_read(token, now + STALL);
                 break;
             } else if chunks == READ_BUDGET {
@@ -668,8 +676,10 @@ impl EventLoop {
             // A large message takes many reads: the loops its last
             // message went to are remembered until the next one is whole.
             let fed = std::mem::take(&mut self.fed_loops);
-            if fed != 0 {
+            let fed_local = std::mem::take(&mut self.fed_local);
+            if fed != 0 || fed_local {
                 conn.fed_loops = fed;
+                conn.fed_local = fed_local;
             }
             if rest.is_empty() {
                 // An idle connection keeps no buffer.
@@ -1087,7 +1097,11 @@ impl EventLoop {
                     self.outbox[target.loop_index()].push_delivery(*target, delivery);
                     self.outbox_pending = true;
                 }
-                Sink::Http(_) | Sink::Local(_) => queues = true,
+                Sink::Http(_) => queues = true,
+                Sink::Local(_) => {
+                    self.fed_local = true;
+                    queues = true;
+                }
             }
         }
         if queues {

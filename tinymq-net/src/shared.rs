@@ -300,6 +300,10 @@ pub(crate) struct Shared {
     pub(crate) budgets: Mutex<PeerBudgets>,
     pub(crate) loops: Vec<LoopHandle>,
     pub(crate) stats: Stats,
+    /// In-process queues more than half full and still keeping what they
+    /// get (see [`LocalInbox`]): while there are any, the network
+    /// publishers that last fed an in-process queue are read slower.
+    pub(crate) local_filling: Arc<AtomicUsize>,
     shutting_down: AtomicBool,
 }
 
@@ -322,6 +326,7 @@ impl Shared {
             auth,
             loops,
             stats: Stats::default(),
+            local_filling: Arc::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -571,6 +576,11 @@ impl Shared {
             }
             self.send_all(index, batch);
         }
+    }
+
+    /// Whether an in-process queue is filling (see [`Shared::local_filling`]).
+    pub(crate) fn local_queues_filling(&self) -> bool {
+        self.local_filling.load(Ordering::Relaxed) > 0
     }
 
     /// Whether any of `receivers` is a connection on a loop that is behind

@@ -2,7 +2,7 @@
 //! with no socket and no encoding.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -10,10 +10,10 @@ use smallvec::SmallVec;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
-use crate::Error;
 use crate::event_loop::{READ_CHUNK, STALL};
 use crate::shared::{Batch, Shared, Sink};
 use crate::store::Durability;
+use crate::{BrokerConfig, Error};
 
 mod queue;
 
@@ -23,10 +23,13 @@ pub use queue::{Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 struct Queue {
     pending: Pending,
     closed: Option<ReasonCode>,
-    /// An in-process publisher waited `wait` for room in vain: until
-    /// the client takes something, publishers drop its oldest messages
-    /// without waiting.
+    /// It dropped messages (a full queue, and an in-process publisher's
+    /// wait for room was in vain or there was none): until the client
+    /// takes something, publishers drop its oldest messages without
+    /// waiting, and it does not count as filling.
     stalled: bool,
+    /// Counted in [`LocalInbox::filling`].
+    filling: bool,
 }
 
 /// A flag alone in its cache line: a receiver spinning on it does not
@@ -61,6 +64,12 @@ pub(crate) struct LocalInbox {
     queued: Flag,
     /// Set when `queue.closed` is: a publish checks it without the lock.
     closed: AtomicBool,
+    /// The broker's count of in-process queues more than half full that
+    /// have not dropped anything since their client last took from them
+    /// ([`Shared::local_filling`](crate::shared::Shared::local_filling)):
+    /// while there are any, network publishers that feed in-process queues
+    /// are read slower, as for a loop under pressure.
+    filling: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for LocalInbox {
@@ -70,6 +79,20 @@ impl std::fmt::Debug for LocalInbox {
 }
 
 impl LocalInbox {
+    fn new(config: &BrokerConfig, filling: Arc<AtomicUsize>) -> Self {
+        LocalInbox {
+            queue: Mutex::new(Queue { pending: Pending::default(), closed: None, stalled: false, filling: false }),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            limit: config.local_queue_limit.max(1),
+            byte_limit: config.local_queue_bytes,
+            wait: config.local_queue_wait,
+            queued: Flag(AtomicBool::new(false)),
+            closed: AtomicBool::new(false),
+            filling,
+        }
+    }
+
     /// Queues `deliveries` in order (see [`LocalInbox::push`]).
     pub(crate) fn push_all(&self, deliveries: &[Arc<Delivery>], retained: bool, full: WhenFull) -> usize {
         let bytes = deliveries.iter().map(|delivery| delivery.message().payload.len()).sum();
@@ -134,6 +157,10 @@ impl LocalInbox {
             queue.pending.pop_with(|_| ());
             dropped += 1;
         }
+        if dropped > 0 {
+            queue.stalled = true;
+        }
+        self.update_filling(&mut queue);
         // Written only when it changes: a receiver spinning on it keeps its
         // copy of the cache line while a stream flows.
         if !self.queued.0.load(Ordering::Relaxed) {
@@ -144,8 +171,38 @@ impl LocalInbox {
         dropped
     }
 
+    /// Counts the queue in [`LocalInbox::filling`] while it is more than
+    /// half full (of either limit), open, and not dropping.
+    fn update_filling(&self, queue: &mut Queue) {
+        let filling = queue.closed.is_none()
+            && !queue.stalled
+            && (queue.pending.len() > self.limit / 2 || queue.pending.payload_bytes() > self.byte_limit / 2);
+        if filling != queue.filling {
+            queue.filling = filling;
+            if filling {
+                self.filling.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.filling.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// After the client took messages: publishers may wait for it again.
+    fn taken(&self, mut queue: MutexGuard<'_, Queue>) {
+        if queue.pending.is_empty() {
+            self.queued.0.store(false, Ordering::Relaxed);
+        }
+        queue.stalled = false;
+        self.update_filling(&mut queue);
+        drop(queue);
+        self.room.notify_all();
+    }
+
     pub(crate) fn close(&self, reason: ReasonCode) {
-        self.queue.lock().closed.get_or_insert(reason);
+        let mut queue = self.queue.lock();
+        queue.closed.get_or_insert(reason);
+        self.update_filling(&mut queue);
+        drop(queue);
         self.closed.store(true, Ordering::Release);
         self.ready.notify_all();
         self.room.notify_all();
@@ -191,16 +248,7 @@ impl LocalClient {
         if shared.is_shutting_down() {
             return Err(Error::BrokerStopped);
         }
-        let inbox = Arc::new(LocalInbox {
-            queue: Mutex::new(Queue { pending: Pending::default(), closed: None, stalled: false }),
-            ready: Condvar::new(),
-            room: Condvar::new(),
-            limit: shared.config.local_queue_limit.max(1),
-            byte_limit: shared.config.local_queue_bytes,
-            wait: shared.config.local_queue_wait,
-            queued: Flag(AtomicBool::new(false)),
-            closed: AtomicBool::new(false),
-        });
+        let inbox = Arc::new(LocalInbox::new(&shared.config, shared.local_filling.clone()));
         let namespace = NamespaceId::PUBLIC;
         let (id, client_id, previous) = {
             let mut router = shared.router.write();
@@ -413,9 +461,7 @@ impl LocalClient {
         let mut queue = self.inbox.queue.lock();
         match queue.pending.pop_with(|message| message.to_received()) {
             Some(message) => {
-                queue.stalled = false;
-                drop(queue);
-                self.inbox.room.notify_all();
+                self.inbox.taken(queue);
                 Ok(Some(message))
             }
             None => queue.closed.map_or(Ok(None), |reason| Err(closed_error(reason))),
@@ -474,12 +520,7 @@ impl LocalClient {
         let mut timed_out = false;
         loop {
             if let Some(taken) = take(&mut queue.pending) {
-                if queue.pending.is_empty() {
-                    self.inbox.queued.0.store(false, Ordering::Relaxed);
-                }
-                queue.stalled = false;
-                drop(queue);
-                self.inbox.room.notify_all();
+                self.inbox.taken(queue);
                 return Ok(Some(taken));
             }
             if let Some(reason) = queue.closed {
@@ -529,5 +570,47 @@ impl Drop for LocalClient {
         // push to (or wait for room in) its queue: closed, it drops those
         // at once. No one is left to read the reason.
         self.inbox.close(ReasonCode::ShuttingDown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tinymq_core::Message;
+
+    use super::*;
+
+    fn delivery(payload: &[u8]) -> Arc<Delivery> {
+        let message =
+            Message { topic: "t".into(), payload: payload.into(), from: "a".into(), updated_time: 1, ip: None };
+        Delivery::new(message)
+    }
+
+    #[test]
+    fn a_queue_counts_as_filling_from_half_full_until_it_drops_is_read_or_closes() {
+        let config = BrokerConfig { local_queue_limit: 10, ..BrokerConfig::default() };
+        let filling = Arc::new(AtomicUsize::new(0));
+        let inbox = LocalInbox::new(&config, filling.clone());
+        let five: Vec<_> = (0..5).map(|_| delivery(b"x")).collect();
+        inbox.push_all(&five, false, WhenFull::DropOldest);
+        assert_eq!(filling.load(Ordering::Relaxed), 0, "half full is not over half");
+        inbox.push_all(&five[..1], false, WhenFull::DropOldest);
+        assert_eq!(filling.load(Ordering::Relaxed), 1, "over half full");
+        // Once it drops messages its client is not keeping up: it no
+        // longer slows publishers down.
+        assert_eq!(inbox.push_all(&five, false, WhenFull::DropOldest), 1);
+        assert_eq!(filling.load(Ordering::Relaxed), 0, "dropping");
+        inbox.push_all(&five, false, WhenFull::DropOldest);
+        assert_eq!(filling.load(Ordering::Relaxed), 0, "still dropping");
+        // Read, it is waited for again.
+        inbox.taken(inbox.queue.lock());
+        assert_eq!(filling.load(Ordering::Relaxed), 1, "read from, and still over half full");
+        std::mem::take(&mut inbox.queue.lock().pending);
+        inbox.taken(inbox.queue.lock());
+        assert_eq!(filling.load(Ordering::Relaxed), 0, "emptied");
+        inbox.push_all(&five, false, WhenFull::DropOldest);
+        inbox.push_all(&five, false, WhenFull::DropOldest);
+        assert_eq!(filling.load(Ordering::Relaxed), 1);
+        inbox.close(ReasonCode::ShuttingDown);
+        assert_eq!(filling.load(Ordering::Relaxed), 0, "closed");
     }
 }
