@@ -57,11 +57,11 @@ pub struct BrokerConfig {
     /// waits). A subscriber that keeps up on average then loses nothing to
     /// a moment off its core, and its publisher is slowed to its pace; one
     /// that stopped reading holds a publisher up once, until it reads again.
-    /// Deliveries from the network never wait (an event loop must not);
+    /// Unless zero, an in-process publish to network subscribers is also
+    /// paced as a network publisher is while one of them has much unsent.
+    /// Deliveries from the network never wait (an event loop must not):
     /// network publishers feeding an in-process queue over half full are
     /// read slower instead.
-    /// Unless zero, an in-process publish to network subscribers is paced
-    /// as a network publisher is while one of them has much unsent.
     pub local_queue_wait: Duration,
     /// Where stored values live: `None` keeps them in memory only (the
     /// library's default); a directory holds a redb database.
@@ -555,7 +555,8 @@ pub struct BrokerStats {
     pub tls_handshake_failures: u64,
     /// Messages published to the broker.
     pub messages_in: u64,
-    /// Messages delivered to subscribers.
+    /// Messages delivered to subscribers (queued for a connection's socket
+    /// or in an in-process client's queue).
     pub messages_out: u64,
     /// Bytes read from connections.
     pub bytes_in: u64,

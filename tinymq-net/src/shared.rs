@@ -15,7 +15,7 @@ use tinymq_core::http::service::{Figures, HttpState, SinkKind};
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::broker::BrokerConfig;
-use crate::local::{LocalInbox, WhenFull};
+use crate::local::{LocalInbox, Pushed, WhenFull};
 use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
@@ -607,19 +607,17 @@ impl Shared {
         }
         for sink in receivers {
             if let Sink::Local(inbox) = sink {
-                let dropped = inbox.push_all(deliveries, false, when_full);
-                self.count_local_delivery(deliveries.len(), dropped);
+                let pushed = inbox.push_all(deliveries, false, when_full);
+                self.count_local_delivery(pushed);
             }
         }
     }
 
-    /// Counts `count` messages queued for an in-process client and
-    /// `dropped` lost to its full queue: some of them, or older ones (a
-    /// large message can push out more messages than it is).
-    pub(crate) fn count_local_delivery(&self, count: usize, dropped: usize) {
-        self.stats.messages_out.fetch_add(count.saturating_sub(dropped) as u64, Ordering::Relaxed);
-        if dropped > 0 {
-            self.stats.local_queue_drops.fetch_add(dropped as u64, Ordering::Relaxed);
+    /// Counts what a push into an in-process queue did.
+    pub(crate) fn count_local_delivery(&self, pushed: Pushed) {
+        self.stats.messages_out.fetch_add(pushed.queued as u64, Ordering::Relaxed);
+        if pushed.dropped > 0 {
+            self.stats.local_queue_drops.fetch_add(pushed.dropped as u64, Ordering::Relaxed);
         }
     }
 }

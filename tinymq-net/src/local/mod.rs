@@ -46,6 +46,16 @@ pub(crate) enum WhenFull {
     DropOldest,
 }
 
+/// What a push into an in-process queue did: messages handed to the queue
+/// (counted as delivered, as a network delivery is once queued for its
+/// socket) and messages dropped, new ones to a closed client or older ones
+/// to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    pub(crate) queued: usize,
+    pub(crate) dropped: usize,
+}
+
 /// The bounded queue the router fills for one in-process client.
 pub(crate) struct LocalInbox {
     queue: Mutex<Queue>,
@@ -94,7 +104,7 @@ impl LocalInbox {
     }
 
     /// Queues `deliveries` in order (see [`LocalInbox::push`]).
-    pub(crate) fn push_all(&self, deliveries: &[Arc<Delivery>], retained: bool, full: WhenFull) -> usize {
+    pub(crate) fn push_all(&self, deliveries: &[Arc<Delivery>], retained: bool, full: WhenFull) -> Pushed {
         let bytes = deliveries.iter().map(|delivery| delivery.message().payload.len()).sum();
         self.push(deliveries.len(), bytes, full, |pending| {
             for delivery in deliveries {
@@ -110,7 +120,7 @@ impl LocalInbox {
         origin: Origin<'_>,
         (count, bytes): (usize, usize),
         payloads: impl Iterator<Item = P>,
-    ) -> usize {
+    ) -> Pushed {
         self.push(count, bytes, WhenFull::Wait, |pending| {
             for payload in payloads {
                 pending.push_copy(origin, payload.as_ref());
@@ -125,11 +135,10 @@ impl LocalInbox {
     /// an in-process publisher faster than its subscriber is slowed to its
     /// pace, not robbed of messages. Then, if the queue is over a limit,
     /// the oldest messages make room; the newest is kept even if it alone
-    /// is over the byte limit. Returns how many were dropped (all of them
-    /// if the client is closed), so the drops are counted.
-    fn push(&self, count: usize, bytes: usize, when_full: WhenFull, fill: impl FnOnce(&mut Pending)) -> usize {
+    /// is over the byte limit.
+    fn push(&self, count: usize, bytes: usize, when_full: WhenFull, fill: impl FnOnce(&mut Pending)) -> Pushed {
         if count == 0 {
-            return 0;
+            return Pushed { queued: 0, dropped: 0 };
         }
         let mut queue = self.queue.lock();
         let full = |queue: &Queue| {
@@ -147,7 +156,7 @@ impl LocalInbox {
             }
         }
         if queue.closed.is_some() {
-            return count;
+            return Pushed { queued: 0, dropped: count };
         }
         fill(&mut queue.pending);
         let mut dropped = 0;
@@ -168,7 +177,7 @@ impl LocalInbox {
         }
         drop(queue);
         self.ready.notify_one();
-        dropped
+        Pushed { queued: count, dropped }
     }
 
     /// Counts the queue in [`LocalInbox::filling`] while it is more than
@@ -354,8 +363,8 @@ impl LocalClient {
             let origin = Origin { topic, from: &self.client_id, updated_time, ip: None, retained: false };
             for sink in receivers {
                 if let Sink::Local(inbox) = sink {
-                    let dropped = inbox.push_copies(origin, (count, bytes), payloads.clone());
-                    self.shared.count_local_delivery(count, dropped);
+                    let pushed = inbox.push_copies(origin, (count, bytes), payloads.clone());
+                    self.shared.count_local_delivery(pushed);
                 }
             }
             self.shared.dispatch_frames(topic, &self.client_id, payloads, receivers, frames);
@@ -597,7 +606,7 @@ mod tests {
         assert_eq!(filling.load(Ordering::Relaxed), 1, "over half full");
         // Once it drops messages its client is not keeping up: it no
         // longer slows publishers down.
-        assert_eq!(inbox.push_all(&five, false, WhenFull::DropOldest), 1);
+        assert_eq!(inbox.push_all(&five, false, WhenFull::DropOldest), Pushed { queued: 5, dropped: 1 });
         assert_eq!(filling.load(Ordering::Relaxed), 0, "dropping");
         inbox.push_all(&five, false, WhenFull::DropOldest);
         assert_eq!(filling.load(Ordering::Relaxed), 0, "still dropping");
