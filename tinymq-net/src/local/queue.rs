@@ -419,6 +419,16 @@ mod tests {
         })
     }
 
+    /// A topic and a sender, for [`live`].
+    fn names() -> (Arc<str>, Arc<str>) {
+        (Arc::from("t"), Arc::from("a"))
+    }
+
+    /// A live message's origin.
+    fn live<'a>(topic: &'a Arc<str>, from: &'a Arc<str>) -> Origin<'a> {
+        Origin { topic, from, updated_time: 1, ip: None, retained: false }
+    }
+
     fn payloads(pending: &Pending) -> Vec<Vec<u8>> {
         pending.iter().map(|m| m.payload().to_vec()).collect()
     }
@@ -426,8 +436,8 @@ mod tests {
     #[test]
     fn copied_and_shared_messages_come_out_in_the_order_they_went_in() {
         let mut pending = Pending::default();
-        let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
-        let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
+        let (topic, from) = names();
+        let origin = live(&topic, &from);
         pending.push_copy(origin, b"one");
         pending.push_copy(origin, b"two");
         let big = vec![9u8; COPY_BELOW];
@@ -457,8 +467,8 @@ mod tests {
     #[test]
     fn payload_bytes_count_copied_and_shared_messages_until_they_leave() {
         let mut pending = Pending::default();
-        let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
-        let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
+        let (topic, from) = names();
+        let origin = live(&topic, &from);
         pending.push_copy(origin, &[0; 10]);
         pending.push_delivery(&delivery("u", &[0; COPY_BELOW + 5]), false);
         pending.push_delivery(&delivery("v", &[0; 3]), false);
@@ -474,8 +484,8 @@ mod tests {
     #[test]
     fn a_queue_read_one_at_a_time_does_not_keep_what_was_read() {
         let mut pending = Pending::default();
-        let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
-        let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
+        let (topic, from) = names();
+        let origin = live(&topic, &from);
         pending.push_copy(origin, &[0; 100]);
         for i in 0..100_000u32 {
             pending.push_copy(origin, &i.to_be_bytes());
@@ -489,8 +499,8 @@ mod tests {
     #[test]
     fn clearing_after_a_burst_gives_its_memory_back() {
         let mut pending = Pending::default();
-        let (topic, from) = (Arc::<str>::from("t"), Arc::<str>::from("a"));
-        let origin = Origin { topic: &topic, from: &from, updated_time: 1, ip: None, retained: false };
+        let (topic, from) = names();
+        let origin = live(&topic, &from);
         for _ in 0..100_000 {
             pending.push_copy(origin, &[1; 20]);
         }
