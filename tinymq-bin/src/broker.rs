@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_core::auth::AllowList;
+use tinymq_core::http::encoding::EncodingMode;
 use tinymq_net::config::{self, ConfigError, ConfigFile};
 use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr, ServerTls};
@@ -36,6 +37,9 @@ Options:
   --http-queue-size N       messages queued per Moustique client; the oldest go first [default: 10000]
   --http-request-timeout SECS  a request must be whole this long after its first byte [default: 10]
   --sse-heartbeat SECS      comment sent on idle event streams this often [default: 15]
+  --moustique-encoding MODE  order of Moustique's parameter encoding: current (ROT13 then
+                            Base64), legacy (Base64 then ROT13: clients before Dec 2025), or
+                            auto (each request answered in its own order) [default: auto]
   --data DIR                store directory, created if missing [default: ./data]
   --in-memory               keep nothing on disk
   --durability MODE         immediate (commit before acknowledging) or batched [default: batched]
@@ -138,6 +142,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let queue_size: Option<usize> = args::opt(&mut args, "--http-queue-size")?;
     let request_timeout: Option<u64> = args::opt(&mut args, "--http-request-timeout")?;
     let heartbeat: Option<u64> = args::opt(&mut args, "--sse-heartbeat")?;
+    let encoding: Option<EncodingMode> = args::opt(&mut args, "--moustique-encoding")?;
     let in_memory = args::switch(&mut args, "--in-memory");
     let data: Option<PathBuf> = args::opt(&mut args, "--data")?;
     let durability: Option<DurabilityMode> = args::opt(&mut args, "--durability")?;
@@ -222,6 +227,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if let Some(secs) = heartbeat {
         config.http_conn.heartbeat = Duration::from_secs(secs);
+    }
+    if let Some(mode) = encoding {
+        config.http.moustique_encoding = mode;
     }
     if in_memory {
         config.data_dir = None;

@@ -26,7 +26,7 @@ mod allow_list;
 mod budget;
 
 pub use allow_list::{AllowList, AllowListError, IpNetwork};
-pub use budget::{BudgetConfig, PeerBudgets, Throttled};
+pub use budget::{BudgetConfig, Fault, PeerBudgets, PeerReport, Throttled};
 
 /// The first byte of a user record written by this version.
 const USER_RECORD_V1: u8 = 1;

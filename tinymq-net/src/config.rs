@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tinymq_core::auth::{AllowList, BudgetConfig};
+use tinymq_core::http::encoding::EncodingMode;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
 use crate::broker::BrokerConfig;
@@ -202,6 +203,8 @@ pub struct HttpSection {
     pub sse_heartbeat_secs: Option<u64>,
     /// `https`: HOST:PORT of an HTTPS listener (needs `[tls]`).
     pub https: Option<String>,
+    /// `moustique_encoding`: `auto`, `current` or `legacy`.
+    pub moustique_encoding: Option<String>,
 }
 
 /// `[store]`: where and how durably values are kept.
@@ -355,6 +358,10 @@ impl ConfigFile {
         }
         if let Some(secs) = http.request_timeout_secs {
             config.http_conn.request_timeout = at_least_a_second("http.request_timeout_secs", secs)?;
+        }
+        if let Some(mode) = &http.moustique_encoding {
+            config.http.moustique_encoding = EncodingMode::parse(mode)
+                .ok_or_else(|| invalid("http.moustique_encoding", "must be \"auto\", \"current\" or \"legacy\""))?;
         }
         if let Some(secs) = http.sse_heartbeat_secs {
             config.http_conn.heartbeat = at_least_a_second("http.sse_heartbeat_secs", secs)?;
@@ -578,6 +585,11 @@ queue_size = {queue_size}
 request_timeout_secs = {request_timeout}
 # Seconds between comments on an idle event stream (--sse-heartbeat).
 sse_heartbeat_secs = {heartbeat}
+# The order of Moustique's parameter encoding: "current" (ROT13, then
+# Base64: today's clients), "legacy" (Base64, then ROT13: clients before
+# December 2025), or "auto": each request in the order it came in
+# (--moustique-encoding).
+moustique_encoding = "auto"
 # HOST:PORT of an HTTPS listener, with the [tls] certificate (--https;
 # default: none).
 # https = "127.0.0.1:33335"

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use smallvec::SmallVec;
-use tinymq_core::auth::{AuthError, Identity, THROTTLED_TEXT, Throttled};
+use tinymq_core::auth::{AuthError, Fault, Identity, THROTTLED_TEXT, Throttled};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::http::call::{ApiError, Call};
 use tinymq_core::http::conn::{HttpConn, HttpStep};
+use tinymq_core::http::encoding::Encoding;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
 use tinymq_core::outbound::COPY_BELOW;
@@ -126,8 +127,8 @@ struct Conn {
 enum Held {
     /// A binary Connect, with the client id it asked for.
     Connect { client_id: String },
-    /// An HTTP call.
-    Call(Call),
+    /// An HTTP call, and the order its Moustique parameters came in.
+    Call(Call, Encoding),
 }
 
 /// Why a connection is accepted only to be refused, before its first read.
@@ -212,8 +213,9 @@ enum HttpWork {
     Refused(ApiError),
     /// It was bad, and its address has no budget left for bad requests.
     Throttled(Throttled),
-    /// A call, and who makes it (or why its credentials failed).
-    Call(Call, Result<Identity, AuthError>),
+    /// A call, the order its Moustique parameters came in, and who makes
+    /// it (or why its credentials failed).
+    Call(Call, Encoding, Result<Identity, AuthError>),
 }
 
 pub(crate) struct EventLoop {
@@ -726,7 +728,7 @@ impl EventLoop {
                     self.shared.http.lock().count_status(status, unix_time());
                     if status == 400 {
                         // Answered and closing either way.
-                        let _ = self.shared.charge(peer_ip, now);
+                        let _ = self.shared.charge(peer_ip, now, Fault::MalformedRequest);
                     }
                     return used + consumed;
                 }
@@ -744,7 +746,7 @@ impl EventLoop {
             let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
             match self.shared.authenticate(me, peer_ip, credentials) {
                 Decision::Now(caller) => {
-                    if self.serve_http(token, me, HttpWork::Call(request.call, caller), now) {
+                    if self.serve_http(token, me, HttpWork::Call(request.call, request.encoding, caller), now) {
                         // Requests behind it wait in `pending` for the commit.
                         return used;
                     }
@@ -755,7 +757,7 @@ impl EventLoop {
                         && let Proto::Http(http) = &mut conn.proto
                     {
                         http.defer();
-                        conn.held = Some(Box::new(Held::Call(request.call)));
+                        conn.held = Some(Box::new(Held::Call(request.call, request.encoding)));
                     }
                     return used;
                 }
@@ -769,12 +771,18 @@ impl EventLoop {
     fn serve_http(&mut self, token: usize, me: ConnRef, work: HttpWork, now: Instant) -> bool {
         let Some(conn) = self.conns.get(token).and_then(Option::as_ref) else { return false };
         let work = self.charge_http(conn.peer_ip, work, now);
-        let throttled = matches!(&work, HttpWork::Throttled(_) | HttpWork::Call(_, Err(AuthError::Throttled { .. })));
+        let throttled =
+            matches!(&work, HttpWork::Throttled(_) | HttpWork::Call(_, _, Err(AuthError::Throttled { .. })));
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return false };
         let Proto::Http(http) = &mut conn.proto else { return false };
-        let context = Context { now, unix_time: self.unix_now, ip: conn.peer_ip };
+        let encoding = match &work {
+            HttpWork::Call(_, encoding, _) => *encoding,
+            _ => Encoding::Current,
+        };
+        let context = Context { now, unix_time: self.unix_now, ip: conn.peer_ip, encoding };
         let shared = &self.shared;
         let (effects, ticket) = {
+            let started = Instant::now();
             let mut router = shared.router.write();
             let mut state = shared.http.lock();
             let mut effects = match work {
@@ -784,7 +792,7 @@ impl EventLoop {
                     Response::too_many_requests(THROTTLED_TEXT, throttled.retry_after_secs()),
                     context.unix_time,
                 ),
-                HttpWork::Call(call, caller) => service::serve(
+                HttpWork::Call(call, _, caller) => service::serve(
                     &mut router,
                     &mut state,
                     &shared.config.http,
@@ -796,6 +804,7 @@ impl EventLoop {
                     || shared.figures(),
                 ),
             };
+            state.record_serve_time(started.elapsed());
             // Submitted under the locks, so that two loops changing the
             // same client (or value) reach the store in the order they
             // changed it in memory.
@@ -857,19 +866,21 @@ impl EventLoop {
     /// answered as throttled instead. A 404 for a value not set is not
     /// bad: clients poll for values that come later.
     fn charge_http(&self, peer_ip: Option<IpAddr>, work: HttpWork, now: Instant) -> HttpWork {
-        let bad = match &work {
-            HttpWork::Refused(error) => matches!(error, ApiError::NotFound(_) | ApiError::BadRequest(_)),
-            HttpWork::Call(_, caller) => matches!(caller, Err(AuthError::WrongCredentials)),
-            HttpWork::Throttled(_) => false,
+        // A request that parses but lacks or misspells a parameter is a
+        // client's mistake, not a probe: it is answered 400 and not charged,
+        // so a client that retries its mistakes is not locked out.
+        let fault = match &work {
+            HttpWork::Refused(ApiError::NotFound(_)) => Fault::UnknownPath,
+            HttpWork::Call(_, _, Err(AuthError::WrongCredentials)) => Fault::WrongCredentials,
+            _ => return work,
         };
-        if !bad {
-            return work;
-        }
-        match (self.shared.charge(peer_ip, now), work) {
+        match (self.shared.charge(peer_ip, now, fault), work) {
             (Ok(()), work) => work,
-            (Err(throttled), HttpWork::Call(call, _)) => {
-                HttpWork::Call(call, Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }))
-            }
+            (Err(throttled), HttpWork::Call(call, encoding, _)) => HttpWork::Call(
+                call,
+                encoding,
+                Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
+            ),
             (Err(throttled), _) => HttpWork::Throttled(throttled),
         }
     }
@@ -903,8 +914,8 @@ impl EventLoop {
         }
         match conn.held.take().map(|held| *held) {
             Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
-            Some(Held::Call(call)) => {
-                if self.serve_http(target.token(), target, HttpWork::Call(call, caller), now) {
+            Some(Held::Call(call, encoding)) => {
+                if self.serve_http(target.token(), target, HttpWork::Call(call, encoding, caller), now) {
                     self.after_io(target.token(), now);
                     return;
                 }
@@ -1025,7 +1036,7 @@ impl EventLoop {
     ) {
         let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
         let caller = match caller {
-            Err(AuthError::WrongCredentials) => match self.shared.charge(peer_ip, now) {
+            Err(AuthError::WrongCredentials) => match self.shared.charge(peer_ip, now, Fault::WrongCredentials) {
                 Ok(()) => caller,
                 Err(throttled) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
             },

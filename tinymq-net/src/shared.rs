@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::{Mutex, RwLock};
-use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
+use tinymq_core::auth::{AuthError, Fault, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{Figures, HttpState, SinkKind};
@@ -408,12 +408,12 @@ impl Shared {
     /// Charges a bad request to `peer`'s budget (Unix-socket peers have
     /// none). `Err`, counted, when it had none left: the request is then
     /// refused as throttled.
-    pub(crate) fn charge(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
+    pub(crate) fn charge(&self, peer: Option<IpAddr>, now: Instant, fault: Fault) -> Result<(), Throttled> {
         let Some(ip) = peer else { return Ok(()) };
         if !self.config.peer_budget_enabled() {
             return Ok(());
         }
-        match self.budgets.lock().spend(ip, now) {
+        match self.budgets.lock().spend(ip, now, fault) {
             Ok(0) => {
                 log::warn!("{ip} spent its budget of bad requests: throttled until it regains some");
                 Ok(())
@@ -429,6 +429,8 @@ impl Shared {
     /// The figures STATS and `/metrics` show.
     pub(crate) fn figures(&self) -> Figures {
         let s = &self.stats;
+        let now = Instant::now();
+        let (rss_bytes, threads) = process_figures();
         let store = self.store.as_ref().map(StoreWriter::figures).unwrap_or_default();
         Figures {
             connections: Transport::ALL
@@ -439,7 +441,10 @@ impl Shared {
             refused_connections: s.refused_connections.load(Ordering::Relaxed),
             refused_peers: s.refused_peers.load(Ordering::Relaxed),
             throttled_requests: s.throttled_requests.load(Ordering::Relaxed),
-            throttled_peers: self.budgets.lock().throttled_count(Instant::now()) as u64,
+            throttled_peers: self.budgets.lock().throttled_count(now) as u64,
+            peers: self.budgets.lock().peers(now),
+            rss_bytes,
+            threads,
             tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),
             messages_in: s.messages_in.load(Ordering::Relaxed),
             messages_out: s.messages_out.load(Ordering::Relaxed),
@@ -596,13 +601,10 @@ impl Shared {
     pub(crate) fn dispatch_to_queues(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
         if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
             let mut http = self.http.lock();
+            let clients = receivers.iter().filter_map(SinkKind::http_client);
             for delivery in deliveries {
-                for sink in receivers {
-                    if let Sink::Http(client) = sink {
-                        http.clients.push(*client, delivery);
-                        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                let queued = http.clients.push_to_all(clients.clone(), delivery);
+                self.stats.messages_out.fetch_add(queued as u64, Ordering::Relaxed);
             }
         }
         for sink in receivers {
@@ -647,4 +649,17 @@ pub(crate) const SYS_SENDER: &str = "$SYS";
 /// Wall-clock Unix seconds: what messages are stamped with.
 pub(crate) fn unix_time() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// This process's resident memory in bytes and its thread count, from
+/// `/proc/self/status` (`None` where there is none).
+fn process_figures() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (None, None) };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    (field("VmRSS:").map(|kib| kib * 1024), field("Threads:"))
 }

@@ -61,6 +61,49 @@ impl Throttled {
     }
 }
 
+/// What a bad request was, as `/CROOKS` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Credentials that do not match a user (HTTP or Connect).
+    WrongCredentials,
+    /// A request for a path the broker does not serve.
+    UnknownPath,
+    /// HTTP that does not parse.
+    MalformedRequest,
+}
+
+impl Fault {
+    /// A few words for people.
+    pub fn text(self) -> &'static str {
+        match self {
+            Fault::WrongCredentials => "wrong credentials",
+            Fault::UnknownPath => "unknown path",
+            Fault::MalformedRequest => "malformed request",
+        }
+    }
+}
+
+/// One tracked address, as [`PeerBudgets::peers`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerReport {
+    /// The address (IPv6: its /64, as `2001:db8:1:2::/64`).
+    pub peer: String,
+    /// Bad requests charged since it was first tracked.
+    pub faults: u64,
+    /// Its latest bad request's kind.
+    pub last_fault: Fault,
+    /// When it was first tracked.
+    pub first: Instant,
+    /// Its latest bad request.
+    pub last: Instant,
+    /// Since when it has been throttled, while it is.
+    pub throttled_since: Option<Instant>,
+    /// How long until it may make a bad request again (zero when not
+    /// throttled).
+    pub retry_after: Duration,
+}
+
 /// What a budget is kept under: an IPv4 address, or an IPv6 /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum PeerKey {
@@ -75,6 +118,13 @@ impl PeerKey {
             IpAddr::V6(v6) => PeerKey::V6((u128::from(v6) >> 64) as u64),
         }
     }
+
+    fn text(self) -> String {
+        match self {
+            PeerKey::V4(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+            PeerKey::V6(prefix) => format!("{}/64", std::net::Ipv6Addr::from(u128::from(prefix) << 64)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +132,12 @@ struct Bucket {
     /// Tokens as of `since`.
     tokens: u32,
     since: Instant,
+    /// What `/CROOKS` shows of it.
+    faults: u64,
+    last_fault: Fault,
+    first: Instant,
+    last: Instant,
+    throttled_since: Option<Instant>,
 }
 
 /// The budgets of every address that made bad requests lately. See the
@@ -132,22 +188,72 @@ impl PeerBudgets {
     /// Charges a bad request to `ip`: the tokens it has left (0: it is
     /// throttled from now on), or `Err` when it had none, in which case
     /// the request is refused as throttled rather than answered.
-    pub fn spend(&mut self, ip: IpAddr, now: Instant) -> Result<u32, Throttled> {
+    pub fn spend(&mut self, ip: IpAddr, now: Instant, fault: Fault) -> Result<u32, Throttled> {
         if !self.is_enabled() {
             return Ok(u32::MAX);
         }
         let key = PeerKey::of(ip);
         let bucket = match self.take(key) {
             Some(bucket) => self.refilled(bucket, now),
-            None => Bucket { tokens: self.config.burst, since: now },
+            None => Bucket {
+                tokens: self.config.burst,
+                since: now,
+                faults: 0,
+                last_fault: fault,
+                first: now,
+                last: now,
+                throttled_since: None,
+            },
         };
         let result = match bucket.tokens {
             0 => Err(self.throttled(&bucket, now)),
             tokens => Ok(tokens - 1),
         };
         let since = if bucket.tokens == self.config.burst { now } else { bucket.since };
-        self.put(key, Bucket { tokens: bucket.tokens.saturating_sub(1), since });
+        let tokens = bucket.tokens.saturating_sub(1);
+        let throttled_since = match (tokens, bucket.throttled_since) {
+            (0, None) => Some(now),
+            (0, kept) => kept,
+            _ => None,
+        };
+        self.put(
+            key,
+            Bucket {
+                tokens,
+                since,
+                faults: bucket.faults + 1,
+                last_fault: fault,
+                last: now,
+                throttled_since,
+                ..bucket
+            },
+        );
         result
+    }
+
+    /// Every tracked address at `now`, throttled ones first, then by their
+    /// latest bad request, newest first. Reads every entry: for `/CROOKS`.
+    pub fn peers(&self, now: Instant) -> Vec<PeerReport> {
+        let mut peers: Vec<PeerReport> = self
+            .current
+            .iter()
+            .chain(self.previous.iter().filter(|(key, _)| !self.current.contains_key(key)))
+            .map(|(key, bucket)| {
+                let refilled = self.refilled(*bucket, now);
+                let throttled = refilled.tokens == 0;
+                PeerReport {
+                    peer: key.text(),
+                    faults: bucket.faults,
+                    last_fault: bucket.last_fault,
+                    first: bucket.first,
+                    last: bucket.last,
+                    throttled_since: if throttled { bucket.throttled_since } else { None },
+                    retry_after: if throttled { self.throttled(&refilled, now).retry_after } else { Duration::ZERO },
+                }
+            })
+            .collect();
+        peers.sort_by(|a, b| b.throttled_since.is_some().cmp(&a.throttled_since.is_some()).then(b.last.cmp(&a.last)));
+        peers
     }
 
     /// Addresses tracked (each with a spent token or more).
@@ -190,7 +296,7 @@ impl PeerBudgets {
             // Whole periods only: the part of one under way still counts.
             bucket.since + self.config.refill * periods as u32
         };
-        Bucket { tokens, since }
+        Bucket { tokens, since, ..bucket }
     }
 
     fn throttled(&self, bucket: &Bucket, now: Instant) -> Throttled {
@@ -223,18 +329,21 @@ mod tests {
         let (t0, peer) = (start(), ip("192.0.2.1"));
         assert_eq!(b.check(peer, t0), Ok(()), "unknown: allowed");
         for left in [2, 1, 0] {
-            assert_eq!(b.spend(peer, t0), Ok(left));
+            assert_eq!(b.spend(peer, t0, Fault::UnknownPath), Ok(left));
         }
         let throttled = b.check(peer, t0).unwrap_err();
         assert_eq!(throttled.retry_after, Duration::from_secs(10));
         assert_eq!(throttled.retry_after_secs(), 10);
-        assert_eq!(b.spend(peer, t0 + Duration::from_secs(4)).unwrap_err().retry_after, Duration::from_secs(6));
+        assert_eq!(
+            b.spend(peer, t0 + Duration::from_secs(4), Fault::UnknownPath).unwrap_err().retry_after,
+            Duration::from_secs(6)
+        );
         assert_eq!(b.throttled_count(t0 + Duration::from_secs(9)), 1);
         // A token back after one period: one more bad request, then out.
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.throttled_count(t1), 0);
         assert_eq!(b.check(peer, t1), Ok(()));
-        assert_eq!(b.spend(peer, t1), Ok(0));
+        assert_eq!(b.spend(peer, t1, Fault::UnknownPath), Ok(0));
         assert!(b.check(peer, t1).is_err());
         assert_eq!(b.check(ip("192.0.2.2"), t1), Ok(()), "another address is not affected");
     }
@@ -244,13 +353,13 @@ mod tests {
         let mut b = budgets(3, 10, 64);
         let (t0, peer) = (start(), ip("192.0.2.1"));
         for _ in 0..3 {
-            b.spend(peer, t0).unwrap();
+            b.spend(peer, t0, Fault::UnknownPath).unwrap();
         }
         // Partial periods do not count: 25 s is two tokens, the third
         // comes at 30 s.
         let t = t0 + Duration::from_secs(25);
-        b.spend(peer, t).unwrap();
-        b.spend(peer, t).unwrap();
+        b.spend(peer, t, Fault::UnknownPath).unwrap();
+        b.spend(peer, t, Fault::UnknownPath).unwrap();
         assert_eq!(b.check(peer, t).unwrap_err().retry_after, Duration::from_secs(5));
         assert_eq!(b.len(), 1);
         assert_eq!(b.check(peer, t0 + Duration::from_secs(1000)), Ok(()));
@@ -261,10 +370,10 @@ mod tests {
     fn ipv6_peers_share_their_64_and_mapped_ipv4_is_ipv4() {
         let mut b = budgets(1, 60, 64);
         let now = start();
-        b.spend(ip("2001:db8:1:2::1"), now).unwrap();
+        b.spend(ip("2001:db8:1:2::1"), now, Fault::UnknownPath).unwrap();
         assert!(b.check(ip("2001:db8:1:2:ffff::9"), now).is_err(), "same /64");
         assert_eq!(b.check(ip("2001:db8:1:3::1"), now), Ok(()), "another /64");
-        b.spend(ip("::ffff:192.0.2.1"), now).unwrap();
+        b.spend(ip("::ffff:192.0.2.1"), now, Fault::UnknownPath).unwrap();
         assert!(b.check(ip("192.0.2.1"), now).is_err());
     }
 
@@ -273,15 +382,37 @@ mod tests {
         let mut b = budgets(1, 3600, 8);
         let now = start();
         let throttled = ip("198.51.100.1");
-        b.spend(throttled, now).unwrap();
+        b.spend(throttled, now, Fault::UnknownPath).unwrap();
         for i in 0..10_000u32 {
-            b.spend(IpAddr::V4((0x0a00_0000 + i).into()), now).unwrap();
+            b.spend(IpAddr::V4((0x0a00_0000 + i).into()), now, Fault::UnknownPath).unwrap();
             assert!(b.len() <= 8, "{} tracked", b.len());
             // It keeps knocking, so it stays.
             assert!(b.check(throttled, now).is_err(), "after {i} others");
         }
         // The first of the flood is long gone: a fresh budget.
-        assert_eq!(b.spend(ip("10.0.0.0"), now), Ok(0));
+        assert_eq!(b.spend(ip("10.0.0.0"), now, Fault::UnknownPath), Ok(0));
+    }
+
+    #[test]
+    fn peers_report_when_and_why() {
+        let mut b = budgets(2, 10, 64);
+        let t0 = start();
+        b.spend(ip("192.0.2.1"), t0, Fault::UnknownPath).unwrap();
+        b.spend(ip("2001:db8:1:2::7"), t0, Fault::MalformedRequest).unwrap();
+        let t1 = t0 + Duration::from_secs(2);
+        b.spend(ip("192.0.2.1"), t1, Fault::WrongCredentials).unwrap();
+        let peers = b.peers(t1 + Duration::from_secs(1));
+        assert_eq!(peers.len(), 2);
+        let first = &peers[0];
+        assert_eq!((first.peer.as_str(), first.faults, first.last_fault), ("192.0.2.1", 2, Fault::WrongCredentials));
+        assert_eq!((first.first, first.last, first.throttled_since), (t0, t1, Some(t1)));
+        assert_eq!(first.retry_after, Duration::from_secs(7), "a token every 10 s from t0");
+        assert_eq!(peers[1].peer, "2001:db8:1:2::/64");
+        assert_eq!((peers[1].throttled_since, peers[1].retry_after), (None, Duration::ZERO));
+        // Once a token is back it is no longer throttled, but still listed.
+        let later = b.peers(t0 + Duration::from_secs(10));
+        assert_eq!(later[0].throttled_since, None);
+        assert_eq!(later.iter().map(|p| p.faults).sum::<u64>(), 3);
     }
 
     #[test]
@@ -289,7 +420,7 @@ mod tests {
         let mut b = budgets(0, 3, 64);
         let now = start();
         for _ in 0..100 {
-            assert!(b.spend(ip("192.0.2.1"), now).is_ok());
+            assert!(b.spend(ip("192.0.2.1"), now, Fault::UnknownPath).is_ok());
         }
         assert!(b.is_empty());
         assert_eq!(Throttled { retry_after: Duration::from_millis(1) }.retry_after_secs(), 1);

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::encoding::{decode_value, parse_form};
+use super::encoding::{Encoding, EncodingMode, decode_params, parse_form};
 use super::request::{Method, RequestHead};
 use super::ui::UiFile;
 use crate::topic::{Filter, TopicLimits, TopicName};
@@ -76,6 +76,13 @@ pub enum Call {
     Topics,
     /// Moustique `/POSTERS`.
     Posters,
+    /// Moustique `/CROOKS`: the peers throttled for bad requests.
+    Crooks,
+    /// `/PEERHOSTS` (the Moustique clients' `getpeerhosts`): the addresses
+    /// that made requests lately.
+    PeerHosts,
+    /// Moustique `/LOG`: the namespace's recent requests.
+    Log,
     /// Moustique `/STATUS`: an HTML page.
     Status,
     /// `/`: the web UI's page.
@@ -116,6 +123,56 @@ pub enum Call {
     Preflight,
 }
 
+impl Call {
+    /// Whether this is a call of the Moustique API (upper-case paths).
+    pub fn is_moustique(&self) -> bool {
+        matches!(
+            self,
+            Call::Post { .. }
+                | Call::Subscribe { .. }
+                | Call::Pickup { .. }
+                | Call::PutVal { .. }
+                | Call::GetVal { .. }
+                | Call::GetValsByRegex { .. }
+                | Call::Version
+                | Call::Stats { plain: false }
+                | Call::Clients { plain: false }
+                | Call::Topics
+                | Call::Posters
+                | Call::Crooks
+                | Call::PeerHosts
+                | Call::Log
+                | Call::Status
+        )
+    }
+
+    /// The call as `/LOG` shows it: its path and what it names (topic,
+    /// client, value), never a payload or a password.
+    pub fn log_text(&self) -> String {
+        let (path, subject) = match self {
+            Call::Post { topic, from, .. } => {
+                ("/POST", format!("{topic} from {}", from.as_deref().unwrap_or("UNKNOWN")))
+            }
+            Call::Subscribe { filter, client } => ("/SUBSCRIBE", format!("{} by {client}", filter.as_str())),
+            Call::Pickup { client } => ("/PICKUP", client.clone()),
+            Call::PutVal { name, .. } => ("/PUTVAL", name.clone()),
+            Call::GetVal { topic } => ("/GETVAL", topic.clone()),
+            Call::GetValsByRegex { pattern } => ("/GETVALSBYREGEX", pattern.clone()),
+            Call::Version => ("/VERSION", String::new()),
+            Call::Stats { .. } => ("/STATS", String::new()),
+            Call::Clients { .. } => ("/CLIENTS", String::new()),
+            Call::Topics => ("/TOPICS", String::new()),
+            Call::Posters => ("/POSTERS", String::new()),
+            Call::Crooks => ("/CROOKS", String::new()),
+            Call::PeerHosts => ("/PEERHOSTS", String::new()),
+            Call::Log => ("/LOG", String::new()),
+            Call::Status => ("/STATUS", String::new()),
+            _ => ("/api", String::new()),
+        };
+        if subject.is_empty() { path.to_owned() } else { format!("{path} {subject}") }
+    }
+}
+
 /// A call and the credentials that came with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiRequest {
@@ -123,6 +180,9 @@ pub struct ApiRequest {
     pub call: Call,
     /// `username` and `password` parameters, or HTTP Basic.
     pub credentials: Option<(String, String)>,
+    /// The order the request's Moustique parameters came in, which its
+    /// answer uses too ([`Encoding::Current`] for the other calls).
+    pub encoding: Encoding,
 }
 
 /// Why a request cannot be served; [`ApiError::status`] is the reply.
@@ -178,14 +238,13 @@ impl Params {
         }
     }
 
-    fn time(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
-        match self.text(name)? {
-            None => Ok(None),
-            Some(value) if value.is_empty() => Ok(None),
-            Some(value) => {
-                value.trim().parse().map(Some).map_err(|_| bad(format!("parameter {name} is not a Unix time")))
-            }
-        }
+    /// An optional Unix time. One that is missing or does not parse is
+    /// `None` (the server's clock), as Moustique has it: never a 400.
+    fn time(&self, name: &'static str) -> Option<u64> {
+        let value = std::str::from_utf8(self.get(name)?).ok()?.trim();
+        // Clients in other languages send floats ("1763802000.25").
+        let whole = value.split_once('.').map_or(value, |(whole, _)| whole);
+        whole.parse().ok()
     }
 
     fn credentials(&self) -> Result<Option<(String, String)>, ApiError> {
@@ -201,16 +260,14 @@ fn form(input: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
 }
 
 /// Moustique parameters: the query string and, for POST and PUT, the form
-/// body, each value decoded (Base64 then ROT13, or raw).
-fn moustique_params(head: &RequestHead, body: &[u8]) -> Result<Params, ApiError> {
+/// body, each value decoded in the request's order (or raw), and that order.
+fn moustique_params(head: &RequestHead, body: &[u8], mode: EncodingMode) -> Result<(Params, Encoding), ApiError> {
     let mut pairs = form(head.query.as_bytes())?;
     if matches!(head.method, Method::Post | Method::Put) {
         pairs.extend(form(body)?);
     }
-    for (_, value) in &mut pairs {
-        *value = decode_value(value);
-    }
-    Ok(Params { pairs })
+    let encoding = decode_params(&mut pairs, mode);
+    Ok((Params { pairs }, encoding))
 }
 
 fn topic_name(topic: String, limits: &TopicLimits) -> Result<String, ApiError> {
@@ -226,10 +283,17 @@ fn filter(text: &str, limits: &TopicLimits) -> Result<Filter, ApiError> {
     Filter::new(text, limits).map_err(|e| bad(format!("filter {text:?}: {e}")))
 }
 
-/// Reads the call from a parsed head and its whole body.
-pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Result<ApiRequest, ApiError> {
+/// Reads the call from a parsed head and its whole body; Moustique
+/// parameters are decoded as `mode` says.
+pub fn parse_call(
+    head: &RequestHead,
+    body: &[u8],
+    limits: &TopicLimits,
+    mode: EncodingMode,
+) -> Result<ApiRequest, ApiError> {
+    let plain = |call, credentials| ApiRequest { call, credentials, encoding: Encoding::Current };
     if head.method == Method::Options {
-        return Ok(ApiRequest { call: Call::Preflight, credentials: None });
+        return Ok(plain(Call::Preflight, None));
     }
     let path = head.path.trim_matches('/');
     if let Some(rest) = path.strip_prefix("api/v1/") {
@@ -237,19 +301,19 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
     }
     if let Some(file) = UiFile::at(path) {
         require(head, Method::Get)?;
-        return Ok(ApiRequest { call: Call::UiFile(file), credentials: basic(head) });
+        return Ok(plain(Call::UiFile(file), basic(head)));
     }
     if path == "metrics" {
         require(head, Method::Get)?;
-        return Ok(ApiRequest { call: Call::Metrics, credentials: basic(head) });
+        return Ok(plain(Call::Metrics, basic(head)));
     }
-    let params = moustique_params(head, body)?;
+    let (params, encoding) = moustique_params(head, body, mode)?;
     let call = match path {
         "POST" => Call::Post {
             topic: topic_name(params.required("topic")?, limits)?,
             message: params.get("message").ok_or_else(|| bad("missing parameter message"))?.to_vec(),
             from: params.text("from")?.filter(|f| !f.is_empty()),
-            updated_time: params.time("updated_time")?,
+            updated_time: params.time("updated_time"),
         },
         "SUBSCRIBE" => {
             Call::Subscribe { filter: filter(&params.required("topic")?, limits)?, client: params.required("client")? }
@@ -261,7 +325,7 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
                 name: params.required("valname")?,
                 value: value.ok_or_else(|| bad("missing parameter val"))?.to_vec(),
                 from: params.text("from")?.filter(|f| !f.is_empty()),
-                updated_time: params.time("updated_time")?,
+                updated_time: params.time("updated_time"),
             }
         }
         "GETVAL" => Call::GetVal { topic: params.required("topic")? },
@@ -271,6 +335,9 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
         "CLIENTS" => Call::Clients { plain: false },
         "TOPICS" => Call::Topics,
         "POSTERS" => Call::Posters,
+        "CROOKS" => Call::Crooks,
+        "PEERHOSTS" => Call::PeerHosts,
+        "LOG" => Call::Log,
         "STATUS" => Call::Status,
         "" => Call::Index,
         _ => return Err(ApiError::NotFound(head.path.clone())),
@@ -281,7 +348,7 @@ pub fn parse_call(head: &RequestHead, body: &[u8], limits: &TopicLimits) -> Resu
         Some(credentials) => Some(credentials),
         None => basic(head),
     };
-    Ok(ApiRequest { call, credentials })
+    Ok(ApiRequest { call, credentials, encoding })
 }
 
 fn require(head: &RequestHead, method: Method) -> Result<(), ApiError> {
@@ -357,13 +424,13 @@ fn parse_plain(rest: &str, head: &RequestHead, body: &[u8], limits: &TopicLimits
         Some(credentials) => Some(credentials),
         None => params.credentials()?,
     };
-    Ok(ApiRequest { call, credentials })
+    Ok(ApiRequest { call, credentials, encoding: Encoding::Current })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::encoding::encode_value;
+    use crate::http::encoding::{Encoding, encode_value};
 
     fn head(method: Method, target: &str) -> RequestHead {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -379,12 +446,12 @@ mod tests {
     }
 
     fn call(method: Method, target: &str, body: &str) -> Result<Call, ApiError> {
-        parse_call(&head(method, target), body.as_bytes(), &TopicLimits::default()).map(|r| r.call)
+        parse_call(&head(method, target), body.as_bytes(), &TopicLimits::default(), EncodingMode::Auto).map(|r| r.call)
     }
 
     fn enc(text: &str) -> String {
         // Base64 uses + and / and =, which a form must percent-encode.
-        encode_value(text.as_bytes()).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        encode_value(text.as_bytes(), Encoding::Current).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
     }
 
     #[test]
@@ -419,10 +486,44 @@ mod tests {
         assert_eq!(status(Method::Post, "/POST", "topic=a&message=%zz"), 400, "bad percent-encoding");
         assert_eq!(status(Method::Post, "/SUBSCRIBE", "topic=a/%23/b&client=c"), 400, "# not last");
         assert_eq!(status(Method::Post, "/SUBSCRIBE", "topic=a"), 400, "no client");
-        assert_eq!(status(Method::Post, "/POST", "topic=a&message=x&updated_time=soon"), 400);
         assert_eq!(status(Method::Get, "/NOPE", ""), 404);
         assert_eq!(status(Method::Get, "/api/v1/publish?topic=a", ""), 405);
         assert_eq!(status(Method::Get, "/api/v1/events", ""), 400);
+    }
+
+    #[test]
+    fn an_updated_time_that_does_not_parse_is_the_servers_clock() {
+        let time = |value: &str| match call(Method::Post, "/POST", &format!("topic=a&message=x&updated_time={value}")) {
+            Ok(Call::Post { updated_time, .. }) => updated_time,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(time("soon"), None);
+        assert_eq!(time(""), None);
+        assert_eq!(time("-5"), None);
+        assert_eq!(time("1763802000"), Some(1_763_802_000));
+        assert_eq!(time("1763802000.75"), Some(1_763_802_000), "a float from a client's clock");
+        assert_eq!(time(&enc("1763802000")), Some(1_763_802_000));
+    }
+
+    #[test]
+    fn the_answer_uses_the_order_the_request_came_in() {
+        let legacy = |text: &str| {
+            encode_value(text.as_bytes(), Encoding::Legacy).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        };
+        let parse = |body: String, mode| {
+            parse_call(&head(Method::Post, "/POST"), body.as_bytes(), &TopicLimits::default(), mode).unwrap()
+        };
+        let current = parse(format!("topic={}&message={}", enc("/a/b"), enc("1")), EncodingMode::Auto);
+        assert_eq!(current.encoding, Encoding::Current);
+        let old = parse(format!("topic={}&message={}", legacy("/a/b"), legacy("1")), EncodingMode::Auto);
+        assert_eq!(old.encoding, Encoding::Legacy);
+        assert!(matches!(old.call, Call::Post { ref topic, ref message, .. } if topic == "/a/b" && message == b"1"));
+        // Pinned: a legacy request read as current keeps its raw values.
+        let pinned = parse(format!("topic={}&message={}", legacy("/a/b"), legacy("1")), EncodingMode::Current);
+        assert_eq!(pinned.encoding, Encoding::Current);
+        assert!(matches!(pinned.call, Call::Post { ref topic, .. } if topic != "/a/b"));
+        let version = parse_call(&head(Method::Get, "/VERSION"), b"", &TopicLimits::default(), EncodingMode::Auto);
+        assert_eq!(version.unwrap().encoding, Encoding::Current, "no parameters: the current order");
     }
 
     #[test]
@@ -457,19 +558,23 @@ mod tests {
 
     #[test]
     fn credentials_come_as_parameters_or_basic_auth() {
-        let request =
-            parse_call(&head(Method::Post, "/PICKUP"), b"client=c&username=u&password=p", &TopicLimits::default())
-                .unwrap();
+        let request = parse_call(
+            &head(Method::Post, "/PICKUP"),
+            b"client=c&username=u&password=p",
+            &TopicLimits::default(),
+            EncodingMode::Auto,
+        )
+        .unwrap();
         assert_eq!(request.credentials, Some(("u".into(), "p".into())));
         let mut plain = head(Method::Get, "/api/v1/health");
         plain.basic_auth = Some(("u".into(), "p".into()));
         assert_eq!(
-            parse_call(&plain, b"", &TopicLimits::default()).unwrap().credentials,
+            parse_call(&plain, b"", &TopicLimits::default(), EncodingMode::Auto).unwrap().credentials,
             Some(("u".into(), "p".into()))
         );
         let query = head(Method::Get, "/api/v1/events?topic=a&username=u&password=p%3Aq");
         assert_eq!(
-            parse_call(&query, b"", &TopicLimits::default()).unwrap().credentials,
+            parse_call(&query, b"", &TopicLimits::default(), EncodingMode::Auto).unwrap().credentials,
             Some(("u".into(), "p:q".into())),
             "the plain API takes the parameters too, not encoded"
         );

@@ -60,7 +60,7 @@ pub struct HttpClient {
     pub subscriber: SubscriberId,
     /// Its filters, in the order it subscribed.
     pub filters: Vec<Filter>,
-    queue: VecDeque<Arc<Delivery>>,
+    queue: VecDeque<Queued>,
     queued_bytes: usize,
     /// Unix seconds of its first request.
     pub first_seen: u64,
@@ -96,8 +96,19 @@ pub struct HttpClients {
     expired_total: u64,
 }
 
+/// A message in a client's queue, with the names of every client its
+/// publish queued it for (the message object's `subscribers`), shared by
+/// all their queues.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    /// The message.
+    pub delivery: Arc<Delivery>,
+    /// The clients it was queued for.
+    pub subscribers: Arc<[Arc<str>]>,
+}
+
 /// What PICKUP returns: each filter with the messages queued under it.
-pub type Pickup = Vec<(Filter, Vec<Arc<Delivery>>)>;
+pub type Pickup = Vec<(Filter, Vec<Queued>)>;
 
 impl HttpClients {
     /// An empty registry.
@@ -249,23 +260,37 @@ impl HttpClients {
         true
     }
 
-    /// Queues a delivery for the client, dropping its oldest message when
+    /// Queues a delivery for each of `clients` (the Moustique receivers of
+    /// one publish), dropping a client's oldest message when its queue is
+    /// full; returns how many were queued (clients that are gone are not).
+    pub fn push_to_all(
+        &mut self,
+        clients: impl Iterator<Item = HttpClientId> + Clone,
+        delivery: &Arc<Delivery>,
+    ) -> usize {
+        let subscribers: Arc<[Arc<str>]> =
+            clients.clone().filter_map(|id| self.get(id)).map(|c| c.name.clone()).collect();
+        let queued = Queued { delivery: delivery.clone(), subscribers };
+        clients.filter(|&id| self.push(id, &queued)).count()
+    }
+
+    /// Queues a message for the client, dropping its oldest message when
     /// the queue is full. False for a client that is gone.
-    pub fn push(&mut self, id: HttpClientId, delivery: &Arc<Delivery>) -> bool {
+    fn push(&mut self, id: HttpClientId, queued: &Queued) -> bool {
         let HttpClientLimits { queue_size, queue_bytes, .. } = self.limits;
         let Some(client) = self.get_mut(id) else { return false };
-        let size = delivery.message().payload.len();
+        let size = queued.delivery.message().payload.len();
         let mut dropped = 0;
         while !client.queue.is_empty()
             && (client.queue.len() >= queue_size.max(1) || client.queued_bytes + size > queue_bytes)
         {
             if let Some(oldest) = client.queue.pop_front() {
-                client.queued_bytes -= oldest.message().payload.len();
+                client.queued_bytes -= oldest.delivery.message().payload.len();
             }
             dropped += 1;
         }
         client.queued_bytes += size;
-        client.queue.push_back(delivery.clone());
+        client.queue.push_back(queued.clone());
         client.dropped += dropped;
         self.dropped_total += dropped;
         true
@@ -279,11 +304,11 @@ impl HttpClients {
         let queue = std::mem::take(&mut client.queue);
         client.queued_bytes = 0;
         let mut groups: Pickup = client.filters.iter().map(|f| (f.clone(), Vec::new())).collect();
-        for delivery in queue {
-            let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else { continue };
+        for queued in queue {
+            let Ok(topic) = TopicName::new(&queued.delivery.message().topic, &TopicLimits::UNBOUNDED) else { continue };
             for (filter, messages) in &mut groups {
                 if filter.matches(topic) {
-                    messages.push(delivery.clone());
+                    messages.push(queued.clone());
                 }
             }
         }
@@ -362,11 +387,13 @@ mod tests {
             .unwrap();
         clients.subscribe(id, filter("/s/+/t"));
         clients.subscribe(id, filter("/s/#"));
-        clients.push(id, &delivery("/s/a/t", "1"));
-        clients.push(id, &delivery("/s/b", "2"));
+        clients.push_to_all([id].into_iter(), &delivery("/s/a/t", "1"));
+        clients.push_to_all([id].into_iter(), &delivery("/s/b", "2"));
         let groups = clients.pickup(id);
-        let shown: Vec<(&str, Vec<&str>)> =
-            groups.iter().map(|(f, ds)| (f.as_str(), ds.iter().map(|d| &*d.message().topic).collect())).collect();
+        let shown: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|(f, ds)| (f.as_str(), ds.iter().map(|q| &*q.delivery.message().topic).collect()))
+            .collect();
         assert_eq!(shown, [("/s/+/t", vec!["/s/a/t"]), ("/s/#", vec!["/s/a/t", "/s/b"])]);
         assert!(clients.pickup(id).is_empty(), "a second pickup finds nothing");
     }
@@ -380,9 +407,9 @@ mod tests {
             .unwrap();
         clients.subscribe(id, filter("#"));
         for n in 0..5 {
-            clients.push(id, &delivery("t", &n.to_string()));
+            clients.push_to_all([id].into_iter(), &delivery("t", &n.to_string()));
         }
-        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|d| d.message().payload.to_vec()).collect();
+        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|q| q.delivery.message().payload.to_vec()).collect();
         assert_eq!(kept, [b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]);
         assert_eq!((clients.get(id).unwrap().dropped, clients.dropped_total()), (2, 2));
     }
@@ -396,12 +423,12 @@ mod tests {
             .unwrap();
         clients.subscribe(id, filter("#"));
         for payload in ["aaaa", "bbbb", "cccc"] {
-            clients.push(id, &delivery("t", payload));
+            clients.push_to_all([id].into_iter(), &delivery("t", payload));
         }
-        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|d| d.message().payload.to_vec()).collect();
+        let kept: Vec<_> = clients.pickup(id)[0].1.iter().map(|q| q.delivery.message().payload.to_vec()).collect();
         assert_eq!(kept, [b"bbbb".to_vec(), b"cccc".to_vec()]);
         // A message bigger than the bound alone is still delivered.
-        clients.push(id, &delivery("t", "0123456789abc"));
+        clients.push_to_all([id].into_iter(), &delivery("t", "0123456789abc"));
         assert_eq!(clients.get(id).unwrap().queued(), 1);
     }
 
@@ -424,7 +451,7 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert!(clients.get(idle).is_none() && clients.find(NamespaceId::PUBLIC, "idle").is_none());
         assert_eq!(clients.find(NamespaceId::PUBLIC, "busy"), Some(busy));
-        assert!(!clients.push(idle, &delivery("t", "x")), "a stale id is ignored");
+        assert_eq!(clients.push_to_all([idle].into_iter(), &delivery("t", "x")), 0, "a stale id is ignored");
         assert_eq!(clients.expired_total(), 1);
     }
 

@@ -1,6 +1,8 @@
 //! The message object of HTTP_API.md, and the dates in it.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
 
 use crate::message::Message;
 
@@ -14,6 +16,16 @@ pub fn message_object(message: &Message) -> Value {
         "updated_nicedatetime": nice_datetime(message.updated_time),
         "ip": message.ip.map(|ip| ip.to_string()).unwrap_or_default(),
     })
+}
+
+/// A message as Moustique's endpoints show it: [`message_object`] and
+/// `subscribers`, the Moustique clients its publish queued it for, each
+/// name mapped to `true` (empty for a stored value).
+pub fn moustique_message_object(message: &Message, subscribers: &[Arc<str>]) -> Value {
+    let mut object = message_object(message);
+    let names: Map<String, Value> = subscribers.iter().map(|name| (name.to_string(), Value::Bool(true))).collect();
+    object["subscribers"] = Value::Object(names);
+    object
 }
 
 /// `YYYY-MM-DD HH:MM:SS` for Unix seconds, in UTC: the core has no time
@@ -67,5 +79,9 @@ mod tests {
             json!({"topic": "/a/b", "message": "23.1", "from": "me", "updated_time": 1_763_802_000u64,
                    "updated_nicedatetime": "2025-11-22 09:00:00", "ip": "127.0.0.1"})
         );
+        let names: [Arc<str>; 2] = ["c1".into(), "c2".into()];
+        let object = moustique_message_object(&message, &names);
+        assert_eq!(object["subscribers"], json!({"c1": true, "c2": true}));
+        assert_eq!(object["updated_time"], 1_763_802_000u64);
     }
 }

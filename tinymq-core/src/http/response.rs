@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::encoding::encode_value;
+use super::encoding::{Encoding, encode_value};
 use super::ui::UiFile;
 
 /// A response to one request: status, body and its type.
@@ -80,13 +80,13 @@ impl Response {
         }
     }
 
-    /// A JSON document encoded the Moustique way (Base64, then ROT13), as
-    /// `text/plain`.
-    pub fn moustique_json(value: &serde_json::Value) -> Self {
+    /// A JSON document encoded the Moustique way, in `encoding`'s order
+    /// (the order the request came in), as `text/plain`.
+    pub fn moustique_json(value: &serde_json::Value, encoding: Encoding) -> Self {
         Response {
             status: 200,
             content_type: TEXT,
-            body: Cow::Owned(encode_value(value.to_string().as_bytes()).into_bytes()),
+            body: Cow::Owned(encode_value(value.to_string().as_bytes(), encoding).into_bytes()),
             challenge: false,
             headers: "",
             retry_after: None,
@@ -253,9 +253,11 @@ mod tests {
 
     #[test]
     fn moustique_json_is_encoded_text() {
-        let response = Response::moustique_json(&serde_json::json!("0.1.0"));
-        assert_eq!(response.content_type, TEXT);
-        let decoded = super::super::encoding::decode_value(&response.body);
-        assert_eq!(decoded, b"\"0.1.0\"");
+        for encoding in [Encoding::Current, Encoding::Legacy] {
+            let response = Response::moustique_json(&serde_json::json!("0.1.0"), encoding);
+            assert_eq!(response.content_type, TEXT);
+            let decoded = super::super::encoding::decode_value(&response.body, encoding);
+            assert_eq!(decoded, b"\"0.1.0\"");
+        }
     }
 }

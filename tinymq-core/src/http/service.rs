@@ -14,7 +14,7 @@
 //! start-up. The shell submits those writes while it still holds the locks
 //! it lent, so the store sees changes in the order they were made.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,12 +24,13 @@ use serde_json::{Map, Value, json};
 
 use super::call::{ApiError, ApiRequest, Call, parse_call};
 use super::clients::{HttpClientId, HttpClientLimits, HttpClients};
-use super::json::{message_object, nice_datetime};
+use super::encoding::{Encoding, EncodingMode};
+use super::json::{message_object, moustique_message_object, nice_datetime};
 use super::request::RequestHead;
 use super::response::{self, Response};
 use super::topic_search::TopicSearch;
 use super::ui::UiFile;
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, PeerReport};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::store::{StoreOp, StoredHttpClient};
@@ -63,6 +64,9 @@ pub struct HttpConfig {
     pub allow_anonymous: bool,
     /// Publishers POSTERS remembers at once (default 10,000).
     pub max_posters: usize,
+    /// Which orders of Moustique's encoding requests may use (default
+    /// [`EncodingMode::Auto`]: both, each answered in its own).
+    pub moustique_encoding: EncodingMode,
 }
 
 impl Default for HttpConfig {
@@ -74,6 +78,7 @@ impl Default for HttpConfig {
             regex_size_limit: 1 << 20,
             allow_anonymous: true,
             max_posters: 10_000,
+            moustique_encoding: EncodingMode::Auto,
         }
     }
 }
@@ -134,6 +139,13 @@ pub struct Figures {
     pub disconnects: Vec<(&'static str, u64)>,
     /// How long the store's successful commits took.
     pub store_commit_seconds: DurationHistogram,
+    /// The addresses tracked for bad requests (`/CROOKS`), their times on
+    /// the same clock as [`Context::now`].
+    pub peers: Vec<PeerReport>,
+    /// The process's resident memory, where the shell can tell.
+    pub rss_bytes: Option<u64>,
+    /// The process's threads, where the shell can tell.
+    pub threads: Option<u64>,
 }
 
 /// Durations counted into fixed buckets, for a Prometheus histogram.
@@ -213,8 +225,39 @@ impl Rate {
 struct Poster {
     count: u64,
     latest: Arc<Delivery>,
+    first_unix: u64,
     last_unix: u64,
+    /// Its latest post per topic, at most [`POSTER_TOPICS`] topics (the
+    /// least recently posted to go first).
+    by_topic: Vec<Arc<Delivery>>,
 }
+
+/// Topics POSTERS keeps a publisher's latest post for.
+const POSTER_TOPICS: usize = 32;
+
+/// An address that made requests to a namespace (`/PEERHOSTS`).
+#[derive(Debug)]
+struct PeerHost {
+    first_unix: u64,
+    last_unix: u64,
+    requests: u64,
+}
+
+/// Addresses `/PEERHOSTS` remembers, all namespaces together.
+const MAX_PEER_HOSTS: usize = 4096;
+
+/// One request, as `/LOG` shows it.
+#[derive(Debug)]
+struct LogLine {
+    namespace: NamespaceId,
+    unix: u64,
+    ip: Option<IpAddr>,
+    text: String,
+}
+
+/// Requests `/LOG` remembers, all namespaces together, and shows at most.
+const LOG_LINES: usize = 2048;
+const LOG_SHOWN: usize = 100;
 
 /// What the HTTP service keeps beside the router. See the module docs.
 #[derive(Debug)]
@@ -228,6 +271,11 @@ pub struct HttpState {
     getvals: Rate,
     statuses: BTreeMap<u16, u64>,
     started_unix: u64,
+    peer_hosts: HashMap<(NamespaceId, IpAddr), PeerHost>,
+    log: VecDeque<LogLine>,
+    log_total: HashMap<NamespaceId, u64>,
+    serve_nanos: u128,
+    served: u64,
 }
 
 /// What POSTERS keeps a publisher for after its latest post.
@@ -245,7 +293,43 @@ impl HttpState {
             getvals: Rate::default(),
             statuses: BTreeMap::new(),
             started_unix,
+            peer_hosts: HashMap::new(),
+            log: VecDeque::new(),
+            log_total: HashMap::new(),
+            serve_nanos: 0,
+            served: 0,
         }
+    }
+
+    /// Counts how long the shell took to serve a request (STATS'
+    /// `average_request_time`, as Moustique has it).
+    pub fn record_serve_time(&mut self, took: std::time::Duration) {
+        self.serve_nanos += took.as_nanos();
+        self.served += 1;
+    }
+
+    /// Remembers a served request for `/LOG` and `/PEERHOSTS`.
+    fn record_request(&mut self, namespace: NamespaceId, mut text: String, status: u16, context: &Context) {
+        let unix = context.unix_time;
+        if let Some(ip) = context.ip {
+            if let Some(host) = self.peer_hosts.get_mut(&(namespace, ip)) {
+                host.last_unix = unix;
+                host.requests += 1;
+            } else {
+                if self.peer_hosts.len() >= MAX_PEER_HOSTS
+                    && let Some(oldest) = self.peer_hosts.iter().min_by_key(|(_, h)| h.last_unix).map(|(k, _)| *k)
+                {
+                    self.peer_hosts.remove(&oldest);
+                }
+                self.peer_hosts.insert((namespace, ip), PeerHost { first_unix: unix, last_unix: unix, requests: 1 });
+            }
+        }
+        if self.log.len() >= LOG_LINES {
+            self.log.pop_front();
+        }
+        let _ = write!(text, " {status}");
+        self.log.push_back(LogLine { namespace, unix, ip: context.ip, text });
+        *self.log_total.entry(namespace).or_default() += 1;
     }
 
     /// Counts a response by status (requests refused before [`handle`],
@@ -267,6 +351,11 @@ impl HttpState {
             poster.count += 1;
             poster.latest = delivery.clone();
             poster.last_unix = message.updated_time;
+            poster.by_topic.retain(|d| d.message().topic != message.topic);
+            if poster.by_topic.len() >= POSTER_TOPICS {
+                poster.by_topic.remove(0);
+            }
+            poster.by_topic.push(delivery.clone());
             return;
         }
         if self.posters.len() >= max {
@@ -275,7 +364,14 @@ impl HttpState {
                 self.posters.remove(&oldest);
             }
         }
-        self.posters.insert(key, Poster { count: 1, latest: delivery.clone(), last_unix: message.updated_time });
+        let poster = Poster {
+            count: 1,
+            latest: delivery.clone(),
+            first_unix: message.updated_time,
+            last_unix: message.updated_time,
+            by_topic: vec![delivery.clone()],
+        };
+        self.posters.insert(key, poster);
     }
 }
 
@@ -288,6 +384,9 @@ pub struct Context {
     pub unix_time: u64,
     /// The peer's address.
     pub ip: Option<IpAddr>,
+    /// The order the request's Moustique parameters came in; Moustique
+    /// answers use it too.
+    pub encoding: Encoding,
 }
 
 /// How the shell answers a request.
@@ -376,6 +475,7 @@ pub fn handle<S: Clone + SinkKind>(
                 None => Ok(Identity::Anonymous),
                 Some(_) => Err(AuthError::WrongCredentials),
             };
+            let context = Context { encoding: request.encoding, ..context };
             serve(router, state, config, request.call, caller, context, own_sink, client_sink, figures)
         }
         Err(error) => refuse(state, &error, context.unix_time),
@@ -384,7 +484,7 @@ pub fn handle<S: Clone + SinkKind>(
 
 /// Reads what a whole request asks for, and the credentials it carries.
 pub fn parse(head: &RequestHead, body: &[u8], config: &HttpConfig) -> Result<ApiRequest, ApiError> {
-    parse_call(head, body, &config.topic_limits)
+    parse_call(head, body, &config.topic_limits, config.moustique_encoding)
 }
 
 /// The answer to a request [`parse`] refused, counted in the statistics.
@@ -425,7 +525,14 @@ pub fn serve<S: Clone + SinkKind>(
     figures: impl FnOnce() -> Figures,
 ) -> HttpEffects<S> {
     let effects = match authorize(router, config, &call, caller) {
-        Ok(namespace) => execute(router, state, config, call, namespace, context, own_sink, client_sink, figures),
+        Ok(namespace) => {
+            let logged = call.is_moustique().then(|| call.log_text());
+            let effects = execute(router, state, config, call, namespace, context, own_sink, client_sink, figures);
+            if let Some(text) = logged {
+                state.record_request(namespace, text, effects.reply.status(), &context);
+            }
+            effects
+        }
         Err(response) => HttpEffects::respond(response),
     };
     state.count_status(effects.reply.status(), context.unix_time);
@@ -466,6 +573,9 @@ fn authorize<S: Clone>(
             | Call::Clients { .. }
             | Call::Topics
             | Call::Posters
+            | Call::Crooks
+            | Call::PeerHosts
+            | Call::Log
             | Call::Status
             | Call::Index
             | Call::Metrics
@@ -494,6 +604,11 @@ fn execute<S: Clone + SinkKind>(
     figures: impl FnOnce() -> Figures,
 ) -> HttpEffects<S> {
     let unix = context.unix_time;
+    let moustique = |document: &Value| HttpEffects::respond(Response::moustique_json(document, context.encoding));
+    let either = |document: &Value, plain: bool| {
+        if plain { HttpEffects::respond(Response::json(document)) } else { moustique(document) }
+    };
+    let value_call = matches!(call, Call::Value { .. });
     match call {
         Call::Post { topic, message, from, updated_time } => {
             state.processed.record(unix);
@@ -540,7 +655,7 @@ fn execute<S: Clone + SinkKind>(
         Call::Pickup { client } => {
             state.pickups.record(unix);
             let Some(id) = state.clients.find(namespace, &client) else {
-                return HttpEffects::respond(Response::moustique_json(&resubscribe_document(unix)));
+                return moustique(&resubscribe_document(unix));
             };
             state.clients.touch(id, context.now, unix, context.ip);
             let groups: Map<String, Value> = state
@@ -548,11 +663,14 @@ fn execute<S: Clone + SinkKind>(
                 .pickup(id)
                 .into_iter()
                 .map(|(filter, messages)| {
-                    let list = messages.iter().map(|d| message_object(d.message())).collect();
+                    let list = messages
+                        .iter()
+                        .map(|queued| moustique_message_object(queued.delivery.message(), &queued.subscribers))
+                        .collect();
                     (filter.as_str().to_owned(), Value::Array(list))
                 })
                 .collect();
-            HttpEffects::respond(Response::moustique_json(&Value::Object(groups)))
+            moustique(&Value::Object(groups))
         }
         Call::PutVal { name, value, from, updated_time } => {
             let delivery = Delivery::new(stamp(name, value, from, updated_time, context));
@@ -566,8 +684,17 @@ fn execute<S: Clone + SinkKind>(
             effects.stored = Some((router.namespace_name(namespace).clone(), delivery));
             effects
         }
-        Call::GetVal { topic } => get_value(router, state, namespace, &topic, false, unix),
-        Call::Value { topic } => get_value(router, state, namespace, &topic, true, unix),
+        Call::GetVal { topic } | Call::Value { topic } => {
+            state.getvals.record(unix);
+            let Some(value) = router.value(namespace, &topic) else {
+                return HttpEffects::respond(Response::text(404, format!("no value for {topic}")));
+            };
+            if value_call {
+                HttpEffects::respond(Response::json(&message_object(value.message())))
+            } else {
+                moustique(&moustique_message_object(value.message(), &[]))
+            }
+        }
         Call::GetValsByRegex { pattern } => {
             state.getvals.record(unix);
             if pattern.len() > config.max_regex_len {
@@ -596,36 +723,33 @@ fn execute<S: Clone + SinkKind>(
             for d in router.values(namespace).filter(|d| !d.message().topic.starts_with('$')) {
                 match search.is_match(&d.message().topic) {
                     Ok(true) => {
-                        matches.insert(d.message().topic.to_string(), message_object(d.message()));
+                        matches.insert(d.message().topic.to_string(), moustique_message_object(d.message(), &[]));
                     }
                     Ok(false) => {}
                     Err(text) => return HttpEffects::respond(Response::text(400, text)),
                 }
             }
-            HttpEffects::respond(Response::moustique_json(&Value::Object(matches)))
+            moustique(&Value::Object(matches))
         }
         Call::Values { filter } => {
             let list = router.values_matching(namespace, &filter).map(|d| message_object(d.message())).collect();
             HttpEffects::respond(Response::json(&Value::Array(list)))
         }
-        Call::Version => HttpEffects::respond(Response::moustique_json(&json!(env!("CARGO_PKG_VERSION")))),
-        Call::Stats { plain } => {
-            let document = stats_document(router, state, &figures(), unix);
-            HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
-        }
-        Call::Clients { plain } => {
-            let document = clients_document(router, state, namespace);
-            HttpEffects::respond(if plain { Response::json(&document) } else { Response::moustique_json(&document) })
-        }
+        Call::Version => moustique(&json!(env!("CARGO_PKG_VERSION"))),
+        Call::Stats { plain } => either(&stats_document(router, state, &figures(), unix), plain),
+        Call::Clients { plain } => either(&clients_document(router, state, namespace), plain),
         Call::Topics => {
             let topics = router
                 .values(namespace)
                 .filter(|d| !d.message().topic.starts_with('$'))
                 .map(|d| Value::from(&*d.message().topic))
                 .collect();
-            HttpEffects::respond(Response::moustique_json(&Value::Array(topics)))
+            moustique(&Value::Array(topics))
         }
-        Call::Posters => HttpEffects::respond(Response::moustique_json(&posters_document(state, namespace, unix))),
+        Call::Posters => moustique(&posters_document(state, namespace, unix)),
+        Call::Crooks => moustique(&crooks_document(&figures().peers, &context)),
+        Call::PeerHosts => moustique(&peer_hosts_document(state, namespace)),
+        Call::Log => moustique(&log_document(state, namespace)),
         Call::Index => HttpEffects::respond(Response::ui(UiFile::Page)),
         Call::UiFile(file) => HttpEffects::respond(Response::ui(file)),
         Call::Status => {
@@ -655,22 +779,6 @@ fn execute<S: Clone + SinkKind>(
         )),
         Call::Preflight => HttpEffects::reply(Reply::Preflight),
     }
-}
-
-fn get_value<S: Clone>(
-    router: &Router<S>,
-    state: &mut HttpState,
-    namespace: NamespaceId,
-    topic: &str,
-    plain: bool,
-    unix: u64,
-) -> HttpEffects<S> {
-    state.getvals.record(unix);
-    let Some(value) = router.value(namespace, topic) else {
-        return HttpEffects::respond(Response::text(404, format!("no value for {topic}")));
-    };
-    let object = message_object(value.message());
-    HttpEffects::respond(if plain { Response::json(&object) } else { Response::moustique_json(&object) })
 }
 
 fn stamp(topic: String, payload: Vec<u8>, from: Option<String>, time: Option<u64>, context: Context) -> Message {
@@ -710,14 +818,8 @@ fn publish<S: Clone + SinkKind>(
         None
     };
     router.route(namespace, topic, &mut receivers);
-    let mut queued = 0;
-    receivers.retain(|sink| match sink.http_client() {
-        Some(client) => {
-            queued += usize::from(state.clients.push(client, &delivery));
-            false
-        }
-        None => true,
-    });
+    let queued = state.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), &delivery);
+    receivers.retain(|sink| sink.http_client().is_none());
     state.record_poster(namespace, &delivery, config.max_posters);
     HttpEffects {
         reply: Reply::Response(Response::ok()),
@@ -790,8 +892,15 @@ fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Fig
     let posters = state.posters.values().filter(|p| unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS).count();
     let connections: Map<String, Value> =
         figures.connections.iter().map(|&(name, n)| (name.to_owned(), Value::from(n))).collect();
+    let memory_usage =
+        figures.rss_bytes.map_or_else(|| "N/A".to_owned(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6));
+    // Milliseconds, as Moustique's handler timing.
+    let average_request_time = state.serve_nanos as f64 / 1e6 / state.served.max(1) as f64;
     json!({
         "started": nice_datetime(state.started_unix),
+        "memory_usage": memory_usage,
+        "goroutines": figures.threads.unwrap_or(0),
+        "average_request_time": average_request_time,
         "started_unix": state.started_unix,
         "uptime_seconds": uptime,
         "version": env!("CARGO_PKG_VERSION"),
@@ -862,6 +971,7 @@ fn clients_document<S: Clone + SinkKind>(router: &Router<S>, state: &HttpState, 
                 "FirstSeenNiceDatetime": nice_datetime(c.first_seen),
                 "LatestPickup": c.latest_pickup,
                 "LatestPickupNiceDatetime": nice_datetime(c.latest_pickup),
+                "LatestSystemPickup": c.latest_pickup,
                 "RequestCounter": c.requests,
                 "IP": c.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 "Transport": "http",
@@ -881,6 +991,7 @@ fn clients_document<S: Clone + SinkKind>(router: &Router<S>, state: &HttpState, 
             "FirstSeenNiceDatetime": nice_datetime(entry.since),
             "LatestPickup": null,
             "LatestPickupNiceDatetime": null,
+            "LatestSystemPickup": null,
             "RequestCounter": null,
             "IP": entry.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             "Transport": entry.sink.transport(),
@@ -889,22 +1000,107 @@ fn clients_document<S: Clone + SinkKind>(router: &Router<S>, state: &HttpState, 
     Value::Array(list)
 }
 
+/// POSTERS: Moustique's list of publishers heard from in the last hour,
+/// newest first, each with its latest post overall and per topic.
 fn posters_document(state: &HttpState, namespace: NamespaceId, unix: u64) -> Value {
-    let posters: Map<String, Value> = state
+    let mut posters: Vec<(&Arc<str>, &Poster)> = state
         .posters
         .iter()
         .filter(|((ns, _), p)| *ns == namespace && unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS)
-        .map(|((_, name), p)| {
+        .map(|((_, name), p)| (name, p))
+        .collect();
+    posters.sort_by(|a, b| b.1.last_unix.cmp(&a.1.last_unix).then_with(|| a.0.cmp(b.0)));
+    let list = posters
+        .into_iter()
+        .map(|(name, p)| {
             let latest = p.latest.message();
-            let value = json!({
-                "count": p.count,
-                "latest_post": message_object(latest),
-                "ip": latest.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            });
-            (name.to_string(), value)
+            let by_topic: Map<String, Value> = p
+                .by_topic
+                .iter()
+                .map(|d| (d.message().topic.to_string(), moustique_message_object(d.message(), &[])))
+                .collect();
+            json!({
+                "Name": &**name,
+                "latest_posts_by_topic": by_topic,
+                "latest_post": moustique_message_object(latest, &[]),
+                "IP": latest.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                "FirstSeen": p.first_unix,
+                "FirstSeenNiceDatetime": nice_datetime(p.first_unix),
+                "LatestPostTime": p.last_unix,
+                "LatestPostNiceDatetime": nice_datetime(p.last_unix),
+                "MessageCount": p.count,
+            })
         })
         .collect();
-    Value::Object(posters)
+    Value::Array(list)
+}
+
+/// CROOKS: Moustique's list of peers that made bad requests, with ours
+/// added: why (`Reason`) and for how long more they are refused.
+fn crooks_document(peers: &[PeerReport], context: &Context) -> Value {
+    // The budgets keep monotonic times; shown as Unix seconds.
+    let unix = |at: Instant| context.unix_time.saturating_sub(context.now.saturating_duration_since(at).as_secs());
+    let list = peers
+        .iter()
+        .map(|peer| {
+            let (first, last) = (unix(peer.first), unix(peer.last));
+            let banned = peer.throttled_since.map(unix);
+            json!({
+                "IP": peer.peer,
+                "Attempts": peer.faults,
+                "FirstSeen": first,
+                "FirstSeenNiceDatetime": nice_datetime(first),
+                "LastSeen": last,
+                "LastSeenNiceDatetime": nice_datetime(last),
+                "BannedAt": banned.unwrap_or(0),
+                "BannedAtNiceDatetime": banned.map(nice_datetime).unwrap_or_default(),
+                "IsBanned": banned.is_some(),
+                "Reason": peer.last_fault.text(),
+                "RetryAfterSeconds": peer.retry_after.as_secs_f64().ceil() as u64,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// PEERHOSTS: the addresses that made requests to the namespace, most
+/// recent first.
+fn peer_hosts_document(state: &HttpState, namespace: NamespaceId) -> Value {
+    let mut hosts: Vec<(&IpAddr, &PeerHost)> =
+        state.peer_hosts.iter().filter(|((ns, _), _)| *ns == namespace).map(|((_, ip), h)| (ip, h)).collect();
+    hosts.sort_by(|a, b| b.1.last_unix.cmp(&a.1.last_unix).then_with(|| a.0.cmp(b.0)));
+    let list = hosts
+        .into_iter()
+        .map(|(ip, host)| {
+            json!({
+                "IP": ip.to_string(),
+                "FirstSeen": host.first_unix,
+                "FirstSeenNiceDatetime": nice_datetime(host.first_unix),
+                "LastSeen": host.last_unix,
+                "LastSeenNiceDatetime": nice_datetime(host.last_unix),
+                "RequestCounter": host.requests,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// LOG: the namespace's latest Moustique requests, oldest first, in
+/// Moustique's `{"lines": [...], "total": N}`.
+fn log_document(state: &HttpState, namespace: NamespaceId) -> Value {
+    let mut lines: Vec<String> = state
+        .log
+        .iter()
+        .rev()
+        .filter(|line| line.namespace == namespace)
+        .take(LOG_SHOWN)
+        .map(|line| {
+            let ip = line.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".to_owned());
+            format!("{} {ip} {}", nice_datetime(line.unix), line.text)
+        })
+        .collect();
+    lines.reverse();
+    json!({ "lines": lines, "total": state.log_total.get(&namespace).copied().unwrap_or(0) })
 }
 
 fn html_escape(text: &str) -> String {
@@ -1084,6 +1280,7 @@ mod tests {
     use crate::http::encoding::{decode_value, encode_value};
     use crate::http::request::{HttpLimits, Parsed, parse_head};
     use crate::topic::Filter;
+    use std::time::Duration;
 
     /// A sink as the shell has them: a connection or a Moustique client.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1128,7 +1325,7 @@ mod tests {
                 panic!("not a whole request: {raw}")
             };
             let body = &raw.as_bytes()[head_len..];
-            let context = Context { now: self.now, unix_time: 2_000, ip: None };
+            let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: Encoding::Current };
             handle(
                 &mut self.router,
                 &mut self.state,
@@ -1149,7 +1346,7 @@ mod tests {
                 panic!("not a whole request: {raw}")
             };
             let request = parse(&head, &raw.as_bytes()[head_len..], &self.config).expect("a valid call");
-            let context = Context { now: self.now, unix_time: 2_000, ip: None };
+            let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: Encoding::Current };
             serve(
                 &mut self.router,
                 &mut self.state,
@@ -1178,8 +1375,10 @@ mod tests {
             let body: Vec<String> = params
                 .iter()
                 .map(|(name, value)| {
-                    let encoded =
-                        encode_value(value.as_bytes()).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+                    let encoded = encode_value(value.as_bytes(), Encoding::Current)
+                        .replace('+', "%2B")
+                        .replace('/', "%2F")
+                        .replace('=', "%3D");
                     format!("{name}={encoded}")
                 })
                 .collect();
@@ -1187,7 +1386,7 @@ mod tests {
             let effects =
                 self.request(&format!("POST /{path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
             let Reply::Response(response) = effects.reply else { panic!("not a plain response") };
-            let text = String::from_utf8(decode_value(&response.body)).unwrap();
+            let text = String::from_utf8(decode_value(&response.body, Encoding::Current)).unwrap();
             (response.status, text)
         }
     }
@@ -1221,6 +1420,100 @@ mod tests {
         assert_eq!(picked["/s/#"][0]["topic"], "/s/a/t");
         assert_eq!(json(&broker.moustique("PICKUP", &[("client", "c")]).1), json("{}"));
         assert_eq!(json(&broker.moustique("GETVAL", &[("topic", "/s/a/t")]).1)["from"], "app");
+    }
+
+    #[test]
+    fn moustique_documents_have_moustiques_shapes() {
+        let mut broker = Broker::new(HttpConfig::default());
+        for client in ["c1", "c2"] {
+            assert_eq!(broker.moustique("SUBSCRIBE", &[("topic", "/s/#"), ("client", client)]).0, 200);
+        }
+        broker.moustique("POST", &[("topic", "/s/a"), ("message", "1"), ("from", "app")]);
+        broker.moustique("POST", &[("topic", "/s/b"), ("message", "2"), ("from", "app")]);
+        let picked = json(&broker.moustique("PICKUP", &[("client", "c1")]).1);
+        assert_eq!(picked["/s/#"][0]["subscribers"], json!({"c1": true, "c2": true}), "{picked}");
+        assert_eq!(picked["/s/#"][1]["message"], "2");
+        let value = json(&broker.moustique("GETVAL", &[("topic", "/s/a")]).1);
+        assert_eq!(value["subscribers"], json!({}), "a stored value was queued for no one");
+
+        let posters = json(&broker.moustique("POSTERS", &[]).1);
+        assert_eq!(posters.as_array().map(Vec::len), Some(1), "{posters}");
+        let app = &posters[0];
+        assert_eq!(
+            (&app["Name"], &app["MessageCount"], &app["LatestPostTime"]),
+            (&json!("app"), &json!(2), &json!(2_000))
+        );
+        assert_eq!(app["latest_post"]["topic"], "/s/b");
+        assert_eq!(app["latest_posts_by_topic"]["/s/a"]["message"], "1");
+        assert_eq!(app["FirstSeenNiceDatetime"], nice_datetime(2_000));
+
+        let clients = json(&broker.moustique("CLIENTS", &[]).1);
+        for key in [
+            "Name",
+            "FirstSeen",
+            "FirstSeenNiceDatetime",
+            "LatestPickup",
+            "LatestPickupNiceDatetime",
+            "LatestSystemPickup",
+            "RequestCounter",
+            "IP",
+        ] {
+            assert!(clients[0].get(key).is_some(), "{key} in {clients}");
+        }
+        let stats = json(&broker.moustique("STATS", &[]).1);
+        assert_eq!(stats["memory_usage"], "N/A", "the shell told no figure");
+        assert!(stats["average_request_time"].is_f64() && stats["goroutines"].is_u64(), "{stats}");
+
+        let log = json(&broker.moustique("LOG", &[]).1);
+        let lines: Vec<&str> = log["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        assert!(lines.contains(&"1970-01-01 00:33:20 - /POST /s/a from app 200"), "{log}");
+        assert!(lines.iter().any(|l| l.ends_with("/SUBSCRIBE /s/# by c2 200")), "{log}");
+        assert_eq!(log["total"], lines.len(), "nine calls before; LOG is logged once answered");
+    }
+
+    #[test]
+    fn crooks_and_peer_hosts_say_who_when_and_why() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let now = broker.now;
+        let peer = PeerReport {
+            peer: "192.0.2.9".into(),
+            faults: 21,
+            last_fault: crate::auth::Fault::WrongCredentials,
+            first: now - Duration::from_secs(60),
+            last: now - Duration::from_secs(1),
+            throttled_since: Some(now - Duration::from_secs(2)),
+            retry_after: Duration::from_millis(2500),
+        };
+        let figures = || Figures { peers: vec![peer.clone()], ..Figures::default() };
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let context = Context { now, unix_time: 2_000, ip: Some(ip), encoding: Encoding::Legacy };
+        let serve_call = |broker: &mut Broker, call: Call| {
+            let effects = serve(
+                &mut broker.router,
+                &mut broker.state,
+                &broker.config,
+                call,
+                Ok(Identity::Anonymous),
+                context,
+                TestSink::Conn("x"),
+                TestSink::Http,
+                figures,
+            );
+            let Reply::Response(response) = effects.reply else { panic!("not a response") };
+            json(&String::from_utf8(decode_value(&response.body, Encoding::Legacy)).unwrap())
+        };
+        let crooks = serve_call(&mut broker, Call::Crooks);
+        assert_eq!(
+            crooks,
+            json!([{"IP": "192.0.2.9", "Attempts": 21, "FirstSeen": 1_940, "FirstSeenNiceDatetime": nice_datetime(1_940),
+                    "LastSeen": 1_999, "LastSeenNiceDatetime": nice_datetime(1_999), "BannedAt": 1_998,
+                    "BannedAtNiceDatetime": nice_datetime(1_998), "IsBanned": true, "Reason": "wrong credentials",
+                    "RetryAfterSeconds": 3}]),
+            "answered in the legacy order the request came in"
+        );
+        let hosts = serve_call(&mut broker, Call::PeerHosts);
+        assert_eq!(hosts[0]["IP"], "198.51.100.7");
+        assert_eq!(hosts[0]["RequestCounter"], 1, "the CROOKS call; this one counts once answered: {hosts}");
     }
 
     #[test]
@@ -1412,7 +1705,9 @@ mod tests {
     }
 
     fn subscribe_request(filter: &str, client: &str) -> String {
-        let encode = |v: &str| encode_value(v.as_bytes()).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+        let encode = |v: &str| {
+            encode_value(v.as_bytes(), Encoding::Current).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        };
         let body = format!("topic={}&client={}", encode(filter), encode(client));
         format!("POST /SUBSCRIBE HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len())
     }
@@ -1426,7 +1721,7 @@ mod tests {
         assert_eq!(subscribe_record(&second), Some(("c".into(), 2_000, vec!["a/+".into(), "b/#".into()])));
         let again = broker.request(&subscribe_request("a/+", "c"));
         assert_eq!((again.reply.status(), subscribe_record(&again)), (200, None), "a filter it holds: no write");
-        let client = encode_value(b"c").replace('=', "%3D");
+        let client = encode_value(b"c", Encoding::Current).replace('=', "%3D");
         let pickup = broker.request(&format!("GET /PICKUP?client={client} HTTP/1.1\r\n\r\n"));
         assert!(pickup.client_record.is_none() && pickup.stored.is_none(), "PICKUP writes nothing");
     }
