@@ -1,6 +1,7 @@
 // Drives tinymq's Moustique-compatible API the way Moustique's JavaScript
-// client (clients/javascript/moustique/index.js) does, with Node's built-in
-// fetch: values btoa'd then ROT13'd, bodies as URLSearchParams (POST with
+// client (clients/javascript/moustique/index.js) did before December 2025,
+// with Node's built-in fetch: values btoa'd then ROT13'd (the legacy order,
+// which tinymq detects per request and answers in), bodies as URLSearchParams (POST with
 // the form Content-Type; SUBSCRIBE and PICKUP without one, so fetch adds
 // its own), PUTVAL as PUT, PICKUP replies decoded with atob and dispatched
 // to callbacks by filter key, and /server/action/resubscribe answered by

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drives tinymq's Moustique-compatible API the way Moustique's Python client
 (moustique/client.py) does: one requests.Session shared by every call, so
-connections are kept alive; every form value Base64-encoded and then ROT13'd;
+connections are kept alive; every form value ROT13'd and then Base64-encoded
+(the current order, as PyPI moustique-client 0.1.1 has it);
 POST/SUBSCRIBE/PICKUP/GETVAL and the server queries as POST forms, PUTVAL as
 PUT; PICKUP replies dispatched to callbacks by their filter key; and the
 /server/action/resubscribe message answered by subscribing again.
@@ -40,19 +41,19 @@ def check(condition, message):
 
 
 def enc(plaintext):
-    # Moustique.enc
+    # encode_rot13_base64: ROT13 first, then Base64.
     if plaintext:
-        encoded = base64.b64encode(plaintext.encode()).decode()
-        return encoded.translate(str.maketrans(ROT13_IN, ROT13_OUT))
+        rotated = plaintext.translate(str.maketrans(ROT13_IN, ROT13_OUT))
+        return base64.b64encode(rotated.encode()).decode()
     return ""
 
 
 def dec(encoded):
-    # Moustique.dec
+    # decode_rot13_base64: Base64 first, then ROT13.
     if not encoded:
         return ""
-    decoded = encoded.translate(str.maketrans(ROT13_OUT, ROT13_IN))
-    return base64.b64decode(decoded).decode()
+    decoded = base64.b64decode(encoded).decode()
+    return decoded.translate(str.maketrans(ROT13_OUT, ROT13_IN))
 
 
 def nicedatetime(timestamp=None):

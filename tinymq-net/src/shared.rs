@@ -431,6 +431,10 @@ impl Shared {
         let s = &self.stats;
         let now = Instant::now();
         let (rss_bytes, threads) = process_figures();
+        let (throttled_peers, peers) = {
+            let budgets = self.budgets.lock();
+            (budgets.throttled_count(now) as u64, budgets.peers(now))
+        };
         let store = self.store.as_ref().map(StoreWriter::figures).unwrap_or_default();
         Figures {
             connections: Transport::ALL
@@ -441,8 +445,8 @@ impl Shared {
             refused_connections: s.refused_connections.load(Ordering::Relaxed),
             refused_peers: s.refused_peers.load(Ordering::Relaxed),
             throttled_requests: s.throttled_requests.load(Ordering::Relaxed),
-            throttled_peers: self.budgets.lock().throttled_count(now) as u64,
-            peers: self.budgets.lock().peers(now),
+            throttled_peers,
+            peers,
             rss_bytes,
             threads,
             tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),

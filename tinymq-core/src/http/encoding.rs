@@ -126,6 +126,12 @@ pub fn decode_as(value: &[u8], encoding: Encoding) -> Option<Vec<u8>> {
     if value.is_empty() {
         return Some(Vec::new());
     }
+    // `base64` wraps its output at 76 columns: Moustique's README recipe
+    // sends long values with line breaks, which Base64 decoders skip.
+    if value.contains(&b'\n') {
+        let unwrapped: Vec<u8> = value.iter().copied().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+        return decode_as(&unwrapped, encoding);
+    }
     attempt(value).or_else(|| {
         value
             .contains(&b' ')
@@ -279,6 +285,14 @@ mod tests {
         // Raw values beside encoded ones do not sway the order.
         let (encoding, values) = detect(&["/sensors/kitchen", "oKxgLKOj"]);
         assert_eq!((encoding, values), (Encoding::Legacy, vec!["/sensors/kitchen".into(), "my-app".into()]));
+    }
+
+    #[test]
+    fn line_breaks_of_wrapped_base64_are_skipped() {
+        let long = "/sensors/".repeat(10);
+        let wrapped = encode_value(long.as_bytes(), Encoding::Legacy);
+        let wrapped = format!("{}\n{}\n", &wrapped[..76], &wrapped[76..]);
+        assert_eq!(detect(&[&wrapped]), (Encoding::Legacy, vec![long]));
     }
 
     #[test]

@@ -511,7 +511,8 @@ pub fn respond<S>(state: &mut HttpState, response: Response, unix_time: u64) -> 
 /// anonymous access, else gets 401; a user is served in its own namespace.
 /// Without anonymous access the statistics calls (STATS, CLIENTS, TOPICS,
 /// POSTERS, STATUS, the page, `/metrics`) also need an admin user (403
-/// otherwise). `/api/v1/health` and CORS preflights are open to anyone.
+/// otherwise). `/api/v1/health`, `/VERSION` and CORS preflights are open
+/// to anyone.
 #[allow(clippy::too_many_arguments)]
 pub fn serve<S: Clone + SinkKind>(
     router: &mut Router<S>,
@@ -546,8 +547,9 @@ fn authorize<S: Clone>(
     call: &Call,
     caller: Result<Identity, AuthError>,
 ) -> Result<NamespaceId, Response> {
-    // The UI's script, style sheet and icon hold no data.
-    if matches!(call, Call::Preflight | Call::Health | Call::UiFile(_)) {
+    // The UI's script, style sheet and icon hold no data; Moustique serves
+    // VERSION to anyone, and its clients ask for it without credentials.
+    if matches!(call, Call::Preflight | Call::Health | Call::UiFile(_) | Call::Version) {
         return Ok(NamespaceId::PUBLIC);
     }
     // A browser asked for a page prompts for credentials; API clients
