@@ -1,0 +1,1046 @@
+//! Helpers shared by the HTTP end-to-end tests (`http_*.rs`): the Moustique
+//! value encoding, a small JSON reader, an HTTP/1.1 client over a raw
+//! `TcpStream` that reads responses with a deadline, and the outside tools
+//! the tests drive (python3 with `requests`, node, curl).
+//!
+//! The tests package has no JSON or Base64 dependency, and these tests must
+//! not share the broker's own code for either (a bug there would cancel
+//! out), so both are written out here.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use super::{WAIT, wait_child};
+
+// ---------------------------------------------------------------------------
+// The Moustique encoding: Base64 of the UTF-8 text, then ROT13 of the Base64.
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard Base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let bytes = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Standard Base64 with padding; `None` for anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let quads = bytes.len() / 4;
+    let mut out = Vec::with_capacity(quads * 3);
+    for (index, quad) in bytes.chunks(4).enumerate() {
+        let mut n = 0u32;
+        let mut padding = 0;
+        for (i, &c) in quad.iter().enumerate() {
+            let sextet = if c == b'=' {
+                if index + 1 != quads || i < 2 {
+                    return None;
+                }
+                padding += 1;
+                0
+            } else {
+                if padding > 0 {
+                    return None;
+                }
+                BASE64.iter().position(|&b| b == c)? as u32
+            };
+            n = (n << 6) | sextet;
+        }
+        out.push((n >> 16) as u8);
+        if padding < 2 {
+            out.push((n >> 8) as u8);
+        }
+        if padding < 1 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+/// ROT13 of the ASCII letters; everything else stays.
+pub fn rot13(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'a'..='z' => char::from((c as u8 - b'a' + 13) % 26 + b'a'),
+            'A'..='Z' => char::from((c as u8 - b'A' + 13) % 26 + b'A'),
+            other => other,
+        })
+        .collect()
+}
+
+/// A value encoded the way the Moustique clients do (`Moustique.enc`).
+pub fn enc(text: &str) -> String {
+    rot13(&base64_encode(text.as_bytes()))
+}
+
+/// The reverse of [`enc`]; panics with the text if it does not decode.
+pub fn dec(encoded: &str) -> String {
+    let bytes = base64_decode(&rot13(encoded.trim())).unwrap_or_else(|| panic!("not Base64 after ROT13: {encoded:?}"));
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("decoded body is not UTF-8 ({e}): {encoded:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// JSON, read only.
+
+/// A parsed JSON value; objects keep their order and duplicate keys.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    /// null
+    Null,
+    /// true or false
+    Bool(bool),
+    /// Any number.
+    Number(f64),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Json>),
+    /// An object.
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// Parses a whole document (surrounding white space allowed).
+    pub fn parse(text: &str) -> Result<Json, String> {
+        let mut parser = JsonParser { bytes: text.as_bytes(), at: 0 };
+        let value = parser.value()?;
+        parser.space();
+        if parser.at != parser.bytes.len() {
+            return Err(format!("trailing characters at {}", parser.at));
+        }
+        Ok(value)
+    }
+
+    /// Parses, panicking with the text on failure.
+    pub fn must_parse(text: &str) -> Json {
+        Json::parse(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+    }
+
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Follows `a.b.c` through nested objects.
+    pub fn path(&self, dotted: &str) -> Option<&Json> {
+        dotted.split('.').try_fold(self, |value, key| value.get(key))
+    }
+
+    /// The member `key`; panics naming it and the document.
+    pub fn field(&self, key: &str) -> &Json {
+        self.get(key).unwrap_or_else(|| panic!("no {key:?} in {self}"))
+    }
+
+    /// The text of a string; panics otherwise.
+    pub fn str(&self) -> &str {
+        match self {
+            Json::String(s) => s,
+            other => panic!("expected a JSON string, got {other}"),
+        }
+    }
+
+    /// The value of a number; panics otherwise.
+    pub fn num(&self) -> f64 {
+        match self {
+            Json::Number(n) => *n,
+            other => panic!("expected a JSON number, got {other}"),
+        }
+    }
+
+    /// The items of an array; panics otherwise.
+    pub fn items(&self) -> &[Json] {
+        match self {
+            Json::Array(items) => items,
+            other => panic!("expected a JSON array, got {other}"),
+        }
+    }
+
+    /// The members of an object; panics otherwise.
+    pub fn members(&self) -> &[(String, Json)] {
+        match self {
+            Json::Object(members) => members,
+            other => panic!("expected a JSON object, got {other}"),
+        }
+    }
+
+    /// Every leaf under this value with its dotted path (`a.b`, `list.0`).
+    pub fn leaves(&self) -> Vec<(String, &Json)> {
+        fn walk<'a>(value: &'a Json, prefix: String, out: &mut Vec<(String, &'a Json)>) {
+            let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+            match value {
+                Json::Object(members) => members.iter().for_each(|(k, v)| walk(v, join(k), out)),
+                Json::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, join(&i.to_string()), out)),
+                leaf => out.push((prefix, leaf)),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, String::new(), &mut out);
+        out
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Null => write!(f, "null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Number(n) => write!(f, "{n}"),
+            Json::String(s) => write!(f, "{s:?}"),
+            Json::Array(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    write!(f, "{}{item}", if i > 0 { "," } else { "" })?;
+                }
+                write!(f, "]")
+            }
+            Json::Object(members) => {
+                write!(f, "{{")?;
+                for (i, (key, value)) in members.iter().enumerate() {
+                    write!(f, "{}{key:?}:{value}", if i > 0 { "," } else { "" })?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl JsonParser<'_> {
+    fn space(&mut self) {
+        while self.bytes.get(self.at).is_some_and(|b| b" \t\r\n".contains(b)) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Result<(), String> {
+        self.space();
+        if self.bytes.get(self.at) == Some(&byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {:?} at {}", char::from(byte), self.at))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(value)
+        } else {
+            Err(format!("bad literal at {}", self.at))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.space();
+        match self.bytes.get(self.at) {
+            Some(b'{') => {
+                self.at += 1;
+                let mut members = Vec::new();
+                self.space();
+                if self.bytes.get(self.at) == Some(&b'}') {
+                    self.at += 1;
+                    return Ok(Json::Object(members));
+                }
+                loop {
+                    self.space();
+                    let key = self.string()?;
+                    self.eat(b':')?;
+                    members.push((key, self.value()?));
+                    self.space();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b'}') => {
+                            self.at += 1;
+                            return Ok(Json::Object(members));
+                        }
+                        _ => return Err(format!("expected , or }} at {}", self.at)),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.at += 1;
+                let mut items = Vec::new();
+                self.space();
+                if self.bytes.get(self.at) == Some(&b']') {
+                    self.at += 1;
+                    return Ok(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.space();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b']') => {
+                            self.at += 1;
+                            return Ok(Json::Array(items));
+                        }
+                        _ => return Err(format!("expected , or ] at {}", self.at)),
+                    }
+                }
+            }
+            Some(b'"') => self.string().map(Json::String),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.at;
+                while self.bytes.get(self.at).is_some_and(|b| b"+-.eE0123456789".contains(b)) {
+                    self.at += 1;
+                }
+                let text = std::str::from_utf8(&self.bytes[start..self.at]).unwrap();
+                text.parse().map(Json::Number).map_err(|_| format!("bad number {text:?}"))
+            }
+            _ => Err(format!("unexpected input at {}", self.at)),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self.bytes.get(self.at..self.at + 4).ok_or("short \\u escape")?;
+        self.at += 4;
+        u32::from_str_radix(std::str::from_utf8(digits).map_err(|e| e.to_string())?, 16).map_err(|e| e.to_string())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return Err(format!("expected a string at {}", self.at));
+        }
+        self.at += 1;
+        let mut out = Vec::new();
+        loop {
+            let byte = *self.bytes.get(self.at).ok_or("unterminated string")?;
+            self.at += 1;
+            match byte {
+                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                b'\\' => {
+                    let escape = *self.bytes.get(self.at).ok_or("unterminated escape")?;
+                    self.at += 1;
+                    let c = match escape {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let high = self.hex4()?;
+                            let code = if (0xd800..0xdc00).contains(&high) {
+                                if !self.bytes[self.at..].starts_with(b"\\u") {
+                                    return Err("lone surrogate".into());
+                                }
+                                self.at += 2;
+                                let low = self.hex4()?;
+                                0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00)
+                            } else {
+                                high
+                            };
+                            char::from_u32(code).ok_or("bad \\u escape")?
+                        }
+                        other => return Err(format!("bad escape \\{}", char::from(other))),
+                    };
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                b if b < 0x20 => return Err("control character in a string".into()),
+                b => out.push(b),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP over a raw socket.
+
+/// A response as it came off the wire.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names lower-cased, values trimmed, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    pub fn assert_status(&self, status: u16, what: &str) -> &Self {
+        assert_eq!(self.status, status, "{what}: status {} with body {:?}", self.status, self.text());
+        self
+    }
+
+    /// Asserts an empty 200, the reply to a Moustique request that only acts.
+    pub fn assert_empty_ok(&self, what: &str) {
+        self.assert_status(200, what);
+        assert!(self.body.is_empty(), "{what}: a request that only acts gets an empty body, got {:?}", self.text());
+    }
+
+    /// A Moustique data reply: 200, `text/plain; charset=utf-8`, the body
+    /// the encoded JSON. Returns the JSON.
+    pub fn moustique_json(&self, what: &str) -> Json {
+        self.assert_status(200, what);
+        let content_type = self.header("content-type").unwrap_or_default().to_ascii_lowercase().replace(' ', "");
+        assert_eq!(content_type, "text/plain;charset=utf-8", "{what}: Content-Type of a Moustique data reply");
+        let text = dec(&self.text());
+        Json::parse(&text).unwrap_or_else(|e| panic!("{what}: the decoded body is not JSON ({e}): {text:?}"))
+    }
+
+    /// A plain-API JSON reply: 200, `application/json`. Returns the JSON.
+    pub fn plain_json(&self, what: &str) -> Json {
+        self.assert_status(200, what);
+        let content_type = self.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with("application/json"), "{what}: Content-Type {content_type:?}");
+        Json::must_parse(&self.text())
+    }
+}
+
+/// What reading the next response came to.
+#[derive(Debug)]
+pub enum Next {
+    /// A whole response.
+    Response(Response),
+    /// Nothing whole within the time given.
+    Timeout,
+    /// The peer closed (or reset) the connection with no partial response
+    /// left over.
+    Closed,
+}
+
+/// A head and body to send, with `Host` and a `Content-Length` added (the
+/// latter whenever there is a body, or the method is POST or PUT).
+pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Parses one response at the start of `buf`. `eof` says the peer has
+/// closed, which ends a body without a length. Returns the response and the
+/// bytes it took, `Ok(None)` when more is needed.
+fn parse_response(buf: &[u8], eof: bool) -> Result<Option<(Response, usize)>, String> {
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "a response head that is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_owned();
+    let status = parts.next().and_then(|s| s.parse().ok()).ok_or(format!("bad status line {status_line:?}"))?;
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("bad status line {status_line:?}"));
+    }
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or(format!("bad header line {line:?}"))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response = Response { status, headers, body: Vec::new() };
+    let body_start = head_end + 4;
+    let rest = &buf[body_start..];
+    let chunked = response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        let mut at = 0;
+        loop {
+            let Some(line_end) = rest[at..].windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
+            let size_text = std::str::from_utf8(&rest[at..at + line_end]).map_err(|_| "bad chunk size")?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            at += line_end + 2;
+            if size == 0 {
+                // No trailers are expected: just the final CRLF.
+                if rest.len() < at + 2 {
+                    return Ok(None);
+                }
+                return Ok(Some((response, body_start + at + 2)));
+            }
+            if rest.len() < at + size + 2 {
+                return Ok(None);
+            }
+            response.body.extend_from_slice(&rest[at..at + size]);
+            at += size + 2;
+        }
+    }
+    if let Some(length) = response.header("content-length") {
+        let length: usize = length.parse().map_err(|_| format!("bad Content-Length {length:?}"))?;
+        if rest.len() < length {
+            return Ok(None);
+        }
+        response.body = rest[..length].to_vec();
+        return Ok(Some((response, body_start + length)));
+    }
+    if response.status == 204 || response.status == 304 || response.status < 200 {
+        return Ok(Some((response, body_start)));
+    }
+    // No length: the body runs to the close.
+    if !eof {
+        return Ok(None);
+    }
+    response.body = rest.to_vec();
+    Ok(Some((response, buf.len())))
+}
+
+/// One HTTP connection, written raw and read with deadlines.
+#[derive(Debug)]
+pub struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl HttpConn {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        HttpConn { stream, buf: Vec::new(), eof: false }
+    }
+
+    /// A connection already open.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        HttpConn { stream, buf: Vec::new(), eof: false }
+    }
+
+    /// Writes bytes; panics if the connection is gone.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("write to the broker: {e}"));
+    }
+
+    /// Writes bytes; the broker may already have closed the connection.
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Closes the write half.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// The next response, or what happened instead within `timeout`.
+    pub fn next_within(&mut self, timeout: Duration) -> Next {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match parse_response(&self.buf, self.eof) {
+                Ok(Some((response, used))) => {
+                    self.buf.drain(..used);
+                    return Next::Response(response);
+                }
+                Ok(None) if self.eof => {
+                    assert!(
+                        self.buf.is_empty(),
+                        "the connection ended inside a response: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                    return Next::Closed;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("a malformed response ({e}): {:?}", String::from_utf8_lossy(&self.buf)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Next::Timeout;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("set a read timeout");
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => self.eof = true,
+                Err(e) => panic!("read from the broker: {e}"),
+            }
+        }
+    }
+
+    /// The next response; panics unless one arrives within [`WAIT`].
+    pub fn response(&mut self) -> Response {
+        self.response_within(WAIT)
+    }
+
+    /// The next response; panics unless one arrives within `timeout`.
+    pub fn response_within(&mut self, timeout: Duration) -> Response {
+        match self.next_within(timeout) {
+            Next::Response(response) => response,
+            other => panic!("expected a response within {timeout:?}, got {other:?}"),
+        }
+    }
+
+    /// Asserts the broker closes the connection within [`WAIT`] without
+    /// sending anything more.
+    pub fn expect_closed(&mut self) {
+        match self.next_within(WAIT) {
+            Next::Closed => {}
+            other => panic!("expected the broker to close the connection, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing arrives, and the connection stays open, for `window`.
+    pub fn expect_silence(&mut self, window: Duration) {
+        match self.next_within(window) {
+            Next::Timeout => {}
+            other => panic!("expected nothing for {window:?}, got {other:?}"),
+        }
+    }
+
+    /// Sends one keep-alive request and reads its response.
+    pub fn request(&mut self, method: &str, target: &str, body: &[u8]) -> Response {
+        self.send(&request_bytes(method, target, &[], body));
+        self.response()
+    }
+
+    /// A Moustique request over this connection: POST with the values
+    /// encoded in a form body.
+    pub fn moustique(&mut self, endpoint: &str, params: &[(&str, &str)]) -> Response {
+        self.send(&moustique_request("POST", endpoint, params));
+        self.response()
+    }
+}
+
+/// Percent-encodes a form component the way browsers and `requests` do:
+/// everything but `A-Z a-z 0-9 - . _ ~` (and space as `+`) as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(byte)),
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// `name=value&...`, percent-encoded, values as given.
+pub fn form(params: &[(&str, &str)]) -> String {
+    params.iter().map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// `name=enc(value)&...`, the way the Moustique clients send parameters.
+pub fn encoded_form(params: &[(&str, &str)]) -> String {
+    let encoded: Vec<(&str, String)> = params.iter().map(|(n, v)| (*n, enc(v))).collect();
+    let borrowed: Vec<(&str, &str)> = encoded.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    form(&borrowed)
+}
+
+/// A Moustique request: `POST /ENDPOINT` (or PUT) with the encoded form
+/// as body and the form Content-Type.
+pub fn moustique_request(method: &str, endpoint: &str, params: &[(&str, &str)]) -> Vec<u8> {
+    request_bytes(
+        method,
+        &format!("/{endpoint}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        encoded_form(params).as_bytes(),
+    )
+}
+
+/// One request on a fresh connection that is closed after the response.
+pub fn call(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut conn = HttpConn::open(addr);
+    let mut all_headers = vec![("Connection", "close")];
+    all_headers.extend_from_slice(headers);
+    conn.send(&request_bytes(method, target, &all_headers, body));
+    conn.response()
+}
+
+/// A Moustique request (POST, encoded form) on a fresh connection.
+pub fn moustique(addr: SocketAddr, endpoint: &str, params: &[(&str, &str)]) -> Response {
+    let body = encoded_form(params);
+    call(
+        addr,
+        "POST",
+        &format!("/{endpoint}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+}
+
+/// A Moustique data request, its reply decoded (see [`Response::moustique_json`]).
+pub fn moustique_json(addr: SocketAddr, endpoint: &str, params: &[(&str, &str)]) -> Json {
+    moustique(addr, endpoint, params).moustique_json(endpoint)
+}
+
+/// `/POST` with a `from`; asserts the empty 200.
+pub fn post(addr: SocketAddr, topic: &str, message: &str, from: &str) {
+    moustique(addr, "POST", &[("topic", topic), ("message", message), ("from", from)])
+        .assert_empty_ok(&format!("POST {topic}"));
+}
+
+/// `/SUBSCRIBE`; asserts the empty 200.
+pub fn subscribe(addr: SocketAddr, client: &str, filter: &str) {
+    moustique(addr, "SUBSCRIBE", &[("topic", filter), ("client", client)])
+        .assert_empty_ok(&format!("SUBSCRIBE {client} {filter}"));
+}
+
+/// One `/PICKUP`, flattened to `(filter, message object)` pairs in order.
+pub fn pickup(addr: SocketAddr, client: &str) -> Vec<(String, Json)> {
+    let reply = moustique_json(addr, "PICKUP", &[("client", client)]);
+    let mut out = Vec::new();
+    for (filter, messages) in reply.members() {
+        for message in messages.items() {
+            out.push((filter.clone(), message.clone()));
+        }
+    }
+    out
+}
+
+/// PICKUPs until a message on `topic` has arrived (within [`WAIT`]);
+/// returns everything picked up, in order.
+pub fn pickup_until(addr: SocketAddr, client: &str, topic: &str) -> Vec<(String, Json)> {
+    let deadline = Instant::now() + WAIT;
+    let mut all = Vec::new();
+    loop {
+        all.extend(pickup(addr, client));
+        if all.iter().any(|(_, m)| m.get("topic") == Some(&Json::String(topic.to_owned()))) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "{client}: no message on {topic:?} within {WAIT:?}; picked up {all:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `(filter, topic, message)` triples of a pickup, for comparisons.
+pub fn triples(picked: &[(String, Json)]) -> Vec<(String, String, String)> {
+    picked
+        .iter()
+        .map(|(f, m)| (f.clone(), m.field("topic").str().to_owned(), m.field("message").str().to_owned()))
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, at most `timeout`;
+/// panics with `what` otherwise.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts the shape of a message object: the six fields, with
+/// `updated_nicedatetime` as `YYYY-MM-DD HH:MM:SS`.
+pub fn assert_message_object(message: &Json, topic: &str, text: &str, from: &str) {
+    assert_eq!(message.field("topic").str(), topic, "{message}");
+    assert_eq!(message.field("message").str(), text, "{message}");
+    assert_eq!(message.field("from").str(), from, "{message}");
+    let time = message.field("updated_time").num();
+    assert!(time > 1.6e9 && time.fract() == 0.0, "updated_time is whole Unix seconds: {message}");
+    let nice = message.field("updated_nicedatetime").str();
+    let shape: String = nice.chars().map(|c| if c.is_ascii_digit() { 'D' } else { c }).collect();
+    assert_eq!(shape, "DDDD-DD-DD DD:DD:DD", "updated_nicedatetime {nice:?}");
+    assert_eq!(message.field("ip").str(), "127.0.0.1", "{message}");
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------
+// Outside tools.
+
+/// `target/`, from this test executable's path (target/<profile>/deps/<exe>).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.ancestors().nth(3).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// `tests/clients/<name>` (the workspace's `tests/`, beside tinymq-bin).
+pub fn client_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients").join(name)
+}
+
+/// Panics with a clear message unless `program --version` runs.
+pub fn require_tool(program: &str, install_hint: &str) {
+    let ran = Command::new(program).arg("--version").stdin(Stdio::null()).output();
+    match ran {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!("`{program} --version` failed ({}); {install_hint}", output.status),
+        Err(e) => panic!("these tests need `{program}` ({e}); {install_hint}"),
+    }
+}
+
+/// A `python3` command that can `import requests`: as installed, or with
+/// `requests` installed once (per test process) by pip into
+/// `target/http-clients-python` and put on `PYTHONPATH`.
+pub fn python_with_requests() -> Command {
+    static PYTHONPATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let extra = PYTHONPATH.get_or_init(|| {
+        require_tool("python3", "install Python 3 (apt-get install python3)");
+        let imports = |path: Option<&Path>| {
+            let mut command = Command::new("python3");
+            command.args(["-c", "import requests"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            if let Some(path) = path {
+                command.env("PYTHONPATH", path);
+            }
+            command.status().is_ok_and(|s| s.success())
+        };
+        if imports(None) {
+            return None;
+        }
+        let dir = target_dir().join("http-clients-python");
+        if imports(Some(&dir)) {
+            return Some(dir);
+        }
+        // Into a fresh directory, then renamed: a run stopped halfway leaves
+        // no half-installed package where the next run looks.
+        let staging = target_dir().join(format!("http-clients-python.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let output = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--target"])
+            .arg(&staging)
+            .arg("requests")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python3 -m pip");
+        assert!(
+            output.status.success(),
+            "`python3 -m pip install --target {} requests` failed ({}); the Moustique Python client needs \
+             `requests` (on Debian: apt-get install python3-pip):\n{}",
+            staging.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another test process got there first; use its copy.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        assert!(imports(Some(&dir)), "requests installed into {} but python3 cannot import it", dir.display());
+        Some(dir)
+    });
+    let mut command = Command::new("python3");
+    // No __pycache__ left in tests/clients.
+    command.stdin(Stdio::null()).env("PYTHONDONTWRITEBYTECODE", "1");
+    if let Some(dir) = extra {
+        command.env("PYTHONPATH", dir);
+    }
+    command
+}
+
+/// Runs `command` to completion, killing it after `timeout`; panics with
+/// everything it printed if it fails or runs over.
+pub fn run_checked(mut command: Command, timeout: Duration, what: &str) -> Output {
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = wait_child(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let status = status.unwrap_or_else(|| child.wait().expect("reap a killed child"));
+    let output = Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+    let shown = format!(
+        "--- stdout:\n{}\n--- stderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{what}:\n{shown}");
+    assert!(output.status.success(), "{what} failed ({}) or ran over {timeout:?}:\n{shown}", output.status);
+    output
+}
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events through `curl -N`.
+
+/// One item of an event stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SseItem {
+    /// An event: its name (`message` when absent) and its data lines joined.
+    Event { event: String, data: String },
+    /// A comment line (heartbeat), without the ':'.
+    Comment(String),
+}
+
+/// `curl -sS -N -i URL` as a child, its output read line by line with
+/// deadlines. The child is killed when dropped.
+pub struct CurlSse {
+    child: Child,
+    lines: Receiver<String>,
+    /// The response head (status line first), read by [`CurlSse::start`].
+    pub head: Vec<String>,
+}
+
+impl CurlSse {
+    /// Starts curl on `url` and reads the response head.
+    pub fn start(url: &str) -> Self {
+        Self::start_with(&[], url)
+    }
+
+    /// [`CurlSse::start`] with more curl options (`--cacert PEM`, say).
+    pub fn start_with(options: &[&str], url: &str) -> Self {
+        require_tool("curl", "install curl (apt-get install curl)");
+        let mut child = Command::new("curl")
+            .args(["-sS", "-N", "-i"])
+            .args(options)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn curl");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line.trim_end_matches('\r').to_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sse = CurlSse { child, lines, head: Vec::new() };
+        loop {
+            let line = sse.line(WAIT).unwrap_or_else(|| panic!("no complete response head from {url}"));
+            if line.is_empty() {
+                break;
+            }
+            sse.head.push(line);
+        }
+        sse
+    }
+
+    /// A response header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The next line within `timeout`; `None` on timeout or end of stream.
+    fn line(&mut self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// The next event or comment, within `timeout` (panics otherwise).
+    pub fn next_item(&mut self, timeout: Duration) -> SseItem {
+        let deadline = Instant::now() + timeout;
+        let mut event = None;
+        let mut data: Vec<String> = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.line(left).unwrap_or_else(|| {
+                panic!("no whole event within {timeout:?} (ended or timed out; partial: {event:?} {data:?})")
+            });
+            if let Some(comment) = line.strip_prefix(':') {
+                if event.is_none() && data.is_empty() {
+                    return SseItem::Comment(comment.trim().to_owned());
+                }
+                continue;
+            }
+            if line.is_empty() {
+                if event.is_none() && data.is_empty() {
+                    continue;
+                }
+                return SseItem::Event { event: event.unwrap_or_else(|| "message".into()), data: data.join("\n") };
+            }
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event = Some(value.to_owned()),
+                "data" => data.push(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next `message` event's data as JSON, skipping heartbeats.
+    pub fn next_message(&mut self) -> Json {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_item(left) {
+                SseItem::Comment(_) => continue,
+                SseItem::Event { event, data } => {
+                    assert_eq!(event, "message", "every delivery is a `message` event: {data}");
+                    return Json::must_parse(&data);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CurlSse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl with `args` (`-sS` added) and returns its stdout; panics
+/// unless it exits 0 within [`WAIT`].
+pub fn curl(args: &[&str]) -> String {
+    require_tool("curl", "install curl (apt-get install curl)");
+    let mut command = Command::new("curl");
+    command.arg("-sS").args(args).stdin(Stdio::null());
+    let output = run_checked(command, WAIT, &format!("curl {args:?}"));
+    String::from_utf8(output.stdout).expect("curl printed UTF-8")
+}
+
+/// `curl` with `-w '\n%{http_code}'` appended: (status, body).
+pub fn curl_status(args: &[&str]) -> (u16, String) {
+    let mut all = args.to_vec();
+    all.extend(["-w", "\n%{http_code}"]);
+    let out = curl(&all);
+    let (body, code) = out.rsplit_once('\n').expect("curl's status line");
+    (code.trim().parse().unwrap_or_else(|_| panic!("curl status {code:?}")), body.to_owned())
+}
