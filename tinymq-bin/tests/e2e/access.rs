@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use std::time::Duration;
 
-use crate::support::http::{HttpConn, Json, Next, Response, base64_encode, eventually, request_bytes};
+use crate::support::http::{HttpConn, Json, JsonExt, Next, Response, base64_encode, eventually, request_bytes};
 use crate::support::run_tinymq as run;
 use crate::support::{BrokerProcess, Endpoint, RawClient, WAIT, connect_from, free_address};
 use tinymq_core::{Frame, ReasonCode};

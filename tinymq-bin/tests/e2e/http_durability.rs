@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::http::{HttpConn, Next, moustique_request};
+use crate::support::http::{HttpConn, JsonExt, Next, moustique_request};
 use crate::support::{BrokerProcess, ScratchDir, WAIT};
 
 /// POSTs acknowledged before each kill.

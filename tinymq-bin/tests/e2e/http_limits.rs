@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::http::{
-    HttpConn, Json, Next, Response, call, enc, eventually, moustique, moustique_json, moustique_request, pickup,
-    pickup_until, post, request_bytes, subscribe, triples,
+    HttpConn, Json, JsonExt, Next, Response, call, enc, eventually, moustique, moustique_json, moustique_request,
+    pickup, pickup_until, post, request_bytes, subscribe, triples,
 };
 use crate::support::{BrokerProcess, QUIET, WAIT};
 
@@ -476,7 +476,7 @@ fn a_full_queue_drops_the_oldest_and_counts_them() {
         .leaves()
         .into_iter()
         .filter(|(path, _)| path.contains("dropped"))
-        .filter_map(|(path, value)| if let Json::Number(n) = value { Some((path, *n)) } else { None })
+        .filter_map(|(path, value)| value.as_f64().map(|n| (path, n)))
         .collect();
     assert!(dropped.iter().any(|(_, n)| *n == 2.0), "STATS counts the 2 dropped messages: {dropped:?} in {stats}");
 

@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use crate::support::http::{
-    Json, assert_message_object, call, client_script, dec, enc, encoded_form, eventually, form, moustique,
+    Json, JsonExt, assert_message_object, call, client_script, dec, enc, encoded_form, eventually, form, moustique,
     moustique_json, pickup_until, post, python_with_requests, require_tool, run_checked, subscribe, triples, unix_now,
 };
 use crate::support::{BrokerProcess, QUIET, RawClient, WAIT};
+use serde_json::json;
 
 /// How long a client script may run.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
@@ -262,7 +263,7 @@ fn pickup_groups_by_filter_and_repeats_a_message_matching_two() {
 
     // Everything was removed: the next PICKUP is the encoded "{}".
     let response = moustique(http, "PICKUP", &[("client", "grouper")]);
-    assert_eq!(response.moustique_json("an empty PICKUP"), Json::Object(Vec::new()));
+    assert_eq!(response.moustique_json("an empty PICKUP"), json!({}));
 }
 
 #[test]
@@ -272,15 +273,16 @@ fn an_unknown_client_is_told_to_resubscribe() {
     let reply = moustique_json(http, "PICKUP", &[("client", "never-subscribed")]);
     let members = reply.members();
     assert_eq!(members.len(), 1, "one key: {reply}");
-    assert_eq!(members[0].0, "/server/action/resubscribe", "{reply}");
-    let messages = members[0].1.items();
+    let (key, messages) = members.iter().next().unwrap();
+    assert_eq!(key, "/server/action/resubscribe", "{reply}");
+    let messages = messages.items();
     assert_eq!(messages.len(), 1, "{reply}");
     assert_eq!(messages[0].field("topic").str(), "/server/action/resubscribe", "{reply}");
     messages[0].field("message");
 
     // Once it subscribes it is known: an empty pickup.
     subscribe(http, "never-subscribed", "x/#");
-    assert_eq!(moustique_json(http, "PICKUP", &[("client", "never-subscribed")]), Json::Object(Vec::new()));
+    assert_eq!(moustique_json(http, "PICKUP", &[("client", "never-subscribed")]), json!({}));
 }
 
 #[test]
@@ -576,8 +578,8 @@ fn clients_lists_binary_sessions_with_the_same_fields() {
     assert_eq!(session.get("IP"), Some(&Json::String("127.0.0.1".into())), "its peer address: {session}");
 }
 
-/// The helpers' own encoding and JSON reader, checked against values the
-/// Python client's `enc` produces, so a failure above is the broker's.
+/// The helpers' own encoding, checked against values the Python client's
+/// `enc` produces, so a failure above is the broker's.
 #[test]
 fn the_test_helpers_encode_like_the_python_client() {
     for (plain, encoded) in [
@@ -590,9 +592,4 @@ fn the_test_helpers_encode_like_the_python_client() {
         assert_eq!(enc(plain), encoded);
         assert_eq!(dec(encoded), plain);
     }
-    let json = Json::must_parse(r#" {"a": [1, -2.5e1, "x\"\u00e9\ud83d\ude00", true, null], "b": {"c": {}}} "#);
-    assert_eq!(json.path("a").unwrap().items()[1].num(), -25.0);
-    assert_eq!(json.path("a").unwrap().items()[2].str(), "x\"é😀");
-    assert_eq!(json.path("b.c"), Some(&Json::Object(Vec::new())));
-    assert!(Json::parse("{\"a\":1,}").is_err() && Json::parse("[1] x").is_err());
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::http::{
-    CurlSse, Json, SseItem, assert_message_object, curl, curl_status, pickup_until, post, subscribe, unix_now,
+    CurlSse, Json, JsonExt, SseItem, assert_message_object, curl, curl_status, pickup_until, post, subscribe, unix_now,
 };
 use crate::support::{BrokerProcess, QUIET};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::http::{Json, call, eventually, moustique_json};
+use crate::support::http::{Json, JsonExt, call, eventually, moustique_json};
 use crate::support::{BrokerProcess, Next, RawClient, ScratchDir, WAIT};
 use tinymq_core::{FrameType, ReasonCode};
 

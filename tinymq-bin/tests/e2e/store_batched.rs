@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::support::http::{HttpConn, Json, Next, call, eventually, moustique_request};
+use crate::support::http::{HttpConn, Json, JsonExt, Next, call, eventually, moustique_request};
 use crate::support::{BrokerProcess, ScratchDir, WAIT};
 
 const CYCLES: usize = 3;

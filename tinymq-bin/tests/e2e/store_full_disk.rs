@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::http::{HttpConn, Json, Response, call, eventually, moustique_request};
+use crate::support::http::{HttpConn, Json, JsonExt, Response, call, eventually, moustique_request};
 use crate::support::{BrokerProcess, ScratchDir, WAIT};
 
 /// The file-size limit: redb starts a new database at about 1 MiB, so

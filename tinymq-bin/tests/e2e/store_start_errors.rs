@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::http::{call, eventually};
+use crate::support::http::{JsonExt, call, eventually};
 use crate::support::{BrokerProcess, ScratchDir, WAIT, tinymq_via, wait_child};
 
 /// The store's file in the data directory, as the README names it.

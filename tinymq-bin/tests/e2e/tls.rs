@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::http::{CurlSse, Json, curl, curl_status, enc, eventually};
+use crate::support::http::{CurlSse, Json, JsonExt, curl, curl_status, enc, eventually};
 use crate::support::{BrokerProcess, TestPki, WAIT, tinymq};
 use crate::support::{run_tinymq as run, sub_lines};
 use rustls::{ClientConnection, StreamOwned};

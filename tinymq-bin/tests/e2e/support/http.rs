@@ -1,11 +1,11 @@
-//! Helpers shared by the HTTP end-to-end tests (`http_*.rs`): the Moustique
-//! value encoding, a small JSON reader, an HTTP/1.1 client over a raw
-//! `TcpStream` that reads responses with a deadline, and the outside tools
-//! the tests drive (python3 with `requests`, node, curl).
+//! Helpers shared by the HTTP end-to-end tests (`http_*.rs` and others):
+//! the Moustique value encoding, JSON (serde_json's `Value` with a few
+//! panicking accessors), an HTTP/1.1 client over a raw `TcpStream` that
+//! reads responses with a deadline (heads parsed by httparse), and the
+//! outside tools the tests drive (python3 with `requests`, node, curl).
 //!
-//! The tests package has no JSON or Base64 dependency, and these tests must
-//! not share the broker's own code for either (a bug there would cancel
-//! out), so both are written out here.
+//! The encoding's Base64 is the `base64` crate's, not the broker's own code
+//! (a bug there would cancel out).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -15,65 +15,22 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::{WAIT, wait_child};
 
 // ---------------------------------------------------------------------------
 // The Moustique encoding: Base64 of the UTF-8 text, then ROT13 of the Base64.
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard Base64 with padding.
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let bytes = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64.encode(data)
 }
 
 /// Standard Base64 with padding; `None` for anything else.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let quads = bytes.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
-    for (index, quad) in bytes.chunks(4).enumerate() {
-        let mut n = 0u32;
-        let mut padding = 0;
-        for (i, &c) in quad.iter().enumerate() {
-            let sextet = if c == b'=' {
-                if index + 1 != quads || i < 2 {
-                    return None;
-                }
-                padding += 1;
-                0
-            } else {
-                if padding > 0 {
-                    return None;
-                }
-                BASE64.iter().position(|&b| b == c)? as u32
-            };
-            n = (n << 6) | sextet;
-        }
-        out.push((n >> 16) as u8);
-        if padding < 2 {
-            out.push((n >> 8) as u8);
-        }
-        if padding < 1 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
+    BASE64.decode(text).ok()
 }
 
 /// ROT13 of the ASCII letters; everything else stays.
@@ -101,92 +58,60 @@ pub fn dec(encoded: &str) -> String {
 // ---------------------------------------------------------------------------
 // JSON, read only.
 
-/// A parsed JSON value; objects keep their order and duplicate keys.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    /// null
-    Null,
-    /// true or false
-    Bool(bool),
-    /// Any number.
-    Number(f64),
-    /// A string.
-    String(String),
-    /// An array.
-    Array(Vec<Json>),
-    /// An object.
-    Object(Vec<(String, Json)>),
+/// A parsed JSON value.
+pub type Json = serde_json::Value;
+
+/// Panicking accessors of [`Json`], so a test reads `reply.field("topic").str()`
+/// and a failure names what was missing and shows the document.
+pub trait JsonExt {
+    /// Parses a whole document, panicking with the text on failure.
+    fn must_parse(text: &str) -> Self;
+    /// Follows `a.b.c` through nested objects.
+    fn path(&self, dotted: &str) -> Option<&Json>;
+    /// The member `key`; panics naming it and the document.
+    fn field(&self, key: &str) -> &Json;
+    /// The text of a string; panics otherwise.
+    fn str(&self) -> &str;
+    /// The value of a number; panics otherwise.
+    fn num(&self) -> f64;
+    /// The items of an array; panics otherwise.
+    fn items(&self) -> &[Json];
+    /// The members of an object; panics otherwise.
+    fn members(&self) -> &serde_json::Map<String, Json>;
+    /// Every leaf under this value with its dotted path (`a.b`, `list.0`).
+    fn leaves(&self) -> Vec<(String, &Json)>;
 }
 
-impl Json {
-    /// Parses a whole document (surrounding white space allowed).
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut parser = JsonParser { bytes: text.as_bytes(), at: 0 };
-        let value = parser.value()?;
-        parser.space();
-        if parser.at != parser.bytes.len() {
-            return Err(format!("trailing characters at {}", parser.at));
-        }
-        Ok(value)
+impl JsonExt for Json {
+    fn must_parse(text: &str) -> Json {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
     }
 
-    /// Parses, panicking with the text on failure.
-    pub fn must_parse(text: &str) -> Json {
-        Json::parse(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+    fn path(&self, dotted: &str) -> Option<&Json> {
+        dotted.split('.').try_fold(self, |value, key| value.as_object()?.get(key))
     }
 
-    /// The member `key` of an object.
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// Follows `a.b.c` through nested objects.
-    pub fn path(&self, dotted: &str) -> Option<&Json> {
-        dotted.split('.').try_fold(self, |value, key| value.get(key))
-    }
-
-    /// The member `key`; panics naming it and the document.
-    pub fn field(&self, key: &str) -> &Json {
+    fn field(&self, key: &str) -> &Json {
         self.get(key).unwrap_or_else(|| panic!("no {key:?} in {self}"))
     }
 
-    /// The text of a string; panics otherwise.
-    pub fn str(&self) -> &str {
-        match self {
-            Json::String(s) => s,
-            other => panic!("expected a JSON string, got {other}"),
-        }
+    fn str(&self) -> &str {
+        self.as_str().unwrap_or_else(|| panic!("expected a JSON string, got {self}"))
     }
 
-    /// The value of a number; panics otherwise.
-    pub fn num(&self) -> f64 {
-        match self {
-            Json::Number(n) => *n,
-            other => panic!("expected a JSON number, got {other}"),
-        }
+    fn num(&self) -> f64 {
+        self.as_f64().unwrap_or_else(|| panic!("expected a JSON number, got {self}"))
     }
 
-    /// The items of an array; panics otherwise.
-    pub fn items(&self) -> &[Json] {
-        match self {
-            Json::Array(items) => items,
-            other => panic!("expected a JSON array, got {other}"),
-        }
+    fn items(&self) -> &[Json] {
+        self.as_array().unwrap_or_else(|| panic!("expected a JSON array, got {self}"))
     }
 
-    /// The members of an object; panics otherwise.
-    pub fn members(&self) -> &[(String, Json)] {
-        match self {
-            Json::Object(members) => members,
-            other => panic!("expected a JSON object, got {other}"),
-        }
+    fn members(&self) -> &serde_json::Map<String, Json> {
+        self.as_object().unwrap_or_else(|| panic!("expected a JSON object, got {self}"))
     }
 
-    /// Every leaf under this value with its dotted path (`a.b`, `list.0`).
-    pub fn leaves(&self) -> Vec<(String, &Json)> {
+    fn leaves(&self) -> Vec<(String, &Json)> {
         fn walk<'a>(value: &'a Json, prefix: String, out: &mut Vec<(String, &'a Json)>) {
             let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
             match value {
@@ -201,181 +126,6 @@ impl Json {
     }
 }
 
-impl std::fmt::Display for Json {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Json::Null => write!(f, "null"),
-            Json::Bool(b) => write!(f, "{b}"),
-            Json::Number(n) => write!(f, "{n}"),
-            Json::String(s) => write!(f, "{s:?}"),
-            Json::Array(items) => {
-                write!(f, "[")?;
-                for (i, item) in items.iter().enumerate() {
-                    write!(f, "{}{item}", if i > 0 { "," } else { "" })?;
-                }
-                write!(f, "]")
-            }
-            Json::Object(members) => {
-                write!(f, "{{")?;
-                for (i, (key, value)) in members.iter().enumerate() {
-                    write!(f, "{}{key:?}:{value}", if i > 0 { "," } else { "" })?;
-                }
-                write!(f, "}}")
-            }
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl JsonParser<'_> {
-    fn space(&mut self) {
-        while self.bytes.get(self.at).is_some_and(|b| b" \t\r\n".contains(b)) {
-            self.at += 1;
-        }
-    }
-
-    fn eat(&mut self, byte: u8) -> Result<(), String> {
-        self.space();
-        if self.bytes.get(self.at) == Some(&byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at {}", char::from(byte), self.at))
-        }
-    }
-
-    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
-        if self.bytes[self.at..].starts_with(word.as_bytes()) {
-            self.at += word.len();
-            Ok(value)
-        } else {
-            Err(format!("bad literal at {}", self.at))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.space();
-        match self.bytes.get(self.at) {
-            Some(b'{') => {
-                self.at += 1;
-                let mut members = Vec::new();
-                self.space();
-                if self.bytes.get(self.at) == Some(&b'}') {
-                    self.at += 1;
-                    return Ok(Json::Object(members));
-                }
-                loop {
-                    self.space();
-                    let key = self.string()?;
-                    self.eat(b':')?;
-                    members.push((key, self.value()?));
-                    self.space();
-                    match self.bytes.get(self.at) {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Json::Object(members));
-                        }
-                        _ => return Err(format!("expected , or }} at {}", self.at)),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.at += 1;
-                let mut items = Vec::new();
-                self.space();
-                if self.bytes.get(self.at) == Some(&b']') {
-                    self.at += 1;
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.space();
-                    match self.bytes.get(self.at) {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Json::Array(items));
-                        }
-                        _ => return Err(format!("expected , or ] at {}", self.at)),
-                    }
-                }
-            }
-            Some(b'"') => self.string().map(Json::String),
-            Some(b't') => self.literal("true", Json::Bool(true)),
-            Some(b'f') => self.literal("false", Json::Bool(false)),
-            Some(b'n') => self.literal("null", Json::Null),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.at;
-                while self.bytes.get(self.at).is_some_and(|b| b"+-.eE0123456789".contains(b)) {
-                    self.at += 1;
-                }
-                let text = std::str::from_utf8(&self.bytes[start..self.at]).unwrap();
-                text.parse().map(Json::Number).map_err(|_| format!("bad number {text:?}"))
-            }
-            _ => Err(format!("unexpected input at {}", self.at)),
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.bytes.get(self.at..self.at + 4).ok_or("short \\u escape")?;
-        self.at += 4;
-        u32::from_str_radix(std::str::from_utf8(digits).map_err(|e| e.to_string())?, 16).map_err(|e| e.to_string())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        if self.bytes.get(self.at) != Some(&b'"') {
-            return Err(format!("expected a string at {}", self.at));
-        }
-        self.at += 1;
-        let mut out = Vec::new();
-        loop {
-            let byte = *self.bytes.get(self.at).ok_or("unterminated string")?;
-            self.at += 1;
-            match byte {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let escape = *self.bytes.get(self.at).ok_or("unterminated escape")?;
-                    self.at += 1;
-                    let c = match escape {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let high = self.hex4()?;
-                            let code = if (0xd800..0xdc00).contains(&high) {
-                                if !self.bytes[self.at..].starts_with(b"\\u") {
-                                    return Err("lone surrogate".into());
-                                }
-                                self.at += 2;
-                                let low = self.hex4()?;
-                                0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00)
-                            } else {
-                                high
-                            };
-                            char::from_u32(code).ok_or("bad \\u escape")?
-                        }
-                        other => return Err(format!("bad escape \\{}", char::from(other))),
-                    };
-                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                }
-                b if b < 0x20 => return Err("control character in a string".into()),
-                b => out.push(b),
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // HTTP over a raw socket.
 
 /// A response as it came off the wire.
@@ -420,7 +170,7 @@ impl Response {
         let content_type = self.header("content-type").unwrap_or_default().to_ascii_lowercase().replace(' ', "");
         assert_eq!(content_type, "text/plain;charset=utf-8", "{what}: Content-Type of a Moustique data reply");
         let text = dec(&self.text());
-        Json::parse(&text).unwrap_or_else(|e| panic!("{what}: the decoded body is not JSON ({e}): {text:?}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: the decoded body is not JSON ({e}): {text:?}"))
     }
 
     /// A plain-API JSON reply: 200, `application/json`. Returns the JSON.
@@ -464,35 +214,34 @@ pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body:
 /// closed, which ends a body without a length. Returns the response and the
 /// bytes it took, `Ok(None)` when more is needed.
 fn parse_response(buf: &[u8], eof: bool) -> Result<Option<(Response, usize)>, String> {
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
+    let mut header_slots = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut header_slots);
+    let body_start = match head.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("a bad response head: {e}")),
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "a response head that is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default().to_owned();
-    let status = parts.next().and_then(|s| s.parse().ok()).ok_or(format!("bad status line {status_line:?}"))?;
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("bad status line {status_line:?}"));
-    }
+    let status = head.code.ok_or("no status code")?;
     let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line.split_once(':').ok_or(format!("bad header line {line:?}"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    for header in head.headers.iter() {
+        let value = std::str::from_utf8(header.value).map_err(|_| format!("header {} is not UTF-8", header.name))?;
+        headers.push((header.name.to_ascii_lowercase(), value.trim().to_owned()));
     }
     let mut response = Response { status, headers, body: Vec::new() };
-    let body_start = head_end + 4;
     let rest = &buf[body_start..];
     let chunked = response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     if chunked {
         let mut at = 0;
         loop {
-            let Some(line_end) = rest[at..].windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
-            let size_text = std::str::from_utf8(&rest[at..at + line_end]).map_err(|_| "bad chunk size")?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-            at += line_end + 2;
+            let (size_len, size) = match httparse::parse_chunk_size(&rest[at..]) {
+                Ok(httparse::Status::Complete(found)) => found,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::InvalidChunkSize) => {
+                    return Err(format!("bad chunk size at {:?}", String::from_utf8_lossy(&rest[at..])));
+                }
+            };
+            let size = usize::try_from(size).map_err(|_| format!("chunk size {size} too large"))?;
+            at += size_len;
             if size == 0 {
                 // No trailers are expected: just the final CRLF.
                 if rest.len() < at + 2 {
