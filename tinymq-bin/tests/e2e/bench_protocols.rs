@@ -1,28 +1,20 @@
 //! `tinymq bench --protocol tinymq|nats|mqtt` against the real brokers:
 //! every published message is delivered to every subscriber, and `--idle`
 //! reports the broker's memory per connection. nats-server and mosquitto
-//! are each started on a free loopback port when installed (Debian puts
-//! them in /usr/sbin); without them their tests say so and pass.
+//! are each started on a free loopback port (Debian puts them in
+//! /usr/sbin); without them their tests fail, naming `bash tests/run.sh`,
+//! which installs them.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::tools::require_tool;
 use crate::support::{BrokerProcess, ScratchDir, free_address, tinymq, wait_child};
 
 /// How long one bench run may take: a debug build on a shared machine.
 const BENCH_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The program on PATH, or in /usr/sbin where Debian installs both
-/// brokers (not on every user's PATH).
-fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
 
 /// A broker we started, killed and reaped when dropped.
 struct Foreign {
@@ -62,22 +54,20 @@ impl Foreign {
         panic!("{} did not start after 5 attempts", program.display());
     }
 
-    fn nats() -> Option<Foreign> {
-        let program = find("nats-server")?;
-        Some(Foreign::start(&program, |port, _| {
-            ["-a", "127.0.0.1", "-p", &port.to_string()].map(str::to_owned).to_vec()
-        }))
+    fn nats() -> Foreign {
+        let program = require_tool("nats-server", "apt-get install nats-server");
+        Foreign::start(&program, |port, _| ["-a", "127.0.0.1", "-p", &port.to_string()].map(str::to_owned).to_vec())
     }
 
-    fn mosquitto() -> Option<Foreign> {
-        let program = find("mosquitto")?;
-        Some(Foreign::start(&program, |port, dir| {
+    fn mosquitto() -> Foreign {
+        let program = require_tool("mosquitto", "apt-get install mosquitto");
+        Foreign::start(&program, |port, dir| {
             // A config file: `-p` alone would also do on loopback in 2.0,
             // this says so explicitly.
             let config = dir.join("mosquitto.conf");
             std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
             vec!["-c".to_owned(), config.to_str().unwrap().to_owned()]
-        }))
+        })
     }
 }
 
@@ -137,20 +127,14 @@ fn tinymq_delivers_everything() {
 
 #[test]
 fn nats_server_delivers_everything() {
-    let Some(nats) = Foreign::nats() else {
-        eprintln!("nats-server is not installed: skipped (apt-get install nats-server)");
-        return;
-    };
+    let nats = Foreign::nats();
     all_delivered("nats", nats.address);
     idle_reported("nats", nats.address, nats.child.id());
 }
 
 #[test]
 fn mosquitto_delivers_everything() {
-    let Some(mosquitto) = Foreign::mosquitto() else {
-        eprintln!("mosquitto is not installed: skipped (apt-get install mosquitto)");
-        return;
-    };
+    let mosquitto = Foreign::mosquitto();
     all_delivered("mqtt", mosquitto.address);
     idle_reported("mqtt", mosquitto.address, mosquitto.child.id());
 }

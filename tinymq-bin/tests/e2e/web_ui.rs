@@ -2,57 +2,28 @@
 //! by `tests/browser/ui.test.mjs` (playwright-core) while a raw TCP client
 //! here checks, on its own, what the page published.
 //!
-//! It needs Debian's `chromium` and the script's `node_modules`; without
-//! them it fails, naming the commands that install them (`.ci/run` runs
-//! them).
+//! It needs Debian's `chromium`, node and the script's `node_modules`;
+//! without them it fails, naming `bash tests/run.sh`, which installs them.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{BrokerProcess, Next, RawClient, WAIT, add_user, wait_child};
+use crate::support::{BrokerProcess, Next, RawClient, WAIT, add_user, tools, wait_child};
 
 /// The whole browser run: start, page loads, every check, screenshots.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
-}
-
-/// Chromium's path; panics with the install commands when something the
-/// browser test needs is missing.
-fn chromium() -> PathBuf {
-    let chromium = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    let node = Command::new("node").arg("--version").stdin(Stdio::null()).output();
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    let mut missing = Vec::new();
-    if !chromium.exists() {
-        missing.push(format!("{} (apt-get install -y chromium, or set CHROMIUM)", chromium.display()));
-    }
-    if !node.is_ok_and(|output| output.status.success()) {
-        missing.push("node (apt-get install -y nodejs)".to_owned());
-    }
-    if !playwright.exists() {
-        missing.push(format!("{} (npm ci --prefix tests/browser)", playwright.display()));
-    }
-    assert!(
-        missing.is_empty(),
-        "the browser test needs, and cannot find: {}.\nInstall them from the repository root with:\n  \
-         apt-get install -y chromium nodejs && npm ci --prefix tests/browser",
-        missing.join("; ")
-    );
-    chromium
-}
 
 /// Runs the browser script against `broker`, its screenshots going to
 /// `target/SCREENSHOTS`; returns its standard output, after asserting that
 /// it passed.
 fn run_browser_test(broker: &BrokerProcess, run: &str, screenshots: &str, extra: &[&str]) -> String {
-    let chromium = chromium();
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(screenshots);
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("ui.test.mjs"))
+    let chromium = tools::chromium();
+    let node = tools::require_tool("node", "apt-get install nodejs");
+    tools::require_browser_packages();
+    let screenshots = tools::workspace_dir().join("target").join(screenshots);
+    let mut child = Command::new(node)
+        .arg(tools::browser_dir().join("ui.test.mjs"))
         .args(["--http", &broker.http_url(), "--tcp", &broker.tcp_addr().to_string()])
         .args(["--version", env!("CARGO_PKG_VERSION"), "--run", run])
         .arg("--chromium")

@@ -1,17 +1,16 @@
 //! Helpers shared by the HTTP end-to-end tests (`http_*.rs` and others):
 //! the Moustique value encoding, JSON (serde_json's `Value` with a few
 //! panicking accessors), an HTTP/1.1 client over a raw `TcpStream` that
-//! reads responses with a deadline (heads parsed by httparse), and the
-//! outside tools the tests drive (python3 with `requests`, node, curl).
+//! reads responses with a deadline (heads parsed by httparse), a runner for
+//! the client scripts, and curl (for Server-Sent Events, among others). The
+//! outside programs are found by `super::tools`.
 //!
 //! The encoding's Base64 is the `base64` crate's, not the broker's own code
 //! (a bug there would cancel out).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -535,86 +534,10 @@ pub fn unix_now() -> f64 {
 }
 
 // ---------------------------------------------------------------------------
-// Outside tools.
+// Outside programs (found by `super::tools`, which fails a test naming
+// `bash tests/run.sh` when one is missing; named here for the HTTP tests).
 
-/// `target/`, from this test executable's path (target/<profile>/deps/<exe>).
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    exe.ancestors().nth(3).expect("target/<profile>/deps/<test>").to_path_buf()
-}
-
-/// `tests/clients/<name>` (the workspace's `tests/`, beside tinymq-bin).
-pub fn client_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients").join(name)
-}
-
-/// Panics with a clear message unless `program --version` runs.
-pub fn require_tool(program: &str, install_hint: &str) {
-    let ran = Command::new(program).arg("--version").stdin(Stdio::null()).output();
-    match ran {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => panic!("`{program} --version` failed ({}); {install_hint}", output.status),
-        Err(e) => panic!("these tests need `{program}` ({e}); {install_hint}"),
-    }
-}
-
-/// A `python3` command that can `import requests`: as installed, or with
-/// `requests` installed once (per test process) by pip into
-/// `target/http-clients-python` and put on `PYTHONPATH`.
-pub fn python_with_requests() -> Command {
-    static PYTHONPATH: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let extra = PYTHONPATH.get_or_init(|| {
-        require_tool("python3", "install Python 3 (apt-get install python3)");
-        let imports = |path: Option<&Path>| {
-            let mut command = Command::new("python3");
-            command.args(["-c", "import requests"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-            if let Some(path) = path {
-                command.env("PYTHONPATH", path);
-            }
-            command.status().is_ok_and(|s| s.success())
-        };
-        if imports(None) {
-            return None;
-        }
-        let dir = target_dir().join("http-clients-python");
-        if imports(Some(&dir)) {
-            return Some(dir);
-        }
-        // Into a fresh directory, then renamed: a run stopped halfway leaves
-        // no half-installed package where the next run looks.
-        let staging = target_dir().join(format!("http-clients-python.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        let output = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--target"])
-            .arg(&staging)
-            .arg("requests")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run python3 -m pip");
-        assert!(
-            output.status.success(),
-            "`python3 -m pip install --target {} requests` failed ({}); the Moustique Python client needs \
-             `requests` (on Debian: apt-get install python3-pip):\n{}",
-            staging.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        if std::fs::rename(&staging, &dir).is_err() {
-            // Another test process got there first; use its copy.
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-        assert!(imports(Some(&dir)), "requests installed into {} but python3 cannot import it", dir.display());
-        Some(dir)
-    });
-    let mut command = Command::new("python3");
-    // No __pycache__ left in tests/clients.
-    command.stdin(Stdio::null()).env("PYTHONDONTWRITEBYTECODE", "1");
-    if let Some(dir) = extra {
-        command.env("PYTHONPATH", dir);
-    }
-    command
-}
+pub use super::tools::{client_script, python_with_requests, require_tool};
 
 /// Runs `command` to completion, killing it after `timeout`; panics with
 /// everything it printed if it fails or runs over.
@@ -677,8 +600,8 @@ impl CurlSse {
 
     /// [`CurlSse::start`] with more curl options (`--cacert PEM`, say).
     pub fn start_with(options: &[&str], url: &str) -> Self {
-        require_tool("curl", "install curl (apt-get install curl)");
-        let mut child = Command::new("curl")
+        let curl = require_tool("curl", "apt-get install curl");
+        let mut child = Command::new(curl)
             .args(["-sS", "-N", "-i"])
             .args(options)
             .arg(url)
@@ -778,8 +701,7 @@ impl Drop for CurlSse {
 /// Runs curl with `args` (`-sS` added) and returns its stdout; panics
 /// unless it exits 0 within [`WAIT`].
 pub fn curl(args: &[&str]) -> String {
-    require_tool("curl", "install curl (apt-get install curl)");
-    let mut command = Command::new("curl");
+    let mut command = Command::new(require_tool("curl", "apt-get install curl"));
     command.arg("-sS").args(args).stdin(Stdio::null());
     let output = run_checked(command, WAIT, &format!("curl {args:?}"));
     String::from_utf8(output.stdout).expect("curl printed UTF-8")

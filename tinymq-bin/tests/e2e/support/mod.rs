@@ -20,6 +20,7 @@
 
 pub mod hostile;
 pub mod http;
+pub mod tools;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
