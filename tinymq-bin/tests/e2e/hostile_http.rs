@@ -1,6 +1,6 @@
 //! GETVALSBYREGEX with expressions built to be slow or huge, against many
 //! long stored values, on a broker with one event loop (a slow request
-//! would hold up everyone on it), while the witness (`hostile_common`)
+//! would hold up everyone on it), while the witness (`support::hostile`)
 //! keeps exchanging messages within 2 s.
 
 use std::time::{Duration, Instant};
