@@ -1,6 +1,6 @@
 // The web UI at `/` in a real headless Chromium, against a running broker.
-// It starts no broker: tests/tests/web_ui.rs does, and runs this script
-// (`cargo test -p tinymq-tests --test web_ui`). To run it alone:
+// It starts no broker: tinymq-bin/tests/e2e/web_ui.rs does, and runs this script
+// (`cargo test -p tinymq-bin --test e2e web_ui`). To run it alone:
 //
 //   npm ci --prefix tests/browser            # once: playwright-core
 //   tinymq broker --in-memory &              # 127.0.0.1:1883, HTTP on 127.0.0.1:33334

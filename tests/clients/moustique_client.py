@@ -9,7 +9,7 @@ PUT; PICKUP replies dispatched to callbacks by their filter key; and the
 
 Usage: moustique_client.py HOST PORT. Prints `CLIENT <name>` first and
 `ALL OK` last; exits 1 with a message at the first difference from the
-contract (tests/tests/http_moustique.rs runs it against a real broker).
+contract (tinymq-bin/tests/e2e/http_moustique.rs runs it against a real broker).
 """
 
 import base64

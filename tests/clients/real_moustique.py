@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Drives a broker through the public API of the real Moustique Python client,
-PyPI `moustique-client` (pinned in tests/requirements.txt), nothing of our own
+PyPI `moustique-client` (pinned in tests/clients/requirements.txt), nothing of our own
 in between: publish, subscribe + pickup with callbacks, putval, get_val, and
 the module's getversion, getstats, getclients, gettopics, getposters,
 getpeerhosts and getcrooks.
