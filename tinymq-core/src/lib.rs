@@ -64,6 +64,7 @@ pub mod codec;
 pub mod http;
 pub mod message;
 pub mod outbound;
+mod record;
 pub mod router;
 pub mod session;
 pub mod store;
