@@ -63,6 +63,7 @@ pub mod client;
 pub mod codec;
 pub mod http;
 pub mod message;
+pub mod metrics;
 pub mod outbound;
 mod record;
 pub mod router;

@@ -11,7 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use tinymq_core::auth::{AuthError, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
-use tinymq_core::http::service::{Figures, HttpState, SinkKind};
+use tinymq_core::http::service::{HttpState, SinkKind};
+use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::broker::BrokerConfig;

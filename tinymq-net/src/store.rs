@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
-use tinymq_core::http::service::DurationHistogram;
+use tinymq_core::metrics::DurationHistogram;
 use tinymq_core::store::{
     Store, StoreOp, StoreTable, StoredValue, decode_message, encode_message, split_value_key, value_key,
 };
