@@ -259,7 +259,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         }
         config.listeners.push(ListenAddr::Https(address));
     }
-    // Open on private listeners, closed on public ones (CLI.md), unless
+    // Open on private listeners, closed on public ones (README.md, "Users"),
+    // unless
     // a flag or the file says otherwise.
     config.allow_anonymous =
         allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| config::loopback_only(&config.listeners));

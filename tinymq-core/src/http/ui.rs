@@ -1,4 +1,4 @@
-//! The web UI of HTTP_API.md section 3: one page and the files it loads,
+//! The web UI (README.md, "The web UI"): one page and the files it loads,
 //! compiled into the binary (`include_str!` of `ui/`), so nothing is
 //! fetched from elsewhere. The page reads the plain API from the browser:
 //! `/api/v1/stats`, `/api/v1/clients`, `/api/v1/values`, `/api/v1/events`
