@@ -22,7 +22,7 @@
 //!
 //! # The config file
 //!
-//! [`config::ConfigFile`] reads the `tinymq` command's TOML file into a
+//! [`config_file::ConfigFile`] reads the `tinymq` command's TOML file into a
 //! [`BrokerConfig`], for [`BrokerBuilder::config`].
 //!
 //! # TLS
@@ -52,7 +52,8 @@
 
 mod broker;
 mod client;
-pub mod config;
+mod config;
+pub mod config_file;
 mod error;
 mod event_loop;
 mod local;
@@ -63,8 +64,9 @@ pub mod tls;
 mod transport;
 pub mod users;
 
-pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
+pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
+pub use config::{BrokerBuilder, BrokerConfig};
 pub use error::Error;
 pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 pub use tinymq_core::http::clients::HttpClientLimits;

@@ -15,7 +15,7 @@ use tinymq_core::http::service::{HttpState, SinkKind};
 use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
-use crate::broker::BrokerConfig;
+use crate::config::BrokerConfig;
 use crate::local::{LocalInbox, Pushed, WhenFull};
 use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
