@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::{Mutex, RwLock};
@@ -21,6 +21,14 @@ use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
 use tinymq_core::store::StoreOp;
+
+/// Bytes read from a socket per call, into an event loop's scratch
+/// buffer. With [`STALL`], the pace of a publisher feeding a loop that is
+/// behind, network (the event loop) or in-process (`local`) alike.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// How long a publisher feeding a loop that is behind waits before its
+/// next read (of at most [`READ_CHUNK`] bytes).
+pub(crate) const STALL: Duration = Duration::from_millis(1);
 
 /// A connection on some event loop. The serial tells a reused slab slot
 /// from the connection that held it before.
