@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tinymq_core::ReasonCode;
-use tinymq_net::store::Durability;
+use tinymq_net::Durability;
 use tinymq_net::{Broker, Error, ReceivedBatch};
 use tinymq_tests::{Endpoint, QUIET, RawClient, ScratchDir, WAIT};
 

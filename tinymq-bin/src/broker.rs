@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_core::auth::AllowList;
+use tinymq_net::Durability;
 use tinymq_net::config_file::{self as config, ConfigError, ConfigFile};
-use tinymq_net::store::Durability;
 use tinymq_net::{Broker, ListenAddr, ServerTls};
 
 use crate::args::{self, Failure, Outcome, UsageError};

@@ -16,9 +16,10 @@ use crate::config::BrokerBuilder;
 use crate::event_loop::{EventLoop, PRESSURE_FRACTION};
 use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
-use crate::store::{RedbStore, StoreWriter};
+use crate::store::RedbStore;
 use crate::transport::{ListenAddr, Listener};
 use crate::users::Authenticator;
+use crate::writer::StoreWriter;
 
 // BrokerConfig and the builder's setters are in config.rs; starting a
 // broker from them is here.
@@ -339,7 +340,7 @@ impl BrokerStats {
     fn read(shared: &Shared) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &shared.stats;
-        let store = shared.store.as_ref().map(crate::store::StoreWriter::figures).unwrap_or_default();
+        let store = shared.store.as_ref().map(crate::writer::StoreWriter::figures).unwrap_or_default();
         let router = shared.router.read();
         BrokerStats {
             connections: s.connections.load(Relaxed),

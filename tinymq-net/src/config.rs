@@ -14,9 +14,9 @@ use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::HttpConfig;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
-use crate::store::Durability;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
+use crate::writer::Durability;
 
 /// Every setting of a broker. Built with [`Broker::builder`].
 #[derive(Clone, Debug)]

@@ -28,9 +28,9 @@ use tinymq_core::auth::{AllowList, BudgetConfig};
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
 use crate::config::BrokerConfig;
-use crate::store::Durability;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
+use crate::writer::Durability;
 
 /// The largest config file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;

@@ -63,6 +63,7 @@ pub mod store;
 pub mod tls;
 mod transport;
 pub mod users;
+mod writer;
 
 pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
@@ -74,3 +75,4 @@ pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;
 pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::{ListenAddr, Transport};
+pub use writer::Durability;

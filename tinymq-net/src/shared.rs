@@ -17,9 +17,9 @@ use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, Top
 
 use crate::config::BrokerConfig;
 use crate::local::{LocalInbox, Pushed, WhenFull};
-use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
+use crate::writer::{StoreWriter, Ticket};
 use tinymq_core::store::StoreOp;
 
 /// Bytes read from a socket per call, into an event loop's scratch
@@ -369,7 +369,7 @@ impl Shared {
 
     /// Whether an HTTP write is answered only after its commit.
     pub(crate) fn acks_after_commit(&self) -> bool {
-        self.store.is_some() && self.config.durability == crate::store::Durability::Immediate
+        self.store.is_some() && self.config.durability == crate::writer::Durability::Immediate
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

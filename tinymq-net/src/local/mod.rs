@@ -11,7 +11,7 @@ use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
 use crate::shared::{Batch, READ_CHUNK, STALL, Shared, Sink};
-use crate::store::Durability;
+use crate::writer::Durability;
 use crate::{BrokerConfig, Error};
 
 mod queue;
