@@ -304,7 +304,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(path) = &config_path {
         log::info!("configuration read from {}", path.display());
     }
-    let broker = tls.apply(Broker::builder().config(config))?.start().map_err(Failure::run)?;
+    let builder = tls.apply(Broker::builder().config(config))?;
+    // Opening a damaged store can panic inside redb; the library turns that
+    // into an error naming the file, which is all the user should see.
+    let broker = crate::panics::quietly(|| builder.start()).map_err(Failure::run)?;
     log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal} received; stopping");

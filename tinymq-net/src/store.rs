@@ -11,13 +11,13 @@
 //!
 //! At start, a file that cannot be opened, is held by another broker or is
 //! damaged is an error naming it ([`StoreError`]); redb's own assertions on
-//! a damaged file are caught and reported the same way. A commit that
+//! a damaged file are caught and reported the same way (the process's
+//! panic hook, which this crate never replaces, still sees them). A commit that
 //! fails drops the database, and the next one reopens it (redb refuses all
 //! work after an I/O error until it is reopened).
 
-use std::panic::{AssertUnwindSafe, PanicHookInfo};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
@@ -203,7 +203,7 @@ impl RedbStore {
 /// damaged file apart.
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
-    match quiet_panics(|| Database::create(path)) {
+    match catch_panics(|| Database::create(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse(path.to_owned())),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
@@ -220,30 +220,13 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
 /// Runs `f`, turning a panic in it into `Err` with the panic's message.
 ///
 /// redb asserts rather than returns an error on some damaged files (a
-/// truncated one, say); a broker must refuse such a file with a line
-/// naming it, not die with a backtrace. While `f` runs, the panic hook is
-/// one that stays silent for this thread and hands other threads' panics
-/// to the hook it replaced, which is put back afterwards. Used where a
-/// damaged file is met: opening and loading.
-fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
-    let me = std::thread::current().id();
-    let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
-    let forward = previous.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().id() != me {
-            forward(info);
-        }
-    }));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    // Dropping our hook drops its handle on the previous one (no hook is
-    // running once take_hook returns), so it can be put back as it was.
-    drop(std::panic::take_hook());
-    match Arc::try_unwrap(previous) {
-        Ok(hook) => std::panic::set_hook(hook),
-        Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
-    }
-    result.map_err(|payload| panic_text(payload.as_ref()))
+/// truncated one, say); a broker must refuse such a file with an error
+/// naming it, not die. Used where a damaged file is met: opening and
+/// loading. The panic hook is left alone: the process's hook still sees
+/// the panic (the default one prints it); a program that wants it silent
+/// installs its own, as the `tinymq` command does.
+fn catch_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_text(payload.as_ref()))
 }
 
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -326,7 +309,7 @@ impl RedbStore {
             }
             Ok(loaded)
         };
-        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
+        catch_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
     }
 }
 
