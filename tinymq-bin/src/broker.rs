@@ -9,8 +9,8 @@ use std::time::Duration;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_core::auth::AllowList;
 use tinymq_net::Durability;
-use tinymq_net::config_file::{self as config, ConfigError, ConfigFile};
 use tinymq_net::{Broker, ListenAddr, ServerTls};
+use tinymq_net::{ConfigError, ConfigFile};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::logger::{self, Level};
@@ -263,7 +263,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     // unless
     // a flag or the file says otherwise.
     config.allow_anonymous =
-        allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| config::loopback_only(&config.listeners));
+        allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| ConfigFile::loopback_only(&config.listeners));
     if let Some(peers) = allowed_peers {
         config.allowed_peers = Some(peers);
     }
@@ -322,7 +322,7 @@ pub fn run_config(mut args: pico_args::Arguments) -> Outcome {
         return Ok(());
     }
     args::finish(args)?;
-    print!("{}", config::default_file());
+    print!("{}", ConfigFile::default_text());
     Ok(())
 }
 

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tinymq_core::auth::{MAX_PASSWORD_LEN, check_user_name};
 use tinymq_core::store::{Store, StoreOp};
-use tinymq_net::store::{DATABASE_FILE, RedbStore, StoreError};
-use tinymq_net::users::{UserError, new_user};
+use tinymq_net::{DATABASE_FILE, RedbStore, StoreError, UserError, new_user};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::panics::quietly;

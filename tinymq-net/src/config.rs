@@ -18,7 +18,7 @@ use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 use crate::writer::Durability;
 
-/// Every setting of a broker. Built with [`Broker::builder`].
+/// Every setting of a broker. Built with [`Broker::builder`](crate::Broker::builder).
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     /// Where to accept connections (binary protocol and HTTP).
@@ -111,7 +111,7 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Builds a [`Broker`]; see [`Broker::builder`].
+/// Builds a [`Broker`](crate::Broker); see [`Broker::builder`](crate::Broker::builder).
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct BrokerBuilder {
@@ -126,7 +126,7 @@ impl BrokerBuilder {
     }
 
     /// Adds a TCP listener (port 0 picks a free port; see
-    /// [`Broker::tcp_addr`]).
+    /// [`Broker::tcp_addr`](crate::Broker::tcp_addr)).
     pub fn listen_tcp(self, address: SocketAddr) -> Self {
         self.listen(ListenAddr::Tcp(address))
     }
@@ -138,7 +138,7 @@ impl BrokerBuilder {
 
     /// Adds an HTTP listener (the Moustique-compatible API, the plain API
     /// and the status page; port 0 picks a free port; see
-    /// [`Broker::http_addr`]).
+    /// [`Broker::http_addr`](crate::Broker::http_addr)).
     pub fn listen_http(self, address: SocketAddr) -> Self {
         self.listen(ListenAddr::Http(address))
     }

@@ -6,14 +6,14 @@
 //! [`ConfigFile::broker_config`] gives the [`BrokerConfig`] it describes,
 //! with the command's defaults where the file is silent (so a data
 //! directory `./data`, and a TCP and an HTTP listener on loopback);
-//! [`default_file`] is the file `tinymq config` prints, every key with its
+//! [`ConfigFile::default_text`] is the file `tinymq config` prints, every key with its
 //! default and a comment. `tinymq broker` applies its flags over the
 //! file's settings: a flag overrides the key it mirrors.
 //!
 //! # Adding a key
 //!
 //! Add an `Option` field to its section, a commented line to
-//! [`default_file`], and its effect to [`ConfigFile::broker_config`]. The
+//! `default_file`, and its effect to [`ConfigFile::broker_config`]. The
 //! tests read the printed file back and expect the defaults, so the three
 //! cannot drift apart. (The TLS settings have their place kept, commented
 //! out, in the printed file.)
@@ -138,7 +138,7 @@ impl LogLevel {
     }
 }
 
-/// A whole config file. Every key is optional; see [`default_file`] for
+/// A whole config file. Every key is optional; see [`ConfigFile::default_text`] for
 /// what each means.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -463,10 +463,24 @@ fn socket_addr(key: &str, address: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{:?} is not HOST:PORT", address.chars().take(256).collect::<String>())))
 }
 
-/// Whether every listener is reachable from this host only: loopback
-/// addresses and Unix sockets. The default of `allow_anonymous` follows
-/// it: open on a private listener, closed on one others can reach.
-pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
+impl ConfigFile {
+    /// Whether every listener is reachable from this host only: loopback
+    /// addresses and Unix sockets. The default of `allow_anonymous` follows
+    /// it: open on a private listener, closed on one others can reach.
+    pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
+        loopback_only(listeners)
+    }
+
+    /// The config file `tinymq config` prints: every key, with its default
+    /// and a comment. Keys whose default depends on the machine or on the
+    /// listeners are shown commented out.
+    pub fn default_text() -> String {
+        default_file()
+    }
+}
+
+/// See [`ConfigFile::loopback_only`].
+fn loopback_only(listeners: &[ListenAddr]) -> bool {
     listeners.iter().all(|listener| match listener {
         ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
             addr.ip().to_canonical().is_loopback()
@@ -531,10 +545,8 @@ fn header(line: &str) -> Option<(bool, String)> {
     Some((array, inner[..end].trim().replace(['"', '\''], "")))
 }
 
-/// The config file `tinymq config` prints: every key, with its default
-/// and a comment. Keys whose default depends on the machine or on the
-/// listeners are shown commented out.
-pub fn default_file() -> String {
+/// See [`ConfigFile::default_text`].
+fn default_file() -> String {
     let frame = FrameLimits::default();
     let topic = TopicLimits::default();
     let session = SessionConfig::default();

@@ -166,7 +166,7 @@ impl Conn {
                 match tls {
                     None => Conn::Tcp(stream),
                     Some(tls) => {
-                        let name = tinymq_net::tls::server_name(&settings.address)?;
+                        let name = tinymq_net::ClientTls::server_name(&settings.address)?;
                         let tls = ClientConnection::new(tls.config(), name).map_err(|e| e.to_string())?;
                         Conn::Tls(Box::new(StreamOwned::new(tls, stream)))
                     }
