@@ -267,3 +267,27 @@ impl BrokerBuilder {
         self
     }
 }
+
+/// See [`ConfigFile::loopback_only`](crate::ConfigFile::loopback_only).
+pub(crate) fn loopback_only(listeners: &[ListenAddr]) -> bool {
+    listeners.iter().all(|listener| match listener {
+        ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
+            addr.ip().to_canonical().is_loopback()
+        }
+        ListenAddr::Unix(_) => true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only_means_every_listener() {
+        let tcp = |a: &str| ListenAddr::Tcp(a.parse().unwrap());
+        assert!(loopback_only(&[tcp("127.0.0.1:1"), ListenAddr::Http("[::1]:2".parse().unwrap())]));
+        assert!(loopback_only(&[ListenAddr::Unix("/tmp/x".into())]));
+        assert!(!loopback_only(&[tcp("127.0.0.1:1"), tcp("0.0.0.0:2")]));
+        assert!(!loopback_only(&[tcp("192.0.2.1:1")]));
+    }
+}

@@ -383,7 +383,8 @@ impl ConfigFile {
             let peers = AllowList::from_entries(entries).map_err(|e| invalid("access.allowed_peers", e.to_string()))?;
             config.allowed_peers = Some(peers);
         }
-        config.allow_anonymous = access.allow_anonymous.unwrap_or_else(|| loopback_only(&config.listeners));
+        config.allow_anonymous =
+            access.allow_anonymous.unwrap_or_else(|| crate::config::loopback_only(&config.listeners));
         let mut budget = BudgetConfig::default();
         if let Some(burst) = access.peer_budget {
             budget.burst = burst;
@@ -468,7 +469,7 @@ impl ConfigFile {
     /// addresses and Unix sockets. The default of `allow_anonymous` follows
     /// it: open on a private listener, closed on one others can reach.
     pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
-        loopback_only(listeners)
+        crate::config::loopback_only(listeners)
     }
 
     /// The config file `tinymq config` prints: every key, with its default
@@ -477,16 +478,6 @@ impl ConfigFile {
     pub fn default_text() -> String {
         default_file()
     }
-}
-
-/// See [`ConfigFile::loopback_only`].
-fn loopback_only(listeners: &[ListenAddr]) -> bool {
-    listeners.iter().all(|listener| match listener {
-        ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
-            addr.ip().to_canonical().is_loopback()
-        }
-        ListenAddr::Unix(_) => true,
-    })
 }
 
 /// The line (from 1) of byte `offset` in `text`, and the key on it: the
@@ -841,14 +832,5 @@ mod tests {
         let said = ConfigFile::load(&missing).unwrap_err().to_string();
         assert!(said.starts_with(&format!("cannot read the config file {}", missing.display())), "{said}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn loopback_only_means_every_listener() {
-        let tcp = |a: &str| ListenAddr::Tcp(a.parse().unwrap());
-        assert!(loopback_only(&[tcp("127.0.0.1:1"), ListenAddr::Http("[::1]:2".parse().unwrap())]));
-        assert!(loopback_only(&[ListenAddr::Unix("/tmp/x".into())]));
-        assert!(!loopback_only(&[tcp("127.0.0.1:1"), tcp("0.0.0.0:2")]));
-        assert!(!loopback_only(&[tcp("192.0.2.1:1")]));
     }
 }
