@@ -14,7 +14,8 @@ use tinymq_core::http::clients::{HttpClientId, HttpClientLimits};
 use tinymq_core::http::conn::{HttpConn, HttpConnConfig, HttpStep};
 use tinymq_core::http::encoding::{Encoding, EncodingMode, decode_params, decode_value, encode_value, parse_form};
 use tinymq_core::http::request::{HttpLimits, Parsed, parse_head};
-use tinymq_core::http::service::{self, Context, Figures, HttpConfig, HttpState, Reply, SinkKind};
+use tinymq_core::http::service::{self, Context, HttpConfig, HttpState, Reply, SinkKind};
+use tinymq_core::metrics::Figures;
 use tinymq_core::{NamespaceId, Router};
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,5 +1,6 @@
 //! Argument helpers shared by the subcommands: pico-args with errors that
-//! name the bad flag, and the exit-status split of CLI.md.
+//! name the bad flag, and the exit-status split README.md states ("Publish
+//! and subscribe": usage errors exit 2, other failures 1).
 
 use std::fmt::Display;
 use std::str::FromStr;

@@ -9,9 +9,9 @@ use std::time::Duration;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use tinymq_core::auth::AllowList;
 use tinymq_core::http::encoding::EncodingMode;
-use tinymq_net::config::{self, ConfigError, ConfigFile};
-use tinymq_net::store::Durability;
+use tinymq_net::Durability;
 use tinymq_net::{Broker, ListenAddr, ServerTls};
+use tinymq_net::{ConfigError, ConfigFile};
 
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::logger::{self, Level};
@@ -267,10 +267,11 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         }
         config.listeners.push(ListenAddr::Https(address));
     }
-    // Open on private listeners, closed on public ones (CLI.md), unless
+    // Open on private listeners, closed on public ones (README.md, "Users"),
+    // unless
     // a flag or the file says otherwise.
     config.allow_anonymous =
-        allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| config::loopback_only(&config.listeners));
+        allow_anonymous.or(file.access.allow_anonymous).unwrap_or_else(|| ConfigFile::loopback_only(&config.listeners));
     if let Some(peers) = allowed_peers {
         config.allowed_peers = Some(peers);
     }
@@ -311,7 +312,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(path) = &config_path {
         log::info!("configuration read from {}", path.display());
     }
-    let broker = tls.apply(Broker::builder().config(config))?.start().map_err(Failure::run)?;
+    let builder = tls.apply(Broker::builder().config(config))?;
+    // Opening a damaged store can panic inside redb; the library turns that
+    // into an error naming the file, which is all the user should see.
+    let broker = crate::panics::quietly(|| builder.start()).map_err(Failure::run)?;
     log::info!("tinymq {} started", env!("CARGO_PKG_VERSION"));
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal} received; stopping");
@@ -326,7 +330,7 @@ pub fn run_config(mut args: pico_args::Arguments) -> Outcome {
         return Ok(());
     }
     args::finish(args)?;
-    print!("{}", config::default_file());
+    print!("{}", ConfigFile::default_text());
     Ok(())
 }
 

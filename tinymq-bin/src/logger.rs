@@ -44,8 +44,8 @@ impl Default for Level {
     }
 }
 
-impl From<tinymq_net::config::LogLevel> for Level {
-    fn from(level: tinymq_net::config::LogLevel) -> Self {
+impl From<tinymq_net::LogLevel> for Level {
+    fn from(level: tinymq_net::LogLevel) -> Self {
         Level(level.filter())
     }
 }

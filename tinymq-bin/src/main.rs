@@ -15,6 +15,7 @@ mod args;
 mod bench;
 mod broker;
 mod logger;
+mod panics;
 mod pubsub;
 mod tls;
 mod user;
@@ -40,6 +41,7 @@ Run `tinymq <COMMAND> --help` for a command's options.
 Options: --help, --version";
 
 fn main() -> ExitCode {
+    panics::install();
     let mut raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let command = raw.first().and_then(|c| c.to_str()).map(str::to_owned);
     let result = match command.as_deref() {

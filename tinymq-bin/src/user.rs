@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use tinymq_core::auth::{MAX_PASSWORD_LEN, check_user_name};
 use tinymq_core::store::{Store, StoreOp};
-use tinymq_net::store::{DATABASE_FILE, RedbStore, StoreError};
-use tinymq_net::users::{UserError, new_user};
+use tinymq_net::{DATABASE_FILE, RedbStore, StoreError, UserError, new_user};
 
 use crate::args::{self, Failure, Outcome, UsageError};
+use crate::panics::quietly;
 
 const USAGE: &str = "\
 Usage: tinymq user add NAME [--password P] [--admin] [--data DIR]
@@ -73,7 +73,7 @@ fn open(data: &Path, create: bool) -> Result<RedbStore, Failure> {
     if !create && !path.exists() {
         return Err(Failure::run(format!("no database at {} (no users yet, or another --data)", path.display())));
     }
-    RedbStore::open(data).map_err(|error| match error {
+    quietly(|| RedbStore::open(data)).map_err(|error| match error {
         StoreError::InUse(_) => Failure::run(format!("{error}; stop it to manage users")),
         error => Failure::run(error),
     })
@@ -88,7 +88,7 @@ fn add(data: &Path, name: &str, password: Option<String>, admin: bool) -> Outcom
         None => read_password(name)?,
     };
     let mut store = open(data, true)?;
-    let existed = store.load_users().map_err(Failure::run)?.iter().any(|user| user.name == name);
+    let existed = quietly(|| store.load_users()).map_err(Failure::run)?.iter().any(|user| user.name == name);
     // Takes a moment: users::ITERATIONS rounds of PBKDF2.
     let user = new_user(name, &password, admin).map_err(Failure::run)?;
     let role = user.role();
@@ -103,7 +103,7 @@ fn add(data: &Path, name: &str, password: Option<String>, admin: bool) -> Outcom
 
 fn remove(data: &Path, name: &str) -> Outcome {
     let mut store = open(data, false)?;
-    if !store.load_users().map_err(Failure::run)?.iter().any(|user| user.name == name) {
+    if !quietly(|| store.load_users()).map_err(Failure::run)?.iter().any(|user| user.name == name) {
         return Err(Failure::run(format!("no user {name:?} in {}", store.path().display())));
     }
     store.apply(&[StoreOp::DeleteUser { name: name.to_owned() }]).map_err(Failure::run)?;
@@ -114,7 +114,7 @@ fn remove(data: &Path, name: &str) -> Outcome {
 fn list(data: &Path) -> Outcome {
     let store = open(data, false)?;
     let mut out = std::io::stdout().lock();
-    for user in store.load_users().map_err(Failure::run)? {
+    for user in quietly(|| store.load_users()).map_err(Failure::run)? {
         writeln!(out, "{}\t{}", user.name, user.role()).map_err(Failure::run)?;
     }
     Ok(())

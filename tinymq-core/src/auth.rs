@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use crate::store::RecordError;
+use crate::record::{Record, RecordError};
 
 mod allow_list;
 mod budget;
@@ -101,42 +101,32 @@ impl UserRecord {
 
     /// Reads a record filed under `name`. Never panics on bad input.
     pub fn decode(name: &str, record: &[u8]) -> Result<Self, RecordError> {
-        let mut rest = record;
-        let mut take = |n: usize| -> Result<&[u8], RecordError> {
-            if rest.len() < n {
-                return Err(RecordError::Truncated);
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            Ok(head)
-        };
-        let version = take(1)?[0];
+        let mut reader = Record::new(record);
+        let version = reader.byte()?;
         if version != USER_RECORD_V1 {
             return Err(RecordError::UnknownVersion(version));
         }
-        if take(1)?[0] != PBKDF2_HMAC_SHA256 {
+        if reader.byte()? != PBKDF2_HMAC_SHA256 {
             return Err(RecordError::Malformed("hashing algorithm"));
         }
-        let flags = take(1)?[0];
+        let flags = reader.byte()?;
         if flags & !FLAG_ADMIN != 0 {
             return Err(RecordError::Malformed("user flags"));
         }
-        let iterations = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes"));
+        let iterations = reader.u32()?;
         if iterations == 0 || iterations > MAX_ITERATIONS {
             return Err(RecordError::Malformed("iteration count"));
         }
-        let salt_len = usize::from(take(1)?[0]);
+        let salt_len = usize::from(reader.byte()?);
         if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&salt_len) {
             return Err(RecordError::Malformed("salt"));
         }
-        let salt = take(salt_len)?.to_vec();
-        if usize::from(take(1)?[0]) != HASH_LEN {
+        let salt = reader.take(salt_len)?.to_vec();
+        if usize::from(reader.byte()?) != HASH_LEN {
             return Err(RecordError::Malformed("hash"));
         }
-        let hash: [u8; HASH_LEN] = take(HASH_LEN)?.try_into().expect("HASH_LEN bytes");
-        if !rest.is_empty() {
-            return Err(RecordError::Trailing(rest.len()));
-        }
+        let hash: [u8; HASH_LEN] = reader.take(HASH_LEN)?.try_into().expect("HASH_LEN bytes");
+        reader.finish()?;
         check_user_name(name).map_err(|_| RecordError::Malformed("user name"))?;
         Ok(UserRecord { name: name.to_owned(), admin: flags & FLAG_ADMIN != 0, iterations, salt, hash })
     }

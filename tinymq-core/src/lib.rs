@@ -9,13 +9,17 @@
 //! | module | owns |
 //! |---|---|
 //! | [`codec`] | the frame format: an incremental [`Decoder`] and [`Frame::encode`] |
+//! | [`message`] | a published message as it is stored and delivered ([`Message`]) |
 //! | [`topic`] | [`TopicName`], [`Filter`] and the [`SubscriptionTrie`] |
 //! | [`session`] | the broker side of one binary connection ([`Session`]) |
+//! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
-//! | [`http`] | HTTP semantics: the Moustique parameter encoding, forms |
-//! | [`store`] | what is kept across restarts: record format, [`store::Store`] |
+//! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
+//! | [`metrics`] | the broker's figures and the store's commit-latency histogram, as plain data |
+//! | [`store`] | what is kept across restarts: record formats, [`store::Store`] |
+//! | `record` (private) | the byte reader of stored records, shared by [`store`] and [`auth`] |
 //! | [`auth`] | users: the stored record, [`auth::Identity`], why credentials fail; the peer [`auth::AllowList`] and [`auth::PeerBudgets`] |
 //!
 //! # The run loop
@@ -63,7 +67,9 @@ pub mod client;
 pub mod codec;
 pub mod http;
 pub mod message;
+pub mod metrics;
 pub mod outbound;
+mod record;
 pub mod router;
 pub mod session;
 pub mod store;

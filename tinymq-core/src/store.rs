@@ -22,31 +22,12 @@ use std::net::IpAddr;
 
 use crate::auth::UserRecord;
 use crate::message::Message;
+use crate::record::Record;
+pub use crate::record::RecordError;
 use crate::topic::{Filter, TopicLimits};
 
 /// The first byte of every stored record written by this version.
 const RECORD_V1: u8 = 1;
-
-/// Why a stored record could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RecordError {
-    /// The record ends before its fields do.
-    #[error("stored record is truncated")]
-    Truncated,
-    /// A version this build does not know.
-    #[error("stored record has unknown version {0}")]
-    UnknownVersion(u8),
-    /// A text field is not UTF-8, or the address does not parse.
-    #[error("stored record has a malformed {0}")]
-    Malformed(&'static str),
-    /// Bytes left over after the last field.
-    #[error("stored record has {0} trailing bytes")]
-    Trailing(usize),
-    /// A key without the namespace separator.
-    #[error("stored key has no namespace separator")]
-    BadKey,
-}
 
 /// The key a value is filed under: `namespace 0x00 topic`. Namespace
 /// names (user names) never contain 0x00, so the split is unambiguous.
@@ -101,38 +82,15 @@ pub fn encode_message(message: &Message) -> Vec<u8> {
     out
 }
 
-/// A cursor over a stored record.
-struct Record<'a>(&'a [u8]);
-
-impl<'a> Record<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.0.len() < n {
-            return Err(RecordError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn field(&mut self) -> Result<&'a [u8], RecordError> {
-        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes"));
-        self.take(len as usize)
-    }
-
-    fn text(&mut self, what: &'static str) -> Result<&'a str, RecordError> {
-        std::str::from_utf8(self.field()?).map_err(|_| RecordError::Malformed(what))
-    }
-}
-
 /// Decodes a record made by [`encode_message`]. Never panics on bad input:
 /// a store file can be damaged.
 pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
-    let mut reader = Record(record);
-    let version = reader.take(1)?[0];
+    let mut reader = Record::new(record);
+    let version = reader.byte()?;
     if version != RECORD_V1 {
         return Err(RecordError::UnknownVersion(version));
     }
-    let updated_time = u64::from_be_bytes(reader.take(8)?.try_into().expect("8 bytes"));
+    let updated_time = reader.u64()?;
     let topic = reader.text("topic")?;
     let payload = reader.field()?;
     let from = reader.text("from")?;
@@ -140,9 +98,7 @@ pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
         "" => None,
         text => Some(text.parse::<IpAddr>().map_err(|_| RecordError::Malformed("ip"))?),
     };
-    if !reader.0.is_empty() {
-        return Err(RecordError::Trailing(reader.0.len()));
-    }
+    reader.finish()?;
     Ok(Message { topic: topic.into(), payload: payload.into(), from: from.into(), updated_time, ip })
 }
 
@@ -165,13 +121,13 @@ pub fn encode_http_client(first_seen: u64, filters: &[String]) -> Vec<u8> {
 /// filters. Never panics on bad input, and allocates only for filters the
 /// record really holds, whatever count it claims.
 pub fn decode_http_client(record: &[u8]) -> Result<(u64, Vec<Filter>), RecordError> {
-    let mut reader = Record(record);
-    let version = reader.take(1)?[0];
+    let mut reader = Record::new(record);
+    let version = reader.byte()?;
     if version != RECORD_V1 {
         return Err(RecordError::UnknownVersion(version));
     }
-    let first_seen = u64::from_be_bytes(reader.take(8)?.try_into().expect("8 bytes"));
-    let count = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+    let first_seen = reader.u64()?;
+    let count = reader.u32()?;
     let mut filters = Vec::new();
     for _ in 0..count {
         // The limits in force may have changed since it was subscribed: a
@@ -180,9 +136,7 @@ pub fn decode_http_client(record: &[u8]) -> Result<(u64, Vec<Filter>), RecordErr
             .map_err(|_| RecordError::Malformed("filter"))?;
         filters.push(filter);
     }
-    if !reader.0.is_empty() {
-        return Err(RecordError::Trailing(reader.0.len()));
-    }
+    reader.finish()?;
     Ok((first_seen, filters))
 }
 

@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use tinymq_core::{FrameLimits, ReasonCode, TopicError};
 
 use crate::ListenAddr;
 use crate::tls::{ClientTls, TlsFailure, TlsStream};
+use crate::transport::Stream;
 
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -513,7 +514,8 @@ impl Client {
         self.session.disconnect(Instant::now());
         let result = self.flush();
         if let Some(mut connection) = self.connection.take() {
-            connection.socket.shutdown();
+            // Best effort: the socket closes when dropped anyway.
+            let _ = connection.socket.shutdown();
         }
         result.map_err(Lost::into_error)
     }
@@ -608,7 +610,7 @@ impl Client {
             until = until.min(deadline.max(start + MIN_ATTEMPT_TIME));
         }
         self.drop_connection();
-        let socket = Socket::open(&self.options.address, self.options.tls.as_ref(), until)?;
+        let socket = connect(&self.options.address, self.options.tls.as_ref(), until)?;
         self.connection = Some(Connection::new(socket).map_err(Lost::Io)?);
         self.session.connect(Instant::now());
         loop {
@@ -905,7 +907,7 @@ struct AwaitedAck {
 /// A connected socket, non-blocking, with the poll that waits on it.
 #[derive(Debug)]
 struct Connection {
-    socket: Socket,
+    socket: Stream,
     poll: Poll,
     events: Events,
     /// Scratch space for TLS records before decryption.
@@ -915,9 +917,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(mut socket: Socket) -> io::Result<Self> {
+    fn new(mut socket: Stream) -> io::Result<Self> {
         let poll = Poll::new()?;
-        socket.register(&poll)?;
+        socket.register(poll.registry(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
         Ok(Connection { socket, poll, events: Events::with_capacity(4), cipher: Vec::new(), accepted: false })
     }
 
@@ -947,7 +949,7 @@ impl Connection {
     /// `until`.
     fn flush(&mut self, session: &mut ClientSession, until: Instant) -> io::Result<()> {
         while let Some(bytes) = session.poll_transmit() {
-            match self.socket.write(bytes) {
+            match self.socket.write_vectored(&[IoSlice::new(bytes)]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => session.advance_transmit(written),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -994,110 +996,50 @@ impl Connection {
     }
 }
 
-/// A stream of any transport, matched where they differ.
-#[derive(Debug)]
-enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    Tls(Box<TlsStream>),
+/// Connects to `address`, blocking until `until` at most (name
+/// resolution excepted), then makes the stream non-blocking. The TLS
+/// handshake, if any, is left to the first reads and writes.
+fn connect(address: &Address, tls: Option<&ClientTls>, until: Instant) -> Result<Stream, Lost> {
+    match (address, tls) {
+        (Address::Tcp(host_port), None) => Ok(Stream::Tcp(connect_tcp(host_port, until).map_err(Lost::Io)?)),
+        (Address::Tcp(host_port), Some(tls)) => {
+            let name = crate::tls::server_name(host_port).map_err(|e| Lost::Tls(format!("TLS: {e}")))?;
+            let stream = connect_tcp(host_port, until).map_err(Lost::Io)?;
+            Ok(Stream::Tls(Box::new(TlsStream::client(stream, tls, name).map_err(Lost::Io)?)))
+        }
+        (Address::Unix(path), None) => {
+            let stream = std::os::unix::net::UnixStream::connect(path).map_err(Lost::Io)?;
+            stream.set_nonblocking(true).map_err(Lost::Io)?;
+            Ok(Stream::Unix(UnixStream::from_std(stream)))
+        }
+        (Address::Unix(_), Some(_)) => Err(Lost::Tls("TLS needs a TCP address, not a Unix socket".into())),
+    }
 }
 
-impl Socket {
-    /// Connects to `address`, blocking until `until` at most (name
-    /// resolution excepted), then makes the stream non-blocking. The TLS
-    /// handshake, if any, is left to the first reads and writes.
-    fn open(address: &Address, tls: Option<&ClientTls>, until: Instant) -> Result<Socket, Lost> {
-        match (address, tls) {
-            (Address::Tcp(host_port), None) => Ok(Socket::Tcp(Self::connect_tcp(host_port, until).map_err(Lost::Io)?)),
-            (Address::Tcp(host_port), Some(tls)) => {
-                let name = crate::tls::server_name(host_port).map_err(|e| Lost::Tls(format!("TLS: {e}")))?;
-                let stream = Self::connect_tcp(host_port, until).map_err(Lost::Io)?;
-                Ok(Socket::Tls(Box::new(TlsStream::client(stream, tls, name).map_err(Lost::Io)?)))
+fn connect_tcp(host_port: &str, until: Instant) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for address in host_port.to_socket_addrs()? {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        match std::net::TcpStream::connect_timeout(&address, left) {
+            Ok(stream) => {
+                // Frames are written whole; do not wait to coalesce them.
+                stream.set_nodelay(true)?;
+                stream.set_nonblocking(true)?;
+                return Ok(TcpStream::from_std(stream));
             }
-            (Address::Unix(path), None) => {
-                let stream = std::os::unix::net::UnixStream::connect(path).map_err(Lost::Io)?;
-                stream.set_nonblocking(true).map_err(Lost::Io)?;
-                Ok(Socket::Unix(UnixStream::from_std(stream)))
-            }
-            (Address::Unix(_), Some(_)) => Err(Lost::Tls("TLS needs a TCP address, not a Unix socket".into())),
+            Err(error) => last_error = Some(error),
         }
     }
-
-    fn connect_tcp(host_port: &str, until: Instant) -> io::Result<TcpStream> {
-        let mut last_error = None;
-        for address in host_port.to_socket_addrs()? {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-            }
-            match std::net::TcpStream::connect_timeout(&address, left) {
-                Ok(stream) => {
-                    // Frames are written whole; do not wait to coalesce them.
-                    stream.set_nodelay(true)?;
-                    stream.set_nonblocking(true)?;
-                    return Ok(TcpStream::from_std(stream));
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host_port} resolves to no address"))))
-    }
-
-    fn register(&mut self, poll: &Poll) -> io::Result<()> {
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        match self {
-            Socket::Tcp(stream) => poll.registry().register(stream, Token(0), interest),
-            Socket::Unix(stream) => poll.registry().register(stream, Token(0), interest),
-            Socket::Tls(stream) => poll.registry().register(stream.socket_mut(), Token(0), interest),
-        }
-    }
-
-    fn shutdown(&mut self) {
-        // Best effort: the socket closes when dropped anyway.
-        let _ = match self {
-            Socket::Tcp(stream) => stream.shutdown(Shutdown::Both),
-            Socket::Unix(stream) => stream.shutdown(Shutdown::Both),
-            Socket::Tls(stream) => {
-                stream.close();
-                stream.socket().shutdown(Shutdown::Both)
-            }
-        };
-    }
-
-    /// Reads (plaintext, for TLS) into `buf`; `cipher` is scratch space
-    /// for TLS records.
-    fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(stream) => stream.read(buf),
-            Socket::Unix(stream) => stream.read(buf),
-            Socket::Tls(stream) => stream.read_plain(buf, cipher),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(stream) => stream.write(buf),
-            Socket::Unix(stream) => stream.write(buf),
-            Socket::Tls(stream) => stream.write_plain(&[IoSlice::new(buf)]),
-        }
-    }
-
-    /// Whether TLS records wait for the socket.
-    fn wants_write(&self) -> bool {
-        matches!(self, Socket::Tls(stream) if stream.wants_write())
-    }
-
-    fn send_pending(&mut self) -> io::Result<()> {
-        match self {
-            Socket::Tls(stream) => stream.send_pending(),
-            _ => Ok(()),
-        }
-    }
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host_port} resolves to no address"))))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::os::unix::net::UnixListener;
     use std::sync::atomic::{AtomicUsize, Ordering};

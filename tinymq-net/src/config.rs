@@ -1,479 +1,275 @@
-//! The configuration file of the `tinymq` command: every broker setting,
-//! in TOML, each key optional.
-//!
-//! [`ConfigFile::load`] reads a file and checks every key and value, with
-//! errors that name the file, the line and the key;
-//! [`ConfigFile::broker_config`] gives the [`BrokerConfig`] it describes,
-//! with the command's defaults where the file is silent (so a data
-//! directory `./data`, and a TCP and an HTTP listener on loopback);
-//! [`default_file`] is the file `tinymq config` prints, every key with its
-//! default and a comment. `tinymq broker` applies its flags over the
-//! file's settings: a flag overrides the key it mirrors.
-//!
-//! # Adding a key
-//!
-//! Add an `Option` field to its section, a commented line to
-//! [`default_file`], and its effect to [`ConfigFile::broker_config`]. The
-//! tests read the printed file back and expect the defaults, so the three
-//! cannot drift apart. (The TLS settings have their place kept, commented
-//! out, in the printed file.)
+//! The settings of a broker: [`BrokerConfig`], every setting with its
+//! default, and the [`BrokerBuilder`] setters that fill it in (starting a
+//! broker from them is [`BrokerBuilder::start`]). The `tinymq` command's
+//! TOML file, which describes a [`BrokerConfig`], is
+//! [`ConfigFile`](crate::ConfigFile).
 
-use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tinymq_core::auth::{AllowList, BudgetConfig};
-use tinymq_core::http::encoding::EncodingMode;
+use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
+use tinymq_core::http::clients::HttpClientLimits;
+use tinymq_core::http::conn::HttpConnConfig;
+use tinymq_core::http::service::HttpConfig;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
-use crate::broker::BrokerConfig;
-use crate::store::Durability;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
+use crate::writer::Durability;
 
-/// The largest config file read, in bytes.
-pub const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// The binary-protocol listener when the file names none.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1:1883";
-/// The HTTP listener when the file names none.
-pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:33334";
-/// The data directory when the file names none.
-pub const DEFAULT_DATA_DIR: &str = "./data";
-
-/// A config file that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file cannot be read: missing, not permitted, too large.
-    #[error("cannot read the config file {}: {message}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// Not TOML, an unknown key, or a bad value.
-    #[error("{}", describe(path.as_deref(), *line, key.as_deref(), message))]
-    Invalid {
-        /// The file, when the text came from one.
-        path: Option<PathBuf>,
-        /// The line (from 1), when known.
-        line: Option<usize>,
-        /// The key, as `section.key`, when known.
-        key: Option<String>,
-        /// What is wrong with it.
-        message: String,
-    },
+/// Every setting of a broker. Built with [`Broker::builder`](crate::Broker::builder).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where to accept connections (binary protocol and HTTP).
+    pub listeners: Vec<ListenAddr>,
+    /// Event-loop threads (default: the number of cores).
+    pub threads: usize,
+    /// Session settings: keep-alive, frame and topic limits, outbound limit.
+    pub session: SessionConfig,
+    /// Connections accepted at once, over all transports; more are closed at
+    /// once and counted (default 100,000).
+    pub max_connections: usize,
+    /// Whether clients without credentials use the public namespace.
+    pub allow_anonymous: bool,
+    /// The peers allowed to connect (`None`, the default: every peer).
+    /// Others get 401 (HTTP) or Disconnect 2 as soon as they connect, and
+    /// are counted. Unix-socket peers have no address and are not checked:
+    /// the socket file's permissions guard them.
+    pub allowed_peers: Option<AllowList>,
+    /// The budget of bad requests (wrong credentials, unknown paths,
+    /// malformed requests) per peer address, past which it is throttled.
+    pub peer_budget: BudgetConfig,
+    /// Messages queued per in-process client before the oldest are dropped
+    /// (default 65,536).
+    pub local_queue_limit: usize,
+    /// Payload bytes queued per in-process client before the oldest
+    /// messages are dropped (default 64 MiB; the newest message is always
+    /// kept).
+    pub local_queue_bytes: usize,
+    /// How long an in-process publish waits for room in a full in-process
+    /// queue before it drops the oldest messages (default 20 ms; zero never
+    /// waits). A subscriber that keeps up on average then loses nothing to
+    /// a moment off its core, and its publisher is slowed to its pace; one
+    /// that stopped reading holds a publisher up once, until it reads again.
+    /// Unless zero, an in-process publish to network subscribers is also
+    /// paced as a network publisher is while one of them has much unsent.
+    /// Deliveries from the network never wait (an event loop must not):
+    /// network publishers feeding an in-process queue over half full are
+    /// read slower instead.
+    pub local_queue_wait: Duration,
+    /// Where stored values live: `None` keeps them in memory only (the
+    /// library's default); a directory holds a redb database.
+    pub data_dir: Option<PathBuf>,
+    /// When a stored value is durable (default batched within 50 ms).
+    pub durability: Durability,
+    /// The HTTP API's settings: Moustique clients' queues and timeout,
+    /// regular-expression limits. Its topic limits and `allow_anonymous`
+    /// are taken from the fields above at start.
+    pub http: HttpConfig,
+    /// HTTP connections' settings: request limits and timeouts, the event
+    /// streams' heartbeat.
+    pub http_conn: HttpConnConfig,
+    /// Users beside those in the data directory's store (one of the same
+    /// name is replaced); see [`crate::users::new_user`].
+    pub users: Vec<UserRecord>,
+    /// The certificate every TLS and HTTPS listener presents.
+    pub tls: Option<ServerTls>,
+    /// How often loop 0 publishes the broker's figures to `$SYS/broker/...`
+    /// (default 10 s; zero publishes none).
+    pub sys_interval: Duration,
 }
 
-fn describe(path: Option<&Path>, line: Option<usize>, key: Option<&str>, message: &str) -> String {
-    let mut text = match path {
-        Some(path) => format!("config file {}", path.display()),
-        None => "config".to_owned(),
-    };
-    if let Some(line) = line {
-        text.push_str(&format!(", line {line}"));
+impl BrokerConfig {
+    /// Whether bad peers are throttled at all.
+    pub(crate) fn peer_budget_enabled(&self) -> bool {
+        self.peer_budget.burst > 0 && !self.peer_budget.refill.is_zero()
     }
-    if let Some(key) = key {
-        text.push_str(&format!(": {key}"));
-    }
-    format!("{text}: {message}")
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { path: None, line: None, key: Some(key.to_owned()), message: message.into() }
-}
-
-/// A binary-protocol listener's kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// TCP, at HOST:PORT.
-    Tcp,
-    /// A Unix domain socket, at a path.
-    Unix,
-}
-
-/// When a stored value is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DurabilityMode {
-    /// Committed before it is acknowledged.
-    Immediate,
-    /// Committed within `commit_interval_ms`.
-    Batched,
-}
-
-/// How much the broker logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Errors and warnings.
-    Warn,
-    /// The default: starts, stops, and what needs attention.
-    Info,
-    /// Every connection.
-    Debug,
-    /// Everything.
-    Trace,
-    /// Nothing.
-    Off,
-}
-
-impl LogLevel {
-    /// The `log` crate's filter for it.
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Error => log::LevelFilter::Error,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Debug => log::LevelFilter::Debug,
-            LogLevel::Trace => log::LevelFilter::Trace,
-            LogLevel::Off => log::LevelFilter::Off,
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            session: SessionConfig::default(),
+            max_connections: 100_000,
+            allow_anonymous: true,
+            allowed_peers: None,
+            peer_budget: BudgetConfig::default(),
+            local_queue_limit: 65_536,
+            local_queue_bytes: 64 << 20,
+            local_queue_wait: Duration::from_millis(20),
+            data_dir: None,
+            durability: Durability::Batched(Duration::from_millis(50)),
+            http: HttpConfig::default(),
+            http_conn: HttpConnConfig::default(),
+            users: Vec::new(),
+            tls: None,
+            sys_interval: Duration::from_secs(10),
         }
     }
 }
 
-/// A whole config file. Every key is optional; see [`default_file`] for
-/// what each means.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct ConfigFile {
-    /// `[[listener]]` tables: the binary-protocol listeners.
-    pub listener: Option<Vec<ListenerSection>>,
-    /// `[http]`.
-    pub http: HttpSection,
-    /// `[store]`.
-    pub store: StoreSection,
-    /// `[access]`.
-    pub access: AccessSection,
-    /// `[limits]`.
-    pub limits: LimitsSection,
-    /// `[log]`.
-    pub log: LogSection,
-    /// `[tls]`.
-    pub tls: TlsSection,
+/// Builds a [`Broker`](crate::Broker); see [`Broker::builder`](crate::Broker::builder).
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct BrokerBuilder {
+    pub(crate) config: BrokerConfig,
 }
 
-/// `[tls]`: the certificate of the TLS and HTTPS listeners.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct TlsSection {
-    /// `cert`: a PEM certificate chain; with `key`, the binary listeners
-    /// on TCP speak TLS.
-    pub cert: Option<PathBuf>,
-    /// `key`: its PEM private key.
-    pub key: Option<PathBuf>,
-}
-
-/// One `[[listener]]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct ListenerSection {
-    /// `network`: `tcp` (the default) or `unix`.
-    pub network: Option<Network>,
-    /// `address`: HOST:PORT, or a socket path.
-    pub address: Option<String>,
-}
-
-/// `[http]`: the HTTP listener and Moustique clients.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct HttpSection {
-    /// `enabled`: whether there is an HTTP listener.
-    pub enabled: Option<bool>,
-    /// `address`: its HOST:PORT.
-    pub address: Option<String>,
-    /// `client_timeout_secs`: a Moustique client not seen for this long is dropped.
-    pub client_timeout_secs: Option<u64>,
-    /// `queue_size`: messages queued per Moustique client.
-    pub queue_size: Option<usize>,
-    /// `request_timeout_secs`: a request must be whole this long after its first byte.
-    pub request_timeout_secs: Option<u64>,
-    /// `sse_heartbeat_secs`: how often an idle event stream gets a comment.
-    pub sse_heartbeat_secs: Option<u64>,
-    /// `https`: HOST:PORT of an HTTPS listener (needs `[tls]`).
-    pub https: Option<String>,
-    /// `moustique_encoding`: `auto`, `current` or `legacy`.
-    pub moustique_encoding: Option<String>,
-}
-
-/// `[store]`: where and how durably values are kept.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct StoreSection {
-    /// `data`: the data directory.
-    pub data: Option<PathBuf>,
-    /// `in_memory`: keep nothing on disk (overrides `data`).
-    pub in_memory: Option<bool>,
-    /// `durability`: `immediate` or `batched`.
-    pub durability: Option<DurabilityMode>,
-    /// `commit_interval_ms`: under `batched`, commit at least this often.
-    pub commit_interval_ms: Option<u64>,
-}
-
-/// `[access]`: who may connect, and how bad peers are slowed down.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct AccessSection {
-    /// `allow_anonymous`: whether clients without credentials are let in.
-    pub allow_anonymous: Option<bool>,
-    /// `allowed_peers`: addresses and CIDR ranges allowed to connect.
-    pub allowed_peers: Option<Vec<String>>,
-    /// `peer_budget`: bad requests per address in a burst (0: no throttling).
-    pub peer_budget: Option<u32>,
-    /// `peer_budget_refill_secs`: one more bad request allowed per this long.
-    pub peer_budget_refill_secs: Option<u64>,
-}
-
-/// `[limits]`: threads, connections, and the size of what clients send.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct LimitsSection {
-    /// `threads`: event-loop threads.
-    pub threads: Option<usize>,
-    /// `max_connections`: connections at once.
-    pub max_connections: Option<usize>,
-    /// `keep_alive_secs`: the keep-alive interval.
-    pub keep_alive_secs: Option<u64>,
-    /// `max_payload_bytes`: the longest message payload.
-    pub max_payload_bytes: Option<usize>,
-    /// `max_topic_bytes`: the longest topic name or filter.
-    pub max_topic_bytes: Option<usize>,
-    /// `max_topic_levels`: the most levels in a topic.
-    pub max_topic_levels: Option<usize>,
-    /// `max_client_id_bytes`: the longest client id.
-    pub max_client_id_bytes: Option<usize>,
-    /// `outbound_queue_bytes`: unsent bytes per connection before it is cut
-    /// as a slow consumer.
-    pub outbound_queue_bytes: Option<usize>,
-}
-
-/// `[log]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct LogSection {
-    /// `level`: error, warn, info or debug.
-    pub level: Option<LogLevel>,
-    /// `sys_interval_secs`: how often the broker publishes its figures to
-    /// `$SYS/broker/...`; 0 for never.
-    pub sys_interval_secs: Option<u64>,
-}
-
-impl ConfigFile {
-    /// Reads and checks the file at `path`: errors name the file, and the
-    /// line and key when there is one.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read_error = |message: String| ConfigError::Read { path: path.to_owned(), message };
-        let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
-        let mut text = String::new();
-        file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| read_error(e.to_string()))?;
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(read_error(format!("it is over {MAX_FILE_BYTES} bytes")));
-        }
-        let with_path = |error: ConfigError| match error {
-            ConfigError::Invalid { line, key, message, .. } => {
-                ConfigError::Invalid { path: Some(path.to_owned()), line, key, message }
-            }
-            read => read,
-        };
-        let file = Self::parse(&text).map_err(with_path)?;
-        file.broker_config().map_err(with_path)?;
-        Ok(file)
+impl BrokerBuilder {
+    /// Adds a binary-protocol listener.
+    pub fn listen(mut self, address: ListenAddr) -> Self {
+        self.config.listeners.push(address);
+        self
     }
 
-    /// Parses a config file's text: TOML, and every key known. Values are
-    /// checked by [`ConfigFile::broker_config`].
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| {
-            let (line, key) = match error.span() {
-                Some(span) => locate(text, span.start),
-                None => (None, None),
-            };
-            let message = error.message().trim().replace('\n', " ");
-            ConfigError::Invalid { path: None, line, key, message }
-        })
+    /// Adds a TCP listener (port 0 picks a free port; see
+    /// [`Broker::tcp_addr`](crate::Broker::tcp_addr)).
+    pub fn listen_tcp(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Tcp(address))
     }
 
-    /// The broker settings the file describes, the `tinymq` command's
-    /// defaults filling in what it leaves out. Errors name the bad key.
-    pub fn broker_config(&self) -> Result<BrokerConfig, ConfigError> {
-        let mut config = BrokerConfig::default();
-        let listeners = self.listener.clone().unwrap_or_else(|| vec![ListenerSection::default()]);
-        for (i, listener) in listeners.iter().enumerate() {
-            let key = format!("listener[{}].address", i + 1);
-            config.listeners.push(match listener.network.unwrap_or(Network::Tcp) {
-                Network::Tcp => {
-                    ListenAddr::Tcp(socket_addr(&key, listener.address.as_deref().unwrap_or(DEFAULT_ADDRESS))?)
-                }
-                Network::Unix => match listener.address.as_deref() {
-                    Some(path) if !path.is_empty() => ListenAddr::Unix(PathBuf::from(path)),
-                    _ => return Err(invalid(&key, "a unix listener needs a socket path")),
-                },
-            });
-        }
-        let http = &self.http;
-        if http.enabled.unwrap_or(true) {
-            let address = http.address.as_deref().unwrap_or(DEFAULT_HTTP_ADDRESS);
-            config.listeners.push(ListenAddr::Http(socket_addr("http.address", address)?));
-        }
-        match (&self.tls.cert, &self.tls.key) {
-            (Some(cert), Some(key)) => {
-                config.tls =
-                    Some(ServerTls::from_pem_files(cert, key).map_err(|e| invalid("tls.cert", e.to_string()))?);
-                for listener in &mut config.listeners {
-                    if let ListenAddr::Tcp(address) = listener {
-                        *listener = ListenAddr::Tls(*address);
-                    }
-                }
-            }
-            (None, None) => {}
-            (Some(_), None) => return Err(invalid("tls.key", "tls.cert needs tls.key")),
-            (None, Some(_)) => return Err(invalid("tls.cert", "tls.key needs tls.cert")),
-        }
-        if let Some(address) = &http.https {
-            if config.tls.is_none() {
-                return Err(invalid("http.https", "an HTTPS listener needs [tls] cert and key"));
-            }
-            config.listeners.push(ListenAddr::Https(socket_addr("http.https", address)?));
-        }
-        if let Some(secs) = http.client_timeout_secs {
-            config.http.client_limits.timeout = at_least_a_second("http.client_timeout_secs", secs)?;
-        }
-        if let Some(size) = http.queue_size {
-            config.http.client_limits.queue_size = at_least_one("http.queue_size", size)?;
-        }
-        if let Some(secs) = http.request_timeout_secs {
-            config.http_conn.request_timeout = at_least_a_second("http.request_timeout_secs", secs)?;
-        }
-        if let Some(mode) = &http.moustique_encoding {
-            config.http.moustique_encoding = EncodingMode::parse(mode)
-                .ok_or_else(|| invalid("http.moustique_encoding", "must be \"auto\", \"current\" or \"legacy\""))?;
-        }
-        if let Some(secs) = http.sse_heartbeat_secs {
-            config.http_conn.heartbeat = at_least_a_second("http.sse_heartbeat_secs", secs)?;
-        }
-
-        let store = &self.store;
-        config.data_dir = match (store.in_memory.unwrap_or(false), &store.data) {
-            (true, _) => None,
-            (false, Some(dir)) if dir.as_os_str().is_empty() => return Err(invalid("store.data", "an empty path")),
-            (false, dir) => Some(dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))),
-        };
-        let interval = match store.commit_interval_ms {
-            Some(0) => return Err(invalid("store.commit_interval_ms", "must be at least 1")),
-            Some(ms) => Duration::from_millis(ms),
-            None => Duration::from_millis(50),
-        };
-        config.durability = match store.durability.unwrap_or(DurabilityMode::Batched) {
-            // The interval is kept for batched only (a file may keep it
-            // while trying immediate).
-            DurabilityMode::Immediate => Durability::Immediate,
-            DurabilityMode::Batched => Durability::Batched(interval),
-        };
-
-        let access = &self.access;
-        if let Some(entries) = &access.allowed_peers {
-            let peers = AllowList::from_entries(entries).map_err(|e| invalid("access.allowed_peers", e.to_string()))?;
-            config.allowed_peers = Some(peers);
-        }
-        config.allow_anonymous = access.allow_anonymous.unwrap_or_else(|| loopback_only(&config.listeners));
-        let mut budget = BudgetConfig::default();
-        if let Some(burst) = access.peer_budget {
-            budget.burst = burst;
-        }
-        if let Some(secs) = access.peer_budget_refill_secs {
-            budget.refill = at_least_a_second("access.peer_budget_refill_secs", secs)?;
-        }
-        config.peer_budget = budget;
-
-        let limits = &self.limits;
-        if let Some(threads) = limits.threads {
-            config.threads = at_least_one("limits.threads", threads)?;
-        }
-        if let Some(max) = limits.max_connections {
-            config.max_connections = at_least_one("limits.max_connections", max)?;
-        }
-        config.session = session_config(limits)?;
-        if let Some(secs) = self.log.sys_interval_secs {
-            config.sys_interval = Duration::from_secs(secs);
-        }
-        Ok(config)
+    /// Adds a Unix domain socket listener at `path`.
+    pub fn listen_unix(self, path: impl Into<PathBuf>) -> Self {
+        self.listen(ListenAddr::Unix(path.into()))
     }
 
-    /// The log level the file sets, if it does.
-    pub fn log_level(&self) -> Option<LogLevel> {
-        self.log.level
+    /// Adds an HTTP listener (the Moustique-compatible API, the plain API
+    /// and the status page; port 0 picks a free port; see
+    /// [`Broker::http_addr`](crate::Broker::http_addr)).
+    pub fn listen_http(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Http(address))
+    }
+
+    /// Adds a binary-protocol listener over TLS (needs [`BrokerBuilder::tls`]).
+    pub fn listen_tls(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Tls(address))
+    }
+
+    /// Adds an HTTPS listener (needs [`BrokerBuilder::tls`]).
+    pub fn listen_https(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Https(address))
+    }
+
+    /// Sets the certificate and key the TLS and HTTPS listeners present:
+    /// `ServerTls::from_pem_files(cert, key)?`, say.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// Sets the bounds on Moustique HTTP clients: queue size, inactivity
+    /// timeout, number of clients.
+    pub fn http_client_limits(mut self, limits: HttpClientLimits) -> Self {
+        self.config.http.client_limits = limits;
+        self
+    }
+
+    /// Sets how often the broker publishes its figures to `$SYS/broker/...`
+    /// (default 10 s; `Duration::ZERO` publishes none).
+    pub fn sys_interval(mut self, interval: Duration) -> Self {
+        self.config.sys_interval = interval;
+        self
+    }
+
+    /// Sets HTTP connections' limits and timeouts.
+    pub fn http_conn(mut self, config: HttpConnConfig) -> Self {
+        self.config.http_conn = config;
+        self
+    }
+
+    /// Sets the number of event-loop threads (at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads.max(1);
+        self
+    }
+
+    /// Sets the keep-alive interval (connections silent for 1.5 × it close).
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.config.session.keep_alive = keep_alive;
+        self
+    }
+
+    /// Sets the frame field limits.
+    pub fn frame_limits(mut self, limits: FrameLimits) -> Self {
+        self.config.session.frame_limits = limits;
+        self
+    }
+
+    /// Sets the topic limits.
+    pub fn topic_limits(mut self, limits: TopicLimits) -> Self {
+        self.config.session.topic_limits = limits;
+        self
+    }
+
+    /// Sets the outbound queue limit per connection, in bytes.
+    pub fn outbound_limit(mut self, bytes: usize) -> Self {
+        self.config.session.outbound_limit = bytes;
+        self
+    }
+
+    /// Sets the connection limit.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// Sets whether clients without credentials are let in.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = allow;
+        self
+    }
+
+    /// Lets only these peers connect (the default lets every peer).
+    pub fn allowed_peers(mut self, peers: AllowList) -> Self {
+        self.config.allowed_peers = Some(peers);
+        self
+    }
+
+    /// Sets the per-address budget of bad requests.
+    pub fn peer_budget(mut self, budget: BudgetConfig) -> Self {
+        self.config.peer_budget = budget;
+        self
+    }
+
+    /// Keeps stored values in a redb database in `dir` (created if
+    /// missing), loaded again at the next start.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps stored values in memory only (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.config.data_dir = None;
+        self
+    }
+
+    /// Adds a user (made by [`crate::users::new_user`]): clients that
+    /// give its name and password use its own namespace. It replaces a
+    /// stored user of the same name for this run; the store is unchanged.
+    pub fn user(mut self, user: UserRecord) -> Self {
+        self.config.users.push(user);
+        self
+    }
+
+    /// Sets when stored values are durable.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: BrokerConfig) -> Self {
+        self.config = config;
+        self
     }
 }
 
-fn session_config(limits: &LimitsSection) -> Result<SessionConfig, ConfigError> {
-    let mut session = SessionConfig::default();
-    if let Some(secs) = limits.keep_alive_secs {
-        session.keep_alive = at_least_a_second("limits.keep_alive_secs", secs)?;
-    }
-    let mut frame = FrameLimits::default();
-    let mut topic = TopicLimits::default();
-    if let Some(bytes) = limits.max_payload_bytes {
-        frame.max_payload_len = within("limits.max_payload_bytes", bytes, u32::MAX as usize)?;
-    }
-    if let Some(bytes) = limits.max_topic_bytes {
-        // The frame format holds at most 65535 bytes.
-        frame.max_topic_len = within("limits.max_topic_bytes", bytes, u16::MAX.into())?;
-        topic.max_len = frame.max_topic_len;
-    }
-    if let Some(levels) = limits.max_topic_levels {
-        topic.max_levels = within("limits.max_topic_levels", levels, u16::MAX.into())?;
-    }
-    if let Some(bytes) = limits.max_client_id_bytes {
-        frame.max_client_id_len = within("limits.max_client_id_bytes", bytes, u16::MAX.into())?;
-    }
-    if let Some(bytes) = limits.outbound_queue_bytes {
-        session.outbound_limit = at_least_one("limits.outbound_queue_bytes", bytes)?;
-    }
-    session.frame_limits = frame;
-    session.topic_limits = topic;
-    Ok(session)
-}
-
-fn at_least_one(key: &str, value: usize) -> Result<usize, ConfigError> {
-    if value == 0 { Err(invalid(key, "must be at least 1")) } else { Ok(value) }
-}
-
-fn within(key: &str, value: usize, max: usize) -> Result<usize, ConfigError> {
-    if value > max { Err(invalid(key, format!("must be at most {max}"))) } else { at_least_one(key, value) }
-}
-
-fn at_least_a_second(key: &str, secs: u64) -> Result<Duration, ConfigError> {
-    if secs == 0 { Err(invalid(key, "must be at least 1 second")) } else { Ok(Duration::from_secs(secs)) }
-}
-
-/// HOST:PORT, with HOST an address or a name to resolve.
-fn socket_addr(key: &str, address: &str) -> Result<SocketAddr, ConfigError> {
-    address
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| address.to_socket_addrs().ok().and_then(|mut a| a.next()))
-        .ok_or_else(|| invalid(key, format!("{:?} is not HOST:PORT", address.chars().take(256).collect::<String>())))
-}
-
-/// Whether every listener is reachable from this host only: loopback
-/// addresses and Unix sockets. The default of `allow_anonymous` follows
-/// it: open on a private listener, closed on one others can reach.
-pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
+/// See [`ConfigFile::loopback_only`](crate::ConfigFile::loopback_only).
+pub(crate) fn loopback_only(listeners: &[ListenAddr]) -> bool {
     listeners.iter().all(|listener| match listener {
         ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
             addr.ip().to_canonical().is_loopback()
@@ -482,366 +278,9 @@ pub fn loopback_only(listeners: &[ListenAddr]) -> bool {
     })
 }
 
-/// The line (from 1) of byte `offset` in `text`, and the key on it: the
-/// left of `key = value` (or a `[table]` header), under the table header
-/// above it, as `table.key` (`listener[2].key` for the second of an array
-/// of tables).
-fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_number = Some(before.matches('\n').count() + 1);
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    if let Some((_, name)) = header(line) {
-        return (line_number, Some(name));
-    }
-    let own = match line.split_once('=') {
-        Some((key, _))
-            if !key.trim().is_empty() && key.chars().all(|c| c.is_alphanumeric() || "_-.\"' ".contains(c)) =>
-        {
-            key.trim().replace(['"', '\''], "")
-        }
-        _ => return (line_number, None),
-    };
-    // The table this line is in, and which of its name for `[[arrays]]`.
-    let mut table = None;
-    let mut arrays: Vec<(String, usize)> = Vec::new();
-    for (array, name) in text[..line_start].lines().filter_map(header) {
-        if array {
-            let count = match arrays.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, count)) => {
-                    *count += 1;
-                    *count
-                }
-                None => {
-                    arrays.push((name.clone(), 1));
-                    1
-                }
-            };
-            table = Some(format!("{name}[{count}]"));
-        } else {
-            table = Some(name);
-        }
-    }
-    let key = match table {
-        Some(table) => format!("{table}.{own}"),
-        None => own,
-    };
-    (line_number, Some(key))
-}
-
-/// A `[table]` or `[[array]]` header's name, and whether it is an array.
-fn header(line: &str) -> Option<(bool, String)> {
-    let line = line.trim();
-    let array = line.starts_with("[[");
-    let inner = line.strip_prefix(if array { "[[" } else { "[" })?;
-    let end = inner.find(']')?;
-    Some((array, inner[..end].trim().replace(['"', '\''], "")))
-}
-
-/// The config file `tinymq config` prints: every key, with its default
-/// and a comment. Keys whose default depends on the machine or on the
-/// listeners are shown commented out.
-pub fn default_file() -> String {
-    let frame = FrameLimits::default();
-    let topic = TopicLimits::default();
-    let session = SessionConfig::default();
-    let broker = BrokerConfig::default();
-    let http = crate::HttpClientLimits::default();
-    let http_conn = crate::HttpConnConfig::default();
-    let budget = BudgetConfig::default();
-    let batched_ms = match broker.durability {
-        Durability::Batched(interval) => interval.as_millis(),
-        Durability::Immediate => 50,
-    };
-    format!(
-        r##"# tinymq broker configuration (TOML): `tinymq broker --config FILE`.
-# Every key is optional; one left out has the default shown here. A flag
-# given to `tinymq broker` overrides the key it mirrors. Keys shown
-# commented out have no fixed default: their comment says what it is.
-
-# A binary-protocol listener; repeat the [[listener]] table for several.
-# --network and --address replace them all with the one they name.
-[[listener]]
-# The kind of listener: "tcp" or "unix".
-network = "tcp"
-# HOST:PORT for tcp, or a socket path for unix.
-address = "{DEFAULT_ADDRESS}"
-
-# The HTTP listener: the Moustique-compatible API, the plain API and the
-# status page.
-[http]
-# Whether to listen for HTTP at all (--no-http turns it off).
-enabled = true
-# Its HOST:PORT (--http).
-address = "{DEFAULT_HTTP_ADDRESS}"
-# Seconds after which a Moustique client not seen by PICKUP or SUBSCRIBE
-# is dropped, with its queue (--http-client-timeout).
-client_timeout_secs = {client_timeout}
-# Messages queued per Moustique client; the oldest go first
-# (--http-queue-size).
-queue_size = {queue_size}
-# Seconds a request may take from its first byte to its last
-# (--http-request-timeout).
-request_timeout_secs = {request_timeout}
-# Seconds between comments on an idle event stream (--sse-heartbeat).
-sse_heartbeat_secs = {heartbeat}
-# The order of Moustique's parameter encoding: "current" (ROT13, then
-# Base64: today's clients), "legacy" (Base64, then ROT13: clients before
-# December 2025), or "auto": each request in the order it came in
-# (--moustique-encoding).
-moustique_encoding = "auto"
-# HOST:PORT of an HTTPS listener, with the [tls] certificate (--https;
-# default: none).
-# https = "127.0.0.1:33335"
-
-# A PEM certificate chain and its private key: with them, the binary
-# listeners on TCP speak TLS (--tls-cert, --tls-key; default: none).
-# [tls]
-# cert = "/etc/tinymq/cert.pem"
-# key = "/etc/tinymq/key.pem"
-
-# Where stored values, users and Moustique clients are kept.
-[store]
-# The data directory, created if missing (--data).
-data = "{DEFAULT_DATA_DIR}"
-# Keep nothing on disk; overrides data (--in-memory).
-in_memory = false
-# "batched": commit within commit_interval_ms; "immediate": commit before
-# acknowledging (--durability).
-durability = "batched"
-# Under batched, commit at least every this many milliseconds
-# (--commit-interval-ms).
-commit_interval_ms = {batched_ms}
-
-# Who may connect, and how peers that keep sending bad requests are
-# slowed down.
-[access]
-# Whether clients without credentials are let in, to the public namespace
-# (--allow-anonymous). Default: true when every listener is on loopback or
-# a Unix socket, else false.
-# allow_anonymous = true
-# The only peers allowed to connect, on every transport but Unix sockets:
-# IP addresses and CIDR ranges, IPv4 or IPv6 (--allowed-peers). Others get
-# 401 or Disconnect 2. Default: every peer.
-# allowed_peers = ["127.0.0.1", "::1", "10.0.0.0/8"]
-# Bad requests (wrong credentials, unknown paths, malformed requests) an
-# address may make in a burst before its new connections get 429 or
-# Disconnect 2; 0 turns this off (--peer-budget).
-peer_budget = {burst}
-# Seconds per bad request the address is allowed again
-# (--peer-budget-refill).
-peer_budget_refill_secs = {refill}
-
-# Threads, connections, and the size of what clients may send.
-[limits]
-# Event-loop threads (--threads). Default: the number of cores.
-# threads = 2
-# Connections at once, over all listeners (--max-connections).
-max_connections = {max_connections}
-# Keep-alive interval in seconds; a client silent for 1.5 times it is
-# closed (--keep-alive).
-keep_alive_secs = {keep_alive}
-# The longest message payload, in bytes.
-max_payload_bytes = {payload}
-# The longest topic name or filter, in bytes (at most 65535).
-max_topic_bytes = {topic_bytes}
-# The most levels in a topic name or filter.
-max_topic_levels = {topic_levels}
-# The longest client id, in bytes (at most 65535).
-max_client_id_bytes = {client_id}
-# Unsent bytes per binary connection before it is cut as a slow consumer
-# (--max-queue-bytes).
-outbound_queue_bytes = {outbound}
-
-[log]
-# "error", "warn", "info" or "debug", to stderr (--log-level).
-level = "info"
-# Seconds between the broker's figures on $SYS/broker/...; 0 for never
-# (--sys-interval).
-sys_interval_secs = {sys_interval}
-"##,
-        sys_interval = BrokerConfig::default().sys_interval.as_secs(),
-        client_timeout = http.timeout.as_secs(),
-        queue_size = http.queue_size,
-        request_timeout = http_conn.request_timeout.as_secs(),
-        heartbeat = http_conn.heartbeat.as_secs(),
-        burst = budget.burst,
-        refill = budget.refill.as_secs(),
-        max_connections = broker.max_connections,
-        keep_alive = session.keep_alive.as_secs(),
-        payload = frame.max_payload_len,
-        topic_bytes = topic.max_len,
-        topic_levels = topic.max_levels,
-        client_id = frame.max_client_id_len,
-        outbound = session.outbound_limit,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
-        ConfigFile::parse(text)
-    }
-
-    fn settings(text: &str) -> BrokerConfig {
-        parse(text).and_then(|f| f.broker_config()).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
-
-    #[test]
-    fn a_tls_section_makes_tcp_listeners_tls_and_allows_https() {
-        let dir = std::env::temp_dir().join(format!("tinymq-config-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
-        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        let tls = format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert_path, key_path);
-        let config = settings(&format!("[http]\nhttps = \"127.0.0.1:8443\"\n{tls}"));
-        assert!(config.tls.is_some());
-        assert!(
-            config.listeners.contains(&ListenAddr::Tls("127.0.0.1:1883".parse().unwrap())),
-            "{:?}",
-            config.listeners
-        );
-        assert!(config.listeners.contains(&ListenAddr::Https("127.0.0.1:8443".parse().unwrap())));
-        assert!(!config.listeners.iter().any(|l| matches!(l, ListenAddr::Tcp(_))));
-        assert!(error("[http]\nhttps = \"127.0.0.1:8443\"").contains("http.https"));
-        assert!(error(&format!("[tls]\ncert = {cert_path:?}")).contains("tls.key"));
-        let missing = error("[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"");
-        assert!(missing.contains("tls.cert") && missing.contains("/nonexistent/cert.pem"), "{missing}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn error(text: &str) -> String {
-        match parse(text).and_then(|f| f.broker_config()) {
-            Ok(config) => panic!("accepted: {config:?}\n{text}"),
-            Err(error) => error.to_string(),
-        }
-    }
-
-    #[test]
-    fn the_printed_file_reads_back_as_the_defaults() {
-        let printed = default_file();
-        let file = parse(&printed).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(format!("{:?}", file.broker_config().unwrap()), format!("{:?}", settings("")));
-        assert_eq!(file.log_level(), Some(LogLevel::Info));
-        // The commented-out keys are real keys too, once uncommented.
-        let mut uncommented = printed.clone();
-        for key in ["threads", "allow_anonymous", "allowed_peers"] {
-            uncommented = uncommented.replace(&format!("# {key} = "), &format!("{key} = "));
-        }
-        let config = settings(&uncommented);
-        assert_eq!(config.threads, 2);
-        assert!(config.allow_anonymous);
-        assert_eq!(config.allowed_peers.unwrap().to_string(), "127.0.0.1/32,::1/128,10.0.0.0/8");
-    }
-
-    #[test]
-    fn every_key_in_the_printed_file_has_a_comment() {
-        let printed = default_file();
-        let lines: Vec<&str> = printed.lines().collect();
-        let key_of = |line: &str| {
-            let (key, _) = line.trim_start_matches("# ").split_once(" = ")?;
-            key.chars().all(|c| c.is_ascii_lowercase() || c == '_').then(|| key.to_owned())
-        };
-        let mut keys = 0;
-        for (i, line) in lines.iter().enumerate() {
-            let Some(key) = key_of(line) else { continue };
-            keys += 1;
-            // The TLS placeholders share one comment.
-            if ["https", "cert", "key"].contains(&key.as_str()) {
-                continue;
-            }
-            let above = lines[i - 1];
-            assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
-        }
-        assert_eq!(keys, 29, "every key counted:\n{printed}");
-    }
-
-    #[test]
-    fn keys_take_effect() {
-        let config = settings(
-            r#"
-            [[listener]]
-            address = "127.0.0.1:1999"
-            [[listener]]
-            network = "unix"
-            address = "/tmp/t.sock"
-            [http]
-            address = "0.0.0.0:8080"
-            queue_size = 5
-            [store]
-            in_memory = true
-            durability = "immediate"
-            [access]
-            allowed_peers = ["10.0.0.0/8"]
-            peer_budget = 0
-            [limits]
-            threads = 3
-            max_payload_bytes = 100
-            "#,
-        );
-        assert_eq!(
-            config.listeners,
-            [
-                ListenAddr::Tcp("127.0.0.1:1999".parse().unwrap()),
-                ListenAddr::Unix("/tmp/t.sock".into()),
-                ListenAddr::Http("0.0.0.0:8080".parse().unwrap())
-            ]
-        );
-        assert_eq!(config.http.client_limits.queue_size, 5);
-        assert_eq!((config.data_dir, config.durability), (None, Durability::Immediate));
-        assert!(!config.allow_anonymous, "listening beyond loopback: anonymous off by default");
-        assert_eq!(config.peer_budget.burst, 0);
-        assert_eq!((config.threads, config.session.frame_limits.max_payload_len), (3, 100));
-        let none = settings("listener = []\n[http]\nenabled = false\n[store]\ndata = \"/var/lib/tinymq\"");
-        assert!(none.listeners.is_empty() && none.allow_anonymous);
-        assert_eq!(none.data_dir, Some(PathBuf::from("/var/lib/tinymq")));
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        let said = error("[http]\nqueue_size = 5\nqueu_size = 3\n");
-        assert!(said.starts_with("config, line 3: http.queu_size: unknown field `queu_size`"), "{said}");
-        let said = error("[http]\nqueue_size = \"big\"\n");
-        assert!(said.starts_with("config, line 2: http.queue_size: invalid type: string \"big\""), "{said}");
-        let said = error("[store]\ndurability = \"sometimes\"\n");
-        assert!(said.contains("store.durability") && said.contains("sometimes"), "{said}");
-        let said = error("[[listener]]\n[[listener]]\nnetwork = \"udp\"\n");
-        assert!(said.starts_with("config, line 3: listener[2].network:"), "{said}");
-        let said = error("[bogus]\nx = 1\n");
-        assert!(said.contains("line 1: bogus:") && said.contains("unknown field `bogus`"), "{said}");
-        assert_eq!(error("[http]\nqueue_size = 0\n"), "config: http.queue_size: must be at least 1");
-        assert_eq!(error("[limits]\nkeep_alive_secs = 0"), "config: limits.keep_alive_secs: must be at least 1 second");
-        assert_eq!(error("[limits]\nmax_topic_bytes = 70000"), "config: limits.max_topic_bytes: must be at most 65535");
-        let said = error("[access]\nallowed_peers = [\"10.0.0.0/8\", \"10.0.0.0/40\"]");
-        assert!(said.starts_with("config: access.allowed_peers:") && said.contains("10.0.0.0/40"), "{said}");
-        assert!(error("[http]\naddress = \"nowhere\"").starts_with("config: http.address: \"nowhere\""));
-        let said = error("[[listener]]\nnetwork = \"unix\"");
-        assert_eq!(said, "config: listener[1].address: a unix listener needs a socket path");
-        assert!(error("not toml at all").starts_with("config, line 1"));
-        assert!(!error("[http]\nqueue_size = [\n1,\n2]").contains('\n'), "one line");
-    }
-
-    #[test]
-    fn a_loaded_file_is_named_in_its_errors() {
-        let dir = std::env::temp_dir().join(format!("tinymq-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("broker.toml");
-        std::fs::write(&path, "[limits]\nthreads = 0\n").unwrap();
-        let said = ConfigFile::load(&path).unwrap_err().to_string();
-        assert_eq!(said, format!("config file {}: limits.threads: must be at least 1", path.display()));
-        std::fs::write(&path, "[log]\nlevel = \"loud\"\n").unwrap();
-        let said = ConfigFile::load(&path).unwrap_err().to_string();
-        assert!(said.starts_with(&format!("config file {}, line 2: log.level:", path.display())), "{said}");
-        let missing = dir.join("missing.toml");
-        let said = ConfigFile::load(&missing).unwrap_err().to_string();
-        assert!(said.starts_with(&format!("cannot read the config file {}", missing.display())), "{said}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn loopback_only_means_every_listener() {

@@ -40,15 +40,13 @@ use tinymq_core::{Closed, Delivery, ReasonCode, Request, RouteCache, Session, St
 
 use crate::local::WhenFull;
 use crate::proto::Proto;
-use crate::shared::{Batch, ConnRef, InboxItem, Shared, Sink, Stats, unix_time};
+use crate::shared::{Batch, ConnRef, InboxItem, READ_CHUNK, STALL, Shared, Sink, Stats, unix_time};
 use crate::transport::{Listener, Stream, Transport};
 use crate::users::Decision;
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 1;
-/// Bytes read from a socket per call, into the loop's shared scratch buffer.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// How long a closing connection may take to drain its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
 /// How long a connection may drain its last bytes when the broker stops.
@@ -62,9 +60,6 @@ const IOVECS: usize = 64;
 const READ_BUDGET: usize = 16;
 /// Inbox items handled between flushes of the connections they reached.
 const DRAIN_FLUSH: usize = 1024;
-/// How long a publisher feeding a loop that is behind waits before its
-/// next read (of at most [`READ_CHUNK`] bytes).
-pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// A connection whose unsent output is over `1 / PRESSURE_FRACTION` of its
 /// queue limit puts its loop under pressure.
 pub(crate) const PRESSURE_FRACTION: usize = 8;

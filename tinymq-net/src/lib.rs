@@ -22,8 +22,18 @@
 //!
 //! # The config file
 //!
-//! [`config::ConfigFile`] reads the `tinymq` command's TOML file into a
+//! [`ConfigFile`] reads the `tinymq` command's TOML file into a
 //! [`BrokerConfig`], for [`BrokerBuilder::config`].
+//!
+//! # Storage and users
+//!
+//! [`BrokerBuilder::data_dir`] keeps stored values, Moustique HTTP clients
+//! and users in a redb database ([`RedbStore`], the file
+//! [`DATABASE_FILE`]); [`Durability`] says when a write is durable.
+//! [`new_user`] makes a user record (salted PBKDF2) for
+//! [`BrokerBuilder::user`] or for the store. redb asserts on some damaged
+//! files; the store catches that and returns [`StoreError::Damaged`], and
+//! never replaces the process's panic hook (which still sees the panic).
 //!
 //! # TLS
 //!
@@ -43,7 +53,8 @@
 //! loop goes into that loop's inbox, with one wake per batch.
 //!
 //! Two kinds of helper thread keep slow work off the loops: the store's
-//! writer ([`store`]) and the password verifiers ([`users`]). A request
+//! writer, which groups writes into one commit per interval, and the
+//! password verifiers. A request
 //! that waits for either (a commit under immediate durability, a password
 //! not verified before) holds only its own connection; the answer comes
 //! back through the loop's inbox.
@@ -52,23 +63,33 @@
 
 mod broker;
 mod client;
-pub mod config;
+mod config;
+mod config_file;
 mod error;
 mod event_loop;
 mod local;
 mod proto;
 mod shared;
-pub mod store;
-pub mod tls;
+mod store;
+mod tls;
 mod transport;
-pub mod users;
+mod users;
+mod writer;
 
-pub use broker::{Broker, BrokerBuilder, BrokerConfig, BrokerStats, ShutdownHandle};
+pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
+pub use config::{BrokerBuilder, BrokerConfig};
+pub use config_file::{
+    AccessSection, ConfigError, ConfigFile, DurabilityMode, HttpSection, LimitsSection, ListenerSection, LogLevel,
+    LogSection, Network, StoreSection, TlsSection,
+};
 pub use error::Error;
 pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
+pub use store::{DATABASE_FILE, RedbStore, StoreError};
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;
 pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::{ListenAddr, Transport};
+pub use users::{UserError, new_user, verify_password};
+pub use writer::Durability;

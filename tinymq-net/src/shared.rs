@@ -4,22 +4,31 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use tinymq_core::auth::{AuthError, Fault, Identity, PeerBudgets, Throttled};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
-use tinymq_core::http::service::{Figures, HttpState, SinkKind};
+use tinymq_core::http::service::{HttpState, SinkKind};
+use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
-use crate::broker::BrokerConfig;
+use crate::config::BrokerConfig;
 use crate::local::{LocalInbox, Pushed, WhenFull};
-use crate::store::{StoreWriter, Ticket};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
+use crate::writer::{StoreWriter, Ticket};
 use tinymq_core::store::StoreOp;
+
+/// Bytes read from a socket per call, into an event loop's scratch
+/// buffer. With [`STALL`], the pace of a publisher feeding a loop that is
+/// behind, network (the event loop) or in-process (`local`) alike.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// How long a publisher feeding a loop that is behind waits before its
+/// next read (of at most [`READ_CHUNK`] bytes).
+pub(crate) const STALL: Duration = Duration::from_millis(1);
 
 /// A connection on some event loop. The serial tells a reused slab slot
 /// from the connection that held it before.
@@ -360,7 +369,7 @@ impl Shared {
 
     /// Whether an HTTP write is answered only after its commit.
     pub(crate) fn acks_after_commit(&self) -> bool {
-        self.store.is_some() && self.config.durability == crate::store::Durability::Immediate
+        self.store.is_some() && self.config.durability == crate::writer::Durability::Immediate
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

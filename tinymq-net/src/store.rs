@@ -1,6 +1,7 @@
 //! The redb store: the broker's durable state in one file under the data
-//! directory, and a writer thread that groups writes into one transaction
-//! per commit interval so no event loop ever waits on the disk.
+//! directory, its tables, and how each [`StoreOp`] reads and writes them.
+//! Writes reach it through the writer thread ([`crate::writer`]), which
+//! groups them into one transaction per commit.
 //!
 //! Stored values and Moustique HTTP clients (with their filters) go
 //! through it. Users live in a table of their own, written by `tinymq user`
@@ -10,29 +11,17 @@
 //!
 //! At start, a file that cannot be opened, is held by another broker or is
 //! damaged is an error naming it ([`StoreError`]); redb's own assertions on
-//! a damaged file are caught and reported the same way. At run time a
-//! failed commit (disk full, I/O error) keeps its writes queued and is
-//! retried with a growing delay, reopening the database first (redb refuses
-//! all work after an I/O error until it is reopened); the error is logged
-//! once per distinct error and shown by [`StoreWriter::failing`] until a
-//! commit succeeds again.
+//! a damaged file are caught and reported the same way (the process's
+//! panic hook, which this crate never replaces, still sees them). A commit that
+//! fails drops the database, and the next one reopens it (redb refuses all
+//! work after an I/O error until it is reopened).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::panic::{AssertUnwindSafe, PanicHookInfo};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
-use tinymq_core::http::service::DurationHistogram;
-use tinymq_core::store::{
-    Store, StoreOp, StoreTable, StoredValue, decode_message, encode_message, split_value_key, value_key,
-};
+use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
 
 /// Stored values (retained messages and PUTVAL values), by
@@ -48,11 +37,6 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
-
-/// The first retry of a failed commit waits this long; each further
-/// failure doubles it, up to [`RETRY_MAX`].
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// What went wrong with the store, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +203,7 @@ impl RedbStore {
 /// damaged file apart.
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
-    match quiet_panics(|| Database::create(path)) {
+    match catch_panics(|| Database::create(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse(path.to_owned())),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => Err(damaged(detail)),
@@ -236,33 +220,16 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
 /// Runs `f`, turning a panic in it into `Err` with the panic's message.
 ///
 /// redb asserts rather than returns an error on some damaged files (a
-/// truncated one, say); a broker must refuse such a file with a line
-/// naming it, not die with a backtrace. While `f` runs, the panic hook is
-/// one that stays silent for this thread and hands other threads' panics
-/// to the hook it replaced, which is put back afterwards. Used where a
-/// damaged file is met: opening and loading.
-fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
-    let me = std::thread::current().id();
-    let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
-    let forward = previous.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().id() != me {
-            forward(info);
-        }
-    }));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    // Dropping our hook drops its handle on the previous one (no hook is
-    // running once take_hook returns), so it can be put back as it was.
-    drop(std::panic::take_hook());
-    match Arc::try_unwrap(previous) {
-        Ok(hook) => std::panic::set_hook(hook),
-        Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
-    }
-    result.map_err(|payload| panic_text(payload.as_ref()))
+/// truncated one, say); a broker must refuse such a file with an error
+/// naming it, not die. Used where a damaged file is met: opening and
+/// loading. The panic hook is left alone: the process's hook still sees
+/// the panic (the default one prints it); a program that wants it silent
+/// installs its own, as the `tinymq` command does.
+fn catch_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_text(payload.as_ref()))
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -272,7 +239,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Error text fit for a log line or an HTTP answer.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -342,403 +309,23 @@ impl RedbStore {
             }
             Ok(loaded)
         };
-        quiet_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
-    }
-}
-
-/// When a write is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Committed before it is acknowledged: the writer commits as soon as
-    /// it can, grouping whatever arrived meanwhile.
-    Immediate,
-    /// Committed within this interval: a crash loses at most its writes.
-    Batched(Duration),
-}
-
-/// A ticket for a submitted write; [`StoreWriter::wait`] returns once it
-/// is committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[must_use]
-pub struct Ticket(u64);
-
-/// Called once a write is committed, or with the error of the commit that
-/// failed.
-type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// Writes waiting for the next commit, at most one per record: a write to
-/// a record already queued replaces it where it stands.
-#[derive(Default)]
-struct Pending {
-    ops: Vec<StoreOp>,
-    /// Where each queued record's operation is in `ops`. Holds only
-    /// operations queued after the last one without a single record, so
-    /// nothing is replaced across it.
-    slots: HashMap<(StoreTable, Vec<u8>), usize>,
-}
-
-impl Pending {
-    /// Queues `op`; true if it replaced a queued write to its record.
-    fn push(&mut self, op: StoreOp) -> bool {
-        match op.record() {
-            Some(record) => match self.slots.entry(record) {
-                Entry::Occupied(slot) => {
-                    self.ops[*slot.get()] = op;
-                    true
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(self.ops.len());
-                    self.ops.push(op);
-                    false
-                }
-            },
-            None => {
-                self.slots.clear();
-                self.ops.push(op);
-                false
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Moves everything queued into `batch` (which must be empty).
-    fn take(&mut self, batch: &mut Vec<StoreOp>) {
-        debug_assert!(batch.is_empty());
-        std::mem::swap(batch, &mut self.ops);
-        self.slots.clear();
-    }
-
-    /// Puts a failed batch back in front of what was queued since: the
-    /// newer writes still replace the older ones.
-    fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
-        let newer = std::mem::take(&mut self.ops);
-        self.slots.clear();
-        for op in batch.drain(..).chain(newer) {
-            self.push(op);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    pending: Pending,
-    /// When the oldest queued write arrived: a batched commit is due one
-    /// interval later.
-    oldest: Option<Instant>,
-    /// Callbacks waiting for tickets to commit, in ticket order.
-    waiters: Vec<(u64, Notify)>,
-    /// Tickets handed out so far; every ticket up to `committed` is
-    /// durable (its write, or a later one to the same record, committed).
-    submitted: u64,
-    committed: u64,
-    commits: u64,
-    failed_commits: u64,
-    /// Records written by successful commits.
-    records_written: u64,
-    /// How long successful commits took.
-    commit_seconds: DurationHistogram,
-    /// The last failed commit: the tickets it carried (up to this one)
-    /// and its error.
-    failed: Option<(u64, String)>,
-    /// The error of the last commit while it is the latest attempt.
-    failing: Option<String>,
-    stopping: bool,
-    /// The thread has ended: nothing more will commit.
-    stopped: bool,
-}
-
-impl Queue {
-    /// What a waiter on `ticket` is told now, if its fate is known.
-    fn outcome(&self, ticket: u64) -> Option<Result<(), String>> {
-        if self.committed >= ticket {
-            return Some(Ok(()));
-        }
-        if let Some((through, error)) = &self.failed
-            && *through >= ticket
-        {
-            return Some(Err(error.clone()));
-        }
-        self.stopped.then(|| Err("the store has stopped".to_owned()))
-    }
-}
-
-struct WriterShared {
-    queue: Mutex<Queue>,
-    /// Wakes the writer (work) and waiters (commits).
-    work: Condvar,
-    done: Condvar,
-    /// Mirrors `Queue::failing.is_some()`, read on every batched write.
-    failing: AtomicBool,
-}
-
-/// The store writer's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WriterFigures {
-    /// Writes submitted.
-    pub submitted: u64,
-    /// Writes made durable (their own commit, or that of a later write to
-    /// the same record which replaced them in the queue).
-    pub committed: u64,
-    /// Successful commits (transactions).
-    pub commits: u64,
-    /// Commits that failed.
-    pub failed_commits: u64,
-    /// Records written by successful commits.
-    pub records_written: u64,
-    /// Records queued for the next commit (at most one per record).
-    pub pending: u64,
-    /// The error of the last commit, while no later one has succeeded.
-    pub failing: Option<String>,
-    /// How long successful commits took.
-    pub commit_seconds: DurationHistogram,
-}
-
-/// The store's own thread: takes writes from any thread and commits them in
-/// groups, one transaction per group.
-///
-/// Writes queued for the same record replace each other (last write wins),
-/// so the queue holds at most one write per record whatever the update
-/// rate. A [`Ticket`] whose write was replaced is committed with the write
-/// that replaced it. A failed commit tells the waiters of its tickets, and
-/// its writes stay queued (behind nothing, replaced by newer ones) for a
-/// retry after a growing delay, until a commit succeeds.
-pub struct StoreWriter {
-    shared: Arc<WriterShared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for StoreWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreWriter").finish_non_exhaustive()
-    }
-}
-
-impl StoreWriter {
-    /// Starts the writer thread over `store`.
-    pub fn spawn<S: Store + Send + 'static>(mut store: S, durability: Durability) -> std::io::Result<Self> {
-        let shared = Arc::new(WriterShared {
-            queue: Mutex::default(),
-            work: Condvar::new(),
-            done: Condvar::new(),
-            failing: AtomicBool::new(false),
-        });
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("tinymq-store".into())
-            .spawn(move || write_loop(&mut store, &thread_shared, durability))?;
-        Ok(StoreWriter { shared, thread: Mutex::new(Some(thread)) })
-    }
-
-    /// Queues a write; it is committed with the next group.
-    pub fn submit(&self, op: StoreOp) -> Ticket {
-        let mut queue = self.shared.queue.lock();
-        let was_empty = queue.pending.is_empty();
-        if was_empty {
-            queue.oldest = Some(Instant::now());
-        }
-        queue.pending.push(op);
-        queue.submitted += 1;
-        let ticket = Ticket(queue.submitted);
-        drop(queue);
-        // The writer waits for work only on an empty queue; otherwise it
-        // is committing or letting the interval fill the batch.
-        if was_empty {
-            self.shared.work.notify_one();
-        }
-        ticket
-    }
-
-    /// Waits until `ticket`'s write is committed; the error of the commit
-    /// that failed otherwise.
-    pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
-        let mut queue = self.shared.queue.lock();
-        loop {
-            if let Some(outcome) = queue.outcome(ticket.0) {
-                return outcome;
-            }
-            self.shared.done.wait(&mut queue);
-        }
-    }
-
-    /// Calls `notify` once `ticket`'s write is committed (at once if it
-    /// is), or with the error of the commit that failed. It runs on the
-    /// writer's thread: it must only hand the news on.
-    pub fn on_commit(&self, ticket: Ticket, notify: impl FnOnce(Result<(), String>) + Send + 'static) {
-        let mut queue = self.shared.queue.lock();
-        match queue.outcome(ticket.0) {
-            Some(result) => {
-                drop(queue);
-                notify(result);
-            }
-            None => {
-                // Tickets are handed out in order and callers register soon
-                // after submitting, so this keeps the list sorted but for
-                // rare races, which the insert position handles.
-                let at = queue.waiters.partition_point(|(t, _)| *t <= ticket.0);
-                queue.waiters.insert(at, (ticket.0, Box::new(notify)));
-            }
-        }
-    }
-
-    /// The error of the last commit while no later one has succeeded:
-    /// writes made meanwhile are not durable (yet).
-    pub fn failing(&self) -> Option<String> {
-        if !self.shared.failing.load(Ordering::Acquire) {
-            return None;
-        }
-        self.shared.queue.lock().failing.clone()
-    }
-
-    /// Commits made so far (for statistics and tests).
-    pub fn commits(&self) -> u64 {
-        self.shared.queue.lock().commits
-    }
-
-    /// The writer's counters.
-    pub fn figures(&self) -> WriterFigures {
-        let queue = self.shared.queue.lock();
-        WriterFigures {
-            submitted: queue.submitted,
-            committed: queue.committed,
-            commits: queue.commits,
-            failed_commits: queue.failed_commits,
-            records_written: queue.records_written,
-            pending: queue.pending.len() as u64,
-            failing: queue.failing.clone(),
-            commit_seconds: queue.commit_seconds.clone(),
-        }
-    }
-
-    /// Commits everything queued and stops the thread. Later submits are
-    /// not committed. If that last commit fails, its writes are lost and
-    /// the error is logged.
-    pub fn shutdown(&self) {
-        self.shared.queue.lock().stopping = true;
-        self.shared.work.notify_all();
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for StoreWriter {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// The writer thread: wait for work, let the interval (or the retry delay)
-/// fill the batch, commit it, tell the waiters.
-fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durability) {
-    let mut batch = Vec::new();
-    let mut retry = RETRY_MIN;
-    // The last error logged: a failure that repeats is logged once.
-    let mut logged: Option<String> = None;
-    let mut queue = shared.queue.lock();
-    loop {
-        while queue.pending.is_empty() && !queue.stopping {
-            shared.work.wait(&mut queue);
-        }
-        if queue.pending.is_empty() {
-            break;
-        }
-        let now = Instant::now();
-        let until = match (durability, queue.failing.is_some()) {
-            (Durability::Batched(interval), true) => Some(now + interval.max(retry)),
-            (Durability::Immediate, true) => Some(now + retry),
-            // Let the interval fill the batch: one commit for all.
-            (Durability::Batched(interval), false) => Some(queue.oldest.unwrap_or(now) + interval),
-            (Durability::Immediate, false) => None,
-        };
-        if let Some(until) = until {
-            while !queue.stopping && !shared.work.wait_until(&mut queue, until).timed_out() {}
-        }
-        queue.pending.take(&mut batch);
-        let through = queue.submitted;
-        let stopping = queue.stopping;
-        drop(queue);
-        let started = Instant::now();
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| store.apply(&batch))) {
-            Ok(result) => result.map_err(|error| one_line(&error.to_string())),
-            Err(panic) => Err(panic_text(panic.as_ref())),
-        };
-        queue = shared.queue.lock();
-        let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
-        let ready: Vec<(u64, Notify)> = queue.waiters.drain(..split).collect();
-        let outcome = match result {
-            Ok(()) => {
-                queue.committed = through;
-                queue.commits += 1;
-                queue.commit_seconds.record(started.elapsed());
-                queue.records_written += batch.len() as u64;
-                batch.clear();
-                if let Some(error) = queue.failing.take() {
-                    log::warn!("store commits succeed again after failing with: {error}");
-                }
-                logged = None;
-                retry = RETRY_MIN;
-                Ok(())
-            }
-            Err(error) => {
-                queue.failed_commits += 1;
-                queue.failed = Some((through, error.clone()));
-                if stopping {
-                    log::error!("store commit failed while stopping; {} writes are lost: {error}", batch.len());
-                    batch.clear();
-                } else {
-                    if logged.as_ref() != Some(&error) {
-                        log::error!("store commit failed; its writes stay queued and are retried: {error}");
-                        logged = Some(error.clone());
-                    }
-                    queue.pending.requeue(&mut batch);
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
-                queue.failing = Some(error.clone());
-                Err(error)
-            }
-        };
-        shared.failing.store(queue.failing.is_some(), Ordering::Release);
-        let stop = stopping && outcome.is_err();
-        drop(queue);
-        shared.done.notify_all();
-        for (_, notify) in ready {
-            notify(outcome.clone());
-        }
-        queue = shared.queue.lock();
-        if stop {
-            break;
-        }
-    }
-    queue.stopped = true;
-    let left: Vec<(u64, Notify)> = queue.waiters.drain(..).collect();
-    drop(queue);
-    shared.done.notify_all();
-    for (_, notify) in left {
-        notify(Err("the store has stopped".to_owned()));
+        catch_panics(load).unwrap_or_else(|detail| Err(StoreError::Damaged { path: self.path.clone(), detail }))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tinymq_core::Message;
     use tinymq_core::store::MemoryStore;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tinymq-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
 
-    fn put(namespace: &str, topic: &str, payload: &str) -> StoreOp {
+    pub(crate) fn put(namespace: &str, topic: &str, payload: &str) -> StoreOp {
         StoreOp::PutValue {
             namespace: namespace.into(),
             message: Message {
@@ -751,7 +338,7 @@ mod tests {
         }
     }
 
-    fn payloads(values: Vec<StoredValue>) -> Vec<(String, String, String)> {
+    pub(crate) fn payloads(values: Vec<StoredValue>) -> Vec<(String, String, String)> {
         values
             .into_iter()
             .map(|v| (v.namespace, v.message.topic.to_string(), String::from_utf8_lossy(&v.message.payload).into()))
@@ -844,194 +431,6 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_groups_writes_and_waits_for_commits() {
-        let dir = temp_dir("writer");
-        let store = RedbStore::open(&dir).unwrap();
-        let writer = StoreWriter::spawn(store, Durability::Batched(Duration::from_millis(200))).unwrap();
-        let tickets: Vec<Ticket> = (0..100).map(|i| writer.submit(put("", &format!("t/{i}"), "x"))).collect();
-        writer.wait(*tickets.last().unwrap()).unwrap();
-        // 100 writes submitted well within one interval: far fewer commits.
-        assert!(writer.commits() <= 3, "{} commits", writer.commits());
-        writer.shutdown();
-        assert_eq!(RedbStore::open(&dir).unwrap().load_values().unwrap().len(), 100);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A store that records each batch, and fails or panics on demand.
-    #[derive(Clone, Default)]
-    struct Scripted {
-        batches: Arc<Mutex<Vec<Vec<StoreOp>>>>,
-        fail: Arc<AtomicBool>,
-        panic: Arc<AtomicBool>,
-        /// Held by a test to hold every commit attempt at its start.
-        gate: Arc<Mutex<()>>,
-    }
-
-    impl Store for Scripted {
-        type Error = std::io::Error;
-
-        fn apply(&mut self, ops: &[StoreOp]) -> Result<(), std::io::Error> {
-            drop(self.gate.lock());
-            assert!(!self.panic.load(Ordering::SeqCst), "scripted panic");
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("No space left on device (scripted)"));
-            }
-            self.batches.lock().push(ops.to_vec());
-            Ok(())
-        }
-
-        fn load_values(&self) -> Result<Vec<StoredValue>, std::io::Error> {
-            Ok(Vec::new())
-        }
-
-        fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, std::io::Error> {
-            Ok(Vec::new())
-        }
-
-        fn load_users(&self) -> Result<Vec<UserRecord>, std::io::Error> {
-            Ok(Vec::new())
-        }
-    }
-
-    fn delete(namespace: &str, topic: &str) -> StoreOp {
-        StoreOp::DeleteValue { namespace: namespace.into(), topic: topic.into() }
-    }
-
-    /// (namespace, topic, payload or "deleted") of each op.
-    fn described(ops: &[StoreOp]) -> Vec<(String, String, String)> {
-        ops.iter()
-            .map(|op| match op {
-                StoreOp::PutValue { namespace, message } => (
-                    namespace.clone(),
-                    message.topic.to_string(),
-                    String::from_utf8_lossy(&message.payload).into_owned(),
-                ),
-                StoreOp::DeleteValue { namespace, topic } => (namespace.clone(), topic.clone(), "deleted".into()),
-                StoreOp::PutHttpClient { namespace, client, .. } => {
-                    (namespace.clone(), client.clone(), "http client".into())
-                }
-                StoreOp::DeleteHttpClient { namespace, client } => {
-                    (namespace.clone(), client.clone(), "http client deleted".into())
-                }
-                StoreOp::PutUser(user) => (String::new(), user.name.clone(), "user".into()),
-                StoreOp::DeleteUser { name } => (String::new(), name.clone(), "user deleted".into()),
-            })
-            .collect()
-    }
-
-    fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !condition() {
-            assert!(Instant::now() < deadline, "still waiting for {what}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    #[test]
-    fn writes_to_one_record_replace_each_other_and_every_ticket_commits() {
-        let store = Scripted::default();
-        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_secs(60))).unwrap();
-        let first = writer.submit(put("", "t/0", "first"));
-        let (told, news) = std::sync::mpsc::channel();
-        writer.on_commit(first, move |result| told.send(result).unwrap());
-        let mut tickets = vec![first];
-        for i in 1..100_000 {
-            tickets.push(writer.submit(put("", &format!("t/{}", i % 10), &i.to_string())));
-        }
-        tickets.push(writer.submit(delete("", "t/3")));
-        tickets.push(writer.submit(put("alice", "t/0", "hers")));
-        // 100,002 writes, 11 records: the queue holds one write per record.
-        assert_eq!(writer.figures().pending, 11);
-        assert!(news.try_recv().is_err(), "nothing is committed before the interval ends");
-        writer.shutdown();
-        assert_eq!(news.recv_timeout(Duration::from_secs(10)).unwrap(), Ok(()), "the replaced first write commits");
-        for ticket in tickets {
-            assert_eq!(writer.wait(ticket), Ok(()));
-        }
-        let batches = store.batches.lock().clone();
-        assert_eq!(batches.len(), 1, "one commit");
-        let mut expected: Vec<(String, String, String)> =
-            (0..10).map(|t| ("".into(), format!("t/{t}"), (99_990 + t).to_string())).collect();
-        expected[3].2 = "deleted".into();
-        expected.push(("alice".into(), "t/0".into(), "hers".into()));
-        assert_eq!(described(&batches[0]), expected, "the last write to each record, in first-queued order");
-        let figures = writer.figures();
-        assert_eq!((figures.submitted, figures.committed), (100_002, 100_002));
-        assert_eq!((figures.commits, figures.records_written, figures.pending), (1, 11, 0));
-    }
-
-    #[test]
-    fn a_failed_commit_is_reported_retried_and_recovered_from() {
-        let store = Scripted::default();
-        store.fail.store(true, Ordering::SeqCst);
-        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
-        let lost = writer.submit(put("", "a", "1"));
-        let error = writer.wait(lost).unwrap_err();
-        assert!(error.contains("No space left on device"), "{error}");
-        assert_eq!(writer.failing().as_deref(), Some(error.as_str()));
-        let figures = writer.figures();
-        assert!(figures.failed_commits >= 1 && figures.commits == 0, "{figures:?}");
-        assert_eq!(figures.pending, 1, "the failed write stays queued");
-
-        // The disk recovers: the retry commits the kept write with a new one.
-        store.fail.store(false, Ordering::SeqCst);
-        let next = writer.submit(put("", "b", "2"));
-        assert_eq!(writer.wait(next), Ok(()));
-        assert_eq!(writer.failing(), None);
-        assert_eq!(writer.wait(lost), Ok(()), "the kept write is durable now");
-        let written: Vec<_> = store.batches.lock().iter().flat_map(|b| described(b)).collect();
-        assert_eq!(written, [("".into(), "a".into(), "1".into()), ("".into(), "b".into(), "2".into())]);
-    }
-
-    #[test]
-    fn a_newer_write_replaces_a_kept_one_and_batched_writers_see_the_failure() {
-        let store = Scripted::default();
-        store.fail.store(true, Ordering::SeqCst);
-        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_millis(5))).unwrap();
-        let old = writer.submit(put("", "a", "old"));
-        wait_for("the commit to fail", || writer.failing().is_some());
-        assert!(writer.wait(old).is_err());
-        // Hold the next attempt, so the new write meets the old one either
-        // in the queue or in a batch that is about to fail and be requeued.
-        let gate = store.gate.lock();
-        let new = writer.submit(put("", "a", "new"));
-        assert_eq!(writer.figures().pending, 1, "one record queued");
-        let failures = writer.figures().failed_commits;
-        drop(gate);
-        wait_for("an attempt after the new write", || writer.figures().failed_commits > failures);
-        assert!(writer.wait(new).is_err(), "that attempt carried the new write, and failed");
-        store.fail.store(false, Ordering::SeqCst);
-        wait_for("the failure to clear", || writer.failing().is_none());
-        assert_eq!(writer.wait(new), Ok(()), "committed by the retry");
-        let written: Vec<_> = store.batches.lock().iter().flat_map(|b| described(b)).collect();
-        assert_eq!(written, [("".into(), "a".into(), "new".into())], "the old value is never written");
-    }
-
-    #[test]
-    fn a_panicking_store_fails_the_commit_but_not_the_writer() {
-        let store = Scripted::default();
-        store.panic.store(true, Ordering::SeqCst);
-        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
-        let error = writer.wait(writer.submit(put("", "a", "1"))).unwrap_err();
-        assert!(error.contains("scripted panic"), "{error}");
-        store.panic.store(false, Ordering::SeqCst);
-        assert_eq!(writer.wait(writer.submit(put("", "b", "2"))), Ok(()));
-    }
-
-    #[test]
-    fn stopping_while_the_store_fails_returns_and_fails_the_waiters() {
-        let store = Scripted::default();
-        store.fail.store(true, Ordering::SeqCst);
-        let writer = StoreWriter::spawn(store, Durability::Batched(Duration::from_secs(60))).unwrap();
-        let ticket = writer.submit(put("", "a", "1"));
-        writer.shutdown();
-        assert!(writer.wait(ticket).is_err());
-        assert_eq!(writer.figures().failed_commits, 1, "one last attempt");
-        let late = writer.submit(put("", "b", "2"));
-        assert_eq!(writer.wait(late), Err("the store has stopped".into()));
-    }
-
-    #[test]
     fn a_truncated_file_is_refused_naming_it_without_a_panic() {
         let dir = temp_dir("truncated");
         {
@@ -1064,17 +463,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn shutdown_commits_what_is_queued() {
-        let dir = temp_dir("flush");
-        let writer =
-            StoreWriter::spawn(RedbStore::open(&dir).unwrap(), Durability::Batched(Duration::from_secs(60))).unwrap();
-        let _ = writer.submit(put("", "last", "words"));
-        writer.shutdown();
-        let values = RedbStore::open(&dir).unwrap().load_values().unwrap();
-        assert_eq!(payloads(values), [("".into(), "last".into(), "words".into())]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
     fn put_client(namespace: &str, client: &str, filters: &[&str]) -> StoreOp {
         StoreOp::PutHttpClient {
             namespace: namespace.into(),

@@ -208,10 +208,17 @@ impl ClientTls {
     }
 }
 
-/// The server name a client checks the certificate against: the host part
-/// of `host:port` (a name, or an IP address matched against the
-/// certificate's IP addresses).
-pub fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
+impl ClientTls {
+    /// The server name a client checks the certificate against: the host
+    /// part of `host:port` (a name, or an IP address matched against the
+    /// certificate's IP addresses).
+    pub fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
+        server_name(host_port)
+    }
+}
+
+/// See [`ClientTls::server_name`].
+pub(crate) fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
     let host = match host_port.strip_prefix('[') {
         Some(rest) => rest.split_once(']').map(|(host, _)| host),
         None => host_port.rsplit_once(':').map(|(host, _)| host),

@@ -144,6 +144,10 @@ fn remove_stale_socket(path: &Path) -> Result<(), Error> {
     std::fs::remove_file(path).map_err(|source| Error::Listen { address: path.display().to_string(), source })
 }
 
+/// A connected stream of any transport, matched where they differ: the
+/// event loops' connections and the network client's ([`crate::Client`],
+/// which uses `Tcp`, `Unix` and `Tls`).
+#[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -257,6 +261,17 @@ impl Stream {
     pub(crate) fn close(&mut self) {
         if let Stream::Tls(s) | Stream::Https(s) = self {
             s.close();
+        }
+    }
+
+    /// Closes both directions at once (over TLS, after a close_notify, best
+    /// effort): the network client's disconnect.
+    pub(crate) fn shutdown(&mut self) -> io::Result<()> {
+        self.close();
+        match self {
+            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) | Stream::Https(s) => s.socket().shutdown(std::net::Shutdown::Both),
         }
     }
 }

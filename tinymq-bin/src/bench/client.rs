@@ -1,152 +1,24 @@
-//! The protocol layer of the bench: one blocking connection speaking
-//! tinymq, NATS or MQTT 3.1.1 (QoS 0), behind the few operations the
-//! workload driver needs: connect, subscribe and wait for the
-//! confirmation, encode a publish into a batch, read deliveries in place,
-//! and a ping round trip as a barrier.
+//! One blocking bench connection speaking tinymq, NATS or MQTT 3.1.1
+//! (QoS 0), behind the few operations the workload driver needs: connect,
+//! subscribe and wait for the confirmation, encode a publish into a batch,
+//! read deliveries in place, and a ping round trip as a barrier.
 //!
-//! Each protocol is a pair of pure functions (encode into a caller's
-//! buffer; parse the start of a buffer into an [`Event`] or "incomplete")
-//! matched on [`Protocol`]; [`Client`] owns the socket and the read buffer.
+//! The protocols themselves are pure functions matched on [`Protocol`]
+//! (`protocol.rs`); [`Client`] owns the socket and the read buffer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::str::FromStr;
 use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
-use tinymq_core::codec::parse_reason;
-use tinymq_core::{Decoded, Decoder, Frame, FrameLimits, FrameType};
+use tinymq_core::{Decoder, FrameLimits};
 
-use super::{Settings, mqtt, nats};
+use super::event::Event;
+use super::nats;
+use super::protocol::Protocol;
+use super::workload::Settings;
 use crate::broker::Network;
-
-/// The protocol the bench speaks to the broker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// tinymq's binary protocol.
-    Tinymq,
-    /// The NATS text protocol (nats-server).
-    Nats,
-    /// MQTT 3.1.1 at QoS 0 (mosquitto).
-    Mqtt,
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tinymq" => Ok(Protocol::Tinymq),
-            "nats" => Ok(Protocol::Nats),
-            "mqtt" => Ok(Protocol::Mqtt),
-            _ => Err("expected tinymq, nats or mqtt".into()),
-        }
-    }
-}
-
-/// What the broker sent, as far as the bench cares.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// A delivered message's payload, borrowing the read buffer.
-    Message(&'a [u8]),
-    /// ConnAck or SubAck (tinymq, MQTT).
-    Ack,
-    /// A keep-alive probe from the server; NATS wants a PONG back.
-    Ping,
-    /// The answer to our ping.
-    Pong,
-    /// Anything else (NATS INFO and +OK, a tinymq Ping).
-    Other,
-}
-
-impl Protocol {
-    /// Its `--protocol` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Tinymq => "tinymq",
-            Protocol::Nats => "nats",
-            Protocol::Mqtt => "mqtt",
-        }
-    }
-
-    /// Where each broker listens by default.
-    pub fn default_address(self) -> &'static str {
-        match self {
-            Protocol::Tinymq | Protocol::Mqtt => "127.0.0.1:1883",
-            Protocol::Nats => "127.0.0.1:4222",
-        }
-    }
-
-    /// A topic as the protocol spells it: NATS separates levels with dots.
-    pub fn topic(self, topic: &str) -> String {
-        match self {
-            Protocol::Nats => nats::subject(topic),
-            Protocol::Tinymq | Protocol::Mqtt => topic.to_owned(),
-        }
-    }
-
-    /// Appends one publish of `payload` to `topic` (as [`Protocol::topic`] spells it).
-    pub fn encode_publish(self, topic: &str, payload: &[u8], out: &mut Vec<u8>) {
-        match self {
-            Protocol::Tinymq => Frame::publish(topic, payload, "", false).encode(out),
-            Protocol::Nats => nats::encode_publish(topic, payload, out),
-            Protocol::Mqtt => mqtt::encode_publish(topic, payload, out),
-        }
-    }
-
-    /// The connect request; [`Client::confirm`] waits for its answer.
-    fn encode_connect(self, client_id: &str, out: &mut Vec<u8>) {
-        match self {
-            Protocol::Tinymq => Frame::connect(client_id, b"").encode(out),
-            Protocol::Nats => nats::encode_connect(client_id, out),
-            Protocol::Mqtt => mqtt::encode_connect(client_id, out),
-        }
-    }
-
-    /// The subscribe request (`sid`: NATS's subscription id); [`Client::confirm`] waits for its answer.
-    fn encode_subscribe(self, topic: &str, sid: u64, out: &mut Vec<u8>) {
-        match self {
-            Protocol::Tinymq => Frame::with_topic(FrameType::Subscribe, topic).encode(out),
-            Protocol::Nats => nats::encode_subscribe(topic, sid, out),
-            Protocol::Mqtt => mqtt::encode_subscribe(topic, out),
-        }
-    }
-
-    fn encode_ping(self, out: &mut Vec<u8>) {
-        match self {
-            Protocol::Tinymq => Frame::empty(FrameType::Ping).encode(out),
-            Protocol::Nats => nats::encode_ping(out),
-            Protocol::Mqtt => mqtt::encode_ping(out),
-        }
-    }
-
-    fn parse<'a>(self, decoder: &Decoder, input: &'a [u8]) -> Result<Option<(Event<'a>, usize)>, String> {
-        match self {
-            Protocol::Tinymq => parse_tinymq(decoder, input),
-            Protocol::Nats => nats::parse(input),
-            Protocol::Mqtt => mqtt::parse(input),
-        }
-    }
-}
-
-fn parse_tinymq<'a>(decoder: &Decoder, input: &'a [u8]) -> Result<Option<(Event<'a>, usize)>, String> {
-    let (frame, consumed) = match decoder.decode(input) {
-        Ok(Decoded::Frame { frame, consumed }) => (frame, consumed),
-        Ok(Decoded::Incomplete { .. }) => return Ok(None),
-        Err(error) => return Err(format!("the broker sent a bad frame: {error}")),
-    };
-    let event = match frame.kind {
-        FrameType::Publish => Event::Message(frame.payload),
-        FrameType::ConnAck | FrameType::SubAck => Event::Ack,
-        FrameType::Pong => Event::Pong,
-        FrameType::Disconnect => {
-            let reason = parse_reason(frame.payload).map_or("no reason".to_owned(), |(c, t)| format!("{c} {t}"));
-            return Err(format!("the broker disconnected: {reason}"));
-        }
-        _ => Event::Other,
-    };
-    Ok(Some((event, consumed)))
-}
 
 /// A blocking socket.
 pub enum Conn {
@@ -166,7 +38,7 @@ impl Conn {
                 match tls {
                     None => Conn::Tcp(stream),
                     Some(tls) => {
-                        let name = tinymq_net::tls::server_name(&settings.address)?;
+                        let name = tinymq_net::ClientTls::server_name(&settings.address)?;
                         let tls = ClientConnection::new(tls.config(), name).map_err(|e| e.to_string())?;
                         Conn::Tls(Box::new(StreamOwned::new(tls, stream)))
                     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tinymq_net::{Broker, ReceivedBatch};
 
-use super::{Settings, report_latencies};
+use super::workload::{Settings, report_latencies};
 
 pub(super) fn bench(settings: &Settings) -> Result<(), String> {
     let broker =

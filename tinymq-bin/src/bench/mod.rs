@@ -6,14 +6,18 @@
 //! messages each, as fast as they can or at `--rate`. Each payload starts
 //! with the time it was sent (nanoseconds since the run began), so every
 //! subscriber measures each delivery's latency. Raw sockets and minimal
-//! encoders and parsers per protocol ([`client`]), no client library: the
+//! encoders and parsers per protocol (`protocol.rs`, with `client.rs` owning
+//! the socket), no client library: the
 //! generator should cost little next to the broker. The workload driver
 //! here is the same for every protocol.
 
 mod client;
+mod event;
 mod in_process;
 mod mqtt;
 mod nats;
+mod protocol;
+mod workload;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -21,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use tinymq_net::ClientTls;
 
-use self::client::{Client, Event, Protocol};
+use self::client::Client;
+use self::protocol::Protocol;
+use self::workload::{Settings, report_latencies};
 use crate::args::{self, Failure, Outcome, UsageError};
 use crate::broker::Network;
 use crate::tls::TlsFlags;
@@ -63,27 +69,6 @@ TLS (tinymq only):
 ",
     tls_usage!()
 );
-
-#[derive(Clone)]
-struct Settings {
-    protocol: Protocol,
-    network: Network,
-    address: String,
-    publishers: usize,
-    subscribers: usize,
-    count: u64,
-    size: usize,
-    rate: u64,
-    topic: String,
-    timeout: Duration,
-    pid: Option<u32>,
-    idle: Option<usize>,
-    in_process: bool,
-    batch: usize,
-    handshakes: Option<u64>,
-    parallel: usize,
-    tls: Option<ClientTls>,
-}
 
 pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if args::help(&mut args, USAGE) {
@@ -170,22 +155,6 @@ fn idle_connections(settings: &Settings, count: usize, pid: u32) -> Result<(), S
     );
     drop(conns);
     Ok(())
-}
-
-/// Prints the percentiles of `latencies` (microseconds), if any.
-fn report_latencies(latencies: &mut [u32]) {
-    if latencies.is_empty() {
-        return;
-    }
-    latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-        pct(0.50),
-        pct(0.99),
-        pct(0.999),
-        latencies[latencies.len() - 1]
-    );
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -2,7 +2,7 @@
 //! session), SUBSCRIBE, PUBLISH and PINGREQ out; CONNACK, SUBACK, PUBLISH
 //! and PINGRESP in.
 
-use super::Event;
+use super::event::Event;
 
 const CONNECT: u8 = 0x10;
 const CONNACK: u8 = 2;

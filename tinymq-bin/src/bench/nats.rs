@@ -2,7 +2,7 @@
 //! PUB, PING and PONG out; INFO, MSG, PING, PONG, +OK and -ERR in. No
 //! headers, no acknowledgements (`verbose: false`).
 
-use super::Event;
+use super::event::Event;
 
 /// The longest control line accepted (INFO lists the cluster's URLs).
 const MAX_LINE: usize = 64 * 1024;

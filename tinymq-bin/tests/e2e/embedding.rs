@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::{Endpoint, QUIET, RawClient, ScratchDir, WAIT};
 use tinymq_core::ReasonCode;
-use tinymq_net::store::Durability;
+use tinymq_net::Durability;
 use tinymq_net::{Broker, Error, ReceivedBatch};
 
 fn start(threads: usize) -> (Broker, Endpoint) {

@@ -372,7 +372,7 @@ fn an_embedded_broker_serves_https_and_cuts_a_silent_peer_at_the_idle_timeout() 
 /// byte-level checks curl hides.
 fn raw_tls(pki: &TestPki, address: SocketAddr) -> StreamOwned<ClientConnection, TcpStream> {
     let config = ClientTls::with_ca_file(&pki.ca).unwrap().config();
-    let name = tinymq_net::tls::server_name(&address.to_string()).unwrap();
+    let name = tinymq_net::ClientTls::server_name(&address.to_string()).unwrap();
     let socket = TcpStream::connect(address).unwrap();
     socket.set_read_timeout(Some(WAIT)).unwrap();
     StreamOwned::new(ClientConnection::new(config, name).unwrap(), socket)

@@ -532,7 +532,7 @@ fn an_embedded_broker_takes_users_from_its_builder() {
         .listen_tcp("127.0.0.1:0".parse().expect("an address"))
         .threads(1)
         .allow_anonymous(false)
-        .user(tinymq_net::users::new_user("emma", "emma's password", false).expect("a user"))
+        .user(tinymq_net::new_user("emma", "emma's password", false).expect("a user"))
         .start()
         .expect("start a broker");
     let address = broker.tcp_addr().expect("a TCP listener").to_string();

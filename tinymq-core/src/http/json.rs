@@ -1,4 +1,5 @@
-//! The message object of HTTP_API.md, and the dates in it.
+//! The message object of the HTTP APIs (README.md, "The plain API"), and
+//! the dates in it.
 
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ mod tests {
     #[test]
     fn dates_are_civil_utc() {
         assert_eq!(nice_datetime(0), "1970-01-01 00:00:00");
-        // HTTP_API.md's example: 1763802000 is 2025-11-22 09:00:00 UTC.
+        // README.md's example: 1763802000 is 2025-11-22 09:00:00 UTC.
         assert_eq!(nice_datetime(1_763_802_000), "2025-11-22 09:00:00");
         assert_eq!(nice_datetime(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(nice_datetime(4_102_444_799), "2099-12-31 23:59:59");

@@ -1,5 +1,5 @@
 //! HTTP semantics, as pure functions and state machines with no I/O: the
-//! Moustique-compatible API and the plain API of HTTP_API.md.
+//! Moustique-compatible API and the plain API (README.md, "HTTP").
 //!
 //! | module | owns |
 //! |---|---|

@@ -1,5 +1,6 @@
 //! Request heads, parsed incrementally with httparse, and the limits that
-//! turn hostile input into the replies HTTP_API.md names: 431 for a head
+//! turn hostile input into the replies README.md ("Coming from Moustique")
+//! names: 431 for a head
 //! over its limit, 413 for a declared body over its limit (decided from the
 //! head alone, before any of the body is read), 411 for a chunked body,
 //! 405 for a method the API does not use, 400 for anything malformed.

@@ -29,8 +29,7 @@ pub struct Response {
 pub const TEXT: &str = "text/plain; charset=utf-8";
 /// JSON, for the plain API.
 pub const JSON: &str = "application/json";
-/// HTML, for the status page.
-pub const HTML: &str = "text/html; charset=utf-8";
+pub use super::ui::HTML;
 /// The Prometheus text exposition format.
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 

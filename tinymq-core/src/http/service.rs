@@ -32,6 +32,7 @@ use super::topic_search::TopicSearch;
 use super::ui::UiFile;
 use crate::auth::{AuthError, Identity, PeerReport};
 use crate::message::Message;
+use crate::metrics::{DurationHistogram, Figures};
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::store::{StoreOp, StoredHttpClient};
 use crate::topic::{TopicLimits, TopicName};
@@ -80,103 +81,6 @@ impl Default for HttpConfig {
             max_posters: 10_000,
             moustique_encoding: EncodingMode::Auto,
         }
-    }
-}
-
-/// The broker-wide figures STATS and `/metrics` show, read by the shell.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Figures {
-    /// Open connections, by transport name.
-    pub connections: Vec<(&'static str, u64)>,
-    /// Connections accepted since start.
-    pub connections_total: u64,
-    /// Connections refused at the limit.
-    pub refused_connections: u64,
-    /// Connections refused because their peer is not on the allow-list.
-    pub refused_peers: u64,
-    /// Connections, logins and requests refused because their address
-    /// spent its budget of bad requests.
-    pub throttled_requests: u64,
-    /// Addresses out of budget right now.
-    pub throttled_peers: u64,
-    /// TLS handshakes that failed (plaintext or garbage on a TLS port, a
-    /// client refusing the certificate).
-    pub tls_handshake_failures: u64,
-    /// Messages published, every transport.
-    pub messages_in: u64,
-    /// Deliveries made, every transport.
-    pub messages_out: u64,
-    /// Bytes read from sockets.
-    pub bytes_in: u64,
-    /// Bytes written to sockets.
-    pub bytes_out: u64,
-    /// Subscribers cut for not reading (Disconnect 7).
-    pub slow_consumer_drops: u64,
-    /// Deliveries dropped from full in-process queues.
-    pub local_queue_drops: u64,
-    /// Writes handed to the store.
-    pub store_writes: u64,
-    /// Writes the store made durable (a write replaced in its queue by a
-    /// later one to the same record counts when that one commits).
-    pub store_committed_writes: u64,
-    /// Records the store's commits wrote (after replacing).
-    pub store_records_written: u64,
-    /// Store transactions committed.
-    pub store_commits: u64,
-    /// Store commits that failed.
-    pub store_failed_commits: u64,
-    /// Writes whose writer was told the store failed them (a 503, or an
-    /// error from an in-process publish).
-    pub store_failures: u64,
-    /// Records waiting for the next commit.
-    pub store_pending: u64,
-    /// The error of the store's last commit, while no later one succeeded.
-    pub store_error: Option<String>,
-    /// Seconds since the broker started.
-    pub uptime_secs: u64,
-    // Observability figures, added together.
-    /// Broker-sent Disconnects, by reason ([`ReasonCode::name`](crate::ReasonCode::name)).
-    pub disconnects: Vec<(&'static str, u64)>,
-    /// How long the store's successful commits took.
-    pub store_commit_seconds: DurationHistogram,
-    /// The addresses tracked for bad requests (`/CROOKS`), their times on
-    /// the same clock as [`Context::now`].
-    pub peers: Vec<PeerReport>,
-    /// The process's resident memory, where the shell can tell.
-    pub rss_bytes: Option<u64>,
-    /// The process's threads, where the shell can tell.
-    pub threads: Option<u64>,
-}
-
-/// Durations counted into fixed buckets, for a Prometheus histogram.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DurationHistogram {
-    /// Durations at most [`DurationHistogram::BOUNDS`]`[i]` and over the
-    /// bound before it (not cumulative).
-    pub buckets: [u64; DurationHistogram::BOUNDS.len()],
-    /// Durations recorded.
-    pub count: u64,
-    /// Their sum, in nanoseconds.
-    pub sum_nanos: u64,
-}
-
-impl DurationHistogram {
-    /// The buckets' upper bounds, in seconds.
-    pub const BOUNDS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
-
-    /// Counts one duration.
-    pub fn record(&mut self, duration: std::time::Duration) {
-        let seconds = duration.as_secs_f64();
-        if let Some(i) = Self::BOUNDS.iter().position(|&bound| seconds <= bound) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum_nanos = self.sum_nanos.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
-    }
-
-    /// The sum in seconds.
-    pub fn sum_seconds(&self) -> f64 {
-        self.sum_nanos as f64 / 1e9
     }
 }
 
@@ -1584,9 +1488,10 @@ mod tests {
     #[test]
     fn handle_alone_refuses_credentials_and_anonymous_can_be_off() {
         let mut broker = Broker::new(HttpConfig::default());
-        assert_eq!(broker.moustique("VERSION", &[("username", "u"), ("password", "p")]).0, 401);
+        assert_eq!(broker.moustique("TOPICS", &[("username", "u"), ("password", "p")]).0, 401);
         let mut closed = Broker::new(HttpConfig { allow_anonymous: false, ..Default::default() });
-        assert_eq!(closed.moustique("VERSION", &[]).0, 401);
+        assert_eq!(closed.moustique("TOPICS", &[]).0, 401);
+        assert_eq!(closed.moustique("VERSION", &[]).0, 200, "VERSION is open to anyone");
         assert_eq!(closed.request("GET /api/v1/health HTTP/1.1\r\n\r\n").reply.status(), 200, "health stays open");
     }
 
@@ -1646,7 +1551,8 @@ mod tests {
         assert!(challenged(&mut broker, "/") && challenged(&mut broker, "/STATUS"), "a browser is asked to log in");
         assert!(!challenged(&mut broker, "/STATS") && !challenged(&mut broker, "/api/v1/stats"), "API clients are not");
         assert_eq!(broker.get_as("/api/v1/value?topic=t", &plain).0, 404, "a plain user is served otherwise");
-        assert_eq!(broker.get_as("/VERSION", &anonymous).0, 401);
+        assert_eq!(broker.get_as("/VERSION", &anonymous).0, 200, "open, as Moustique has it");
+        assert_eq!(broker.get_as("/STATS", &anonymous).0, 401);
         assert_eq!(broker.get_as("/api/v1/health", &anonymous).0, 200);
         for target in ["/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
             assert_eq!(broker.get_as(target, &anonymous).0, 200, "{target} holds no data: open");

@@ -1,10 +1,12 @@
-//! The web UI of HTTP_API.md section 3: one page and the files it loads,
+//! The web UI (README.md, "The web UI"): one page and the files it loads,
 //! compiled into the binary (`include_str!` of `ui/`), so nothing is
 //! fetched from elsewhere. The page reads the plain API from the browser:
 //! `/api/v1/stats`, `/api/v1/clients`, `/api/v1/values`, `/api/v1/events`
 //! and `/api/v1/publish`.
 
-use super::response;
+/// HTML, for the web UI's page and the status page (also
+/// `response::HTML`, beside the other content types).
+pub const HTML: &str = "text/html; charset=utf-8";
 
 /// One file of the web UI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,7 @@ impl UiFile {
     /// Its `Content-Type`.
     pub fn content_type(self) -> &'static str {
         match self {
-            UiFile::Page => response::HTML,
+            UiFile::Page => HTML,
             UiFile::Script => "text/javascript; charset=utf-8",
             UiFile::Stylesheet => "text/css; charset=utf-8",
             UiFile::Icon => "image/svg+xml",

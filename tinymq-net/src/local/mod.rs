@@ -10,9 +10,8 @@ use smallvec::SmallVec;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
-use crate::event_loop::{READ_CHUNK, STALL};
-use crate::shared::{Batch, Shared, Sink};
-use crate::store::Durability;
+use crate::shared::{Batch, READ_CHUNK, STALL, Shared, Sink};
+use crate::writer::Durability;
 use crate::{BrokerConfig, Error};
 
 mod queue;

@@ -1,0 +1,17 @@
+//! What a bench connection reads, whatever the protocol: each parser
+//! (`client.rs` for tinymq, `mqtt.rs`, `nats.rs`) yields these.
+
+/// What the broker sent, as far as the bench cares.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A delivered message's payload, borrowing the read buffer.
+    Message(&'a [u8]),
+    /// ConnAck or SubAck (tinymq, MQTT).
+    Ack,
+    /// A keep-alive probe from the server; NATS wants a PONG back.
+    Ping,
+    /// The answer to our ping.
+    Pong,
+    /// Anything else (NATS INFO and +OK, a tinymq Ping).
+    Other,
+}
