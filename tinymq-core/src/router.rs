@@ -321,10 +321,15 @@ impl<S: Clone> Router<S> {
         self.get(id).map_or(&[], |s| &s.filters)
     }
 
-    /// Routes a message published to `topic` in `namespace`: appends the
-    /// sink of every matching subscriber to `out`, once each, in no
-    /// particular order. With `retain`, also stores the message as the
-    /// topic's value (an empty payload deletes it, and is not routed).
+    /// The one publish rule of every transport (binary, HTTP, in-process,
+    /// `$SYS`): routes a message published to `topic` in `namespace`,
+    /// appending the sink of every matching subscriber to `out`, once each,
+    /// in no particular order. With `retain`, also stores the message as
+    /// the topic's value; an empty payload deletes the value instead and is
+    /// delivered all the same, as MQTT 3.1.1 (3.3.1.3) has it, so every
+    /// subscriber learns the value is gone. Live publishes that change no
+    /// value may use [`Router::route_cached`] under a shared lock instead:
+    /// the same receivers.
     pub fn publish(
         &mut self,
         namespace: NamespaceId,
@@ -338,9 +343,9 @@ impl<S: Clone> Router<S> {
             outcome.stored = true;
             if delivery.message().payload.is_empty() {
                 self.namespaces[namespace.0 as usize].values.remove(topic.as_str());
-                return outcome;
+            } else {
+                self.store(namespace, delivery.clone());
             }
-            self.store(namespace, delivery.clone());
         }
         outcome.receivers = self.route(namespace, topic, out);
         outcome

@@ -251,9 +251,12 @@ fn retained_values_reach_new_subscribers_with_the_retain_flag() {
     assert!(!live[0].retain);
     assert_eq!(live[0].payload, b"19.5");
 
-    // An empty retained publish deletes the value and is not delivered.
+    // An empty retained publish deletes the value and is delivered (empty),
+    // as MQTT has it, so live subscribers learn the value is gone.
     h.send(publisher, Frame::publish("home/hall/temp", b"", "", true));
-    assert!(h.recv(late).is_empty());
+    let cleared = h.recv(late);
+    assert_eq!(cleared.len(), 1);
+    assert!(cleared[0].payload.is_empty() && !cleared[0].retain);
     let later = h.connect("later");
     let retained = h.subscribe(later, "home/#");
     assert_eq!(retained.len(), 1);

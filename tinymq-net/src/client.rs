@@ -420,7 +420,8 @@ impl Client {
     }
 
     /// Publishes `payload` to `topic`, stored as the topic's retained value
-    /// when `retain` (an empty retained payload deletes it). Returns once
+    /// when `retain` (an empty retained payload deletes it, and is
+    /// delivered, empty, to the topic's subscribers). Returns once
     /// the frame is written to the socket. When disconnected, reconnects
     /// first, within the request timeout.
     pub fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), ClientError> {

@@ -697,9 +697,10 @@ fn stamp(topic: String, payload: Vec<u8>, from: Option<String>, time: Option<u64
     }
 }
 
-/// Publishes `message`: queues it for matching Moustique clients, returns
-/// the other receivers, and with `retain` makes it the stored value (an
-/// empty payload deletes the value and is still delivered).
+/// Publishes `message` by the router's one publish rule
+/// ([`Router::publish`]: with `retain` it becomes the stored value, or an
+/// empty payload deletes it), then queues it for the matching Moustique
+/// clients, whose queues live here, and returns the other receivers.
 fn publish<S: Clone + SinkKind>(
     router: &mut Router<S>,
     state: &mut HttpState,
@@ -713,17 +714,8 @@ fn publish<S: Clone + SinkKind>(
     let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else {
         return HttpEffects::respond(Response::text(400, "bad topic"));
     };
-    let stored = if retain {
-        if delivery.message().payload.is_empty() {
-            router.remove_value(namespace, topic.as_str());
-        } else {
-            router.store(namespace, delivery.clone());
-        }
-        Some((router.namespace_name(namespace).clone(), delivery.clone()))
-    } else {
-        None
-    };
-    router.route(namespace, topic, &mut receivers);
+    let outcome = router.publish(namespace, topic, &delivery, retain, &mut receivers);
+    let stored = outcome.stored.then(|| (router.namespace_name(namespace).clone(), delivery.clone()));
     let queued = state.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), &delivery);
     receivers.retain(|sink| sink.http_client().is_none());
     state.record_poster(namespace, &delivery, config.max_posters);

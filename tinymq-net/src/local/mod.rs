@@ -376,7 +376,7 @@ impl LocalClient {
     }
 
     /// Publishes and stores the message as the topic's value (an empty
-    /// payload deletes the value and reaches no one). With a data directory
+    /// payload deletes the value, and is delivered, empty). With a data directory
     /// and [`Durability::Immediate`], returns once the value is committed.
     /// [`Error::Store`] says the value may not be stored: its commit failed
     /// (`Immediate`) or the store is failing (`Batched`); the message was

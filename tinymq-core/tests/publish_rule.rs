@@ -1,0 +1,273 @@
+//! One publish rule for every transport, on a virtual clock and with no
+//! sockets: a publish from a binary session, a Moustique `/POST`, a plain
+//! `/api/v1/publish` and the router's own `publish` (what in-process
+//! clients and `$SYS` call) reaches every kind of sink alike (binary
+//! connections, Moustique PICKUP queues, event streams, in-process queues),
+//! and a retained publish with an empty payload means the same everywhere:
+//! the value is deleted and the empty message is delivered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tinymq_core::broker::{self, Origin};
+use tinymq_core::http::clients::HttpClientId;
+use tinymq_core::http::encoding::{Encoding, encode_value};
+use tinymq_core::http::request::{HttpLimits, Parsed, parse_head};
+use tinymq_core::http::service::{self, Context, HttpConfig, HttpEffects, HttpState, Reply, SinkKind};
+use tinymq_core::metrics::Figures;
+use tinymq_core::{
+    Delivery, Filter, Frame, Message, NamespaceId, Router, Session, SessionConfig, Step, SubscriberId, TopicLimits,
+    TopicName,
+};
+
+/// Every kind of sink the shells have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Sink {
+    /// A binary-protocol connection.
+    Conn(&'static str),
+    /// A Moustique client's PICKUP queue.
+    Http(HttpClientId),
+    /// An SSE stream (an HTTP connection's own sink).
+    Stream(&'static str),
+    /// An in-process client's queue.
+    Local(&'static str),
+}
+
+impl SinkKind for Sink {
+    fn http_client(&self) -> Option<HttpClientId> {
+        match self {
+            Sink::Http(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Sink::Conn(_) => "tcp",
+            Sink::Http(_) => "http",
+            Sink::Stream(_) => "sse",
+            Sink::Local(_) => "local",
+        }
+    }
+}
+
+/// What each kind of sink received, as (topic, payload) pairs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Received {
+    conn: Vec<(String, String)>,
+    pickup: Vec<(String, String)>,
+    stream: Vec<(String, String)>,
+    local: Vec<(String, String)>,
+}
+
+struct Broker {
+    now: Instant,
+    router: Router<Sink>,
+    http: HttpState,
+    config: HttpConfig,
+    publisher: Session,
+    publisher_id: Option<SubscriberId>,
+}
+
+fn text(delivery: &Delivery) -> (String, String) {
+    let message = delivery.message();
+    (message.topic.to_string(), String::from_utf8_lossy(&message.payload).into_owned())
+}
+
+impl Broker {
+    /// A broker with one subscriber of each kind on `filter`, and a
+    /// connected binary publisher.
+    #[allow(clippy::disallowed_methods)]
+    fn with_subscribers(filter: &str) -> Self {
+        let now = Instant::now();
+        let config = HttpConfig::default();
+        let mut broker = Broker {
+            now,
+            router: Router::new(),
+            http: HttpState::new(&config, 1_700_000_000),
+            config,
+            publisher: Session::new(now, &SessionConfig::default()),
+            publisher_id: None,
+        };
+        let filter = Filter::new(filter, &TopicLimits::default()).unwrap();
+        for sink in [Sink::Conn("conn"), Sink::Stream("stream"), Sink::Local("local")] {
+            let id = broker.router.add_subscriber(NamespaceId::PUBLIC, sink);
+            broker.router.subscribe(id, filter.clone());
+        }
+        let (status, _) = broker.moustique("SUBSCRIBE", &[("topic", filter.as_str()), ("client", "m")]);
+        assert_eq!(status, 200);
+        // The binary publisher connects through the session and the broker rules.
+        let connect = Frame::connect("pub", b"").to_vec();
+        let Ok(Step::Request { request, .. }) = broker.publisher.handle_input(now, &connect) else { panic!() };
+        let effects = broker::execute(
+            &mut broker.router,
+            &mut broker.publisher,
+            None,
+            Sink::Conn("publisher"),
+            request,
+            Origin { unix_time: 1, ip: None },
+            |_| Ok(NamespaceId::PUBLIC),
+        );
+        broker.publisher_id = Some(effects.connected.expect("connected"));
+        broker
+    }
+
+    /// Serves a raw HTTP request as the event loop does.
+    fn http(&mut self, raw: &str) -> HttpEffects<Sink> {
+        let Ok(Parsed::Complete { head, head_len }) = parse_head(raw.as_bytes(), &HttpLimits::default()) else {
+            panic!("not a whole request: {raw}")
+        };
+        let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: Encoding::Current };
+        service::handle(
+            &mut self.router,
+            &mut self.http,
+            &self.config,
+            &head,
+            &raw.as_bytes()[head_len..],
+            context,
+            Sink::Stream("requester"),
+            Sink::Http,
+            Figures::default,
+        )
+    }
+
+    fn moustique(&mut self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let body = params
+            .iter()
+            .map(|(name, value)| {
+                let encoded = encode_value(value.as_bytes(), Encoding::Current);
+                format!("{name}={}", encoded.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D"))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let effects = self.http(&format!("POST /{path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        let Reply::Response(response) = effects.reply else { panic!("not a response") };
+        let decoded = tinymq_core::http::encoding::decode_value(&response.body, Encoding::Current);
+        (response.status, String::from_utf8(decoded).unwrap())
+    }
+
+    /// What a publish's receivers got, with the Moustique queue picked up.
+    fn receive(&mut self, delivery: Option<Arc<Delivery>>, receivers: &[Sink]) -> Received {
+        let mut got = Received::default();
+        if let Some(delivery) = delivery {
+            for sink in receivers {
+                match sink {
+                    Sink::Conn(_) => got.conn.push(text(&delivery)),
+                    Sink::Stream(_) => got.stream.push(text(&delivery)),
+                    Sink::Local(_) => got.local.push(text(&delivery)),
+                    Sink::Http(_) => panic!("Moustique clients are queued by the publish, not returned"),
+                }
+            }
+        }
+        let (_, picked) = self.moustique("PICKUP", &[("client", "m")]);
+        let picked: serde_json::Value = serde_json::from_str(&picked).unwrap();
+        for messages in picked.as_object().unwrap().values() {
+            for message in messages.as_array().unwrap() {
+                let field = |name: &str| message[name].as_str().unwrap().to_owned();
+                got.pickup.push((field("topic"), field("message")));
+            }
+        }
+        got
+    }
+
+    fn binary_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
+        let frame = Frame::publish(topic, payload.as_bytes(), "", retain).to_vec();
+        let Ok(Step::Request { request, .. }) = self.publisher.handle_input(self.now, &frame) else { panic!() };
+        let effects = broker::execute(
+            &mut self.router,
+            &mut self.publisher,
+            self.publisher_id,
+            Sink::Conn("publisher"),
+            request,
+            Origin { unix_time: 3, ip: None },
+            |_| Err("no second connect"),
+        );
+        // The shell hands Moustique receivers to their queues.
+        let delivery = effects.delivery.clone();
+        if let Some(delivery) = &delivery {
+            self.http.clients.push_to_all(effects.receivers.iter().filter_map(SinkKind::http_client), delivery);
+        }
+        let others: Vec<Sink> = effects.receivers.into_iter().filter(|s| s.http_client().is_none()).collect();
+        self.receive(delivery, &others)
+    }
+
+    fn moustique_post(&mut self, topic: &str, payload: &str) -> Received {
+        let body = [("topic", topic), ("message", payload)]
+            .iter()
+            .map(|(n, v)| format!("{n}={}", encode_value(v.as_bytes(), Encoding::Current).replace('=', "%3D")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let effects = self.http(&format!("POST /POST HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        assert_eq!(effects.reply.status(), 200);
+        self.receive(effects.delivery, &effects.receivers)
+    }
+
+    fn plain_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
+        let retain = if retain { "&retain=1" } else { "" };
+        let raw = format!(
+            "POST /api/v1/publish?topic={topic}{retain} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        let effects = self.http(&raw);
+        assert_eq!(effects.reply.status(), 204);
+        self.receive(effects.delivery, &effects.receivers)
+    }
+
+    /// The router's publish, as in-process clients and `$SYS` call it.
+    fn router_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
+        let delivery = Delivery::new(Message {
+            topic: topic.into(),
+            payload: payload.as_bytes().into(),
+            from: "local".into(),
+            updated_time: 4,
+            ip: None,
+        });
+        let mut receivers = Vec::new();
+        let name = TopicName::new(topic, &TopicLimits::default()).unwrap();
+        let outcome = self.router.publish(NamespaceId::PUBLIC, name, &delivery, retain, &mut receivers);
+        assert_eq!(outcome.stored, retain);
+        self.http.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), &delivery);
+        receivers.retain(|s| s.http_client().is_none());
+        self.receive(Some(delivery), &receivers)
+    }
+
+    fn value(&self, topic: &str) -> Option<String> {
+        self.router.value(NamespaceId::PUBLIC, topic).map(|d| text(d).1)
+    }
+}
+
+fn everywhere(topic: &str, payload: &str) -> Received {
+    let pair = vec![(topic.to_owned(), payload.to_owned())];
+    Received { conn: pair.clone(), pickup: pair.clone(), stream: pair.clone(), local: pair }
+}
+
+#[test]
+fn a_publish_from_every_transport_reaches_every_kind_of_sink() {
+    let mut broker = Broker::with_subscribers("s/#");
+    assert_eq!(broker.binary_publish("s/binary", "1", false), everywhere("s/binary", "1"));
+    assert_eq!(broker.moustique_post("s/post", "2"), everywhere("s/post", "2"));
+    assert_eq!(broker.plain_publish("s/plain", "3", false), everywhere("s/plain", "3"));
+    assert_eq!(broker.router_publish("s/local", "4", false), everywhere("s/local", "4"));
+    // A topic no filter matches reaches no one, whoever publishes it.
+    assert_eq!(broker.binary_publish("other", "x", false), Received::default());
+    assert_eq!(broker.moustique_post("other", "x"), Received::default());
+}
+
+#[test]
+fn an_empty_retained_publish_deletes_the_value_and_is_delivered_on_every_transport() {
+    type Publish = fn(&mut Broker, &str, &str, bool) -> Received;
+    let transports: [(&str, Publish); 4] = [
+        ("binary", Broker::binary_publish),
+        // A Moustique POST always stores the value.
+        ("moustique", |b, topic, payload, _| b.moustique_post(topic, payload)),
+        ("plain", Broker::plain_publish),
+        ("router", Broker::router_publish),
+    ];
+    for (name, publish) in transports {
+        let mut broker = Broker::with_subscribers("s/#");
+        assert_eq!(publish(&mut broker, "s/v", "21.5", true), everywhere("s/v", "21.5"), "{name}");
+        assert_eq!(broker.value("s/v").as_deref(), Some("21.5"), "{name} stores");
+        assert_eq!(publish(&mut broker, "s/v", "", true), everywhere("s/v", ""), "{name}: delivered empty");
+        assert_eq!(broker.value("s/v"), None, "{name}: the value is gone");
+    }
+}
