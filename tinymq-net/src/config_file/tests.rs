@@ -1,0 +1,167 @@
+//! The config file: parsed, printed, refused, and read back.
+
+use super::*;
+
+fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
+    ConfigFile::parse(text)
+}
+
+fn settings(text: &str) -> BrokerConfig {
+    parse(text).and_then(|f| f.broker_config()).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn a_tls_section_makes_tcp_listeners_tls_and_allows_https() {
+    let dir = std::env::temp_dir().join(format!("tinymq-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert_path, key_path);
+    let config = settings(&format!("[http]\nhttps = \"127.0.0.1:8443\"\n{tls}"));
+    assert!(config.tls.is_some());
+    assert!(config.listeners.contains(&ListenAddr::Tls("127.0.0.1:1883".parse().unwrap())), "{:?}", config.listeners);
+    assert!(config.listeners.contains(&ListenAddr::Https("127.0.0.1:8443".parse().unwrap())));
+    assert!(!config.listeners.iter().any(|l| matches!(l, ListenAddr::Tcp(_))));
+    assert!(error("[http]\nhttps = \"127.0.0.1:8443\"").contains("http.https"));
+    assert!(error(&format!("[tls]\ncert = {cert_path:?}")).contains("tls.key"));
+    let missing = error("[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"");
+    assert!(missing.contains("tls.cert") && missing.contains("/nonexistent/cert.pem"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn error(text: &str) -> String {
+    match parse(text).and_then(|f| f.broker_config()) {
+        Ok(config) => panic!("accepted: {config:?}\n{text}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn the_printed_file_reads_back_as_the_defaults() {
+    let printed = default_file();
+    let file = parse(&printed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(format!("{:?}", file.broker_config().unwrap()), format!("{:?}", settings("")));
+    assert_eq!(file.log_level(), Some(LogLevel::Info));
+    // The commented-out keys are real keys too, once uncommented.
+    let mut uncommented = printed.clone();
+    for key in ["threads", "allow_anonymous", "allowed_peers"] {
+        uncommented = uncommented.replace(&format!("# {key} = "), &format!("{key} = "));
+    }
+    let config = settings(&uncommented);
+    assert_eq!(config.threads, 2);
+    assert!(config.allow_anonymous);
+    assert_eq!(config.allowed_peers.unwrap().to_string(), "127.0.0.1/32,::1/128,10.0.0.0/8");
+}
+
+#[test]
+fn every_key_in_the_printed_file_has_a_comment() {
+    let printed = default_file();
+    let lines: Vec<&str> = printed.lines().collect();
+    let key_of = |line: &str| {
+        let (key, _) = line.trim_start_matches("# ").split_once(" = ")?;
+        key.chars().all(|c| c.is_ascii_lowercase() || c == '_').then(|| key.to_owned())
+    };
+    let mut keys = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(key) = key_of(line) else { continue };
+        keys += 1;
+        // The TLS placeholders share one comment.
+        if ["https", "cert", "key"].contains(&key.as_str()) {
+            continue;
+        }
+        let above = lines[i - 1];
+        assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
+    }
+    assert_eq!(keys, 30, "every key counted:\n{printed}");
+}
+
+#[test]
+fn keys_take_effect() {
+    let config = settings(
+        r#"
+        [[listener]]
+        address = "127.0.0.1:1999"
+        [[listener]]
+        network = "unix"
+        address = "/tmp/t.sock"
+        [http]
+        address = "0.0.0.0:8080"
+        queue_size = 5
+        moustique_encoding = "legacy"
+        [store]
+        in_memory = true
+        durability = "immediate"
+        [access]
+        allowed_peers = ["10.0.0.0/8"]
+        peer_budget = 0
+        [limits]
+        threads = 3
+        max_payload_bytes = 100
+        "#,
+    );
+    assert_eq!(
+        config.listeners,
+        [
+            ListenAddr::Tcp("127.0.0.1:1999".parse().unwrap()),
+            ListenAddr::Unix("/tmp/t.sock".into()),
+            ListenAddr::Http("0.0.0.0:8080".parse().unwrap())
+        ]
+    );
+    assert_eq!(config.http.client_limits.queue_size, 5);
+    assert_eq!(config.http.moustique_encoding, EncodingMode::Legacy);
+    assert_eq!((config.data_dir, config.durability), (None, Durability::Immediate));
+    assert!(!config.allow_anonymous, "listening beyond loopback: anonymous off by default");
+    assert_eq!(config.peer_budget.burst, 0);
+    assert_eq!((config.threads, config.session.frame_limits.max_payload_len), (3, 100));
+    let none = settings("listener = []\n[http]\nenabled = false\n[store]\ndata = \"/var/lib/tinymq\"");
+    assert!(none.listeners.is_empty() && none.allow_anonymous);
+    assert_eq!(none.data_dir, Some(PathBuf::from("/var/lib/tinymq")));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_named() {
+    let said = error("[http]\nqueue_size = 5\nqueu_size = 3\n");
+    assert!(said.starts_with("config, line 3: http.queu_size: unknown field `queu_size`"), "{said}");
+    let said = error("[http]\nqueue_size = \"big\"\n");
+    assert!(said.starts_with("config, line 2: http.queue_size: invalid type: string \"big\""), "{said}");
+    let said = error("[store]\ndurability = \"sometimes\"\n");
+    assert!(said.contains("store.durability") && said.contains("sometimes"), "{said}");
+    let said = error("[[listener]]\n[[listener]]\nnetwork = \"udp\"\n");
+    assert!(said.starts_with("config, line 3: listener[2].network:"), "{said}");
+    let said = error("[bogus]\nx = 1\n");
+    assert!(said.contains("line 1: bogus:") && said.contains("unknown field `bogus`"), "{said}");
+    assert_eq!(error("[http]\nqueue_size = 0\n"), "config: http.queue_size: must be at least 1");
+    assert_eq!(
+        error("[http]\nmoustique_encoding = \"rot13\"\n"),
+        "config: http.moustique_encoding: must be \"auto\", \"current\" or \"legacy\""
+    );
+    assert_eq!(error("[limits]\nkeep_alive_secs = 0"), "config: limits.keep_alive_secs: must be at least 1 second");
+    assert_eq!(error("[limits]\nmax_topic_bytes = 70000"), "config: limits.max_topic_bytes: must be at most 65535");
+    let said = error("[access]\nallowed_peers = [\"10.0.0.0/8\", \"10.0.0.0/40\"]");
+    assert!(said.starts_with("config: access.allowed_peers:") && said.contains("10.0.0.0/40"), "{said}");
+    assert!(error("[http]\naddress = \"nowhere\"").starts_with("config: http.address: \"nowhere\""));
+    let said = error("[[listener]]\nnetwork = \"unix\"");
+    assert_eq!(said, "config: listener[1].address: a unix listener needs a socket path");
+    assert!(error("not toml at all").starts_with("config, line 1"));
+    assert!(!error("[http]\nqueue_size = [\n1,\n2]").contains('\n'), "one line");
+}
+
+#[test]
+fn a_loaded_file_is_named_in_its_errors() {
+    let dir = std::env::temp_dir().join(format!("tinymq-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    std::fs::write(&path, "[limits]\nthreads = 0\n").unwrap();
+    let said = ConfigFile::load(&path).unwrap_err().to_string();
+    assert_eq!(said, format!("config file {}: limits.threads: must be at least 1", path.display()));
+    std::fs::write(&path, "[log]\nlevel = \"loud\"\n").unwrap();
+    let said = ConfigFile::load(&path).unwrap_err().to_string();
+    assert!(said.starts_with(&format!("config file {}, line 2: log.level:", path.display())), "{said}");
+    let missing = dir.join("missing.toml");
+    let said = ConfigFile::load(&missing).unwrap_err().to_string();
+    assert!(said.starts_with(&format!("cannot read the config file {}", missing.display())), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
