@@ -153,6 +153,29 @@ fn a_peer_sending_unknown_paths_is_throttled_while_its_open_connections_are_serv
     assert!(metrics.lines().any(|l| l == "tinymq_throttled_requests_total 3"), "{metrics}");
 }
 
+/// A client that retries a request missing a parameter (Moustique's Perl
+/// client retries every error five times) is answered 400 each time and
+/// never throttled: a client's mistake is not a probe. An unknown path
+/// still is, and CROOKS says who was charged, when and why.
+#[test]
+fn a_request_missing_a_parameter_costs_no_budget_and_crooks_names_the_charged() {
+    let broker = BrokerProcess::start_http(&["--peer-budget", "3", "--peer-budget-refill", "3600"]);
+    let mut conn = HttpConn::open(broker.http_addr());
+    for attempt in 0..30 {
+        let answer = conn.moustique("POST", &[("message", "no topic")]);
+        answer.assert_status(400, &format!("attempt {attempt}"));
+        assert_eq!(answer.text(), "missing parameter topic");
+    }
+    let crooks = conn.moustique("CROOKS", &[]).moustique_json("CROOKS");
+    assert_eq!(crooks, Json::Array(Vec::new()), "no one charged for 400s");
+    unknown_path(&mut conn).assert_status(404, "an unknown path");
+    let crooks = conn.moustique("CROOKS", &[]).moustique_json("CROOKS");
+    let crook = &crooks.items()[0];
+    assert_eq!((crook.field("IP").str(), crook.field("Attempts").num()), ("127.0.0.1", 1.0), "{crooks}");
+    assert_eq!(crook.field("Reason").str(), "unknown path");
+    assert_eq!(crook.field("IsBanned"), &Json::Bool(false), "two bad requests left: {crooks}");
+}
+
 #[test]
 fn wrong_credentials_spend_the_budget_on_both_transports() {
     let broker = BrokerProcess::start_http(&["--peer-budget", "2", "--peer-budget-refill", "3600"]);
