@@ -1922,4 +1922,115 @@ mod tests {
         let (status, _) = broker.moustique("POST", &[("topic", "$SYS/broker/uptime"), ("message", "0"), ("from", "t")]);
         assert_eq!(status, 400);
     }
+
+    /// Every document a fixed broker serves, as `(call, body)`: the
+    /// Moustique ones decoded, the status page and `/metrics` as JSON
+    /// strings, so each fits on a line of `testdata/documents.golden`.
+    fn served_documents() -> Vec<(&'static str, String)> {
+        let mut broker = Broker::new(HttpConfig::default());
+        let now = broker.now;
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let figures = || Figures {
+            connections_total: 9,
+            refused_connections: 1,
+            uptime_secs: 1_000,
+            threads: Some(7),
+            rss_bytes: Some(12_345_678),
+            store_error: Some("disk full".into()),
+            peers: vec![PeerReport {
+                peer: "192.0.2.9".into(),
+                faults: 21,
+                last_fault: crate::auth::Fault::WrongCredentials,
+                first: now - Duration::from_secs(60),
+                last: now - Duration::from_secs(1),
+                throttled_since: Some(now - Duration::from_secs(2)),
+                retry_after: Duration::from_millis(2500),
+            }],
+            ..busy_figures()
+        };
+        let limits = TopicLimits::default();
+        let filter = |text: &str| Filter::new(text, &limits).unwrap();
+        let mut serve_call = |broker: &mut Broker, call: Call, unix_time: u64| {
+            let context = Context { now, unix_time, ip: Some(ip), encoding: Encoding::Current };
+            let effects = serve(
+                &mut broker.router,
+                &mut broker.state,
+                &broker.config,
+                call,
+                Ok(Identity::Anonymous),
+                context,
+                TestSink::Conn("stream"),
+                TestSink::Http,
+                figures,
+            );
+            match effects.reply {
+                Reply::Response(response) if response.content_type == response::TEXT => {
+                    String::from_utf8(decode_value(&response.body, Encoding::Current)).unwrap()
+                }
+                Reply::Response(response) if response.content_type == response::JSON => {
+                    String::from_utf8(response.body.to_vec()).unwrap()
+                }
+                Reply::Response(response) => serde_json::to_string(&String::from_utf8_lossy(&response.body)).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        for (client, topic) in [("c1", "/s/#"), ("c1", "/s/+/t"), ("c2", "/s/#")] {
+            serve_call(&mut broker, Call::Subscribe { filter: filter(topic), client: client.into() }, 1_990);
+        }
+        let session = broker.router.add_subscriber(NamespaceId::PUBLIC, TestSink::Conn("binary"));
+        let _ = broker.router.claim_client_id(session, "sensor-1");
+        let post = |topic: &str, message: &str, from: Option<&str>, updated_time: Option<u64>| Call::Post {
+            topic: topic.into(),
+            message: message.as_bytes().to_vec(),
+            from: from.map(Into::into),
+            updated_time,
+        };
+        serve_call(&mut broker, post("/s/a/t", "23.1", Some("app"), None), 1_995);
+        serve_call(&mut broker, post("/s/b", "2", Some("app"), Some(1_500)), 1_996);
+        serve_call(&mut broker, post("/s/c", "x", None, None), 1_997);
+        serve_call(&mut broker, post("/s/a/t", "23.2", Some("other"), None), 1_998);
+        let put = Call::PutVal { name: "v".into(), value: b"42".to_vec(), from: None, updated_time: Some(77) };
+        serve_call(&mut broker, put, 1_999);
+        broker.state.record_serve_time(Duration::from_micros(1_500));
+        broker.state.record_serve_time(Duration::from_micros(500));
+        let calls = [
+            ("PICKUP", Call::Pickup { client: "c1".into() }),
+            ("PICKUP empty", Call::Pickup { client: "c1".into() }),
+            ("PICKUP unknown", Call::Pickup { client: "stranger".into() }),
+            ("GETVAL", Call::GetVal { topic: "/s/a/t".into() }),
+            ("GETVALSBYREGEX", Call::GetValsByRegex { pattern: "/s/".into() }),
+            ("VERSION", Call::Version),
+            ("TOPICS", Call::Topics),
+            ("POSTERS", Call::Posters),
+            ("CROOKS", Call::Crooks),
+            ("PEERHOSTS", Call::PeerHosts),
+            ("LOG", Call::Log),
+            ("CLIENTS", Call::Clients { plain: false }),
+            ("/api/v1/clients", Call::Clients { plain: true }),
+            ("STATS", Call::Stats { plain: false }),
+            ("/api/v1/stats", Call::Stats { plain: true }),
+            ("/api/v1/value", Call::Value { topic: "v".into() }),
+            ("/api/v1/values", Call::Values { filter: filter("/s/#") }),
+            ("/STATUS", Call::Status),
+            ("/metrics", Call::Metrics),
+        ];
+        calls.into_iter().map(|(name, call)| (name, serve_call(&mut broker, call, 2_000))).collect()
+    }
+
+    /// The documents keep their bytes: key names, value types, nesting and
+    /// key order. The version is left out, to survive a release.
+    #[test]
+    fn documents_are_served_as_recorded() {
+        let version = env!("CARGO_PKG_VERSION");
+        let golden = include_str!("testdata/documents.golden").replace("{VERSION}", version);
+        let mut expected = golden.lines();
+        for (name, body) in served_documents() {
+            let line = expected.next().unwrap_or_else(|| panic!("{name} is not recorded"));
+            let (recorded_name, recorded) = line.split_once('\t').unwrap();
+            assert_eq!(recorded_name, name);
+            assert_eq!(json(&body), json(recorded), "{name}: the same value");
+            assert_eq!(body, recorded, "{name}: the same bytes");
+        }
+        assert_eq!(expected.next(), None, "every recorded document is served");
+    }
 }
