@@ -1,5 +1,6 @@
-//! What each call does: [`execute`] dispatches a call its caller may make
-//! to the function that serves it.
+//! What each call does: [`execute`] hands a call its caller may make to
+//! the function that serves it. Calls answered by a single expression (a
+//! document, a file, a fixed reply) are answered in the dispatch itself.
 
 use std::collections::HashSet;
 
@@ -18,10 +19,14 @@ use crate::http::json::{message_object, moustique_message_object};
 use crate::http::response::{self, Response};
 use crate::http::topic_search::TopicSearch;
 use crate::http::ui::UiFile;
+use crate::message::Message;
 use crate::metrics::Figures;
 use crate::router::{Delivery, NamespaceId, Router};
 use crate::store::StoreOp;
+use crate::topic::Filter;
 
+/// Serves `call` in `namespace`, its caller authorized (see
+/// [`super::serve`]). Other arguments as for [`super::handle`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn execute<S: Clone + SinkKind>(
     router: &mut Router<S>,
@@ -35,174 +40,41 @@ pub(super) fn execute<S: Clone + SinkKind>(
     figures: impl FnOnce() -> Figures,
 ) -> HttpEffects<S> {
     let unix = context.unix_time;
-    let moustique = |document: &Value| HttpEffects::respond(Response::moustique_json(document, context.encoding));
-    let either = |document: &Value, plain: bool| {
-        if plain { HttpEffects::respond(Response::json(document)) } else { moustique(document) }
-    };
-    let value_call = matches!(call, Call::Value { .. });
     match call {
         Call::Post { topic, message, from, updated_time } => {
-            state.processed.record(unix);
             let message = stamp(topic, message, from, updated_time, context);
-            publish(router, state, config, namespace, message, true)
+            post(router, state, config, namespace, message, unix)
         }
         Call::Publish { topic, payload, retain, from } => {
-            state.processed.record(unix);
             let message = stamp(topic, payload, from, None, context);
-            let mut effects = publish(router, state, config, namespace, message, retain);
-            effects.reply = Reply::Response(Response::no_content());
-            effects
+            plain_publish(router, state, config, namespace, message, retain, unix)
         }
         Call::Subscribe { filter, client } => {
-            let id = match state.clients.find(namespace, &client) {
-                Some(id) => id,
-                None => {
-                    let registered = state.clients.register(namespace, &client, context.now, unix, context.ip, |id| {
-                        router.add_subscriber(namespace, client_sink(id))
-                    });
-                    match registered {
-                        Some(id) => id,
-                        None => return HttpEffects::respond(Response::text(503, "too many HTTP clients")),
-                    }
-                }
-            };
-            state.clients.touch(id, context.now, unix, context.ip);
-            let mut effects = HttpEffects::respond(Response::ok());
-            if state.clients.subscribe(id, filter.clone())
-                && let Some(client) = state.clients.get(id)
-            {
-                router.subscribe(client.subscriber, filter);
-                // The whole record again: a new client's first filter and a
-                // known client's next one are the same write.
-                effects.client_record = Some(StoreOp::PutHttpClient {
-                    namespace: router.namespace_name(namespace).to_string(),
-                    client: client.name.to_string(),
-                    first_seen: client.first_seen,
-                    filters: client.filters.iter().map(|f| f.as_str().to_owned()).collect(),
-                });
-            }
-            effects
+            subscribe(router, state, namespace, filter, &client, context, client_sink)
         }
-        Call::Pickup { client } => {
-            state.pickups.record(unix);
-            let Some(id) = state.clients.find(namespace, &client) else {
-                return moustique(&resubscribe_document(unix));
-            };
-            state.clients.touch(id, context.now, unix, context.ip);
-            let groups: Map<String, Value> = state
-                .clients
-                .pickup(id)
-                .into_iter()
-                .map(|(filter, messages)| {
-                    let list = messages
-                        .iter()
-                        .map(|queued| moustique_message_object(queued.delivery.message(), &queued.subscribers))
-                        .collect();
-                    (filter.as_str().to_owned(), Value::Array(list))
-                })
-                .collect();
-            moustique(&Value::Object(groups))
-        }
+        Call::Pickup { client } => pickup(state, namespace, &client, context),
         Call::PutVal { name, value, from, updated_time } => {
-            let delivery = Delivery::new(stamp(name, value, from, updated_time, context));
-            let topic = delivery.message().topic.clone();
-            if delivery.message().payload.is_empty() {
-                router.remove_value(namespace, &topic);
-            } else {
-                router.store(namespace, delivery.clone());
-            }
-            let mut effects = HttpEffects::respond(Response::ok());
-            effects.stored = Some((router.namespace_name(namespace).clone(), delivery));
-            effects
+            put_val(router, namespace, stamp(name, value, from, updated_time, context))
         }
-        Call::GetVal { topic } | Call::Value { topic } => {
-            state.getvals.record(unix);
-            let Some(value) = router.value(namespace, &topic) else {
-                return HttpEffects::respond(Response::text(404, format!("no value for {topic}")));
-            };
-            if value_call {
-                HttpEffects::respond(Response::json(&message_object(value.message())))
-            } else {
-                moustique(&moustique_message_object(value.message(), &[]))
-            }
-        }
-        Call::GetValsByRegex { pattern } => {
-            state.getvals.record(unix);
-            if pattern.len() > config.max_regex_len {
-                return HttpEffects::respond(Response::text(
-                    400,
-                    format!("regular expression over {} bytes", config.max_regex_len),
-                ));
-            }
-            // Validated by regex, for its error messages; searched by a lazy
-            // DFA whose work is bounded (topic_search.rs).
-            if let Err(error) = regex::RegexBuilder::new(&pattern)
-                .size_limit(config.regex_size_limit)
-                .dfa_size_limit(config.regex_size_limit)
-                .build()
-            {
-                let text = error.to_string();
-                let first_line = text.lines().last().unwrap_or("invalid regular expression").trim();
-                return HttpEffects::respond(Response::text(400, format!("bad regular expression: {first_line}")));
-            }
-            let mut search = match TopicSearch::new(&pattern, config.regex_size_limit) {
-                Ok(search) => search,
-                Err(text) => return HttpEffects::respond(Response::text(400, text)),
-            };
-            let mut matches = Map::new();
-            // `$` topics are the broker's (`$SYS/...`), listed only when asked for by name, as MQTT does.
-            for d in router.values(namespace).filter(|d| !d.message().topic.starts_with('$')) {
-                match search.is_match(&d.message().topic) {
-                    Ok(true) => {
-                        matches.insert(d.message().topic.to_string(), moustique_message_object(d.message(), &[]));
-                    }
-                    Ok(false) => {}
-                    Err(text) => return HttpEffects::respond(Response::text(400, text)),
-                }
-            }
-            moustique(&Value::Object(matches))
-        }
-        Call::Values { filter } => {
-            let list = router.values_matching(namespace, &filter).map(|d| message_object(d.message())).collect();
-            HttpEffects::respond(Response::json(&Value::Array(list)))
-        }
-        Call::Version => moustique(&json!(env!("CARGO_PKG_VERSION"))),
-        Call::Stats { plain } => either(&stats_document(router, state, &figures(), unix), plain),
-        Call::Clients { plain } => either(&clients_document(router, state, namespace), plain),
-        Call::Topics => {
-            let topics = router
-                .values(namespace)
-                .filter(|d| !d.message().topic.starts_with('$'))
-                .map(|d| Value::from(&*d.message().topic))
-                .collect();
-            moustique(&Value::Array(topics))
-        }
-        Call::Posters => moustique(&posters_document(state, namespace, unix)),
-        Call::Crooks => moustique(&crooks_document(&figures().peers, &context)),
-        Call::PeerHosts => moustique(&peer_hosts_document(state, namespace)),
-        Call::Log => moustique(&log_document(state, namespace)),
+        Call::GetVal { topic } => get_val(router, state, namespace, &topic, false, context),
+        Call::Value { topic } => get_val(router, state, namespace, &topic, true, context),
+        Call::GetValsByRegex { pattern } => get_vals_by_regex(router, state, config, namespace, &pattern, context),
+        Call::Values { filter } => values(router, namespace, &filter),
+        Call::Version => moustique(&json!(env!("CARGO_PKG_VERSION")), context),
+        Call::Stats { plain } => either(&stats_document(router, state, &figures(), unix), plain, context),
+        Call::Clients { plain } => either(&clients_document(router, state, namespace), plain, context),
+        Call::Topics => topics(router, namespace, context),
+        Call::Posters => moustique(&posters_document(state, namespace, unix), context),
+        Call::Crooks => moustique(&crooks_document(&figures().peers, &context), context),
+        Call::PeerHosts => moustique(&peer_hosts_document(state, namespace), context),
+        Call::Log => moustique(&log_document(state, namespace), context),
         Call::Index => HttpEffects::respond(Response::ui(UiFile::Page)),
         Call::UiFile(file) => HttpEffects::respond(Response::ui(file)),
         Call::Status => {
             let page = status_page(router, state, namespace, &figures(), unix);
             HttpEffects::respond(Response::with_body(response::HTML, page.into_bytes()))
         }
-        Call::Events { filters } => {
-            let subscriber = router.add_subscriber(namespace, own_sink);
-            let mut seen = HashSet::new();
-            let mut retained = Vec::new();
-            for filter in &filters {
-                for value in router.values_matching(namespace, filter) {
-                    if seen.insert(value.message().topic.clone()) {
-                        retained.push(value.clone());
-                    }
-                }
-            }
-            for filter in filters {
-                router.subscribe(subscriber, filter);
-            }
-            HttpEffects::reply(Reply::Events { subscriber, retained })
-        }
+        Call::Events { filters } => events(router, namespace, filters, own_sink),
         Call::Health => HttpEffects::respond(Response::text(200, "ok")),
         Call::Metrics => HttpEffects::respond(Response::with_body(
             response::PROMETHEUS,
@@ -210,6 +82,235 @@ pub(super) fn execute<S: Clone + SinkKind>(
         )),
         Call::Preflight => HttpEffects::reply(Reply::Preflight),
     }
+}
+
+/// A document encoded the Moustique way, in the order the request came in.
+fn moustique<S>(document: &Value, context: Context) -> HttpEffects<S> {
+    HttpEffects::respond(Response::moustique_json(document, context.encoding))
+}
+
+/// A document as plain JSON for the plain API (`plain`), else the
+/// Moustique way.
+fn either<S>(document: &Value, plain: bool, context: Context) -> HttpEffects<S> {
+    if plain { HttpEffects::respond(Response::json(document)) } else { moustique(document, context) }
+}
+
+/// Moustique `/POST`: publish, and store as the topic's value.
+fn post<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    namespace: NamespaceId,
+    message: Message,
+    unix: u64,
+) -> HttpEffects<S> {
+    state.processed.record(unix);
+    publish(router, state, config, namespace, message, true)
+}
+
+/// `POST /api/v1/publish`: publish, stored only with `retain`; 204.
+fn plain_publish<S: Clone + SinkKind>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    namespace: NamespaceId,
+    message: Message,
+    retain: bool,
+    unix: u64,
+) -> HttpEffects<S> {
+    state.processed.record(unix);
+    let mut effects = publish(router, state, config, namespace, message, retain);
+    effects.reply = Reply::Response(Response::no_content());
+    effects
+}
+
+/// Moustique `/SUBSCRIBE`: registers the client if it is new, and gives
+/// it `filter`; the client's record goes to the store when it changed.
+fn subscribe<S: Clone>(
+    router: &mut Router<S>,
+    state: &mut HttpState,
+    namespace: NamespaceId,
+    filter: Filter,
+    client: &str,
+    context: Context,
+    client_sink: impl Fn(HttpClientId) -> S,
+) -> HttpEffects<S> {
+    let unix = context.unix_time;
+    let id = match state.clients.find(namespace, client) {
+        Some(id) => id,
+        None => {
+            let registered = state.clients.register(namespace, client, context.now, unix, context.ip, |id| {
+                router.add_subscriber(namespace, client_sink(id))
+            });
+            match registered {
+                Some(id) => id,
+                None => return HttpEffects::respond(Response::text(503, "too many HTTP clients")),
+            }
+        }
+    };
+    state.clients.touch(id, context.now, unix, context.ip);
+    let mut effects = HttpEffects::respond(Response::ok());
+    if state.clients.subscribe(id, filter.clone())
+        && let Some(client) = state.clients.get(id)
+    {
+        router.subscribe(client.subscriber, filter);
+        // The whole record again: a new client's first filter and a
+        // known client's next one are the same write.
+        effects.client_record = Some(StoreOp::PutHttpClient {
+            namespace: router.namespace_name(namespace).to_string(),
+            client: client.name.to_string(),
+            first_seen: client.first_seen,
+            filters: client.filters.iter().map(|f| f.as_str().to_owned()).collect(),
+        });
+    }
+    effects
+}
+
+/// Moustique `/PICKUP`: the client's queued messages by filter, or the
+/// resubscribe document for a client the broker does not know.
+fn pickup<S>(state: &mut HttpState, namespace: NamespaceId, client: &str, context: Context) -> HttpEffects<S> {
+    let unix = context.unix_time;
+    state.pickups.record(unix);
+    let Some(id) = state.clients.find(namespace, client) else {
+        return moustique(&resubscribe_document(unix), context);
+    };
+    state.clients.touch(id, context.now, unix, context.ip);
+    let groups: Map<String, Value> = state
+        .clients
+        .pickup(id)
+        .into_iter()
+        .map(|(filter, messages)| {
+            let list = messages
+                .iter()
+                .map(|queued| moustique_message_object(queued.delivery.message(), &queued.subscribers))
+                .collect();
+            (filter.as_str().to_owned(), Value::Array(list))
+        })
+        .collect();
+    moustique(&Value::Object(groups), context)
+}
+
+/// Moustique `/PUTVAL`: store without publishing (an empty value deletes).
+fn put_val<S: Clone>(router: &mut Router<S>, namespace: NamespaceId, message: Message) -> HttpEffects<S> {
+    let delivery = Delivery::new(message);
+    let topic = delivery.message().topic.clone();
+    if delivery.message().payload.is_empty() {
+        router.remove_value(namespace, &topic);
+    } else {
+        router.store(namespace, delivery.clone());
+    }
+    let mut effects = HttpEffects::respond(Response::ok());
+    effects.stored = Some((router.namespace_name(namespace).clone(), delivery));
+    effects
+}
+
+/// Moustique `/GETVAL`, or the plain API's `/api/v1/value` (`plain`): the
+/// topic's stored value, or 404.
+fn get_val<S: Clone>(
+    router: &Router<S>,
+    state: &mut HttpState,
+    namespace: NamespaceId,
+    topic: &str,
+    plain: bool,
+    context: Context,
+) -> HttpEffects<S> {
+    state.getvals.record(context.unix_time);
+    let Some(value) = router.value(namespace, topic) else {
+        return HttpEffects::respond(Response::text(404, format!("no value for {topic}")));
+    };
+    if plain {
+        HttpEffects::respond(Response::json(&message_object(value.message())))
+    } else {
+        moustique(&moustique_message_object(value.message(), &[]), context)
+    }
+}
+
+/// Moustique `/GETVALSBYREGEX`: the stored values whose topic matches
+/// `pattern` anywhere, under bounds on the expression and the search.
+fn get_vals_by_regex<S: Clone>(
+    router: &Router<S>,
+    state: &mut HttpState,
+    config: &HttpConfig,
+    namespace: NamespaceId,
+    pattern: &str,
+    context: Context,
+) -> HttpEffects<S> {
+    state.getvals.record(context.unix_time);
+    if pattern.len() > config.max_regex_len {
+        return HttpEffects::respond(Response::text(
+            400,
+            format!("regular expression over {} bytes", config.max_regex_len),
+        ));
+    }
+    // Validated by regex, for its error messages; searched by a lazy
+    // DFA whose work is bounded (topic_search.rs).
+    if let Err(error) = regex::RegexBuilder::new(pattern)
+        .size_limit(config.regex_size_limit)
+        .dfa_size_limit(config.regex_size_limit)
+        .build()
+    {
+        let text = error.to_string();
+        let first_line = text.lines().last().unwrap_or("invalid regular expression").trim();
+        return HttpEffects::respond(Response::text(400, format!("bad regular expression: {first_line}")));
+    }
+    let mut search = match TopicSearch::new(pattern, config.regex_size_limit) {
+        Ok(search) => search,
+        Err(text) => return HttpEffects::respond(Response::text(400, text)),
+    };
+    let mut matches = Map::new();
+    // `$` topics are the broker's (`$SYS/...`), listed only when asked for by name, as MQTT does.
+    for d in router.values(namespace).filter(|d| !d.message().topic.starts_with('$')) {
+        match search.is_match(&d.message().topic) {
+            Ok(true) => {
+                matches.insert(d.message().topic.to_string(), moustique_message_object(d.message(), &[]));
+            }
+            Ok(false) => {}
+            Err(text) => return HttpEffects::respond(Response::text(400, text)),
+        }
+    }
+    moustique(&Value::Object(matches), context)
+}
+
+/// `GET /api/v1/values`: the stored values matching `filter`.
+fn values<S: Clone>(router: &Router<S>, namespace: NamespaceId, filter: &Filter) -> HttpEffects<S> {
+    let list = router.values_matching(namespace, filter).map(|d| message_object(d.message())).collect();
+    HttpEffects::respond(Response::json(&Value::Array(list)))
+}
+
+/// Moustique `/TOPICS`: the topics of the stored values, the broker's own
+/// `$` topics left out.
+fn topics<S: Clone>(router: &Router<S>, namespace: NamespaceId, context: Context) -> HttpEffects<S> {
+    let topics = router
+        .values(namespace)
+        .filter(|d| !d.message().topic.starts_with('$'))
+        .map(|d| Value::from(&*d.message().topic))
+        .collect();
+    moustique(&Value::Array(topics), context)
+}
+
+/// `GET /api/v1/events`: the connection becomes a subscriber through its
+/// own sink, and gets the stored values matching its filters first (each
+/// once, though several filters match it).
+fn events<S: Clone>(
+    router: &mut Router<S>,
+    namespace: NamespaceId,
+    filters: Vec<Filter>,
+    own_sink: S,
+) -> HttpEffects<S> {
+    let subscriber = router.add_subscriber(namespace, own_sink);
+    let mut seen = HashSet::new();
+    let mut retained = Vec::new();
+    for filter in &filters {
+        for value in router.values_matching(namespace, filter) {
+            if seen.insert(value.message().topic.clone()) {
+                retained.push(value.clone());
+            }
+        }
+    }
+    for filter in filters {
+        router.subscribe(subscriber, filter);
+    }
+    HttpEffects::reply(Reply::Events { subscriber, retained })
 }
 
 #[cfg(test)]
