@@ -2,9 +2,10 @@
 //! the function that serves it. Calls answered by a single expression (a
 //! document, a file, a fixed reply) are answered in the dispatch itself.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::documents::{
     clients_document, crooks_document, log_document, peer_hosts_document, posters_document, resubscribe_document,
@@ -60,7 +61,7 @@ pub(super) fn execute<S: Clone + SinkKind>(
         Call::Value { topic } => get_val(router, state, namespace, &topic, true, context),
         Call::GetValsByRegex { pattern } => get_vals_by_regex(router, state, config, namespace, &pattern, context),
         Call::Values { filter } => values(router, namespace, &filter),
-        Call::Version => moustique(&json!(env!("CARGO_PKG_VERSION")), context),
+        Call::Version => moustique(env!("CARGO_PKG_VERSION"), context),
         Call::Stats { plain } => either(&stats_document(router, state, &figures(), unix), plain, context),
         Call::Clients { plain } => either(&clients_document(router, state, namespace), plain, context),
         Call::Topics => topics(router, namespace, context),
@@ -85,13 +86,13 @@ pub(super) fn execute<S: Clone + SinkKind>(
 }
 
 /// A document encoded the Moustique way, in the order the request came in.
-fn moustique<S>(document: &Value, context: Context) -> HttpEffects<S> {
+fn moustique<S>(document: &(impl Serialize + ?Sized), context: Context) -> HttpEffects<S> {
     HttpEffects::respond(Response::moustique_json(document, context.encoding))
 }
 
 /// A document as plain JSON for the plain API (`plain`), else the
 /// Moustique way.
-fn either<S>(document: &Value, plain: bool, context: Context) -> HttpEffects<S> {
+fn either<S>(document: &(impl Serialize + ?Sized), plain: bool, context: Context) -> HttpEffects<S> {
     if plain { HttpEffects::respond(Response::json(document)) } else { moustique(document, context) }
 }
 
@@ -175,7 +176,7 @@ fn pickup<S>(state: &mut HttpState, namespace: NamespaceId, client: &str, contex
         return moustique(&resubscribe_document(unix), context);
     };
     state.clients.touch(id, context.now, unix, context.ip);
-    let groups: Map<String, Value> = state
+    let groups: BTreeMap<String, Vec<Value>> = state
         .clients
         .pickup(id)
         .into_iter()
@@ -184,10 +185,10 @@ fn pickup<S>(state: &mut HttpState, namespace: NamespaceId, client: &str, contex
                 .iter()
                 .map(|queued| moustique_message_object(queued.delivery.message(), &queued.subscribers))
                 .collect();
-            (filter.as_str().to_owned(), Value::Array(list))
+            (filter.as_str().to_owned(), list)
         })
         .collect();
-    moustique(&Value::Object(groups), context)
+    moustique(&groups, context)
 }
 
 /// Moustique `/PUTVAL`: store without publishing (an empty value deletes).
@@ -257,35 +258,32 @@ fn get_vals_by_regex<S: Clone>(
         Ok(search) => search,
         Err(text) => return HttpEffects::respond(Response::text(400, text)),
     };
-    let mut matches = Map::new();
+    let mut matches = BTreeMap::new();
     // `$` topics are the broker's (`$SYS/...`), listed only when asked for by name, as MQTT does.
     for d in router.values(namespace).filter(|d| !d.message().topic.starts_with('$')) {
         match search.is_match(&d.message().topic) {
             Ok(true) => {
-                matches.insert(d.message().topic.to_string(), moustique_message_object(d.message(), &[]));
+                matches.insert(&*d.message().topic, moustique_message_object(d.message(), &[]));
             }
             Ok(false) => {}
             Err(text) => return HttpEffects::respond(Response::text(400, text)),
         }
     }
-    moustique(&Value::Object(matches), context)
+    moustique(&matches, context)
 }
 
 /// `GET /api/v1/values`: the stored values matching `filter`.
 fn values<S: Clone>(router: &Router<S>, namespace: NamespaceId, filter: &Filter) -> HttpEffects<S> {
-    let list = router.values_matching(namespace, filter).map(|d| message_object(d.message())).collect();
-    HttpEffects::respond(Response::json(&Value::Array(list)))
+    let list: Vec<Value> = router.values_matching(namespace, filter).map(|d| message_object(d.message())).collect();
+    HttpEffects::respond(Response::json(&list))
 }
 
 /// Moustique `/TOPICS`: the topics of the stored values, the broker's own
 /// `$` topics left out.
 fn topics<S: Clone>(router: &Router<S>, namespace: NamespaceId, context: Context) -> HttpEffects<S> {
-    let topics = router
-        .values(namespace)
-        .filter(|d| !d.message().topic.starts_with('$'))
-        .map(|d| Value::from(&*d.message().topic))
-        .collect();
-    moustique(&Value::Array(topics), context)
+    let topics: Vec<&str> =
+        router.values(namespace).filter(|d| !d.message().topic.starts_with('$')).map(|d| &*d.message().topic).collect();
+    moustique(&topics, context)
 }
 
 /// `GET /api/v1/events`: the connection becomes a subscriber through its
@@ -322,6 +320,7 @@ mod tests {
     use crate::http::service::{HttpConfig, RESUBSCRIBE_TOPIC};
     use crate::message::Message;
     use crate::topic::{TopicLimits, TopicName};
+    use serde_json::json;
 
     #[test]
     fn an_unknown_client_is_told_to_resubscribe() {

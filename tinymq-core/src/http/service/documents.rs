@@ -1,13 +1,20 @@
-//! The JSON documents of the statistics calls: STATS, CLIENTS, POSTERS,
-//! CROOKS, PEERHOSTS, LOG, and PICKUP's answer to an unknown client.
+//! The JSON documents of the statistics calls (STATS, CLIENTS, POSTERS,
+//! CROOKS, PEERHOSTS, LOG) and PICKUP's answer to an unknown client, as
+//! structs with Moustique's key names.
+//!
+//! Fields are declared in the byte order of their JSON names: the order
+//! the `json!` maps these replaced printed them in (serde_json sorts map
+//! keys), so the documents keep their bytes (`testdata/documents.golden`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::state::{LOG_SHOWN, POSTER_WINDOW_SECS, PeerHost, Poster};
+use super::state::{LOG_SHOWN, POSTER_WINDOW_SECS, PeerHost, Poster, Rate};
 use super::{Context, HttpState, RESUBSCRIBE_TOPIC, SinkKind};
 use crate::auth::PeerReport;
 use crate::http::json::{message_object, moustique_message_object, nice_datetime};
@@ -15,8 +22,15 @@ use crate::message::Message;
 use crate::metrics::Figures;
 use crate::router::{NamespaceId, Router};
 
-/// PICKUP's answer to a client the broker does not know.
-pub(super) fn resubscribe_document(unix_time: u64) -> Value {
+/// PICKUP's answer to a client the broker does not know: a message on
+/// [`RESUBSCRIBE_TOPIC`] telling it to subscribe again.
+#[derive(Serialize)]
+pub(super) struct ResubscribeDocument {
+    #[serde(rename = "/server/action/resubscribe")]
+    resubscribe: [Value; 1],
+}
+
+pub(super) fn resubscribe_document(unix_time: u64) -> ResubscribeDocument {
     let message = Message {
         topic: RESUBSCRIBE_TOPIC.into(),
         payload: b"resubscribe"[..].into(),
@@ -24,129 +38,269 @@ pub(super) fn resubscribe_document(unix_time: u64) -> Value {
         updated_time: unix_time,
         ip: None,
     };
-    json!({ RESUBSCRIBE_TOPIC: [message_object(&message)] })
+    ResubscribeDocument { resubscribe: [message_object(&message)] }
 }
 
-pub(super) fn stats_document<S: Clone>(router: &Router<S>, state: &HttpState, figures: &Figures, unix: u64) -> Value {
-    let uptime = figures.uptime_secs;
-    let posters = state.posters.values().filter(|p| unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS).count();
-    let connections: Map<String, Value> =
-        figures.connections.iter().map(|&(name, n)| (name.to_owned(), Value::from(n))).collect();
-    let memory_usage =
-        figures.rss_bytes.map_or_else(|| "N/A".to_owned(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6));
-    // Milliseconds, as Moustique's handler timing.
-    let average_request_time = state.serve_nanos as f64 / 1e6 / state.served.max(1) as f64;
-    json!({
-        "started": nice_datetime(state.started_unix),
-        "memory_usage": memory_usage,
-        "goroutines": figures.threads.unwrap_or(0),
-        "average_request_time": average_request_time,
-        "started_unix": state.started_unix,
-        "uptime_seconds": uptime,
-        "version": env!("CARGO_PKG_VERSION"),
-        "subscription_count": router.subscription_count(),
-        "subscribers": router.subscriber_count(),
-        "values": router.value_count(),
-        "clients": {
-            "subscribers": state.clients.len(),
-            "posters": posters,
-            "queued_messages": state.clients.iter().map(|c| c.queued()).sum::<usize>(),
-            "queue_dropped_messages": state.clients.dropped_total(),
-            "expired": state.clients.expired_total(),
-        },
-        "requests": {
-            "total": state.requests.total,
-            "per_second": state.requests.json(unix, uptime)["per_second"],
-            "per_second_last_minute": state.requests.json(unix, uptime)["per_second_last_minute"],
-            "pickups": state.pickups.json(unix, uptime),
-            "processed": state.processed.json(unix, uptime),
-            "getvals": state.getvals.json(unix, uptime),
-        },
-        "connections": connections,
-        "connections_total": figures.connections_total,
-        "refused_connections": figures.refused_connections,
-        "refused_peers": figures.refused_peers,
-        "throttled_requests": figures.throttled_requests,
-        "throttled_peers": figures.throttled_peers,
-        "tls_handshake_failures": figures.tls_handshake_failures,
-        "messages_in": figures.messages_in,
-        "messages_out": figures.messages_out,
-        "bytes_in": figures.bytes_in,
-        "bytes_out": figures.bytes_out,
-        "slow_consumer_drops": figures.slow_consumer_drops,
-        "local_queue_drops": figures.local_queue_drops,
-        "store_writes": figures.store_writes,
-        "store_committed_writes": figures.store_committed_writes,
-        "store_records_written": figures.store_records_written,
-        "store_commits": figures.store_commits,
-        "store_failed_commits": figures.store_failed_commits,
-        "store_failures": figures.store_failures,
-        "store_pending": figures.store_pending,
-        "store_error": figures.store_error,
-        // The figures `/metrics` adds, under the same names.
-        "deliveries": figures.messages_out,
-        "dropped": {
-            "slow_consumer": figures.slow_consumer_drops,
-            "queue_overflow": state.clients.dropped_total(),
-            "local_queue": figures.local_queue_drops,
-        },
-        "disconnects": figures.disconnects.iter().map(|&(reason, n)| (reason.to_owned(), Value::from(n))).collect::<Map<String, Value>>(),
-        "store_commit_seconds": {
-            "count": figures.store_commit_seconds.count,
-            "sum": figures.store_commit_seconds.sum_seconds(),
-        },
-        "http_responses": state.statuses.iter().map(|(status, n)| (status.to_string(), Value::from(*n))).collect::<Map<String, Value>>(),
-    })
+/// STATS: Moustique's keys, and the figures `/metrics` adds under the
+/// same names.
+#[derive(Serialize)]
+pub(super) struct StatsDocument<'a> {
+    /// Milliseconds, as Moustique's handler timing.
+    average_request_time: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    clients: ClientCounts,
+    connections: BTreeMap<&'a str, u64>,
+    connections_total: u64,
+    deliveries: u64,
+    disconnects: BTreeMap<&'a str, u64>,
+    dropped: Drops,
+    goroutines: u64,
+    http_responses: BTreeMap<String, u64>,
+    local_queue_drops: u64,
+    memory_usage: String,
+    messages_in: u64,
+    messages_out: u64,
+    refused_connections: u64,
+    refused_peers: u64,
+    requests: Requests,
+    slow_consumer_drops: u64,
+    started: String,
+    started_unix: u64,
+    store_commit_seconds: CommitSeconds,
+    store_commits: u64,
+    store_committed_writes: u64,
+    store_error: Option<&'a str>,
+    store_failed_commits: u64,
+    store_failures: u64,
+    store_pending: u64,
+    store_records_written: u64,
+    store_writes: u64,
+    subscribers: usize,
+    subscription_count: usize,
+    throttled_peers: u64,
+    throttled_requests: u64,
+    tls_handshake_failures: u64,
+    uptime_seconds: u64,
+    values: usize,
+    version: &'static str,
 }
 
-pub(super) fn clients_document<S: Clone + SinkKind>(
+/// STATS' `clients`: Moustique clients and publishers.
+#[derive(Serialize)]
+struct ClientCounts {
+    expired: u64,
+    posters: usize,
+    queue_dropped_messages: u64,
+    queued_messages: usize,
+    subscribers: usize,
+}
+
+/// STATS' `dropped`, by the reasons `/metrics` names.
+#[derive(Serialize)]
+struct Drops {
+    local_queue: u64,
+    queue_overflow: u64,
+    slow_consumer: u64,
+}
+
+/// STATS' `requests`: all HTTP requests, and three kinds of them.
+#[derive(Serialize)]
+struct Requests {
+    getvals: RateDocument,
+    per_second: f64,
+    per_second_last_minute: f64,
+    pickups: RateDocument,
+    processed: RateDocument,
+    total: u64,
+}
+
+/// A [`Rate`]: its count, its rate since the start and over the last
+/// minute.
+#[derive(Serialize)]
+struct RateDocument {
+    per_second: f64,
+    per_second_last_minute: f64,
+    total: u64,
+}
+
+impl RateDocument {
+    fn new(rate: &Rate, unix_time: u64, uptime_secs: u64) -> Self {
+        RateDocument {
+            per_second: rate.total as f64 / uptime_secs.max(1) as f64,
+            per_second_last_minute: rate.last_minute(unix_time) as f64 / uptime_secs.clamp(1, 60) as f64,
+            total: rate.total,
+        }
+    }
+}
+
+/// STATS' `store_commit_seconds`: the histogram's count and sum.
+#[derive(Serialize)]
+struct CommitSeconds {
+    count: u64,
+    sum: f64,
+}
+
+pub(super) fn stats_document<'a, S: Clone>(
     router: &Router<S>,
     state: &HttpState,
+    figures: &'a Figures,
+    unix: u64,
+) -> StatsDocument<'a> {
+    let uptime = figures.uptime_secs;
+    let posters = state.posters.values().filter(|p| unix.saturating_sub(p.last_unix) < POSTER_WINDOW_SECS).count();
+    let memory_usage =
+        figures.rss_bytes.map_or_else(|| "N/A".to_owned(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6));
+    let requests = RateDocument::new(&state.requests, unix, uptime);
+    StatsDocument {
+        average_request_time: state.serve_nanos as f64 / 1e6 / state.served.max(1) as f64,
+        bytes_in: figures.bytes_in,
+        bytes_out: figures.bytes_out,
+        clients: ClientCounts {
+            expired: state.clients.expired_total(),
+            posters,
+            queue_dropped_messages: state.clients.dropped_total(),
+            queued_messages: state.clients.iter().map(|c| c.queued()).sum(),
+            subscribers: state.clients.len(),
+        },
+        connections: figures.connections.iter().copied().collect(),
+        connections_total: figures.connections_total,
+        deliveries: figures.messages_out,
+        disconnects: figures.disconnects.iter().copied().collect(),
+        dropped: Drops {
+            local_queue: figures.local_queue_drops,
+            queue_overflow: state.clients.dropped_total(),
+            slow_consumer: figures.slow_consumer_drops,
+        },
+        goroutines: figures.threads.unwrap_or(0),
+        http_responses: state.statuses.iter().map(|(status, n)| (status.to_string(), *n)).collect(),
+        local_queue_drops: figures.local_queue_drops,
+        memory_usage,
+        messages_in: figures.messages_in,
+        messages_out: figures.messages_out,
+        refused_connections: figures.refused_connections,
+        refused_peers: figures.refused_peers,
+        requests: Requests {
+            getvals: RateDocument::new(&state.getvals, unix, uptime),
+            per_second: requests.per_second,
+            per_second_last_minute: requests.per_second_last_minute,
+            pickups: RateDocument::new(&state.pickups, unix, uptime),
+            processed: RateDocument::new(&state.processed, unix, uptime),
+            total: requests.total,
+        },
+        slow_consumer_drops: figures.slow_consumer_drops,
+        started: nice_datetime(state.started_unix),
+        started_unix: state.started_unix,
+        store_commit_seconds: CommitSeconds {
+            count: figures.store_commit_seconds.count,
+            sum: figures.store_commit_seconds.sum_seconds(),
+        },
+        store_commits: figures.store_commits,
+        store_committed_writes: figures.store_committed_writes,
+        store_error: figures.store_error.as_deref(),
+        store_failed_commits: figures.store_failed_commits,
+        store_failures: figures.store_failures,
+        store_pending: figures.store_pending,
+        store_records_written: figures.store_records_written,
+        store_writes: figures.store_writes,
+        subscribers: router.subscriber_count(),
+        subscription_count: router.subscription_count(),
+        throttled_peers: figures.throttled_peers,
+        throttled_requests: figures.throttled_requests,
+        tls_handshake_failures: figures.tls_handshake_failures,
+        uptime_seconds: uptime,
+        values: router.value_count(),
+        version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// A row of CLIENTS: a Moustique client, or a connected subscriber. The
+/// latter have no pickups and no request count: those fields are null,
+/// so readers of CLIENTS find every key; `Queued` and `Subscriptions` are
+/// left out.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ClientRow<'a> {
+    first_seen: u64,
+    first_seen_nice_datetime: String,
+    #[serde(rename = "IP")]
+    ip: String,
+    latest_pickup: Option<u64>,
+    latest_pickup_nice_datetime: Option<String>,
+    latest_system_pickup: Option<u64>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued: Option<usize>,
+    request_counter: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions: Option<Vec<&'a str>>,
+    transport: &'static str,
+}
+
+/// CLIENTS: the namespace's Moustique clients, then its connected
+/// subscribers by name.
+pub(super) fn clients_document<'a, S: Clone + SinkKind>(
+    router: &'a Router<S>,
+    state: &'a HttpState,
     namespace: NamespaceId,
-) -> Value {
-    let mut list: Vec<Value> = state
+) -> Vec<ClientRow<'a>> {
+    let mut list: Vec<ClientRow<'a>> = state
         .clients
         .iter()
         .filter(|c| c.namespace == namespace)
-        .map(|c| {
-            json!({
-                "Name": &*c.name,
-                "FirstSeen": c.first_seen,
-                "FirstSeenNiceDatetime": nice_datetime(c.first_seen),
-                "LatestPickup": c.latest_pickup,
-                "LatestPickupNiceDatetime": nice_datetime(c.latest_pickup),
-                "LatestSystemPickup": c.latest_pickup,
-                "RequestCounter": c.requests,
-                "IP": c.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                "Transport": "http",
-                "Subscriptions": c.filters.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-                "Queued": c.queued(),
-            })
+        .map(|c| ClientRow {
+            first_seen: c.first_seen,
+            first_seen_nice_datetime: nice_datetime(c.first_seen),
+            ip: c.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            latest_pickup: Some(c.latest_pickup),
+            latest_pickup_nice_datetime: Some(nice_datetime(c.latest_pickup)),
+            latest_system_pickup: Some(c.latest_pickup),
+            name: &c.name,
+            queued: Some(c.queued()),
+            request_counter: Some(c.requests),
+            subscriptions: Some(c.filters.iter().map(|f| f.as_str()).collect()),
+            transport: "http",
         })
         .collect();
     let mut sessions: Vec<_> = router.clients(namespace).collect();
     sessions.sort_by(|a, b| a.client_id.cmp(b.client_id));
-    // Connected subscribers have no pickups and no request count: those
-    // fields are null, so readers of CLIENTS find every key.
-    list.extend(sessions.into_iter().map(|entry| {
-        json!({
-            "Name": &**entry.client_id,
-            "FirstSeen": entry.since,
-            "FirstSeenNiceDatetime": nice_datetime(entry.since),
-            "LatestPickup": null,
-            "LatestPickupNiceDatetime": null,
-            "LatestSystemPickup": null,
-            "RequestCounter": null,
-            "IP": entry.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            "Transport": entry.sink.transport(),
-        })
+    list.extend(sessions.into_iter().map(|entry| ClientRow {
+        first_seen: entry.since,
+        first_seen_nice_datetime: nice_datetime(entry.since),
+        ip: entry.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        latest_pickup: None,
+        latest_pickup_nice_datetime: None,
+        latest_system_pickup: None,
+        name: entry.client_id,
+        queued: None,
+        request_counter: None,
+        subscriptions: None,
+        transport: entry.sink.transport(),
     }));
-    Value::Array(list)
+    list
+}
+
+/// A row of POSTERS: a publisher, its latest post overall and per topic.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct PosterRow<'a> {
+    first_seen: u64,
+    first_seen_nice_datetime: String,
+    #[serde(rename = "IP")]
+    ip: String,
+    latest_post_nice_datetime: String,
+    latest_post_time: u64,
+    message_count: u64,
+    name: &'a str,
+    #[serde(rename = "latest_post")]
+    latest_post: Value,
+    #[serde(rename = "latest_posts_by_topic")]
+    latest_posts_by_topic: BTreeMap<&'a str, Value>,
 }
 
 /// POSTERS: Moustique's list of publishers heard from in the last hour,
-/// newest first, each with its latest post overall and per topic.
-pub(super) fn posters_document(state: &HttpState, namespace: NamespaceId, unix: u64) -> Value {
+/// newest first.
+pub(super) fn posters_document(state: &HttpState, namespace: NamespaceId, unix: u64) -> Vec<PosterRow<'_>> {
     let mut posters: Vec<(&Arc<str>, &Poster)> = state
         .posters
         .iter()
@@ -154,84 +308,116 @@ pub(super) fn posters_document(state: &HttpState, namespace: NamespaceId, unix: 
         .map(|((_, name), p)| (name, p))
         .collect();
     posters.sort_by(|a, b| b.1.last_unix.cmp(&a.1.last_unix).then_with(|| a.0.cmp(b.0)));
-    let list = posters
+    posters
         .into_iter()
         .map(|(name, p)| {
             let latest = p.latest.message();
-            let by_topic: Map<String, Value> = p
-                .by_topic
-                .iter()
-                .map(|d| (d.message().topic.to_string(), moustique_message_object(d.message(), &[])))
-                .collect();
-            json!({
-                "Name": &**name,
-                "latest_posts_by_topic": by_topic,
-                "latest_post": moustique_message_object(latest, &[]),
-                "IP": latest.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                "FirstSeen": p.first_unix,
-                "FirstSeenNiceDatetime": nice_datetime(p.first_unix),
-                "LatestPostTime": p.last_unix,
-                "LatestPostNiceDatetime": nice_datetime(p.last_unix),
-                "MessageCount": p.count,
-            })
+            PosterRow {
+                first_seen: p.first_unix,
+                first_seen_nice_datetime: nice_datetime(p.first_unix),
+                ip: latest.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                latest_post_nice_datetime: nice_datetime(p.last_unix),
+                latest_post_time: p.last_unix,
+                message_count: p.count,
+                name,
+                latest_post: moustique_message_object(latest, &[]),
+                latest_posts_by_topic: p
+                    .by_topic
+                    .iter()
+                    .map(|d| (&*d.message().topic, moustique_message_object(d.message(), &[])))
+                    .collect(),
+            }
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
-/// CROOKS: Moustique's list of peers that made bad requests, with ours
-/// added: why (`Reason`) and for how long more they are refused.
-pub(super) fn crooks_document(peers: &[PeerReport], context: &Context) -> Value {
+/// A row of CROOKS: Moustique's fields, and ours: why (`Reason`) and for
+/// how long more the peer is refused.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct CrookRow<'a> {
+    attempts: u64,
+    banned_at: u64,
+    banned_at_nice_datetime: String,
+    first_seen: u64,
+    first_seen_nice_datetime: String,
+    #[serde(rename = "IP")]
+    ip: &'a str,
+    is_banned: bool,
+    last_seen: u64,
+    last_seen_nice_datetime: String,
+    reason: &'static str,
+    retry_after_seconds: u64,
+}
+
+/// CROOKS: Moustique's list of peers that made bad requests.
+pub(super) fn crooks_document<'a>(peers: &'a [PeerReport], context: &Context) -> Vec<CrookRow<'a>> {
     // The budgets keep monotonic times; shown as Unix seconds.
     let unix = |at: Instant| context.unix_time.saturating_sub(context.now.saturating_duration_since(at).as_secs());
-    let list = peers
+    peers
         .iter()
         .map(|peer| {
             let (first, last) = (unix(peer.first), unix(peer.last));
             let banned = peer.throttled_since.map(unix);
-            json!({
-                "IP": peer.peer,
-                "Attempts": peer.faults,
-                "FirstSeen": first,
-                "FirstSeenNiceDatetime": nice_datetime(first),
-                "LastSeen": last,
-                "LastSeenNiceDatetime": nice_datetime(last),
-                "BannedAt": banned.unwrap_or(0),
-                "BannedAtNiceDatetime": banned.map(nice_datetime).unwrap_or_default(),
-                "IsBanned": banned.is_some(),
-                "Reason": peer.last_fault.text(),
-                "RetryAfterSeconds": peer.retry_after.as_secs_f64().ceil() as u64,
-            })
+            CrookRow {
+                attempts: peer.faults,
+                banned_at: banned.unwrap_or(0),
+                banned_at_nice_datetime: banned.map(nice_datetime).unwrap_or_default(),
+                first_seen: first,
+                first_seen_nice_datetime: nice_datetime(first),
+                ip: &peer.peer,
+                is_banned: banned.is_some(),
+                last_seen: last,
+                last_seen_nice_datetime: nice_datetime(last),
+                reason: peer.last_fault.text(),
+                retry_after_seconds: peer.retry_after.as_secs_f64().ceil() as u64,
+            }
         })
-        .collect();
-    Value::Array(list)
+        .collect()
+}
+
+/// A row of PEERHOSTS: an address and its requests.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct PeerHostRow {
+    first_seen: u64,
+    first_seen_nice_datetime: String,
+    #[serde(rename = "IP")]
+    ip: String,
+    last_seen: u64,
+    last_seen_nice_datetime: String,
+    request_counter: u64,
 }
 
 /// PEERHOSTS: the addresses that made requests to the namespace, most
 /// recent first.
-pub(super) fn peer_hosts_document(state: &HttpState, namespace: NamespaceId) -> Value {
+pub(super) fn peer_hosts_document(state: &HttpState, namespace: NamespaceId) -> Vec<PeerHostRow> {
     let mut hosts: Vec<(&IpAddr, &PeerHost)> =
         state.peer_hosts.iter().filter(|((ns, _), _)| *ns == namespace).map(|((_, ip), h)| (ip, h)).collect();
     hosts.sort_by(|a, b| b.1.last_unix.cmp(&a.1.last_unix).then_with(|| a.0.cmp(b.0)));
-    let list = hosts
+    hosts
         .into_iter()
-        .map(|(ip, host)| {
-            json!({
-                "IP": ip.to_string(),
-                "FirstSeen": host.first_unix,
-                "FirstSeenNiceDatetime": nice_datetime(host.first_unix),
-                "LastSeen": host.last_unix,
-                "LastSeenNiceDatetime": nice_datetime(host.last_unix),
-                "RequestCounter": host.requests,
-            })
+        .map(|(ip, host)| PeerHostRow {
+            first_seen: host.first_unix,
+            first_seen_nice_datetime: nice_datetime(host.first_unix),
+            ip: ip.to_string(),
+            last_seen: host.last_unix,
+            last_seen_nice_datetime: nice_datetime(host.last_unix),
+            request_counter: host.requests,
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
-/// LOG: the namespace's latest Moustique requests, oldest first, in
-/// Moustique's `{"lines": [...], "total": N}`.
-pub(super) fn log_document(state: &HttpState, namespace: NamespaceId) -> Value {
+/// LOG, in Moustique's `{"lines": [...], "total": N}`.
+#[derive(Serialize)]
+pub(super) struct LogDocument {
+    lines: Vec<String>,
+    total: u64,
+}
+
+/// LOG: the namespace's latest Moustique requests, oldest first, and how
+/// many it made.
+pub(super) fn log_document(state: &HttpState, namespace: NamespaceId) -> LogDocument {
     let mut lines: Vec<String> = state
         .log
         .iter()
@@ -244,7 +430,7 @@ pub(super) fn log_document(state: &HttpState, namespace: NamespaceId) -> Value {
         })
         .collect();
     lines.reverse();
-    json!({ "lines": lines, "total": state.log_total.get(&namespace).copied().unwrap_or(0) })
+    LogDocument { lines, total: state.log_total.get(&namespace).copied().unwrap_or(0) }
 }
 
 #[cfg(test)]
@@ -256,6 +442,7 @@ mod tests {
     use crate::http::response;
     use crate::http::service::test_broker::{Broker, TestSink, busy_figures, json};
     use crate::http::service::{HttpConfig, Reply, serve};
+    use serde_json::json;
 
     use crate::topic::{Filter, TopicLimits};
     use std::time::Duration;
@@ -381,7 +568,8 @@ mod tests {
     fn stats_keep_moustiques_keys_and_add_the_metrics_figures() {
         let mut broker = Broker::new(HttpConfig::default());
         let _ = broker.request("GET /nowhere HTTP/1.1\r\n\r\n");
-        let stats = stats_document(&broker.router, &broker.state, &busy_figures(), 2_000);
+        let stats =
+            serde_json::to_value(stats_document(&broker.router, &broker.state, &busy_figures(), 2_000)).unwrap();
         for path in ["/started", "/subscription_count", "/values", "/clients/subscribers", "/clients/posters"] {
             assert!(stats.pointer(path).is_some(), "{path} in {stats}");
         }

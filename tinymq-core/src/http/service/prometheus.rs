@@ -145,7 +145,7 @@ mod tests {
             throttled_peers: 1,
             ..Figures::default()
         };
-        let stats = stats_document(&broker.router, &broker.state, &figures, 2_000);
+        let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &figures, 2_000)).unwrap();
         for (key, value) in [
             ("store_writes", json!(10)),
             ("store_committed_writes", json!(8)),
@@ -182,7 +182,9 @@ mod tests {
             assert_eq!(kind == "counter", name.ends_with("_total"), "{name} is a {kind}");
         }
         let healthy = Figures::default();
-        assert_eq!(stats_document(&broker.router, &broker.state, &healthy, 2_000)["store_error"], Value::Null);
+        let healthy_stats =
+            serde_json::to_value(stats_document(&broker.router, &broker.state, &healthy, 2_000)).unwrap();
+        assert_eq!(healthy_stats["store_error"], Value::Null);
         assert!(metrics_text(&broker.router, &broker.state, &healthy).lines().any(|l| l == "tinymq_store_failing 0"));
     }
 

@@ -7,8 +7,6 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
 use super::Context;
 use crate::http::clients::{HttpClientLimits, HttpClients};
 use crate::http::encoding::EncodingMode;
@@ -74,19 +72,14 @@ impl Rate {
         self.counts[slot] += 1;
     }
 
-    pub(super) fn json(&self, unix_time: u64, uptime_secs: u64) -> Value {
-        let last_minute: u64 = self
-            .seconds
+    /// Counts recorded in the 60 seconds up to `unix_time`.
+    pub(super) fn last_minute(&self, unix_time: u64) -> u64 {
+        self.seconds
             .iter()
             .zip(&self.counts)
             .filter(|&(&second, _)| second <= unix_time && unix_time - second < 60)
             .map(|(_, &count)| count)
-            .sum();
-        json!({
-            "total": self.total,
-            "per_second": self.total as f64 / uptime_secs.max(1) as f64,
-            "per_second_last_minute": last_minute as f64 / uptime_secs.clamp(1, 60) as f64,
-        })
+            .sum()
     }
 }
 
