@@ -13,7 +13,7 @@
 //! clients it drops, and [`restore_client`] brings a stored client back at
 //! start-up. The shell submits those writes while it still holds the locks
 //! it lent, so the store sees changes in the order they were made.
-
+//!
 //! | module | owns |
 //! |---|---|
 //! | this one | the entry points ([`handle`], [`parse`], [`serve`], ...), who may call what, and `publish` |
@@ -357,7 +357,7 @@ pub fn expire_clients<S: Clone>(router: &mut Router<S>, state: &mut HttpState, n
 /// Brings back a Moustique client loaded from the store, at start-up: it
 /// is registered again with its filters in the router, so messages
 /// published from now on are queued for it, with an empty queue and its
-/// timeout counting from `now` (see [`HttpClients::restore`]). `None` when
+/// timeout counting from `now` (see [`HttpClients::restore`](super::clients::HttpClients::restore)). `None` when
 /// the registry is full (the client is not restored).
 pub fn restore_client<S: Clone>(
     router: &mut Router<S>,

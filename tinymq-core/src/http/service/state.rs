@@ -194,7 +194,7 @@ impl HttpState {
         *self.log_total.entry(namespace).or_default() += 1;
     }
 
-    /// Counts a response by status (requests refused before [`handle`],
+    /// Counts a response by status (requests refused before [`handle`](super::handle),
     /// such as a 431, are counted by the shell through this).
     pub fn count_status(&mut self, status: u16, unix_time: u64) {
         self.requests.record(unix_time);
