@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
+
 use super::encoding::{Encoding, encode_value};
 use super::ui::UiFile;
 
@@ -68,11 +70,11 @@ impl Response {
     }
 
     /// A JSON document, as the plain API sends it.
-    pub fn json(value: &serde_json::Value) -> Self {
+    pub fn json(value: &(impl Serialize + ?Sized)) -> Self {
         Response {
             status: 200,
             content_type: JSON,
-            body: Cow::Owned(value.to_string().into_bytes()),
+            body: Cow::Owned(document_bytes(value)),
             challenge: false,
             headers: "",
             retry_after: None,
@@ -81,11 +83,11 @@ impl Response {
 
     /// A JSON document encoded the Moustique way, in `encoding`'s order
     /// (the order the request came in), as `text/plain`.
-    pub fn moustique_json(value: &serde_json::Value, encoding: Encoding) -> Self {
+    pub fn moustique_json(value: &(impl Serialize + ?Sized), encoding: Encoding) -> Self {
         Response {
             status: 200,
             content_type: TEXT,
-            body: Cow::Owned(encode_value(value.to_string().as_bytes(), encoding).into_bytes()),
+            body: Cow::Owned(encode_value(&document_bytes(value), encoding).into_bytes()),
             challenge: false,
             headers: "",
             retry_after: None,
@@ -203,6 +205,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Unknown",
     }
+}
+
+/// A document as compact JSON. The documents are values, strings and
+/// structs with string keys, which serialize without error.
+fn document_bytes(document: &(impl Serialize + ?Sized)) -> Vec<u8> {
+    serde_json::to_vec(document).expect("a document serializes")
 }
 
 #[cfg(test)]
