@@ -356,6 +356,12 @@ impl NatsClient {
         self.subscriptions.iter().map(|(&sid, subject)| (sid, subject.as_str()))
     }
 
+    /// Bytes of a partial operation held until more arrive; never more
+    /// than [`ParseLimits::max_op_len`] after a call returns.
+    pub fn unparsed_len(&self) -> usize {
+        self.input.len()
+    }
+
     /// Bytes waiting to be written.
     pub fn outbound(&self) -> &Outbound {
         &self.outbound

@@ -196,9 +196,8 @@ pub fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Result<Parsed<'a>, Pa
     let name_end = input.iter().take(MAX_OP_NAME + 1).position(|&b| is_delimiter(b));
     let Some(name_end) = name_end else {
         // No delimiter yet: fine while what came could still be a name.
-        let could_be = input.len() <= MAX_OP_NAME
-            && OPS.iter().any(|(name, _)| name.len() >= input.len() && name[..input.len()].eq_ignore_ascii_case(input));
-        return if could_be { Ok(Parsed::Partial) } else { Err(unknown(&input[..input.len().min(MAX_OP_NAME + 1)])) };
+        let head = &input[..input.len().min(MAX_OP_NAME + 1)];
+        return if is_op_prefix(head) { Ok(Parsed::Partial) } else { Err(unknown(head)) };
     };
     let name = &input[..name_end];
     let op = OPS.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)).map(|&(_, op)| op);
@@ -314,8 +313,16 @@ fn trim(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// Whether `head` is the start of an operation name.
+fn is_op_prefix(head: &[u8]) -> bool {
+    OPS.iter().any(|(name, _)| name.len() >= head.len() && name[..head.len()].eq_ignore_ascii_case(head))
+}
+
+/// The error for an unknown name, naming it up to the first byte that made
+/// it unknown: the same text however the bytes arrived.
 fn unknown(name: &[u8]) -> ParseError {
-    ParseError::UnknownOp(String::from_utf8_lossy(&name[..name.len().min(16)]).into_owned())
+    let len = (1..=name.len()).find(|&len| !is_op_prefix(&name[..len])).unwrap_or(name.len());
+    ParseError::UnknownOp(String::from_utf8_lossy(&name[..len]).into_owned())
 }
 
 /// Why a subject cannot be sent.
@@ -610,8 +617,9 @@ mod tests {
     #[test]
     fn malformed_operations_are_errors() {
         let cases: &[(&[u8], ParseError)] = &[
-            (b"HELLO\r\n", ParseError::UnknownOp("HELLO".into())),
-            (b"PUB a 1\r\n", ParseError::UnknownOp("PUB".into())),
+            (b"HELLO\r\n", ParseError::UnknownOp("HE".into())),
+            (b"PUB a 1\r\n", ParseError::UnknownOp("PU".into())),
+            (b"PI \r\n", ParseError::UnknownOp("PI".into())),
             (b"X", ParseError::UnknownOp("X".into())),
             (b"MSGX", ParseError::UnknownOp("MSGX".into())),
             (b"MSG a\r\n", ParseError::BadArguments { op: "MSG" }),
