@@ -17,6 +17,7 @@
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
+//! | [`nats`] | the NATS bridge's core: the NATS client protocol and [`nats::NatsClient`], topic ↔ subject mapping |
 //! | [`metrics`] | the broker's figures and the store's commit-latency histogram, as plain data |
 //! | [`store`] | what is kept across restarts: record formats, [`store::Store`] |
 //! | `record` (private) | the byte reader of stored records, shared by [`store`] and [`auth`] |
@@ -68,6 +69,7 @@ pub mod codec;
 pub mod http;
 pub mod message;
 pub mod metrics;
+pub mod nats;
 pub mod outbound;
 mod record;
 pub mod router;
