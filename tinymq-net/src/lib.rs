@@ -67,6 +67,7 @@ mod config;
 mod config_file;
 mod error;
 mod event_loop;
+mod flow;
 mod local;
 mod proto;
 mod shared;

@@ -13,9 +13,10 @@ use tinymq_core::http::call::Call;
 use tinymq_core::http::encoding::Encoding;
 use tinymq_core::{ReasonCode, RouteCache, SubscriberId};
 
-use super::{EventLoop, PRESSURE_FRACTION, feeds_a_loop_behind};
+use super::EventLoop;
+use crate::flow::{self, READ_CHUNK};
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem, READ_CHUNK, STALL, Sink};
+use crate::shared::{ConnRef, InboxItem, Sink};
 use crate::transport::Stream;
 
 /// How long a closing connection may take to drain its last bytes.
@@ -23,10 +24,6 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Vectored-write width.
 const IOVECS: usize = 64;
-
-/// Chunks of [`READ_CHUNK`] read from one connection before the others'
-/// turn.
-const READ_BUDGET: usize = 16;
 
 pub(super) struct Conn {
     pub(super) serial: u64,
@@ -117,16 +114,10 @@ impl EventLoop {
             if conn.peer_eof {
                 break;
             }
-            if std::mem::take(&mut conn.read_pass) {
-                // Read once whatever the pressure.
-            } else if (conn.fed_loops != 0 && feeds_a_loop_behind(&self.shared, conn.fed_loops))
-                || (conn.fed_local && self.shared.local_queues_filling())
+            let pass = std::mem::take(&mut conn.read_pass);
+            if let Some(at) = flow::read_deferred_until(&self.shared, pass, conn.fed_loops, conn.fed_local, chunks, now)
             {
-                self.defer_read(token, now + STALL);
-                break;
-            } else if chunks == READ_BUDGET {
-                // Others' turn: this connection is read again next turn.
-                self.defer_read(token, now);
+                self.defer_read(token, at);
                 break;
             }
             chunks += 1;
@@ -379,7 +370,7 @@ impl EventLoop {
             return;
         }
         let outbound = conn.proto.outbound();
-        if conn.pressing && outbound.len() <= outbound.limit() / PRESSURE_FRACTION {
+        if conn.pressing && !flow::over_pressure_mark(outbound) {
             conn.pressing = false;
             self.shared.loops[self.index].press(false);
         }

@@ -8,7 +8,8 @@ use std::time::Instant;
 use smallvec::SmallVec;
 use tinymq_core::{Closed, Delivery, ReasonCode};
 
-use super::{EventLoop, PRESSURE_FRACTION, loop_bit};
+use super::EventLoop;
+use crate::flow::{self, loop_bit};
 use crate::local::WhenFull;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem, Sink};
@@ -121,10 +122,7 @@ impl EventLoop {
             Ok(()) => {
                 self.counted.messages_out += 1;
                 let outbound = conn.proto.outbound();
-                if !conn.pressing
-                    && conn.linger_until.is_none()
-                    && outbound.len() > outbound.limit() / PRESSURE_FRACTION
-                {
+                if !conn.pressing && conn.linger_until.is_none() && flow::over_pressure_mark(outbound) {
                     conn.pressing = true;
                     self.shared.loops[self.index].press(true);
                 }

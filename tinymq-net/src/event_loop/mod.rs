@@ -41,7 +41,8 @@ use mio::{Events, Interest, Poll, Token};
 use tinymq_core::ReasonCode;
 use tinymq_core::http::service;
 
-use crate::shared::{Batch, READ_CHUNK, Shared, Sink, Stats, unix_time};
+use crate::flow::READ_CHUNK;
+use crate::shared::{Batch, Shared, Sink, Stats, unix_time};
 use crate::transport::Listener;
 use conn::Conn;
 
@@ -53,22 +54,8 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 /// How long a connection may drain its last bytes when the broker stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 
-/// A connection whose unsent output is over `1 / PRESSURE_FRACTION` of its
-/// queue limit puts its loop under pressure.
-pub(crate) const PRESSURE_FRACTION: usize = 8;
-
 /// How often loop 0 drops Moustique clients past their timeout.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-
-/// Whether a loop in `fed` (the loops some input published to) is behind.
-fn feeds_a_loop_behind(shared: &Shared, fed: u64) -> bool {
-    shared.loops.iter().enumerate().any(|(i, handle)| fed & loop_bit(i) != 0 && handle.under_pressure())
-}
-
-/// `index`'s bit in a set of loops (loops past 63 share the last bit).
-fn loop_bit(index: usize) -> u64 {
-    1 << index.min(63)
-}
 
 /// Traffic figures a loop counts locally between turns.
 #[derive(Default)]

@@ -10,7 +10,8 @@ use smallvec::SmallVec;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
-use crate::shared::{Batch, READ_CHUNK, STALL, Shared, Sink};
+use crate::flow;
+use crate::shared::{Batch, Shared, Sink};
 use crate::writer::Durability;
 use crate::{BrokerConfig, Error};
 
@@ -241,7 +242,7 @@ struct LastTopic {
     /// The frames of the publish under way, for one loop at a time.
     frames: Batch,
     /// Bytes sent to loops that are behind, not yet paced (see
-    /// [`LocalClient::pace`]).
+    /// [`flow::pace`]).
     paced: usize,
 }
 
@@ -345,7 +346,7 @@ impl LocalClient {
             return Ok(receivers.len());
         }
         self.shared.stats.messages_in.fetch_add(count as u64, Ordering::Relaxed);
-        self.pace(paced, receivers, bytes);
+        flow::pace(&self.shared, paced, receivers, bytes);
         // Dispatched under this client's own lock: its messages reach each
         // receiver in the order it published them, whichever threads share it.
         // Small messages are copied: into each in-process queue, and as
@@ -400,7 +401,7 @@ impl LocalClient {
             (outcome, ticket)
         };
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.pace(&mut self.last.lock().paced, &receivers, payload.len());
+        flow::pace(&self.shared, &mut self.last.lock().paced, &receivers, payload.len());
         self.shared.dispatch(std::slice::from_ref(&delivery), &receivers, WhenFull::Wait);
         if let Some(ticket) = ticket {
             let stored = if self.shared.config.durability == Durability::Immediate {
@@ -415,24 +416,6 @@ impl LocalClient {
             }
         }
         Ok(outcome.receivers)
-    }
-
-    /// Slows a publish of `bytes` that feeds an event loop which is behind
-    /// (one of its connections has much unsent): [`STALL`] for each
-    /// [`READ_CHUNK`] sent there, the pace a network publisher feeding it
-    /// is read at. So a slow network subscriber slows its in-process
-    /// publisher down rather than being cut, and one that reads nothing
-    /// still reaches its limit. `paced` carries the bytes short of a chunk.
-    fn pace(&self, paced: &mut usize, receivers: &[Sink], bytes: usize) {
-        if self.shared.config.local_queue_wait.is_zero() || !self.shared.feeds_loop_under_pressure(receivers) {
-            return;
-        }
-        *paced += bytes;
-        let chunks = *paced / READ_CHUNK;
-        if chunks > 0 {
-            *paced %= READ_CHUNK;
-            std::thread::sleep(STALL * u32::try_from(chunks).unwrap_or(u32::MAX));
-        }
     }
 
     fn topic_name<'t>(&self, topic: &'t str) -> Result<TopicName<'t>, Error> {
