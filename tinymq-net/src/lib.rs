@@ -69,6 +69,7 @@ mod error;
 mod event_loop;
 mod flow;
 mod local;
+mod local_inbox;
 mod proto;
 mod shared;
 mod store;

@@ -16,7 +16,7 @@ use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::config::BrokerConfig;
-use crate::local::{LocalInbox, Pushed, WhenFull};
+use crate::local_inbox::{LocalInbox, Pushed, WhenFull};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
 use crate::writer::{StoreWriter, Ticket};

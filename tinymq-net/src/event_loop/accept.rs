@@ -14,7 +14,7 @@ use tinymq_core::http::response::Response;
 use tinymq_core::{ReasonCode, Session};
 
 use super::EventLoop;
-use super::conn::Conn;
+use super::slot::Conn;
 use crate::proto::Proto;
 use crate::shared::InboxItem;
 use crate::transport::{Stream, Transport};

@@ -11,13 +11,13 @@ use tinymq_core::outbound::COPY_BELOW;
 use tinymq_core::{ReasonCode, Request, Step};
 
 use super::EventLoop;
-use super::conn::Held;
+use super::slot::Held;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, Sink, unix_time};
 use crate::users::Decision;
 
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
-/// takes a [`Delivery`] of its own).
+/// takes a [`Delivery`](tinymq_core::Delivery) of its own).
 fn is_binary_conn(sink: &Sink) -> bool {
     matches!(sink, Sink::Conn(target) if !target.transport.is_http())
 }

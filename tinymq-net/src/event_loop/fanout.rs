@@ -10,7 +10,7 @@ use tinymq_core::{Closed, Delivery, ReasonCode};
 
 use super::EventLoop;
 use crate::flow::{self, loop_bit};
-use crate::local::WhenFull;
+use crate::local_inbox::WhenFull;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem, Sink};
 
@@ -18,7 +18,7 @@ use crate::shared::{ConnRef, InboxItem, Sink};
 const DRAIN_FLUSH: usize = 1024;
 
 /// A frame's length as an [`InboxItem::Frame`] holds it: frames are sent
-/// as bytes only when smaller than [`COPY_BELOW`].
+/// as bytes only when smaller than [`COPY_BELOW`](tinymq_core::outbound::COPY_BELOW).
 fn frame_len(frame: &[u8]) -> u32 {
     u32::try_from(frame.len()).expect("frames sent as bytes are small")
 }

@@ -13,7 +13,7 @@ use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
 
 use super::EventLoop;
-use super::conn::Held;
+use super::slot::Held;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem, Sink, unix_time};
 use crate::users::Decision;
