@@ -14,7 +14,7 @@ use tinymq_core::http::response::Response;
 use tinymq_core::{ReasonCode, Session};
 
 use super::EventLoop;
-use super::slot::Conn;
+use super::slot::{Conn, State};
 use crate::proto::Proto;
 use crate::shared::InboxItem;
 use crate::transport::{Stream, Transport};
@@ -241,13 +241,11 @@ impl EventLoop {
             pending: Vec::new(),
             interest,
             armed: None,
-            linger_until: None,
+            state: State::Open,
             read_paused: false,
             in_dirty: false,
-            write_shut: false,
             peer_eof: false,
             refused: refusal.is_some(),
-            held: None,
             routes: None,
             pressing: false,
             deferred: false,

@@ -52,7 +52,7 @@ impl EventLoop {
                     Decision::Later => {
                         // The session reads nothing more until it is decided.
                         if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
-                            conn.held = Some(Box::new(Held::Connect { client_id: client_id.to_owned() }));
+                            conn.hold(Held::Connect { client_id: client_id.to_owned() });
                         }
                         return used;
                     }

@@ -11,6 +11,7 @@ use tinymq_core::ReasonCode;
 use tinymq_core::broker;
 
 use super::EventLoop;
+use super::slot::State;
 use crate::flow::{self, READ_CHUNK};
 use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem};
@@ -179,8 +180,9 @@ impl EventLoop {
     /// brokers do; an HTTP connection first answers what it has read.
     fn end_of_input(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let write_shut = conn.write_shut();
         match &mut conn.proto {
-            Proto::Http(http) if !conn.write_shut => {
+            Proto::Http(http) if !write_shut => {
                 log::debug!("connection {}:{} finished sending", self.index, conn.serial);
                 http.end_of_input();
                 conn.peer_eof = true;
@@ -203,10 +205,12 @@ impl EventLoop {
 
     pub(super) fn begin_close_within(&mut self, token: usize, now: Instant, linger: Duration) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if conn.linger_until.is_some() {
+        if conn.linger_until().is_some() {
             return;
         }
-        conn.linger_until = Some(now + linger);
+        // A request held for its credentials is dropped: nothing answers a
+        // closing connection's check.
+        conn.state = State::Closing { until: now + linger };
         // What it still has to send is no reason to slow anyone down.
         if std::mem::take(&mut conn.pressing) {
             self.shared.loops[self.index].press(false);
@@ -220,7 +224,7 @@ impl EventLoop {
 
     pub(super) fn after_io(&mut self, token: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        if conn.proto.is_closed() && conn.linger_until.is_none() {
+        if conn.proto.is_closed() && conn.linger_until().is_none() {
             self.begin_close(token, now);
         }
         // Input can bring a deadline forward (an HTTP request's timeout
@@ -291,23 +295,28 @@ impl EventLoop {
                 Err(_) => broken = true,
             }
         }
-        if conn.proto.is_closed() && conn.linger_until.is_none() {
+        if conn.proto.is_closed() && conn.linger_until().is_none() {
             self.begin_close(token, now);
         }
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let flushed_closing =
-            conn.linger_until.is_some() && conn.proto.outbound().is_empty() && !conn.stream.wants_write();
-        if flushed_closing && !broken && conn.proto.drains_before_close() && !conn.write_shut && !conn.peer_eof {
+            conn.linger_until().is_some() && conn.proto.outbound().is_empty() && !conn.stream.wants_write();
+        if let State::Closing { until } = conn.state
+            && flushed_closing
+            && !broken
+            && conn.proto.drains_before_close()
+            && !conn.peer_eof
+        {
             // Half-close and read until the peer's EOF (or the linger
             // deadline), so unread request bytes do not reset the
             // connection before the peer has read the response.
-            conn.write_shut = true;
+            conn.state = State::Draining { until };
             if conn.stream.shutdown_write().is_ok() {
                 self.read(token, now);
                 return;
             }
         }
-        if broken || (flushed_closing && !conn.write_shut) {
+        if broken || (flushed_closing && !conn.write_shut()) {
             self.remove(token);
             return;
         }

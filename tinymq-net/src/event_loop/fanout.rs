@@ -122,12 +122,12 @@ impl EventLoop {
             Ok(()) => {
                 self.counted.messages_out += 1;
                 let outbound = conn.proto.outbound();
-                if !conn.pressing && conn.linger_until.is_none() && flow::over_pressure_mark(outbound) {
+                if !conn.pressing && conn.linger_until().is_none() && flow::over_pressure_mark(outbound) {
                     conn.pressing = true;
                     self.shared.loops[self.index].press(true);
                 }
             }
-            Err(closed) if closed.reason == Some(ReasonCode::SlowConsumer) && conn.linger_until.is_none() => {
+            Err(closed) if closed.reason == Some(ReasonCode::SlowConsumer) && conn.linger_until().is_none() => {
                 self.shared.stats.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
                 log::warn!("connection {}:{} is a slow consumer; disconnecting", self.index, conn.serial);
                 self.begin_close(target.token(), now);

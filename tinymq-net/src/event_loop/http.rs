@@ -75,7 +75,7 @@ impl EventLoop {
                         && let Proto::Http(http) = &mut conn.proto
                     {
                         http.defer();
-                        conn.held = Some(Box::new(Held::Call(request.call, request.encoding)));
+                        conn.hold(Held::Call(request.call, request.encoding));
                     }
                     return used;
                 }
@@ -227,10 +227,10 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
         // A connection closed meanwhile (by its peer, a takeover or a
         // shutdown) gets nothing.
-        if conn.serial != target.serial || conn.linger_until.is_some() || conn.proto.is_closed() {
+        if conn.serial != target.serial || conn.linger_until().is_some() || conn.proto.is_closed() {
             return;
         }
-        match conn.held.take().map(|held| *held) {
+        match conn.take_held() {
             Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
             Some(Held::Call(call, encoding)) => {
                 if self.serve_http(target.token(), target, HttpWork::Call(call, encoding, caller), now) {

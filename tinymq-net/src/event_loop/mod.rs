@@ -271,7 +271,7 @@ impl EventLoop {
     /// deadline. Later deadlines are found when an early entry fires.
     fn arm(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let deadline = match conn.linger_until {
+        let deadline = match conn.linger_until() {
             Some(until) => Some(until),
             None => conn.proto.poll_timeout(),
         };
@@ -294,7 +294,7 @@ impl EventLoop {
                 continue;
             }
             conn.armed = None;
-            if let Some(until) = conn.linger_until {
+            if let Some(until) = conn.linger_until() {
                 if now >= until {
                     self.remove(token);
                     continue;

@@ -31,16 +31,13 @@ pub(super) struct Conn {
     pub(super) armed: Option<Instant>,
     /// Accepted only to be refused (counted in `refusing`).
     pub(super) refused: bool,
-    /// Set once the session closed: the connection ends when its output is
-    /// flushed or this deadline passes.
-    pub(super) linger_until: Option<Instant>,
+    /// Where it is in its life: open, holding a request, closing.
+    pub(super) state: State,
     /// The read side stopped (EOF or paused by backpressure) with input
     /// possibly left in the socket.
     pub(super) read_paused: bool,
     /// Already on the loop's list of connections to flush this turn.
     pub(super) in_dirty: bool,
-    /// Its sending side is shut: it waits for the peer's EOF to close.
-    pub(super) write_shut: bool,
     /// The peer has closed its sending side (HTTP): nothing more to read.
     pub(super) peer_eof: bool,
     /// Its unsent output is over the pressure mark (counted in its loop's
@@ -56,11 +53,60 @@ pub(super) struct Conn {
     /// Its read was put off: the next one goes ahead whatever the
     /// pressure, so a stall slows a publisher but never stops it.
     pub(super) read_pass: bool,
-    /// A request waiting for its credentials to be checked.
-    /// Boxed: rare, and an idle connection should cost little.
-    pub(super) held: Option<Box<Held>>,
     /// Where its last live publish went (boxed: only publishers have one).
     pub(super) routes: Option<Box<RouteCache<Sink>>>,
+}
+
+/// The stages of a connection's life, one at a time: the flags that say
+/// what else is going on (paused, deferred, pressing, the peer's EOF)
+/// stay fields of [`Conn`], as they combine freely with these.
+pub(super) enum State {
+    /// Reading and answering.
+    Open,
+    /// A request waits for its credentials to be checked; the session (or
+    /// the HTTP connection) reads nothing more until it is decided. Boxed:
+    /// rare, and an idle connection should cost little.
+    Held(Box<Held>),
+    /// Its session closed: it ends when its output is flushed or the
+    /// deadline passes.
+    Closing { until: Instant },
+    /// Flushed, and its sending side shut: it waits for the peer's EOF (or
+    /// the deadline) to close.
+    Draining { until: Instant },
+}
+
+impl Conn {
+    /// When a closing connection ends, whatever is left unsent.
+    pub(super) fn linger_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Closing { until } | State::Draining { until } => Some(until),
+            State::Open | State::Held(_) => None,
+        }
+    }
+
+    /// Whether its sending side is shut.
+    pub(super) fn write_shut(&self) -> bool {
+        matches!(self.state, State::Draining { .. })
+    }
+
+    /// Holds a request for its credentials check. A closing connection
+    /// holds nothing: the answer to the check would find it closing.
+    pub(super) fn hold(&mut self, held: Held) {
+        if self.linger_until().is_none() {
+            self.state = State::Held(Box::new(held));
+        }
+    }
+
+    /// The request held for a credentials check, if any; open again.
+    pub(super) fn take_held(&mut self) -> Option<Held> {
+        match std::mem::replace(&mut self.state, State::Open) {
+            State::Held(held) => Some(*held),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
 }
 
 /// What waits for a connection's credentials to be checked.
