@@ -13,7 +13,8 @@ use tinymq_core::{Delivery, ReasonCode, Router};
 
 use crate::Error;
 use crate::config::BrokerBuilder;
-use crate::event_loop::{EventLoop, PRESSURE_FRACTION};
+use crate::event_loop::EventLoop;
+use crate::flow;
 use crate::local::LocalClient;
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::RedbStore;
@@ -87,7 +88,7 @@ impl BrokerBuilder {
         for _ in 0..config.threads.max(1) {
             let poll = Poll::new().map_err(Error::EventLoop)?;
             let waker = Waker::new(poll.registry(), EventLoop::waker_token()).map_err(Error::EventLoop)?;
-            handles.push(LoopHandle::new(waker, config.session.outbound_limit / PRESSURE_FRACTION));
+            handles.push(LoopHandle::new(waker, flow::pressure_mark(config.session.outbound_limit)));
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(config, router, http, store, auth, handles));

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::{Mutex, RwLock};
@@ -16,19 +16,11 @@ use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
 use crate::config::BrokerConfig;
-use crate::local::{LocalInbox, Pushed, WhenFull};
+use crate::local_inbox::{LocalInbox, Pushed, WhenFull};
 use crate::transport::{Stream, Transport};
 use crate::users::{Authenticator, Decision};
 use crate::writer::{StoreWriter, Ticket};
 use tinymq_core::store::StoreOp;
-
-/// Bytes read from a socket per call, into an event loop's scratch
-/// buffer. With [`STALL`], the pace of a publisher feeding a loop that is
-/// behind, network (the event loop) or in-process (`local`) alike.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
-/// How long a publisher feeding a loop that is behind waits before its
-/// next read (of at most [`READ_CHUNK`] bytes).
-pub(crate) const STALL: Duration = Duration::from_millis(1);
 
 /// A connection on some event loop. The serial tells a reused slab slot
 /// from the connection that held it before.
@@ -199,8 +191,8 @@ impl LoopHandle {
     /// pressure mark, or the inbox holds more than [`BACKLOG_MARK`] items
     /// or more delivery bytes than the mark (an in-process publisher can
     /// queue large messages faster than the loop moves them). Publishers
-    /// are then slowed a little (network ones read less often, see the
-    /// event loop; in-process ones paced), so a consumer slower than its
+    /// are then slowed a little (network ones read less often, in-process
+    /// ones paced: see [`crate::flow`]), so a consumer slower than its
     /// producers is not cut for it; one that reads nothing still reaches
     /// its queue limit.
     pub(crate) fn under_pressure(&self) -> bool {
@@ -594,19 +586,6 @@ impl Shared {
             }
             self.send_all(index, batch);
         }
-    }
-
-    /// Whether an in-process queue is filling (see [`Shared::local_filling`]).
-    pub(crate) fn local_queues_filling(&self) -> bool {
-        self.local_filling.load(Ordering::Relaxed) > 0
-    }
-
-    /// Whether any of `receivers` is a connection on a loop that is behind
-    /// (a connection there has much unsent, or its inbox is long).
-    pub(crate) fn feeds_loop_under_pressure(&self, receivers: &[Sink]) -> bool {
-        receivers
-            .iter()
-            .any(|sink| matches!(sink, Sink::Conn(target) if self.loops[target.loop_index()].under_pressure()))
     }
 
     /// Delivers to the Moustique and in-process receivers (the queues); an

@@ -104,7 +104,7 @@ impl<'a> ReceivedRef<'a> {
 /// costs no allocation on either side.
 #[derive(Debug, Default)]
 pub struct ReceivedBatch {
-    pub(super) pending: Pending,
+    pub(crate) pending: Pending,
 }
 
 impl ReceivedBatch {

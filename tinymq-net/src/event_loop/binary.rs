@@ -1,0 +1,167 @@
+//! The binary protocol's input: frames into the session, a Connect's
+//! credentials, live publishes on the fast path (routed from the
+//! connection's cache, encoded once), and what a request did to others.
+
+use std::time::Instant;
+
+use smallvec::SmallVec;
+use tinymq_core::auth::{AuthError, Fault, Identity};
+use tinymq_core::broker::{self, Origin};
+use tinymq_core::outbound::COPY_BELOW;
+use tinymq_core::{ReasonCode, Request, Step};
+
+use super::EventLoop;
+use super::slot::Held;
+use crate::proto::Proto;
+use crate::shared::{ConnRef, Sink, unix_time};
+use crate::users::Decision;
+
+/// Whether a receiver takes the binary protocol's frames (an SSE stream
+/// takes a [`Delivery`](tinymq_core::Delivery) of its own).
+fn is_binary_conn(sink: &Sink) -> bool {
+    matches!(sink, Sink::Conn(target) if !target.transport.is_http())
+}
+
+impl EventLoop {
+    /// Feeds `input` to the session frame by frame; returns bytes consumed.
+    pub(super) fn handle_frames(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        let Some(me) = self.conn_ref(token) else { return 0 };
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
+            let Proto::Binary(session) = &mut conn.proto else { return used };
+            let step = session.handle_input(now, &input[used..]);
+            let (consumed, request) = match step {
+                Ok(Step::Incomplete { .. }) => return used,
+                Ok(Step::Handled { consumed }) => (consumed, None),
+                Ok(Step::Request { consumed, request }) => (consumed, Some(request)),
+                Err(closed) => {
+                    if let Some(reason) = closed.reason {
+                        log::debug!("connection {}:{} closed: {reason}", self.index, conn.serial);
+                    }
+                    return input.len();
+                }
+            };
+            // The caller's after_io queues this connection's flush.
+            used += consumed;
+            let Some(request) = request else { continue };
+            if let Request::Connect { client_id, credentials } = request {
+                let credentials = credentials.map(|c| (c.username, c.password));
+                match self.shared.authenticate(me, conn.peer_ip, credentials) {
+                    Decision::Now(caller) => self.finish_connect(token, me, client_id, caller, now),
+                    Decision::Later => {
+                        // The session reads nothing more until it is decided.
+                        if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
+                            conn.hold(Held::Connect { client_id: client_id.to_owned() });
+                        }
+                        return used;
+                    }
+                }
+                continue;
+            }
+            if matches!(request, Request::Publish { .. }) {
+                self.counted.messages_in += 1;
+            }
+            let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
+            let effects = if let Request::Publish { topic, payload, retain: false } = request {
+                // Live traffic changes nothing in the router: loops route
+                // it side by side under the shared lock, each publisher
+                // from its cache of its last topic's receivers.
+                let receivers: SmallVec<[Sink; 4]> = {
+                    let router = self.shared.router.read();
+                    let Some(namespace) = conn.subscriber.and_then(|id| router.namespace_of(id)) else { continue };
+                    let routes = conn.routes.get_or_insert_with(Box::default);
+                    router.route_cached(routes, namespace, topic).into()
+                };
+                if receivers.is_empty() {
+                    continue;
+                }
+                let frame = broker::live_frame(session, topic, payload);
+                if frame.encoded_len() < COPY_BELOW && receivers.iter().all(is_binary_conn) {
+                    // Binary receivers only, and a small frame: its bytes
+                    // are copied to each, no shared delivery is built.
+                    let mut encoded = std::mem::take(&mut self.encoded);
+                    encoded.clear();
+                    frame.encode(&mut encoded);
+                    self.dispatch_encoded(&encoded, &receivers, now);
+                    self.encoded = encoded;
+                    continue;
+                }
+                let delivery = broker::published(session, topic, payload, origin);
+                broker::Effects { delivery: Some(delivery), receivers, ..Default::default() }
+            } else {
+                let mut router = self.shared.router.write();
+                // Connect was answered above; nothing else authenticates.
+                let no_connect = |_: Option<tinymq_core::Credentials<'_>>| Err(AuthError::WrongCredentials.text());
+                let effects =
+                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, no_connect);
+                // Submitted under the lock, so two connections storing the
+                // same topic reach the store in the order the router stored
+                // them. The binary protocol acknowledges nothing, so the
+                // loop never waits for the commit.
+                if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
+                    let _ = self.shared.persist(namespace, delivery);
+                }
+                effects
+            };
+            self.apply_effects(token, effects, now);
+        }
+    }
+
+    /// Answers a Connect whose credentials are decided.
+    pub(super) fn finish_connect(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        client_id: &str,
+        caller: Result<Identity, AuthError>,
+        now: Instant,
+    ) {
+        let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
+        let caller = match caller {
+            Err(AuthError::WrongCredentials) => match self.shared.charge(peer_ip, now, Fault::WrongCredentials) {
+                Ok(()) => caller,
+                Err(throttled) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
+            },
+            caller => caller,
+        };
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let Proto::Binary(session) = &mut conn.proto else { return };
+        let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
+        let effects = {
+            let mut router = self.shared.router.write();
+            let decision = broker::admit(&mut router, self.shared.config.allow_anonymous, caller);
+            broker::connect(&mut router, session, Sink::Conn(me), client_id, decision, origin)
+        };
+        if let Some(reason) = session.close_reason().flatten() {
+            log::debug!("connection {}:{} refused: {reason}", self.index, conn.serial);
+        }
+        self.apply_effects(token, effects, now);
+    }
+
+    /// Moves what a binary request did to others: a takeover's Disconnect,
+    /// a publish's deliveries and store write.
+    fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
+        if let Some(id) = effects.connected
+            && let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
+        {
+            conn.subscriber = Some(id);
+            if let Proto::Binary(session) = &conn.proto
+                && let Some(client_id) = session.client_id()
+            {
+                log::debug!("connection {}:{} is client {client_id:?}", self.index, conn.serial);
+            }
+        }
+        if let Some(Sink::Conn(old)) = &effects.taken_over {
+            self.close_conn(*old, ReasonCode::SessionTakenOver, now);
+        } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
+            inbox.close(ReasonCode::SessionTakenOver);
+        }
+        // Its store write, if any, was submitted under the router lock.
+        if let Some(delivery) = effects.delivery
+            && !effects.receivers.is_empty()
+        {
+            self.dispatch(&delivery, &effects.receivers, now);
+        }
+    }
+}
