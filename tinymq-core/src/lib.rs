@@ -15,6 +15,7 @@
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
+//! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
 //! | [`metrics`] | the broker's figures and the store's commit-latency histogram, as plain data |
@@ -68,6 +69,7 @@ pub mod codec;
 pub mod http;
 pub mod message;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbound;
 mod record;
 pub mod router;
