@@ -16,6 +16,7 @@
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
+//! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
 //! | [`metrics`] | the broker's figures and the store's commit-latency histogram, as plain data |
@@ -76,6 +77,7 @@ pub mod router;
 pub mod session;
 pub mod store;
 pub mod topic;
+pub mod websocket;
 
 pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
 pub use message::Message;
