@@ -76,6 +76,18 @@
 //!
 //! PUBREC, PUBREL and PUBCOMP are decoded all the same, so the session can
 //! answer them as a protocol error rather than as garbage.
+//!
+//! # Left to the session
+//!
+//! Rules that need the connection's state, not just the bytes: an empty
+//! client id with Clean Session 0 in 3.1.1 (CONNACK 2); resolving topic
+//! aliases against the Topic Alias Maximum the broker announced (0x94);
+//! Receive Maximum (0x93) and the client's Maximum Packet Size for what the
+//! broker sends; a Subscription Identifier in a PUBLISH from a client (a
+//! protocol error, which the decoder allows because servers send them);
+//! topic filter syntax (SUBACK 0x8F per filter, not a disconnect); a
+//! non-zero Session Expiry in DISCONNECT after a CONNECT with 0; answering
+//! AUTH; keep-alive (1.5 times the interval) and the will delay.
 
 mod decode;
 mod encode;

@@ -11,7 +11,8 @@
 //! encoder's CONNACK (5: with Maximum QoS 1), SUBACK and a retained QoS 1
 //! PUBLISH (5: with a user property) to `mosquitto_sub -V mqttv311|mqttv5 -q 1`,
 //! which printed `a/live from-tinymq qos=1 retain=1 props=origin:tinymq` and
-//! answered PUBACK.
+//! answered PUBACK; and to a paho-mqtt 2.1.0 MQTT 5 client, which reported
+//! `MaximumQoS : 1`, "Granted QoS 1" and the message with its user property.
 
 use super::*;
 
