@@ -15,6 +15,8 @@
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
+//! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
+//! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
 //! | [`nats`] | the NATS bridge's core: the NATS client protocol and [`nats::NatsClient`], topic ↔ subject mapping |
@@ -69,6 +71,7 @@ pub mod codec;
 pub mod http;
 pub mod message;
 pub mod metrics;
+pub mod mqtt;
 pub mod nats;
 pub mod outbound;
 mod record;
@@ -76,6 +79,7 @@ pub mod router;
 pub mod session;
 pub mod store;
 pub mod topic;
+pub mod websocket;
 
 pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
 pub use message::Message;
