@@ -226,6 +226,16 @@ impl AuthError {
         }
     }
 
+    /// The bad request this refusal charges to the peer's budget: wrong
+    /// credentials only. Missing credentials are a question, not a guess;
+    /// a busy broker or a throttled peer is no new fault of the peer's.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            AuthError::WrongCredentials => Some(Fault::WrongCredentials),
+            AuthError::CredentialsRequired | AuthError::Busy | AuthError::Throttled { .. } => None,
+        }
+    }
+
     /// The HTTP status of the refusal: 401, 503 when busy, 429 when
     /// throttled.
     pub fn status(&self) -> u16 {
@@ -243,6 +253,14 @@ mod tests {
 
     fn record(admin: bool) -> UserRecord {
         UserRecord { name: "alice".into(), admin, iterations: 600_000, salt: vec![7; 16], hash: [9; HASH_LEN] }
+    }
+
+    #[test]
+    fn only_wrong_credentials_are_charged() {
+        assert_eq!(AuthError::WrongCredentials.fault(), Some(Fault::WrongCredentials));
+        for refusal in [AuthError::CredentialsRequired, AuthError::Busy, AuthError::Throttled { retry_after_secs: 3 }] {
+            assert_eq!(refusal.fault(), None, "{refusal:?}");
+        }
     }
 
     #[test]

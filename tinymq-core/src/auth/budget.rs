@@ -74,6 +74,13 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The fault of an HTTP request refused before it was whole (its head
+    /// or framing did not parse: 400). Over-long heads (431), bodies (413)
+    /// and slow requests (408) are limits, not probes, and cost nothing.
+    pub fn of_refused_request(status: u16) -> Option<Fault> {
+        (status == 400).then_some(Fault::MalformedRequest)
+    }
+
     /// A few words for people.
     pub fn text(self) -> &'static str {
         match self {
@@ -391,6 +398,14 @@ mod tests {
         }
         // The first of the flood is long gone: a fresh budget.
         assert_eq!(b.spend(ip("10.0.0.0"), now, Fault::UnknownPath), Ok(0));
+    }
+
+    #[test]
+    fn only_malformed_requests_refused_early_are_faults() {
+        assert_eq!(Fault::of_refused_request(400), Some(Fault::MalformedRequest));
+        for limit in [408, 413, 431, 503] {
+            assert_eq!(Fault::of_refused_request(limit), None, "{limit}");
+        }
     }
 
     #[test]

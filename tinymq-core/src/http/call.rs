@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use super::encoding::{Encoding, EncodingMode, decode_params, parse_form};
 use super::request::{Method, RequestHead};
 use super::ui::UiFile;
+use crate::auth::Fault;
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 /// Filters one event stream may name.
@@ -201,6 +202,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The bad request this refusal charges to the peer's budget: a path
+    /// the broker does not serve, what scanners probe for. A parameter
+    /// missing or malformed in a request that parsed is a client's mistake,
+    /// and clients retry their mistakes (Moustique's Perl client five
+    /// times): it is answered 400 and costs nothing.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            ApiError::NotFound(_) => Some(Fault::UnknownPath),
+            ApiError::MethodNotAllowed | ApiError::BadRequest(_) => None,
+        }
+    }
+
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
         match self {
@@ -524,6 +537,15 @@ mod tests {
         assert!(matches!(pinned.call, Call::Post { ref topic, .. } if topic != "/a/b"));
         let version = parse_call(&head(Method::Get, "/VERSION"), b"", &TopicLimits::default(), EncodingMode::Auto);
         assert_eq!(version.unwrap().encoding, Encoding::Current, "no parameters: the current order");
+    }
+
+    #[test]
+    fn only_unknown_paths_are_charged_to_the_peers_budget() {
+        let fault = |method, target: &str, body: &str| call(method, target, body).unwrap_err().fault();
+        assert_eq!(fault(Method::Get, "/NOPE", ""), Some(Fault::UnknownPath));
+        assert_eq!(fault(Method::Post, "/POST", "message=x"), None, "a missing parameter is a mistake");
+        assert_eq!(fault(Method::Post, "/SUBSCRIBE", "topic=a/%23/b&client=c"), None, "so is a bad filter");
+        assert_eq!(fault(Method::Get, "/api/v1/publish?topic=a", ""), None, "and a wrong method");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use smallvec::SmallVec;
-use tinymq_core::auth::{AuthError, Fault, Identity};
+use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::outbound::COPY_BELOW;
 use tinymq_core::{ReasonCode, Request, Step};
@@ -119,9 +119,9 @@ impl EventLoop {
     ) {
         let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
         let caller = match caller {
-            Err(AuthError::WrongCredentials) => match self.shared.charge(peer_ip, now, Fault::WrongCredentials) {
-                Ok(()) => caller,
-                Err(throttled) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
+            Err(error) => match error.fault().map(|fault| self.shared.charge(peer_ip, now, fault)) {
+                Some(Err(throttled)) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
+                _ => caller,
             },
             caller => caller,
         };

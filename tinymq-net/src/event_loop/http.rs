@@ -44,9 +44,9 @@ impl EventLoop {
                     log::debug!("connection {}:{} refused with {status}", self.index, conn.serial);
                     let peer_ip = conn.peer_ip;
                     self.shared.http.lock().count_status(status, unix_time());
-                    if status == 400 {
+                    if let Some(fault) = Fault::of_refused_request(status) {
                         // Answered and closing either way.
-                        let _ = self.shared.charge(peer_ip, now, Fault::MalformedRequest);
+                        let _ = self.shared.charge(peer_ip, now, fault);
                     }
                     return used + consumed;
                 }
@@ -184,14 +184,14 @@ impl EventLoop {
     /// answered as throttled instead. A 404 for a value not set is not
     /// bad: clients poll for values that come later.
     fn charge_http(&self, peer_ip: Option<IpAddr>, work: HttpWork, now: Instant) -> HttpWork {
-        // A request that parses but lacks or misspells a parameter is a
-        // client's mistake, not a probe: it is answered 400 and not charged,
-        // so a client that retries its mistakes is not locked out.
+        // Which refusals are faults is the core's rule (ApiError::fault,
+        // AuthError::fault).
         let fault = match &work {
-            HttpWork::Refused(ApiError::NotFound(_)) => Fault::UnknownPath,
-            HttpWork::Call(_, _, Err(AuthError::WrongCredentials)) => Fault::WrongCredentials,
-            _ => return work,
+            HttpWork::Refused(error) => error.fault(),
+            HttpWork::Call(_, _, Err(error)) => error.fault(),
+            _ => None,
         };
+        let Some(fault) = fault else { return work };
         match (self.shared.charge(peer_ip, now, fault), work) {
             (Ok(()), work) => work,
             (Err(throttled), HttpWork::Call(call, encoding, _)) => HttpWork::Call(
