@@ -218,7 +218,7 @@ pub fn serve<S: Clone + SinkKind>(
             let effects =
                 calls::execute(router, state, config, call, namespace, context, own_sink, client_sink, figures);
             if let Some(text) = logged {
-                state.record_request(namespace, text, effects.reply.status(), &context);
+                state.record_request(namespace, text, effects.reply.status(), context.unix_time, context.ip);
             }
             effects
         }

@@ -11,9 +11,12 @@ use mio::{Events, Interest, Poll, Token};
 use tinymq_core::ReasonCode;
 use tinymq_core::client::{ClientError as SessionError, ClientSession, Reason};
 
-use super::{Address, ClientError, READ_CHUNK};
+use super::options::{Address, ClientError};
 use crate::tls::{ClientTls, TlsFailure, TlsStream};
 use crate::transport::Stream;
+
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a connection, or an attempt at one, ended.
 #[derive(Debug)]

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use tinymq_core::client::{ClientError as SessionError, ClientEvent, ClientSession, Reason};
 
-/// Bytes read from the socket at once.
-const READ_CHUNK: usize = 16 * 1024;
 /// Reads one call may make just to take what has already arrived, so that a
 /// broker sending without pause cannot hold a publish forever.
 const MAX_DRAIN_READS: usize = 64;
@@ -88,6 +86,13 @@ pub struct Client {
     last_failure: Option<Lost>,
     /// Set when the client cannot go on; every call returns it.
     ended: Option<Ended>,
+}
+
+impl ClientOptions {
+    /// Connects; see [`Client::connect`].
+    pub fn connect(self) -> Result<Client, ClientError> {
+        Client::connect(self)
+    }
 }
 
 impl Client {

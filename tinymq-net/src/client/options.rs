@@ -9,7 +9,6 @@ use std::time::Duration;
 use tinymq_core::client::{ClientConfig, ClientError as SessionError};
 use tinymq_core::{FrameLimits, ReasonCode, TopicError};
 
-use super::Client;
 use crate::ListenAddr;
 use crate::tls::ClientTls;
 
@@ -284,10 +283,5 @@ impl ClientOptions {
     pub fn inbox_limit(mut self, messages: usize) -> Self {
         self.inbox_limit = messages.max(1);
         self
-    }
-
-    /// Connects; see [`Client::connect`].
-    pub fn connect(self) -> Result<Client, ClientError> {
-        Client::connect(self)
     }
 }

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Context;
 use crate::http::clients::{HttpClientLimits, HttpClients};
 use crate::http::encoding::EncodingMode;
 use crate::router::{Delivery, NamespaceId};
@@ -170,10 +169,17 @@ impl HttpState {
         self.served += 1;
     }
 
-    /// Remembers a served request for `/LOG` and `/PEERHOSTS`.
-    pub(super) fn record_request(&mut self, namespace: NamespaceId, mut text: String, status: u16, context: &Context) {
-        let unix = context.unix_time;
-        if let Some(ip) = context.ip {
+    /// Remembers a request from `ip` served at `unix`, for `/LOG` and
+    /// `/PEERHOSTS`.
+    pub(super) fn record_request(
+        &mut self,
+        namespace: NamespaceId,
+        mut text: String,
+        status: u16,
+        unix: u64,
+        ip: Option<IpAddr>,
+    ) {
+        if let Some(ip) = ip {
             if let Some(host) = self.peer_hosts.get_mut(&(namespace, ip)) {
                 host.last_unix = unix;
                 host.requests += 1;
@@ -190,7 +196,7 @@ impl HttpState {
             self.log.pop_front();
         }
         let _ = write!(text, " {status}");
-        self.log.push_back(LogLine { namespace, unix, ip: context.ip, text });
+        self.log.push_back(LogLine { namespace, unix, ip, text });
         *self.log_total.entry(namespace).or_default() += 1;
     }
 
