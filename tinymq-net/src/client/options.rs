@@ -261,8 +261,8 @@ impl ClientOptions {
         self
     }
 
-    /// How long [`Client::publish`], [`Client::subscribe`] and
-    /// [`Client::unsubscribe`] may take, reconnecting included (default 30 s).
+    /// How long [`Client::publish`](crate::Client::publish), [`Client::subscribe`](crate::Client::subscribe) and
+    /// [`Client::unsubscribe`](crate::Client::unsubscribe) may take, reconnecting included (default 30 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -276,9 +276,9 @@ impl ClientOptions {
         self
     }
 
-    /// How many received messages the client holds for [`Client::recv`]
+    /// How many received messages the client holds for [`Client::recv`](crate::Client::recv)
     /// (default 100,000). Messages arrive while any method runs; past the
-    /// limit the oldest are dropped, counted in [`Client::dropped_messages`]
+    /// limit the oldest are dropped, counted in [`Client::dropped_messages`](crate::Client::dropped_messages)
     /// and logged.
     pub fn inbox_limit(mut self, messages: usize) -> Self {
         self.inbox_limit = messages.max(1);
