@@ -16,7 +16,7 @@ use crate::codec::{Frame, ReasonCode};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::session::{Credentials, Request, Session};
-use crate::topic::TopicName;
+use crate::topic::{Filter, TopicName};
 
 /// Who is asking, and when: what a message is stamped with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,10 +91,8 @@ pub fn execute<S: Clone>(
             }
         }
         (Request::Subscribe(filter), Some(id)) => {
-            let Some(namespace) = router.namespace_of(id) else { return effects };
-            router.subscribe(id, filter.clone());
             session.sub_ack(filter.as_str(), Ok(()));
-            for value in router.values_matching(namespace, &filter) {
+            for value in subscribe(router, id, filter) {
                 if session.deliver_frame(&value.message().publish_frame(true)).is_err() {
                     break;
                 }
@@ -200,15 +198,53 @@ pub fn connect<S: Clone>(
             return effects;
         }
     };
+    let claimed = register(router, namespace, sink, requested, origin);
+    effects.taken_over = claimed.taken_over;
+    session.accept(claimed.client_id);
+    effects.connected = Some(claimed.id);
+    effects
+}
+
+/// A client registered by [`register`].
+#[derive(Debug)]
+#[must_use]
+pub struct Registered<S> {
+    /// Its subscriber.
+    pub id: SubscriberId,
+    /// The client id it holds: the one asked for, or one assigned.
+    pub client_id: Arc<str>,
+    /// The sink of the client that held that id before, already out of
+    /// the router: the shell tells it (Disconnect 3, "session taken over").
+    pub taken_over: Option<S>,
+}
+
+/// The rule of every client that holds a client id (a binary session, an
+/// in-process client): a new subscriber in `namespace`, stamped with
+/// `origin`, under the client id `requested` (assigned when empty); a
+/// client that held the id is taken over, removed from the router now, so
+/// its later release finds a stale id and does nothing.
+pub fn register<S: Clone>(
+    router: &mut Router<S>,
+    namespace: NamespaceId,
+    sink: S,
+    requested: &str,
+    origin: Origin,
+) -> Registered<S> {
     let id = router.add_subscriber(namespace, sink);
     router.set_origin(id, origin.unix_time, origin.ip);
     let (client_id, previous) = router.claim_client_id(id, requested);
-    // The old holder leaves the router now; the shell only has to tell it
-    // (its later release finds a stale id and does nothing).
-    effects.taken_over = previous.and_then(|old| router.remove_subscriber(old));
-    session.accept(client_id);
-    effects.connected = Some(id);
-    effects
+    let taken_over = previous.and_then(|old| router.remove_subscriber(old));
+    Registered { id, client_id, taken_over }
+}
+
+/// The rule of a new subscription, for every kind of subscriber: `filter`
+/// is added to `id`, and the values stored under topics it matches are
+/// returned, for the shell to send first, marked retained.
+pub fn subscribe<S: Clone>(router: &mut Router<S>, id: SubscriberId, filter: Filter) -> Vec<Arc<Delivery>> {
+    let Some(namespace) = router.namespace_of(id) else { return Vec::new() };
+    let values = router.values_matching(namespace, &filter).cloned().collect();
+    router.subscribe(id, filter);
+    values
 }
 
 /// Removes a closed connection's subscriber (its subscriptions and client
@@ -243,6 +279,36 @@ mod tests {
         assert_eq!(alice, Ok(router.namespace("alice")));
         assert_ne!(alice, Ok(NamespaceId::PUBLIC));
         assert_eq!(admit(&mut router, true, Err(AuthError::WrongCredentials)), Err("unknown user or wrong password"));
+    }
+
+    #[test]
+    fn a_second_client_under_an_id_takes_it_over_whatever_its_kind() {
+        let mut router: Router<&str> = Router::new();
+        let first = register(&mut router, NamespaceId::PUBLIC, "in-process", "dev", ORIGIN);
+        assert_eq!((&*first.client_id, first.taken_over), ("dev", None));
+        let second = register(&mut router, NamespaceId::PUBLIC, "binary", "dev", ORIGIN);
+        assert_eq!(second.taken_over, Some("in-process"), "the old holder is named for the shell to tell");
+        assert_eq!(router.subscriber_count(), 1, "and is out of the router already");
+        let assigned = register(&mut router, NamespaceId::PUBLIC, "other", "", ORIGIN);
+        assert!(!assigned.client_id.is_empty() && assigned.taken_over.is_none());
+    }
+
+    #[test]
+    fn a_subscription_returns_the_stored_values_it_matches() {
+        let mut router: Router<&str> = Router::new();
+        let stored = Delivery::new(Message {
+            topic: "a/b".into(),
+            payload: b"1"[..].into(),
+            from: "x".into(),
+            updated_time: 0,
+            ip: None,
+        });
+        router.store(NamespaceId::PUBLIC, stored);
+        let id = register(&mut router, NamespaceId::PUBLIC, "s", "s", ORIGIN).id;
+        let filter = |text| Filter::new(text, &crate::TopicLimits::default()).unwrap();
+        assert_eq!(subscribe(&mut router, id, filter("a/+")).len(), 1);
+        assert!(subscribe(&mut router, id, filter("c/#")).is_empty());
+        assert_eq!(router.filters(id).len(), 2);
     }
 
     /// A session whose Connect (with credentials) was just yielded.

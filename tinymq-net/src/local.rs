@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use smallvec::SmallVec;
+use tinymq_core::broker;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
 
@@ -58,14 +59,11 @@ impl LocalClient {
         }
         let inbox = Arc::new(LocalInbox::new(&shared.config, shared.local_filling.clone()));
         let namespace = NamespaceId::PUBLIC;
-        let (id, client_id, previous) = {
-            let mut router = shared.router.write();
-            let id = router.add_subscriber(namespace, Sink::Local(inbox.clone()));
-            router.set_origin(id, crate::shared::unix_time(), None);
-            let (client_id, previous) = router.claim_client_id(id, client_id);
-            (id, client_id, previous.and_then(|old| router.remove_subscriber(old)))
-        };
-        match previous {
+        let origin = broker::Origin { unix_time: crate::shared::unix_time(), ip: None };
+        let registered =
+            broker::register(&mut shared.router.write(), namespace, Sink::Local(inbox.clone()), client_id, origin);
+        let (id, client_id) = (registered.id, registered.client_id);
+        match registered.taken_over {
             Some(Sink::Conn(old)) => {
                 shared.send(old.loop_index(), crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
             }
@@ -232,9 +230,7 @@ impl LocalClient {
         self.check_open()?;
         let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        let mut router = self.shared.router.write();
-        router.subscribe(self.id, filter.clone());
-        let values: Vec<Arc<Delivery>> = router.values_matching(self.namespace, &filter).cloned().collect();
+        let values = broker::subscribe(&mut self.shared.router.write(), self.id, filter);
         self.inbox.push_all(&values, true, WhenFull::DropOldest);
         Ok(())
     }
