@@ -103,6 +103,27 @@ pub(super) fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figu
         state.statuses.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n)).collect();
     metric("http_requests_total", "counter", "HTTP requests answered, by status.", &statuses);
     metric("uptime_seconds", "gauge", "Seconds since start.", &one(figures.uptime_secs));
+    if !figures.bridges.is_empty() {
+        let per_bridge = |value: fn(&crate::metrics::BridgeFigures) -> u64| -> Vec<(String, u64)> {
+            figures.bridges.iter().enumerate().map(|(i, b)| (format!("{{bridge=\"{i}\"}}"), value(b))).collect()
+        };
+        metric(
+            "bridge_connected",
+            "gauge",
+            "1 while the NATS bridge is connected.",
+            &per_bridge(|b| b.connected.into()),
+        );
+        metric("bridge_messages_in_total", "counter", "Messages taken in from NATS.", &per_bridge(|b| b.messages_in));
+        metric("bridge_messages_out_total", "counter", "Messages sent to NATS.", &per_bridge(|b| b.messages_out));
+        metric(
+            "bridge_drops_total",
+            "counter",
+            "Messages the bridge dropped: queue full while down, outbound full, slow consumer.",
+            &per_bridge(|b| b.drops),
+        );
+        metric("bridge_reconnects_total", "counter", "Connections after the first.", &per_bridge(|b| b.reconnects));
+        metric("bridge_queued", "gauge", "Messages held until the bridge is up.", &per_bridge(|b| b.queued));
+    }
     let commits = &figures.store_commit_seconds;
     let _ = writeln!(
         out,
