@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bridge;
 mod broker;
 mod client;
 mod config;
@@ -78,6 +79,7 @@ mod transport;
 mod users;
 mod writer;
 
+pub use bridge::BridgeConfig;
 pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use config::{BrokerBuilder, BrokerConfig};
