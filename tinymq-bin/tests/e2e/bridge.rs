@@ -116,8 +116,9 @@ fn an_http_post_on_one_broker_reaches_a_binary_subscriber_on_the_other_and_back(
 #[test]
 fn bridged_messages_never_come_back_and_retained_values_are_stored_on_the_far_side() {
     let nats = NatsServer::start();
-    let a = bridged(&nats.url(), "A", &["--bridge-both", "sensors/#"]);
-    let b = bridged(&nats.url(), "B", &["--bridge-both", "sensors/#"]);
+    let prefixed = ["--bridge-both", "sensors/#", "--bridge-prefix", "site"];
+    let a = bridged(&nats.url(), "A", &prefixed);
+    let b = bridged(&nats.url(), "B", &prefixed);
     let mut on_a = a.connect("on-a");
     on_a.subscribe("sensors/#");
     let mut on_b = b.connect("on-b");
@@ -148,14 +149,15 @@ fn bridged_messages_never_come_back_and_retained_values_are_stored_on_the_far_si
     assert_eq!((kept.topic.as_str(), kept.payload.as_slice(), kept.retain()), ("sensors/kept", &b"42"[..], true));
     late.expect_silence(QUIET);
 
-    // A message carrying A's own id in the origin header (as one sent back
+    // On the prefixed subject, a message carrying A's own id in the origin header (as one sent back
     // by a broker that does not stop loops would) is not taken in by A;
-    // B, another broker, takes it.
+    // B, another broker, takes it. Outside the prefix nothing is taken.
     let mut raw = TcpStream::connect(nats.address()).unwrap();
     let headers = format!("NATS/1.0\r\n{ORIGIN_HEADER}: A\r\n\r\n");
     let body = "echo";
     let hpub = format!(
-        "CONNECT {{\"verbose\":false,\"headers\":true}}\r\nHPUB sensors.echo {} {}\r\n{headers}{body}\r\nPING\r\n",
+        "CONNECT {{\"verbose\":false,\"headers\":true}}\r\nPUB sensors.plain 7\r\nno site\r\n\
+         HPUB site.sensors.echo {} {}\r\n{headers}{body}\r\nPING\r\n",
         headers.len(),
         headers.len() + body.len()
     );

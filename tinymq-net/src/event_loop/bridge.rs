@@ -320,6 +320,9 @@ impl EventLoop {
                     if let Err(error) = bridge.client.handle_input(now, &scratch[..n]) {
                         break Some(error.to_string());
                     }
+                    // Published here chunk by chunk, so a burst from NATS
+                    // is not all held as events first.
+                    self.bridge_events(index, now);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
