@@ -307,7 +307,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         config.sys_interval = Duration::from_secs(secs);
     }
     if let Some(bridge) = bridge.config()? {
-        config.bridges.push(bridge);
+        // Like --address for listeners: the flags' bridge replaces the file's.
+        config.bridges = vec![bridge];
     }
     if config.listeners.is_empty() {
         return Err(UsageError("no listener: the config file and flags leave none".into()).into());
@@ -395,13 +396,7 @@ impl BridgeFlags {
         if self.out.is_empty() && self.inbound.is_empty() && self.both.is_empty() {
             return Err(UsageError("--bridge: needs --bridge-out, --bridge-in or --bridge-both".into()));
         }
-        // Random enough to tell brokers apart, and in the shell: the core
-        // takes its ids as given.
-        let broker_id = self.broker_id.unwrap_or_else(|| {
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-            format!("tinymq-{}-{nanos:x}", std::process::id())
-        });
+        let broker_id = self.broker_id.unwrap_or_else(tinymq_net::default_broker_id);
         let mut bridge = tinymq_net::BridgeConfig::new(servers, broker_id);
         bridge.out = self.out.into_iter().chain(self.both.iter().cloned()).collect();
         bridge.inbound = self.inbound.into_iter().chain(self.both).collect();

@@ -75,6 +75,14 @@ impl BridgeConfig {
     }
 }
 
+/// A broker id for a bridge that was given none: the process id and the
+/// time, different enough between brokers on one machine and across them.
+/// (The shell's choice: the core takes ids as given.)
+pub fn default_broker_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("tinymq-{}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
 /// A [`BridgeConfig`] that passed [`BridgeConfig::validate`], in the
 /// core's types.
 #[derive(Debug)]

@@ -273,3 +273,25 @@ fn a_bridge_that_cannot_connect_leaves_the_broker_serving_and_queues_up_to_its_b
         assert!(metrics.lines().any(|l| l == line), "{line} in /metrics:\n{metrics}");
     }
 }
+
+#[test]
+fn a_bridge_table_in_the_config_file_bridges_like_the_flags() {
+    let nats = NatsServer::start();
+    let dir = crate::support::ScratchDir::new();
+    let file = dir.path().join("tinymq.toml");
+    let table = format!("[[bridge]]\nservers = [\"{}\"]\nin = [\"sensors/#\"]\nbroker_id = \"A\"\n", nats.url());
+    std::fs::write(&file, table).unwrap();
+    let a = BrokerProcess::start_http(&["--config", file.to_str().unwrap(), "--sys-interval", "0"]);
+    let b = bridged(&nats.url(), "B", &["--bridge-out", "sensors/#"]);
+    let mut on_a = a.connect("on-a");
+    on_a.subscribe("sensors/#");
+    let stats = wait_connected(&a);
+    assert_eq!(stats.field("servers").items(), [Json::String(nats.url())], "{stats}");
+    wait_connected(&b);
+    post(b.http_addr(), "sensors/from-b", "1", "x");
+    let got = on_a.recv_publish();
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_slice(), got.client_id.as_str()),
+        ("sensors/from-b", &b"1"[..], "B")
+    );
+}
