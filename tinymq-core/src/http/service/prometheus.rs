@@ -209,6 +209,44 @@ mod tests {
         assert!(metrics_text(&broker.router, &broker.state, &healthy).lines().any(|l| l == "tinymq_store_failing 0"));
     }
 
+    #[test]
+    fn bridge_figures_show_per_bridge_and_only_with_a_bridge() {
+        let broker = Broker::new(HttpConfig::default());
+        let bridge = crate::metrics::BridgeFigures {
+            servers: vec!["127.0.0.1:4222".into()],
+            connected: true,
+            server: Some("127.0.0.1:4222".into()),
+            messages_in: 3,
+            messages_out: 4,
+            drops: 5,
+            reconnects: 1,
+            queued: 0,
+            last_error: Some("-ERR 'Slow Consumer'".into()),
+        };
+        let down = crate::metrics::BridgeFigures { connected: false, ..bridge.clone() };
+        let figures = Figures { bridges: vec![bridge, down], ..Figures::default() };
+        let metrics = metrics_text(&broker.router, &broker.state, &figures);
+        for line in [
+            "tinymq_bridge_connected{bridge=\"0\"} 1",
+            "tinymq_bridge_connected{bridge=\"1\"} 0",
+            "tinymq_bridge_messages_in_total{bridge=\"0\"} 3",
+            "tinymq_bridge_messages_out_total{bridge=\"0\"} 4",
+            "tinymq_bridge_drops_total{bridge=\"1\"} 5",
+            "tinymq_bridge_reconnects_total{bridge=\"0\"} 1",
+            "tinymq_bridge_queued{bridge=\"0\"} 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
+        }
+        let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &figures, 2_000)).unwrap();
+        assert_eq!(stats["bridges"][0]["server"], json!("127.0.0.1:4222"), "{stats}");
+        assert_eq!(stats["bridges"][1]["connected"], json!(false), "{stats}");
+        assert_eq!(stats["bridges"][0]["last_error"], json!("-ERR 'Slow Consumer'"), "{stats}");
+        let none = Figures::default();
+        assert!(!metrics_text(&broker.router, &broker.state, &none).contains("tinymq_bridge_"));
+        let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &none, 2_000)).unwrap();
+        assert!(stats.get("bridges").is_none(), "{stats}");
+    }
+
     /// What promtool would check, for the parts tinymq uses: every sample
     /// belongs to a family with HELP and TYPE, names and types follow the
     /// conventions, histogram buckets are cumulative and end at +Inf.
