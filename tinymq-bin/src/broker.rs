@@ -57,6 +57,15 @@ Options:
   --max-connections N       connections at once [default: 100000]
   --max-queue-bytes N       unsent bytes per binary-protocol connection before it is cut as a
                             slow consumer (Disconnect 7) [default: 16777216]
+  --bridge URLS             bridge to NATS: comma-separated nats://HOST:PORT servers, tried in turn
+                            with those the cluster announces [default: no bridge]
+  --bridge-out FILTER       send messages matching FILTER to NATS (repeatable)
+  --bridge-in FILTER        publish here what NATS has on FILTER's subjects (repeatable)
+  --bridge-both FILTER      both of the above (repeatable)
+  --bridge-prefix PREFIX    NATS subject prefix: a/b is PREFIX.a.b [default: none]
+  --bridge-queue N          messages held while the bridge is down; more are dropped [default: 10000]
+  --broker-id ID            this broker's id in the bridge's origin header; brokers bridging the
+                            same subjects need different ids [default: tinymq-PID-TIME]
   --sys-interval SECS       publish the broker's figures to $SYS/broker/... this often; 0: never [default: 10]
   --log-level LEVEL         error, warn, info or debug [default: info]";
 
@@ -138,6 +147,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let http: Option<String> = args::opt(&mut args, "--http")?;
     let no_http = args::switch(&mut args, "--no-http");
     let tls = TlsFlags::parse(&mut args)?;
+    let bridge = BridgeFlags::parse(&mut args)?;
     let client_timeout: Option<u64> = args::opt(&mut args, "--http-client-timeout")?;
     let queue_size: Option<usize> = args::opt(&mut args, "--http-queue-size")?;
     let request_timeout: Option<u64> = args::opt(&mut args, "--http-request-timeout")?;
@@ -296,6 +306,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if let Some(secs) = sys_interval {
         config.sys_interval = Duration::from_secs(secs);
     }
+    if let Some(bridge) = bridge.config()? {
+        // Like --address for listeners: the flags' bridge replaces the file's.
+        config.bridges = vec![bridge];
+    }
     if config.listeners.is_empty() {
         return Err(UsageError("no listener: the config file and flags leave none".into()).into());
     }
@@ -332,6 +346,66 @@ pub fn run_config(mut args: pico_args::Arguments) -> Outcome {
     args::finish(args)?;
     print!("{}", ConfigFile::default_text());
     Ok(())
+}
+
+/// `--bridge` and the flags that go with it.
+struct BridgeFlags {
+    servers: Option<String>,
+    out: Vec<String>,
+    inbound: Vec<String>,
+    both: Vec<String>,
+    prefix: Option<String>,
+    queue: Option<usize>,
+    broker_id: Option<String>,
+}
+
+impl BridgeFlags {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Self, UsageError> {
+        Ok(BridgeFlags {
+            servers: args::opt(args, "--bridge")?,
+            out: args::many(args, "--bridge-out")?,
+            inbound: args::many(args, "--bridge-in")?,
+            both: args::many(args, "--bridge-both")?,
+            prefix: args::opt(args, "--bridge-prefix")?,
+            queue: args::opt(args, "--bridge-queue")?,
+            broker_id: args::opt(args, "--broker-id")?,
+        })
+    }
+
+    /// The bridge they describe, if `--bridge` was given.
+    fn config(self) -> Result<Option<tinymq_net::BridgeConfig>, UsageError> {
+        let Some(servers) = self.servers else {
+            let stray = [
+                ("--bridge-out", !self.out.is_empty()),
+                ("--bridge-in", !self.inbound.is_empty()),
+                ("--bridge-both", !self.both.is_empty()),
+                ("--bridge-prefix", self.prefix.is_some()),
+                ("--bridge-queue", self.queue.is_some()),
+                ("--broker-id", self.broker_id.is_some()),
+            ];
+            return match stray.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(UsageError(format!("{flag}: only with --bridge"))),
+                None => Ok(None),
+            };
+        };
+        let servers: Vec<String> =
+            servers.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Into::into).collect();
+        if servers.is_empty() {
+            return Err(UsageError("--bridge: needs at least one nats://HOST:PORT".into()));
+        }
+        if self.out.is_empty() && self.inbound.is_empty() && self.both.is_empty() {
+            return Err(UsageError("--bridge: needs --bridge-out, --bridge-in or --bridge-both".into()));
+        }
+        let broker_id = self.broker_id.unwrap_or_else(tinymq_net::default_broker_id);
+        let mut bridge = tinymq_net::BridgeConfig::new(servers, broker_id);
+        bridge.out = self.out.into_iter().chain(self.both.iter().cloned()).collect();
+        bridge.inbound = self.inbound.into_iter().chain(self.both).collect();
+        bridge.prefix = self.prefix.unwrap_or_default();
+        if let Some(queue) = self.queue {
+            bridge.queue_limit = queue;
+        }
+        Ok(Some(bridge))
+    }
 }
 
 /// `--tls-cert`, `--tls-key` and `--https`.

@@ -70,6 +70,33 @@ pub struct Figures {
     pub rss_bytes: Option<u64>,
     /// The process's threads, where the shell can tell.
     pub threads: Option<u64>,
+    /// The NATS bridges, in the order they were configured.
+    pub bridges: Vec<BridgeFigures>,
+}
+
+/// One NATS bridge's state and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeFigures {
+    /// The servers it was configured with.
+    pub servers: Vec<String>,
+    /// Whether it is connected (the server answered its handshake).
+    pub connected: bool,
+    /// The server of its current or last connection.
+    pub server: Option<String>,
+    /// Messages taken in from NATS and published here.
+    pub messages_in: u64,
+    /// Messages sent out to NATS.
+    pub messages_out: u64,
+    /// Messages dropped: its queue full while down, its outbound buffer
+    /// full, more than the server takes, or the server's slow-consumer
+    /// drops it was told of.
+    pub drops: u64,
+    /// Connections made after the first.
+    pub reconnects: u64,
+    /// Messages held until it is up.
+    pub queued: u64,
+    /// The last error: a failed dial, a lost connection, a `-ERR`.
+    pub last_error: Option<String>,
 }
 
 /// Durations counted into fixed buckets, for a Prometheus histogram.

@@ -30,6 +30,9 @@ impl BrokerBuilder {
         let mut config = self.config;
         config.http.topic_limits = config.session.topic_limits;
         config.http.allow_anonymous = config.allow_anonymous;
+        for bridge in &config.bridges {
+            bridge.validate(&config.session.topic_limits)?;
+        }
         // The store first: a broken or busy data directory stops the start
         // before any port is taken.
         let mut router = Router::new();

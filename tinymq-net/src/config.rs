@@ -14,6 +14,7 @@ use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::HttpConfig;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
+use crate::bridge::BridgeConfig;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 use crate::writer::Durability;
@@ -78,6 +79,8 @@ pub struct BrokerConfig {
     /// How often loop 0 publishes the broker's figures to `$SYS/broker/...`
     /// (default 10 s; zero publishes none).
     pub sys_interval: Duration,
+    /// Bridges to NATS clusters (default none), run by event loop 0.
+    pub bridges: Vec<BridgeConfig>,
 }
 
 impl BrokerConfig {
@@ -107,6 +110,7 @@ impl Default for BrokerConfig {
             users: Vec::new(),
             tls: None,
             sys_interval: Duration::from_secs(10),
+            bridges: Vec::new(),
         }
     }
 }
@@ -258,6 +262,12 @@ impl BrokerBuilder {
     /// Sets when stored values are durable.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
+        self
+    }
+
+    /// Adds a bridge to a NATS cluster.
+    pub fn bridge(mut self, bridge: BridgeConfig) -> Self {
+        self.config.bridges.push(bridge);
         self
     }
 

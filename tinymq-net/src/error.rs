@@ -50,6 +50,9 @@ pub enum Error {
     /// the store is failing; the write stays queued for a retry.
     #[error("store write failed: {0}")]
     Store(String),
+    /// A NATS bridge's settings are not usable.
+    #[error("bridge: {0}")]
+    Bridge(String),
     /// The broker has shut down.
     #[error("the broker has shut down")]
     BrokerStopped,

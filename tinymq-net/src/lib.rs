@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bridge;
 mod broker;
 mod client;
 mod config;
@@ -78,12 +79,13 @@ mod transport;
 mod users;
 mod writer;
 
+pub use bridge::{BridgeConfig, default_broker_id};
 pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use config::{BrokerBuilder, BrokerConfig};
 pub use config_file::{
-    AccessSection, ConfigError, ConfigFile, DurabilityMode, HttpSection, LimitsSection, ListenerSection, LogLevel,
-    LogSection, Network, StoreSection, TlsSection,
+    AccessSection, BridgeSection, ConfigError, ConfigFile, DurabilityMode, HttpSection, LimitsSection, ListenerSection,
+    LogLevel, LogSection, Network, StoreSection, TlsSection,
 };
 pub use error::Error;
 pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};

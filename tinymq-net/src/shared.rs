@@ -15,6 +15,7 @@ use tinymq_core::http::service::{HttpState, SinkKind};
 use tinymq_core::metrics::Figures;
 use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
 
+use crate::bridge::BridgeStats;
 use crate::config::BrokerConfig;
 use crate::local_inbox::{LocalInbox, Pushed, WhenFull};
 use crate::transport::{Stream, Transport};
@@ -305,6 +306,8 @@ pub(crate) struct Shared {
     /// get (see [`LocalInbox`]): while there are any, the network
     /// publishers that last fed an in-process queue are read slower.
     pub(crate) local_filling: Arc<AtomicUsize>,
+    /// The NATS bridges' figures, one per [`BrokerConfig::bridges`].
+    pub(crate) bridges: Vec<BridgeStats>,
     shutting_down: AtomicBool,
 }
 
@@ -319,6 +322,7 @@ impl Shared {
     ) -> Self {
         Shared {
             budgets: Mutex::new(PeerBudgets::new(config.peer_budget)),
+            bridges: config.bridges.iter().map(BridgeStats::new).collect(),
             config,
             router: RwLock::new(router),
             http: Mutex::new(http),
@@ -471,6 +475,7 @@ impl Shared {
                 .map(|reason| (reason.name(), s.disconnects[reason as usize].load(Ordering::Relaxed)))
                 .collect(),
             store_commit_seconds: store.commit_seconds,
+            bridges: self.bridges.iter().map(BridgeStats::figures).collect(),
         }
     }
 

@@ -12,6 +12,7 @@ mod support;
 mod access;
 mod auth;
 mod bench_protocols;
+mod bridge;
 mod cli;
 mod config;
 mod embedding;

@@ -28,6 +28,7 @@ use tinymq_core::auth::{AllowList, BudgetConfig};
 use tinymq_core::http::encoding::EncodingMode;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
+use crate::bridge::BridgeConfig;
 use crate::config::BrokerConfig;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
@@ -159,6 +160,31 @@ pub struct ConfigFile {
     pub log: LogSection,
     /// `[tls]`.
     pub tls: TlsSection,
+    /// `[[bridge]]` tables: bridges to NATS clusters.
+    pub bridge: Vec<BridgeSection>,
+}
+
+/// `[[bridge]]`: a bridge to a NATS cluster (see [`BridgeConfig`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BridgeSection {
+    /// NATS servers, `nats://HOST:PORT`.
+    pub servers: Vec<String>,
+    /// Filters sent to NATS.
+    pub out: Vec<String>,
+    /// Filters taken in from NATS.
+    #[serde(rename = "in")]
+    pub inbound: Vec<String>,
+    /// Filters both ways.
+    pub both: Vec<String>,
+    /// The subject prefix.
+    pub prefix: Option<String>,
+    /// This broker's id in the origin header (default: made from the
+    /// process id and the time).
+    pub broker_id: Option<String>,
+    /// Messages held while the bridge is down.
+    pub queue_limit: Option<usize>,
 }
 
 /// `[tls]`: the certificate of the TLS and HTTPS listeners.
@@ -412,6 +438,24 @@ impl ConfigFile {
         if let Some(secs) = self.log.sys_interval_secs {
             config.sys_interval = Duration::from_secs(secs);
         }
+        for (i, section) in self.bridge.iter().enumerate() {
+            let key = |name: &str| format!("bridge[{}].{name}", i + 1);
+            if section.servers.is_empty() {
+                return Err(invalid(&key("servers"), "a bridge needs at least one nats://HOST:PORT"));
+            }
+            let broker_id = section.broker_id.clone().unwrap_or_else(crate::bridge::default_broker_id);
+            let mut bridge = BridgeConfig::new(section.servers.clone(), broker_id);
+            bridge.out = section.out.iter().chain(&section.both).cloned().collect();
+            bridge.inbound = section.inbound.iter().chain(&section.both).cloned().collect();
+            bridge.prefix = section.prefix.clone().unwrap_or_default();
+            if let Some(limit) = section.queue_limit {
+                bridge.queue_limit = limit;
+            }
+            bridge
+                .validate(&config.session.topic_limits)
+                .map_err(|e| invalid(&format!("bridge[{}]", i + 1), e.to_string()))?;
+            config.bridges.push(bridge);
+        }
         Ok(config)
     }
 
@@ -662,6 +706,26 @@ level = "info"
 # Seconds between the broker's figures on $SYS/broker/...; 0 for never
 # (--sys-interval).
 sys_interval_secs = {sys_interval}
+
+# A bridge to a NATS cluster (README.md, "More than one machine"); repeat
+# the [[bridge]] table for several. None by default. --bridge replaces
+# them all with the one its flags describe.
+# [[bridge]]
+# NATS servers, tried in turn with those the cluster announces.
+# servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+# Filters whose messages are sent to NATS.
+# out = ["sensors/#"]
+# Filters whose messages are taken in from NATS.
+# in = ["commands/#"]
+# Filters bridged both ways.
+# both = []
+# The subject prefix: a/b is PREFIX.a.b. Default: none.
+# prefix = "site1"
+# This broker's id in the origin header; brokers bridging the same
+# subjects need different ones. Default: made from the process id and time.
+# broker_id = "tinymq-1"
+# Messages held while the bridge is down; more are dropped and counted.
+# queue_limit = 10000
 "##,
         sys_interval = BrokerConfig::default().sys_interval.as_secs(),
         client_timeout = http.timeout.as_secs(),

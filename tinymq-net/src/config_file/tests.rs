@@ -75,7 +75,7 @@ fn every_key_in_the_printed_file_has_a_comment() {
         let above = lines[i - 1];
         assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
     }
-    assert_eq!(keys, 30, "every key counted:\n{printed}");
+    assert_eq!(keys, 37, "every key counted:\n{printed}");
 }
 
 #[test]
@@ -164,4 +164,42 @@ fn a_loaded_file_is_named_in_its_errors() {
     let said = ConfigFile::load(&missing).unwrap_err().to_string();
     assert!(said.starts_with(&format!("cannot read the config file {}", missing.display())), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bridge_tables_are_read_and_checked() {
+    // The printed example, uncommented, is a bridge.
+    let printed = default_file();
+    let start = printed.find("# [[bridge]]").expect("the bridge example");
+    let example: String = printed[start..]
+        .lines()
+        .filter(|line| !line.starts_with("# ") || line.starts_with("# [[") || line.contains(" = "))
+        .map(|line| line.trim_start_matches("# "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = settings(&example);
+    let bridge = &config.bridges[0];
+    assert_eq!(bridge.servers, ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]);
+    assert_eq!(
+        (bridge.out.as_slice(), bridge.inbound.as_slice()),
+        (&["sensors/#".to_owned()][..], &["commands/#".to_owned()][..])
+    );
+    assert_eq!((bridge.prefix.as_str(), bridge.broker_id.as_str(), bridge.queue_limit), ("site1", "tinymq-1", 10_000));
+
+    let both = settings(
+        "[[bridge]]\nservers = [\"nats://h:1\"]\nboth = [\"a/#\"]\n[[bridge]]\nservers = [\"h:2\"]\nin = [\"b\"]",
+    );
+    assert_eq!(both.bridges.len(), 2);
+    assert_eq!(
+        (both.bridges[0].out.as_slice(), both.bridges[0].inbound.as_slice()),
+        (&["a/#".to_owned()][..], &["a/#".to_owned()][..])
+    );
+    assert!(both.bridges[1].broker_id.starts_with("tinymq-"), "a default id: {:?}", both.bridges[1].broker_id);
+
+    let no_server = error("[[bridge]]\nout = [\"a\"]");
+    assert!(no_server.contains("bridge[1].servers"), "{no_server}");
+    let bad_filter = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a/#/b\"]");
+    assert!(bad_filter.contains("bridge[1]") && bad_filter.contains("a/#/b"), "{bad_filter}");
+    let no_filter = error("[[bridge]]\nservers = [\"h:1\"]");
+    assert!(no_filter.contains("at least one filter"), "{no_filter}");
 }

@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 use tinymq_core::{Closed, Delivery, ReasonCode};
 
 use super::EventLoop;
+use super::bridge::BRIDGE_TOKEN_BASE;
 use crate::flow::{self, loop_bit};
 use crate::local_inbox::WhenFull;
 use crate::proto::Proto;
@@ -106,10 +107,16 @@ impl EventLoop {
     }
 
     fn deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>, now: Instant) {
+        if target.token() >= BRIDGE_TOKEN_BASE {
+            return self.bridge_deliver(target, delivery);
+        }
         self.deliver_with(target, now, |proto| proto.deliver(delivery));
     }
 
     fn deliver_encoded(&mut self, target: ConnRef, frame: &[u8], now: Instant) {
+        if target.token() >= BRIDGE_TOKEN_BASE {
+            return self.bridge_deliver_encoded(target, frame);
+        }
         self.deliver_with(target, now, |proto| proto.deliver_encoded(frame));
     }
 

@@ -28,6 +28,7 @@
 
 mod accept;
 mod binary;
+mod bridge;
 mod conn;
 mod fanout;
 mod http;
@@ -139,6 +140,8 @@ pub(crate) struct EventLoop {
     refusing: u64,
     /// When loop 0 next publishes the `$SYS/...` figures.
     sys_at: Option<Instant>,
+    /// The NATS bridges (loop 0 only).
+    bridges: Vec<bridge::Bridge>,
 }
 
 impl EventLoop {
@@ -152,6 +155,13 @@ impl EventLoop {
         // for the first subscriber.
         let sys_at = (index == 0 && !shared.config.sys_interval.is_zero()).then(Instant::now);
         let loop_count = shared.loops.len();
+        let bridges = if index == 0 {
+            let now = Instant::now();
+            let configs = shared.config.bridges.iter().enumerate();
+            configs.map(|(i, config)| bridge::Bridge::new(i, config, &shared, now)).collect::<io::Result<_>>()?
+        } else {
+            Vec::new()
+        };
         Ok(EventLoop {
             index,
             poll,
@@ -182,6 +192,7 @@ impl EventLoop {
             housekeeping_at,
             refusing: 0,
             sys_at,
+            bridges,
         })
     }
 
@@ -209,6 +220,7 @@ impl EventLoop {
                     Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
                         self.accept(LISTENER_BASE - t, now)
                     }
+                    Token(t) if self.is_bridge_token(t) => self.bridge_ready(t - bridge::BRIDGE_TOKEN_BASE, event, now),
                     Token(t) => {
                         if event.is_writable() || event.is_write_closed() {
                             self.flush(t, now);
@@ -226,6 +238,9 @@ impl EventLoop {
                 self.resume_deferred(now);
             }
             self.fire_timers(now);
+            if !self.bridges.is_empty() {
+                self.bridge_timers(now);
+            }
             if self.housekeeping_at.is_some_and(|at| now >= at) {
                 self.housekeeping_at = Some(now + HOUSEKEEPING);
                 self.expire_http_clients(now);
@@ -249,6 +264,9 @@ impl EventLoop {
             // included) goes out before the loop sleeps.
             self.flush_outbox();
             self.flush_dirty(now);
+            if !self.bridges.is_empty() {
+                self.flush_bridges(now);
+            }
             self.counted.add_to(&self.shared.stats);
             if shutting_down && self.conns.iter().all(Option::is_none) {
                 break;
@@ -260,10 +278,17 @@ impl EventLoop {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let earliest = [timer, self.accept_paused_until, self.housekeeping_at, self.sys_at, self.deferred_until]
-            .into_iter()
-            .flatten()
-            .min();
+        let earliest = [
+            timer,
+            self.accept_paused_until,
+            self.housekeeping_at,
+            self.sys_at,
+            self.deferred_until,
+            self.bridges_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         earliest.map(|at| at.saturating_duration_since(now))
     }
 

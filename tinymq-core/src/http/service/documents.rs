@@ -47,6 +47,9 @@ pub(super) fn resubscribe_document(unix_time: u64) -> ResubscribeDocument {
 pub(super) struct StatsDocument<'a> {
     /// Milliseconds, as Moustique's handler timing.
     average_request_time: f64,
+    /// Only with a bridge: a broker without one shows what it always did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bridges: Vec<BridgeDocument<'a>>,
     bytes_in: u64,
     bytes_out: u64,
     clients: ClientCounts,
@@ -84,6 +87,20 @@ pub(super) struct StatsDocument<'a> {
     uptime_seconds: u64,
     values: usize,
     version: &'static str,
+}
+
+/// One of STATS' `bridges`.
+#[derive(Serialize)]
+struct BridgeDocument<'a> {
+    connected: bool,
+    drops: u64,
+    last_error: Option<&'a str>,
+    messages_in: u64,
+    messages_out: u64,
+    queued: u64,
+    reconnects: u64,
+    server: Option<&'a str>,
+    servers: &'a [String],
 }
 
 /// STATS' `clients`: Moustique clients and publishers.
@@ -154,6 +171,21 @@ pub(super) fn stats_document<'a, S: Clone>(
     let requests = RateDocument::new(&state.requests, unix, uptime);
     StatsDocument {
         average_request_time: state.serve_nanos as f64 / 1e6 / state.served.max(1) as f64,
+        bridges: figures
+            .bridges
+            .iter()
+            .map(|b| BridgeDocument {
+                connected: b.connected,
+                drops: b.drops,
+                last_error: b.last_error.as_deref(),
+                messages_in: b.messages_in,
+                messages_out: b.messages_out,
+                queued: b.queued,
+                reconnects: b.reconnects,
+                server: b.server.as_deref(),
+                servers: &b.servers,
+            })
+            .collect(),
         bytes_in: figures.bytes_in,
         bytes_out: figures.bytes_out,
         clients: ClientCounts {

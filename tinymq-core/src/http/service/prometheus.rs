@@ -103,6 +103,27 @@ pub(super) fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figu
         state.statuses.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n)).collect();
     metric("http_requests_total", "counter", "HTTP requests answered, by status.", &statuses);
     metric("uptime_seconds", "gauge", "Seconds since start.", &one(figures.uptime_secs));
+    if !figures.bridges.is_empty() {
+        let per_bridge = |value: fn(&crate::metrics::BridgeFigures) -> u64| -> Vec<(String, u64)> {
+            figures.bridges.iter().enumerate().map(|(i, b)| (format!("{{bridge=\"{i}\"}}"), value(b))).collect()
+        };
+        metric(
+            "bridge_connected",
+            "gauge",
+            "1 while the NATS bridge is connected.",
+            &per_bridge(|b| b.connected.into()),
+        );
+        metric("bridge_messages_in_total", "counter", "Messages taken in from NATS.", &per_bridge(|b| b.messages_in));
+        metric("bridge_messages_out_total", "counter", "Messages sent to NATS.", &per_bridge(|b| b.messages_out));
+        metric(
+            "bridge_drops_total",
+            "counter",
+            "Messages the bridge dropped: queue full while down, outbound full, slow consumer.",
+            &per_bridge(|b| b.drops),
+        );
+        metric("bridge_reconnects_total", "counter", "Connections after the first.", &per_bridge(|b| b.reconnects));
+        metric("bridge_queued", "gauge", "Messages held until the bridge is up.", &per_bridge(|b| b.queued));
+    }
     let commits = &figures.store_commit_seconds;
     let _ = writeln!(
         out,
@@ -186,6 +207,44 @@ mod tests {
             serde_json::to_value(stats_document(&broker.router, &broker.state, &healthy, 2_000)).unwrap();
         assert_eq!(healthy_stats["store_error"], Value::Null);
         assert!(metrics_text(&broker.router, &broker.state, &healthy).lines().any(|l| l == "tinymq_store_failing 0"));
+    }
+
+    #[test]
+    fn bridge_figures_show_per_bridge_and_only_with_a_bridge() {
+        let broker = Broker::new(HttpConfig::default());
+        let bridge = crate::metrics::BridgeFigures {
+            servers: vec!["127.0.0.1:4222".into()],
+            connected: true,
+            server: Some("127.0.0.1:4222".into()),
+            messages_in: 3,
+            messages_out: 4,
+            drops: 5,
+            reconnects: 1,
+            queued: 0,
+            last_error: Some("-ERR 'Slow Consumer'".into()),
+        };
+        let down = crate::metrics::BridgeFigures { connected: false, ..bridge.clone() };
+        let figures = Figures { bridges: vec![bridge, down], ..Figures::default() };
+        let metrics = metrics_text(&broker.router, &broker.state, &figures);
+        for line in [
+            "tinymq_bridge_connected{bridge=\"0\"} 1",
+            "tinymq_bridge_connected{bridge=\"1\"} 0",
+            "tinymq_bridge_messages_in_total{bridge=\"0\"} 3",
+            "tinymq_bridge_messages_out_total{bridge=\"0\"} 4",
+            "tinymq_bridge_drops_total{bridge=\"1\"} 5",
+            "tinymq_bridge_reconnects_total{bridge=\"0\"} 1",
+            "tinymq_bridge_queued{bridge=\"0\"} 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
+        }
+        let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &figures, 2_000)).unwrap();
+        assert_eq!(stats["bridges"][0]["server"], json!("127.0.0.1:4222"), "{stats}");
+        assert_eq!(stats["bridges"][1]["connected"], json!(false), "{stats}");
+        assert_eq!(stats["bridges"][0]["last_error"], json!("-ERR 'Slow Consumer'"), "{stats}");
+        let none = Figures::default();
+        assert!(!metrics_text(&broker.router, &broker.state, &none).contains("tinymq_bridge_"));
+        let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &none, 2_000)).unwrap();
+        assert!(stats.get("bridges").is_none(), "{stats}");
     }
 
     /// What promtool would check, for the parts tinymq uses: every sample

@@ -1,0 +1,493 @@
+//! NATS bridges, on loop 0: a [`NatsClient`] and the socket the loop
+//! dials for it, non-blocking, again and again at the client's times.
+//!
+//! A bridge is a router subscriber in the public namespace for its `out`
+//! filters, its sink a [`ConnRef`] with a token of its own
+//! ([`BRIDGE_TOKEN_BASE`] up) that no slab slot has: the fan-out hands its
+//! deliveries (or the small frames of the binary fast path) to
+//! [`EventLoop::bridge_deliver`] instead of a connection, wherever they
+//! were published. What arrives on its `in` subjects is published into the
+//! public namespace with every receiver but the bridge itself, so a
+//! message never goes back out the way it came; the origin header stops
+//! what other brokers would send back.
+//!
+//! Nothing here blocks: connecting, reading and writing all stop at
+//! `WouldBlock`. A server name that is not an IP address is resolved when
+//! it is dialed, which can wait for DNS; give addresses.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use smallvec::SmallVec;
+use tinymq_core::nats::{NatsClient, NatsConfig, NatsEvent, NatsMessage, SendError};
+use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, TopicLimits, TopicName};
+
+use super::EventLoop;
+use crate::bridge::{BridgeConfig, BridgeStats, Checked};
+use crate::flow::READ_CHUNK;
+use crate::shared::{ConnRef, Shared, Sink};
+use crate::transport::Transport;
+
+/// Bridge `i` has token `BRIDGE_TOKEN_BASE + i`, as a mio token and in its
+/// [`ConnRef`]: far above any slab slot, below the listeners' tokens.
+pub(super) const BRIDGE_TOKEN_BASE: usize = u32::MAX as usize - 1024;
+
+/// The `from` of a message that came from NATS without an origin header.
+const NATS_SENDER: &str = "nats";
+
+/// A message for NATS held while the bridge is down.
+struct Queued {
+    subject: String,
+    retained: bool,
+    payload: Arc<[u8]>,
+}
+
+pub(super) struct Bridge {
+    index: usize,
+    client: NatsClient,
+    checked: Checked,
+    broker_id: Arc<str>,
+    /// Its sink in the router.
+    me: ConnRef,
+    socket: Option<TcpStream>,
+    /// The socket is dialing: the first writable event says how it went.
+    connecting: bool,
+    queue: VecDeque<Queued>,
+    queue_limit: usize,
+    /// Output was queued this turn: flush at its end.
+    dirty: bool,
+    /// Connections made: every one after the first is a reconnect.
+    connects: u64,
+}
+
+impl Bridge {
+    pub(super) fn new(index: usize, config: &BridgeConfig, shared: &Shared, now: Instant) -> io::Result<Self> {
+        let checked =
+            config.validate(&shared.config.session.topic_limits).map_err(|e| io::Error::other(e.to_string()))?;
+        let mut nats = NatsConfig { servers: config.servers.clone(), ..NatsConfig::default() };
+        nats.connect.name = format!("tinymq {}", config.broker_id);
+        let mut client = NatsClient::new(nats, now);
+        let mut subjects: Vec<String> = Vec::new();
+        for filter in &checked.inbound {
+            for subject in checked.mapping.filter_to_subjects(filter) {
+                if !subjects.contains(&subject) {
+                    subjects.push(subject);
+                }
+            }
+        }
+        for subject in &subjects {
+            client.subscribe(subject).map_err(|e| io::Error::other(format!("bridge subject {subject:?}: {e}")))?;
+        }
+        let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, 0, Transport::Tcp);
+        if !checked.out.is_empty() {
+            let mut router = shared.router.write();
+            let id = router.add_subscriber(NamespaceId::PUBLIC, Sink::Conn(me));
+            for filter in &checked.out {
+                router.subscribe(id, filter.clone());
+            }
+        }
+        log::info!(
+            "bridge {index} to {} as {:?}: out {:?}, in {:?} (subjects {subjects:?})",
+            config.servers.join(","),
+            config.broker_id,
+            config.out,
+            config.inbound
+        );
+        Ok(Bridge {
+            index,
+            client,
+            checked,
+            broker_id: config.broker_id.as_str().into(),
+            me,
+            socket: None,
+            connecting: false,
+            queue: VecDeque::new(),
+            queue_limit: config.queue_limit,
+            dirty: false,
+            connects: 0,
+        })
+    }
+
+    fn token(&self) -> Token {
+        Token(BRIDGE_TOKEN_BASE + self.index)
+    }
+
+    /// When the loop must call [`EventLoop::bridge_timers`] for it.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+
+    /// Queues a message for NATS: sent now when connected (and nothing
+    /// older waits), else held up to the bound. `false`: dropped.
+    fn send(&mut self, subject: String, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
+        if self.queue.is_empty() {
+            let headers = if retained { &self.checked.retained } else { &self.checked.live };
+            match self.client.publish(&subject, Some(headers), payload) {
+                Ok(()) => {
+                    self.dirty = true;
+                    BridgeStats::add(&stats.messages_out, 1);
+                    return true;
+                }
+                Err(SendError::NotConnected) => {}
+                Err(error) => {
+                    log::debug!("bridge {}: {subject} not sent: {error}", self.index);
+                    BridgeStats::add(&stats.drops, 1);
+                    return false;
+                }
+            }
+        }
+        if self.queue.len() >= self.queue_limit {
+            BridgeStats::add(&stats.drops, 1);
+            return false;
+        }
+        self.queue.push_back(Queued { subject, retained, payload: payload.into() });
+        stats.queued.store(self.queue.len() as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Sends what was held while down, until the outbound buffer is full.
+    fn send_queued(&mut self, stats: &BridgeStats) {
+        while let Some(queued) = self.queue.front() {
+            let headers = if queued.retained { &self.checked.retained } else { &self.checked.live };
+            match self.client.publish(&queued.subject, Some(headers), &queued.payload) {
+                Ok(()) => BridgeStats::add(&stats.messages_out, 1),
+                Err(SendError::NotConnected) => break,
+                // Full: wait for the socket to take some, unless nothing
+                // is queued (then it can never fit).
+                Err(SendError::OutboundFull { .. }) if !self.client.outbound().is_empty() => break,
+                Err(_) => BridgeStats::add(&stats.drops, 1),
+            }
+            self.dirty = true;
+            self.queue.pop_front();
+        }
+        stats.queued.store(self.queue.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The message as it is published here, or `None` (counted by the
+    /// caller as nothing) when it is this broker's own, maps to no topic,
+    /// or matches no `in` filter.
+    fn inbound(&self, message: &NatsMessage, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
+        let origin = message.headers.origin();
+        if origin == Some(&*self.broker_id) {
+            return None;
+        }
+        let topic = match self.checked.mapping.subject_to_topic(&message.subject, limits) {
+            Ok(topic) => topic,
+            Err(error) => {
+                log::debug!("bridge {}: {error}", self.index);
+                return None;
+            }
+        };
+        let name = TopicName::new(&topic, limits).ok()?;
+        if !self.checked.inbound.iter().any(|filter| filter.matches(name)) {
+            return None;
+        }
+        let delivery = Delivery::new(Message {
+            topic: topic.as_str().into(),
+            payload: message.payload.as_slice().into(),
+            from: origin.unwrap_or(NATS_SENDER).into(),
+            updated_time: unix_now,
+            ip: None,
+        });
+        Some((delivery, message.headers.is_retained()))
+    }
+}
+
+/// `host:port` as an address, resolved when it is not one already.
+fn resolve(server: &str) -> io::Result<SocketAddr> {
+    if let Ok(address) = server.parse() {
+        return Ok(address);
+    }
+    server.to_socket_addrs()?.next().ok_or_else(|| io::Error::other("the name resolves to no address"))
+}
+
+impl EventLoop {
+    /// Whether `token` is a bridge's.
+    pub(super) fn is_bridge_token(&self, token: usize) -> bool {
+        token >= BRIDGE_TOKEN_BASE && token < BRIDGE_TOKEN_BASE + self.bridges.len()
+    }
+
+    /// The earliest deadline of the bridges.
+    pub(super) fn bridges_deadline(&self) -> Option<Instant> {
+        self.bridges.iter().filter_map(Bridge::deadline).min()
+    }
+
+    /// Dials the bridges whose next attempt is due, and runs the clients'
+    /// timers (PING, the handshake and stale checks).
+    pub(super) fn bridge_timers(&mut self, now: Instant) {
+        for index in 0..self.bridges.len() {
+            let bridge = &mut self.bridges[index];
+            if bridge.deadline().is_none_or(|at| at > now) {
+                continue;
+            }
+            if bridge.socket.is_none() {
+                self.dial(index, now);
+            } else if let Err(error) = bridge.client.handle_timeout(now) {
+                self.bridge_failed(index, &error.to_string(), now);
+            } else {
+                bridge.dirty = true;
+            }
+            self.bridge_events(index, now);
+        }
+    }
+
+    fn dial(&mut self, index: usize, now: Instant) {
+        let bridge = &mut self.bridges[index];
+        let Some(server) = bridge.client.next_server(now).map(str::to_owned) else { return };
+        let token = bridge.token();
+        let dialed = resolve(&server).and_then(TcpStream::connect).and_then(|mut socket| {
+            self.poll.registry().register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
+            Ok(socket)
+        });
+        match dialed {
+            Ok(socket) => {
+                log::debug!("bridge {index}: dialing {server}");
+                bridge.socket = Some(socket);
+                bridge.connecting = true;
+            }
+            Err(error) => self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now),
+        }
+    }
+
+    /// Drops the bridge's connection; the client schedules the next one.
+    fn bridge_failed(&mut self, index: usize, why: &str, now: Instant) {
+        let bridge = &mut self.bridges[index];
+        if let Some(mut socket) = bridge.socket.take() {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
+        bridge.connecting = false;
+        bridge.client.handle_disconnected(now);
+        let stats = &self.shared.bridges[index];
+        stats.connected.store(false, Ordering::Relaxed);
+        stats.set_error(why);
+        log::warn!("bridge {index}: {why}; retrying");
+    }
+
+    /// A readiness event on bridge `index`'s socket.
+    pub(super) fn bridge_ready(&mut self, index: usize, event: &mio::event::Event, now: Instant) {
+        let bridge = &mut self.bridges[index];
+        let Some(socket) = bridge.socket.as_mut() else { return };
+        if bridge.connecting {
+            // Writable (or an error) ends the dial; anything else is spurious.
+            match socket.take_error() {
+                Ok(Some(error)) | Err(error) => {
+                    let server = bridge.client.server().unwrap_or_default().to_owned();
+                    self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
+                    return self.bridge_events(index, now);
+                }
+                Ok(None) => {}
+            }
+            match socket.peer_addr() {
+                Ok(_) => {
+                    bridge.connecting = false;
+                    bridge.client.handle_connected(now);
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotConnected && !event.is_error() => return,
+                Err(error) => {
+                    let server = bridge.client.server().unwrap_or_default().to_owned();
+                    self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
+                    return self.bridge_events(index, now);
+                }
+            }
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.bridge_read(index, now);
+        }
+        if let Some(bridge) = self.bridges.get_mut(index) {
+            bridge.dirty = true;
+        }
+        self.bridge_events(index, now);
+    }
+
+    fn bridge_read(&mut self, index: usize, now: Instant) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.is_empty() {
+            scratch = vec![0; READ_CHUNK];
+        }
+        let failure = loop {
+            let bridge = &mut self.bridges[index];
+            let Some(socket) = bridge.socket.as_mut() else { break None };
+            match socket.read(&mut scratch) {
+                Ok(0) => break Some("the server closed the connection".to_owned()),
+                Ok(n) => {
+                    self.counted.bytes_in += n as u64;
+                    if let Err(error) = bridge.client.handle_input(now, &scratch[..n]) {
+                        break Some(error.to_string());
+                    }
+                    // Published here chunk by chunk, so a burst from NATS
+                    // is not all held as events first.
+                    self.bridge_events(index, now);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => break Some(error.to_string()),
+            }
+        };
+        self.scratch = scratch;
+        if let Some(why) = failure {
+            let server = self.bridges[index].client.server().unwrap_or_default().to_owned();
+            self.bridge_failed(index, &format!("{server}: {why}"), now);
+        }
+    }
+
+    /// Handles what the client made of its input and timers.
+    fn bridge_events(&mut self, index: usize, now: Instant) {
+        while let Some(event) = self.bridges[index].client.poll_event() {
+            let stats = &self.shared.bridges[index];
+            match event {
+                NatsEvent::Connected { server, .. } => {
+                    let bridge = &mut self.bridges[index];
+                    bridge.connects += 1;
+                    if bridge.connects > 1 {
+                        BridgeStats::add(&stats.reconnects, 1);
+                    }
+                    log::info!("bridge {index}: connected to {server}");
+                    stats.connected.store(true, Ordering::Relaxed);
+                    *stats.server.lock() = Some(server);
+                    bridge.send_queued(stats);
+                }
+                NatsEvent::Message(message) => self.bridge_in(index, &message, now),
+                NatsEvent::Error { kind, text } => {
+                    log::warn!("bridge {index}: the server says -ERR {text} ({kind:?})");
+                    stats.set_error(format!("-ERR {text}"));
+                }
+                NatsEvent::SlowConsumer { dropped } => {
+                    log::warn!("bridge {index}: {dropped} messages from NATS dropped: the broker is behind");
+                    BridgeStats::add(&stats.drops, dropped);
+                }
+                NatsEvent::Disconnected { server } => {
+                    log::warn!("bridge {index}: lost {server}");
+                    stats.connected.store(false, Ordering::Relaxed);
+                }
+                NatsEvent::Info(_) => {}
+            }
+        }
+        self.bridges[index].dirty = true;
+    }
+
+    /// Publishes a message from NATS here, to every receiver but the
+    /// bridge itself.
+    fn bridge_in(&mut self, index: usize, message: &NatsMessage, now: Instant) {
+        let limits = self.shared.config.session.topic_limits;
+        let max_payload = self.shared.config.session.frame_limits.max_payload_len;
+        let bridge = &self.bridges[index];
+        if message.payload.len() > max_payload {
+            BridgeStats::add(&self.shared.bridges[index].drops, 1);
+            return;
+        }
+        let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
+        let me = bridge.me;
+        let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
+        let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
+        if retained {
+            let mut router = self.shared.router.write();
+            let outcome = router.publish(NamespaceId::PUBLIC, name, &delivery, true, &mut receivers);
+            if outcome.stored {
+                let _ = self.shared.persist(&router.namespace_name(NamespaceId::PUBLIC).clone(), &delivery);
+            }
+        } else {
+            self.shared.router.read().route(NamespaceId::PUBLIC, name, &mut receivers);
+        }
+        // The loop stops here: what came from the bridge does not go back.
+        receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
+        BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
+        self.counted.messages_in += 1;
+        if !receivers.is_empty() {
+            self.dispatch(&delivery, &receivers, now);
+        }
+    }
+
+    /// A delivery for bridge `target`: out to NATS, marked retained when
+    /// it is the topic's stored value.
+    pub(super) fn bridge_deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
+        let message = delivery.message();
+        let retained = {
+            let router = self.shared.router.read();
+            router.value(NamespaceId::PUBLIC, &message.topic).is_some_and(|value| Arc::ptr_eq(value, delivery))
+        };
+        self.bridge_out(target, &message.topic, &message.payload, retained);
+    }
+
+    /// A live Publish frame (the binary fast path) for bridge `target`.
+    pub(super) fn bridge_deliver_encoded(&mut self, target: ConnRef, frame: &[u8]) {
+        let decoder = Decoder::new(self.shared.config.session.frame_limits);
+        if let Ok(Decoded::Frame { frame, .. }) = decoder.decode(frame) {
+            self.bridge_out(target, frame.topic, frame.payload, frame.retain);
+        }
+    }
+
+    fn bridge_out(&mut self, target: ConnRef, topic: &str, payload: &[u8], retained: bool) {
+        let index = target.token() - BRIDGE_TOKEN_BASE;
+        let Some(bridge) = self.bridges.get_mut(index) else { return };
+        let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
+        let subject = bridge.checked.mapping.topic_to_subject(name);
+        if bridge.send(subject, retained, payload, &self.shared.bridges[index]) {
+            self.counted.messages_out += 1;
+        }
+    }
+
+    /// Writes what the bridges have queued, until `WouldBlock`.
+    pub(super) fn flush_bridges(&mut self, now: Instant) {
+        for index in 0..self.bridges.len() {
+            let bridge = &mut self.bridges[index];
+            if !std::mem::take(&mut bridge.dirty) || bridge.connecting {
+                continue;
+            }
+            if bridge.socket.is_none() {
+                continue;
+            }
+            let mut failure = None;
+            loop {
+                let mut blocked = false;
+                while !bridge.client.outbound().is_empty() {
+                    let Some(socket) = bridge.socket.as_mut() else { break };
+                    let result = {
+                        let mut slices: [&[u8]; 16] = [&[]; 16];
+                        let n = bridge.client.outbound().front_slices(&mut slices);
+                        let iovecs: SmallVec<[IoSlice<'_>; 16]> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
+                        socket.write_vectored(&iovecs)
+                    };
+                    match result {
+                        Ok(0) => {
+                            failure = Some("the connection is closed".to_owned());
+                            break;
+                        }
+                        Ok(written) => {
+                            bridge.client.outbound_mut().consume(written);
+                            self.counted.bytes_out += written as u64;
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                            blocked = true;
+                            break;
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => {
+                            failure = Some(error.to_string());
+                            break;
+                        }
+                    }
+                }
+                // What was held while the buffer was full fits now.
+                let held = bridge.queue.len();
+                if failure.is_some() || blocked || held == 0 || !bridge.client.is_connected() {
+                    break;
+                }
+                bridge.send_queued(&self.shared.bridges[index]);
+                if bridge.queue.len() == held {
+                    break;
+                }
+            }
+            if let Some(why) = failure {
+                let server = bridge.client.server().unwrap_or_default().to_owned();
+                self.bridge_failed(index, &format!("{server}: {why}"), now);
+                self.bridge_events(index, now);
+            }
+        }
+    }
+}
