@@ -45,6 +45,8 @@ Options:
   --network tcp|unix   [default: tcp]
   --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
                        mqtt, 127.0.0.1:4222 for nats]
+  --sub-address ADDR   the subscribers connect here instead: another broker bridged
+                       to --address, or another node of a NATS cluster [default: --address]
   --publishers N       publishing connections [default: 1]
   --subscribers N      subscribing connections, all on the topic [default: 1]
   --count N            messages per publisher [default: 1000000]
@@ -79,6 +81,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         protocol,
         network: args::opt(&mut args, "--network")?.unwrap_or(Network::Tcp),
         address: args::opt(&mut args, "--address")?.unwrap_or_else(|| protocol.default_address().into()),
+        sub_address: args::opt(&mut args, "--sub-address")?,
         publishers: args::opt(&mut args, "--publishers")?.unwrap_or(1),
         subscribers: args::opt(&mut args, "--subscribers")?.unwrap_or(1),
         count: args::opt(&mut args, "--count")?.unwrap_or(1_000_000),
@@ -174,8 +177,12 @@ fn bench(settings: &Settings) -> Result<(), String> {
 
     let topic = settings.protocol.topic(&settings.topic);
     let mut subscribers = Vec::new();
+    let sub_settings = match &settings.sub_address {
+        Some(address) => Settings { address: address.clone(), ..settings.clone() },
+        None => settings.clone(),
+    };
     for i in 0..settings.subscribers {
-        let mut client = Client::connect(settings, &format!("bench-sub-{}-{i}", std::process::id()))?;
+        let mut client = Client::connect(&sub_settings, &format!("bench-sub-{}-{i}", std::process::id()))?;
         client.subscribe(&topic, 1)?;
         let delivered = delivered.clone();
         let ready = ready.clone();

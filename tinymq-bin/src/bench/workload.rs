@@ -14,6 +14,9 @@ pub(super) struct Settings {
     pub(super) protocol: Protocol,
     pub(super) network: Network,
     pub(super) address: String,
+    /// Where the subscribers connect, when not to `address` (another
+    /// broker bridged to the first, another node of a cluster).
+    pub(super) sub_address: Option<String>,
     pub(super) publishers: usize,
     pub(super) subscribers: usize,
     pub(super) count: u64,

@@ -30,7 +30,7 @@ use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, TopicLimits,
 
 use super::EventLoop;
 use crate::bridge::{BridgeConfig, BridgeStats, Checked};
-use crate::flow::READ_CHUNK;
+use crate::flow::{self, READ_CHUNK};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
 
@@ -64,6 +64,10 @@ pub(super) struct Bridge {
     dirty: bool,
     /// Connections made: every one after the first is a reconnect.
     connects: u64,
+    /// Its unsent output is over the pressure mark, counted in loop 0's
+    /// pressure: publishers feeding it are read slower, as for any
+    /// connection, rather than outrun it into drops.
+    pressing: bool,
 }
 
 impl Bridge {
@@ -111,6 +115,7 @@ impl Bridge {
             queue_limit: config.queue_limit,
             dirty: false,
             connects: 0,
+            pressing: false,
         })
     }
 
@@ -263,6 +268,9 @@ impl EventLoop {
         }
         bridge.connecting = false;
         bridge.client.handle_disconnected(now);
+        if std::mem::take(&mut bridge.pressing) {
+            self.shared.loops[self.index].press(false);
+        }
         let stats = &self.shared.bridges[index];
         stats.connected.store(false, Ordering::Relaxed);
         stats.set_error(why);
@@ -427,7 +435,12 @@ impl EventLoop {
         let Some(bridge) = self.bridges.get_mut(index) else { return };
         let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
         let subject = bridge.checked.mapping.topic_to_subject(name);
-        if bridge.send(subject, retained, payload, &self.shared.bridges[index]) {
+        let sent = bridge.send(subject, retained, payload, &self.shared.bridges[index]);
+        if !bridge.pressing && flow::over_pressure_mark(bridge.client.outbound()) {
+            bridge.pressing = true;
+            self.shared.loops[self.index].press(true);
+        }
+        if sent {
             self.counted.messages_out += 1;
         }
     }
@@ -482,6 +495,10 @@ impl EventLoop {
                 if bridge.queue.len() == held {
                     break;
                 }
+            }
+            if bridge.pressing && !flow::over_pressure_mark(bridge.client.outbound()) {
+                bridge.pressing = false;
+                self.shared.loops[self.index].press(false);
             }
             if let Some(why) = failure {
                 let server = bridge.client.server().unwrap_or_default().to_owned();
