@@ -65,7 +65,7 @@ impl LocalClient {
         let (id, client_id) = (registered.id, registered.client_id);
         match registered.taken_over {
             Some(Sink::Conn(old)) => {
-                shared.send(old.loop_index(), crate::shared::InboxItem::Close(old, ReasonCode::SessionTakenOver))
+                shared.send(old.loop_index(), crate::shared::Control::Close(old, ReasonCode::SessionTakenOver).into())
             }
             Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
             // Moustique clients hold no client id in the router.

@@ -79,8 +79,9 @@ impl SinkKind for Sink {
 
 /// Work handed to an event loop by other threads.
 ///
-/// Deliveries are most of the traffic, so the rare variants are boxed and
-/// an item stays small: every cross-loop delivery moves one.
+/// Deliveries are most of the traffic, so the rare kinds of work are one
+/// boxed [`Control`] and an item stays small: every cross-loop delivery
+/// moves one.
 pub(crate) enum InboxItem {
     Deliver(ConnRef, Arc<Delivery>),
     /// A small Publish frame for a binary connection, already encoded:
@@ -88,13 +89,25 @@ pub(crate) enum InboxItem {
     /// traffic between binary clients moves this way, with no allocation
     /// per message.
     Frame(ConnRef, usize, u32),
+    Control(Box<Control>),
+}
+
+/// The rare work for a loop: what is handled in the loop's inbox step, in
+/// order, after the deliveries queued with it are moved.
+pub(crate) enum Control {
     Close(ConnRef, ReasonCode),
-    Accept(Box<(Stream, Option<IpAddr>)>),
+    Accept(Stream, Option<IpAddr>),
     /// The write an HTTP answer waited for is committed (the answer), or
     /// failed (the error).
-    Committed(ConnRef, Box<Result<Response, String>>),
+    Committed(ConnRef, Result<Response, String>),
     /// The credentials a connection's request waited on are checked.
-    Verified(ConnRef, Box<Result<Identity, AuthError>>),
+    Verified(ConnRef, Result<Identity, AuthError>),
+}
+
+impl From<Control> for InboxItem {
+    fn from(control: Control) -> Self {
+        InboxItem::Control(Box::new(control))
+    }
 }
 
 /// Items for a loop, and the encoded frames its [`InboxItem::Frame`]s
@@ -380,7 +393,7 @@ impl Shared {
     }
 
     /// Checks a client's credentials (`None`: anonymous). The decision
-    /// comes at once, or later as [`InboxItem::Verified`] to `conn`. A
+    /// comes at once, or later as [`Control::Verified`] to `conn`. A
     /// password that must be hashed is not, while `peer` is throttled.
     pub(crate) fn authenticate(
         self: &Arc<Self>,
@@ -398,7 +411,7 @@ impl Shared {
             _ => Ok(()),
         };
         self.auth.authenticate(name, password, gate, move |result| {
-            shared.send(conn.loop_index(), InboxItem::Verified(conn, Box::new(result)));
+            shared.send(conn.loop_index(), Control::Verified(conn, result).into());
         })
     }
 

@@ -16,7 +16,7 @@ use tinymq_core::{ReasonCode, Session};
 use super::EventLoop;
 use super::slot::{Conn, State};
 use crate::proto::Proto;
-use crate::shared::InboxItem;
+use crate::shared::Control;
 use crate::transport::{Stream, Transport};
 
 /// How long accepting pauses after the process runs out of descriptors.
@@ -107,7 +107,7 @@ impl EventLoop {
                     if target == self.index {
                         self.insert(stream, peer_ip, now);
                     } else {
-                        self.shared.send(target, InboxItem::Accept(Box::new((stream, peer_ip))));
+                        self.shared.send(target, Control::Accept(stream, peer_ip).into());
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
@@ -178,9 +178,9 @@ impl EventLoop {
         self.insert_as(stream, peer_ip, now, None)
     }
 
-    /// Registers a connection and reads what it has sent already. A refused
-    /// one is refused before that first read, or a request already waiting
-    /// would be served ahead of the refusal.
+    /// Registers a connection and schedules the read of what it has sent
+    /// already. A refused one is refused before that first read, or a
+    /// request already waiting would be served ahead of the refusal.
     fn insert_as(
         &mut self,
         mut stream: Stream,
@@ -250,13 +250,15 @@ impl EventLoop {
             pressing: false,
             deferred: false,
             read_pass: false,
+            read_scheduled: false,
             fed_loops: 0,
             fed_local: false,
         });
         self.arm(token);
         // Bytes may have arrived before registration; edge-triggered
-        // readiness would not report them again.
-        self.read(token, now);
+        // readiness would not report them again. Read in this turn's read
+        // step, not from inside whatever accepted it.
+        self.schedule_read(token);
         Some(token)
     }
 }

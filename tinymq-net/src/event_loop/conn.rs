@@ -12,9 +12,9 @@ use tinymq_core::broker;
 
 use super::EventLoop;
 use super::slot::State;
-use crate::flow::{self, READ_CHUNK};
+use crate::flow;
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem};
+use crate::shared::{ConnRef, Control};
 
 /// How long a closing connection may take to drain its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
@@ -39,12 +39,14 @@ impl EventLoop {
     }
 
     fn read_until(&mut self, token: usize, now: Instant, short_read_ends: bool) {
+        // No handler reads (they schedule reads instead), so no read runs
+        // inside another's and the scratch buffer is always here. Were it
+        // not, an empty buffer would read as end of file: read later.
         let mut scratch = std::mem::take(&mut self.scratch);
         if scratch.is_empty() {
-            // A read inside another's (a connection accepted while a
-            // publish drains the inbox): a buffer of its own, not an empty
-            // one that would read as end of file.
-            scratch = vec![0; READ_CHUNK];
+            debug_assert!(false, "a read inside another read");
+            self.schedule_read(token);
+            return;
         }
         let mut tls_scratch = std::mem::take(&mut self.tls_scratch);
         let mut chunks = 0;
@@ -132,6 +134,36 @@ impl EventLoop {
         }
     }
 
+    /// Reads `token` in this turn's read step (see [`EventLoop::run`]):
+    /// what wants a connection read while handling something else (an
+    /// accept, a flush that made room, an answer that was held) asks for
+    /// it here instead of reading from inside that handler.
+    pub(super) fn schedule_read(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        if !conn.read_scheduled {
+            conn.read_scheduled = true;
+            self.to_read.push((token, conn.serial));
+        }
+    }
+
+    /// Reads the connections [`EventLoop::schedule_read`] named, once
+    /// each: those named meanwhile wait for the next pass.
+    pub(super) fn read_scheduled(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.to_read);
+        for &(token, serial) in &due {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { continue };
+            if conn.serial != serial || !std::mem::take(&mut conn.read_scheduled) {
+                continue;
+            }
+            self.read(token, now);
+        }
+        due.clear();
+        if self.to_read.is_empty() {
+            // Keeps the allocation.
+            self.to_read = due;
+        }
+    }
+
     /// Puts off reading `token` until `at` (a connection keeps its place).
     fn defer_read(&mut self, token: usize, at: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
@@ -164,7 +196,7 @@ impl EventLoop {
 
     pub(super) fn close_conn(&mut self, target: ConnRef, reason: ReasonCode, now: Instant) {
         if target.loop_index() != self.index {
-            self.shared.send(target.loop_index(), InboxItem::Close(target, reason));
+            self.shared.send(target.loop_index(), Control::Close(target, reason).into());
             return;
         }
         let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { return };
@@ -312,7 +344,7 @@ impl EventLoop {
             // connection before the peer has read the response.
             conn.state = State::Draining { until };
             if conn.stream.shutdown_write().is_ok() {
-                self.read(token, now);
+                self.schedule_read(token);
                 return;
             }
         }
@@ -334,9 +366,10 @@ impl EventLoop {
             }
         }
         // Output drained below the pause mark: read what the peer sent
-        // meanwhile (edge-triggered readiness will not say it again).
+        // meanwhile (edge-triggered readiness will not say it again), in
+        // the turn's read step.
         if conn.read_paused && conn.proto.wants_read() {
-            self.read(token, now);
+            self.schedule_read(token);
         }
     }
 

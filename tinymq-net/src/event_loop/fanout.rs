@@ -13,7 +13,7 @@ use super::bridge::BRIDGE_TOKEN_BASE;
 use crate::flow::{self, loop_bit};
 use crate::local_inbox::WhenFull;
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem, Sink};
+use crate::shared::{ConnRef, Control, InboxItem, Sink};
 
 /// Inbox items handled between flushes of the connections they reached.
 const DRAIN_FLUSH: usize = 1024;
@@ -32,13 +32,10 @@ impl EventLoop {
         // Deliveries other loops queued here earlier must not be overtaken:
         // a client that posts, gets its 200, and posts again expects its
         // subscribers to see the two in that order, whichever loops served
-        // them. So what waits in this loop's inbox is handled first (unless
-        // this is the inbox being handled: an accepted connection's first
-        // read), and this loop's own deliveries then go straight out, in
-        // order with the connection's other answers.
-        if !self.draining && self.shared.loops[self.index].has_items() {
-            self.drain_inbox(now);
-        }
+        // them. So the deliveries waiting in this loop's inbox are moved
+        // first, and this loop's own then go straight out, in order with
+        // the connection's other answers.
+        self.take_inbox(now);
         let mut queues = false;
         for sink in receivers {
             match sink {
@@ -66,9 +63,7 @@ impl EventLoop {
     /// [`EventLoop::dispatch`] for a frame already encoded, to binary
     /// connections only.
     pub(super) fn dispatch_encoded(&mut self, frame: &[u8], receivers: &[Sink], now: Instant) {
-        if !self.draining && self.shared.loops[self.index].has_items() {
-            self.drain_inbox(now);
-        }
+        self.take_inbox(now);
         // Where this frame's bytes already are, per other loop: receivers
         // on one loop share them.
         let mut queued: SmallVec<[(usize, usize); 4]> = SmallVec::new();
@@ -144,10 +139,19 @@ impl EventLoop {
         self.mark_dirty(target.token());
     }
 
-    pub(super) fn drain_inbox(&mut self, now: Instant) {
+    /// Moves what other loops queued here: deliveries into their
+    /// connections' output at once, in the order they were queued; the
+    /// rest (closes, accepted connections, answers that waited for a
+    /// commit or a credentials check) onto `later`, for
+    /// [`EventLoop::drain_inbox`]. Delivering is a leaf: it queues bytes and
+    /// calls no handler, so [`EventLoop::dispatch`] may call this from
+    /// inside one.
+    fn take_inbox(&mut self, now: Instant) {
+        if !self.shared.loops[self.index].has_items() {
+            return;
+        }
         let mut batch = std::mem::take(&mut self.inbox);
         self.shared.loops[self.index].take_items(&mut batch);
-        self.draining = true;
         for (i, item) in batch.items.drain(..).enumerate() {
             if i % DRAIN_FLUSH == DRAIN_FLUSH - 1 {
                 // A long batch goes out as it is delivered: the socket takes
@@ -159,17 +163,27 @@ impl EventLoop {
                 InboxItem::Frame(target, start, len) => {
                     self.deliver_encoded(target, &batch.frames[start..start + len as usize], now)
                 }
-                InboxItem::Close(target, reason) => self.close_conn(target, reason, now),
-                InboxItem::Committed(target, result) => self.committed(target, *result, now),
-                InboxItem::Verified(target, caller) => self.verified(target, *caller, now),
-                InboxItem::Accept(accepted) => {
-                    let (stream, peer_ip) = *accepted;
+                InboxItem::Control(control) => self.later.push_back(control),
+            }
+        }
+        batch.clear();
+        self.inbox = batch;
+    }
+
+    /// The turn's inbox step: moves the deliveries, then handles the other
+    /// items in order. A handler may dispatch (and so take newer
+    /// deliveries) or schedule reads; it never drains the inbox itself.
+    pub(super) fn drain_inbox(&mut self, now: Instant) {
+        self.take_inbox(now);
+        while let Some(control) = self.later.pop_front() {
+            match *control {
+                Control::Close(target, reason) => self.close_conn(target, reason, now),
+                Control::Committed(target, result) => self.committed(target, result, now),
+                Control::Verified(target, caller) => self.verified(target, caller, now),
+                Control::Accept(stream, peer_ip) => {
                     self.insert(stream, peer_ip, now);
                 }
             }
         }
-        self.draining = false;
-        batch.clear();
-        self.inbox = batch;
     }
 }

@@ -15,7 +15,7 @@ use tinymq_core::http::service::{self, Context, Reply};
 use super::EventLoop;
 use super::slot::Held;
 use crate::proto::Proto;
-use crate::shared::{ConnRef, InboxItem, Sink, unix_time};
+use crate::shared::{ConnRef, Control, Sink, unix_time};
 use crate::users::Decision;
 
 /// An HTTP request to answer.
@@ -156,7 +156,7 @@ impl EventLoop {
                     let store = shared.store.as_ref().expect("a ticket comes from the store");
                     store.on_commit(ticket, move |result| {
                         let answer = result.map(|()| response);
-                        notify.send(me.loop_index(), InboxItem::Committed(me, Box::new(answer)));
+                        notify.send(me.loop_index(), Control::Committed(me, answer).into());
                     });
                 }
                 // A throttled peer waits at the door for its next request.
@@ -243,8 +243,8 @@ impl EventLoop {
         self.resume(target.token(), now);
     }
 
-    /// Serves the input that waited while an answer was held, then reads
-    /// again (reading paused meanwhile).
+    /// Serves the input that waited while an answer was held, then
+    /// schedules a read (reading paused meanwhile).
     fn resume(&mut self, token: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let pending = std::mem::take(&mut conn.pending);
@@ -255,6 +255,6 @@ impl EventLoop {
             }
         }
         self.after_io(token, now);
-        self.read(token, now);
+        self.schedule_read(token);
     }
 }

@@ -18,6 +18,22 @@
 //! connection with ciphertext waiting asks for writability like one with
 //! queued frames.
 //!
+//! # A turn
+//!
+//! Each turn is flat: poll; handle the ready sockets (reads hand input to
+//! the core's session and broker rules, which queue answers and route
+//! deliveries); the inbox step (deliveries other loops queued here, then
+//! closes, accepted connections and answers held for a commit or a
+//! credentials check); the read step (connections something asked to
+//! have read: a new one, one whose output drained, one whose held answer
+//! went out), alternating with the inbox step a few times; timers; then
+//! flush the connections with output and move this turn's deliveries to
+//! the other loops. No handler calls another handler: a handler that
+//! wants a connection read schedules it ([`EventLoop::schedule_read`]),
+//! and the only thing a dispatch takes from the inbox is its deliveries
+//! (queued bytes, no handler), so a loop's own delivery never overtakes
+//! one another loop queued before it.
+//!
 //! The loop's methods are spread over files by concern, each an
 //! `impl EventLoop` block: this file has the type, its turn and its timers;
 //! `accept` takes connections in, `conn` reads, flushes and closes one,
@@ -35,7 +51,7 @@ mod http;
 mod slot;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,7 +62,7 @@ use tinymq_core::ReasonCode;
 use tinymq_core::http::service;
 
 use crate::flow::READ_CHUNK;
-use crate::shared::{Batch, Shared, Sink, Stats, unix_time};
+use crate::shared::{Batch, Control, Shared, Sink, Stats, unix_time};
 use crate::transport::Listener;
 use slot::Conn;
 
@@ -57,6 +73,9 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 
 /// How long a connection may drain its last bytes when the broker stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
+
+/// Inbox and read steps per turn, at most, before the loop polls again.
+const READ_PASSES: usize = 4;
 
 /// How often loop 0 drops Moustique clients past their timeout.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -105,8 +124,11 @@ pub(crate) struct EventLoop {
     /// Ciphertext read from TLS sockets, before decryption (allocated at
     /// the first TLS read).
     tls_scratch: Vec<u8>,
-    /// Inbox items are being handled: deliveries behind them wait their turn.
-    draining: bool,
+    /// The inbox's rare items (closes, accepts, held answers) taken with
+    /// its deliveries, waiting for the turn's inbox step.
+    later: VecDeque<Box<Control>>,
+    /// Connections to read in the turn's read step, with their serials.
+    to_read: Vec<(usize, u64)>,
     /// Connections with output queued during this turn, to flush at its end.
     dirty: Vec<usize>,
     inbox: Batch,
@@ -176,7 +198,8 @@ impl EventLoop {
             timers: BinaryHeap::new(),
             scratch: vec![0; READ_CHUNK],
             tls_scratch: Vec::new(),
-            draining: false,
+            later: VecDeque::new(),
+            to_read: Vec::new(),
             dirty: Vec::new(),
             inbox: Batch::default(),
             receivers: Vec::new(),
@@ -233,7 +256,16 @@ impl EventLoop {
                     }
                 }
             }
-            self.drain_inbox(now);
+            // The inbox step and the read step take turns until neither
+            // has work, a few times at most: reads left over make the next
+            // poll return at once.
+            for _ in 0..READ_PASSES {
+                self.drain_inbox(now);
+                if self.to_read.is_empty() {
+                    break;
+                }
+                self.read_scheduled(now);
+            }
             if self.deferred_until.is_some_and(|until| now >= until) {
                 self.resume_deferred(now);
             }
@@ -289,6 +321,9 @@ impl EventLoop {
         .into_iter()
         .flatten()
         .min();
+        if !self.to_read.is_empty() || self.shared.loops[self.index].has_items() {
+            return Some(Duration::ZERO);
+        }
         earliest.map(|at| at.saturating_duration_since(now))
     }
 

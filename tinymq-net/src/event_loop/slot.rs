@@ -53,6 +53,8 @@ pub(super) struct Conn {
     /// Its read was put off: the next one goes ahead whatever the
     /// pressure, so a stall slows a publisher but never stops it.
     pub(super) read_pass: bool,
+    /// On the loop's list of connections to read in this turn's read step.
+    pub(super) read_scheduled: bool,
     /// Where its last live publish went (boxed: only publishers have one).
     pub(super) routes: Option<Box<RouteCache<Sink>>>,
 }
