@@ -14,7 +14,7 @@
 //! | [`session`] | the broker side of one binary connection ([`Session`]) |
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
-//! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
+//! | [`broker`] | [`broker::Broker`]: the broker-wide state (router, Moustique queues, peers' budgets) and every rule of connect, takeover, publish, subscribe, admission, throttling and when a write is answered; the router-level rules ([`broker::execute`]) |
 //! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
 //! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
@@ -27,12 +27,17 @@
 //!
 //! # The run loop
 //!
-//! A shell keeps one [`Session`] per connection and one [`Router`] for the
-//! broker. When bytes arrive it calls [`Session::handle_input`] until the
-//! answer is [`Step::Incomplete`]; each [`Step::Request`] goes to
-//! [`broker::execute`], whose [`broker::Effects`] name the sinks a published
-//! message must reach. It writes [`Session::outbound`] to the socket, and
-//! calls [`Session::handle_timeout`] at [`Session::poll_timeout`].
+//! A shell keeps one [`Session`] per connection and one
+//! [`broker::Broker`]. When bytes arrive it calls [`Session::handle_input`]
+//! until the answer is [`Step::Incomplete`]; each [`Step::Request`] goes to
+//! the broker ([`broker::Broker::handle_connect`] once the credentials are
+//! checked, [`broker::Broker::handle_request`] for the rest), whose
+//! [`broker::Effects`] name the sinks a published message must reach and
+//! the store write it makes. It writes [`Session::outbound`] to the socket,
+//! and calls [`Session::handle_timeout`] at [`Session::poll_timeout`].
+//!
+//! The example below drives the router-level rule ([`broker::execute`])
+//! on a bare [`Router`], as the scenario tests do.
 //!
 //! ```
 //! use std::time::Instant;

@@ -186,6 +186,19 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// The write of a stored value that changed: the message as the
+    /// topic's value in `namespace` (a user's name, empty for the public
+    /// namespace), or its delete when the payload is empty.
+    pub fn of_value(namespace: &str, message: &Message) -> StoreOp {
+        if message.payload.is_empty() {
+            StoreOp::DeleteValue { namespace: namespace.to_owned(), topic: message.topic.to_string() }
+        } else {
+            StoreOp::PutValue { namespace: namespace.to_owned(), message: message.clone() }
+        }
+    }
+}
+
 /// The table a record lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]

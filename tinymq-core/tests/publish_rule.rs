@@ -1,7 +1,7 @@
-//! One publish rule for every transport, on a virtual clock and with no
-//! sockets: a publish from a binary session, a Moustique `/POST`, a plain
-//! `/api/v1/publish` and the router's own `publish` (what in-process
-//! clients and `$SYS` call) reaches every kind of sink alike (binary
+//! One publish rule for every transport, on the core's `Broker`, a virtual
+//! clock and no sockets: a publish from a binary session, a Moustique
+//! `/POST`, a plain `/api/v1/publish` and the broker's own `publish` (what
+//! in-process clients and the bridge call) reaches every kind of sink alike (binary
 //! connections, Moustique PICKUP queues, event streams, in-process queues),
 //! and a retained publish with an empty payload means the same everywhere:
 //! the value is deleted and the empty message is delivered.
@@ -9,14 +9,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tinymq_core::broker::{self, Origin};
+use tinymq_core::auth::Identity;
+use tinymq_core::broker::{Broker, HttpInput, Origin, Rules};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::encoding::{Encoding, encode_value};
 use tinymq_core::http::request::{HttpLimits, Parsed, parse_head};
-use tinymq_core::http::service::{self, Context, HttpConfig, HttpEffects, HttpState, Reply, SinkKind};
+use tinymq_core::http::service::{self, Context, HttpEffects, Reply, SinkKind};
 use tinymq_core::metrics::Figures;
 use tinymq_core::{
-    Delivery, Filter, Frame, Message, NamespaceId, Router, Session, SessionConfig, Step, SubscriberId, TopicLimits,
+    Delivery, Filter, Frame, Message, NamespaceId, Request, Session, SessionConfig, Step, SubscriberId, TopicLimits,
     TopicName,
 };
 
@@ -60,11 +61,11 @@ struct Received {
     local: Vec<(String, String)>,
 }
 
-struct Broker {
+/// The core's broker with one subscriber of each kind, and a connected
+/// binary publisher: the harness does what the event loop does.
+struct Harness {
     now: Instant,
-    router: Router<Sink>,
-    http: HttpState,
-    config: HttpConfig,
+    broker: Broker<Sink>,
     publisher: Session,
     publisher_id: Option<SubscriberId>,
 }
@@ -74,42 +75,43 @@ fn text(delivery: &Delivery) -> (String, String) {
     (message.topic.to_string(), String::from_utf8_lossy(&message.payload).into_owned())
 }
 
-impl Broker {
+impl Harness {
     /// A broker with one subscriber of each kind on `filter`, and a
     /// connected binary publisher.
     #[allow(clippy::disallowed_methods)]
     fn with_subscribers(filter: &str) -> Self {
         let now = Instant::now();
-        let config = HttpConfig::default();
-        let mut broker = Broker {
+        let mut harness = Harness {
             now,
-            router: Router::new(),
-            http: HttpState::new(&config, 1_700_000_000),
-            config,
+            broker: Broker::new(Rules::default(), 1_700_000_000),
             publisher: Session::new(now, &SessionConfig::default()),
             publisher_id: None,
         };
         let filter = Filter::new(filter, &TopicLimits::default()).unwrap();
         for sink in [Sink::Conn("conn"), Sink::Stream("stream"), Sink::Local("local")] {
-            let id = broker.router.add_subscriber(NamespaceId::PUBLIC, sink);
-            broker.router.subscribe(id, filter.clone());
+            let id = harness.broker.register(NamespaceId::PUBLIC, sink, "", ORIGIN).id;
+            assert!(harness.broker.subscribe(id, filter.clone()).is_empty());
         }
-        let (status, _) = broker.moustique("SUBSCRIBE", &[("topic", filter.as_str()), ("client", "m")]);
+        let (status, _) = harness.moustique("SUBSCRIBE", &[("topic", filter.as_str()), ("client", "m")]);
         assert_eq!(status, 200);
-        // The binary publisher connects through the session and the broker rules.
+        // The binary publisher connects through the session and the broker.
         let connect = Frame::connect("pub", b"").to_vec();
-        let Ok(Step::Request { request, .. }) = broker.publisher.handle_input(now, &connect) else { panic!() };
-        let effects = broker::execute(
-            &mut broker.router,
-            &mut broker.publisher,
-            None,
+        let Ok(Step::Request { request: Request::Connect { client_id, .. }, .. }) =
+            harness.publisher.handle_input(now, &connect)
+        else {
+            panic!("a Connect")
+        };
+        let client_id = client_id.to_owned();
+        let effects = harness.broker.handle_connect(
+            &mut harness.publisher,
             Sink::Conn("publisher"),
-            request,
-            Origin { unix_time: 1, ip: None },
-            |_| Ok(NamespaceId::PUBLIC),
+            &client_id,
+            Ok(Identity::Anonymous),
+            now,
+            ORIGIN,
         );
-        broker.publisher_id = Some(effects.connected.expect("connected"));
-        broker
+        harness.publisher_id = Some(effects.connected.expect("connected"));
+        harness
     }
 
     /// Serves a raw HTTP request as the event loop does.
@@ -117,18 +119,10 @@ impl Broker {
         let Ok(Parsed::Complete { head, head_len }) = parse_head(raw.as_bytes(), &HttpLimits::default()) else {
             panic!("not a whole request: {raw}")
         };
-        let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: Encoding::Current };
-        service::handle(
-            &mut self.router,
-            &mut self.http,
-            &self.config,
-            &head,
-            &raw.as_bytes()[head_len..],
-            context,
-            Sink::Stream("requester"),
-            Sink::Http,
-            Figures::default,
-        )
+        let request = service::parse(&head, &raw.as_bytes()[head_len..], &self.broker.rules().http).unwrap();
+        let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: request.encoding };
+        let input = HttpInput::Call(request.call, Ok(Identity::Anonymous));
+        self.broker.handle_http(input, context, Sink::Stream("requester"), Sink::Http, Figures::default)
     }
 
     fn moustique(&mut self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
@@ -173,22 +167,16 @@ impl Broker {
     fn binary_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
         let frame = Frame::publish(topic, payload.as_bytes(), "", retain).to_vec();
         let Ok(Step::Request { request, .. }) = self.publisher.handle_input(self.now, &frame) else { panic!() };
-        let effects = broker::execute(
-            &mut self.router,
+        let origin = Origin { unix_time: 3, ip: None };
+        let effects = self.broker.handle_request(
             &mut self.publisher,
             self.publisher_id,
             Sink::Conn("publisher"),
             request,
-            Origin { unix_time: 3, ip: None },
-            |_| Err("no second connect"),
+            origin,
         );
-        // The shell hands Moustique receivers to their queues.
-        let delivery = effects.delivery.clone();
-        if let Some(delivery) = &delivery {
-            self.http.clients.push_to_all(effects.receivers.iter().filter_map(SinkKind::http_client), delivery);
-        }
-        let others: Vec<Sink> = effects.receivers.into_iter().filter(|s| s.http_client().is_none()).collect();
-        self.receive(delivery, &others)
+        assert_eq!(effects.store.is_some(), retain, "a retained publish is written to the store");
+        self.receive(effects.delivery, &effects.receivers)
     }
 
     fn moustique_post(&mut self, topic: &str, payload: &str) -> Received {
@@ -213,8 +201,8 @@ impl Broker {
         self.receive(effects.delivery, &effects.receivers)
     }
 
-    /// The router's publish, as in-process clients and `$SYS` call it.
-    fn router_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
+    /// The broker's publish, as in-process clients and the bridge call it.
+    fn broker_publish(&mut self, topic: &str, payload: &str, retain: bool) -> Received {
         let delivery = Delivery::new(Message {
             topic: topic.into(),
             payload: payload.as_bytes().into(),
@@ -222,19 +210,18 @@ impl Broker {
             updated_time: 4,
             ip: None,
         });
-        let mut receivers = Vec::new();
         let name = TopicName::new(topic, &TopicLimits::default()).unwrap();
-        let outcome = self.router.publish(NamespaceId::PUBLIC, name, &delivery, retain, &mut receivers);
-        assert_eq!(outcome.stored, retain);
-        self.http.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), &delivery);
-        receivers.retain(|s| s.http_client().is_none());
-        self.receive(Some(delivery), &receivers)
+        let published = self.broker.publish(NamespaceId::PUBLIC, name, &delivery, retain);
+        assert_eq!(published.store.is_some(), retain);
+        self.receive(Some(delivery), &published.receivers)
     }
 
     fn value(&self, topic: &str) -> Option<String> {
-        self.router.value(NamespaceId::PUBLIC, topic).map(|d| text(d).1)
+        self.broker.router().value(NamespaceId::PUBLIC, topic).map(|d| text(d).1)
     }
 }
+
+const ORIGIN: Origin = Origin { unix_time: 1, ip: None };
 
 fn everywhere(topic: &str, payload: &str) -> Received {
     let pair = vec![(topic.to_owned(), payload.to_owned())];
@@ -243,11 +230,11 @@ fn everywhere(topic: &str, payload: &str) -> Received {
 
 #[test]
 fn a_publish_from_every_transport_reaches_every_kind_of_sink() {
-    let mut broker = Broker::with_subscribers("s/#");
+    let mut broker = Harness::with_subscribers("s/#");
     assert_eq!(broker.binary_publish("s/binary", "1", false), everywhere("s/binary", "1"));
     assert_eq!(broker.moustique_post("s/post", "2"), everywhere("s/post", "2"));
     assert_eq!(broker.plain_publish("s/plain", "3", false), everywhere("s/plain", "3"));
-    assert_eq!(broker.router_publish("s/local", "4", false), everywhere("s/local", "4"));
+    assert_eq!(broker.broker_publish("s/local", "4", false), everywhere("s/local", "4"));
     // A topic no filter matches reaches no one, whoever publishes it.
     assert_eq!(broker.binary_publish("other", "x", false), Received::default());
     assert_eq!(broker.moustique_post("other", "x"), Received::default());
@@ -255,16 +242,16 @@ fn a_publish_from_every_transport_reaches_every_kind_of_sink() {
 
 #[test]
 fn an_empty_retained_publish_deletes_the_value_and_is_delivered_on_every_transport() {
-    type Publish = fn(&mut Broker, &str, &str, bool) -> Received;
+    type Publish = fn(&mut Harness, &str, &str, bool) -> Received;
     let transports: [(&str, Publish); 4] = [
-        ("binary", Broker::binary_publish),
+        ("binary", Harness::binary_publish),
         // A Moustique POST always stores the value.
         ("moustique", |b, topic, payload, _| b.moustique_post(topic, payload)),
-        ("plain", Broker::plain_publish),
-        ("router", Broker::router_publish),
+        ("plain", Harness::plain_publish),
+        ("in-process", Harness::broker_publish),
     ];
     for (name, publish) in transports {
-        let mut broker = Broker::with_subscribers("s/#");
+        let mut broker = Harness::with_subscribers("s/#");
         assert_eq!(publish(&mut broker, "s/v", "21.5", true), everywhere("s/v", "21.5"), "{name}");
         assert_eq!(broker.value("s/v").as_deref(), Some("21.5"), "{name} stores");
         assert_eq!(publish(&mut broker, "s/v", "", true), everywhere("s/v", ""), "{name}: delivered empty");

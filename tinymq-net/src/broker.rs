@@ -7,9 +7,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Poll, Waker};
-use tinymq_core::http::service::{self, HttpState};
+use tinymq_core::broker::{Broker as CoreBroker, Rules};
 use tinymq_core::store::{Store, StoreOp, StoredHttpClient};
-use tinymq_core::{Delivery, ReasonCode, Router};
+use tinymq_core::{Delivery, ReasonCode};
 
 use crate::Error;
 use crate::config::BrokerBuilder;
@@ -35,8 +35,12 @@ impl BrokerBuilder {
         }
         // The store first: a broken or busy data directory stops the start
         // before any port is taken.
-        let mut router = Router::new();
-        let mut http = HttpState::new(&config.http, unix_time());
+        let rules = Rules {
+            http: config.http.clone(),
+            budget: config.peer_budget,
+            store: Shared::store_acks(&config, config.data_dir.is_some()),
+        };
+        let mut broker = CoreBroker::new(rules, unix_time());
         let mut users = Vec::new();
         let store = match &config.data_dir {
             None => None,
@@ -44,6 +48,7 @@ impl BrokerBuilder {
                 let store = RedbStore::open(dir)?;
                 let values = store.load_values()?;
                 log::info!("loaded {} stored values from {}", values.len(), store.path().display());
+                let router = broker.router_mut();
                 for value in values {
                     let namespace = router.namespace(&value.namespace);
                     router.store(namespace, Delivery::new(value.message));
@@ -53,7 +58,7 @@ impl BrokerBuilder {
                 let path = store.path().to_owned();
                 let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
                 if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Https(_))) {
-                    restore_http_clients(&mut router, &mut http, clients, &writer, &path);
+                    restore_http_clients(&mut broker, clients, &writer, &path);
                 } else if !clients.is_empty() {
                     // Nobody could pick up, and nothing would expire them
                     // (expiry runs with the HTTP listener): their queues
@@ -94,7 +99,7 @@ impl BrokerBuilder {
             handles.push(LoopHandle::new(waker, flow::pressure_mark(config.session.outbound_limit)));
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(config, router, http, store, auth, handles));
+        let shared = Arc::new(Shared::new(config, broker, store, auth, handles));
         let mut threads = Vec::new();
         for (index, poll) in polls.into_iter().enumerate() {
             // Loop 0 accepts and spreads connections over all loops.
@@ -120,8 +125,7 @@ impl BrokerBuilder {
 /// were stored) are not restored and their records are deleted, so the
 /// store says what the broker holds.
 fn restore_http_clients(
-    router: &mut Router<Sink>,
-    http: &mut HttpState,
+    broker: &mut CoreBroker<Sink>,
     clients: Vec<StoredHttpClient>,
     writer: &StoreWriter,
     path: &Path,
@@ -130,7 +134,7 @@ fn restore_http_clients(
     let (mut restored, mut subscriptions, mut refused) = (0, 0, 0);
     for client in clients {
         let (namespace, name, filters) = (client.namespace.clone(), client.client.clone(), client.filters.len());
-        if service::restore_client(router, http, client, now, unix, Sink::Http).is_some() {
+        if broker.restore_client(client, now, unix, Sink::Http).is_some() {
             restored += 1;
             subscriptions += filters;
         } else {
@@ -142,7 +146,7 @@ fn restore_http_clients(
     if refused > 0 {
         log::warn!(
             "{refused} stored HTTP clients over the limit of {} were dropped",
-            http.clients.limits().max_clients
+            broker.http_state().clients.limits().max_clients
         );
     }
 }
@@ -262,7 +266,7 @@ impl Broker {
 }
 
 fn close_local_clients(shared: &Shared) {
-    for sink in shared.router.read().sinks() {
+    for sink in shared.broker.read().router().sinks() {
         if let Sink::Local(inbox) = sink {
             inbox.close(ReasonCode::ShuttingDown);
         }
@@ -345,13 +349,14 @@ impl BrokerStats {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &shared.stats;
         let store = shared.store.as_ref().map(crate::writer::StoreWriter::figures).unwrap_or_default();
-        let router = shared.router.read();
+        let broker = shared.broker.read();
+        let router = broker.router();
         BrokerStats {
             connections: s.connections.load(Relaxed),
             connections_total: s.connections_total.load(Relaxed),
             refused_connections: s.refused_connections.load(Relaxed),
             refused_peers: s.refused_peers.load(Relaxed),
-            throttled_requests: s.throttled_requests.load(Relaxed),
+            throttled_requests: broker.throttled_requests(),
             tls_handshake_failures: s.tls_handshake_failures.load(Relaxed),
             messages_in: s.messages_in.load(Relaxed),
             messages_out: s.messages_out.load(Relaxed),

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 use tinymq_core::broker;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
 use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
@@ -60,8 +59,7 @@ impl LocalClient {
         let inbox = Arc::new(LocalInbox::new(&shared.config, shared.local_filling.clone()));
         let namespace = NamespaceId::PUBLIC;
         let origin = broker::Origin { unix_time: crate::shared::unix_time(), ip: None };
-        let registered =
-            broker::register(&mut shared.router.write(), namespace, Sink::Local(inbox.clone()), client_id, origin);
+        let registered = shared.broker.write().register(namespace, Sink::Local(inbox.clone()), client_id, origin);
         let (id, client_id) = (registered.id, registered.client_id);
         match registered.taken_over {
             Some(Sink::Conn(old)) => {
@@ -138,7 +136,7 @@ impl LocalClient {
         // Changes nothing in the router: routed under the shared lock, from
         // the cache while the subscriptions stay as they were. The cache
         // holds the receivers, so they are not cloned for each publish.
-        let receivers = self.shared.router.read().route_cached(routes, self.namespace, name);
+        let receivers = self.shared.broker.read().route_live_in(routes, self.namespace, name);
         if count == 0 {
             return Ok(receivers.len());
         }
@@ -187,19 +185,19 @@ impl LocalClient {
             return Err(Error::PayloadTooLarge { len: payload.len(), max });
         }
         let delivery = self.message(topic.into(), payload, unix_seconds());
-        let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
-        let (outcome, ticket) = {
-            let mut router = self.shared.router.write();
-            let outcome = router.publish(self.namespace, name, &delivery, true, &mut receivers);
+        let (published, ticket) = {
+            let mut broker = self.shared.broker.write();
+            let mut published = broker.publish(self.namespace, name, &delivery, true);
             // Submitted under the lock, so the store sees writes to a topic
-            // in the order the router made them.
-            let ticket =
-                outcome.stored.then(|| self.shared.persist(router.namespace_name(self.namespace), &delivery)).flatten();
-            (outcome, ticket)
+            // in the order the broker made them.
+            let ticket = published.store.take().and_then(|op| self.shared.submit(op));
+            (published, ticket)
         };
+        let receivers = &published.receivers;
+        self.shared.stats.messages_out.fetch_add(published.queued as u64, Ordering::Relaxed);
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-        flow::pace(&self.shared, &mut self.last.lock().paced, &receivers, payload.len());
-        self.shared.dispatch(std::slice::from_ref(&delivery), &receivers, WhenFull::Wait);
+        flow::pace(&self.shared, &mut self.last.lock().paced, receivers, payload.len());
+        self.shared.dispatch(std::slice::from_ref(&delivery), receivers, WhenFull::Wait);
         if let Some(ticket) = ticket {
             let stored = if self.shared.config.durability == Durability::Immediate {
                 // Under `immediate` a retained publish returns once durable.
@@ -212,7 +210,7 @@ impl LocalClient {
                 return Err(Error::Store(error));
             }
         }
-        Ok(outcome.receivers)
+        Ok(published.receivers.len() + published.queued)
     }
 
     fn topic_name<'t>(&self, topic: &'t str) -> Result<TopicName<'t>, Error> {
@@ -230,7 +228,7 @@ impl LocalClient {
         self.check_open()?;
         let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        let values = broker::subscribe(&mut self.shared.router.write(), self.id, filter);
+        let values = self.shared.broker.write().subscribe(self.id, filter);
         self.inbox.push_all(&values, true, WhenFull::DropOldest);
         Ok(())
     }
@@ -239,7 +237,7 @@ impl LocalClient {
     pub fn unsubscribe(&self, filter: &str) -> Result<bool, Error> {
         let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        Ok(self.shared.router.write().unsubscribe(self.id, &filter))
+        Ok(self.shared.broker.write().unsubscribe(self.id, &filter))
     }
 
     /// The next message, if one is queued.
@@ -339,7 +337,7 @@ fn closed_error(reason: ReasonCode) -> Error {
 
 impl Drop for LocalClient {
     fn drop(&mut self) {
-        self.shared.router.write().remove_subscriber(self.id);
+        self.shared.broker.write().release(Some(self.id));
         // A publisher that routed to this client before it went may still
         // push to (or wait for room in) its queue: closed, it drops those
         // at once. No one is left to read the reason.

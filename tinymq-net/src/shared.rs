@@ -8,12 +8,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use parking_lot::{Mutex, RwLock};
-use tinymq_core::auth::{AuthError, Fault, Identity, PeerBudgets, Throttled};
+use tinymq_core::auth::{AuthError, Identity, Throttled};
+use tinymq_core::broker::{Broker, BrokerEvent, StoreAcks};
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
-use tinymq_core::http::service::{HttpState, SinkKind};
+use tinymq_core::http::service::SinkKind;
 use tinymq_core::metrics::Figures;
-use tinymq_core::{Delivery, Frame, Message, NamespaceId, ReasonCode, Router, TopicLimits, TopicName};
+use tinymq_core::{Delivery, Frame, ReasonCode};
 
 use crate::bridge::BridgeStats;
 use crate::config::BrokerConfig;
@@ -260,8 +261,6 @@ pub(crate) struct Stats {
     pub(crate) refused_connections: AtomicU64,
     /// Connections from peers not on the allow-list.
     pub(crate) refused_peers: AtomicU64,
-    /// Connections, logins and requests refused for a spent budget.
-    pub(crate) throttled_requests: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     /// TLS handshakes that failed: plaintext or garbage on a TLS port, a
     /// client refusing the certificate, no common cipher.
@@ -300,19 +299,15 @@ impl Stats {
 
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
-    pub(crate) router: RwLock<Router<Sink>>,
-    /// Moustique clients' queues, posters and request rates. Locked after
-    /// `router` when both are needed.
-    pub(crate) http: Mutex<HttpState>,
+    /// The core's broker: the router, the Moustique clients' queues, the
+    /// peers' budgets and every rule. Live publishes only read it, so the
+    /// loops route them side by side; everything else writes.
+    pub(crate) broker: RwLock<Broker<Sink>>,
     pub(crate) started: Instant,
     /// The store's writer thread; `None` for an in-memory broker.
     pub(crate) store: Option<StoreWriter>,
     /// The users, and the threads that check their passwords.
     pub(crate) auth: Authenticator,
-    /// Budgets of bad requests per peer address. Locked on its own, only
-    /// to accept a connection, before a password is hashed, and after a
-    /// bad request: never per good request.
-    pub(crate) budgets: Mutex<PeerBudgets>,
     pub(crate) loops: Vec<LoopHandle>,
     pub(crate) stats: Stats,
     /// In-process queues more than half full and still keeping what they
@@ -327,18 +322,15 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         config: BrokerConfig,
-        router: Router<Sink>,
-        http: HttpState,
+        broker: Broker<Sink>,
         store: Option<StoreWriter>,
         auth: Authenticator,
         loops: Vec<LoopHandle>,
     ) -> Self {
         Shared {
-            budgets: Mutex::new(PeerBudgets::new(config.peer_budget)),
             bridges: config.bridges.iter().map(BridgeStats::new).collect(),
             config,
-            router: RwLock::new(router),
-            http: Mutex::new(http),
+            broker: RwLock::new(broker),
             started: Instant::now(),
             store,
             auth,
@@ -347,19 +339,6 @@ impl Shared {
             local_filling: Arc::default(),
             shutting_down: AtomicBool::new(false),
         }
-    }
-
-    /// Hands a changed stored value to the store's writer (a delete when
-    /// the payload is empty). `None` when nothing is stored on disk.
-    pub(crate) fn persist(&self, namespace: &str, delivery: &Delivery) -> Option<Ticket> {
-        self.store.as_ref()?;
-        let message = delivery.message();
-        let op = if message.payload.is_empty() {
-            StoreOp::DeleteValue { namespace: namespace.to_owned(), topic: message.topic.to_string() }
-        } else {
-            StoreOp::PutValue { namespace: namespace.to_owned(), message: message.clone() }
-        };
-        self.submit(op)
     }
 
     /// Hands a write to the store's writer. `None` when nothing is stored
@@ -376,9 +355,13 @@ impl Shared {
         self.store.as_ref()?.failing()
     }
 
-    /// Whether an HTTP write is answered only after its commit.
-    pub(crate) fn acks_after_commit(&self) -> bool {
-        self.store.is_some() && self.config.durability == crate::writer::Durability::Immediate
+    /// What the store promises about a write, for the broker's rules.
+    pub(crate) fn store_acks(config: &BrokerConfig, has_store: bool) -> StoreAcks {
+        match (has_store, config.durability) {
+            (false, _) => StoreAcks::None,
+            (true, crate::writer::Durability::Immediate) => StoreAcks::Immediate,
+            (true, crate::writer::Durability::Batched(_)) => StoreAcks::Batched,
+        }
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -403,11 +386,8 @@ impl Shared {
     ) -> Decision {
         let Some((name, password)) = credentials else { return Decision::Now(Ok(Identity::Anonymous)) };
         let shared = self.clone();
-        let gate = || match peer.map(|ip| self.check_budget(ip, Instant::now())) {
-            Some(Err(throttled)) => {
-                self.stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
-                Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() })
-            }
+        let gate = || match peer.map(|ip| self.check_peer(ip, Instant::now())) {
+            Some(Err(throttled)) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
             _ => Ok(()),
         };
         self.auth.authenticate(name, password, gate, move |result| {
@@ -415,44 +395,26 @@ impl Shared {
         })
     }
 
-    /// Whether `ip` may be served: `Err` while it is throttled.
-    pub(crate) fn check_budget(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
+    /// Whether `ip` may be served: `Err` (counted) while it is throttled.
+    pub(crate) fn check_peer(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
         if !self.config.peer_budget_enabled() {
             return Ok(());
         }
-        self.budgets.lock().check(ip, now)
-    }
-
-    /// Charges a bad request to `peer`'s budget (Unix-socket peers have
-    /// none). `Err`, counted, when it had none left: the request is then
-    /// refused as throttled.
-    pub(crate) fn charge(&self, peer: Option<IpAddr>, now: Instant, fault: Fault) -> Result<(), Throttled> {
-        let Some(ip) = peer else { return Ok(()) };
-        if !self.config.peer_budget_enabled() {
-            return Ok(());
-        }
-        match self.budgets.lock().spend(ip, now, fault) {
-            Ok(0) => {
-                log::warn!("{ip} spent its budget of bad requests: throttled until it regains some");
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(throttled) => {
-                self.stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
-                Err(throttled)
-            }
-        }
+        self.broker.write().check_peer(ip, now)
     }
 
     /// The figures STATS and `/metrics` show.
     pub(crate) fn figures(&self) -> Figures {
+        let mut figures = self.shell_figures();
+        self.broker.read().fill_figures(&mut figures, Instant::now());
+        figures
+    }
+
+    /// The figures the shell counts; [`Broker::fill_figures`] adds the
+    /// broker's own (for a statistics call, which the broker serves).
+    pub(crate) fn shell_figures(&self) -> Figures {
         let s = &self.stats;
-        let now = Instant::now();
         let (rss_bytes, threads) = process_figures();
-        let (throttled_peers, peers) = {
-            let budgets = self.budgets.lock();
-            (budgets.throttled_count(now) as u64, budgets.peers(now))
-        };
         let store = self.store.as_ref().map(StoreWriter::figures).unwrap_or_default();
         Figures {
             connections: Transport::ALL
@@ -462,9 +424,10 @@ impl Shared {
             connections_total: s.connections_total.load(Ordering::Relaxed),
             refused_connections: s.refused_connections.load(Ordering::Relaxed),
             refused_peers: s.refused_peers.load(Ordering::Relaxed),
-            throttled_requests: s.throttled_requests.load(Ordering::Relaxed),
-            throttled_peers,
-            peers,
+            // The broker counts the throttled, in `fill_figures`.
+            throttled_requests: 0,
+            throttled_peers: 0,
+            peers: Vec::new(),
             rss_bytes,
             threads,
             tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),
@@ -493,46 +456,14 @@ impl Shared {
     }
 
     /// Publishes the broker's main figures to `$SYS/broker/...` in the
-    /// public namespace (loop 0 calls it every `sys_interval`). They are
-    /// kept as values in memory, so a new `$SYS/#` subscriber gets the latest
-    /// at once, but never written to the store nor counted as messages in.
-    pub(crate) fn publish_sys(&self, receivers: &mut Vec<Sink>) {
-        let f = self.figures();
-        let (subscriptions, values) = {
-            let router = self.router.read();
-            (router.subscription_count(), router.value_count())
-        };
-        let connected: u64 = f.connections.iter().map(|(_, n)| n).sum();
-        let figures: [(&str, String); 11] = [
-            ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
-            ("$SYS/broker/uptime", f.uptime_secs.to_string()),
-            ("$SYS/broker/clients/connected", connected.to_string()),
-            ("$SYS/broker/subscriptions/count", subscriptions.to_string()),
-            ("$SYS/broker/retained/count", values.to_string()),
-            ("$SYS/broker/messages/received", f.messages_in.to_string()),
-            ("$SYS/broker/messages/sent", f.messages_out.to_string()),
-            ("$SYS/broker/bytes/received", f.bytes_in.to_string()),
-            ("$SYS/broker/bytes/sent", f.bytes_out.to_string()),
-            ("$SYS/broker/store/pending", f.store_pending.to_string()),
-            ("$SYS/broker/store/commits", f.store_commits.to_string()),
-        ];
-        let updated_time = unix_time();
-        let from: Arc<str> = SYS_SENDER.into();
-        for (topic, value) in figures {
-            let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { continue };
-            let delivery = Delivery::new(Message {
-                topic: topic.into(),
-                payload: value.into_bytes().into(),
-                from: from.clone(),
-                updated_time,
-                ip: None,
-            });
-            receivers.clear();
-            // Kept in memory only: not handed to `persist`.
-            let _outcome = self.router.write().publish(NamespaceId::PUBLIC, name, &delivery, true, receivers);
-            self.dispatch(std::slice::from_ref(&delivery), receivers, WhenFull::DropOldest);
+    /// public namespace (loop 0 calls it every `sys_interval`): see
+    /// [`Broker::publish_sys`].
+    pub(crate) fn publish_sys(&self) {
+        let figures = self.figures();
+        let published = self.broker.write().publish_sys(&figures, env!("CARGO_PKG_VERSION"), unix_time());
+        for (delivery, receivers) in published {
+            self.dispatch(std::slice::from_ref(&delivery), &receivers, WhenFull::DropOldest);
         }
-        receivers.clear();
     }
 
     /// Queues work for loop `index`, waking it if its inbox was empty (one
@@ -610,12 +541,8 @@ impl Shared {
     /// event loop moves the connections' deliveries itself.
     pub(crate) fn dispatch_to_queues(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
         if receivers.iter().any(|sink| matches!(sink, Sink::Http(_))) {
-            let mut http = self.http.lock();
-            let clients = receivers.iter().filter_map(SinkKind::http_client);
-            for delivery in deliveries {
-                let queued = http.clients.push_to_all(clients.clone(), delivery);
-                self.stats.messages_out.fetch_add(queued as u64, Ordering::Relaxed);
-            }
+            let queued = self.broker.write().queue_for_http(deliveries, receivers);
+            self.stats.messages_out.fetch_add(queued as u64, Ordering::Relaxed);
         }
         for sink in receivers {
             if let Sink::Local(inbox) = sink {
@@ -653,8 +580,14 @@ fn conns_on(index: usize, receivers: &[Sink]) -> impl Iterator<Item = ConnRef> +
     })
 }
 
-/// The `from` of the broker's `$SYS/...` messages.
-pub(crate) const SYS_SENDER: &str = "$SYS";
+/// Logs what the broker reported.
+pub(crate) fn log_events(broker: &mut Broker<Sink>) {
+    while let Some(event) = broker.poll_event() {
+        if let BrokerEvent::PeerThrottled(ip) = event {
+            log::warn!("{ip} spent its budget of bad requests: throttled until it regains some");
+        }
+    }
+}
 
 /// Wall-clock Unix seconds: what messages are stamped with.
 pub(crate) fn unix_time() -> u64 {

@@ -124,11 +124,22 @@ pub struct HttpEffects<S> {
     /// A Moustique client was registered or took a new filter: its record,
     /// for the store. `None` for a SUBSCRIBE to a filter it held already.
     pub client_record: Option<StoreOp>,
+    /// The caller's address had no budget left for a bad request: the
+    /// reply is a 429, and the connection should close after it.
+    pub throttled: bool,
 }
 
 impl<S> HttpEffects<S> {
     pub(super) fn reply(reply: Reply) -> Self {
-        HttpEffects { reply, delivery: None, receivers: Vec::new(), queued: 0, stored: None, client_record: None }
+        HttpEffects {
+            reply,
+            delivery: None,
+            receivers: Vec::new(),
+            queued: 0,
+            stored: None,
+            client_record: None,
+            throttled: false,
+        }
     }
 
     pub(super) fn respond(response: Response) -> Self {
@@ -297,10 +308,11 @@ pub(super) fn stamp(
     }
 }
 
-/// Publishes `message` by the router's one publish rule
-/// ([`Router::publish`]: with `retain` it becomes the stored value, or an
-/// empty payload deletes it), then queues it for the matching Moustique
-/// clients, whose queues live here, and returns the other receivers.
+/// Publishes `message` by the broker's one publish rule
+/// ([`Broker::publish`](crate::broker::Broker::publish): with `retain` it
+/// becomes the stored value, or an empty payload deletes it; the matching
+/// Moustique clients' queues get it here), and returns the other
+/// receivers.
 pub(super) fn publish<S: Clone + SinkKind>(
     router: &mut Router<S>,
     state: &mut HttpState,
@@ -310,22 +322,20 @@ pub(super) fn publish<S: Clone + SinkKind>(
     retain: bool,
 ) -> HttpEffects<S> {
     let delivery = Delivery::new(message);
-    let mut receivers = Vec::new();
     let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else {
         return HttpEffects::respond(Response::text(400, "bad topic"));
     };
-    let outcome = router.publish(namespace, topic, &delivery, retain, &mut receivers);
-    let stored = outcome.stored.then(|| (router.namespace_name(namespace).clone(), delivery.clone()));
-    let queued = state.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), &delivery);
-    receivers.retain(|sink| sink.http_client().is_none());
+    let published = crate::broker::publish_to(router, state, namespace, topic, &delivery, retain);
+    let stored = published.store.is_some().then(|| (router.namespace_name(namespace).clone(), delivery.clone()));
     state.record_poster(namespace, &delivery, config.max_posters);
     HttpEffects {
         reply: Reply::Response(Response::ok()),
         delivery: Some(delivery),
-        receivers,
-        queued,
+        receivers: published.receivers.into_vec(),
+        queued: published.queued,
         stored,
         client_record: None,
+        throttled: false,
     }
 }
 

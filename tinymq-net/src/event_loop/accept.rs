@@ -157,8 +157,7 @@ impl EventLoop {
             log::debug!("connection from {ip} refused: not on the allow-list");
             return Some(Refusal::NotAllowed);
         }
-        if let Err(throttled) = self.shared.check_budget(ip, now) {
-            stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
+        if let Err(throttled) = self.shared.check_peer(ip, now) {
             log::debug!("connection from {ip} refused: throttled for {:?}", throttled.retry_after);
             return Some(Refusal::Throttled(throttled));
         }

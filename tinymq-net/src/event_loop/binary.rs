@@ -13,7 +13,7 @@ use tinymq_core::{ReasonCode, Request, Step};
 use super::EventLoop;
 use super::slot::Held;
 use crate::proto::Proto;
-use crate::shared::{ConnRef, Sink, unix_time};
+use crate::shared::{ConnRef, Sink, log_events, unix_time};
 use crate::users::Decision;
 
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
@@ -68,10 +68,8 @@ impl EventLoop {
                 // it side by side under the shared lock, each publisher
                 // from its cache of its last topic's receivers.
                 let receivers: SmallVec<[Sink; 4]> = {
-                    let router = self.shared.router.read();
-                    let Some(namespace) = conn.subscriber.and_then(|id| router.namespace_of(id)) else { continue };
                     let routes = conn.routes.get_or_insert_with(Box::default);
-                    router.route_cached(routes, namespace, topic).into()
+                    self.shared.broker.read().route_live(routes, conn.subscriber, topic).into()
                 };
                 if receivers.is_empty() {
                     continue;
@@ -90,17 +88,14 @@ impl EventLoop {
                 let delivery = broker::published(session, topic, payload, origin);
                 broker::Effects { delivery: Some(delivery), receivers, ..Default::default() }
             } else {
-                let mut router = self.shared.router.write();
-                // Connect was answered above; nothing else authenticates.
-                let no_connect = |_: Option<tinymq_core::Credentials<'_>>| Err(AuthError::WrongCredentials.text());
-                let effects =
-                    broker::execute(&mut router, session, conn.subscriber, Sink::Conn(me), request, origin, no_connect);
+                let mut broker = self.shared.broker.write();
+                let mut effects = broker.handle_request(session, conn.subscriber, Sink::Conn(me), request, origin);
                 // Submitted under the lock, so two connections storing the
-                // same topic reach the store in the order the router stored
+                // same topic reach the store in the order the broker stored
                 // them. The binary protocol acknowledges nothing, so the
                 // loop never waits for the commit.
-                if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
-                    let _ = self.shared.persist(namespace, delivery);
+                if let Some(op) = effects.store.take() {
+                    let _ = self.shared.submit(op);
                 }
                 effects
             };
@@ -117,21 +112,14 @@ impl EventLoop {
         caller: Result<Identity, AuthError>,
         now: Instant,
     ) {
-        let peer_ip = self.conns.get(token).and_then(Option::as_ref).and_then(|c| c.peer_ip);
-        let caller = match caller {
-            Err(error) => match error.fault().map(|fault| self.shared.charge(peer_ip, now, fault)) {
-                Some(Err(throttled)) => Err(AuthError::Throttled { retry_after_secs: throttled.retry_after_secs() }),
-                _ => caller,
-            },
-            caller => caller,
-        };
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let Proto::Binary(session) = &mut conn.proto else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
         let effects = {
-            let mut router = self.shared.router.write();
-            let decision = broker::admit(&mut router, self.shared.config.allow_anonymous, caller);
-            broker::connect(&mut router, session, Sink::Conn(me), client_id, decision, origin)
+            let mut broker = self.shared.broker.write();
+            let effects = broker.handle_connect(session, Sink::Conn(me), client_id, caller, now, origin);
+            log_events(&mut broker);
+            effects
         };
         if let Some(reason) = session.close_reason().flatten() {
             log::debug!("connection {}:{} refused: {reason}", self.index, conn.serial);
@@ -157,7 +145,8 @@ impl EventLoop {
         } else if let Some(Sink::Local(inbox)) = &effects.taken_over {
             inbox.close(ReasonCode::SessionTakenOver);
         }
-        // Its store write, if any, was submitted under the router lock.
+        // Its store write, if any, was submitted under the broker's lock.
+        self.counted.messages_out += effects.queued as u64;
         if let Some(delivery) = effects.delivery
             && !effects.receivers.is_empty()
         {

@@ -90,10 +90,12 @@ impl Bridge {
         }
         let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, 0, Transport::Tcp);
         if !checked.out.is_empty() {
-            let mut router = shared.router.write();
-            let id = router.add_subscriber(NamespaceId::PUBLIC, Sink::Conn(me));
+            let mut broker = shared.broker.write();
+            let id = broker.router_mut().add_subscriber(NamespaceId::PUBLIC, Sink::Conn(me));
             for filter in &checked.out {
-                router.subscribe(id, filter.clone());
+                // The stored values the filter matches stay here: the far
+                // side has its own.
+                let _values = broker.subscribe(id, filter.clone());
             }
         }
         log::info!(
@@ -392,16 +394,17 @@ impl EventLoop {
         let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
         let me = bridge.me;
         let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
-        let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
-        if retained {
-            let mut router = self.shared.router.write();
-            let outcome = router.publish(NamespaceId::PUBLIC, name, &delivery, true, &mut receivers);
-            if outcome.stored {
-                let _ = self.shared.persist(&router.namespace_name(NamespaceId::PUBLIC).clone(), &delivery);
+        let mut receivers = {
+            let mut broker = self.shared.broker.write();
+            let published = broker.publish(NamespaceId::PUBLIC, name, &delivery, retained);
+            if let Some(op) = published.store {
+                // Submitted under the lock: the store sees a topic's writes
+                // in the order the broker made them.
+                let _ = self.shared.submit(op);
             }
-        } else {
-            self.shared.router.read().route(NamespaceId::PUBLIC, name, &mut receivers);
-        }
+            self.counted.messages_out += published.queued as u64;
+            published.receivers
+        };
         // The loop stops here: what came from the bridge does not go back.
         receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
         BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
@@ -416,8 +419,9 @@ impl EventLoop {
     pub(super) fn bridge_deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
         let message = delivery.message();
         let retained = {
-            let router = self.shared.router.read();
-            router.value(NamespaceId::PUBLIC, &message.topic).is_some_and(|value| Arc::ptr_eq(value, delivery))
+            let broker = self.shared.broker.read();
+            let value = broker.router().value(NamespaceId::PUBLIC, &message.topic);
+            value.is_some_and(|value| Arc::ptr_eq(value, delivery))
         };
         self.bridge_out(target, &message.topic, &message.payload, retained);
     }

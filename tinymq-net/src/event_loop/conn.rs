@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 use tinymq_core::ReasonCode;
-use tinymq_core::broker;
 
 use super::EventLoop;
 use super::slot::State;
@@ -247,7 +246,7 @@ impl EventLoop {
         if std::mem::take(&mut conn.pressing) {
             self.shared.loops[self.index].press(false);
         }
-        broker::release(&mut self.shared.router.write(), conn.subscriber.take());
+        self.shared.broker.write().release(conn.subscriber.take());
         if let Some(reason) = conn.proto.close_reason() {
             self.shared.stats.count_disconnect(reason);
         }
@@ -378,7 +377,7 @@ impl EventLoop {
         if conn.pressing {
             self.shared.loops[self.index].press(false);
         }
-        broker::release(&mut self.shared.router.write(), conn.subscriber.take());
+        self.shared.broker.write().release(conn.subscriber.take());
         conn.stream.close();
         let _ = conn.stream.deregister(self.poll.registry());
         self.shared.stats.closed(conn.stream.transport());

@@ -59,10 +59,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use tinymq_core::ReasonCode;
-use tinymq_core::http::service;
 
 use crate::flow::READ_CHUNK;
-use crate::shared::{Batch, Control, Shared, Sink, Stats, unix_time};
+use crate::shared::{Batch, Control, Shared, Stats, unix_time};
 use crate::transport::Listener;
 use slot::Conn;
 
@@ -132,7 +131,6 @@ pub(crate) struct EventLoop {
     /// Connections with output queued during this turn, to flush at its end.
     dirty: Vec<usize>,
     inbox: Batch,
-    receivers: Vec<Sink>,
     /// A live publish's frame, encoded once for all its binary receivers.
     encoded: Vec<u8>,
     /// Deliveries to other loops' connections, one queue per loop, moved to
@@ -202,7 +200,6 @@ impl EventLoop {
             to_read: Vec::new(),
             dirty: Vec::new(),
             inbox: Batch::default(),
-            receivers: Vec::new(),
             encoded: Vec::new(),
             outbox: (0..loop_count).map(|_| Batch::default()).collect(),
             outbox_pending: false,
@@ -280,7 +277,7 @@ impl EventLoop {
             if !shutting_down && self.sys_at.is_some_and(|at| now >= at) {
                 // An interval too long to add is never.
                 self.sys_at = now.checked_add(self.shared.config.sys_interval);
-                self.shared.publish_sys(&mut self.receivers);
+                self.shared.publish_sys();
             }
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
@@ -372,11 +369,10 @@ impl EventLoop {
     /// Drops Moustique clients not seen for their timeout, with their
     /// subscriptions.
     fn expire_http_clients(&mut self, now: Instant) {
-        let mut router = self.shared.router.write();
-        let mut state = self.shared.http.lock();
-        // Deleted from the store under the locks, like the SUBSCRIBE that
+        let mut broker = self.shared.broker.write();
+        // Deleted from the store under the lock, like the SUBSCRIBE that
         // may register the same name again right after.
-        for delete in service::expire_clients(&mut router, &mut state, now) {
+        for delete in broker.handle_timeout(now) {
             let _ = self.shared.submit(delete);
         }
     }

@@ -1,10 +1,13 @@
 //! The rules that tie a binary [`Session`] to the [`Router`]: what Connect,
-//! Publish, Subscribe, Unsubscribe and Disconnect do to the broker's state.
+//! Publish, Subscribe, Unsubscribe and Disconnect do to the router.
 //!
-//! The I/O shell calls [`execute`] for each [`Request`] a session yields,
-//! then moves what the returned [`Effects`] name: the shared delivery to
-//! every receiver's sink, and a takeover Disconnect to the session that held
-//! the client id before. [`release`] runs once when a connection closes.
+//! [`Broker`](super::Broker) runs them on its router; they are public
+//! for a harness that drives a bare [`Router`] (the scenario tests, the
+//! crate's example). [`execute`] carries out one [`Request`] a session
+//! yields, and the returned [`Effects`] name what the shell moves: the
+//! shared delivery to every receiver's sink, and a takeover Disconnect to
+//! the session that held the client id before. [`release`] runs once when
+//! a connection closes.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use crate::codec::{Frame, ReasonCode};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::session::{Credentials, Request, Session};
+use crate::store::StoreOp;
 use crate::topic::{Filter, TopicName};
 
 /// Who is asking, and when: what a message is stamped with.
@@ -37,10 +41,14 @@ pub struct Effects<S> {
     /// A published message and the sinks that must receive it (once each;
     /// the publishing session's own sink when it subscribed to the topic).
     pub delivery: Option<Arc<Delivery>>,
-    /// A retained publish changed a stored value: the name of the namespace
-    /// whose value for `delivery`'s topic must be written to the store
-    /// (deleted when the payload is empty).
-    pub stored: Option<Arc<str>>,
+    /// A retained publish changed a stored value: the write for the store
+    /// (a delete when the payload is empty), for the shell to submit before
+    /// it lets the router go.
+    pub store: Option<StoreOp>,
+    /// Moustique clients' queues `delivery` went into (by
+    /// [`Broker::handle_request`](super::Broker::handle_request), which
+    /// holds the queues; `receivers` then holds none of them).
+    pub queued: usize,
     /// Receivers of `delivery`: inline up to four, so a publish to few
     /// subscribers allocates no list.
     pub receivers: SmallVec<[S; 4]>,
@@ -52,7 +60,14 @@ pub struct Effects<S> {
 
 impl<S> Default for Effects<S> {
     fn default() -> Self {
-        Effects { delivery: None, receivers: SmallVec::new(), taken_over: None, connected: None, stored: None }
+        Effects {
+            delivery: None,
+            receivers: SmallVec::new(),
+            taken_over: None,
+            connected: None,
+            store: None,
+            queued: 0,
+        }
     }
 }
 
@@ -84,7 +99,7 @@ pub fn execute<S: Clone>(
             let delivery = published(session, topic, payload, origin);
             let outcome = router.publish(namespace, topic, &delivery, retain, &mut effects.receivers);
             if outcome.stored {
-                effects.stored = Some(router.namespace_name(namespace).clone());
+                effects.store = Some(StoreOp::of_value(router.namespace_name(namespace), delivery.message()));
             }
             if outcome.receivers > 0 || outcome.stored {
                 effects.delivery = Some(delivery);
