@@ -17,6 +17,7 @@
 //! | [`broker`] | [`broker::Broker`]: the broker-wide state (router, Moustique queues, peers' budgets) and every rule of connect, takeover, publish, subscribe, admission, throttling and when a write is answered; the router-level rules ([`broker::execute`]) |
 //! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
 //! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
+//! | [`publish`] | the one publish rule of every transport: stored value, Moustique queues, receivers, store write |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
 //! | [`nats`] | the NATS bridge's core: the NATS client protocol and [`nats::NatsClient`], topic ↔ subject mapping |
@@ -79,6 +80,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod nats;
 pub mod outbound;
+pub mod publish;
 mod record;
 pub mod router;
 pub mod session;

@@ -45,8 +45,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use smallvec::SmallVec;
-
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
     AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish_live, published, register,
@@ -56,6 +54,8 @@ use crate::auth::{AuthError, BudgetConfig, Fault, Identity, PeerBudgets, Throttl
 use crate::http::clients::HttpClientId;
 use crate::http::service::{self, HttpConfig, HttpState, SinkKind};
 use crate::metrics::Figures;
+pub use crate::publish::Published;
+use crate::publish::publish;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
 use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredHttpClient};
@@ -97,21 +97,6 @@ pub enum Charged {
     Left(u32),
     /// The peer had none left: the request is refused as throttled.
     Throttled(Throttled),
-}
-
-/// What [`Broker::publish`] did.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct Published<S> {
-    /// Receivers for the shell to move the delivery to: every matching
-    /// subscriber but the Moustique clients, whose queues got it here.
-    pub receivers: SmallVec<[S; 4]>,
-    /// Moustique clients' queues the delivery went into.
-    pub queued: usize,
-    /// The store write of a changed stored value (a delete for an empty
-    /// payload), for the shell to submit before it lets the broker go, so
-    /// the store sees writes to a topic in the order they were made.
-    pub store: Option<StoreOp>,
 }
 
 /// The broker-wide state and its rules. See the [module](self) docs.
@@ -319,7 +304,7 @@ impl<S: Clone + SinkKind> Broker<S> {
         delivery: &Arc<Delivery>,
         retain: bool,
     ) -> Published<S> {
-        publish_to(&mut self.router, &mut self.http, namespace, topic, delivery, retain)
+        publish(&mut self.router, &mut self.http.clients, namespace, topic, delivery, retain)
     }
 
     /// An in-process client under `client_id` (assigned when empty) in
@@ -382,25 +367,4 @@ fn fill_figures(budgets: &PeerBudgets, throttled_requests: u64, figures: &mut Fi
     figures.throttled_requests += throttled_requests;
     figures.throttled_peers = budgets.throttled_count(now) as u64;
     figures.peers = budgets.peers(now);
-}
-
-/// [`Broker::publish`] on the broker's parts, for the HTTP service, which
-/// holds them apart.
-pub(crate) fn publish_to<S: Clone + SinkKind>(
-    router: &mut Router<S>,
-    http: &mut HttpState,
-    namespace: NamespaceId,
-    topic: TopicName<'_>,
-    delivery: &Arc<Delivery>,
-    retain: bool,
-) -> Published<S> {
-    let mut receivers = SmallVec::new();
-    let outcome = router.publish(namespace, topic, delivery, retain, &mut receivers);
-    let store = outcome.stored.then(|| StoreOp::of_value(router.namespace_name(namespace), delivery.message()));
-    let mut queued = 0;
-    if receivers.iter().any(|sink: &S| sink.http_client().is_some()) {
-        queued = http.clients.push_to_all(receivers.iter().filter_map(SinkKind::http_client), delivery);
-        receivers.retain(|sink: &mut S| sink.http_client().is_none());
-    }
-    Published { receivers, queued, store }
 }

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::service::SinkKind;
+use crate::publish::Queues;
 use crate::router::{Delivery, NamespaceId, SubscriberId};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
@@ -109,6 +111,17 @@ pub struct Queued {
 
 /// What PICKUP returns: each filter with the messages queued under it.
 pub type Pickup = Vec<(Filter, Vec<Queued>)>;
+
+/// The Moustique clients' PICKUP queues, as the publish rule fills them.
+impl<S: SinkKind> Queues<S> for HttpClients {
+    fn holds(&self, sink: &S) -> bool {
+        sink.http_client().is_some()
+    }
+
+    fn push(&mut self, sinks: &[S], delivery: &Arc<Delivery>) -> usize {
+        self.push_to_all(sinks.iter().filter_map(SinkKind::http_client), delivery)
+    }
+}
 
 impl HttpClients {
     /// An empty registry.

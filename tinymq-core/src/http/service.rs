@@ -308,8 +308,8 @@ pub(super) fn stamp(
     }
 }
 
-/// Publishes `message` by the broker's one publish rule
-/// ([`Broker::publish`](crate::broker::Broker::publish): with `retain` it
+/// Publishes `message` by the one publish rule
+/// ([`crate::publish`]: with `retain` it
 /// becomes the stored value, or an empty payload deletes it; the matching
 /// Moustique clients' queues get it here), and returns the other
 /// receivers.
@@ -325,7 +325,7 @@ pub(super) fn publish<S: Clone + SinkKind>(
     let Ok(topic) = TopicName::new(&delivery.message().topic, &TopicLimits::UNBOUNDED) else {
         return HttpEffects::respond(Response::text(400, "bad topic"));
     };
-    let published = crate::broker::publish_to(router, state, namespace, topic, &delivery, retain);
+    let published = crate::publish::publish(router, &mut state.clients, namespace, topic, &delivery, retain);
     let stored = published.store.is_some().then(|| (router.namespace_name(namespace).clone(), delivery.clone()));
     state.record_poster(namespace, &delivery, config.max_posters);
     HttpEffects {
