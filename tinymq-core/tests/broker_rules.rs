@@ -11,37 +11,15 @@ use tinymq_core::auth::{AuthError, BudgetConfig, Identity};
 use tinymq_core::broker::{
     Broker, BrokerEvent, Charged, HttpInput, Origin, Rules, StoreAcks, WriteAnswer, commit_answer,
 };
-use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::encoding::Encoding;
 use tinymq_core::http::request::{HttpLimits, Parsed, parse_head};
 use tinymq_core::http::response::Response;
-use tinymq_core::http::service::{self, Context, HttpConfig, HttpEffects, SinkKind};
+use tinymq_core::http::service::{self, Context, HttpConfig, HttpEffects};
 use tinymq_core::metrics::Figures;
 use tinymq_core::{Filter, Frame, NamespaceId, ReasonCode, Request, Session, SessionConfig, Step, TopicLimits};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Sink {
-    Conn(&'static str),
-    Local(&'static str),
-    Http(HttpClientId),
-}
-
-impl SinkKind for Sink {
-    fn http_client(&self) -> Option<HttpClientId> {
-        match self {
-            Sink::Http(id) => Some(*id),
-            _ => None,
-        }
-    }
-
-    fn transport(&self) -> &'static str {
-        match self {
-            Sink::Conn(_) => "tcp",
-            Sink::Local(_) => "local",
-            Sink::Http(_) => "http",
-        }
-    }
-}
+mod support;
+use support::Sink;
 
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8));
@@ -77,7 +55,7 @@ fn http(
         Err(error) => (HttpInput::Refused(error), Encoding::Current),
     };
     let context = Context { now, unix_time: 2_000, ip: Some(ip), encoding };
-    broker.handle_http(input, context, Sink::Conn("requester"), Sink::Http, Figures::default)
+    broker.handle_http(input, context, Sink::Stream("requester"), Sink::Http, Figures::default)
 }
 
 fn get(broker: &mut Broker<Sink>, path: &str, ip: IpAddr, now: Instant) -> HttpEffects<Sink> {

@@ -11,46 +11,17 @@ use std::time::Instant;
 
 use tinymq_core::auth::Identity;
 use tinymq_core::broker::{Broker, HttpInput, Origin, Rules};
-use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::encoding::{Encoding, encode_value};
 use tinymq_core::http::request::{HttpLimits, Parsed, parse_head};
-use tinymq_core::http::service::{self, Context, HttpEffects, Reply, SinkKind};
+use tinymq_core::http::service::{self, Context, HttpEffects, Reply};
 use tinymq_core::metrics::Figures;
 use tinymq_core::{
     Delivery, Filter, Frame, Message, NamespaceId, Request, Session, SessionConfig, Step, SubscriberId, TopicLimits,
     TopicName,
 };
 
-/// Every kind of sink the shells have.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Sink {
-    /// A binary-protocol connection.
-    Conn(&'static str),
-    /// A Moustique client's PICKUP queue.
-    Http(HttpClientId),
-    /// An SSE stream (an HTTP connection's own sink).
-    Stream(&'static str),
-    /// An in-process client's queue.
-    Local(&'static str),
-}
-
-impl SinkKind for Sink {
-    fn http_client(&self) -> Option<HttpClientId> {
-        match self {
-            Sink::Http(id) => Some(*id),
-            _ => None,
-        }
-    }
-
-    fn transport(&self) -> &'static str {
-        match self {
-            Sink::Conn(_) => "tcp",
-            Sink::Http(_) => "http",
-            Sink::Stream(_) => "sse",
-            Sink::Local(_) => "local",
-        }
-    }
-}
+mod support;
+use support::Sink;
 
 /// What each kind of sink received, as (topic, payload) pairs.
 #[derive(Debug, Default, PartialEq, Eq)]
