@@ -152,26 +152,35 @@ pub fn decode_value(value: &[u8], encoding: Encoding) -> Vec<u8> {
 /// not decode in that order staying as it is. A request with no values is
 /// in the current order.
 pub fn decode_params(values: &mut [(String, Vec<u8>)], mode: EncodingMode) -> Encoding {
-    let encoding = match mode {
-        EncodingMode::Current => Encoding::Current,
-        EncodingMode::Legacy => Encoding::Legacy,
+    let (encoding, decoded): (Encoding, Vec<Option<Vec<u8>>>) = match mode {
+        EncodingMode::Current => {
+            (Encoding::Current, values.iter().map(|(_, v)| decode_as(v, Encoding::Current)).collect())
+        }
+        EncodingMode::Legacy => {
+            (Encoding::Legacy, values.iter().map(|(_, v)| decode_as(v, Encoding::Legacy)).collect())
+        }
         EncodingMode::Auto => {
+            // Each value read both ways, once; the order's reading is kept.
+            let both: Vec<_> =
+                values.iter().map(|(_, v)| (decode_as(v, Encoding::Current), decode_as(v, Encoding::Legacy))).collect();
             // Values that decode in neither order were sent raw: they say
             // nothing about the order of the others.
             let (mut current, mut legacy) = (true, true);
-            for (_, value) in values.iter() {
-                let (c, l) =
-                    (decode_as(value, Encoding::Current).is_some(), decode_as(value, Encoding::Legacy).is_some());
-                if c || l {
-                    current &= c;
-                    legacy &= l;
+            for (c, l) in &both {
+                if c.is_some() || l.is_some() {
+                    current &= c.is_some();
+                    legacy &= l.is_some();
                 }
             }
-            if !current && legacy { Encoding::Legacy } else { Encoding::Current }
+            if !current && legacy {
+                (Encoding::Legacy, both.into_iter().map(|(_, l)| l).collect())
+            } else {
+                (Encoding::Current, both.into_iter().map(|(c, _)| c).collect())
+            }
         }
     };
-    for (_, value) in values.iter_mut() {
-        if let Some(decoded) = decode_as(value, encoding) {
+    for ((_, value), decoded) in values.iter_mut().zip(decoded) {
+        if let Some(decoded) = decoded {
             *value = decoded;
         }
     }
