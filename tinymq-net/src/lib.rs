@@ -48,9 +48,11 @@
 //!
 //! Each event loop is one thread with its own `mio::Poll` and a slab of
 //! connections. Loop 0 accepts and spreads connections round robin. The
-//! router (subscriptions and stored values) is shared behind a lock taken
-//! per request, never across I/O. A delivery to a connection on another
-//! loop goes into that loop's inbox, with one wake per batch.
+//! core's [`tinymq_core::broker::Broker`] (subscriptions, stored values,
+//! Moustique queues, peers' budgets, and every rule) is shared behind one
+//! read-write lock taken per request, never across I/O; a live publish
+//! only reads it. A delivery to a connection on another loop goes into
+//! that loop's inbox, with one wake per batch.
 //!
 //! Two kinds of helper thread keep slow work off the loops: the store's
 //! writer, which groups writes into one commit per interval, and the
