@@ -80,6 +80,7 @@ mod tls;
 mod transport;
 mod users;
 mod writer;
+mod ws;
 
 pub use bridge::{BridgeConfig, default_broker_id};
 pub use broker::{Broker, BrokerStats, ShutdownHandle};

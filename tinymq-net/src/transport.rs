@@ -12,6 +12,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::Error;
 use crate::tls::{ServerTls, TlsStream};
+use crate::ws::WsStream;
 
 /// Where a listener accepts connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,14 +158,17 @@ pub(crate) enum Stream {
     Tls(Box<TlsStream>),
     /// HTTP over TLS.
     Https(Box<TlsStream>),
+    /// An HTTP (or HTTPS) connection upgraded to WebSocket.
+    Ws(Box<WsStream>),
 }
 
 impl Stream {
-    fn source(&mut self) -> &mut dyn Source {
+    pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
             Stream::Tcp(s) | Stream::Http(s) => s,
             Stream::Unix(s) => s,
             Stream::Tls(s) | Stream::Https(s) => s.socket_mut(),
+            Stream::Ws(s) => s.source(),
         }
     }
 
@@ -187,6 +191,7 @@ impl Stream {
             Stream::Http(_) => Transport::Http,
             Stream::Tls(_) => Transport::Tls,
             Stream::Https(_) => Transport::Https,
+            Stream::Ws(s) => s.transport(),
         }
     }
 
@@ -198,6 +203,7 @@ impl Stream {
             Stream::Tcp(s) | Stream::Http(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
             Stream::Tls(s) | Stream::Https(s) => s.read_plain(buf, cipher),
+            Stream::Ws(s) => s.read(buf, cipher),
         }
     }
 
@@ -207,6 +213,7 @@ impl Stream {
     pub(crate) fn has_unreported_eof(&self) -> bool {
         match self {
             Stream::Tls(s) | Stream::Https(s) => s.has_unreported_eof(),
+            Stream::Ws(s) => s.has_unreported_eof(),
             _ => false,
         }
     }
@@ -217,6 +224,7 @@ impl Stream {
             Stream::Tcp(s) | Stream::Http(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
             Stream::Tls(s) | Stream::Https(s) => s.write_plain(bufs),
+            Stream::Ws(s) => s.write_vectored(bufs),
         }
     }
 
@@ -225,6 +233,7 @@ impl Stream {
     pub(crate) fn wants_write(&self) -> bool {
         match self {
             Stream::Tls(s) | Stream::Https(s) => s.wants_write(),
+            Stream::Ws(s) => s.wants_write(),
             _ => false,
         }
     }
@@ -234,6 +243,7 @@ impl Stream {
     pub(crate) fn send_pending(&mut self) -> io::Result<()> {
         match self {
             Stream::Tls(s) | Stream::Https(s) => s.send_pending(),
+            Stream::Ws(s) => s.send_pending(),
             _ => Ok(()),
         }
     }
@@ -242,6 +252,7 @@ impl Stream {
     pub(crate) fn failed_handshake(&self) -> bool {
         match self {
             Stream::Tls(s) | Stream::Https(s) => s.failed_handshake(),
+            Stream::Ws(s) => s.failed_handshake(),
             _ => false,
         }
     }
@@ -254,13 +265,16 @@ impl Stream {
             Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Tls(s) | Stream::Https(s) => s.shutdown_write(),
+            Stream::Ws(s) => s.shutdown_write(),
         }
     }
 
     /// Before the stream is dropped: TLS says close_notify (best effort).
     pub(crate) fn close(&mut self) {
-        if let Stream::Tls(s) | Stream::Https(s) = self {
-            s.close();
+        match self {
+            Stream::Tls(s) | Stream::Https(s) => s.close(),
+            Stream::Ws(s) => s.close(),
+            _ => {}
         }
     }
 
@@ -272,6 +286,7 @@ impl Stream {
             Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Tls(s) | Stream::Https(s) => s.socket().shutdown(std::net::Shutdown::Both),
+            Stream::Ws(s) => s.shutdown(),
         }
     }
 }
@@ -289,12 +304,23 @@ pub enum Transport {
     Tls,
     /// HTTP over TLS.
     Https,
+    /// Binary protocol over WebSocket (`GET /ws` on the HTTP listener).
+    Ws,
+    /// Binary protocol over WebSocket over TLS (`GET /ws` on HTTPS).
+    Wss,
 }
 
 impl Transport {
     /// Every transport, in the order of their counters.
-    pub const ALL: [Transport; 5] =
-        [Transport::Tcp, Transport::Unix, Transport::Http, Transport::Tls, Transport::Https];
+    pub const ALL: [Transport; 7] = [
+        Transport::Tcp,
+        Transport::Unix,
+        Transport::Http,
+        Transport::Tls,
+        Transport::Https,
+        Transport::Ws,
+        Transport::Wss,
+    ];
 
     /// Its name in statistics.
     pub fn name(self) -> &'static str {
@@ -304,6 +330,8 @@ impl Transport {
             Transport::Http => "http",
             Transport::Tls => "tls",
             Transport::Https => "https",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
     }
 

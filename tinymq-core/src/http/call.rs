@@ -455,6 +455,7 @@ mod tests {
             content_length: 0,
             content_type: None,
             basic_auth: None,
+            upgrade: Vec::new(),
         }
     }
 

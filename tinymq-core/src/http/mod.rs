@@ -17,6 +17,7 @@
 //! | [`response`] | responses as bytes |
 //! | [`json`] | the message object |
 //! | [`ui`] | the web UI's files, compiled in |
+//! | [`upgrade`] | which requests become WebSocket connections (`/ws`, `/mqtt`) |
 //! | `topic_search` | GETVALSBYREGEX's bounded search of the stored topics |
 
 pub mod call;
@@ -29,3 +30,4 @@ pub mod response;
 pub mod service;
 mod topic_search;
 pub mod ui;
+pub mod upgrade;

@@ -58,6 +58,10 @@ pub struct RequestHead {
     pub content_type: Option<String>,
     /// Credentials from `Authorization: Basic` (the plain API's).
     pub basic_auth: Option<(String, String)>,
+    /// The headers a WebSocket upgrade reads (`Upgrade`, `Connection`,
+    /// `Sec-WebSocket-*`), by name and value, kept only when the request
+    /// has an `Upgrade` header (see [`super::upgrade`]).
+    pub upgrade: Vec<(String, Vec<u8>)>,
 }
 
 /// The result of [`parse_head`] that did not fail.
@@ -146,7 +150,12 @@ pub fn parse_head(input: &[u8], limits: &HttpLimits) -> Result<Parsed, RequestEr
     let mut content_length: Option<usize> = None;
     let mut content_type = None;
     let mut basic_auth = None;
+    let upgrading = request.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let mut upgrade = Vec::new();
     for header in request.headers.iter() {
+        if upgrading && is_upgrade_header(header.name) {
+            upgrade.push((header.name.to_owned(), header.value.to_vec()));
+        }
         let name = header.name;
         if name.eq_ignore_ascii_case("connection") {
             connection = Some(header.value);
@@ -186,9 +195,16 @@ pub fn parse_head(input: &[u8], limits: &HttpLimits) -> Result<Parsed, RequestEr
             content_length,
             content_type,
             basic_auth,
+            upgrade,
         },
         head_len,
     })
+}
+
+/// Whether a WebSocket upgrade reads this header.
+fn is_upgrade_header(name: &str) -> bool {
+    ["upgrade", "connection"].iter().any(|n| name.eq_ignore_ascii_case(n))
+        || name.get(..14).is_some_and(|prefix| prefix.eq_ignore_ascii_case("sec-websocket-"))
 }
 
 /// `Basic base64(user:password)`.

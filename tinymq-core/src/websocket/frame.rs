@@ -328,7 +328,7 @@ pub fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
 }
 
 /// Appends a frame header for `len` bytes of payload.
-fn put_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, len: usize, mask: Option<[u8; 4]>) {
+pub(super) fn put_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, len: usize, mask: Option<[u8; 4]>) {
     out.push(u8::from(fin) << 7 | opcode as u8);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match len {

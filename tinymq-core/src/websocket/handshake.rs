@@ -85,21 +85,23 @@ pub fn accept_key(key: &str) -> String {
 
 /// Checks an upgrade request and chooses its subprotocol.
 ///
-/// `method` and `headers` come from httparse; `offered` lists the
+/// `method` and the `headers` (name, value) come from the request head;
+/// `offered` lists the
 /// subprotocols the path speaks, in the server's order of preference (`["mqtt"]`
 /// for `/mqtt`, empty for `/ws`). When the path offers some, the client must
 /// ask for one of them; when it offers none, whatever the client asks for is
 /// not answered (RFC 6455 section 4.2.2 lets the server pick none).
-pub fn accept(
+pub fn accept<'h>(
     method: &str,
-    headers: &[httparse::Header<'_>],
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
     offered: &[&'static str],
 ) -> Result<Upgrade, HandshakeError> {
     if method != "GET" {
         return Err(HandshakeError::BadRequest("a WebSocket upgrade must be a GET"));
     }
     let values = |name: &'static str| {
-        headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value))
+        let headers = headers.clone().into_iter();
+        headers.filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v))
     };
     let tokens = |name: &'static str| {
         values(name)

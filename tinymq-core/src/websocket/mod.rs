@@ -1,9 +1,9 @@
 //! RFC 6455 WebSocket, sans-IO: the opening handshake on a parsed request
 //! head, and the frame codec.
 //!
-//! This is the groundwork for `GET /mqtt` (subprotocol `mqtt`, MQTT packets
-//! in binary messages) and `GET /ws` (the tinymq binary protocol) on the HTTP
-//! listener; the listener itself is not here.
+//! The HTTP listener serves `GET /ws` (the tinymq binary protocol) and
+//! `GET /mqtt` (subprotocol `mqtt`) with it: which paths upgrade is
+//! [`crate::http::upgrade`]'s rule.
 //!
 //! # Calling order
 //!
@@ -41,6 +41,7 @@
 
 mod frame;
 mod handshake;
+mod stream;
 
 #[cfg(test)]
 mod tests;
@@ -50,3 +51,4 @@ pub use frame::{
     encode_masked_frame,
 };
 pub use handshake::{HandshakeError, Upgrade, accept, accept_key};
+pub use stream::{ByteStream, StreamEnd};

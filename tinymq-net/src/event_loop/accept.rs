@@ -222,7 +222,8 @@ impl EventLoop {
                 }
                 Proto::Http(Box::new(http))
             }
-            Transport::Tcp | Transport::Unix | Transport::Tls => {
+            // A WebSocket connection is an upgraded HTTP one, never accepted as such.
+            Transport::Tcp | Transport::Unix | Transport::Tls | Transport::Ws | Transport::Wss => {
                 let mut session = Session::new(now, &self.shared.config.session);
                 if let Some(refusal) = refusal {
                     // The first frame the client reads, whatever it sent.

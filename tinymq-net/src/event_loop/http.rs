@@ -4,19 +4,24 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use tinymq_core::Session;
 use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{HttpInput, WriteAnswer, commit_answer};
 use tinymq_core::http::conn::HttpStep;
 use tinymq_core::http::encoding::Encoding;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
+use tinymq_core::http::upgrade::{self, WsProtocol};
 use tinymq_core::store::StoreOp;
+use tinymq_core::websocket::Upgrade;
 
 use super::EventLoop;
 use super::slot::Held;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, Control, Sink, log_events, unix_time};
+use crate::transport::Stream;
 use crate::users::Decision;
+use crate::ws::WsStream;
 
 impl EventLoop {
     /// Serves whole HTTP requests in order; returns bytes consumed.
@@ -40,6 +45,21 @@ impl EventLoop {
                 HttpStep::Request { consumed, head, body } => (consumed, head, body),
             };
             used += consumed;
+            if let Some((protocol, decision)) = upgrade::decide(&head) {
+                match (protocol, decision) {
+                    (WsProtocol::Tinymq, Ok(accepted)) => {
+                        // What follows the request is WebSocket frames.
+                        self.upgrade_to_websocket(token, &accepted, &input[used..], now);
+                        return input.len();
+                    }
+                    (WsProtocol::Mqtt, Ok(_)) => {
+                        let response = Response::text(404, "MQTT over WebSocket is not served by this broker");
+                        http.respond(now, &response);
+                    }
+                    (_, Err(error)) => http.respond(now, &upgrade::refusal(&error)),
+                }
+                continue;
+            }
             let request = match service::parse(&head, body, &self.shared.config.http) {
                 Ok(request) => request,
                 Err(error) => {
@@ -68,6 +88,44 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Turns HTTP connection `token` into a WebSocket one carrying the
+    /// binary protocol: what it had not sent yet and the 101 go out first,
+    /// `input` (what came after the request) is its first WebSocket input,
+    /// and a new binary session starts.
+    fn upgrade_to_websocket(&mut self, token: usize, accepted: &Upgrade, input: &[u8], now: Instant) {
+        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
+        let mut prelude = Vec::new();
+        if let Proto::Http(http) = &mut conn.proto {
+            let outbound = http.outbound_mut();
+            while !outbound.is_empty() {
+                let mut slices: [&[u8]; 64] = [&[]; 64];
+                let n = outbound.front_slices(&mut slices);
+                let before = prelude.len();
+                slices[..n].iter().for_each(|s| prelude.extend_from_slice(s));
+                let len = prelude.len() - before;
+                outbound.consume(len);
+            }
+        }
+        prelude.extend_from_slice(&accepted.response());
+        let stats = &self.shared.stats;
+        stats.closed(conn.stream.transport());
+        // A binary-protocol frame may span messages: a message holds at
+        // most a frame and a read's worth more.
+        let max_message = self.shared.config.session.frame_limits.max_payload_len + 64 * 1024;
+        let stream = conn.stream;
+        conn.stream = Stream::Ws(Box::new(WsStream::new(stream, prelude, input, max_message)));
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        stats.opened(conn.stream.transport());
+        conn.proto = Proto::Binary(Session::new(now, &self.shared.config.session));
+        conn.pending = Vec::new();
+        conn.armed = None;
+        log::debug!("connection {}:{} upgraded to WebSocket", self.index, conn.serial);
+        self.conns[token] = Some(conn);
+        self.arm(token);
+        self.mark_dirty(token);
+        self.schedule_read(token);
     }
 
     /// Serves one parsed request (or answers why it could not be parsed)

@@ -70,7 +70,7 @@ pub fn require_browser_packages() {
     );
 }
 
-/// A Python that can `import requests, moustique`: `$TINYMQ_TEST_PYTHON`,
+/// A Python that can `import requests, moustique, websockets`: `$TINYMQ_TEST_PYTHON`,
 /// or the venv `bash tests/run.sh` makes at `target/test-venv`. Panics
 /// naming that script when it is missing or lacks the packages.
 pub fn python_with_requests() -> Command {
@@ -78,11 +78,12 @@ pub fn python_with_requests() -> Command {
     let python = PYTHON.get_or_init(|| {
         let python = std::env::var_os("TINYMQ_TEST_PYTHON")
             .map_or_else(|| workspace_dir().join("target/test-venv/bin/python"), PathBuf::from);
-        let imports = Command::new(&python).args(["-c", "import requests, moustique"]).stdin(Stdio::null()).output();
+        let imports =
+            Command::new(&python).args(["-c", "import requests, moustique, websockets"]).stdin(Stdio::null()).output();
         match imports {
             Ok(output) if output.status.success() => python,
             Ok(output) => panic!(
-                "{} cannot import requests and moustique ({}): run `bash tests/run.sh` (it makes the venv, \
+                "{} cannot import requests, moustique and websockets ({}): run `bash tests/run.sh` (it makes the venv, \
                  target/test-venv, with tests/clients/requirements.txt):\n{}",
                 python.display(),
                 output.status,
@@ -90,7 +91,7 @@ pub fn python_with_requests() -> Command {
             ),
             Err(e) => panic!(
                 "no Python for the tests at {} ({e}): run `bash tests/run.sh` (it makes the venv), or set \
-                 TINYMQ_TEST_PYTHON to a python that can import requests and moustique",
+                 TINYMQ_TEST_PYTHON to a python that can import requests, moustique and websockets",
                 python.display()
             ),
         }
