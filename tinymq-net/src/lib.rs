@@ -79,7 +79,7 @@ mod transport;
 mod users;
 mod writer;
 
-pub use bridge::{BridgeConfig, default_broker_id};
+pub use bridge::{BridgeConfig, BridgeKind, default_broker_id};
 pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use config::{BrokerBuilder, BrokerConfig};

@@ -164,12 +164,17 @@ pub struct ConfigFile {
     pub bridge: Vec<BridgeSection>,
 }
 
-/// `[[bridge]]`: a bridge to a NATS cluster (see [`BridgeConfig`]).
+/// `[[bridge]]`: a bridge to a NATS cluster or an MQTT broker (see
+/// [`BridgeConfig`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BridgeSection {
-    /// NATS servers, `nats://HOST:PORT`.
+    /// `"nats"` or `"mqtt"`; by default what the servers' scheme says
+    /// (`mqtt://`, `mqtts://`), else NATS.
+    pub kind: Option<String>,
+    /// Servers, `nats://HOST:PORT`, `tls://HOST:PORT`, `mqtt://HOST:PORT`
+    /// or `mqtts://HOST:PORT`.
     pub servers: Vec<String>,
     /// Filters sent to NATS.
     pub out: Vec<String>,
@@ -185,6 +190,20 @@ pub struct BridgeSection {
     pub broker_id: Option<String>,
     /// Messages held while the bridge is down.
     pub queue_limit: Option<usize>,
+    /// User name for the far side.
+    pub username: Option<String>,
+    /// Password for the far side.
+    pub password: Option<String>,
+    /// NATS authentication token.
+    pub token: Option<String>,
+    /// TLS to the far side (also on with `tls://` or `mqtts://` servers).
+    pub tls: Option<bool>,
+    /// The CA certificates (PEM) the far side's certificate is checked
+    /// against; required with TLS.
+    pub ca_file: Option<PathBuf>,
+    /// MQTT bridges: `"5"` (falling back to 3.1.1 when refused, the
+    /// default) or `"3.1.1"`.
+    pub mqtt_version: Option<String>,
 }
 
 /// `[tls]`: the certificate of the TLS and HTTPS listeners.
@@ -441,10 +460,32 @@ impl ConfigFile {
         for (i, section) in self.bridge.iter().enumerate() {
             let key = |name: &str| format!("bridge[{}].{name}", i + 1);
             if section.servers.is_empty() {
-                return Err(invalid(&key("servers"), "a bridge needs at least one nats://HOST:PORT"));
+                return Err(invalid(
+                    &key("servers"),
+                    "a bridge needs at least one server, nats://HOST:PORT or mqtt://HOST:PORT",
+                ));
             }
             let broker_id = section.broker_id.clone().unwrap_or_else(crate::bridge::default_broker_id);
             let mut bridge = BridgeConfig::new(section.servers.clone(), broker_id);
+            match section.kind.as_deref() {
+                None => {}
+                Some("nats") => bridge.kind = crate::bridge::BridgeKind::Nats,
+                Some("mqtt") => bridge.kind = crate::bridge::BridgeKind::Mqtt,
+                Some(other) => return Err(invalid(&key("kind"), format!("{other:?}: expected \"nats\" or \"mqtt\""))),
+            }
+            bridge.mqtt_version = match section.mqtt_version.as_deref() {
+                None => tinymq_core::mqtt::MqttVersion::Auto,
+                Some("5") => tinymq_core::mqtt::MqttVersion::Auto,
+                Some("3.1.1") => tinymq_core::mqtt::MqttVersion::V311,
+                Some(other) => {
+                    return Err(invalid(&key("mqtt_version"), format!("{other:?}: expected \"5\" or \"3.1.1\"")));
+                }
+            };
+            bridge.username = section.username.clone();
+            bridge.password = section.password.clone();
+            bridge.token = section.token.clone();
+            bridge.tls = section.tls.unwrap_or(false);
+            bridge.ca_file = section.ca_file.clone();
             bridge.out = section.out.iter().chain(&section.both).cloned().collect();
             bridge.inbound = section.inbound.iter().chain(&section.both).cloned().collect();
             bridge.prefix = section.prefix.clone().unwrap_or_default();
@@ -707,19 +748,34 @@ level = "info"
 # (--sys-interval).
 sys_interval_secs = {sys_interval}
 
-# A bridge to a NATS cluster (README.md, "More than one machine"); repeat
-# the [[bridge]] table for several. None by default. --bridge replaces
-# them all with the one its flags describe.
+# A bridge to a NATS cluster or an MQTT broker (README.md, "More than one
+# machine"); repeat the [[bridge]] table for several. None by default.
+# --bridge replaces them all with the one its flags describe.
 # [[bridge]]
-# NATS servers, tried in turn with those the cluster announces.
+# "nats" or "mqtt". Default: "mqtt" for mqtt:// or mqtts:// servers, else
+# "nats".
+# kind = "nats"
+# Servers, tried in turn (NATS: with those the cluster announces):
+# nats://HOST:PORT, tls://HOST:PORT, mqtt://HOST:PORT, mqtts://HOST:PORT,
+# with USER:PASSWORD@ (NATS also TOKEN@) before the host if needed.
 # servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+# Credentials for the far side, if not in the URLs; token is NATS' only.
+# username = "bridge"
+# password = "secret"
+# token = "s3cr3t"
+# TLS to the far side (on too with tls:// or mqtts:// servers); ca_file is
+# the PEM CA its certificate must be issued by, required with TLS.
+# tls = false
+# ca_file = "/etc/tinymq/far-side-ca.pem"
+# MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
+# mqtt_version = "5"
 # Filters whose messages are sent to NATS.
 # out = ["sensors/#"]
 # Filters whose messages are taken in from NATS.
 # in = ["commands/#"]
 # Filters bridged both ways.
 # both = []
-# The subject prefix: a/b is PREFIX.a.b. Default: none.
+# The prefix: a/b is PREFIX.a.b on NATS, PREFIX/a/b on MQTT. Default: none.
 # prefix = "site1"
 # This broker's id in the origin header; brokers bridging the same
 # subjects need different ones. Default: made from the process id and time.
