@@ -21,18 +21,18 @@ fn bridged(servers: &str, id: &str, flags: &[&str]) -> BrokerProcess {
 }
 
 /// The broker's first bridge, as `/api/v1/stats` shows it.
-fn bridge_stats(broker: &BrokerProcess) -> Json {
+pub(crate) fn bridge_stats(broker: &BrokerProcess) -> Json {
     let stats = call(broker.http_addr(), "GET", "/api/v1/stats", &[], b"").plain_json("/api/v1/stats");
     stats.field("bridges").items().first().unwrap_or_else(|| panic!("no bridge in {stats}")).clone()
 }
 
-fn figure(bridge: &Json, key: &str) -> u64 {
+pub(crate) fn figure(bridge: &Json, key: &str) -> u64 {
     bridge.field(key).as_u64().unwrap_or_else(|| panic!("{key} is not a count in {bridge}"))
 }
 
 /// Waits until the broker's bridge has finished its handshake (its
 /// subscriptions are then in the server).
-fn wait_connected(broker: &BrokerProcess) -> Json {
+pub(crate) fn wait_connected(broker: &BrokerProcess) -> Json {
     eventually(WAIT * 2, "the bridge connected", || {
         let bridge = bridge_stats(broker);
         (bridge.field("connected") == &Json::Bool(true)).then_some(bridge)
@@ -40,7 +40,7 @@ fn wait_connected(broker: &BrokerProcess) -> Json {
 }
 
 /// The next delivery within `timeout`, if one comes.
-fn next_publish(client: &mut RawClient, timeout: Duration) -> Option<(String, Vec<u8>, String)> {
+pub(crate) fn next_publish(client: &mut RawClient, timeout: Duration) -> Option<(String, Vec<u8>, String)> {
     match client.next_within(timeout) {
         Next::Frame(frame) => Some((frame.topic, frame.payload, frame.client_id)),
         Next::Timeout => None,

@@ -13,6 +13,7 @@ mod access;
 mod auth;
 mod bench_protocols;
 mod bridge;
+mod bridge_mqtt;
 mod cli;
 mod config;
 mod embedding;
