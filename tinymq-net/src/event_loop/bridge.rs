@@ -71,6 +71,8 @@ pub(super) struct Bridge {
     dirty: bool,
     /// Connections made: every one after the first is a reconnect.
     connects: u64,
+    /// The server's last complaint on this connection (a -ERR).
+    server_said: Option<String>,
     /// Its unsent output is over the pressure mark, counted in loop 0's
     /// pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
@@ -111,6 +113,7 @@ impl Bridge {
             queue_limit: config.queue_limit,
             dirty: false,
             connects: 0,
+            server_said: None,
             pressing: false,
         })
     }
@@ -272,8 +275,14 @@ impl EventLoop {
         }
         let stats = &self.shared.bridges[index];
         stats.connected.store(false, Ordering::Relaxed);
-        stats.set_error(why);
+        // What the server said before closing (a -ERR about credentials)
+        // is the reason worth showing.
+        let why = match bridge.server_said.take() {
+            Some(said) => format!("{why}, after: {said}"),
+            None => why.to_owned(),
+        };
         log::warn!("bridge {index}: {why}; retrying");
+        stats.set_error(why);
     }
 
     /// A readiness event on bridge `index`'s socket.
@@ -367,6 +376,7 @@ impl EventLoop {
             match event {
                 LinkEvent::Connected(server) => {
                     let bridge = &mut self.bridges[index];
+                    bridge.server_said = None;
                     bridge.connects += 1;
                     if bridge.connects > 1 {
                         BridgeStats::add(&stats.reconnects, 1);
@@ -379,7 +389,8 @@ impl EventLoop {
                 LinkEvent::Message(message) => self.bridge_in(index, &message, now),
                 LinkEvent::Error(text) => {
                     log::warn!("bridge {index}: {text}");
-                    stats.set_error(text);
+                    stats.set_error(text.clone());
+                    self.bridges[index].server_said = Some(text);
                 }
                 LinkEvent::Dropped(dropped) => {
                     log::warn!("bridge {index}: {dropped} messages from the far side dropped: the broker is behind");

@@ -32,11 +32,17 @@ impl Mosquitto {
     /// A broker on `address` (a port picked earlier, for a broker started
     /// after the bridge that dials it).
     pub fn start_at(address: SocketAddr) -> Self {
+        Self::start_with(address, "")
+    }
+
+    /// A broker on `address` with more lines in its config file (another
+    /// listener, a password file).
+    pub fn start_with(address: SocketAddr, extra: &str) -> Self {
         let program = require_tool("mosquitto", "apt-get install mosquitto");
         let dir = ScratchDir::new();
         let config = dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {} {}\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n",
+            "listener {} {}\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n{extra}\n",
             address.port(),
             address.ip()
         );
