@@ -295,3 +295,37 @@ fn a_bridge_table_in_the_config_file_bridges_like_the_flags() {
         ("sensors/from-b", &b"1"[..], "B")
     );
 }
+
+/// The value of `topic` a late subscriber on `broker` gets, if any, within
+/// [`QUIET`].
+pub(crate) fn stored_value(broker: &BrokerProcess, topic: &str) -> Option<Vec<u8>> {
+    let mut late = broker.connect("late-reader");
+    late.subscribe(topic);
+    next_publish(&mut late, QUIET).map(|(_, payload, _)| payload)
+}
+
+#[test]
+fn an_empty_retained_publish_deletes_the_value_on_the_far_side_too() {
+    let nats = NatsServer::start();
+    let a = bridged(&nats.url(), "A", &["--bridge-out", "kept/#"]);
+    let b = bridged(&nats.url(), "B", &["--bridge-in", "kept/#"]);
+    let mut on_b = b.connect("on-b");
+    on_b.subscribe("kept/#");
+    wait_connected(&a);
+    wait_connected(&b);
+    let mut publisher = a.connect("pub");
+    publisher.publish_retained("kept/v", b"42");
+    let got = on_b.recv_publish();
+    assert_eq!(got.payload, b"42");
+    assert_eq!(stored_value(&b, "kept/v").as_deref(), Some(&b"42"[..]), "stored on B");
+
+    // The delete goes out as a retained empty message: B's live subscriber
+    // sees it, and B's value is gone.
+    publisher.publish_retained("kept/v", b"");
+    let got = on_b.recv_publish();
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("kept/v", &b""[..]));
+    assert_eq!(stored_value(&b, "kept/v"), None, "B's value deleted");
+    assert_eq!(stored_value(&a, "kept/v"), None, "A's value deleted");
+    let stats = bridge_stats(&b);
+    assert_eq!(figure(&stats, "messages_in"), 2, "{stats}");
+}

@@ -216,3 +216,32 @@ fn a_bridge_table_speaking_mqtt_3_1_1_uses_the_bridge_bit_and_does_not_echo() {
     assert_eq!(far.recv(), message("y/in", false, b"2"));
     assert!(far.next_within(QUIET).is_none());
 }
+
+#[test]
+fn an_empty_retained_publish_deletes_the_value_both_ways() {
+    let mosquitto = Mosquitto::start();
+    let a = bridged(&mosquitto.url(), "A", &["--bridge-out", "out/#", "--bridge-in", "in/#"]);
+    wait_connected(&a);
+    let mut live = mosquitto.subscribe("live", "out/#");
+
+    // tinymq → mosquitto: set, then delete; the live subscriber sees both,
+    // and a late one finds no value.
+    let mut publisher = a.connect("pub");
+    publisher.publish_retained("out/v", b"42");
+    assert_eq!(live.recv(), message("out/v", false, b"42"));
+    assert_eq!(mosquitto.subscribe("late-1", "out/v").recv(), message("out/v", true, b"42"));
+    publisher.publish_retained("out/v", b"");
+    assert_eq!(live.recv(), message("out/v", false, b""));
+    assert!(mosquitto.subscribe("late-2", "out/v").next_within(QUIET * 2).is_none(), "mosquitto still has a value");
+
+    // mosquitto → tinymq: a retained mosquitto_pub, then `-r -n`.
+    let mut on_a = a.connect("on-a");
+    on_a.subscribe("in/#");
+    mosquitto.publish("in/v", b"7", true);
+    assert_eq!(on_a.recv_publish().payload, b"7");
+    assert_eq!(crate::bridge::stored_value(&a, "in/v").as_deref(), Some(&b"7"[..]));
+    mosquitto.publish("in/v", b"", true);
+    let got = on_a.recv_publish();
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("in/v", &b""[..]));
+    assert_eq!(crate::bridge::stored_value(&a, "in/v"), None, "tinymq still has a value");
+}

@@ -437,15 +437,11 @@ impl EventLoop {
         }
     }
 
-    /// A delivery for bridge `target`: out to NATS, marked retained when
-    /// it is the topic's stored value.
+    /// A delivery for bridge `target`: out to the far side, marked
+    /// retained when it was published so (an empty one is a delete).
     pub(super) fn bridge_deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
         let message = delivery.message();
-        let retained = {
-            let router = self.shared.router.read();
-            router.value(NamespaceId::PUBLIC, &message.topic).is_some_and(|value| Arc::ptr_eq(value, delivery))
-        };
-        self.bridge_out(target, &message.topic, &message.payload, retained);
+        self.bridge_out(target, &message.topic, &message.payload, delivery.is_retained());
     }
 
     /// A live Publish frame (the binary fast path) for bridge `target`.
