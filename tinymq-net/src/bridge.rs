@@ -333,6 +333,7 @@ pub(crate) struct Checked {
 /// A bridge's figures, written by loop 0, read by STATS and `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct BridgeStats {
+    pub(crate) kind: BridgeKind,
     pub(crate) servers: Vec<String>,
     pub(crate) connected: AtomicBool,
     pub(crate) messages_in: AtomicU64,
@@ -349,7 +350,7 @@ pub(crate) struct BridgeStats {
 
 impl BridgeStats {
     pub(crate) fn new(config: &BridgeConfig) -> Self {
-        BridgeStats { servers: config.display_servers(), ..BridgeStats::default() }
+        BridgeStats { kind: config.kind, servers: config.display_servers(), ..BridgeStats::default() }
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -363,6 +364,11 @@ impl BridgeStats {
     pub(crate) fn figures(&self) -> BridgeFigures {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         BridgeFigures {
+            kind: match self.kind {
+                BridgeKind::Nats => "nats",
+                BridgeKind::Mqtt => "mqtt",
+            }
+            .to_owned(),
             servers: self.servers.clone(),
             connected: self.connected.load(Ordering::Relaxed),
             server: self.server.lock().clone(),

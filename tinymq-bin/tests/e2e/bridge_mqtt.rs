@@ -50,6 +50,7 @@ fn a_binary_publish_reaches_mosquitto_sub_and_mosquitto_pub_reaches_a_tinymq_sub
     let stats = wait_connected(&a);
     assert_eq!(stats.field("servers").items(), [Json::String(mosquitto.url())], "{stats}");
     assert_eq!(stats.field("server").str(), mosquitto.address().to_string(), "{stats}");
+    assert_eq!(stats.field("kind").str(), "mqtt", "{stats}");
     let mut far = mosquitto.subscribe("far-sub", "site1/#");
 
     // tinymq → mosquitto: under the prefix, every byte value intact.
@@ -79,7 +80,11 @@ fn a_binary_publish_reaches_mosquitto_sub_and_mosquitto_pub_reaches_a_tinymq_sub
     let stats = bridge_stats(&a);
     assert_eq!((figure(&stats, "messages_out"), figure(&stats, "messages_in")), (1, 1), "{stats}");
     let metrics = call(a.http_addr(), "GET", "/metrics", &[], b"").text();
-    for line in ["tinymq_bridge_connected{bridge=\"0\"} 1", "tinymq_bridge_messages_in_total{bridge=\"0\"} 1"] {
+    for line in [
+        "tinymq_bridge_info{bridge=\"0\",kind=\"mqtt\"} 1",
+        "tinymq_bridge_connected{bridge=\"0\"} 1",
+        "tinymq_bridge_messages_in_total{bridge=\"0\"} 1",
+    ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in /metrics:\n{metrics}");
     }
 }
