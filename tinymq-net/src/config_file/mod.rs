@@ -28,11 +28,13 @@ use tinymq_core::auth::{AllowList, BudgetConfig};
 use tinymq_core::http::encoding::EncodingMode;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
-use crate::bridge::BridgeConfig;
 use crate::config::BrokerConfig;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 use crate::writer::Durability;
+
+mod bridge;
+pub use bridge::BridgeSection;
 
 /// The largest config file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -162,48 +164,6 @@ pub struct ConfigFile {
     pub tls: TlsSection,
     /// `[[bridge]]` tables: bridges to NATS clusters.
     pub bridge: Vec<BridgeSection>,
-}
-
-/// `[[bridge]]`: a bridge to a NATS cluster or an MQTT broker (see
-/// [`BridgeConfig`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct BridgeSection {
-    /// `"nats"` or `"mqtt"`; by default what the servers' scheme says
-    /// (`mqtt://`, `mqtts://`), else NATS.
-    pub kind: Option<String>,
-    /// Servers, `nats://HOST:PORT`, `tls://HOST:PORT`, `mqtt://HOST:PORT`
-    /// or `mqtts://HOST:PORT`.
-    pub servers: Vec<String>,
-    /// Filters sent to NATS.
-    pub out: Vec<String>,
-    /// Filters taken in from NATS.
-    #[serde(rename = "in")]
-    pub inbound: Vec<String>,
-    /// Filters both ways.
-    pub both: Vec<String>,
-    /// The subject prefix.
-    pub prefix: Option<String>,
-    /// This broker's id in the origin header (default: made from the
-    /// process id and the time).
-    pub broker_id: Option<String>,
-    /// Messages held while the bridge is down.
-    pub queue_limit: Option<usize>,
-    /// User name for the far side.
-    pub username: Option<String>,
-    /// Password for the far side.
-    pub password: Option<String>,
-    /// NATS authentication token.
-    pub token: Option<String>,
-    /// TLS to the far side (also on with `tls://` or `mqtts://` servers).
-    pub tls: Option<bool>,
-    /// The CA certificates (PEM) the far side's certificate is checked
-    /// against; required with TLS.
-    pub ca_file: Option<PathBuf>,
-    /// MQTT bridges: `"5"` (falling back to 3.1.1 when refused, the
-    /// default) or `"3.1.1"`.
-    pub mqtt_version: Option<String>,
 }
 
 /// `[tls]`: the certificate of the TLS and HTTPS listeners.
@@ -458,44 +418,7 @@ impl ConfigFile {
             config.sys_interval = Duration::from_secs(secs);
         }
         for (i, section) in self.bridge.iter().enumerate() {
-            let key = |name: &str| format!("bridge[{}].{name}", i + 1);
-            if section.servers.is_empty() {
-                return Err(invalid(
-                    &key("servers"),
-                    "a bridge needs at least one server, nats://HOST:PORT or mqtt://HOST:PORT",
-                ));
-            }
-            let broker_id = section.broker_id.clone().unwrap_or_else(crate::bridge::default_broker_id);
-            let mut bridge = BridgeConfig::new(section.servers.clone(), broker_id);
-            match section.kind.as_deref() {
-                None => {}
-                Some("nats") => bridge.kind = crate::bridge::BridgeKind::Nats,
-                Some("mqtt") => bridge.kind = crate::bridge::BridgeKind::Mqtt,
-                Some(other) => return Err(invalid(&key("kind"), format!("{other:?}: expected \"nats\" or \"mqtt\""))),
-            }
-            bridge.mqtt_version = match section.mqtt_version.as_deref() {
-                None => tinymq_core::mqtt::MqttVersion::Auto,
-                Some("5") => tinymq_core::mqtt::MqttVersion::Auto,
-                Some("3.1.1") => tinymq_core::mqtt::MqttVersion::V311,
-                Some(other) => {
-                    return Err(invalid(&key("mqtt_version"), format!("{other:?}: expected \"5\" or \"3.1.1\"")));
-                }
-            };
-            bridge.username = section.username.clone();
-            bridge.password = section.password.clone();
-            bridge.token = section.token.clone();
-            bridge.tls = section.tls.unwrap_or(false);
-            bridge.ca_file = section.ca_file.clone();
-            bridge.out = section.out.iter().chain(&section.both).cloned().collect();
-            bridge.inbound = section.inbound.iter().chain(&section.both).cloned().collect();
-            bridge.prefix = section.prefix.clone().unwrap_or_default();
-            if let Some(limit) = section.queue_limit {
-                bridge.queue_limit = limit;
-            }
-            bridge
-                .validate(&config.session.topic_limits)
-                .map_err(|e| invalid(&format!("bridge[{}]", i + 1), e.to_string()))?;
-            config.bridges.push(bridge);
+            config.bridges.push(section.bridge_config(i, &config.session.topic_limits)?);
         }
         Ok(config)
     }
@@ -759,13 +682,15 @@ sys_interval_secs = {sys_interval}
 # nats://HOST:PORT, tls://HOST:PORT, mqtt://HOST:PORT, mqtts://HOST:PORT,
 # with USER:PASSWORD@ (NATS also TOKEN@) before the host if needed.
 # servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
-# Credentials for the far side, if not in the URLs; token is NATS' only.
+# The user name for the far side, if not in the URLs.
 # username = "bridge"
+# Its password.
 # password = "secret"
+# A NATS authentication token, instead of a user name and password.
 # token = "s3cr3t"
-# TLS to the far side (on too with tls:// or mqtts:// servers); ca_file is
-# the PEM CA its certificate must be issued by, required with TLS.
+# TLS to the far side (on too with tls:// or mqtts:// servers).
 # tls = false
+# The PEM CA the far side's certificate must be issued by; needed with TLS.
 # ca_file = "/etc/tinymq/far-side-ca.pem"
 # MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
 # mqtt_version = "5"
