@@ -321,6 +321,12 @@ impl MqttClient {
         &self.filters
     }
 
+    /// Bytes of a partial packet held until more arrive; never more than
+    /// the maximum packet size (its declared length is checked first).
+    pub fn unparsed_len(&self) -> usize {
+        self.input.len()
+    }
+
     /// Bytes waiting to be written.
     pub fn outbound(&self) -> &Outbound {
         &self.outbound
