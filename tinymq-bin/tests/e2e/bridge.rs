@@ -251,7 +251,7 @@ fn a_mesh_of_three_brokers_delivers_each_message_once_everywhere() {
 fn a_bridge_that_cannot_connect_leaves_the_broker_serving_and_queues_up_to_its_bound() {
     // Nothing listens on the address: the broker starts all the same.
     let nowhere = format!("nats://{}", crate::support::free_address());
-    let a = bridged(&nowhere, "A", &["--bridge-out", "sensors/#", "--bridge-queue", "5"]);
+    let mut a = bridged(&nowhere, "A", &["--bridge-out", "sensors/#", "--bridge-queue", "5"]);
     let mut sub = a.connect("local");
     sub.subscribe("sensors/#");
     let mut publisher = a.connect("pub");
@@ -272,6 +272,11 @@ fn a_bridge_that_cannot_connect_leaves_the_broker_serving_and_queues_up_to_its_b
     for line in ["tinymq_bridge_connected{bridge=\"0\"} 0", "tinymq_bridge_drops_total{bridge=\"0\"} 3"] {
         assert!(metrics.lines().any(|l| l == line), "{line} in /metrics:\n{metrics}");
     }
+    // Stopping the broker loses what was held, and says so.
+    a.stop();
+    eventually(WAIT, "the held messages' loss in the log", || {
+        a.log().into_iter().find(|line| line.contains("bridge 0 stops with 5 messages held"))
+    });
 }
 
 #[test]

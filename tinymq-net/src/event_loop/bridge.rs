@@ -540,6 +540,21 @@ impl EventLoop {
     }
 }
 
+impl Drop for Bridge {
+    /// The broker stops: what the bridge still holds is lost (QoS 0, and
+    /// nothing is written to disk for it), and the log says how much.
+    fn drop(&mut self) {
+        let (held, unsent) = (self.queue.len(), self.client.outbound().len());
+        if held > 0 || unsent > 0 {
+            log::warn!(
+                "bridge {} stops with {held} messages held for {} and {unsent} bytes unsent: they are lost",
+                self.index,
+                self.client.server()
+            );
+        }
+    }
+}
+
 impl Bridge {
     /// Starts TLS on the socket if the bridge speaks it.
     fn upgrade(&mut self) -> io::Result<()> {
