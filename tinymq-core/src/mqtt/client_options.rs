@@ -46,7 +46,8 @@ impl MqttLevel {
     }
 }
 
-/// Settings of an [`MqttClient`]; [`MqttClientConfig::new`] gives the defaults.
+/// Settings of an [`MqttClient`](super::MqttClient);
+/// [`MqttClientConfig::new`] gives the defaults.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MqttClientConfig {
     /// Servers to connect to, `host:port` (an `mqtt://` or `mqtts://` in
@@ -61,8 +62,8 @@ pub struct MqttClientConfig {
     pub password: Option<String>,
     /// Which protocol level to speak (default [`MqttVersion::Auto`]).
     pub version: MqttVersion,
-    /// Origin put in every publish's [`ORIGIN_PROPERTY`] (MQTT 5); empty
-    /// for none.
+    /// Origin put in every publish's
+    /// [`ORIGIN_PROPERTY`](super::ORIGIN_PROPERTY) (MQTT 5); empty for none.
     pub origin: String,
     /// Keep alive: PINGREQ this often (default 30 s). The server's
     /// `Server Keep Alive` replaces it.
