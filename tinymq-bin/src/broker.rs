@@ -68,6 +68,7 @@ Options:
   --bridge-queue N          messages held while the bridge is down; more are dropped [default: 10000]
   --bridge-ca FILE          PEM CA the far side's TLS certificate must be issued by (needed with
                             tls:// and mqtts://)
+  --bridge-namespace USER   bridge USER's namespace instead of the public one
   --broker-id ID            this broker's id in the bridge's origin header (NATS) or user property
                             (MQTT 5); brokers bridging the same subjects need different ids
                             [default: tinymq-PID-TIME]
@@ -362,6 +363,7 @@ struct BridgeFlags {
     prefix: Option<String>,
     queue: Option<usize>,
     ca_file: Option<PathBuf>,
+    namespace: Option<String>,
     broker_id: Option<String>,
 }
 
@@ -375,6 +377,7 @@ impl BridgeFlags {
             prefix: args::opt(args, "--bridge-prefix")?,
             queue: args::opt(args, "--bridge-queue")?,
             ca_file: args::opt(args, "--bridge-ca")?,
+            namespace: args::opt(args, "--bridge-namespace")?,
             broker_id: args::opt(args, "--broker-id")?,
         })
     }
@@ -389,6 +392,7 @@ impl BridgeFlags {
                 ("--bridge-prefix", self.prefix.is_some()),
                 ("--bridge-queue", self.queue.is_some()),
                 ("--bridge-ca", self.ca_file.is_some()),
+                ("--bridge-namespace", self.namespace.is_some()),
                 ("--broker-id", self.broker_id.is_some()),
             ];
             return match stray.iter().find(|(_, given)| *given) {
@@ -413,6 +417,7 @@ impl BridgeFlags {
             bridge.queue_limit = queue;
         }
         bridge.ca_file = self.ca_file;
+        bridge.namespace = self.namespace.unwrap_or_default();
         Ok(Some(bridge))
     }
 }

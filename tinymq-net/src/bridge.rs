@@ -7,7 +7,7 @@
 //! [`tinymq_core::mqtt::MqttClient`] (see `event_loop::bridge`). Publishes
 //! matching its `out` filters reach it through the router like any
 //! subscriber's; messages on its `in` filters' subjects or topics are
-//! published into the public namespace.
+//! published into its namespace (the public one unless it names a user's).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +79,9 @@ pub struct BridgeConfig {
     /// The MQTT protocol level (MQTT bridges only; default 5 with a
     /// fallback to 3.1.1).
     pub mqtt_version: MqttVersion,
+    /// The namespace bridged: a user's name, or empty for the public one
+    /// (the default). One namespace a bridge; several bridges for several.
+    pub namespace: String,
 }
 
 impl std::fmt::Debug for BridgeConfig {
@@ -99,6 +102,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("mqtt_version", &self.mqtt_version)
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -219,6 +223,7 @@ impl BridgeConfig {
             tls: false,
             ca_file: None,
             mqtt_version: MqttVersion::Auto,
+            namespace: String::new(),
         }
     }
 

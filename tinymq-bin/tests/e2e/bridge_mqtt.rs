@@ -250,3 +250,31 @@ fn an_empty_retained_publish_deletes_the_value_both_ways() {
     assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("in/v", &b""[..]));
     assert_eq!(crate::bridge::stored_value(&a, "in/v"), None, "tinymq still has a value");
 }
+
+#[test]
+fn a_bridge_of_a_users_namespace_leaves_the_public_one_alone() {
+    let mosquitto = Mosquitto::start();
+    let data = ScratchDir::new();
+    crate::support::add_user(data.path(), "alice", "alice-secret", false);
+    let a = bridged(
+        &mosquitto.url(),
+        "A",
+        &["--data", data.path().to_str().unwrap(), "--bridge-namespace", "alice", "--bridge-both", "t/#"],
+    );
+    let mut alice = a.connect_as("alice-sub", "alice", "alice-secret");
+    alice.subscribe("t/#");
+    let mut public = a.connect("public-sub");
+    public.subscribe("t/#");
+    wait_connected(&a);
+    let mut far = mosquitto.subscribe("far", "t/#");
+
+    // Out: alice's publish is bridged, the public one is not.
+    a.connect_as("alice-pub", "alice", "alice-secret").publish("t/from-alice", b"1");
+    a.connect("public-pub").publish("t/from-public", b"2");
+    assert_eq!(far.recv(), message("t/from-alice", false, b"1"));
+    assert!(far.next_within(QUIET * 2).is_none(), "the public namespace's publish was bridged");
+    // In: into alice's namespace only.
+    mosquitto.publish("t/from-mosquitto", b"3", false);
+    assert_eq!(drain(&mut alice), [("t/from-alice".into(), b"1".to_vec()), ("t/from-mosquitto".into(), b"3".to_vec())]);
+    assert_eq!(drain(&mut public), [("t/from-public".to_owned(), b"2".to_vec())]);
+}

@@ -49,6 +49,8 @@ pub struct BridgeSection {
     /// MQTT bridges: `"5"` (falling back to 3.1.1 when refused, the
     /// default) or `"3.1.1"`.
     pub mqtt_version: Option<String>,
+    /// The user whose namespace is bridged (default: the public one).
+    pub namespace: Option<String>,
 }
 
 impl BridgeSection {
@@ -82,6 +84,7 @@ impl BridgeSection {
         bridge.token = self.token.clone();
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
+        bridge.namespace = self.namespace.clone().unwrap_or_default();
         bridge.out = self.out.iter().chain(&self.both).cloned().collect();
         bridge.inbound = self.inbound.iter().chain(&self.both).cloned().collect();
         bridge.prefix = self.prefix.clone().unwrap_or_default();

@@ -694,6 +694,8 @@ sys_interval_secs = {sys_interval}
 # ca_file = "/etc/tinymq/far-side-ca.pem"
 # MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
 # mqtt_version = "5"
+# The user whose namespace is bridged. Default: the public namespace.
+# namespace = "alice"
 # Filters whose messages are sent to NATS.
 # out = ["sensors/#"]
 # Filters whose messages are taken in from NATS.

@@ -59,6 +59,8 @@ pub(super) struct Bridge {
     index: usize,
     client: Link,
     checked: Checked,
+    /// The namespace it bridges: the public one, or a user's.
+    namespace: NamespaceId,
     broker_id: Arc<str>,
     /// Its sink in the router.
     me: ConnRef,
@@ -85,26 +87,29 @@ impl Bridge {
             config.validate(&shared.config.session.topic_limits).map_err(|e| io::Error::other(e.to_string()))?;
         let client = Link::new(config, &checked, now)?;
         let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, 0, Transport::Tcp);
+        let namespace = shared.router.write().namespace(&config.namespace);
         if !checked.out.is_empty() {
             let mut router = shared.router.write();
-            let id = router.add_subscriber(NamespaceId::PUBLIC, Sink::Conn(me));
+            let id = router.add_subscriber(namespace, Sink::Conn(me));
             for filter in &checked.out {
                 router.subscribe(id, filter.clone());
             }
         }
         log::info!(
-            "bridge {index} ({:?}{}) to {} as {:?}: out {:?}, in {:?}",
+            "bridge {index} ({:?}{}) to {} as {:?}: out {:?}, in {:?}, in the {} namespace",
             config.kind,
             if checked.tls.is_some() { ", TLS" } else { "" },
             config.display_servers().join(","),
             config.broker_id,
             config.out,
-            config.inbound
+            config.inbound,
+            if config.namespace.is_empty() { "public".to_owned() } else { format!("{:?}", config.namespace) }
         );
         Ok(Bridge {
             index,
             client,
             checked,
+            namespace,
             broker_id: config.broker_id.as_str().into(),
             me,
             socket: None,
@@ -416,17 +421,17 @@ impl EventLoop {
             return;
         }
         let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
-        let me = bridge.me;
+        let (me, namespace) = (bridge.me, bridge.namespace);
         let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
         let mut receivers: SmallVec<[Sink; 4]> = SmallVec::new();
         if retained {
             let mut router = self.shared.router.write();
-            let outcome = router.publish(NamespaceId::PUBLIC, name, &delivery, true, &mut receivers);
+            let outcome = router.publish(namespace, name, &delivery, true, &mut receivers);
             if outcome.stored {
-                let _ = self.shared.persist(&router.namespace_name(NamespaceId::PUBLIC).clone(), &delivery);
+                let _ = self.shared.persist(&router.namespace_name(namespace).clone(), &delivery);
             }
         } else {
-            self.shared.router.read().route(NamespaceId::PUBLIC, name, &mut receivers);
+            self.shared.router.read().route(namespace, name, &mut receivers);
         }
         // The loop stops here: what came from the bridge does not go back.
         receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
