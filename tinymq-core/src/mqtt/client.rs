@@ -230,6 +230,8 @@ pub struct MqttClient {
     keep_alive: Duration,
     /// The server's Maximum Packet Size (MQTT 5), else the codec's limit.
     max_send: usize,
+    /// The server stores retained messages (MQTT 5's Retain Available).
+    retain_available: bool,
     decoder: Decoder,
     filters: Vec<String>,
     next_packet_id: u16,
@@ -282,6 +284,7 @@ impl MqttClient {
             retry_at: now,
             keep_alive: config.keep_alive,
             max_send: super::decode::MAX_REMAINING_LENGTH,
+            retain_available: true,
             decoder: Decoder::new(config.max_packet_size, QoS::AtLeastOnce),
             filters: Vec::new(),
             next_packet_id: 0,
@@ -398,6 +401,7 @@ impl MqttClient {
         self.outbound = Outbound::new(self.config.max_outbound);
         self.keep_alive = self.config.keep_alive;
         self.max_send = super::decode::MAX_REMAINING_LENGTH;
+        self.retain_available = true;
         if std::mem::take(&mut self.fall_back) {
             self.current = (self.current + self.servers.len() - 1) % self.servers.len();
             self.retry_at = now;
@@ -522,6 +526,9 @@ impl MqttClient {
         if let Some(max) = ack.properties.maximum_packet_size() {
             self.max_send = usize::try_from(max).unwrap_or(usize::MAX);
         }
+        if ack.properties.iter().any(|p| p == Property::RetainAvailable(0)) {
+            self.retain_available = false;
+        }
         if self.filters.is_empty() {
             self.reach_connected(now);
             return Ok(());
@@ -643,8 +650,11 @@ impl MqttClient {
     /// Queues a QoS 0 PUBLISH. Refused, with nothing queued, when not
     /// connected, when it cannot be sent, or when the outbound queue is
     /// full. An empty retained payload deletes the topic's value on the
-    /// server.
+    /// server. A server without retained messages (MQTT 5's Retain
+    /// Available 0) gets every publish live: a retained one would cost the
+    /// connection.
     pub fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), SendError> {
+        let retain = retain && self.retain_available;
         if !self.is_connected() {
             return Err(SendError::NotConnected);
         }

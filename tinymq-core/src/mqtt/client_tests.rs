@@ -317,3 +317,19 @@ fn a_pending_event_queue_is_bounded() {
     assert!(matches!(client.poll_event(), Some(MqttEvent::Message(_))));
     assert!(client.poll_event().is_none());
 }
+
+#[test]
+fn a_server_without_retained_messages_gets_every_publish_live() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    sent(&mut client);
+    let mut properties = PropertiesBuf::new();
+    properties.push(Property::RetainAvailable(0));
+    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+    client.handle_input(now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)).unwrap();
+    client.publish("t", b"v", true).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(out[0].contains("retain: false"), "{out:?}");
+}

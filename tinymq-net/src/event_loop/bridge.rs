@@ -143,8 +143,13 @@ impl Bridge {
                     return true;
                 }
                 Err(Refused::NotConnected) => {}
-                // Held below; sent when the socket takes some.
-                Err(Refused::Full) => self.dirty = true,
+                // Over the buffer (the far side is not reading fast
+                // enough), or never sendable: dropped and counted.
+                Err(Refused::Full) => {
+                    log::debug!("bridge {}: {subject} not sent: the output buffer is full", self.index);
+                    BridgeStats::add(&stats.drops, 1);
+                    return false;
+                }
                 Err(Refused::Unsendable(error)) => {
                     log::debug!("bridge {}: {subject} not sent: {error}", self.index);
                     BridgeStats::add(&stats.drops, 1);
