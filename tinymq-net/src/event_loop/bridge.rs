@@ -2,15 +2,16 @@
 //! the socket the loop dials for it, non-blocking, again and again at the
 //! client's times, plain or TLS.
 //!
-//! A bridge is a router subscriber in the public namespace for its `out`
-//! filters, its sink a [`ConnRef`] with a token of its own
-//! ([`BRIDGE_TOKEN_BASE`] up) that no slab slot has: the fan-out hands its
-//! deliveries (or the small frames of the binary fast path) to
-//! [`EventLoop::bridge_deliver`] instead of a connection, wherever they
-//! were published. What arrives on its `in` subjects is published into the
-//! public namespace with every receiver but the bridge itself, so a
-//! message never goes back out the way it came; the origin (a NATS header,
-//! an MQTT 5 user property) stops what other brokers would send back.
+//! A bridge is a router subscriber in its namespace (the public one
+//! unless it names a user's) for its `out` filters, its sink a
+//! [`ConnRef`] with a token of its own ([`BRIDGE_TOKEN_BASE`] up) that no
+//! slab slot has: the fan-out hands its deliveries (or the small frames of
+//! the binary fast path) to [`EventLoop::bridge_deliver`] instead of a
+//! connection, wherever they were published. What arrives on its `in`
+//! subjects or topics is published into that namespace with every
+//! receiver but the bridge itself, so a message never goes back out the
+//! way it came; the origin (a NATS header, an MQTT 5 user property) stops
+//! what other brokers would send back.
 //!
 //! Nothing here blocks: connecting, reading and writing all stop at
 //! `WouldBlock`. A server name that is not an IP address is resolved when
@@ -48,7 +49,7 @@ const NATS_SENDER: &str = "nats";
 /// The `from` of a message that came from MQTT without an origin property.
 const MQTT_SENDER: &str = "mqtt";
 
-/// A message for NATS held while the bridge is down.
+/// A message for the far side held while the bridge is down.
 struct Queued {
     subject: String,
     retained: bool,
@@ -75,6 +76,8 @@ pub(super) struct Bridge {
     connects: u64,
     /// The server's last complaint on this connection (a -ERR).
     server_said: Option<String>,
+    /// Ciphertext read from a TLS socket, kept for the next read.
+    cipher: Vec<u8>,
     /// Its unsent output is over the pressure mark, counted in loop 0's
     /// pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
@@ -119,6 +122,7 @@ impl Bridge {
             dirty: false,
             connects: 0,
             server_said: None,
+            cipher: Vec::new(),
             pressing: false,
         })
     }
@@ -345,7 +349,7 @@ impl EventLoop {
         if scratch.is_empty() {
             scratch = vec![0; READ_CHUNK];
         }
-        let mut cipher = Vec::new();
+        let mut cipher = std::mem::take(&mut self.bridges[index].cipher);
         let failure = loop {
             let bridge = &mut self.bridges[index];
             let Some(socket) = bridge.socket.as_mut() else { break None };
@@ -373,6 +377,7 @@ impl EventLoop {
             }
         };
         self.scratch = scratch;
+        self.bridges[index].cipher = cipher;
         if let Some(why) = failure {
             let server = self.bridges[index].client.server();
             self.bridge_failed(index, &format!("{server}: {why}"), now);
@@ -415,8 +420,8 @@ impl EventLoop {
         self.bridges[index].dirty = true;
     }
 
-    /// Publishes a message from NATS here, to every receiver but the
-    /// bridge itself.
+    /// Publishes a message from the far side here, to every receiver but
+    /// the bridge itself.
     fn bridge_in(&mut self, index: usize, message: &Incoming, now: Instant) {
         let limits = self.shared.config.session.topic_limits;
         let max_payload = self.shared.config.session.frame_limits.max_payload_len;
