@@ -57,15 +57,21 @@ Options:
   --max-connections N       connections at once [default: 100000]
   --max-queue-bytes N       unsent bytes per binary-protocol connection before it is cut as a
                             slow consumer (Disconnect 7) [default: 16777216]
-  --bridge URLS             bridge to NATS: comma-separated nats://HOST:PORT servers, tried in turn
-                            with those the cluster announces [default: no bridge]
-  --bridge-out FILTER       send messages matching FILTER to NATS (repeatable)
-  --bridge-in FILTER        publish here what NATS has on FILTER's subjects (repeatable)
+  --bridge URLS             bridge to NATS or an MQTT broker: comma-separated servers tried in turn,
+                            nats://HOST:PORT (NATS adds those the cluster announces), tls://HOST:PORT
+                            (NATS over TLS), mqtt://HOST:PORT or mqtts://HOST:PORT, each with
+                            USER:PASSWORD@ (NATS also TOKEN@) before HOST if needed [default: no bridge]
+  --bridge-out FILTER       send messages matching FILTER to the far side (repeatable)
+  --bridge-in FILTER        publish here what the far side has on FILTER (repeatable)
   --bridge-both FILTER      both of the above (repeatable)
-  --bridge-prefix PREFIX    NATS subject prefix: a/b is PREFIX.a.b [default: none]
+  --bridge-prefix PREFIX    far-side prefix: a/b is PREFIX.a.b on NATS, PREFIX/a/b on MQTT [default: none]
   --bridge-queue N          messages held while the bridge is down; more are dropped [default: 10000]
-  --broker-id ID            this broker's id in the bridge's origin header; brokers bridging the
-                            same subjects need different ids [default: tinymq-PID-TIME]
+  --bridge-ca FILE          PEM CA the far side's TLS certificate must be issued by (needed with
+                            tls:// and mqtts://)
+  --bridge-namespace USER   bridge USER's namespace instead of the public one
+  --broker-id ID            this broker's id in the bridge's origin header (NATS) or user property
+                            (MQTT 5); brokers bridging the same subjects need different ids
+                            [default: tinymq-PID-TIME]
   --sys-interval SECS       publish the broker's figures to $SYS/broker/... this often; 0: never [default: 10]
   --log-level LEVEL         error, warn, info or debug [default: info]";
 
@@ -356,6 +362,8 @@ struct BridgeFlags {
     both: Vec<String>,
     prefix: Option<String>,
     queue: Option<usize>,
+    ca_file: Option<PathBuf>,
+    namespace: Option<String>,
     broker_id: Option<String>,
 }
 
@@ -368,6 +376,8 @@ impl BridgeFlags {
             both: args::many(args, "--bridge-both")?,
             prefix: args::opt(args, "--bridge-prefix")?,
             queue: args::opt(args, "--bridge-queue")?,
+            ca_file: args::opt(args, "--bridge-ca")?,
+            namespace: args::opt(args, "--bridge-namespace")?,
             broker_id: args::opt(args, "--broker-id")?,
         })
     }
@@ -381,6 +391,8 @@ impl BridgeFlags {
                 ("--bridge-both", !self.both.is_empty()),
                 ("--bridge-prefix", self.prefix.is_some()),
                 ("--bridge-queue", self.queue.is_some()),
+                ("--bridge-ca", self.ca_file.is_some()),
+                ("--bridge-namespace", self.namespace.is_some()),
                 ("--broker-id", self.broker_id.is_some()),
             ];
             return match stray.iter().find(|(_, given)| *given) {
@@ -391,7 +403,7 @@ impl BridgeFlags {
         let servers: Vec<String> =
             servers.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Into::into).collect();
         if servers.is_empty() {
-            return Err(UsageError("--bridge: needs at least one nats://HOST:PORT".into()));
+            return Err(UsageError("--bridge: needs at least one nats://HOST:PORT or mqtt://HOST:PORT".into()));
         }
         if self.out.is_empty() && self.inbound.is_empty() && self.both.is_empty() {
             return Err(UsageError("--bridge: needs --bridge-out, --bridge-in or --bridge-both".into()));
@@ -404,6 +416,8 @@ impl BridgeFlags {
         if let Some(queue) = self.queue {
             bridge.queue_limit = queue;
         }
+        bridge.ca_file = self.ca_file;
+        bridge.namespace = self.namespace.unwrap_or_default();
         Ok(Some(bridge))
     }
 }

@@ -70,22 +70,24 @@ pub struct Figures {
     pub rss_bytes: Option<u64>,
     /// The process's threads, where the shell can tell.
     pub threads: Option<u64>,
-    /// The NATS bridges, in the order they were configured.
+    /// The bridges (NATS or MQTT), in the order they were configured.
     pub bridges: Vec<BridgeFigures>,
 }
 
-/// One NATS bridge's state and counters.
+/// One bridge's state and counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeFigures {
+    /// What the far side speaks: `nats` or `mqtt`.
+    pub kind: String,
     /// The servers it was configured with.
     pub servers: Vec<String>,
     /// Whether it is connected (the server answered its handshake).
     pub connected: bool,
     /// The server of its current or last connection.
     pub server: Option<String>,
-    /// Messages taken in from NATS and published here.
+    /// Messages taken in from the far side and published here.
     pub messages_in: u64,
-    /// Messages sent out to NATS.
+    /// Messages sent out to the far side.
     pub messages_out: u64,
     /// Messages dropped: its queue full while down, its outbound buffer
     /// full, more than the server takes, or the server's slow-consumer
@@ -95,7 +97,8 @@ pub struct BridgeFigures {
     pub reconnects: u64,
     /// Messages held until it is up.
     pub queued: u64,
-    /// The last error: a failed dial, a lost connection, a `-ERR`.
+    /// The last error: a failed dial, a lost connection, a NATS `-ERR`, a
+    /// refused MQTT CONNECT or subscription.
     pub last_error: Option<String>,
 }
 

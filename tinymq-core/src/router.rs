@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use smallvec::SmallVec;
@@ -44,17 +45,28 @@ impl NamespaceId {
 pub struct Delivery {
     message: Message,
     frame: OnceLock<Arc<[u8]>>,
+    /// Published with retain through [`Router::publish`]: it set (or, with
+    /// an empty payload, deleted) its topic's value.
+    retained: AtomicBool,
 }
 
 impl Delivery {
     /// Wraps `message` for delivery.
     pub fn new(message: Message) -> Arc<Self> {
-        Arc::new(Delivery { message, frame: OnceLock::new() })
+        Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false) })
     }
 
     /// The message.
     pub fn message(&self) -> &Message {
         &self.message
+    }
+
+    /// Whether it was published with retain: it is (or, empty, deleted)
+    /// its topic's value. What a bridge needs to carry a retained publish,
+    /// and a delete, to the far side. Set by [`Router::publish`] before the
+    /// delivery is handed to anyone.
+    pub fn is_retained(&self) -> bool {
+        self.retained.load(Ordering::Relaxed)
     }
 
     /// The live-traffic Publish frame (RETAIN clear), encoded once.
@@ -341,6 +353,9 @@ impl<S: Clone> Router<S> {
         let mut outcome = PublishOutcome::default();
         if retain {
             outcome.stored = true;
+            // Relaxed: receivers on other loops get the delivery through a
+            // channel, which orders this store before their load.
+            delivery.retained.store(true, Ordering::Relaxed);
             if delivery.message().payload.is_empty() {
                 self.namespaces[namespace.0 as usize].values.remove(topic.as_str());
             } else {

@@ -79,7 +79,7 @@ pub struct BrokerConfig {
     /// How often loop 0 publishes the broker's figures to `$SYS/broker/...`
     /// (default 10 s; zero publishes none).
     pub sys_interval: Duration,
-    /// Bridges to NATS clusters (default none), run by event loop 0.
+    /// Bridges to NATS clusters or MQTT brokers (default none), run by event loop 0.
     pub bridges: Vec<BridgeConfig>,
 }
 
@@ -265,7 +265,7 @@ impl BrokerBuilder {
         self
     }
 
-    /// Adds a bridge to a NATS cluster.
+    /// Adds a bridge to a NATS cluster or an MQTT broker.
     pub fn bridge(mut self, bridge: BridgeConfig) -> Self {
         self.config.bridges.push(bridge);
         self

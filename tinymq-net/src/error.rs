@@ -50,7 +50,7 @@ pub enum Error {
     /// the store is failing; the write stays queued for a retry.
     #[error("store write failed: {0}")]
     Store(String),
-    /// A NATS bridge's settings are not usable.
+    /// A bridge's settings are not usable (a CA file that cannot be read among them).
     #[error("bridge: {0}")]
     Bridge(String),
     /// The broker has shut down.

@@ -82,7 +82,7 @@ mod users;
 mod writer;
 mod ws;
 
-pub use bridge::{BridgeConfig, default_broker_id};
+pub use bridge::{BridgeConfig, BridgeKind, default_broker_id};
 pub use broker::{Broker, BrokerStats, ShutdownHandle};
 pub use client::{Address, Client, ClientError, ClientOptions, ReceivedMessage};
 pub use config::{BrokerBuilder, BrokerConfig};

@@ -21,18 +21,18 @@ fn bridged(servers: &str, id: &str, flags: &[&str]) -> BrokerProcess {
 }
 
 /// The broker's first bridge, as `/api/v1/stats` shows it.
-fn bridge_stats(broker: &BrokerProcess) -> Json {
+pub(crate) fn bridge_stats(broker: &BrokerProcess) -> Json {
     let stats = call(broker.http_addr(), "GET", "/api/v1/stats", &[], b"").plain_json("/api/v1/stats");
     stats.field("bridges").items().first().unwrap_or_else(|| panic!("no bridge in {stats}")).clone()
 }
 
-fn figure(bridge: &Json, key: &str) -> u64 {
+pub(crate) fn figure(bridge: &Json, key: &str) -> u64 {
     bridge.field(key).as_u64().unwrap_or_else(|| panic!("{key} is not a count in {bridge}"))
 }
 
 /// Waits until the broker's bridge has finished its handshake (its
 /// subscriptions are then in the server).
-fn wait_connected(broker: &BrokerProcess) -> Json {
+pub(crate) fn wait_connected(broker: &BrokerProcess) -> Json {
     eventually(WAIT * 2, "the bridge connected", || {
         let bridge = bridge_stats(broker);
         (bridge.field("connected") == &Json::Bool(true)).then_some(bridge)
@@ -40,7 +40,7 @@ fn wait_connected(broker: &BrokerProcess) -> Json {
 }
 
 /// The next delivery within `timeout`, if one comes.
-fn next_publish(client: &mut RawClient, timeout: Duration) -> Option<(String, Vec<u8>, String)> {
+pub(crate) fn next_publish(client: &mut RawClient, timeout: Duration) -> Option<(String, Vec<u8>, String)> {
     match client.next_within(timeout) {
         Next::Frame(frame) => Some((frame.topic, frame.payload, frame.client_id)),
         Next::Timeout => None,
@@ -251,7 +251,7 @@ fn a_mesh_of_three_brokers_delivers_each_message_once_everywhere() {
 fn a_bridge_that_cannot_connect_leaves_the_broker_serving_and_queues_up_to_its_bound() {
     // Nothing listens on the address: the broker starts all the same.
     let nowhere = format!("nats://{}", crate::support::free_address());
-    let a = bridged(&nowhere, "A", &["--bridge-out", "sensors/#", "--bridge-queue", "5"]);
+    let mut a = bridged(&nowhere, "A", &["--bridge-out", "sensors/#", "--bridge-queue", "5"]);
     let mut sub = a.connect("local");
     sub.subscribe("sensors/#");
     let mut publisher = a.connect("pub");
@@ -272,6 +272,11 @@ fn a_bridge_that_cannot_connect_leaves_the_broker_serving_and_queues_up_to_its_b
     for line in ["tinymq_bridge_connected{bridge=\"0\"} 0", "tinymq_bridge_drops_total{bridge=\"0\"} 3"] {
         assert!(metrics.lines().any(|l| l == line), "{line} in /metrics:\n{metrics}");
     }
+    // Stopping the broker loses what was held, and says so.
+    a.stop();
+    eventually(WAIT, "the held messages' loss in the log", || {
+        a.log().into_iter().find(|line| line.contains("bridge 0 stops with 5 messages held"))
+    });
 }
 
 #[test]
@@ -294,4 +299,38 @@ fn a_bridge_table_in_the_config_file_bridges_like_the_flags() {
         (got.topic.as_str(), got.payload.as_slice(), got.client_id.as_str()),
         ("sensors/from-b", &b"1"[..], "B")
     );
+}
+
+/// The value of `topic` a late subscriber on `broker` gets, if any, within
+/// [`QUIET`].
+pub(crate) fn stored_value(broker: &BrokerProcess, topic: &str) -> Option<Vec<u8>> {
+    let mut late = broker.connect("late-reader");
+    late.subscribe(topic);
+    next_publish(&mut late, QUIET).map(|(_, payload, _)| payload)
+}
+
+#[test]
+fn an_empty_retained_publish_deletes_the_value_on_the_far_side_too() {
+    let nats = NatsServer::start();
+    let a = bridged(&nats.url(), "A", &["--bridge-out", "kept/#"]);
+    let b = bridged(&nats.url(), "B", &["--bridge-in", "kept/#"]);
+    let mut on_b = b.connect("on-b");
+    on_b.subscribe("kept/#");
+    wait_connected(&a);
+    wait_connected(&b);
+    let mut publisher = a.connect("pub");
+    publisher.publish_retained("kept/v", b"42");
+    let got = on_b.recv_publish();
+    assert_eq!(got.payload, b"42");
+    assert_eq!(stored_value(&b, "kept/v").as_deref(), Some(&b"42"[..]), "stored on B");
+
+    // The delete goes out as a retained empty message: B's live subscriber
+    // sees it, and B's value is gone.
+    publisher.publish_retained("kept/v", b"");
+    let got = on_b.recv_publish();
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("kept/v", &b""[..]));
+    assert_eq!(stored_value(&b, "kept/v"), None, "B's value deleted");
+    assert_eq!(stored_value(&a, "kept/v"), None, "A's value deleted");
+    let stats = bridge_stats(&b);
+    assert_eq!(figure(&stats, "messages_in"), 2, "{stats}");
 }

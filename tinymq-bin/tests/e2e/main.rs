@@ -13,6 +13,8 @@ mod access;
 mod auth;
 mod bench_protocols;
 mod bridge;
+mod bridge_mqtt;
+mod bridge_secure;
 mod cli;
 mod config;
 mod embedding;

@@ -1,9 +1,10 @@
 //! The MQTT 3.1.1 and 5.0 codec, sans-IO: packets borrowing from the bytes
 //! they were decoded from, an incremental [`Decoder`], and [`encode`].
 //!
-//! This is the wire format only. Sessions, topic aliases, keep-alive timers,
-//! retained messages and wills are the broker's; the codec hands their
-//! fields over unchanged.
+//! [`MqttClient`] is the client side a bridge drives; its docs give its
+//! calling order. The rest is the wire format only: sessions, topic
+//! aliases, keep-alive timers, retained messages and wills are the
+//! broker's, and the codec hands their fields over unchanged.
 //!
 //! # Calling order
 //!
@@ -89,6 +90,8 @@
 //! non-zero Session Expiry in DISCONNECT after a CONNECT with 0; answering
 //! AUTH; keep-alive (1.5 times the interval) and the will delay.
 
+mod client;
+mod client_options;
 mod decode;
 mod encode;
 mod packet;
@@ -96,6 +99,8 @@ mod packet;
 #[cfg(test)]
 mod tests;
 
+pub use client::{ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError};
+pub use client_options::{MqttClientConfig, MqttLevel, MqttVersion};
 pub use decode::{ConnectError, DecodeError, Decoded, Decoder, MAX_REMAINING_LENGTH, Refusal};
 pub use encode::{encode, to_vec};
 pub use packet::{

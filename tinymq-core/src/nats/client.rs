@@ -21,6 +21,10 @@ pub struct NatsConfig {
     pub servers: Vec<String>,
     /// What CONNECT says.
     pub connect: ConnectOptions,
+    /// Upgrade every connection to TLS after INFO, as NATS does: the shell
+    /// starts the TLS handshake when [`NatsClient::wants_tls`] says so and
+    /// calls [`NatsClient::handle_tls_started`] (default off).
+    pub tls: bool,
     /// PING goes out this often on an established connection (default 20 s).
     pub ping_interval: Duration,
     /// The connection is stale when this many PINGs are unanswered at the
@@ -50,6 +54,7 @@ impl Default for NatsConfig {
         NatsConfig {
             servers: vec!["127.0.0.1:4222".into()],
             connect: ConnectOptions::default(),
+            tls: false,
             ping_interval: Duration::from_secs(20),
             max_pings_out: 2,
             handshake_timeout: Duration::from_secs(5),
@@ -174,7 +179,7 @@ pub enum ConnectionError {
     /// but INFO first).
     #[error("the server sent {0} before INFO")]
     Unexpected(&'static str),
-    /// The server requires TLS, which this client does not speak.
+    /// The server requires TLS, and the client was not told to use it.
     #[error("the server requires TLS")]
     TlsRequired,
     /// The server does not support headers, which the bridge needs.
@@ -249,6 +254,8 @@ enum State {
     Dialing { since: Instant },
     /// Connected; waiting for INFO.
     AwaitingInfo { since: Instant },
+    /// INFO came; waiting for the shell to start TLS.
+    AwaitingTls { since: Instant },
     /// CONNECT, the subscriptions and PING sent; waiting for PONG.
     AwaitingPong { since: Instant },
     /// PONG came.
@@ -470,14 +477,18 @@ impl NatsClient {
                     self.limits.max_payload = self.config.limits.max_payload.min(info.max_payload);
                 }
                 if awaiting_info {
-                    if info.tls_required {
+                    if info.tls_required && !self.config.tls {
                         return Err(ConnectionError::TlsRequired);
                     }
                     if !info.headers {
                         return Err(ConnectionError::NoHeaders);
                     }
                     self.info = info;
-                    self.send_handshake(now);
+                    if self.config.tls {
+                        self.state = State::AwaitingTls { since: now };
+                    } else {
+                        self.send_handshake(now);
+                    }
                 } else {
                     self.info = info.clone();
                     self.push_event(NatsEvent::Info(info));
@@ -504,6 +515,21 @@ impl NatsClient {
             }
         }
         Ok(())
+    }
+
+    /// Whether INFO came and the shell must now start TLS on the socket,
+    /// then call [`NatsClient::handle_tls_started`].
+    pub fn wants_tls(&self) -> bool {
+        matches!(self.state, State::AwaitingTls { .. })
+    }
+
+    /// TLS is started on the socket: CONNECT and the rest are queued (to
+    /// be written through TLS, which holds them until its handshake is
+    /// done).
+    pub fn handle_tls_started(&mut self, now: Instant) {
+        if self.wants_tls() {
+            self.send_handshake(now);
+        }
     }
 
     /// CONNECT, then every subscription, then the PING whose PONG says the
@@ -569,7 +595,10 @@ impl NatsClient {
     /// when the handshake or PINGs went unanswered too long.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnectionError> {
         match &mut self.state {
-            State::Dialing { since } | State::AwaitingInfo { since } | State::AwaitingPong { since } => {
+            State::Dialing { since }
+            | State::AwaitingInfo { since }
+            | State::AwaitingTls { since }
+            | State::AwaitingPong { since } => {
                 if now >= *since + self.config.handshake_timeout {
                     self.state = State::Failed;
                     return Err(ConnectionError::HandshakeTimeout(self.config.handshake_timeout));
@@ -597,9 +626,10 @@ impl NatsClient {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Idle => (!self.servers.is_empty()).then_some(self.retry_at),
-            State::Dialing { since } | State::AwaitingInfo { since } | State::AwaitingPong { since } => {
-                Some(since + self.config.handshake_timeout)
-            }
+            State::Dialing { since }
+            | State::AwaitingInfo { since }
+            | State::AwaitingTls { since }
+            | State::AwaitingPong { since } => Some(since + self.config.handshake_timeout),
             State::Connected { next_ping, .. } => Some(next_ping),
             State::Failed => None,
         }

@@ -337,3 +337,27 @@ fn the_partial_operation_held_is_bounded() {
     };
     assert_eq!(result, Err(ConnectionError::Parse(ParseError::ControlLineTooLong { max: limits.max_info_line })));
 }
+
+#[test]
+fn with_tls_the_handshake_waits_for_the_shell_to_start_tls_after_info() {
+    let now = epoch();
+    let mut client = NatsClient::new(NatsConfig { tls: true, ..config() }, now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    client.handle_input(now, b"INFO {\"server_id\":\"N1\",\"headers\":true,\"tls_required\":true}\r\n").unwrap();
+    assert!(client.wants_tls());
+    assert!(client.outbound().is_empty(), "nothing in plain text after INFO");
+    assert!(client.poll_timeout().is_some(), "the handshake deadline still runs");
+    client.handle_tls_started(now);
+    assert!(!client.wants_tls());
+    assert!(sent(&mut client).starts_with("CONNECT {"));
+    client.handle_input(now, b"PONG\r\n").unwrap();
+    assert!(client.is_connected());
+
+    // Without TLS asked for, a server that requires it is an error.
+    let mut plain = NatsClient::new(config(), now);
+    let _ = plain.next_server(now);
+    plain.handle_connected(now);
+    let error = plain.handle_input(now, b"INFO {\"headers\":true,\"tls_required\":true}\r\n").unwrap_err();
+    assert_eq!(error, ConnectionError::TlsRequired);
+}

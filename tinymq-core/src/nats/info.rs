@@ -21,7 +21,7 @@ pub struct ServerInfo {
     pub headers: bool,
     /// Whether CONNECT must carry credentials.
     pub auth_required: bool,
-    /// Whether the server insists on TLS (which this client does not speak).
+    /// Whether the server insists on TLS (see [`super::NatsConfig::tls`]).
     pub tls_required: bool,
     /// Other servers of the cluster clients may connect to (`host:port`).
     pub connect_urls: Vec<String>,

@@ -18,7 +18,10 @@
 //! 3. When bytes arrive call [`NatsClient::handle_input`] with them (the
 //!    client keeps a partial operation itself). After INFO it queues
 //!    CONNECT, a SUB for every subscription it holds, and PING; the PONG
-//!    makes it [`NatsEvent::Connected`].
+//!    makes it [`NatsEvent::Connected`]. With [`NatsConfig::tls`] it
+//!    waits after INFO instead: when [`NatsClient::wants_tls`] says so,
+//!    start TLS on the socket and call [`NatsClient::handle_tls_started`],
+//!    which queues the same.
 //! 4. Write [`NatsClient::outbound_mut`]'s bytes to the socket after every
 //!    call ([`crate::Outbound::front_slices`], then
 //!    [`crate::Outbound::consume`] with what was written).

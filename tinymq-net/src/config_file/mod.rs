@@ -28,11 +28,13 @@ use tinymq_core::auth::{AllowList, BudgetConfig};
 use tinymq_core::http::encoding::EncodingMode;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
-use crate::bridge::BridgeConfig;
 use crate::config::BrokerConfig;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 use crate::writer::Durability;
+
+mod bridge;
+pub use bridge::BridgeSection;
 
 /// The largest config file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -162,29 +164,6 @@ pub struct ConfigFile {
     pub tls: TlsSection,
     /// `[[bridge]]` tables: bridges to NATS clusters.
     pub bridge: Vec<BridgeSection>,
-}
-
-/// `[[bridge]]`: a bridge to a NATS cluster (see [`BridgeConfig`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct BridgeSection {
-    /// NATS servers, `nats://HOST:PORT`.
-    pub servers: Vec<String>,
-    /// Filters sent to NATS.
-    pub out: Vec<String>,
-    /// Filters taken in from NATS.
-    #[serde(rename = "in")]
-    pub inbound: Vec<String>,
-    /// Filters both ways.
-    pub both: Vec<String>,
-    /// The subject prefix.
-    pub prefix: Option<String>,
-    /// This broker's id in the origin header (default: made from the
-    /// process id and the time).
-    pub broker_id: Option<String>,
-    /// Messages held while the bridge is down.
-    pub queue_limit: Option<usize>,
 }
 
 /// `[tls]`: the certificate of the TLS and HTTPS listeners.
@@ -439,22 +418,7 @@ impl ConfigFile {
             config.sys_interval = Duration::from_secs(secs);
         }
         for (i, section) in self.bridge.iter().enumerate() {
-            let key = |name: &str| format!("bridge[{}].{name}", i + 1);
-            if section.servers.is_empty() {
-                return Err(invalid(&key("servers"), "a bridge needs at least one nats://HOST:PORT"));
-            }
-            let broker_id = section.broker_id.clone().unwrap_or_else(crate::bridge::default_broker_id);
-            let mut bridge = BridgeConfig::new(section.servers.clone(), broker_id);
-            bridge.out = section.out.iter().chain(&section.both).cloned().collect();
-            bridge.inbound = section.inbound.iter().chain(&section.both).cloned().collect();
-            bridge.prefix = section.prefix.clone().unwrap_or_default();
-            if let Some(limit) = section.queue_limit {
-                bridge.queue_limit = limit;
-            }
-            bridge
-                .validate(&config.session.topic_limits)
-                .map_err(|e| invalid(&format!("bridge[{}]", i + 1), e.to_string()))?;
-            config.bridges.push(bridge);
+            config.bridges.push(section.bridge_config(i, &config.session.topic_limits)?);
         }
         Ok(config)
     }
@@ -707,19 +671,38 @@ level = "info"
 # (--sys-interval).
 sys_interval_secs = {sys_interval}
 
-# A bridge to a NATS cluster (README.md, "More than one machine"); repeat
-# the [[bridge]] table for several. None by default. --bridge replaces
-# them all with the one its flags describe.
+# A bridge to a NATS cluster or an MQTT broker (README.md, "More than one
+# machine"); repeat the [[bridge]] table for several. None by default.
+# --bridge replaces them all with the one its flags describe.
 # [[bridge]]
-# NATS servers, tried in turn with those the cluster announces.
+# "nats" or "mqtt". Default: "mqtt" for mqtt:// or mqtts:// servers, else
+# "nats".
+# kind = "nats"
+# Servers, tried in turn (NATS: with those the cluster announces):
+# nats://HOST:PORT, tls://HOST:PORT, mqtt://HOST:PORT, mqtts://HOST:PORT,
+# with USER:PASSWORD@ (NATS also TOKEN@) before the host if needed.
 # servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+# The user name for the far side, if not in the URLs.
+# username = "bridge"
+# Its password.
+# password = "secret"
+# A NATS authentication token, instead of a user name and password.
+# token = "s3cr3t"
+# TLS to the far side (on too with tls:// or mqtts:// servers).
+# tls = false
+# The PEM CA the far side's certificate must be issued by; needed with TLS.
+# ca_file = "/etc/tinymq/far-side-ca.pem"
+# MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
+# mqtt_version = "5"
+# The user whose namespace is bridged. Default: the public namespace.
+# namespace = "alice"
 # Filters whose messages are sent to NATS.
 # out = ["sensors/#"]
 # Filters whose messages are taken in from NATS.
 # in = ["commands/#"]
 # Filters bridged both ways.
 # both = []
-# The subject prefix: a/b is PREFIX.a.b. Default: none.
+# The prefix: a/b is PREFIX.a.b on NATS, PREFIX/a/b on MQTT. Default: none.
 # prefix = "site1"
 # This broker's id in the origin header; brokers bridging the same
 # subjects need different ones. Default: made from the process id and time.

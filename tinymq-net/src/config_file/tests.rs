@@ -75,7 +75,7 @@ fn every_key_in_the_printed_file_has_a_comment() {
         let above = lines[i - 1];
         assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
     }
-    assert_eq!(keys, 37, "every key counted:\n{printed}");
+    assert_eq!(keys, 45, "every key counted:\n{printed}");
 }
 
 #[test]
@@ -202,4 +202,47 @@ fn bridge_tables_are_read_and_checked() {
     assert!(bad_filter.contains("bridge[1]") && bad_filter.contains("a/#/b"), "{bad_filter}");
     let no_filter = error("[[bridge]]\nservers = [\"h:1\"]");
     assert!(no_filter.contains("at least one filter"), "{no_filter}");
+}
+
+#[test]
+fn mqtt_bridges_credentials_and_tls_keys_are_read_and_checked() {
+    let mqtt = settings(
+        "[[bridge]]\nservers = [\"mqtt://u:p@h:1883\"]\nout = [\"a/#\"]\nprefix = \"site/\"\nmqtt_version = \"3.1.1\"",
+    );
+    let bridge = &mqtt.bridges[0];
+    assert_eq!(bridge.kind, crate::bridge::BridgeKind::Mqtt, "from the scheme");
+    assert_eq!(bridge.mqtt_version, tinymq_core::mqtt::MqttVersion::V311);
+    let checked = bridge.validate(&TopicLimits::default()).unwrap();
+    assert_eq!(checked.servers, ["h:1883"]);
+    assert_eq!(
+        (checked.credentials.username.as_deref(), checked.credentials.password.as_deref()),
+        (Some("u"), Some("p"))
+    );
+    assert!(!format!("{bridge:?}").contains(":p@"), "no password in {bridge:?}");
+    let crate::bridge::Mapping::Mqtt(prefix) = &checked.mapping else { panic!("an MQTT mapping") };
+    assert_eq!(prefix.to_remote("a/b"), "site/a/b");
+    assert_eq!(prefix.to_local("site/a/b"), Some("a/b"));
+    assert_eq!(prefix.to_local("other/a/b"), None);
+
+    let explicit = settings("[[bridge]]\nkind = \"mqtt\"\nservers = [\"h:1\"]\nin = [\"a\"]\nusername = \"u\"");
+    assert_eq!(explicit.bridges[0].kind, crate::bridge::BridgeKind::Mqtt);
+    let token = settings("[[bridge]]\nservers = [\"nats://t0k@h:1\"]\nin = [\"a\"]");
+    let checked = token.bridges[0].validate(&TopicLimits::default()).unwrap();
+    assert_eq!(checked.credentials.token.as_deref(), Some("t0k"), "nats://TOKEN@ is a token");
+
+    let bad_kind = error("[[bridge]]\nkind = \"amqp\"\nservers = [\"h:1\"]\nout = [\"a\"]");
+    assert!(bad_kind.contains("bridge[1].kind"), "{bad_kind}");
+    let bad_version = error("[[bridge]]\nkind = \"mqtt\"\nservers = [\"h:1\"]\nout = [\"a\"]\nmqtt_version = \"4\"");
+    assert!(bad_version.contains("bridge[1].mqtt_version"), "{bad_version}");
+    let wrong_scheme = error("[[bridge]]\nkind = \"nats\"\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]");
+    assert!(wrong_scheme.contains("not a Nats server URL"), "{wrong_scheme}");
+    let no_ca = error("[[bridge]]\nservers = [\"tls://h:1\"]\nout = [\"a\"]");
+    assert!(no_ca.contains("ca_file"), "{no_ca}");
+    let missing_ca =
+        error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\ntls = true\nca_file = \"/nonexistent.pem\"");
+    assert!(missing_ca.contains("/nonexistent.pem"), "{missing_ca}");
+    let wildcard_prefix = error("[[bridge]]\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]\nprefix = \"a/+\"");
+    assert!(wildcard_prefix.contains("wildcards"), "{wildcard_prefix}");
+    let password_alone = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\npassword = \"p\"");
+    assert!(password_alone.contains("user name"), "{password_alone}");
 }

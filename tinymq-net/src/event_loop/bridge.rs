@@ -1,14 +1,16 @@
-//! NATS bridges, on loop 0: a [`NatsClient`] and the socket the loop
-//! dials for it, non-blocking, again and again at the client's times.
+//! Bridges, on loop 0: a protocol client (NATS or MQTT, a [`Link`]) and
+//! the socket the loop dials for it, non-blocking, again and again at the
+//! client's times, plain or TLS.
 //!
-//! A bridge is a router subscriber in the public namespace for its `out`
-//! filters, its sink a [`ConnRef`] with a token of its own
-//! ([`BRIDGE_TOKEN_BASE`] up) that no slab slot has: the fan-out hands its
-//! deliveries (or the small frames of the binary fast path) to
-//! [`EventLoop::bridge_deliver`] instead of a connection, wherever they
-//! were published. What arrives on its `in` subjects is published into the
-//! public namespace with every receiver but the bridge itself, so a
-//! message never goes back out the way it came; the origin header stops
+//! A bridge is a router subscriber in its namespace (the public one
+//! unless it names a user's) for its `out` filters, its sink a
+//! [`ConnRef`] with a token of its own ([`BRIDGE_TOKEN_BASE`] up) that no
+//! slab slot has: the fan-out hands its deliveries (or the small frames of
+//! the binary fast path) to [`EventLoop::bridge_deliver`] instead of a
+//! connection, wherever they were published. What arrives on its `in`
+//! subjects or topics is published into that namespace with every
+//! receiver but the bridge itself, so a message never goes back out the
+//! way it came; the origin (a NATS header, an MQTT 5 user property) stops
 //! what other brokers would send back.
 //!
 //! Nothing here blocks: connecting, reading and writing all stop at
@@ -16,7 +18,7 @@
 //! it is dialed, which can wait for DNS; give addresses.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,14 +27,17 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
-use tinymq_core::nats::{NatsClient, NatsConfig, NatsEvent, NatsMessage, SendError};
 use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, TopicLimits, TopicName};
 
 use super::EventLoop;
-use crate::bridge::{BridgeConfig, BridgeStats, Checked};
+use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
 use crate::flow::{self, READ_CHUNK};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
+
+#[path = "bridge_link.rs"]
+mod link;
+use link::{Incoming, Link, LinkEvent, LinkSocket, Refused};
 
 /// Bridge `i` has token `BRIDGE_TOKEN_BASE + i`, as a mio token and in its
 /// [`ConnRef`]: far above any slab slot, below the listeners' tokens.
@@ -41,7 +46,10 @@ pub(super) const BRIDGE_TOKEN_BASE: usize = u32::MAX as usize - 1024;
 /// The `from` of a message that came from NATS without an origin header.
 const NATS_SENDER: &str = "nats";
 
-/// A message for NATS held while the bridge is down.
+/// The `from` of a message that came from MQTT without an origin property.
+const MQTT_SENDER: &str = "mqtt";
+
+/// A message for the far side held while the bridge is down.
 struct Queued {
     subject: String,
     retained: bool,
@@ -50,12 +58,14 @@ struct Queued {
 
 pub(super) struct Bridge {
     index: usize,
-    client: NatsClient,
+    client: Link,
     checked: Checked,
+    /// The namespace it bridges: the public one, or a user's.
+    namespace: NamespaceId,
     broker_id: Arc<str>,
     /// Its sink in the router.
     me: ConnRef,
-    socket: Option<TcpStream>,
+    socket: Option<LinkSocket>,
     /// The socket is dialing: the first writable event says how it went.
     connecting: bool,
     queue: VecDeque<Queued>,
@@ -64,6 +74,10 @@ pub(super) struct Bridge {
     dirty: bool,
     /// Connections made: every one after the first is a reconnect.
     connects: u64,
+    /// The server's last complaint on this connection (a -ERR).
+    server_said: Option<String>,
+    /// Ciphertext read from a TLS socket, kept for the next read.
+    cipher: Vec<u8>,
     /// Its unsent output is over the pressure mark, counted in loop 0's
     /// pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
@@ -74,24 +88,12 @@ impl Bridge {
     pub(super) fn new(index: usize, config: &BridgeConfig, shared: &Shared, now: Instant) -> io::Result<Self> {
         let checked =
             config.validate(&shared.config.session.topic_limits).map_err(|e| io::Error::other(e.to_string()))?;
-        let mut nats = NatsConfig { servers: config.servers.clone(), ..NatsConfig::default() };
-        nats.connect.name = format!("tinymq {}", config.broker_id);
-        let mut client = NatsClient::new(nats, now);
-        let mut subjects: Vec<String> = Vec::new();
-        for filter in &checked.inbound {
-            for subject in checked.mapping.filter_to_subjects(filter) {
-                if !subjects.contains(&subject) {
-                    subjects.push(subject);
-                }
-            }
-        }
-        for subject in &subjects {
-            client.subscribe(subject).map_err(|e| io::Error::other(format!("bridge subject {subject:?}: {e}")))?;
-        }
+        let client = Link::new(config, &checked, now)?;
         let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, 0, Transport::Tcp);
+        let namespace = shared.broker.write().router_mut().namespace(&config.namespace);
         if !checked.out.is_empty() {
             let mut broker = shared.broker.write();
-            let id = broker.router_mut().add_subscriber(NamespaceId::PUBLIC, Sink::Conn(me));
+            let id = broker.router_mut().add_subscriber(namespace, Sink::Conn(me));
             for filter in &checked.out {
                 // The stored values the filter matches stay here: the far
                 // side has its own.
@@ -99,16 +101,20 @@ impl Bridge {
             }
         }
         log::info!(
-            "bridge {index} to {} as {:?}: out {:?}, in {:?} (subjects {subjects:?})",
-            config.servers.join(","),
+            "bridge {index} ({:?}{}) to {} as {:?}: out {:?}, in {:?}, in the {} namespace",
+            config.kind,
+            if checked.tls.is_some() { ", TLS" } else { "" },
+            config.display_servers().join(","),
             config.broker_id,
             config.out,
-            config.inbound
+            config.inbound,
+            if config.namespace.is_empty() { "public".to_owned() } else { format!("{:?}", config.namespace) }
         );
         Ok(Bridge {
             index,
             client,
             checked,
+            namespace,
             broker_id: config.broker_id.as_str().into(),
             me,
             socket: None,
@@ -117,6 +123,8 @@ impl Bridge {
             queue_limit: config.queue_limit,
             dirty: false,
             connects: 0,
+            server_said: None,
+            cipher: Vec::new(),
             pressing: false,
         })
     }
@@ -130,19 +138,25 @@ impl Bridge {
         self.client.poll_timeout()
     }
 
-    /// Queues a message for NATS: sent now when connected (and nothing
-    /// older waits), else held up to the bound. `false`: dropped.
+    /// Queues a message for the far side: sent now when connected (and
+    /// nothing older waits), else held up to the bound. `false`: dropped.
     fn send(&mut self, subject: String, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
         if self.queue.is_empty() {
-            let headers = if retained { &self.checked.retained } else { &self.checked.live };
-            match self.client.publish(&subject, Some(headers), payload) {
+            match self.client.publish(&self.checked, &subject, retained, payload) {
                 Ok(()) => {
                     self.dirty = true;
                     BridgeStats::add(&stats.messages_out, 1);
                     return true;
                 }
-                Err(SendError::NotConnected) => {}
-                Err(error) => {
+                Err(Refused::NotConnected) => {}
+                // Over the buffer (the far side is not reading fast
+                // enough), or never sendable: dropped and counted.
+                Err(Refused::Full) => {
+                    log::debug!("bridge {}: {subject} not sent: the output buffer is full", self.index);
+                    BridgeStats::add(&stats.drops, 1);
+                    return false;
+                }
+                Err(Refused::Unsendable(error)) => {
                     log::debug!("bridge {}: {subject} not sent: {error}", self.index);
                     BridgeStats::add(&stats.drops, 1);
                     return false;
@@ -161,13 +175,12 @@ impl Bridge {
     /// Sends what was held while down, until the outbound buffer is full.
     fn send_queued(&mut self, stats: &BridgeStats) {
         while let Some(queued) = self.queue.front() {
-            let headers = if queued.retained { &self.checked.retained } else { &self.checked.live };
-            match self.client.publish(&queued.subject, Some(headers), &queued.payload) {
+            match self.client.publish(&self.checked, &queued.subject, queued.retained, &queued.payload) {
                 Ok(()) => BridgeStats::add(&stats.messages_out, 1),
-                Err(SendError::NotConnected) => break,
+                Err(Refused::NotConnected) => break,
                 // Full: wait for the socket to take some, unless nothing
                 // is queued (then it can never fit).
-                Err(SendError::OutboundFull { .. }) if !self.client.outbound().is_empty() => break,
+                Err(Refused::Full) if !self.client.outbound().is_empty() => break,
                 Err(_) => BridgeStats::add(&stats.drops, 1),
             }
             self.dirty = true;
@@ -179,17 +192,20 @@ impl Bridge {
     /// The message as it is published here, or `None` (counted by the
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
-    fn inbound(&self, message: &NatsMessage, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
-        let origin = message.headers.origin();
+    fn inbound(&self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
+        let origin = message.origin.as_deref();
         if origin == Some(&*self.broker_id) {
             return None;
         }
-        let topic = match self.checked.mapping.subject_to_topic(&message.subject, limits) {
-            Ok(topic) => topic,
-            Err(error) => {
-                log::debug!("bridge {}: {error}", self.index);
-                return None;
-            }
+        let (topic, sender) = match &self.checked.mapping {
+            Mapping::Nats(mapping) => match mapping.subject_to_topic(&message.name, limits) {
+                Ok(topic) => (topic, NATS_SENDER),
+                Err(error) => {
+                    log::debug!("bridge {}: {error}", self.index);
+                    return None;
+                }
+            },
+            Mapping::Mqtt(prefix) => (prefix.to_local(&message.name)?.to_owned(), MQTT_SENDER),
         };
         let name = TopicName::new(&topic, limits).ok()?;
         if !self.checked.inbound.iter().any(|filter| filter.matches(name)) {
@@ -198,11 +214,11 @@ impl Bridge {
         let delivery = Delivery::new(Message {
             topic: topic.as_str().into(),
             payload: message.payload.as_slice().into(),
-            from: origin.unwrap_or(NATS_SENDER).into(),
+            from: origin.unwrap_or(sender).into(),
             updated_time: unix_now,
             ip: None,
         });
-        Some((delivery, message.headers.is_retained()))
+        Some((delivery, message.retained))
     }
 }
 
@@ -246,7 +262,7 @@ impl EventLoop {
 
     fn dial(&mut self, index: usize, now: Instant) {
         let bridge = &mut self.bridges[index];
-        let Some(server) = bridge.client.next_server(now).map(str::to_owned) else { return };
+        let Some(server) = bridge.client.next_server(now) else { return };
         let token = bridge.token();
         let dialed = resolve(&server).and_then(TcpStream::connect).and_then(|mut socket| {
             self.poll.registry().register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -255,7 +271,7 @@ impl EventLoop {
         match dialed {
             Ok(socket) => {
                 log::debug!("bridge {index}: dialing {server}");
-                bridge.socket = Some(socket);
+                bridge.socket = Some(LinkSocket::Plain(socket));
                 bridge.connecting = true;
             }
             Err(error) => self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now),
@@ -266,7 +282,7 @@ impl EventLoop {
     fn bridge_failed(&mut self, index: usize, why: &str, now: Instant) {
         let bridge = &mut self.bridges[index];
         if let Some(mut socket) = bridge.socket.take() {
-            let _ = self.poll.registry().deregister(&mut socket);
+            let _ = self.poll.registry().deregister(socket.tcp_mut());
         }
         bridge.connecting = false;
         bridge.client.handle_disconnected(now);
@@ -275,8 +291,14 @@ impl EventLoop {
         }
         let stats = &self.shared.bridges[index];
         stats.connected.store(false, Ordering::Relaxed);
-        stats.set_error(why);
+        // What the server said before closing (a -ERR about credentials)
+        // is the reason worth showing.
+        let why = match bridge.server_said.take() {
+            Some(said) => format!("{why}, after: {said}"),
+            None => why.to_owned(),
+        };
         log::warn!("bridge {index}: {why}; retrying");
+        stats.set_error(why);
     }
 
     /// A readiness event on bridge `index`'s socket.
@@ -284,10 +306,11 @@ impl EventLoop {
         let bridge = &mut self.bridges[index];
         let Some(socket) = bridge.socket.as_mut() else { return };
         if bridge.connecting {
+            let socket = socket.tcp_mut();
             // Writable (or an error) ends the dial; anything else is spurious.
             match socket.take_error() {
                 Ok(Some(error)) | Err(error) => {
-                    let server = bridge.client.server().unwrap_or_default().to_owned();
+                    let server = bridge.client.server();
                     self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
                     return self.bridge_events(index, now);
                 }
@@ -297,10 +320,18 @@ impl EventLoop {
                 Ok(_) => {
                     bridge.connecting = false;
                     bridge.client.handle_connected(now);
+                    // MQTT speaks TLS from the start (NATS after INFO).
+                    if matches!(bridge.client, Link::Mqtt(_))
+                        && let Err(error) = bridge.upgrade()
+                    {
+                        let server = bridge.client.server();
+                        self.bridge_failed(index, &format!("{server}: TLS: {error}"), now);
+                        return self.bridge_events(index, now);
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::NotConnected && !event.is_error() => return,
                 Err(error) => {
-                    let server = bridge.client.server().unwrap_or_default().to_owned();
+                    let server = bridge.client.server();
                     self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
                     return self.bridge_events(index, now);
                 }
@@ -320,15 +351,23 @@ impl EventLoop {
         if scratch.is_empty() {
             scratch = vec![0; READ_CHUNK];
         }
+        let mut cipher = std::mem::take(&mut self.bridges[index].cipher);
         let failure = loop {
             let bridge = &mut self.bridges[index];
             let Some(socket) = bridge.socket.as_mut() else { break None };
-            match socket.read(&mut scratch) {
+            match socket.read(&mut scratch, &mut cipher) {
                 Ok(0) => break Some("the server closed the connection".to_owned()),
                 Ok(n) => {
                     self.counted.bytes_in += n as u64;
                     if let Err(error) = bridge.client.handle_input(now, &scratch[..n]) {
-                        break Some(error.to_string());
+                        break Some(error);
+                    }
+                    // NATS: INFO came, TLS starts now.
+                    if bridge.client.wants_tls() {
+                        if let Err(error) = bridge.upgrade() {
+                            break Some(format!("TLS: {error}"));
+                        }
+                        bridge.client.handle_tls_started(now);
                     }
                     // Published here chunk by chunk, so a burst from NATS
                     // is not all held as events first.
@@ -340,8 +379,9 @@ impl EventLoop {
             }
         };
         self.scratch = scratch;
+        self.bridges[index].cipher = cipher;
         if let Some(why) = failure {
-            let server = self.bridges[index].client.server().unwrap_or_default().to_owned();
+            let server = self.bridges[index].client.server();
             self.bridge_failed(index, &format!("{server}: {why}"), now);
         }
     }
@@ -351,8 +391,9 @@ impl EventLoop {
         while let Some(event) = self.bridges[index].client.poll_event() {
             let stats = &self.shared.bridges[index];
             match event {
-                NatsEvent::Connected { server, .. } => {
+                LinkEvent::Connected(server) => {
                     let bridge = &mut self.bridges[index];
+                    bridge.server_said = None;
                     bridge.connects += 1;
                     if bridge.connects > 1 {
                         BridgeStats::add(&stats.reconnects, 1);
@@ -362,28 +403,28 @@ impl EventLoop {
                     *stats.server.lock() = Some(server);
                     bridge.send_queued(stats);
                 }
-                NatsEvent::Message(message) => self.bridge_in(index, &message, now),
-                NatsEvent::Error { kind, text } => {
-                    log::warn!("bridge {index}: the server says -ERR {text} ({kind:?})");
-                    stats.set_error(format!("-ERR {text}"));
+                LinkEvent::Message(message) => self.bridge_in(index, &message, now),
+                LinkEvent::Error(text) => {
+                    log::warn!("bridge {index}: {text}");
+                    stats.set_error(text.clone());
+                    self.bridges[index].server_said = Some(text);
                 }
-                NatsEvent::SlowConsumer { dropped } => {
-                    log::warn!("bridge {index}: {dropped} messages from NATS dropped: the broker is behind");
+                LinkEvent::Dropped(dropped) => {
+                    log::warn!("bridge {index}: {dropped} messages from the far side dropped: the broker is behind");
                     BridgeStats::add(&stats.drops, dropped);
                 }
-                NatsEvent::Disconnected { server } => {
+                LinkEvent::Disconnected(server) => {
                     log::warn!("bridge {index}: lost {server}");
                     stats.connected.store(false, Ordering::Relaxed);
                 }
-                NatsEvent::Info(_) => {}
             }
         }
         self.bridges[index].dirty = true;
     }
 
-    /// Publishes a message from NATS here, to every receiver but the
-    /// bridge itself.
-    fn bridge_in(&mut self, index: usize, message: &NatsMessage, now: Instant) {
+    /// Publishes a message from the far side here, to every receiver but
+    /// the bridge itself.
+    fn bridge_in(&mut self, index: usize, message: &Incoming, now: Instant) {
         let limits = self.shared.config.session.topic_limits;
         let max_payload = self.shared.config.session.frame_limits.max_payload_len;
         let bridge = &self.bridges[index];
@@ -392,11 +433,11 @@ impl EventLoop {
             return;
         }
         let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
-        let me = bridge.me;
+        let (me, namespace) = (bridge.me, bridge.namespace);
         let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
         let mut receivers = {
             let mut broker = self.shared.broker.write();
-            let published = broker.publish(NamespaceId::PUBLIC, name, &delivery, retained);
+            let published = broker.publish(namespace, name, &delivery, retained);
             if let Some(op) = published.store {
                 // Submitted under the lock: the store sees a topic's writes
                 // in the order the broker made them.
@@ -414,16 +455,11 @@ impl EventLoop {
         }
     }
 
-    /// A delivery for bridge `target`: out to NATS, marked retained when
-    /// it is the topic's stored value.
+    /// A delivery for bridge `target`: out to the far side, marked
+    /// retained when it was published so (an empty one is a delete).
     pub(super) fn bridge_deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
         let message = delivery.message();
-        let retained = {
-            let broker = self.shared.broker.read();
-            let value = broker.router().value(NamespaceId::PUBLIC, &message.topic);
-            value.is_some_and(|value| Arc::ptr_eq(value, delivery))
-        };
-        self.bridge_out(target, &message.topic, &message.payload, retained);
+        self.bridge_out(target, &message.topic, &message.payload, delivery.is_retained());
     }
 
     /// A live Publish frame (the binary fast path) for bridge `target`.
@@ -438,7 +474,10 @@ impl EventLoop {
         let index = target.token() - BRIDGE_TOKEN_BASE;
         let Some(bridge) = self.bridges.get_mut(index) else { return };
         let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
-        let subject = bridge.checked.mapping.topic_to_subject(name);
+        let subject = match &bridge.checked.mapping {
+            Mapping::Nats(mapping) => mapping.topic_to_subject(name),
+            Mapping::Mqtt(prefix) => prefix.to_remote(topic),
+        };
         let sent = bridge.send(subject, retained, payload, &self.shared.bridges[index]);
         if !bridge.pressing && flow::over_pressure_mark(bridge.client.outbound()) {
             bridge.pressing = true;
@@ -460,7 +499,13 @@ impl EventLoop {
                 continue;
             }
             let mut failure = None;
-            loop {
+            // TLS's own bytes (its handshake) first.
+            if let Some(Err(error)) = bridge.socket.as_mut().map(LinkSocket::send_pending)
+                && error.kind() != io::ErrorKind::WouldBlock
+            {
+                failure = Some(error.to_string());
+            }
+            while failure.is_none() {
                 let mut blocked = false;
                 while !bridge.client.outbound().is_empty() {
                     let Some(socket) = bridge.socket.as_mut() else { break };
@@ -505,10 +550,37 @@ impl EventLoop {
                 self.shared.loops[self.index].press(false);
             }
             if let Some(why) = failure {
-                let server = bridge.client.server().unwrap_or_default().to_owned();
+                let server = bridge.client.server();
                 self.bridge_failed(index, &format!("{server}: {why}"), now);
                 self.bridge_events(index, now);
             }
         }
+    }
+}
+
+impl Drop for Bridge {
+    /// The broker stops: what the bridge still holds is lost (QoS 0, and
+    /// nothing is written to disk for it), and the log says how much.
+    fn drop(&mut self) {
+        let (held, unsent) = (self.queue.len(), self.client.outbound().len());
+        if held > 0 || unsent > 0 {
+            log::warn!(
+                "bridge {} stops with {held} messages held for {} and {unsent} bytes unsent: they are lost",
+                self.index,
+                self.client.server()
+            );
+        }
+    }
+}
+
+impl Bridge {
+    /// Starts TLS on the socket if the bridge speaks it.
+    fn upgrade(&mut self) -> io::Result<()> {
+        let Some(tls) = &self.checked.tls else { return Ok(()) };
+        let Some(socket) = self.socket.take() else { return Ok(()) };
+        let server = self.client.server();
+        self.socket = Some(socket.start_tls(tls, &server)?);
+        self.dirty = true;
+        Ok(())
     }
 }

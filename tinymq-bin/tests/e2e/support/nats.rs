@@ -30,6 +30,11 @@ impl NatsServer {
         Self::start_node("n1", &[])
     }
 
+    /// A single server on a free port with more flags (`--user`, `--tls`...).
+    pub fn start_with(flags: &[&str]) -> Self {
+        Self::start_node("n1", flags)
+    }
+
     /// `nodes` servers in one cluster, each routing to every other, each
     /// serving clients on a free port. Returns once each listens (the
     /// routes may still be forming: tests wait for delivery, not for them).

@@ -94,6 +94,7 @@ pub(super) struct StatsDocument<'a> {
 struct BridgeDocument<'a> {
     connected: bool,
     drops: u64,
+    kind: &'a str,
     last_error: Option<&'a str>,
     messages_in: u64,
     messages_out: u64,
@@ -177,6 +178,7 @@ pub(super) fn stats_document<'a, S: Clone>(
             .map(|b| BridgeDocument {
                 connected: b.connected,
                 drops: b.drops,
+                kind: &b.kind,
                 last_error: b.last_error.as_deref(),
                 messages_in: b.messages_in,
                 messages_out: b.messages_out,

@@ -107,14 +107,26 @@ pub(super) fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figu
         let per_bridge = |value: fn(&crate::metrics::BridgeFigures) -> u64| -> Vec<(String, u64)> {
             figures.bridges.iter().enumerate().map(|(i, b)| (format!("{{bridge=\"{i}\"}}"), value(b))).collect()
         };
+        let kinds: Vec<(String, u64)> = figures
+            .bridges
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("{{bridge=\"{i}\",kind=\"{}\"}}", b.kind), 1))
+            .collect();
+        metric("bridge_info", "gauge", "Each bridge, labelled with what the far side speaks (nats, mqtt).", &kinds);
+        metric("bridge_connected", "gauge", "1 while the bridge is connected.", &per_bridge(|b| b.connected.into()));
         metric(
-            "bridge_connected",
-            "gauge",
-            "1 while the NATS bridge is connected.",
-            &per_bridge(|b| b.connected.into()),
+            "bridge_messages_in_total",
+            "counter",
+            "Messages taken in from the far side.",
+            &per_bridge(|b| b.messages_in),
         );
-        metric("bridge_messages_in_total", "counter", "Messages taken in from NATS.", &per_bridge(|b| b.messages_in));
-        metric("bridge_messages_out_total", "counter", "Messages sent to NATS.", &per_bridge(|b| b.messages_out));
+        metric(
+            "bridge_messages_out_total",
+            "counter",
+            "Messages sent to the far side.",
+            &per_bridge(|b| b.messages_out),
+        );
         metric(
             "bridge_drops_total",
             "counter",
@@ -213,6 +225,7 @@ mod tests {
     fn bridge_figures_show_per_bridge_and_only_with_a_bridge() {
         let broker = Broker::new(HttpConfig::default());
         let bridge = crate::metrics::BridgeFigures {
+            kind: "nats".into(),
             servers: vec!["127.0.0.1:4222".into()],
             connected: true,
             server: Some("127.0.0.1:4222".into()),
@@ -223,7 +236,7 @@ mod tests {
             queued: 0,
             last_error: Some("-ERR 'Slow Consumer'".into()),
         };
-        let down = crate::metrics::BridgeFigures { connected: false, ..bridge.clone() };
+        let down = crate::metrics::BridgeFigures { connected: false, kind: "mqtt".into(), ..bridge.clone() };
         let figures = Figures { bridges: vec![bridge, down], ..Figures::default() };
         let metrics = metrics_text(&broker.router, &broker.state, &figures);
         for line in [
@@ -234,12 +247,14 @@ mod tests {
             "tinymq_bridge_drops_total{bridge=\"1\"} 5",
             "tinymq_bridge_reconnects_total{bridge=\"0\"} 1",
             "tinymq_bridge_queued{bridge=\"0\"} 0",
+            "tinymq_bridge_info{bridge=\"1\",kind=\"mqtt\"} 1",
         ] {
             assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
         }
         let stats = serde_json::to_value(stats_document(&broker.router, &broker.state, &figures, 2_000)).unwrap();
         assert_eq!(stats["bridges"][0]["server"], json!("127.0.0.1:4222"), "{stats}");
         assert_eq!(stats["bridges"][1]["connected"], json!(false), "{stats}");
+        assert_eq!(stats["bridges"][1]["kind"], json!("mqtt"), "{stats}");
         assert_eq!(stats["bridges"][0]["last_error"], json!("-ERR 'Slow Consumer'"), "{stats}");
         let none = Figures::default();
         assert!(!metrics_text(&broker.router, &broker.state, &none).contains("tinymq_bridge_"));

@@ -1,0 +1,335 @@
+//! Scenario tests of [`MqttClient`] on a virtual clock: the server's side
+//! is written with the codec, what the client sends is decoded with it.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::mqtt::to_vec;
+
+/// The virtual clock's start: the one reading of the real clock.
+#[allow(clippy::disallowed_methods)]
+fn epoch() -> Instant {
+    Instant::now()
+}
+
+fn config() -> MqttClientConfig {
+    let mut config = MqttClientConfig::new(vec!["mqtt://10.0.0.1:1883".into(), "10.0.0.2:1883".into()], "bridge-a");
+    config.origin = "A".into();
+    config
+}
+
+/// Everything the client queued, taken off its outbound queue.
+fn sent(client: &mut MqttClient) -> Vec<u8> {
+    let mut slices = [&[][..]; 16];
+    let n = client.outbound().front_slices(&mut slices);
+    let bytes: Vec<u8> = slices[..n].concat();
+    client.outbound_mut().consume(bytes.len());
+    bytes
+}
+
+/// The packets in `bytes`, decoded as a server does (`version` after the
+/// CONNECT), each as its debug text for easy assertions.
+fn packets(bytes: &[u8], version: ProtocolVersion) -> Vec<String> {
+    let decoder = Decoder::default();
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let decoded = if out.is_empty() && bytes[at] >> 4 == 1 {
+            // Decode the CONNECT without its bridge bit, which the codec
+            // (a server's) does not take.
+            let mut connect = bytes[at..].to_vec();
+            let level_at = 1 + connect[1..].iter().take_while(|&&b| b & 0x80 != 0).count() + 1 + 6;
+            connect[level_at] &= 0x7f;
+            let Decoded::Complete { packet, consumed } = decoder.decode_connect(&connect).unwrap() else { panic!() };
+            (format!("{packet:?}"), consumed)
+        } else {
+            let Decoded::Complete { packet, consumed } = decoder.decode(version, &bytes[at..]).unwrap() else {
+                panic!("partial packet in {bytes:?}")
+            };
+            (format!("{packet:?}"), consumed)
+        };
+        out.push(decoded.0);
+        at += decoded.1;
+    }
+    out
+}
+
+fn connack(version: ProtocolVersion, code: u8) -> Vec<u8> {
+    to_vec(&Packet::ConnAck(ConnAck { session_present: false, code, properties: Properties::EMPTY }), version)
+}
+
+fn suback(version: ProtocolVersion, packet_id: u16, codes: &[u8]) -> Vec<u8> {
+    to_vec(&Packet::SubAck(SubAck { packet_id, properties: Properties::EMPTY, codes }), version)
+}
+
+/// A client connected at MQTT 5 to the first server, subscribed to `filters`.
+fn connected(now: Instant, filters: &[&str]) -> MqttClient {
+    let mut client = MqttClient::new(config(), now);
+    for filter in filters {
+        client.subscribe(filter).unwrap();
+    }
+    assert_eq!(client.next_server(now), Some("10.0.0.1:1883"));
+    client.handle_connected(now);
+    sent(&mut client);
+    client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
+    sent(&mut client);
+    if !filters.is_empty() {
+        client.handle_input(now, &suback(ProtocolVersion::V5, 1, &vec![0; filters.len()])).unwrap();
+    }
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Connected { level: MqttLevel::V5, .. })));
+    client
+}
+
+#[test]
+fn the_handshake_is_connect_then_one_subscribe_with_no_local_and_retain_as_published() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    client.subscribe("site/a/#").unwrap();
+    client.subscribe("site/b").unwrap();
+    client.subscribe("site/b").unwrap();
+    assert_eq!(client.filters(), ["site/a/#", "site/b"]);
+    assert!(matches!(client.publish("x", b"1", false), Err(SendError::NotConnected)));
+    assert_eq!(client.next_server(now), Some("10.0.0.1:1883"));
+    client.handle_connected(now);
+    let connect = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert_eq!(connect.len(), 1);
+    assert!(
+        connect[0].contains("version: V5, client_id: \"bridge-a\", clean_start: true, keep_alive: 30"),
+        "{connect:?}"
+    );
+
+    client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
+    assert!(client.poll_event().is_none(), "not connected before SUBACK");
+    let subscribe = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert_eq!(subscribe.len(), 1);
+    for expected in ["filter: \"site/a/#\"", "filter: \"site/b\"", "no_local: true", "retain_as_published: true"] {
+        assert!(subscribe[0].contains(expected), "{expected} in {subscribe:?}");
+    }
+    // SUBACK in two pieces: a partial packet is kept.
+    let ack = suback(ProtocolVersion::V5, 1, &[0, 0x87]);
+    client.handle_input(now, &ack[..3]).unwrap();
+    assert!(!client.is_connected());
+    client.handle_input(now, &ack[3..]).unwrap();
+    assert!(client.is_connected());
+    assert_eq!(client.poll_event(), Some(MqttEvent::SubscriptionRefused { filter: "site/b".into(), code: 0x87 }));
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Connected { level: MqttLevel::V5, .. })));
+}
+
+#[test]
+fn publishes_carry_the_origin_and_received_ones_say_theirs() {
+    let now = epoch();
+    let mut client = connected(now, &["site/#"]);
+    client.publish("site/a", b"21.5", true).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].contains("retain: true, topic: \"site/a\""), "{out:?}");
+    let mut expected = PropertiesBuf::new();
+    expected.push(Property::UserProperty(ORIGIN_PROPERTY, "A"));
+    assert!(out[0].contains(&format!("{:?}", expected.as_properties())), "{out:?}");
+
+    let mut properties = PropertiesBuf::new();
+    properties.push(Property::UserProperty(ORIGIN_PROPERTY, "B"));
+    let publish = |topic, retain, properties: Properties<'static>| Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain,
+        topic,
+        packet_id: None,
+        properties,
+        payload: b"v",
+    };
+    let properties: &'static PropertiesBuf = Box::leak(Box::new(properties));
+    let mut input = to_vec(&Packet::Publish(publish("site/b", true, properties.as_properties())), ProtocolVersion::V5);
+    input.extend(to_vec(&Packet::Publish(publish("site/c", false, Properties::EMPTY)), ProtocolVersion::V5));
+    client.handle_input(now, &input).unwrap();
+    let message = |topic: &str, retain, origin: Option<&str>| {
+        MqttEvent::Message(MqttMessage {
+            topic: topic.into(),
+            payload: b"v".to_vec(),
+            retain,
+            origin: origin.map(str::to_owned),
+        })
+    };
+    assert_eq!(client.poll_event(), Some(message("site/b", true, Some("B"))));
+    assert_eq!(client.poll_event(), Some(message("site/c", false, None)));
+    assert_eq!(client.stats().messages_in, 2);
+    assert_eq!(client.stats().messages_out, 1);
+}
+
+#[test]
+fn a_server_refusing_mqtt_5_is_tried_with_the_bridge_bit_then_plain_3_1_1() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    client.subscribe("a/#").unwrap();
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    sent(&mut client);
+    // A 3.1.1 server's CONNACK "unacceptable protocol version".
+    let error = client.handle_input(now, &connack(ProtocolVersion::V311, 1)).unwrap_err();
+    assert_eq!(error, ConnectionError::Refused { code: 1, fell_back: true });
+    client.handle_disconnected(now);
+    assert_eq!(client.level(), MqttLevel::V311Bridge);
+
+    // The next attempt is at once, to the same server, at 0x84.
+    assert_eq!(client.next_server(now), Some("10.0.0.1:1883"));
+    client.handle_connected(now);
+    let connect = sent(&mut client);
+    assert_eq!(&connect[2..9], b"\x00\x04MQTT\x84", "protocol level with the bridge bit");
+    assert!(packets(&connect, ProtocolVersion::V311)[0].contains("version: V311"));
+    let error = client.handle_input(now, &connack(ProtocolVersion::V311, 1)).unwrap_err();
+    assert_eq!(error, ConnectionError::Refused { code: 1, fell_back: true });
+    client.handle_disconnected(now);
+    assert_eq!(client.level(), MqttLevel::V311);
+    assert!(!client.level().no_local());
+
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    assert_eq!(&sent(&mut client)[2..9], b"\x00\x04MQTT\x04");
+    client.handle_input(now, &connack(ProtocolVersion::V311, 0)).unwrap();
+    let subscribe = packets(&sent(&mut client), ProtocolVersion::V311);
+    assert!(subscribe[0].contains("no_local: false"), "{subscribe:?}");
+    client.handle_input(now, &suback(ProtocolVersion::V311, 1, &[0])).unwrap();
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Connected { level: MqttLevel::V311, .. })));
+
+    // 3.1.1 publishes have no properties.
+    client.publish("a/b", b"", true).unwrap();
+    let out = sent(&mut client);
+    assert_eq!(out, [0x31, 5, 0, 3, b'a', b'/', b'b'], "an empty retained publish: a delete");
+}
+
+#[test]
+fn bad_credentials_are_not_a_reason_to_change_level() {
+    let now = epoch();
+    let mut config = config();
+    config.username = Some("u".into());
+    config.password = Some("secret".into());
+    assert!(!format!("{config:?}").contains("secret"));
+    let mut client = MqttClient::new(config, now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    let connect = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(connect[0].contains("username: Some(\"u\"), password: Some([115, 101, 99"), "{connect:?}");
+    let error = client.handle_input(now, &connack(ProtocolVersion::V5, 0x86)).unwrap_err();
+    assert_eq!(error, ConnectionError::Refused { code: 0x86, fell_back: false });
+    assert_eq!(client.level(), MqttLevel::V5);
+}
+
+#[test]
+fn keep_alive_sends_pingreq_and_a_missing_pingresp_fails_the_connection() {
+    let start = epoch();
+    let mut client = connected(start, &[]);
+    let ping_at = client.poll_timeout().unwrap();
+    assert_eq!(ping_at, start + Duration::from_secs(30));
+    client.handle_timeout(ping_at).unwrap();
+    assert_eq!(sent(&mut client), [0xc0, 0]);
+    client.handle_input(ping_at, &[0xd0, 0]).unwrap();
+    let next = client.poll_timeout().unwrap();
+    client.handle_timeout(next).unwrap();
+    assert_eq!(sent(&mut client), [0xc0, 0]);
+    // No answer this time.
+    let error = client.handle_timeout(client.poll_timeout().unwrap()).unwrap_err();
+    assert!(matches!(error, ConnectionError::Stale(_)));
+    client.handle_disconnected(next);
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Disconnected { .. })));
+}
+
+#[test]
+fn the_servers_keep_alive_and_maximum_packet_size_are_obeyed() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    sent(&mut client);
+    let mut properties = PropertiesBuf::new();
+    properties.push(Property::ServerKeepAlive(5)).push(Property::MaximumPacketSize(64));
+    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+    client.handle_input(now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)).unwrap();
+    assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(5)));
+    assert!(matches!(client.publish("t", &[0; 100], false), Err(SendError::PacketTooLarge { max: 64, .. })));
+    client.publish("t", &[0; 10], false).unwrap();
+}
+
+#[test]
+fn no_connack_in_time_fails_and_reconnects_back_off() {
+    let start = epoch();
+    let mut client = MqttClient::new(config(), start);
+    let _ = client.next_server(start);
+    client.handle_connected(start);
+    let deadline = client.poll_timeout().unwrap();
+    assert_eq!(deadline, start + Duration::from_secs(5));
+    assert!(client.handle_timeout(deadline - Duration::from_millis(1)).is_ok());
+    assert!(matches!(client.handle_timeout(deadline), Err(ConnectionError::HandshakeTimeout(_))));
+    client.handle_disconnected(deadline);
+    assert!(client.poll_event().is_none(), "never connected: no Disconnected event");
+    assert_eq!(client.poll_timeout(), Some(deadline + Duration::from_millis(100)));
+    assert_eq!(client.next_server(deadline), None, "not yet");
+    let _ = client.next_server(deadline + Duration::from_millis(100)).unwrap();
+    client.handle_disconnected(deadline);
+    assert_eq!(client.poll_timeout(), Some(deadline + Duration::from_millis(200)));
+}
+
+#[test]
+fn garbage_and_unexpected_packets_end_the_connection_without_panicking() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    assert!(matches!(client.handle_input(now, &[0xd0, 0]), Err(ConnectionError::Unexpected("PINGRESP"))));
+    client.handle_disconnected(now);
+
+    let mut client = connected(now, &[]);
+    assert!(matches!(client.handle_input(now, &[0xff, 0xff, 0xff, 0xff, 0xff]), Err(ConnectionError::Decode(_))));
+    let mut client = connected(now, &[]);
+    let too_big = [0x30, 0xff, 0xff, 0xff, 0x7f];
+    assert!(matches!(client.handle_input(now, &too_big), Err(ConnectionError::Decode(_))));
+    let mut client = connected(now, &[]);
+    assert_eq!(client.handle_input(now, &[0xe0, 0x01, 0x8b]), Err(ConnectionError::Disconnected(0x8b)));
+    // Input after a failure is ignored until the reconnect.
+    assert_eq!(client.handle_input(now, &[0xd0, 0]), Ok(()));
+}
+
+#[test]
+fn a_pending_event_queue_is_bounded() {
+    let now = epoch();
+    let mut config = config();
+    config.max_pending_events = 2;
+    let mut client = MqttClient::new(config, now);
+    client.subscribe("#").unwrap();
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
+    client.handle_input(now, &suback(ProtocolVersion::V5, 1, &[0])).unwrap();
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "t",
+        packet_id: None,
+        properties: Properties::EMPTY,
+        payload: b"x",
+    };
+    let one = to_vec(&Packet::Publish(publish), ProtocolVersion::V5);
+    for _ in 0..4 {
+        client.handle_input(now, &one).unwrap();
+    }
+    assert!(matches!(client.poll_event(), Some(MqttEvent::SlowConsumer { dropped: 3 })));
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Connected { .. })));
+    assert!(matches!(client.poll_event(), Some(MqttEvent::Message(_))));
+    assert!(client.poll_event().is_none());
+}
+
+#[test]
+fn a_server_without_retained_messages_gets_every_publish_live() {
+    let now = epoch();
+    let mut client = MqttClient::new(config(), now);
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    sent(&mut client);
+    let mut properties = PropertiesBuf::new();
+    properties.push(Property::RetainAvailable(0));
+    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+    client.handle_input(now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)).unwrap();
+    client.publish("t", b"v", true).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(out[0].contains("retain: false"), "{out:?}");
+}

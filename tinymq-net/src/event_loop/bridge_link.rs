@@ -1,0 +1,307 @@
+//! What differs between a NATS and an MQTT bridge, behind one face: the
+//! protocol client ([`Link`]), what it reports ([`LinkEvent`]), and the
+//! socket it talks through, plain or TLS ([`LinkSocket`]).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use tinymq_core::Outbound;
+use tinymq_core::mqtt::{self, MqttClient, MqttClientConfig, MqttEvent};
+use tinymq_core::nats::{self, Credentials as NatsCredentials, NatsClient, NatsConfig, NatsEvent};
+
+use crate::bridge::{BridgeConfig, BridgeKind, Checked, Mapping};
+use crate::tls::{ClientTls, TlsStream};
+
+/// A message from the far side, its name still the far side's.
+pub(super) struct Incoming {
+    /// The subject or topic.
+    pub(super) name: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) retained: bool,
+    /// The broker it came from, if it says.
+    pub(super) origin: Option<String>,
+}
+
+/// What a [`Link`] reports, in the protocol's place.
+pub(super) enum LinkEvent {
+    Connected(String),
+    Message(Incoming),
+    /// A `-ERR`, or a refused subscription: logged and shown, the
+    /// connection stays.
+    Error(String),
+    /// Messages from the far side dropped because the broker is behind.
+    Dropped(u64),
+    Disconnected(String),
+}
+
+/// Why a publish was not queued.
+pub(super) enum Refused {
+    /// Not connected: hold it.
+    NotConnected,
+    /// The output buffer is full: hold it until the socket takes some.
+    Full,
+    /// It can never be sent (too large, a bad name): drop it.
+    Unsendable(String),
+}
+
+/// The protocol client of one bridge.
+pub(super) enum Link {
+    Nats(NatsClient),
+    Mqtt(MqttClient),
+}
+
+impl Link {
+    pub(super) fn new(config: &BridgeConfig, checked: &Checked, now: Instant) -> io::Result<Link> {
+        let subjects = remote_filters(checked);
+        let credentials = &checked.credentials;
+        match config.kind {
+            BridgeKind::Nats => {
+                let mut nats = NatsConfig { servers: checked.servers.clone(), ..NatsConfig::default() };
+                nats.connect.name = format!("tinymq {}", config.broker_id);
+                nats.connect.credentials = match (&credentials.username, &credentials.token) {
+                    (Some(user), _) => NatsCredentials::UserPassword {
+                        user: user.clone(),
+                        password: credentials.password.clone().unwrap_or_default(),
+                    },
+                    (None, Some(token)) => NatsCredentials::Token(token.clone()),
+                    (None, None) => NatsCredentials::None,
+                };
+                nats.tls = checked.tls.is_some();
+                let mut client = NatsClient::new(nats, now);
+                for subject in &subjects {
+                    client
+                        .subscribe(subject)
+                        .map_err(|e| io::Error::other(format!("bridge subject {subject:?}: {e}")))?;
+                }
+                Ok(Link::Nats(client))
+            }
+            BridgeKind::Mqtt => {
+                let client_id = format!("tinymq-bridge-{}", config.broker_id);
+                let mut mqtt = MqttClientConfig::new(checked.servers.clone(), client_id);
+                mqtt.username = credentials.username.clone();
+                mqtt.password = credentials.password.clone();
+                mqtt.version = config.mqtt_version;
+                mqtt.origin = config.broker_id.clone();
+                let mut client = MqttClient::new(mqtt, now);
+                for filter in &subjects {
+                    client.subscribe(filter).map_err(|e| io::Error::other(format!("bridge filter {filter:?}: {e}")))?;
+                }
+                Ok(Link::Mqtt(client))
+            }
+        }
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Link::Nats(c) => c.poll_timeout(),
+            Link::Mqtt(c) => c.poll_timeout(),
+        }
+    }
+
+    pub(super) fn next_server(&mut self, now: Instant) -> Option<String> {
+        match self {
+            Link::Nats(c) => c.next_server(now).map(str::to_owned),
+            Link::Mqtt(c) => c.next_server(now).map(str::to_owned),
+        }
+    }
+
+    pub(super) fn server(&self) -> String {
+        match self {
+            Link::Nats(c) => c.server(),
+            Link::Mqtt(c) => c.server(),
+        }
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    pub(super) fn is_connected(&self) -> bool {
+        match self {
+            Link::Nats(c) => c.is_connected(),
+            Link::Mqtt(c) => c.is_connected(),
+        }
+    }
+
+    /// Whether a NATS server's INFO came and TLS must start now.
+    pub(super) fn wants_tls(&self) -> bool {
+        matches!(self, Link::Nats(c) if c.wants_tls())
+    }
+
+    pub(super) fn handle_tls_started(&mut self, now: Instant) {
+        if let Link::Nats(c) = self {
+            c.handle_tls_started(now);
+        }
+    }
+
+    pub(super) fn handle_connected(&mut self, now: Instant) {
+        match self {
+            Link::Nats(c) => c.handle_connected(now),
+            Link::Mqtt(c) => c.handle_connected(now),
+        }
+    }
+
+    pub(super) fn handle_disconnected(&mut self, now: Instant) {
+        match self {
+            Link::Nats(c) => c.handle_disconnected(now),
+            Link::Mqtt(c) => c.handle_disconnected(now),
+        }
+    }
+
+    pub(super) fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Link::Nats(c) => c.handle_input(now, bytes).map_err(|e| e.to_string()),
+            Link::Mqtt(c) => c.handle_input(now, bytes).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+        match self {
+            Link::Nats(c) => c.handle_timeout(now).map_err(|e| e.to_string()),
+            Link::Mqtt(c) => c.handle_timeout(now).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(super) fn outbound(&self) -> &Outbound {
+        match self {
+            Link::Nats(c) => c.outbound(),
+            Link::Mqtt(c) => c.outbound(),
+        }
+    }
+
+    pub(super) fn outbound_mut(&mut self) -> &mut Outbound {
+        match self {
+            Link::Nats(c) => c.outbound_mut(),
+            Link::Mqtt(c) => c.outbound_mut(),
+        }
+    }
+
+    /// Queues a message for the far side's `name`.
+    pub(super) fn publish(
+        &mut self,
+        checked: &Checked,
+        name: &str,
+        retained: bool,
+        payload: &[u8],
+    ) -> Result<(), Refused> {
+        match self {
+            Link::Nats(c) => {
+                let headers = if retained { &checked.retained } else { &checked.live };
+                c.publish(name, Some(headers), payload).map_err(|e| match e {
+                    nats::SendError::NotConnected => Refused::NotConnected,
+                    nats::SendError::OutboundFull { .. } => Refused::Full,
+                    other => Refused::Unsendable(other.to_string()),
+                })
+            }
+            Link::Mqtt(c) => c.publish(name, payload, retained).map_err(|e| match e {
+                mqtt::SendError::NotConnected => Refused::NotConnected,
+                mqtt::SendError::OutboundFull { .. } => Refused::Full,
+                other => Refused::Unsendable(other.to_string()),
+            }),
+        }
+    }
+
+    pub(super) fn poll_event(&mut self) -> Option<LinkEvent> {
+        match self {
+            Link::Nats(c) => loop {
+                return Some(match c.poll_event()? {
+                    NatsEvent::Connected { server, .. } => LinkEvent::Connected(server),
+                    NatsEvent::Message(message) => LinkEvent::Message(Incoming {
+                        retained: message.headers.is_retained(),
+                        origin: message.headers.origin().map(str::to_owned),
+                        name: message.subject,
+                        payload: message.payload,
+                    }),
+                    NatsEvent::Error { kind, text } => LinkEvent::Error(format!("-ERR {text} ({kind:?})")),
+                    NatsEvent::SlowConsumer { dropped } => LinkEvent::Dropped(dropped),
+                    NatsEvent::Disconnected { server } => LinkEvent::Disconnected(server),
+                    NatsEvent::Info(_) => continue,
+                });
+            },
+            Link::Mqtt(c) => Some(match c.poll_event()? {
+                MqttEvent::Connected { server, level } => {
+                    log::debug!("MQTT bridge to {server} at {level:?}");
+                    LinkEvent::Connected(server)
+                }
+                MqttEvent::Message(message) => LinkEvent::Message(Incoming {
+                    name: message.topic,
+                    payload: message.payload,
+                    retained: message.retain,
+                    origin: message.origin,
+                }),
+                MqttEvent::SubscriptionRefused { filter, code } => {
+                    LinkEvent::Error(format!("the server refused the subscription to {filter:?} (code {code:#04x})"))
+                }
+                MqttEvent::SlowConsumer { dropped } => LinkEvent::Dropped(dropped),
+                MqttEvent::Disconnected { server } => LinkEvent::Disconnected(server),
+            }),
+        }
+    }
+}
+
+/// The far side's names for the `in` filters, without repeats.
+fn remote_filters(checked: &Checked) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for filter in &checked.inbound {
+        let mapped: Vec<String> = match &checked.mapping {
+            Mapping::Nats(mapping) => mapping.filter_to_subjects(filter).into_iter().collect(),
+            Mapping::Mqtt(prefix) => vec![prefix.to_remote(filter.as_str())],
+        };
+        for name in mapped {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// A bridge's socket: plain TCP, or TLS over it (from the start for MQTT,
+/// after INFO for NATS).
+pub(super) enum LinkSocket {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl LinkSocket {
+    pub(super) fn tcp_mut(&mut self) -> &mut TcpStream {
+        match self {
+            LinkSocket::Plain(socket) => socket,
+            LinkSocket::Tls(tls) => tls.socket_mut(),
+        }
+    }
+
+    /// Starts TLS on a plain socket, checking the certificate against
+    /// `server`'s host name.
+    pub(super) fn start_tls(self, tls: &ClientTls, server: &str) -> io::Result<LinkSocket> {
+        match self {
+            LinkSocket::Plain(socket) => {
+                let name = ClientTls::server_name(server).map_err(io::Error::other)?;
+                Ok(LinkSocket::Tls(Box::new(TlsStream::client(socket, tls, name)?)))
+            }
+            tls @ LinkSocket::Tls(_) => Ok(tls),
+        }
+    }
+
+    pub(super) fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            LinkSocket::Plain(socket) => socket.read(buf),
+            LinkSocket::Tls(tls) => tls.read_plain(buf, cipher),
+        }
+    }
+
+    pub(super) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            LinkSocket::Plain(socket) => socket.write_vectored(bufs),
+            LinkSocket::Tls(tls) => tls.write_plain(bufs),
+        }
+    }
+
+    /// Sends ciphertext TLS holds (its handshake, or what a blocked socket
+    /// left); `WouldBlock` when the socket is full.
+    pub(super) fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            LinkSocket::Plain(_) => Ok(()),
+            LinkSocket::Tls(tls) => tls.send_pending(),
+        }
+    }
+}
