@@ -81,7 +81,7 @@ pub mod store;
 pub mod topic;
 pub mod websocket;
 
-pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
+pub use codec::{ConnectOptions, DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, Qos, ReasonCode, Will};
 pub use message::Message;
 pub use outbound::Outbound;
 pub use router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
