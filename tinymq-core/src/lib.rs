@@ -13,6 +13,7 @@
 //! | [`topic`] | [`TopicName`], [`Filter`] and the [`SubscriptionTrie`] |
 //! | [`session`] | the broker side of one binary connection ([`Session`]) |
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
+//! | [`durable`] | sessions that outlive connections: QoS 1 queues, in-flight windows, expiry, wills ([`durable::Sessions`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
 //! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
@@ -68,6 +69,7 @@ pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod durable;
 pub mod http;
 pub mod message;
 pub mod metrics;

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
+use tinymq_core::store::{SessionRecord, StoredQueued, StoredSession, queued_key, session_key, split_queued_key};
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
 
@@ -34,6 +35,13 @@ const HTTP_CLIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_c
 /// Users, by name: their role and salted password hash
 /// ([`UserRecord::encode`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// Persistent sessions ([`SessionRecord`]), by `namespace 0x00 client_id`.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
+/// QoS 1 messages queued for sessions, by `namespace 0x00 client_id 0x00
+/// seq` ([`queued_key`]).
+const QUEUED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queued");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -180,8 +188,41 @@ impl RedbStore {
                         // Its values are the keys from `name 0x00` up to `name 0x01`.
                         let (from, to) = (value_key(name, ""), [name.as_bytes(), &[1]].concat());
                         values.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
-                        // And its Moustique clients, filed the same way.
+                        // And its Moustique clients and sessions, filed the same way.
                         http_clients.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
+                        sessions.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutSession { namespace, client_id, record } => {
+                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
+                        let key = session_key(namespace, client_id);
+                        sessions.insert(key.as_slice(), record.encode().as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteSession { namespace, client_id } => {
+                        let key = session_key(namespace, client_id);
+                        txn.open_table(SESSIONS)
+                            .map_err(|e| self.io(e))?
+                            .remove(key.as_slice())
+                            .map_err(|e| self.io(e))?;
+                        // Its queued messages: every sequence number after `key 0x00`.
+                        let (from, to) =
+                            (queued_key(namespace, client_id, 0), queued_key(namespace, client_id, u64::MAX));
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        queued.retain_in(from.as_slice()..=to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutQueued { namespace, client_id, seq, message } => {
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        let key = queued_key(namespace, client_id, *seq);
+                        queued.insert(key.as_slice(), encode_message(message).as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteQueued { namespace, client_id, seq } => {
+                        let key = queued_key(namespace, client_id, *seq);
+                        txn.open_table(QUEUED)
+                            .map_err(|e| self.io(e))?
+                            .remove(key.as_slice())
+                            .map_err(|e| self.io(e))?;
                     }
                 }
             }
@@ -281,6 +322,24 @@ impl Store for RedbStore {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.load_table(USERS, |name, record| {
             UserRecord::decode(name, record).map_err(|source| StoreError::Record { path: self.path.clone(), source })
+        })
+    }
+
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
+        self.load_table(SESSIONS, |key, record| {
+            let record_error = |source| StoreError::Record { path: self.path.clone(), source };
+            let (namespace, client_id) = split_value_key(key).map_err(record_error)?;
+            let record = SessionRecord::decode(record).map_err(record_error)?;
+            Ok(StoredSession { namespace: namespace.to_owned(), client_id: client_id.to_owned(), record })
+        })
+    }
+
+    fn load_queued(&self) -> Result<Vec<StoredQueued>, StoreError> {
+        self.load_table(QUEUED, |key, record| {
+            let record_error = |source| StoreError::Record { path: self.path.clone(), source };
+            let (namespace, client_id, seq) = split_queued_key(key).map_err(record_error)?;
+            let message = decode_message(record).map_err(record_error)?;
+            Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
         })
     }
 }

@@ -358,7 +358,7 @@ fn broker_protocol_errors_make_the_connection_unusable() {
     assert!(matches!(error, Err(ClientError::UnexpectedFrame { kind: FrameType::Subscribe, .. })));
 
     h.connect(4, "c");
-    assert_eq!(h.client.handle_input(h.at(5), &[0x0a]), Err(ClientError::InvalidFrame(DecodeError::UnknownType(10))));
+    assert_eq!(h.client.handle_input(h.at(5), &[0x0b]), Err(ClientError::InvalidFrame(DecodeError::UnknownType(11))));
     assert!(!h.client.is_connected());
 }
 
