@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-mod connect;
+pub(crate) mod connect;
 
 pub use connect::{ConnectError, ConnectOptions, Will};
 
