@@ -172,9 +172,13 @@ pub struct Session {
     /// allocation per message.
     last_topic: Option<Arc<str>>,
     /// Packet ids of QoS 1 publishes yielded and not yet acknowledged: at
-    /// most 65535, since an id in use again is a protocol error.
-    unacked: HashSet<u16>,
-    max_inflight: usize,
+    /// most 65535, since an id in use again is a protocol error. Boxed and
+    /// made on the first QoS 1 publish, so a QoS 0 client pays a pointer
+    /// (sessions sit in the shell's slab of connections, sized by the
+    /// largest).
+    #[allow(clippy::box_collection)]
+    unacked: Option<Box<HashSet<u16>>>,
+    max_inflight: u16,
 }
 
 impl Session {
@@ -189,8 +193,8 @@ impl Session {
             last_received: now,
             outbound: Outbound::new(config.outbound_limit),
             last_topic: None,
-            unacked: HashSet::new(),
-            max_inflight: usize::from(config.max_inflight.max(1)),
+            unacked: None,
+            max_inflight: config.max_inflight.max(1),
         }
     }
 
@@ -243,12 +247,12 @@ impl Session {
     pub fn wants_read(&self) -> bool {
         !matches!(self.state, State::Closed(_) | State::Connecting)
             && self.outbound.len() < self.outbound.limit() / 2
-            && self.unacked.len() < self.max_inflight
+            && self.unacked() < usize::from(self.max_inflight)
     }
 
     /// QoS 1 publishes from the client not yet acknowledged.
     pub fn unacked(&self) -> usize {
-        self.unacked.len()
+        self.unacked.as_ref().map_or(0, |ids| ids.len())
     }
 
     /// Bytes waiting to be sent.
@@ -287,10 +291,10 @@ impl Session {
                 if options.persistent && frame.client_id.is_empty() {
                     return Err(self.close_with(ReasonCode::ProtocolError, "a persistent session needs a client id"));
                 }
-                if let Some(will) = &options.will {
-                    if let Err((code, text)) = self.check_topic_name(will.topic) {
-                        return Err(self.close_with(code, &format!("will: {text}")));
-                    }
+                if let Some(will) = &options.will
+                    && let Err((code, text)) = self.check_topic_name(will.topic)
+                {
+                    return Err(self.close_with(code, &format!("will: {text}")));
                 }
                 self.state = State::Connecting;
                 let session = SessionRequest {
@@ -314,7 +318,7 @@ impl Session {
                     Ok(topic) => topic,
                     Err((code, text)) => return Err(self.close_with(code, &text)),
                 };
-                if frame.qos == Qos::AtLeastOnce && !self.unacked.insert(frame.packet_id) {
+                if frame.qos == Qos::AtLeastOnce && !self.unacked.get_or_insert_default().insert(frame.packet_id) {
                     let text = format!("packet id {} is in use: not yet acknowledged", frame.packet_id);
                     return Err(self.close_with(ReasonCode::ProtocolError, &text));
                 }
@@ -416,7 +420,7 @@ impl Session {
         if let State::Closed(reason) = self.state {
             return Err(Closed { reason });
         }
-        if !self.unacked.remove(&packet_id) {
+        if !self.unacked.as_mut().is_some_and(|ids| ids.remove(&packet_id)) {
             return Ok(());
         }
         if self.outbound.push_with(|out| Frame::pub_ack(packet_id).encode(out)).is_err() {

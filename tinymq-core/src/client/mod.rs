@@ -656,10 +656,12 @@ impl ClientSession {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         let event = self.events.pop_front()?;
-        if let Some((packet_id, connection)) = self.owed_acks.pop_front() {
-            if packet_id != 0 && connection == self.connection && self.is_connected() {
-                Frame::pub_ack(packet_id).encode(&mut self.transmit);
-            }
+        if let Some((packet_id, connection)) = self.owed_acks.pop_front()
+            && packet_id != 0
+            && connection == self.connection
+            && self.is_connected()
+        {
+            Frame::pub_ack(packet_id).encode(&mut self.transmit);
         }
         Some(event)
     }

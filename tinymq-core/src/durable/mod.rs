@@ -40,7 +40,7 @@ use crate::codec::{Qos, Will};
 use crate::message::Message;
 use crate::router::Delivery;
 use crate::store::{StoreOp, StoredQueued, StoredSession};
-use crate::topic::Filter;
+use crate::topic::{Filter, TopicName};
 
 mod queue;
 pub(crate) mod record;
@@ -208,10 +208,8 @@ impl Sessions {
             let since = now.checked_sub(elapsed).unwrap_or(now);
             let queue = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
             let mut will = record.will;
-            if lost {
-                if let Some(will) = will.take() {
-                    wills.push((key.clone(), will));
-                }
+            if lost && let Some(will) = will.take() {
+                wills.push((key.clone(), will));
             }
             let state = State {
                 persistent: true,
@@ -272,10 +270,10 @@ impl Sessions {
             self.ops.push_back(put_session(key, state));
             return Opened { token, session_present: true, subscriptions, taken_over_will };
         }
-        if let Some(old) = self.sessions.remove(key) {
-            if old.persistent {
-                self.ops.push_back(delete_session(key));
-            }
+        if let Some(old) = self.sessions.remove(key)
+            && old.persistent
+        {
+            self.ops.push_back(delete_session(key));
         }
         let state = State {
             persistent: request.persistent,
@@ -360,6 +358,14 @@ impl Sessions {
             });
         }
         Some(result)
+    }
+
+    /// The QoS at which `key`'s session takes a message to `topic`: the
+    /// highest of its matching subscriptions', `None` if none matches. A
+    /// message goes at the lower of this and its publish QoS.
+    pub fn subscription_qos(&self, key: &SessionKey, topic: TopicName<'_>) -> Option<Qos> {
+        let state = self.sessions.get(key)?;
+        state.subscriptions.iter().filter(|(filter, _)| filter.matches(topic)).map(|(_, qos)| *qos).max()
     }
 
     /// The next message to send to `key`'s connection, if it has one and
