@@ -209,6 +209,8 @@ pub enum ReasonCode {
     SlowConsumer = 7,
     /// A topic name or filter that is not valid.
     InvalidTopic = 8,
+    /// The broker holds as many persistent sessions as it may.
+    TooManySessions = 9,
 }
 
 impl ReasonCode {
@@ -223,6 +225,7 @@ impl ReasonCode {
             6 => Self::ShuttingDown,
             7 => Self::SlowConsumer,
             8 => Self::InvalidTopic,
+            9 => Self::TooManySessions,
             _ => return None,
         })
     }
@@ -238,6 +241,7 @@ impl ReasonCode {
             Self::ShuttingDown => "broker shutting down",
             Self::SlowConsumer => "slow consumer",
             Self::InvalidTopic => "invalid topic or filter",
+            Self::TooManySessions => "too many sessions",
         }
     }
 
@@ -253,6 +257,7 @@ impl ReasonCode {
             Self::ShuttingDown => "shutting_down",
             Self::SlowConsumer => "slow_consumer",
             Self::InvalidTopic => "invalid_topic",
+            Self::TooManySessions => "too_many_sessions",
         }
     }
 }

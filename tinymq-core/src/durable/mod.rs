@@ -14,7 +14,8 @@
 //! 2. On an accepted Connect, [`Sessions::open`]: it says whether a stored
 //!    session was resumed (ConnAck's SESSION_PRESENT), hands back its
 //!    subscriptions for the router, and the will of a connection it took
-//!    over. Then send [`Sessions::poll_transmit`]'s messages: resends first.
+//!    over; or it refuses a persistent session over the limit (Disconnect
+//!    9). Then send [`Sessions::poll_transmit`]'s messages: resends first.
 //! 3. [`Sessions::subscribe`] / [`Sessions::unsubscribe`] as the client
 //!    does; [`Sessions::enqueue`] each QoS 1 message routed to the session,
 //!    online or not; [`Sessions::ack`] each PubAck from its client; after
@@ -32,7 +33,7 @@
 //! left holding an acknowledged message, and one that stops midway (kill
 //! -9) has at worst messages that are sent again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub(crate) mod record;
 pub use queue::{DeliveryQueue, ENTRY_OVERHEAD, QueueFull, QueueLimits, Transmit, entry_size};
 pub use record::{SessionRecord, WillMessage};
 
+#[cfg(test)]
+mod tests;
+
 /// The default and longest session expiry: one day.
 pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -59,13 +63,24 @@ pub struct SessionsConfig {
     /// `--session-expiry`: the expiry of a session whose Connect asks for
     /// the default, and the most any may ask for (default one day).
     pub session_expiry: Duration,
+    /// Persistent sessions held at most, with a connection or not (default
+    /// 100,000). Sessions that end with their connection are bounded by
+    /// the connections.
+    pub max_sessions: usize,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig { queue: QueueLimits::default(), session_expiry: DEFAULT_SESSION_EXPIRY }
+        SessionsConfig { queue: QueueLimits::default(), session_expiry: DEFAULT_SESSION_EXPIRY, max_sessions: 100_000 }
     }
 }
+
+/// A new persistent session was refused: [`SessionsConfig::max_sessions`]
+/// are held. Answer the Connect with Disconnect
+/// [`crate::ReasonCode::TooManySessions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many sessions")]
+pub struct TooManySessions;
 
 /// A session's identity: its namespace (user name, empty for the public
 /// one) and client id.
@@ -161,6 +176,10 @@ impl State {
 pub struct Sessions {
     config: SessionsConfig,
     sessions: HashMap<SessionKey, State>,
+    /// Sessions without a connection by when they expire, so the next
+    /// deadline is found without a scan.
+    expiries: BTreeSet<(Instant, SessionKey)>,
+    persistent: usize,
     ops: VecDeque<StoreOp>,
     next_token: u64,
 }
@@ -168,7 +187,33 @@ pub struct Sessions {
 impl Sessions {
     /// No sessions.
     pub fn new(config: SessionsConfig) -> Self {
-        Sessions { config, sessions: HashMap::new(), ops: VecDeque::new(), next_token: 1 }
+        Sessions {
+            config,
+            sessions: HashMap::new(),
+            expiries: BTreeSet::new(),
+            persistent: 0,
+            ops: VecDeque::new(),
+            next_token: 1,
+        }
+    }
+
+    /// Puts `state` under `key`, keeping the counts and the expiry index.
+    fn insert(&mut self, key: SessionKey, state: State) {
+        self.remove(&key);
+        if let Some(at) = state.expires_at() {
+            self.expiries.insert((at, key.clone()));
+        }
+        self.persistent += usize::from(state.persistent);
+        self.sessions.insert(key, state);
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<State> {
+        let state = self.sessions.remove(key)?;
+        if let Some(at) = state.expires_at() {
+            self.expiries.remove(&(at, key.clone()));
+        }
+        self.persistent -= usize::from(state.persistent);
+        Some(state)
     }
 
     /// Rebuilds the persistent sessions the store loaded, at `now` (Unix
@@ -223,7 +268,7 @@ impl Sessions {
             if lost {
                 self.ops.push_back(put_session(&key, &state));
             }
-            self.sessions.insert(key, state);
+            self.insert(key, state);
         }
         for (key, orphans) in messages {
             for (seq, _) in orphans {
@@ -233,10 +278,14 @@ impl Sessions {
         wills
     }
 
-    /// A connection was accepted for `key` at `now` (`unix_now` in Unix
-    /// seconds) asking for `request`. See [`Opened`].
-    pub fn open(&mut self, now: Instant, unix_now: u64, key: &SessionKey, request: SessionRequest<'_>) -> Opened {
-        let _ = (now, unix_now);
+    /// A connection was accepted for `key` asking for `request`. See
+    /// [`Opened`]. A new persistent session over
+    /// [`SessionsConfig::max_sessions`] is refused, and nothing changes.
+    pub fn open(&mut self, key: &SessionKey, request: SessionRequest<'_>) -> Result<Opened, TooManySessions> {
+        let existing = self.sessions.get(key).is_some_and(|state| state.persistent);
+        if request.persistent && !existing && self.persistent >= self.config.max_sessions {
+            return Err(TooManySessions);
+        }
         let token = ConnectionToken(self.next_token);
         self.next_token += 1;
         let will = request.will.map(|w| WillMessage {
@@ -260,17 +309,18 @@ impl Sessions {
             secs => Duration::from_secs(secs.into()).min(self.config.session_expiry),
         };
         if resumable {
-            let state = self.sessions.get_mut(key).expect("checked above");
+            let mut state = self.remove(key).expect("checked above");
             state.online = Some(token);
             state.offline_since = None;
             state.expiry = expiry;
             state.will = will;
             state.queue.reconnected();
             let subscriptions = state.subscriptions.clone();
-            self.ops.push_back(put_session(key, state));
-            return Opened { token, session_present: true, subscriptions, taken_over_will };
+            self.ops.push_back(put_session(key, &state));
+            self.insert(key.clone(), state);
+            return Ok(Opened { token, session_present: true, subscriptions, taken_over_will });
         }
-        if let Some(old) = self.sessions.remove(key)
+        if let Some(old) = self.remove(key)
             && old.persistent
         {
             self.ops.push_back(delete_session(key));
@@ -287,8 +337,8 @@ impl Sessions {
         if state.persistent {
             self.ops.push_back(put_session(key, &state));
         }
-        self.sessions.insert(key.clone(), state);
-        Opened { token, session_present: false, subscriptions: Vec::new(), taken_over_will }
+        self.insert(key.clone(), state);
+        Ok(Opened { token, session_present: false, subscriptions: Vec::new(), taken_over_will })
     }
 
     /// The connection holding `token` ended at `now` (`unix_now` in Unix
@@ -304,18 +354,19 @@ impl Sessions {
         token: ConnectionToken,
         departure: Departure,
     ) -> Option<WillMessage> {
-        let state = self.sessions.get_mut(key)?;
-        if state.online != Some(token) {
+        if self.sessions.get(key)?.online != Some(token) {
             return None;
         }
+        let mut state = self.remove(key)?;
         let will = state.will.take().filter(|_| departure == Departure::Lost);
         if !state.persistent {
-            self.sessions.remove(key);
             return will;
         }
         state.online = None;
+        // 0 means "connected" in the record.
         state.offline_since = Some((now, unix_now.max(1)));
-        self.ops.push_back(put_session(key, state));
+        self.ops.push_back(put_session(key, &state));
+        self.insert(key.clone(), state);
         will
     }
 
@@ -390,20 +441,18 @@ impl Sessions {
     /// When [`Sessions::handle_timeout`] must next be called: the earliest
     /// expiry of a session without a connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(State::expires_at).min()
+        self.expiries.first().map(|(at, _)| *at)
     }
 
     /// Removes the sessions that expired by `now` and returns their keys.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<SessionKey> {
-        let expired: Vec<SessionKey> = self
-            .sessions
-            .iter()
-            .filter(|(_, state)| state.expires_at().is_some_and(|at| now >= at))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &expired {
-            self.sessions.remove(key);
-            self.ops.push_back(delete_session(key));
+        let mut expired = Vec::new();
+        while let Some((at, key)) = self.expiries.first().cloned()
+            && at <= now
+        {
+            self.remove(&key);
+            self.ops.push_back(delete_session(&key));
+            expired.push(key);
         }
         expired
     }
@@ -421,6 +470,11 @@ impl Sessions {
     /// The number of sessions, with a connection or not.
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The number of persistent sessions, with a connection or not.
+    pub fn persistent_len(&self) -> usize {
+        self.persistent
     }
 
     /// Whether there are no sessions.

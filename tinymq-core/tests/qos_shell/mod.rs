@@ -141,7 +141,14 @@ impl Broker {
         match request {
             Request::Connect { client_id, session: request, .. } => {
                 let key = SessionKey::new("", client_id);
-                let opened = self.sessions.open(self.now, self.unix, &key, request);
+                let opened = match self.sessions.open(&key, request) {
+                    Ok(opened) => opened,
+                    Err(refused) => {
+                        let _ = self.conns[index].session.refuse(ReasonCode::TooManySessions, &refused.to_string());
+                        self.conns[index].released = true;
+                        return;
+                    }
+                };
                 if let Some((_, Some(old))) = self.slots.get(&key).copied() {
                     let _ = self.conns[old].session.refuse(ReasonCode::SessionTakenOver, "session taken over");
                     self.conns[old].released = true;
