@@ -62,6 +62,18 @@
 //! // ConnAck and SubAck wait in the outbound queue for the shell to write.
 //! assert!(!session.outbound().is_empty());
 //! ```
+//!
+//! # Acknowledged delivery
+//!
+//! QoS 1 and persistent sessions add one more piece: a shell keeps a
+//! [`durable::Sessions`] beside the router. A QoS 1 [`Request::Publish`] is
+//! acknowledged with [`Session::ack`] once the message is safe; a message
+//! routed to a QoS 1 subscription goes through [`durable::Sessions::enqueue`]
+//! and out through [`Session::deliver_qos1`]; the client's
+//! [`Request::PubAck`] goes to [`durable::Sessions::ack`]; the sessions'
+//! store operations go to the store's writer. [`durable`] gives the order of
+//! calls; `tests/qos.rs` and its `qos_shell` run the whole loop on a
+//! virtual clock.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -28,6 +28,44 @@
 //!    writer (persistent sessions only produce them). The writer commits in
 //!    groups; nothing here waits for it.
 //!
+//! ```
+//! use std::time::Instant;
+//! use tinymq_core::durable::{Departure, SessionKey, SessionRequest, Sessions, SessionsConfig};
+//! use tinymq_core::{Delivery, Filter, Message, Qos, TopicLimits};
+//!
+//! let mut sessions = Sessions::new(SessionsConfig::default());
+//! let key = SessionKey::new("", "device-7");
+//! let persistent = SessionRequest { persistent: true, ..Default::default() };
+//!
+//! // The device connects, subscribes at QoS 1, and drops off.
+//! let opened = sessions.open(&key, persistent).unwrap();
+//! assert!(!opened.session_present);
+//! sessions.subscribe(&key, Filter::new("cmd/#", &TopicLimits::default()).unwrap(), Qos::AtLeastOnce);
+//! sessions.close(Instant::now(), 1_700_000_000, &key, opened.token, Departure::Lost);
+//!
+//! // A command for it is queued while it is away.
+//! let command = Message {
+//!     topic: "cmd/reboot".into(),
+//!     payload: b"now"[..].into(),
+//!     from: "operator".into(),
+//!     updated_time: 1_700_000_001,
+//!     ip: None,
+//! };
+//! sessions.enqueue(&key, Delivery::new(command)).unwrap().unwrap();
+//!
+//! // It comes back: the session resumes and the command goes out with a
+//! // packet id (the shell writes it with `Session::deliver_qos1`).
+//! let opened = sessions.open(&key, persistent).unwrap();
+//! assert!(opened.session_present);
+//! let transmit = sessions.poll_transmit(&key).unwrap();
+//! assert_eq!(&transmit.delivery.message().payload[..], b"now");
+//!
+//! // Its PubAck comes back as `Request::PubAck`; the message is done.
+//! assert_eq!(sessions.ack(&key, transmit.packet_id), Some(transmit.seq));
+//! // Every change was queued for the store's writer, in order.
+//! assert_eq!(std::iter::from_fn(|| sessions.poll_store_op()).count(), 6);
+//! ```
+//!
 //! Persistence is ordered: a message's `PutQueued` is queued before the
 //! `DeleteQueued` of its ack, so a store that applies ops in order is never
 //! left holding an acknowledged message, and one that stops midway (kill
