@@ -1,5 +1,7 @@
 //! Feeds bytes to `Decoder::decode` the way a connection's read loop does and
-//! checks that arrival in pieces never changes what is decoded.
+//! checks that arrival in pieces never changes what is decoded. A Connect
+//! whose session and will options parse encodes back from them to the very
+//! bytes it came from; a packet id is never 0.
 //!
 //! Input: one byte `n`, then `n % 8` chunk sizes (used in turn; a 0 is a read
 //! that brought nothing), then the stream. Every input runs under the default
@@ -8,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinymq_core::{DecodeError, Decoded, Decoder, FrameLimits};
+use tinymq_core::{ConnectOptions, DecodeError, Decoded, Decoder, FrameLimits, FrameType, Qos};
 
 /// How decoding a stream ended.
 #[derive(Debug, PartialEq)]
@@ -66,6 +68,16 @@ fn feed(decoder: &Decoder, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, End) {
                     assert!(frame.client_id.len() <= limits.max_client_id_len);
                     let bytes = frame.to_vec();
                     assert_eq!(bytes, held[..consumed], "re-encoding differs from the input");
+                    let with_id = frame.kind == FrameType::PubAck
+                        || (frame.kind == FrameType::Publish && frame.qos == Qos::AtLeastOnce);
+                    assert_eq!(frame.packet_id != 0, with_id, "packet id {} on {:?}", frame.packet_id, frame.kind);
+                    if frame.kind == FrameType::Connect
+                        && let Ok(options) = ConnectOptions::parse(&frame)
+                    {
+                        let mut again = Vec::new();
+                        options.encode(frame.client_id, &mut again);
+                        assert_eq!(again, bytes, "connect options encode differently");
+                    }
                     frames.push(bytes);
                     held.drain(..consumed);
                     last_needed = 0;

@@ -4,7 +4,11 @@
 //! steps. After every step each connection's output is read and checked:
 //! no Publish before its ConnAck, nothing after a Disconnect, and each
 //! publish reaches every connected subscriber whose acknowledged filters
-//! match it exactly once, and no one else.
+//! match it exactly once, and no one else. QoS 1 publishes (arg bit 0x40)
+//! are each answered by one PubAck carrying their packet id; Subscribe may
+//! ask for QoS 1 and is never granted more than asked; Connect may carry a
+//! persistent-session flag and a will; PubAck from the client (Ping's op
+//! with arg bit 0x01) with any id never disturbs anyone else.
 
 #![no_main]
 
@@ -15,7 +19,8 @@ use libfuzzer_sys::fuzz_target;
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::topic::{Filter, TopicLimits, TopicName};
 use tinymq_core::{
-    Decoded, Decoder, Frame, FrameType, NamespaceId, Router, Session, SessionConfig, Step, SubscriberId,
+    ConnectOptions, Decoded, Decoder, Frame, FrameType, NamespaceId, Qos, Router, Session, SessionConfig, Step,
+    SubscriberId, Will,
 };
 
 const CONNS: usize = 3;
@@ -86,10 +91,11 @@ impl World {
     }
 
     /// Reads every connection's output and checks the order invariants;
-    /// returns the Publish topics each received.
-    fn drain(&mut self) -> Vec<Vec<String>> {
+    /// returns the Publish topics each received and the PubAck ids.
+    fn drain(&mut self) -> (Vec<Vec<String>>, Vec<Vec<u16>>) {
         let decoder = Decoder::default();
         let mut published = vec![Vec::new(); CONNS];
+        let mut acks = vec![Vec::new(); CONNS];
         for (index, conn) in self.conns.iter_mut().enumerate() {
             loop {
                 let mut slices: [&[u8]; 64] = [&[]; 64];
@@ -120,7 +126,12 @@ impl World {
                             published[index].push(frame.topic.to_owned());
                         }
                     }
+                    FrameType::PubAck => {
+                        assert!(conn.acked, "conn {index}: a PubAck before its ConnAck");
+                        acks[index].push(frame.packet_id);
+                    }
                     FrameType::SubAck if frame.payload.is_empty() => {
+                        assert_eq!(frame.qos, Qos::AtMostOnce, "this broker keeps no QoS 1 queues");
                         if let Some(f) = FILTERS.iter().find(|f| **f == frame.topic) {
                             conn.filters.insert(f);
                         }
@@ -133,7 +144,7 @@ impl World {
             }
             conn.received.drain(..at);
         }
-        published
+        (published, acks)
     }
 }
 
@@ -162,9 +173,28 @@ fuzz_target!(|data: &[u8]| {
         let arg = arg as usize;
         // Who should get a publish, judged before it is sent.
         let mut expected: Option<(String, Vec<usize>)> = None;
+        let mut qos1_id = None;
+        let mut options = Vec::new();
         let frame = match op % 9 {
+            0 if arg & 0xc0 != 0 => {
+                // A persistent session and/or a will, built by the encoder.
+                let will = (arg & 0x40 != 0).then(|| Will {
+                    topic: TOPICS[(arg >> 2) % TOPICS.len()],
+                    payload: b"w",
+                    retain: arg & 0x20 != 0,
+                    qos: if arg & 0x10 != 0 { Qos::AtLeastOnce } else { Qos::AtMostOnce },
+                });
+                let connect = ConnectOptions { persistent: arg & 0x80 != 0, session_expiry: 0, will, credentials: b"" };
+                connect.encode(IDS[arg % IDS.len()], &mut options);
+                world.feed(index, &options);
+                world.drain();
+                continue;
+            }
             0 => Frame::connect(IDS[arg % IDS.len()], b""),
-            1 => Frame::with_topic(FrameType::Subscribe, FILTERS[arg % FILTERS.len()]),
+            1 => {
+                let qos = if arg & 0x40 != 0 { Qos::AtLeastOnce } else { Qos::AtMostOnce };
+                Frame { qos, ..Frame::with_topic(FrameType::Subscribe, FILTERS[arg % FILTERS.len()]) }
+            }
             2 => Frame::with_topic(FrameType::Unsubscribe, FILTERS[arg % FILTERS.len()]),
             3 | 4 => {
                 let topic = TOPICS[arg % TOPICS.len()];
@@ -180,8 +210,15 @@ fuzz_target!(|data: &[u8]| {
                         .collect();
                     expected = Some((topic.to_owned(), receivers));
                 }
-                Frame::publish(topic, b"p", "", arg & 0x80 != 0)
+                if arg & 0x40 != 0 {
+                    let id = (arg as u16 >> 2 & 3) + 1;
+                    qos1_id = Some(id);
+                    Frame::publish_qos1(topic, b"p", "", arg & 0x80 != 0, id, false)
+                } else {
+                    Frame::publish(topic, b"p", "", arg & 0x80 != 0)
+                }
             }
+            5 if arg & 1 != 0 => Frame::pub_ack(arg as u16 >> 1),
             5 => Frame::empty(FrameType::Ping),
             6 => Frame::empty(FrameType::Disconnect),
             7 => {
@@ -204,8 +241,17 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         world.feed(index, &frame.to_vec());
-        let published = world.drain();
+        let (published, acks) = world.drain();
         let publisher_refused = world.conns[index].session.is_closed();
+        for (c, acks) in acks.iter().enumerate() {
+            match qos1_id {
+                // The publisher was open and stayed so: exactly its id, once.
+                Some(id) if c == index && expected.is_some() && !publisher_refused => {
+                    assert_eq!(acks, &[id], "conn {c}: PubAcks");
+                }
+                _ => assert!(acks.is_empty(), "conn {c}: PubAcks {acks:?} for nothing"),
+            }
+        }
         for (c, topics) in published.iter().enumerate() {
             match &expected {
                 Some((topic, receivers)) if !publisher_refused => {

@@ -10,14 +10,42 @@
 //! against its limit as soon as the length itself has arrived, before the
 //! caller is asked to buffer the field, so a declared length of 4 GiB costs
 //! nothing. The encoder appends to a buffer the caller owns.
+//!
+//! Acknowledged delivery (QoS 1) adds flag bits to the type byte and, on a
+//! QoS 1 Publish and on PubAck, a 2-byte packet id at the front of the
+//! payload field; [`Frame::packet_id`] holds it apart from the payload.
+//! Connect's session and will options are parsed by [`ConnectOptions`].
 
 use std::fmt;
+
+pub(crate) mod connect;
+
+pub use connect::{ConnectError, ConnectOptions, Will};
 
 /// Bytes of a frame that carry no field content: type, and the three lengths.
 pub const FRAME_OVERHEAD: usize = 1 + 2 + 4 + 2;
 
 /// The RETAIN flag, valid only on [`FrameType::Publish`].
 pub const FLAG_RETAIN: u8 = 0x80;
+
+/// QoS 1: on Publish, acknowledged delivery with a packet id; on Subscribe,
+/// the maximum QoS asked; on SubAck, the QoS granted.
+pub const FLAG_QOS1: u8 = 0x40;
+
+/// DUP, on a QoS 1 Publish only: this packet id may have been sent before.
+pub const FLAG_DUP: u8 = 0x20;
+
+/// On Connect, a persistent session (`clean_session = false`); on ConnAck,
+/// a stored session was resumed.
+pub const FLAG_SESSION: u8 = 0x80;
+
+/// On Connect, a will: the topic field holds its topic and the payload
+/// starts with the options block (see [`ConnectOptions`]).
+pub const FLAG_WILL: u8 = 0x40;
+
+/// Bytes of a packet id, at the front of the payload field when a frame
+/// carries one.
+pub const PACKET_ID_LEN: usize = 2;
 
 const TYPE_MASK: u8 = 0x1f;
 
@@ -45,6 +73,30 @@ pub enum FrameType {
     Pong = 8,
     /// Both directions: close, with a reason from the broker.
     Disconnect = 9,
+    /// Both directions: acknowledges the QoS 1 Publish with its packet id.
+    PubAck = 10,
+}
+
+/// The delivery guarantee of a message or subscription.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Qos {
+    /// At most once: no acknowledgement (protocol version 1's only level).
+    #[default]
+    AtMostOnce = 0,
+    /// At least once: acknowledged with PubAck, resent until it is.
+    AtLeastOnce = 1,
+}
+
+impl Qos {
+    /// The QoS for a number, if it is one this protocol knows.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Qos::AtMostOnce),
+            1 => Some(Qos::AtLeastOnce),
+            _ => None,
+        }
+    }
 }
 
 impl FrameType {
@@ -61,19 +113,32 @@ impl FrameType {
             7 => Self::Ping,
             8 => Self::Pong,
             9 => Self::Disconnect,
+            10 => Self::PubAck,
             _ => return None,
         })
     }
 
-    /// Whether a field must be empty in a frame of this type.
+    /// The flag bits a frame of this type may carry.
+    fn allowed_flags(self) -> u8 {
+        match self {
+            FrameType::Publish => FLAG_RETAIN | FLAG_QOS1 | FLAG_DUP,
+            FrameType::Connect => FLAG_SESSION | FLAG_WILL,
+            FrameType::ConnAck => FLAG_SESSION,
+            FrameType::Subscribe | FrameType::SubAck => FLAG_QOS1,
+            _ => 0,
+        }
+    }
+
+    /// Whether a field must be empty in a frame of this type with `flags`.
     ///
     /// Publish's `client_id` is ignored from clients and set by the broker,
     /// so it is never checked.
-    fn must_be_empty(self, field: Field) -> bool {
+    fn must_be_empty(self, field: Field, flags: u8) -> bool {
         use Field::*;
         use FrameType::*;
         match (self, field) {
-            (Connect, Topic) => true,
+            // The will's topic.
+            (Connect, Topic) => flags & FLAG_WILL == 0,
             (Connect, _) => false,
             (ConnAck, Topic | Payload) => true,
             (ConnAck, ClientId) => false,
@@ -85,6 +150,19 @@ impl FrameType {
             (Ping | Pong, _) => true,
             (Disconnect, Payload) => false,
             (Disconnect, _) => true,
+            // The payload is the packet id, checked for its length apart.
+            (PubAck, Payload) => false,
+            (PubAck, _) => true,
+        }
+    }
+
+    /// Whether a frame of this type with `flags` starts its payload field
+    /// with a packet id.
+    fn carries_packet_id(self, flags: u8) -> bool {
+        match self {
+            FrameType::Publish => flags & FLAG_QOS1 != 0,
+            FrameType::PubAck => true,
+            _ => false,
         }
     }
 }
@@ -131,6 +209,8 @@ pub enum ReasonCode {
     SlowConsumer = 7,
     /// A topic name or filter that is not valid.
     InvalidTopic = 8,
+    /// The broker holds as many persistent sessions as it may.
+    TooManySessions = 9,
 }
 
 impl ReasonCode {
@@ -145,6 +225,7 @@ impl ReasonCode {
             6 => Self::ShuttingDown,
             7 => Self::SlowConsumer,
             8 => Self::InvalidTopic,
+            9 => Self::TooManySessions,
             _ => return None,
         })
     }
@@ -160,6 +241,7 @@ impl ReasonCode {
             Self::ShuttingDown => "broker shutting down",
             Self::SlowConsumer => "slow consumer",
             Self::InvalidTopic => "invalid topic or filter",
+            Self::TooManySessions => "too many sessions",
         }
     }
 
@@ -175,6 +257,7 @@ impl ReasonCode {
             Self::ShuttingDown => "shutting_down",
             Self::SlowConsumer => "slow_consumer",
             Self::InvalidTopic => "invalid_topic",
+            Self::TooManySessions => "too_many_sessions",
         }
     }
 }
@@ -207,6 +290,21 @@ pub struct Frame<'a> {
     pub kind: FrameType,
     /// The RETAIN flag (Publish only).
     pub retain: bool,
+    /// Publish: the QoS it is sent at; Subscribe: the maximum QoS asked;
+    /// SubAck: the QoS granted. [`Qos::AtMostOnce`] elsewhere.
+    pub qos: Qos,
+    /// DUP (a QoS 1 Publish only): the packet id may have been sent before.
+    pub dup: bool,
+    /// Connect: a persistent session is asked for; ConnAck: a stored
+    /// session was resumed.
+    pub session: bool,
+    /// Connect: the client has a will (topic in `topic`, the rest in the
+    /// options block at the front of `payload`, see [`ConnectOptions`]).
+    pub will: bool,
+    /// The packet id of a QoS 1 Publish or a PubAck (never 0 there); 0 in
+    /// every other frame. On the wire it is the first two bytes of the
+    /// payload field; `payload` holds only what follows.
+    pub packet_id: u16,
     /// Topic name or filter; empty where the type does not use it.
     pub topic: &'a str,
     /// Payload bytes.
@@ -218,7 +316,18 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// A frame of `kind` with every field empty.
     pub const fn empty(kind: FrameType) -> Self {
-        Frame { kind, retain: false, topic: "", payload: &[], client_id: "" }
+        Frame {
+            kind,
+            retain: false,
+            qos: Qos::AtMostOnce,
+            dup: false,
+            session: false,
+            will: false,
+            packet_id: 0,
+            topic: "",
+            payload: &[],
+            client_id: "",
+        }
     }
 
     /// A Connect asking for `client_id` (empty: assign one), with optional
@@ -229,7 +338,42 @@ impl<'a> Frame<'a> {
 
     /// A Publish of `payload` to `topic`, stamped with `client_id`.
     pub const fn publish(topic: &'a str, payload: &'a [u8], client_id: &'a str, retain: bool) -> Self {
-        Frame { kind: FrameType::Publish, retain, topic, payload, client_id }
+        Frame { retain, topic, payload, client_id, ..Frame::empty(FrameType::Publish) }
+    }
+
+    /// A QoS 1 Publish of `payload` to `topic` with `packet_id` (not 0),
+    /// stamped with `client_id`; `dup` when it may have been sent before.
+    pub const fn publish_qos1(
+        topic: &'a str,
+        payload: &'a [u8],
+        client_id: &'a str,
+        retain: bool,
+        packet_id: u16,
+        dup: bool,
+    ) -> Self {
+        Frame { qos: Qos::AtLeastOnce, packet_id, dup, ..Frame::publish(topic, payload, client_id, retain) }
+    }
+
+    /// A PubAck of `packet_id`.
+    pub const fn pub_ack(packet_id: u16) -> Self {
+        Frame { packet_id, ..Frame::empty(FrameType::PubAck) }
+    }
+
+    /// The flag bits of the type byte, from the fields this type uses.
+    fn flags(&self) -> u8 {
+        let bit = |set: bool, flag: u8| if set { flag } else { 0 };
+        let qos1 = bit(self.qos == Qos::AtLeastOnce, FLAG_QOS1);
+        match self.kind {
+            FrameType::Publish => bit(self.retain, FLAG_RETAIN) | qos1 | bit(self.dup, FLAG_DUP),
+            FrameType::Connect => bit(self.session, FLAG_SESSION) | bit(self.will, FLAG_WILL),
+            FrameType::ConnAck => bit(self.session, FLAG_SESSION),
+            FrameType::Subscribe | FrameType::SubAck => qos1,
+            _ => 0,
+        }
+    }
+
+    fn packet_id_len(&self) -> usize {
+        if self.kind.carries_packet_id(self.flags()) { PACKET_ID_LEN } else { 0 }
     }
 
     /// A frame of `kind` that carries only a topic (Subscribe, Unsubscribe,
@@ -240,7 +384,7 @@ impl<'a> Frame<'a> {
 
     /// The number of bytes [`Frame::encode`] appends.
     pub fn encoded_len(&self) -> usize {
-        FRAME_OVERHEAD + self.topic.len() + self.payload.len() + self.client_id.len()
+        FRAME_OVERHEAD + self.topic.len() + self.packet_id_len() + self.payload.len() + self.client_id.len()
     }
 
     /// Appends the frame's wire form to `out`.
@@ -252,14 +396,17 @@ impl<'a> Frame<'a> {
     /// [`Decoder`] or were validated against [`FrameLimits`] never are.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let topic_len = u16::try_from(self.topic.len()).expect("topic longer than 65535 bytes");
-        let payload_len = u32::try_from(self.payload.len()).expect("payload longer than 4 GiB");
+        let packet_id_len = self.packet_id_len();
+        let payload_len = u32::try_from(packet_id_len + self.payload.len()).expect("payload longer than 4 GiB");
         let id_len = u16::try_from(self.client_id.len()).expect("client id longer than 65535 bytes");
         out.reserve(self.encoded_len());
-        let flags = if self.retain { FLAG_RETAIN } else { 0 };
-        out.push(self.kind as u8 | flags);
+        out.push(self.kind as u8 | self.flags());
         out.extend_from_slice(&topic_len.to_be_bytes());
         out.extend_from_slice(self.topic.as_bytes());
         out.extend_from_slice(&payload_len.to_be_bytes());
+        if packet_id_len != 0 {
+            out.extend_from_slice(&self.packet_id.to_be_bytes());
+        }
         out.extend_from_slice(self.payload);
         out.extend_from_slice(&id_len.to_be_bytes());
         out.extend_from_slice(self.client_id.as_bytes());
@@ -278,7 +425,8 @@ impl<'a> Frame<'a> {
 pub struct FrameLimits {
     /// Longest topic, in bytes (default 4096; at most 65535 by the format).
     pub max_topic_len: usize,
-    /// Longest payload, in bytes (default 1 MiB).
+    /// Longest payload, in bytes (default 1 MiB). A packet id in front of
+    /// it comes on top.
     pub max_payload_len: usize,
     /// Longest client id, in bytes (default 256).
     pub max_client_id_len: usize,
@@ -293,7 +441,7 @@ impl Default for FrameLimits {
 impl FrameLimits {
     /// The largest frame these limits admit, in bytes.
     pub fn max_frame_len(&self) -> usize {
-        FRAME_OVERHEAD + self.max_topic_len + self.max_payload_len + self.max_client_id_len
+        FRAME_OVERHEAD + self.max_topic_len + PACKET_ID_LEN + self.max_payload_len + self.max_client_id_len
     }
 }
 
@@ -305,7 +453,8 @@ pub enum DecodeError {
     /// The low five bits of the type byte are not a known type.
     #[error("unknown frame type {0}")]
     UnknownType(u8),
-    /// Flag bits other than RETAIN-on-Publish were set.
+    /// Flag bits the frame type does not allow (see PROTOCOL.md), or DUP
+    /// without QoS 1.
     #[error("flags {flags:#04x} are not allowed on {kind:?}")]
     BadFlags {
         /// The frame type the byte named.
@@ -322,6 +471,12 @@ pub enum DecodeError {
         len: usize,
         /// The limit in force.
         max: usize,
+    },
+    /// A QoS 1 Publish or a PubAck without a 2-byte packet id, or with 0.
+    #[error("{kind:?} needs a non-zero 2-byte packet id")]
+    PacketId {
+        /// The frame type.
+        kind: FrameType,
     },
     /// The topic or client id is not UTF-8.
     #[error("{0} is not valid UTF-8")]
@@ -393,29 +548,53 @@ impl Decoder {
         };
         let kind = FrameType::from_u8(type_byte & TYPE_MASK).ok_or(DecodeError::UnknownType(type_byte & TYPE_MASK))?;
         let flags = type_byte & !TYPE_MASK;
-        if flags != 0 && !(kind == FrameType::Publish && flags == FLAG_RETAIN) {
+        let dup_without_qos = flags & (FLAG_DUP | FLAG_QOS1) == FLAG_DUP && kind == FrameType::Publish;
+        if flags & !kind.allowed_flags() != 0 || dup_without_qos {
             return Err(DecodeError::BadFlags { kind, flags });
         }
+        let with_id = kind.carries_packet_id(flags);
+        let max_payload =
+            if with_id { self.limits.max_payload_len + PACKET_ID_LEN } else { self.limits.max_payload_len };
 
-        let mut reader = Reader { input, pos: 1 };
-        let topic = match reader.field(2, Field::Topic, self.limits.max_topic_len, kind)? {
+        let mut reader = Reader { input, pos: 1, kind, flags };
+        let topic = match reader.field(2, Field::Topic, self.limits.max_topic_len)? {
             Some(bytes) => bytes,
             None => return Ok(reader.incomplete(4 + 2)),
         };
-        let payload = match reader.field(4, Field::Payload, self.limits.max_payload_len, kind)? {
+        let payload = match reader.field(4, Field::Payload, max_payload)? {
             Some(bytes) => bytes,
             None => return Ok(reader.incomplete(2)),
         };
-        let client_id = match reader.field(2, Field::ClientId, self.limits.max_client_id_len, kind)? {
+        let client_id = match reader.field(2, Field::ClientId, self.limits.max_client_id_len)? {
             Some(bytes) => bytes,
             None => return Ok(reader.incomplete(0)),
         };
         let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8(Field::Topic))?;
         let client_id = std::str::from_utf8(client_id).map_err(|_| DecodeError::InvalidUtf8(Field::ClientId))?;
-        Ok(Decoded::Frame {
-            frame: Frame { kind, retain: flags == FLAG_RETAIN, topic, payload, client_id },
-            consumed: reader.pos,
-        })
+        let (packet_id, payload) = if with_id {
+            // The field's length was checked to hold the id when it arrived.
+            let (id, rest) = payload.split_at(PACKET_ID_LEN);
+            match u16::from_be_bytes([id[0], id[1]]) {
+                0 => return Err(DecodeError::PacketId { kind }),
+                id => (id, rest),
+            }
+        } else {
+            (0, payload)
+        };
+        let qos = if flags & FLAG_QOS1 != 0 && kind != FrameType::Connect { Qos::AtLeastOnce } else { Qos::AtMostOnce };
+        let frame = Frame {
+            kind,
+            retain: kind == FrameType::Publish && flags & FLAG_RETAIN != 0,
+            qos,
+            dup: flags & FLAG_DUP != 0,
+            session: flags & FLAG_SESSION != 0 && kind != FrameType::Publish,
+            will: kind == FrameType::Connect && flags & FLAG_WILL != 0,
+            packet_id,
+            topic,
+            payload,
+            client_id,
+        };
+        Ok(Decoded::Frame { frame, consumed: reader.pos })
     }
 }
 
@@ -423,19 +602,16 @@ impl Decoder {
 struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
+    kind: FrameType,
+    flags: u8,
 }
 
 impl<'a> Reader<'a> {
     /// Reads a length prefix of `prefix` bytes, checks it, then the field.
     /// `Ok(None)` means the input ends first; `self.pos` then says how far
     /// the frame is known to reach.
-    fn field(
-        &mut self,
-        prefix: usize,
-        field: Field,
-        max: usize,
-        kind: FrameType,
-    ) -> Result<Option<&'a [u8]>, DecodeError> {
+    fn field(&mut self, prefix: usize, field: Field, max: usize) -> Result<Option<&'a [u8]>, DecodeError> {
+        let kind = self.kind;
         let Some(len_bytes) = self.input.get(self.pos..self.pos + prefix) else {
             self.pos += prefix;
             return Ok(None);
@@ -444,8 +620,14 @@ impl<'a> Reader<'a> {
         if len > max {
             return Err(DecodeError::TooLong { field, len, max });
         }
-        if len != 0 && kind.must_be_empty(field) {
+        if len != 0 && kind.must_be_empty(field, self.flags) {
             return Err(DecodeError::UnexpectedField { kind, field });
+        }
+        if field == Field::Payload && kind.carries_packet_id(self.flags) {
+            let wrong = if kind == FrameType::PubAck { len != PACKET_ID_LEN } else { len < PACKET_ID_LEN };
+            if wrong {
+                return Err(DecodeError::PacketId { kind });
+            }
         }
         self.pos += prefix;
         let end = self.pos + len;
@@ -462,265 +644,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use FrameType::*;
-
-    /// One wire vector per frame type, written out by hand rather than taken
-    /// from the encoder, so that encoder and decoder are both checked against
-    /// the specification. `docs/PROTOCOL.md` lists the same hex.
-    const VECTORS: &[(&str, &str, Frame<'static>)] = &[
-        ("connect with client id", "00 0000 00000000 0008 73656e736f722d31", Frame::connect("sensor-1", b"")),
-        ("connect with credentials", "00 0000 00000009 7573657200 70617373 0000", Frame::connect("", b"user\0pass")),
-        (
-            "connack with assigned id",
-            "01 0000 00000000 0008 74696e796d712d31",
-            Frame { client_id: "tinymq-1", ..Frame::empty(ConnAck) },
-        ),
-        (
-            "publish",
-            "02 0003 612f62 00000002 6869 0008 73656e736f722d31",
-            Frame::publish("a/b", b"hi", "sensor-1", false),
-        ),
-        ("publish retain", "82 0003 612f62 00000002 6f6e 0000", Frame::publish("a/b", b"on", "", true)),
-        ("subscribe wildcard", "03 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(Subscribe, "sensors/#")),
-        ("suback accepted", "04 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(SubAck, "sensors/#")),
-        (
-            "suback refused",
-            "04 0005 612f232f62 00000018 08 696e76616c696420746f706963206f722066696c746572 0000",
-            Frame { payload: b"\x08invalid topic or filter", ..Frame::with_topic(SubAck, "a/#/b") },
-        ),
-        ("unsubscribe", "05 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(Unsubscribe, "sensors/#")),
-        ("unsuback", "06 0009 73656e736f72732f23 00000000 0000", Frame::with_topic(UnsubAck, "sensors/#")),
-        ("ping", "07 0000 00000000 0000", Frame::empty(Ping)),
-        ("pong", "08 0000 00000000 0000", Frame::empty(Pong)),
-        ("client disconnect", "09 0000 00000000 0000", Frame::empty(Disconnect)),
-        (
-            "broker disconnect, session taken over",
-            "09 0000 00000013 03 73657373696f6e2074616b656e206f766572 0000",
-            Frame { payload: b"\x03session taken over", ..Frame::empty(Disconnect) },
-        ),
-    ];
-
-    #[test]
-    fn protocol_md_test_vector() {
-        let bytes = hex("02 0013 73656e736f72732f74656d7065726174757265 00000004 32332e35 0000");
-        let frame = Frame::publish("sensors/temperature", b"23.5", "", false);
-        assert_eq!(frame.to_vec(), bytes);
-        assert_eq!(Decoder::default().decode(&bytes), Ok(Decoded::Frame { frame, consumed: bytes.len() }));
-    }
-
-    #[test]
-    fn vectors_encode_and_decode() {
-        let decoder = Decoder::default();
-        for &(name, text, frame) in VECTORS {
-            let bytes = hex(text);
-            assert_eq!(frame.to_vec(), bytes, "{name}: encode");
-            assert_eq!(frame.encoded_len(), bytes.len(), "{name}: encoded_len");
-            assert_eq!(decoder.decode(&bytes), Ok(Decoded::Frame { frame, consumed: bytes.len() }), "{name}: decode");
-        }
-    }
-
-    #[test]
-    fn protocol_md_lists_the_same_vectors() {
-        let spec = include_str!("../../docs/PROTOCOL.md");
-        for (name, text, _) in VECTORS {
-            assert!(spec.contains(&format!("| `{text}` |")), "{name} is not in docs/PROTOCOL.md");
-        }
-    }
-
-    #[test]
-    fn every_frame_type_has_a_vector() {
-        for value in 0..=9 {
-            let kind = FrameType::from_u8(value).unwrap();
-            assert!(VECTORS.iter().any(|(_, _, frame)| frame.kind == kind), "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn reason_vectors_match_the_reason_helpers() {
-        let refused = VECTORS.iter().find(|v| v.0 == "suback refused").unwrap().2;
-        assert_eq!(refused.payload, reason_payload(ReasonCode::InvalidTopic, ReasonCode::InvalidTopic.text()));
-        let taken = VECTORS.iter().find(|v| v.0 == "broker disconnect, session taken over").unwrap().2;
-        assert_eq!(parse_reason(taken.payload), Some((3, "session taken over")));
-        assert_eq!(ReasonCode::from_u8(3), Some(ReasonCode::SessionTakenOver));
-        assert_eq!(parse_reason(b""), None);
-    }
-
-    #[test]
-    fn unknown_types_are_refused_from_the_first_byte() {
-        let decoder = Decoder::default();
-        for (byte, kind) in [(0x0a, 10), (0x1f, 31), (0x8a, 10), (0xff, 31)] {
-            assert_eq!(decoder.decode(&[byte]), Err(DecodeError::UnknownType(kind)), "{byte:#04x}");
-        }
-    }
-
-    #[test]
-    fn flag_bits_other_than_retain_on_publish_are_refused() {
-        let decoder = Decoder::default();
-        for (byte, kind, flags) in [
-            (0x83, Subscribe, 0x80),
-            (0x80, Connect, 0x80),
-            (0x89, Disconnect, 0x80),
-            (0x42, Publish, 0x40),
-            (0x20, Connect, 0x20),
-            (0x22, Publish, 0x20),
-            (0xc2, Publish, 0xc0),
-            (0xe7, Ping, 0xe0),
-        ] {
-            assert_eq!(decoder.decode(&[byte]), Err(DecodeError::BadFlags { kind, flags }), "{byte:#04x}");
-        }
-    }
-
-    #[test]
-    fn unused_fields_must_be_empty_as_soon_as_their_length_arrives() {
-        let decoder = Decoder::default();
-        for (text, kind, field) in [
-            ("00 0001", Connect, Field::Topic),
-            ("01 0000 00000001", ConnAck, Field::Payload),
-            ("01 0001", ConnAck, Field::Topic),
-            ("03 0001 23 00000000 0001", Subscribe, Field::ClientId),
-            ("03 0001 23 00000001", Subscribe, Field::Payload),
-            ("04 0001 23 00000000 0002", SubAck, Field::ClientId),
-            ("05 0001 23 00000001", Unsubscribe, Field::Payload),
-            ("06 0001 23 00000000 0001", UnsubAck, Field::ClientId),
-            ("07 0000 00000004", Ping, Field::Payload),
-            ("07 0001", Ping, Field::Topic),
-            ("08 0000 00000000 0001", Pong, Field::ClientId),
-            ("09 0001", Disconnect, Field::Topic),
-            ("09 0000 00000000 0001", Disconnect, Field::ClientId),
-        ] {
-            assert_eq!(decoder.decode(&hex(text)), Err(DecodeError::UnexpectedField { kind, field }), "{text}");
-        }
-    }
-
-    #[test]
-    fn oversized_length_is_refused_before_its_bytes_arrive() {
-        let decoder = Decoder::default();
-        // Publish, topic "a", declared payload 0xFFFFFFFF, and nothing more.
-        let bytes = hex("02 0001 61 ffffffff");
-        assert_eq!(
-            decoder.decode(&bytes),
-            Err(DecodeError::TooLong { field: Field::Payload, len: 0xffff_ffff, max: 1 << 20 })
-        );
-    }
-
-    #[test]
-    fn each_field_is_checked_against_its_limit() {
-        let decoder = Decoder::default();
-        let too_long = |field, len, max| Err(DecodeError::TooLong { field, len, max });
-        assert_eq!(decoder.decode(&hex("02 1001")), too_long(Field::Topic, 4097, 4096));
-        assert_eq!(decoder.decode(&hex("02 ffff")), too_long(Field::Topic, 0xffff, 4096));
-        assert_eq!(decoder.decode(&hex("02 0000 00100001")), too_long(Field::Payload, (1 << 20) + 1, 1 << 20));
-        assert_eq!(decoder.decode(&hex("02 0000 00000000 0101")), too_long(Field::ClientId, 257, 256));
-        // Too long is reported even where the field would also be unexpected.
-        assert_eq!(decoder.decode(&hex("07 ffff")), too_long(Field::Topic, 0xffff, 4096));
-        // At the limit is fine: the decoder asks for the whole field.
-        assert_eq!(decoder.decode(&hex("02 1000")), Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD + 4096 }));
-        assert_eq!(
-            decoder.decode(&hex("00 0000 00000000 0100")),
-            Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD + 256 })
-        );
-    }
-
-    #[test]
-    fn small_limits_refuse_the_vectors_that_exceed_them() {
-        let limits = FrameLimits { max_topic_len: 3, max_payload_len: 2, max_client_id_len: 1 };
-        let decoder = Decoder::new(limits);
-        assert_eq!(limits.max_frame_len(), FRAME_OVERHEAD + 6);
-        let too_long = |field, len, max| Err(DecodeError::TooLong { field, len, max });
-        assert_eq!(decoder.decode(&hex("03 0009")), too_long(Field::Topic, 9, 3));
-        assert_eq!(decoder.decode(&hex("09 0000 00000013")), too_long(Field::Payload, 0x13, 2));
-        assert_eq!(decoder.decode(&hex("02 0003 612f62 00000002 6869 0008")), too_long(Field::ClientId, 8, 1));
-        let fits = hex("82 0003 612f62 00000002 6f6e 0001 63");
-        let frame = Frame::publish("a/b", b"on", "c", true);
-        assert_eq!(decoder.decode(&fits), Ok(Decoded::Frame { frame, consumed: limits.max_frame_len() }));
-    }
-
-    #[test]
-    fn invalid_utf8_is_refused_once_the_frame_is_whole() {
-        let decoder = Decoder::default();
-        let bad_topic = hex("02 0001 ff 00000000 0000");
-        assert_eq!(decoder.decode(&bad_topic[..4]), Ok(Decoded::Incomplete { needed: 10 }));
-        assert_eq!(decoder.decode(&bad_topic), Err(DecodeError::InvalidUtf8(Field::Topic)));
-        let bad_id = hex("00 0000 00000000 0002 c328");
-        assert_eq!(decoder.decode(&bad_id), Err(DecodeError::InvalidUtf8(Field::ClientId)));
-        // A truncated multi-byte character in the topic, and a surrogate in the id.
-        assert_eq!(decoder.decode(&hex("03 0002 61e2 00000000 0000")), Err(DecodeError::InvalidUtf8(Field::Topic)));
-        assert_eq!(
-            decoder.decode(&hex("01 0000 00000000 0003 eda080")),
-            Err(DecodeError::InvalidUtf8(Field::ClientId))
-        );
-        // The payload is bytes, not text.
-        assert!(matches!(decoder.decode(&hex("02 0001 61 00000001 ff 0000")), Ok(Decoded::Frame { .. })));
-    }
-
-    #[test]
-    fn errors_map_to_disconnect_reasons() {
-        let too_long = DecodeError::TooLong { field: Field::Payload, len: 2, max: 1 };
-        assert_eq!(too_long.reason(), ReasonCode::FrameTooLarge);
-        for error in [
-            DecodeError::UnknownType(10),
-            DecodeError::BadFlags { kind: Subscribe, flags: 0x80 },
-            DecodeError::InvalidUtf8(Field::Topic),
-            DecodeError::UnexpectedField { kind: Ping, field: Field::Payload },
-        ] {
-            assert_eq!(error.reason(), ReasonCode::ProtocolError, "{error}");
-        }
-    }
-
-    #[test]
-    fn several_frames_in_one_buffer_decode_in_sequence() {
-        let decoder = Decoder::default();
-        let stream: Vec<u8> = VECTORS.iter().flat_map(|v| hex(v.1)).collect();
-        let mut rest = &stream[..];
-        for &(name, text, frame) in VECTORS {
-            let consumed = hex(text).len();
-            assert_eq!(decoder.decode(rest), Ok(Decoded::Frame { frame, consumed }), "{name}");
-            rest = &rest[consumed..];
-        }
-        assert_eq!(decoder.decode(rest), Ok(Decoded::Incomplete { needed: FRAME_OVERHEAD }));
-    }
-
-    #[test]
-    fn every_split_point_is_incomplete_then_whole() {
-        let decoder = Decoder::default();
-        for &(name, text, _) in VECTORS {
-            let bytes = hex(text);
-            for cut in 0..bytes.len() {
-                match decoder.decode(&bytes[..cut]) {
-                    Ok(Decoded::Incomplete { needed }) => {
-                        assert!(needed > cut && needed <= bytes.len(), "{name}: cut {cut} needed {needed}")
-                    }
-                    other => panic!("{name}: cut {cut}: {other:?}"),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_stream_split_at_every_byte_decodes_like_the_whole() {
-        let decoder = Decoder::default();
-        let stream: Vec<u8> = VECTORS.iter().flat_map(|v| hex(v.1)).collect();
-        for cut in 0..=stream.len() {
-            // A read loop: append what arrived, take every whole frame, keep the rest.
-            let mut held = Vec::new();
-            let mut frames = Vec::new();
-            for chunk in [&stream[..cut], &stream[cut..]] {
-                held.extend_from_slice(chunk);
-                while let Decoded::Frame { frame, consumed } = decoder.decode(&held).unwrap() {
-                    frames.push(frame.to_vec());
-                    held.drain(..consumed);
-                }
-            }
-            assert!(held.is_empty(), "cut {cut}");
-            assert_eq!(frames.len(), VECTORS.len(), "cut {cut}");
-            assert!(frames.iter().zip(VECTORS).all(|(got, v)| *got == hex(v.1)), "cut {cut}");
-        }
-    }
-
-    pub(crate) fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
-    }
-}
+pub(crate) mod tests;

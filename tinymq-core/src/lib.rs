@@ -13,6 +13,7 @@
 //! | [`topic`] | [`TopicName`], [`Filter`] and the [`SubscriptionTrie`] |
 //! | [`session`] | the broker side of one binary connection ([`Session`]) |
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
+//! | [`durable`] | sessions that outlive connections: QoS 1 queues, in-flight windows, expiry, wills ([`durable::Sessions`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | [`broker::Broker`]: the broker-wide state (router, Moustique queues, peers' budgets) and every rule of connect, takeover, publish, subscribe, admission, throttling and when a write is answered; the router-level rules ([`broker::execute`]) |
 //! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
@@ -67,6 +68,18 @@
 //! // ConnAck and SubAck wait in the outbound queue for the shell to write.
 //! assert!(!session.outbound().is_empty());
 //! ```
+//!
+//! # Acknowledged delivery
+//!
+//! QoS 1 and persistent sessions add one more piece: a shell keeps a
+//! [`durable::Sessions`] beside the router. A QoS 1 [`Request::Publish`] is
+//! acknowledged with [`Session::ack`] once the message is safe; a message
+//! routed to a QoS 1 subscription goes through [`durable::Sessions::enqueue`]
+//! and out through [`Session::deliver_qos1`]; the client's
+//! [`Request::PubAck`] goes to [`durable::Sessions::ack`]; the sessions'
+//! store operations go to the store's writer. [`durable`] gives the order of
+//! calls; `tests/qos.rs` and its `qos_shell` run the whole loop on a
+//! virtual clock.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -74,6 +87,7 @@ pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod durable;
 pub mod http;
 pub mod message;
 pub mod metrics;
@@ -88,7 +102,7 @@ pub mod store;
 pub mod topic;
 pub mod websocket;
 
-pub use codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
+pub use codec::{ConnectOptions, DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, Qos, ReasonCode, Will};
 pub use message::Message;
 pub use outbound::Outbound;
 pub use router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};

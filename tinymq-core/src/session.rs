@@ -14,13 +14,26 @@
 //!    stops reading), close the connection.
 //! 5. Call [`Session::handle_timeout`] at [`Session::poll_timeout`].
 //!
+//! # Acknowledged delivery
+//!
+//! A QoS 1 Publish comes out as [`Request::Publish`] with its packet id;
+//! once the broker has made the message safe (durable, or in every
+//! receiver's queue) the shell calls [`Session::ack`], which queues the
+//! PubAck. With [`SessionConfig::max_inflight`] publishes unacknowledged the
+//! session stops asking for input ([`Session::wants_read`]). QoS 1
+//! deliveries to the client go out through [`Session::deliver_qos1`] with
+//! the packet ids a [`crate::durable::DeliveryQueue`] gives them; the
+//! client's PubAcks come back as [`Request::PubAck`] for the queue.
+//!
 //! Every protocol error queues a Disconnect with its reason code and closes
 //! the session; the caller only has to flush and close.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::codec::{Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode, reason_payload};
+use crate::codec::{ConnectOptions, Decoded, Decoder, Frame, FrameLimits, FrameType, Qos, ReasonCode, reason_payload};
+use crate::durable::{SessionRequest, Transmit};
 use crate::outbound::{Outbound, Overflow};
 use crate::router::Delivery;
 use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
@@ -37,6 +50,9 @@ pub struct SessionConfig {
     pub topic_limits: TopicLimits,
     /// Outbound queue limit in bytes (default 16 MiB).
     pub outbound_limit: usize,
+    /// QoS 1 publishes from the client the broker has not acknowledged yet
+    /// at which it stops reading from it (default 256).
+    pub max_inflight: u16,
 }
 
 impl Default for SessionConfig {
@@ -46,6 +62,7 @@ impl Default for SessionConfig {
             frame_limits: FrameLimits::default(),
             topic_limits: TopicLimits::default(),
             outbound_limit: 16 << 20,
+            max_inflight: 256,
         }
     }
 }
@@ -69,6 +86,8 @@ pub enum Request<'a> {
         client_id: &'a str,
         /// Credentials, if the client sent any.
         credentials: Option<Credentials<'a>>,
+        /// Session persistence and will; the will's topic is validated.
+        session: SessionRequest<'a>,
     },
     /// A message to route.
     Publish {
@@ -78,13 +97,24 @@ pub enum Request<'a> {
         payload: &'a [u8],
         /// Whether to store it as the topic's value.
         retain: bool,
+        /// Its QoS. At QoS 1, call [`Session::ack`] with `packet_id` once
+        /// the message is safe.
+        qos: Qos,
+        /// The packet id at QoS 1; 0 at QoS 0.
+        packet_id: u16,
     },
-    /// Add a subscription; answer with [`Session::sub_ack`].
-    Subscribe(Filter),
+    /// Add a subscription at up to this QoS; answer with
+    /// [`Session::sub_ack`] (QoS 0 granted) or [`Session::sub_ack_qos`].
+    Subscribe(Filter, Qos),
     /// Remove a subscription; answer with [`Session::unsub_ack`].
     Unsubscribe(Filter),
     /// The client closed cleanly: drop its subscriptions.
     Disconnect,
+    /// The client acknowledged the QoS 1 delivery with this packet id.
+    PubAck {
+        /// Its packet id.
+        packet_id: u16,
+    },
 }
 
 /// One step of [`Session::handle_input`].
@@ -141,6 +171,14 @@ pub struct Session {
     /// topic: a publisher usually repeats its topic, and this saves an
     /// allocation per message.
     last_topic: Option<Arc<str>>,
+    /// Packet ids of QoS 1 publishes yielded and not yet acknowledged: at
+    /// most 65535, since an id in use again is a protocol error. Boxed and
+    /// made on the first QoS 1 publish, so a QoS 0 client pays a pointer
+    /// (sessions sit in the shell's slab of connections, sized by the
+    /// largest).
+    #[allow(clippy::box_collection)]
+    unacked: Option<Box<HashSet<u16>>>,
+    max_inflight: u16,
 }
 
 impl Session {
@@ -155,6 +193,8 @@ impl Session {
             last_received: now,
             outbound: Outbound::new(config.outbound_limit),
             last_topic: None,
+            unacked: None,
+            max_inflight: config.max_inflight.max(1),
         }
     }
 
@@ -202,9 +242,17 @@ impl Session {
     /// Whether the shell should read more input: not after close, not
     /// while Connect awaits its answer (frames behind it wait unread), and
     /// not while the peer leaves half its queue unread (its own requests
-    /// would only add to it).
+    /// would only add to it), and not while [`SessionConfig::max_inflight`]
+    /// of its QoS 1 publishes await [`Session::ack`].
     pub fn wants_read(&self) -> bool {
-        !matches!(self.state, State::Closed(_) | State::Connecting) && self.outbound.len() < self.outbound.limit() / 2
+        !matches!(self.state, State::Closed(_) | State::Connecting)
+            && self.outbound.len() < self.outbound.limit() / 2
+            && self.unacked() < usize::from(self.max_inflight)
+    }
+
+    /// QoS 1 publishes from the client not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.as_ref().map_or(0, |ids| ids.len())
     }
 
     /// Bytes waiting to be sent.
@@ -232,12 +280,29 @@ impl Session {
         };
         let request = match (self.state, frame.kind) {
             (State::AwaitingConnect, FrameType::Connect) => {
-                let credentials = match parse_credentials(frame.payload) {
+                let options = match ConnectOptions::parse(&frame) {
+                    Ok(options) => options,
+                    Err(error) => return Err(self.close_with(error.reason(), &error.to_string())),
+                };
+                let credentials = match parse_credentials(options.credentials) {
                     Ok(credentials) => credentials,
                     Err(text) => return Err(self.close_with(ReasonCode::ProtocolError, text)),
                 };
+                if options.persistent && frame.client_id.is_empty() {
+                    return Err(self.close_with(ReasonCode::ProtocolError, "a persistent session needs a client id"));
+                }
+                if let Some(will) = &options.will
+                    && let Err((code, text)) = self.check_topic_name(will.topic)
+                {
+                    return Err(self.close_with(code, &format!("will: {text}")));
+                }
                 self.state = State::Connecting;
-                Request::Connect { client_id: frame.client_id, credentials }
+                let session = SessionRequest {
+                    persistent: options.persistent,
+                    session_expiry: options.session_expiry,
+                    will: options.will,
+                };
+                Request::Connect { client_id: frame.client_id, credentials, session }
             }
             (State::AwaitingConnect, _) => {
                 return Err(self.close_with(ReasonCode::ProtocolError, "the first frame must be Connect"));
@@ -248,18 +313,27 @@ impl Session {
             (State::Connected, FrameType::Connect) => {
                 return Err(self.close_with(ReasonCode::ProtocolError, "second Connect on one connection"));
             }
-            (State::Connected, FrameType::Publish) => match TopicName::new(frame.topic, &self.topic_limits) {
-                // `$` topics are the broker's own (`$SYS/...`): clients may
-                // read them but not publish to them.
-                Ok(topic) if topic.as_str().starts_with('$') => {
-                    return Err(self.close_with(ReasonCode::InvalidTopic, "topics beginning with $ are the broker's"));
+            (State::Connected, FrameType::Publish) => {
+                let topic = match self.check_topic_name(frame.topic) {
+                    Ok(topic) => topic,
+                    Err((code, text)) => return Err(self.close_with(code, &text)),
+                };
+                if frame.qos == Qos::AtLeastOnce && !self.unacked.get_or_insert_default().insert(frame.packet_id) {
+                    let text = format!("packet id {} is in use: not yet acknowledged", frame.packet_id);
+                    return Err(self.close_with(ReasonCode::ProtocolError, &text));
                 }
-                Ok(topic) => Request::Publish { topic, payload: frame.payload, retain: frame.retain },
-                Err(error) => return Err(self.close_with(topic_error_reason(&error), &error.to_string())),
-            },
+                Request::Publish {
+                    topic,
+                    payload: frame.payload,
+                    retain: frame.retain,
+                    qos: frame.qos,
+                    packet_id: frame.packet_id,
+                }
+            }
+            (State::Connected, FrameType::PubAck) => Request::PubAck { packet_id: frame.packet_id },
             (State::Connected, FrameType::Subscribe | FrameType::Unsubscribe) => {
                 match Filter::new(frame.topic, &self.topic_limits) {
-                    Ok(filter) if frame.kind == FrameType::Subscribe => Request::Subscribe(filter),
+                    Ok(filter) if frame.kind == FrameType::Subscribe => Request::Subscribe(filter, frame.qos),
                     Ok(filter) => Request::Unsubscribe(filter),
                     Err(error) => {
                         // A bad filter is refused in its ack; the session goes on.
@@ -289,12 +363,33 @@ impl Session {
         Ok(Step::Request { consumed, request })
     }
 
+    /// A topic a client may publish to (a Publish's, a will's), or the
+    /// Disconnect reason and text if it may not.
+    fn check_topic_name<'t>(&self, topic: &'t str) -> Result<TopicName<'t>, (ReasonCode, String)> {
+        match TopicName::new(topic, &self.topic_limits) {
+            // `$` topics are the broker's own (`$SYS/...`): clients may
+            // read them but not publish to them.
+            Ok(topic) if topic.as_str().starts_with('$') => {
+                Err((ReasonCode::InvalidTopic, "topics beginning with $ are the broker's".into()))
+            }
+            Ok(topic) => Ok(topic),
+            Err(error) => Err((topic_error_reason(&error), error.to_string())),
+        }
+    }
+
     /// Accepts the Connect: queues ConnAck carrying `client_id`.
     pub fn accept(&mut self, client_id: Arc<str>) {
+        self.accept_session(client_id, false);
+    }
+
+    /// Accepts the Connect as [`Session::accept`] does, with
+    /// SESSION_PRESENT set when `resumed` (a stored session was resumed).
+    pub fn accept_session(&mut self, client_id: Arc<str>, resumed: bool) {
         if self.state != State::Connecting {
             return;
         }
-        self.outbound.push_final(&Frame { client_id: &client_id, ..Frame::empty(FrameType::ConnAck) }.to_vec());
+        let ack = Frame { client_id: &client_id, session: resumed, ..Frame::empty(FrameType::ConnAck) };
+        self.outbound.push_final(&ack.to_vec());
         self.client_id = Some(client_id);
         self.state = State::Connected;
     }
@@ -308,6 +403,45 @@ impl Session {
     /// Answers a Subscribe: accepted, or refused with a reason.
     pub fn sub_ack(&mut self, filter: &str, result: Result<(), (ReasonCode, &str)>) {
         self.queue_ack(FrameType::SubAck, filter, result);
+    }
+
+    /// Accepts a Subscribe, granting `qos`.
+    pub fn sub_ack_qos(&mut self, filter: &str, qos: Qos) {
+        let frame = Frame { qos, ..Frame::with_topic(FrameType::SubAck, filter) };
+        if self.outbound.push_with(|out| frame.encode(out)).is_err() {
+            self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit");
+        }
+    }
+
+    /// The broker made the client's QoS 1 publish `packet_id` safe: queues
+    /// its PubAck, and frees the id and the slot. An id not awaiting an ack
+    /// is ignored.
+    pub fn ack(&mut self, packet_id: u16) -> Result<(), Closed> {
+        if let State::Closed(reason) = self.state {
+            return Err(Closed { reason });
+        }
+        if !self.unacked.as_mut().is_some_and(|ids| ids.remove(&packet_id)) {
+            return Ok(());
+        }
+        if self.outbound.push_with(|out| Frame::pub_ack(packet_id).encode(out)).is_err() {
+            return Err(self.close_with(ReasonCode::SlowConsumer, "outbound queue over its limit"));
+        }
+        Ok(())
+    }
+
+    /// Queues a QoS 1 Publish of `transmit` (its packet id and DUP from a
+    /// [`crate::durable::DeliveryQueue`]). Closed as [`Session::deliver`].
+    pub fn deliver_qos1(&mut self, transmit: &Transmit) -> Result<(), Closed> {
+        let message = transmit.delivery.message();
+        let frame = Frame::publish_qos1(
+            &message.topic,
+            &message.payload,
+            &message.from,
+            false,
+            transmit.packet_id,
+            transmit.dup,
+        );
+        self.queue_delivery(|out| out.push_with(|bytes| frame.encode(bytes)))
     }
 
     /// Answers an Unsubscribe.

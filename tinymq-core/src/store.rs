@@ -16,11 +16,21 @@
 //!
 //! Users are filed by name in a table of their own ([`StoreOp::PutUser`],
 //! record format in [`crate::auth`]).
+//!
+//! Persistent sessions ([`crate::durable`]) are kept in two tables: one
+//! record per session (its subscriptions, expiry and will, see
+//! [`SessionRecord`]) under `namespace 0x00 client_id`, and one per queued
+//! QoS 1 message under that key, 0x00 and its sequence number
+//! ([`queued_key`]). A message is put when it is queued and deleted when its
+//! client acknowledges it; queued in the writer before it was committed, the
+//! two cancel out (see [`StoreOp::record`]), so a subscriber that keeps up
+//! costs the disk nothing.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::auth::UserRecord;
+pub use crate::durable::record::{SessionRecord, WillMessage, queued_key, session_key, split_queued_key};
 use crate::message::Message;
 use crate::record::Record;
 pub use crate::record::RecordError;
@@ -184,6 +194,42 @@ pub enum StoreOp {
         /// The user's name.
         name: String,
     },
+    /// Set a persistent session's record.
+    PutSession {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The session's client id.
+        client_id: String,
+        /// Its subscriptions, expiry and will.
+        record: SessionRecord,
+    },
+    /// Remove a session and every message queued for it.
+    DeleteSession {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The session's client id.
+        client_id: String,
+    },
+    /// Keep a QoS 1 message queued for a session.
+    PutQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The session's client id.
+        client_id: String,
+        /// Its sequence number in the session.
+        seq: u64,
+        /// The message.
+        message: Message,
+    },
+    /// A queued message was acknowledged: forget it.
+    DeleteQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: String,
+        /// The session's client id.
+        client_id: String,
+        /// Its sequence number in the session.
+        seq: u64,
+    },
 }
 
 impl StoreOp {
@@ -209,6 +255,10 @@ pub enum StoreTable {
     HttpClients,
     /// Users, by name.
     Users,
+    /// Persistent sessions, by [`session_key`].
+    Sessions,
+    /// Messages queued for sessions, by [`queued_key`].
+    Queued,
 }
 
 impl StoreOp {
@@ -231,6 +281,15 @@ impl StoreOp {
             StoreOp::PutUser(user) => Some((StoreTable::Users, user.name.as_bytes().to_vec())),
             // A user's values and clients go with it: many records.
             StoreOp::DeleteUser { .. } => None,
+            StoreOp::PutSession { namespace, client_id, .. } => {
+                Some((StoreTable::Sessions, session_key(namespace, client_id)))
+            }
+            // The session's queued messages go with it.
+            StoreOp::DeleteSession { .. } => None,
+            StoreOp::PutQueued { namespace, client_id, seq, .. }
+            | StoreOp::DeleteQueued { namespace, client_id, seq } => {
+                Some((StoreTable::Queued, queued_key(namespace, client_id, *seq)))
+            }
         }
     }
 }
@@ -267,6 +326,30 @@ impl StoredHttpClient {
     }
 }
 
+/// A persistent session as loaded at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The user's name; empty for the public namespace.
+    pub namespace: String,
+    /// The session's client id.
+    pub client_id: String,
+    /// Its record.
+    pub record: SessionRecord,
+}
+
+/// A queued QoS 1 message as loaded at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredQueued {
+    /// The user's name; empty for the public namespace.
+    pub namespace: String,
+    /// The session's client id.
+    pub client_id: String,
+    /// Its sequence number in the session.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+}
+
 /// Durable state. [`Store::apply`] takes a batch of operations and makes
 /// them durable together (one transaction: all or none).
 pub trait Store {
@@ -283,6 +366,18 @@ pub trait Store {
     fn load_http_clients(&self) -> Result<Vec<StoredHttpClient>, Self::Error>;
     /// Every user, in name order.
     fn load_users(&self) -> Result<Vec<UserRecord>, Self::Error>;
+
+    /// Every persistent session, in key order. The default is for a store
+    /// that does not keep sessions: none.
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, Self::Error> {
+        Ok(Vec::new())
+    }
+
+    /// Every queued message, in key order (by session, then sequence). The
+    /// default is for a store that does not keep sessions: none.
+    fn load_queued(&self) -> Result<Vec<StoredQueued>, Self::Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -292,6 +387,8 @@ pub struct MemoryStore {
     values: BTreeMap<Vec<u8>, Vec<u8>>,
     http_clients: BTreeMap<Vec<u8>, Vec<u8>>,
     users: BTreeMap<String, Vec<u8>>,
+    sessions: BTreeMap<Vec<u8>, Vec<u8>>,
+    queued: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -328,6 +425,24 @@ impl Store for MemoryStore {
                     let prefix = value_key(name, "");
                     self.values.retain(|key, _| !key.starts_with(&prefix));
                     self.http_clients.retain(|key, _| !key.starts_with(&prefix));
+                    self.sessions.retain(|key, _| !key.starts_with(&prefix));
+                    self.queued.retain(|key, _| !key.starts_with(&prefix));
+                }
+                StoreOp::PutSession { namespace, client_id, record } => {
+                    self.sessions.insert(session_key(namespace, client_id), record.encode());
+                }
+                StoreOp::DeleteSession { namespace, client_id } => {
+                    self.sessions.remove(&session_key(namespace, client_id));
+                    let mut prefix = session_key(namespace, client_id);
+                    prefix.push(0);
+                    // Exactly this session's: the sequence is the last 8 bytes.
+                    self.queued.retain(|key, _| !(key.starts_with(&prefix) && key.len() == prefix.len() + 8));
+                }
+                StoreOp::PutQueued { namespace, client_id, seq, message } => {
+                    self.queued.insert(queued_key(namespace, client_id, *seq), encode_message(message));
+                }
+                StoreOp::DeleteQueued { namespace, client_id, seq } => {
+                    self.queued.remove(&queued_key(namespace, client_id, *seq));
                 }
             }
         }
@@ -350,6 +465,28 @@ impl Store for MemoryStore {
 
     fn load_users(&self) -> Result<Vec<UserRecord>, RecordError> {
         self.users.iter().map(|(name, record)| UserRecord::decode(name, record)).collect()
+    }
+
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, RecordError> {
+        self.sessions
+            .iter()
+            .map(|(key, record)| {
+                let (namespace, client_id) = split_value_key(key)?;
+                let record = SessionRecord::decode(record)?;
+                Ok(StoredSession { namespace: namespace.to_owned(), client_id: client_id.to_owned(), record })
+            })
+            .collect()
+    }
+
+    fn load_queued(&self) -> Result<Vec<StoredQueued>, RecordError> {
+        self.queued
+            .iter()
+            .map(|(key, record)| {
+                let (namespace, client_id, seq) = split_queued_key(key)?;
+                let message = decode_message(record)?;
+                Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
+            })
+            .collect()
     }
 }
 

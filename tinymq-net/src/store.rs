@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
+use tinymq_core::store::{SessionRecord, StoredQueued, StoredSession, queued_key, session_key, split_queued_key};
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
 
@@ -34,6 +35,13 @@ const HTTP_CLIENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_c
 /// Users, by name: their role and salted password hash
 /// ([`UserRecord::encode`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// Persistent sessions ([`SessionRecord`]), by `namespace 0x00 client_id`.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
+/// QoS 1 messages queued for sessions, by `namespace 0x00 client_id 0x00
+/// seq` ([`queued_key`]).
+const QUEUED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queued");
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -180,8 +188,46 @@ impl RedbStore {
                         // Its values are the keys from `name 0x00` up to `name 0x01`.
                         let (from, to) = (value_key(name, ""), [name.as_bytes(), &[1]].concat());
                         values.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
-                        // And its Moustique clients, filed the same way.
+                        // And its Moustique clients and sessions, filed the same way.
                         http_clients.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
+                        sessions.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutSession { namespace, client_id, record } => {
+                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
+                        let key = session_key(namespace, client_id);
+                        sessions.insert(key.as_slice(), record.encode().as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteSession { namespace, client_id } => {
+                        let key = session_key(namespace, client_id);
+                        txn.open_table(SESSIONS)
+                            .map_err(|e| self.io(e))?
+                            .remove(key.as_slice())
+                            .map_err(|e| self.io(e))?;
+                        // Its queued messages: every sequence number after `key 0x00`
+                        // (and only those: a longer key in that range is another
+                        // client's, whose id goes on with 0x00).
+                        let (from, to) =
+                            (queued_key(namespace, client_id, 0), queued_key(namespace, client_id, u64::MAX));
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        let len = from.len();
+                        queued
+                            .retain_in(from.as_slice()..=to.as_slice(), |k, _| k.len() != len)
+                            .map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutQueued { namespace, client_id, seq, message } => {
+                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
+                        let key = queued_key(namespace, client_id, *seq);
+                        queued.insert(key.as_slice(), encode_message(message).as_slice()).map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::DeleteQueued { namespace, client_id, seq } => {
+                        let key = queued_key(namespace, client_id, *seq);
+                        txn.open_table(QUEUED)
+                            .map_err(|e| self.io(e))?
+                            .remove(key.as_slice())
+                            .map_err(|e| self.io(e))?;
                     }
                 }
             }
@@ -281,6 +327,24 @@ impl Store for RedbStore {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.load_table(USERS, |name, record| {
             UserRecord::decode(name, record).map_err(|source| StoreError::Record { path: self.path.clone(), source })
+        })
+    }
+
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
+        self.load_table(SESSIONS, |key, record| {
+            let record_error = |source| StoreError::Record { path: self.path.clone(), source };
+            let (namespace, client_id) = split_value_key(key).map_err(record_error)?;
+            let record = SessionRecord::decode(record).map_err(record_error)?;
+            Ok(StoredSession { namespace: namespace.to_owned(), client_id: client_id.to_owned(), record })
+        })
+    }
+
+    fn load_queued(&self) -> Result<Vec<StoredQueued>, StoreError> {
+        self.load_table(QUEUED, |key, record| {
+            let record_error = |source| StoreError::Record { path: self.path.clone(), source };
+            let (namespace, client_id, seq) = split_queued_key(key).map_err(record_error)?;
+            let message = decode_message(record).map_err(record_error)?;
+            Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
         })
     }
 }
@@ -470,6 +534,68 @@ pub(crate) mod tests {
             first_seen: 42,
             filters: filters.iter().map(|f| f.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn sessions_and_queued_messages_survive_reopening_and_match_the_memory_model() {
+        use tinymq_core::Qos;
+        use tinymq_core::store::{SessionRecord, WillMessage};
+        use tinymq_core::topic::{Filter, TopicLimits};
+        let dir = temp_dir("sessions");
+        let session = |client: &str, expiry_secs| StoreOp::PutSession {
+            namespace: "".into(),
+            client_id: client.into(),
+            record: SessionRecord {
+                expiry_secs,
+                offline_since: 7,
+                subscriptions: vec![(Filter::new("a/#", &TopicLimits::default()).unwrap(), Qos::AtLeastOnce)],
+                will: Some(WillMessage {
+                    topic: "w".into(),
+                    payload: b"x"[..].into(),
+                    retain: true,
+                    qos: Qos::AtMostOnce,
+                }),
+            },
+        };
+        let queued = |client: &str, seq| {
+            let StoreOp::PutValue { message, .. } = put("", "a/b", &format!("{client}-{seq}")) else { unreachable!() };
+            StoreOp::PutQueued { namespace: "".into(), client_id: client.into(), seq, message }
+        };
+        let delete_queued =
+            |client: &str, seq| StoreOp::DeleteQueued { namespace: "".into(), client_id: client.into(), seq };
+        // A client id that goes on from "b" with 0x00: its queue is not b's.
+        let b2 = "b\0\0\0\0\0\0\0\0\u{1}";
+        let ops = [
+            session("a", 60),
+            session("b", 60),
+            session(b2, 60),
+            queued("a", 1),
+            queued("a", 2),
+            queued("b", 1),
+            queued(b2, 1),
+            delete_queued("a", 1),
+            session("a", 120),
+            StoreOp::DeleteSession { namespace: "".into(), client_id: "b".into() },
+        ];
+        let mut model = MemoryStore::new();
+        model.apply(&ops).unwrap();
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            assert!(store.load_sessions().unwrap().is_empty() && store.load_queued().unwrap().is_empty());
+            store.apply(&ops[..5]).unwrap();
+            store.apply(&ops[5..]).unwrap();
+        }
+        let store = RedbStore::open(&dir).unwrap();
+        assert_eq!(store.load_sessions().unwrap(), model.load_sessions().unwrap());
+        assert_eq!(store.load_queued().unwrap(), model.load_queued().unwrap());
+        let sessions: Vec<(String, u32)> =
+            store.load_sessions().unwrap().into_iter().map(|s| (s.client_id, s.record.expiry_secs)).collect();
+        assert_eq!(sessions, [("a".into(), 120), (b2.into(), 60)]);
+        let queued: Vec<(String, u64)> =
+            store.load_queued().unwrap().into_iter().map(|q| (q.client_id, q.seq)).collect();
+        assert_eq!(queued, [("a".into(), 2), (b2.into(), 1)]);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

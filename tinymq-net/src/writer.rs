@@ -492,6 +492,7 @@ mod tests {
                 }
                 StoreOp::PutUser(user) => (String::new(), user.name.clone(), "user".into()),
                 StoreOp::DeleteUser { name } => (String::new(), name.clone(), "user deleted".into()),
+                op => (String::new(), String::new(), format!("{op:?}")),
             })
             .collect()
     }

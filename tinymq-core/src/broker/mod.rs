@@ -57,6 +57,7 @@ use crate::metrics::Figures;
 pub use crate::publish::Published;
 use crate::publish::publish;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
+use crate::codec::Qos;
 use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredHttpClient};
 use crate::topic::{Filter, TopicName};
@@ -236,10 +237,16 @@ impl<S: Clone + SinkKind> Broker<S> {
         origin: Origin,
     ) -> Effects<S> {
         match (request, subscriber) {
-            (Request::Publish { topic, payload, retain }, Some(id)) => {
+            (Request::Publish { topic, payload, retain, qos, packet_id }, Some(id)) => {
                 let Some(namespace) = self.router.namespace_of(id) else { return Effects::default() };
                 let delivery = published(session, topic, payload, origin);
                 let published = self.publish(namespace, topic, &delivery, retain);
+                // Routed (and, when retained, handed to the store): a QoS 1
+                // publish is acknowledged now, as `batched` durability
+                // promises; see docs/PROTOCOL.md.
+                if qos == Qos::AtLeastOnce {
+                    let _ = session.ack(packet_id);
+                }
                 let delivery = (!published.receivers.is_empty() || published.store.is_some()).then_some(delivery);
                 Effects { delivery, receivers: published.receivers, store: published.store, ..Default::default() }
             }

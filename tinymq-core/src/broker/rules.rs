@@ -15,7 +15,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::auth::{AuthError, Identity};
-use crate::codec::{Frame, ReasonCode};
+use crate::codec::{Frame, Qos, ReasonCode};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
 use crate::session::{Credentials, Request, Session};
@@ -88,16 +88,26 @@ pub fn execute<S: Clone>(
 ) -> Effects<S> {
     let mut effects = Effects::default();
     match (request, subscriber) {
-        (Request::Connect { client_id, credentials }, None) => {
+        (Request::Connect { client_id, credentials, .. }, None) => {
             return connect(router, session, sink, client_id, authenticate(credentials), origin);
         }
-        (Request::Publish { topic, payload, retain: false }, subscriber @ Some(_)) => {
-            return publish_live(router, session, subscriber, topic, payload, origin);
+        // Without a shell that keeps QoS 1 queues (crate::durable), every
+        // subscription is granted QoS 0, so a QoS 1 message is safe once
+        // routed: it is acknowledged at once.
+        (Request::Publish { topic, payload, retain: false, qos, packet_id }, subscriber @ Some(_)) => {
+            let effects = publish_live(router, session, subscriber, topic, payload, origin);
+            if qos == Qos::AtLeastOnce {
+                let _ = session.ack(packet_id);
+            }
+            return effects;
         }
-        (Request::Publish { topic, payload, retain }, Some(id)) => {
+        (Request::Publish { topic, payload, retain, qos, packet_id }, Some(id)) => {
             let Some(namespace) = router.namespace_of(id) else { return effects };
             let delivery = published(session, topic, payload, origin);
             let outcome = router.publish(namespace, topic, &delivery, retain, &mut effects.receivers);
+            if qos == Qos::AtLeastOnce {
+                let _ = session.ack(packet_id);
+            }
             if outcome.stored {
                 effects.store = Some(StoreOp::of_value(router.namespace_name(namespace), delivery.message()));
             }
@@ -105,7 +115,7 @@ pub fn execute<S: Clone>(
                 effects.delivery = Some(delivery);
             }
         }
-        (Request::Subscribe(filter), Some(id)) => {
+        (Request::Subscribe(filter, _), Some(id)) => {
             session.sub_ack(filter.as_str(), Ok(()));
             for value in subscribe(router, id, filter) {
                 if session.deliver_frame(&value.message().publish_frame(true)).is_err() {

@@ -33,6 +33,22 @@
 //!
 //! A clean close is [`ClientSession::disconnect`], then flush and close.
 //!
+//! # Acknowledged delivery
+//!
+//! [`ClientSession::publish_qos1`] sends at QoS 1 and returns the packet
+//! id; [`ClientEvent::Published`] with that id says the broker acknowledged
+//! it. At most [`ClientConfig::max_inflight`] wait for their ack (the call
+//! fails with [`ClientError::WindowFull`] beyond); they are kept across
+//! connections and sent again, with DUP and in order, after the next
+//! ConnAck. A QoS 1 message from the broker is acknowledged when its
+//! [`ClientEvent::Message`] is taken from [`ClientSession::poll_event`]; if
+//! the connection is lost before, it is not, and the broker sends it again.
+//!
+//! [`ClientConfig::persistent`] asks the broker to keep the session
+//! (subscriptions, queued QoS 1 messages) between connections, and
+//! [`ClientConfig::will`] leaves a will it publishes if the connection is
+//! lost without [`ClientSession::disconnect`].
+//!
 //! # Keep-alive
 //!
 //! Ping goes out when nothing was sent for half the keep-alive interval, so
@@ -48,8 +64,28 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::codec::{DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, ReasonCode};
+use crate::codec::connect::OPTIONS_LEN;
+use crate::codec::{
+    ConnectOptions, DecodeError, Decoded, Decoder, Frame, FrameLimits, FrameType, Qos, ReasonCode, Will,
+};
 use crate::topic::{Filter, TopicError, TopicLimits, TopicName};
+
+mod outgoing;
+
+use outgoing::Outgoing;
+
+/// A will as the client configures it (see [`crate::codec::Will`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientWill {
+    /// Its topic name.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Published with RETAIN.
+    pub retain: bool,
+    /// Published at this QoS.
+    pub qos: Qos,
+}
 
 /// Settings of a [`ClientSession`]. Its `Debug` output leaves the password
 /// out.
@@ -69,6 +105,17 @@ pub struct ClientConfig {
     pub frame_limits: FrameLimits,
     /// Limits on topic names and filters sent.
     pub topic_limits: TopicLimits,
+    /// Ask the broker to keep the session between connections
+    /// (`clean_session = false`); needs a client id.
+    pub persistent: bool,
+    /// Seconds a persistent session outlives its connection; 0 for the
+    /// broker's default.
+    pub session_expiry: u32,
+    /// The will the broker publishes if the connection is lost.
+    pub will: Option<ClientWill>,
+    /// QoS 1 publishes that may wait for their ack at once (default 64;
+    /// keep it at or under the broker's `max_inflight`).
+    pub max_inflight: u16,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -79,6 +126,10 @@ impl fmt::Debug for ClientConfig {
             .field("keep_alive", &self.keep_alive)
             .field("frame_limits", &self.frame_limits)
             .field("topic_limits", &self.topic_limits)
+            .field("persistent", &self.persistent)
+            .field("session_expiry", &self.session_expiry)
+            .field("will", &self.will)
+            .field("max_inflight", &self.max_inflight)
             .finish()
     }
 }
@@ -91,6 +142,10 @@ impl Default for ClientConfig {
             keep_alive: Duration::from_secs(60),
             frame_limits: FrameLimits::default(),
             topic_limits: TopicLimits::default(),
+            persistent: false,
+            session_expiry: 0,
+            will: None,
+            max_inflight: 64,
         }
     }
 }
@@ -134,6 +189,8 @@ pub enum ClientEvent {
     Connected {
         /// The session's id: the one asked for, or the one the broker assigned.
         client_id: String,
+        /// The broker resumed a stored session (SESSION_PRESENT).
+        session_present: bool,
     },
     /// A message from a subscription.
     Message {
@@ -145,6 +202,15 @@ pub enum ClientEvent {
         from: String,
         /// Whether it is a stored value sent because of a new subscription.
         retained: bool,
+        /// The QoS it came at.
+        qos: Qos,
+        /// Whether the broker may have sent it before (a QoS 1 resend).
+        dup: bool,
+    },
+    /// The broker acknowledged the QoS 1 publish with this packet id.
+    Published {
+        /// The id [`ClientSession::publish_qos1`] returned.
+        packet_id: u16,
     },
     /// The answer to a Subscribe. A refused filter is forgotten.
     SubAck {
@@ -202,6 +268,13 @@ pub enum ClientError {
     /// There is no accepted connection (no ConnAck yet, or it was lost).
     #[error("not connected to the broker")]
     NotConnected,
+    /// [`ClientConfig::max_inflight`] QoS 1 publishes already wait for
+    /// their ack.
+    #[error("{0} QoS 1 publishes already wait for their acknowledgement")]
+    WindowFull(usize),
+    /// A persistent session needs a client id.
+    #[error("a persistent session needs a client id")]
+    PersistentWithoutId,
     /// The broker sent bytes that are not a valid frame. The connection is
     /// unusable.
     #[error("the broker sent an invalid frame: {0}")]
@@ -249,12 +322,23 @@ pub struct ClientSession {
     /// The configured id until a ConnAck names the session's id.
     client_id: String,
     credentials: ConnectPayload,
+    persistent: bool,
+    session_expiry: u32,
+    will: Option<ClientWill>,
+    outgoing: Outgoing,
+    /// Counts connections, so that an ack owed to a message of an earlier
+    /// one is not sent on this one.
+    connection: u64,
+    /// For each event, the packet id to acknowledge when it is taken and
+    /// the connection it came on (0: nothing to acknowledge).
+    owed_acks: VecDeque<(u16, u64)>,
     keep_alive: Duration,
     decoder: Decoder,
     topic_limits: TopicLimits,
     max_payload_len: usize,
-    /// Filters to hold on every connection, in the order first subscribed.
-    subscriptions: Vec<Filter>,
+    /// Filters to hold on every connection, in the order first subscribed,
+    /// with the QoS asked.
+    subscriptions: Vec<(Filter, Qos)>,
     events: VecDeque<ClientEvent>,
     transmit: Vec<u8>,
     /// Bytes of `transmit` already written.
@@ -289,13 +373,31 @@ impl ClientSession {
         }
         // What the broker would refuse, or the encoder could not write, is refused here.
         let max_topic_len = config.topic_limits.max_len.min(limits.max_topic_len).min(usize::from(u16::MAX));
+        let topic_limits = TopicLimits { max_len: max_topic_len, ..config.topic_limits };
+        if config.persistent && config.client_id.is_empty() {
+            return Err(ClientError::PersistentWithoutId);
+        }
+        if let Some(will) = &config.will {
+            TopicName::new(&will.topic, &topic_limits)
+                .map_err(|source| ClientError::InvalidTopic { topic: will.topic.clone(), source })?;
+            let len = OPTIONS_LEN + will.payload.len() + credentials.len();
+            if len > max_payload_len {
+                return Err(ClientError::PayloadTooLarge { len, max: max_payload_len });
+            }
+        }
         Ok(ClientSession {
             state: ConnectionState::Idle,
             client_id: config.client_id.clone(),
             credentials: ConnectPayload(credentials),
+            persistent: config.persistent,
+            session_expiry: config.session_expiry,
+            will: config.will.clone(),
+            outgoing: Outgoing::new(config.max_inflight),
+            connection: 0,
+            owed_acks: VecDeque::new(),
             keep_alive: config.keep_alive,
             decoder: Decoder::new(limits),
-            topic_limits: TopicLimits { max_len: max_topic_len, ..config.topic_limits },
+            topic_limits,
             max_payload_len,
             subscriptions: Vec::new(),
             events: VecDeque::new(),
@@ -325,7 +427,7 @@ impl ClientSession {
 
     /// The filters held on every connection, in the order first subscribed.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subscriptions.iter().map(Filter::as_str)
+        self.subscriptions.iter().map(|(filter, _)| filter.as_str())
     }
 
     /// Starts a connection at `now`: queues Connect, asking for the client
@@ -334,8 +436,16 @@ impl ClientSession {
     /// yet taken are kept.
     pub fn connect(&mut self, now: Instant) {
         self.reset();
-        let connect = Frame::connect(&self.client_id, &self.credentials.0);
-        connect.encode(&mut self.transmit);
+        self.connection += 1;
+        let will =
+            self.will.as_ref().map(|w| Will { topic: &w.topic, payload: &w.payload, retain: w.retain, qos: w.qos });
+        let options = ConnectOptions {
+            persistent: self.persistent,
+            session_expiry: self.session_expiry,
+            will,
+            credentials: &self.credentials.0,
+        };
+        options.encode(&self.client_id, &mut self.transmit);
         self.state = ConnectionState::Connecting;
         self.last_sent = now;
         self.last_received = now;
@@ -376,19 +486,58 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Subscribes to `filter` on this and every later connection. When
+    /// Queues a QoS 1 Publish of `payload` to `topic` and returns its
+    /// packet id; [`ClientEvent::Published`] carries it back once the
+    /// broker acknowledges. Sent now if connected, else after the next
+    /// ConnAck. Fails on an invalid topic, an oversized payload, or a full
+    /// window ([`ClientError::WindowFull`]); nothing is queued then.
+    pub fn publish_qos1(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+    ) -> Result<u16, ClientError> {
+        TopicName::new(topic, &self.topic_limits)
+            .map_err(|source| ClientError::InvalidTopic { topic: topic.to_owned(), source })?;
+        if payload.len() > self.max_payload_len {
+            return Err(ClientError::PayloadTooLarge { len: payload.len(), max: self.max_payload_len });
+        }
+        if self.outgoing.is_full() {
+            return Err(ClientError::WindowFull(self.outgoing.len()));
+        }
+        let packet_id = self.outgoing.push(topic, payload, retain);
+        if self.is_connected() {
+            self.outgoing.send_last(&mut self.transmit);
+            self.last_sent = now;
+        }
+        Ok(packet_id)
+    }
+
+    /// QoS 1 publishes not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// Subscribes to `filter` at QoS 0; see [`ClientSession::subscribe_qos`].
+    pub fn subscribe(&mut self, now: Instant, filter: &str) -> Result<(), ClientError> {
+        self.subscribe_qos(now, filter, Qos::AtMostOnce)
+    }
+
+    /// Subscribes to `filter`, at up to `qos`, on this and every later connection. When
     /// connected, queues Subscribe now (again, if the filter was already
     /// held: the broker then re-sends its retained values); otherwise the
     /// Subscribe goes out after the next ConnAck. The answer is a
     /// [`ClientEvent::SubAck`].
-    pub fn subscribe(&mut self, now: Instant, filter: &str) -> Result<(), ClientError> {
+    pub fn subscribe_qos(&mut self, now: Instant, filter: &str, qos: Qos) -> Result<(), ClientError> {
         let filter = Filter::new(filter, &self.topic_limits)
             .map_err(|source| ClientError::InvalidTopic { topic: filter.to_owned(), source })?;
         if self.is_connected() {
-            self.queue(now, &Frame::with_topic(FrameType::Subscribe, filter.as_str()));
+            self.queue(now, &Frame { qos, ..Frame::with_topic(FrameType::Subscribe, filter.as_str()) });
         }
-        if !self.subscriptions.contains(&filter) {
-            self.subscriptions.push(filter);
+        match self.subscriptions.iter_mut().find(|(held, _)| *held == filter) {
+            Some(held) => held.1 = qos,
+            None => self.subscriptions.push((filter, qos)),
         }
         Ok(())
     }
@@ -399,7 +548,7 @@ impl ClientSession {
     pub fn unsubscribe(&mut self, now: Instant, filter: &str) -> Result<(), ClientError> {
         let filter = Filter::new(filter, &self.topic_limits)
             .map_err(|source| ClientError::InvalidTopic { topic: filter.to_owned(), source })?;
-        self.subscriptions.retain(|held| *held != filter);
+        self.subscriptions.retain(|(held, _)| *held != filter);
         if self.is_connected() {
             self.queue(now, &Frame::with_topic(FrameType::Unsubscribe, filter.as_str()));
         }
@@ -442,35 +591,50 @@ impl ClientSession {
             (Connecting, FrameType::ConnAck) => {
                 self.client_id = frame.client_id.to_owned();
                 self.state = Connected;
-                self.events.push_back(ClientEvent::Connected { client_id: self.client_id.clone() });
-                for filter in &self.subscriptions {
-                    Frame::with_topic(FrameType::Subscribe, filter.as_str()).encode(&mut self.transmit);
+                let session_present = frame.session;
+                self.push_event(ClientEvent::Connected { client_id: self.client_id.clone(), session_present }, 0);
+                for (filter, qos) in &self.subscriptions {
+                    let qos = *qos;
+                    Frame { qos, ..Frame::with_topic(FrameType::Subscribe, filter.as_str()) }
+                        .encode(&mut self.transmit);
                 }
-                if !self.subscriptions.is_empty() {
+                self.outgoing.send_all(&mut self.transmit);
+                if !self.subscriptions.is_empty() || self.outgoing.len() > 0 {
                     self.last_sent = now;
                 }
             }
             (Connecting | Connected, FrameType::Disconnect) => {
                 self.state = ConnectionState::Closed;
-                self.events.push_back(ClientEvent::Disconnected(Reason::from_payload(frame.payload)));
+                self.push_event(ClientEvent::Disconnected(Reason::from_payload(frame.payload)), 0);
             }
             (Connecting, kind) => return Err(self.fail(unexpected(kind, "before ConnAck"))),
-            (Connected, FrameType::Publish) => self.events.push_back(ClientEvent::Message {
-                topic: frame.topic.to_owned(),
-                payload: frame.payload.to_vec(),
-                from: frame.client_id.to_owned(),
-                retained: frame.retain,
-            }),
+            (Connected, FrameType::Publish) => {
+                let message = ClientEvent::Message {
+                    topic: frame.topic.to_owned(),
+                    payload: frame.payload.to_vec(),
+                    from: frame.client_id.to_owned(),
+                    retained: frame.retain,
+                    qos: frame.qos,
+                    dup: frame.dup,
+                };
+                self.push_event(message, frame.packet_id);
+            }
+            (Connected, FrameType::PubAck) => {
+                // An ack for an id not pending answers a resend: ignored.
+                if self.outgoing.ack(frame.packet_id) {
+                    self.push_event(ClientEvent::Published { packet_id: frame.packet_id }, 0);
+                }
+            }
             (Connected, FrameType::SubAck) => {
                 let result = ack_result(frame.payload);
                 if result.is_err() {
-                    self.subscriptions.retain(|held| held.as_str() != frame.topic);
+                    self.subscriptions.retain(|(held, _)| held.as_str() != frame.topic);
                 }
-                self.events.push_back(ClientEvent::SubAck { filter: frame.topic.to_owned(), result });
+                self.push_event(ClientEvent::SubAck { filter: frame.topic.to_owned(), result }, 0);
             }
             (Connected, FrameType::UnsubAck) => {
                 let result = ack_result(frame.payload);
-                self.events.push_back(ClientEvent::UnsubAck { filter: frame.topic.to_owned(), result });
+                self.push_event(ClientEvent::UnsubAck { filter: frame.topic.to_owned(), result }, 0);
             }
             // Pong only proves the broker alive, which any input did already.
             // A Ping from the broker is tolerated the same way.
@@ -482,10 +646,24 @@ impl ClientSession {
         Ok(())
     }
 
-    /// The next event, oldest first.
+    fn push_event(&mut self, event: ClientEvent, packet_id: u16) {
+        self.events.push_back(event);
+        self.owed_acks.push_back((packet_id, self.connection));
+    }
+
+    /// The next event, oldest first. Taking a QoS 1 message queues its
+    /// PubAck, if its connection is still the current one.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        if let Some((packet_id, connection)) = self.owed_acks.pop_front()
+            && packet_id != 0
+            && connection == self.connection
+            && self.is_connected()
+        {
+            Frame::pub_ack(packet_id).encode(&mut self.transmit);
+        }
+        Some(event)
     }
 
     /// Bytes to write to the socket, if any. Report what was written with
@@ -581,3 +759,6 @@ fn ack_result(payload: &[u8]) -> Result<(), Reason> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod qos_tests;

@@ -77,7 +77,7 @@ fn connect_sends_credentials_and_keeps_the_assigned_id() {
     assert_eq!(h.sent(), Frame::connect("", b"user\0secret").to_vec());
     assert_eq!(h.client.state(), ConnectionState::Connecting);
     h.receive(5, &[conn_ack("tinymq-7")]).unwrap();
-    assert_eq!(h.events(), [ClientEvent::Connected { client_id: "tinymq-7".into() }]);
+    assert_eq!(h.events(), [ClientEvent::Connected { client_id: "tinymq-7".into(), session_present: false }]);
     assert!(h.client.is_connected());
     assert_eq!(h.client.client_id(), "tinymq-7");
 
@@ -166,9 +166,18 @@ fn messages_carry_sender_and_retain_flag() {
                 topic: "a/b".into(),
                 payload: b"21.5".to_vec(),
                 from: "sensor".into(),
-                retained: true
+                retained: true,
+                qos: Qos::AtMostOnce,
+                dup: false,
             },
-            ClientEvent::Message { topic: "a/b".into(), payload: vec![], from: "other".into(), retained: false },
+            ClientEvent::Message {
+                topic: "a/b".into(),
+                payload: vec![],
+                from: "other".into(),
+                retained: false,
+                qos: Qos::AtMostOnce,
+                dup: false
+            },
         ]
     );
 }
@@ -358,7 +367,7 @@ fn broker_protocol_errors_make_the_connection_unusable() {
     assert!(matches!(error, Err(ClientError::UnexpectedFrame { kind: FrameType::Subscribe, .. })));
 
     h.connect(4, "c");
-    assert_eq!(h.client.handle_input(h.at(5), &[0x0a]), Err(ClientError::InvalidFrame(DecodeError::UnknownType(10))));
+    assert_eq!(h.client.handle_input(h.at(5), &[0x0b]), Err(ClientError::InvalidFrame(DecodeError::UnknownType(11))));
     assert!(!h.client.is_connected());
 }
 

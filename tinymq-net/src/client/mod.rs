@@ -498,7 +498,7 @@ impl Client {
                     // Let a connecting caller see the ConnAck before whatever follows it.
                     return Ok(());
                 }
-                ClientEvent::Message { topic, payload, from, retained } => {
+                ClientEvent::Message { topic, payload, from, retained, .. } => {
                     if self.inbox.len() >= self.options.inbox_limit {
                         self.inbox.pop_front();
                         self.dropped += 1;
@@ -514,6 +514,8 @@ impl Client {
                 }
                 ClientEvent::SubAck { filter, result } => self.acked(AckKind::Subscribe, filter, result),
                 ClientEvent::UnsubAck { filter, result } => self.acked(AckKind::Unsubscribe, filter, result),
+                // This client publishes at QoS 0 only, so no PubAck is owed to it.
+                ClientEvent::Published { .. } => {}
                 ClientEvent::Disconnected(reason) => {
                     let accepted = self.connection.as_ref().is_some_and(|connection| connection.accepted);
                     return Err(Lost::Broker { reason, accepted });

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{self, Origin};
 use tinymq_core::outbound::COPY_BELOW;
-use tinymq_core::{ReasonCode, Request, Step};
+use tinymq_core::{Qos, ReasonCode, Request, Step};
 
 use super::EventLoop;
 use super::slot::Held;
@@ -45,7 +45,7 @@ impl EventLoop {
             // The caller's after_io queues this connection's flush.
             used += consumed;
             let Some(request) = request else { continue };
-            if let Request::Connect { client_id, credentials } = request {
+            if let Request::Connect { client_id, credentials, .. } = request {
                 let credentials = credentials.map(|c| (c.username, c.password));
                 match self.shared.authenticate(me, conn.peer_ip, credentials) {
                     Decision::Now(caller) => self.finish_connect(token, me, client_id, caller, now),
@@ -63,7 +63,8 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects = if let Request::Publish { topic, payload, retain: false } = request {
+            let effects = if let Request::Publish { topic, payload, retain: false, qos: Qos::AtMostOnce, .. } = request
+            {
                 // Live traffic changes nothing in the router: loops route
                 // it side by side under the shared lock, each publisher
                 // from its cache of its last topic's receivers.

@@ -123,10 +123,12 @@ pub(super) enum Held {
 mod tests {
     /// Every connection slot costs `size_of::<Conn>()` however it is used,
     /// and the RSS budget per idle subscribed connection is 1 KiB in all:
-    /// rare or large state (an HTTP connection's, a held request) is boxed.
+    /// rare or large state (an HTTP connection's, a held request, a
+    /// session's QoS 1 packet ids) is boxed. 336: 320 until QoS 1 gave
+    /// the binary session a pointer to its (boxed) unacknowledged ids.
     #[test]
     fn a_connection_slot_stays_small() {
         let size = std::mem::size_of::<Option<super::Conn>>();
-        assert!(size <= 320, "a connection slot grew to {size} bytes");
+        assert!(size <= 336, "a connection slot grew to {size} bytes");
     }
 }

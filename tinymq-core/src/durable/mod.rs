@@ -1,0 +1,585 @@
+//! Sessions that outlive connections: QoS 1 queues, persistent
+//! subscriptions, expiry and wills, sans-IO and protocol-neutral.
+//!
+//! [`Sessions`] holds one state per session key (namespace and client id):
+//! its subscriptions with their QoS, its [`DeliveryQueue`] of QoS 1 messages
+//! (in flight and waiting), its will and, once its connection is gone, when
+//! it expires. Packet ids and messages are all it knows of a protocol, so
+//! the binary [`crate::Session`] and an MQTT session both drive it.
+//!
+//! # Calling order
+//!
+//! 1. At start, [`Sessions::restore`] with what the store loaded; publish
+//!    the wills it returns (their clients vanished with the broker).
+//! 2. On an accepted Connect, [`Sessions::open`]: it says whether a stored
+//!    session was resumed (ConnAck's SESSION_PRESENT), hands back its
+//!    subscriptions for the router, and the will of a connection it took
+//!    over; or it refuses a persistent session over the limit (Disconnect
+//!    9). Then send [`Sessions::poll_transmit`]'s messages: resends first.
+//! 3. [`Sessions::subscribe`] / [`Sessions::unsubscribe`] as the client
+//!    does; [`Sessions::enqueue`] each QoS 1 message routed to the session,
+//!    online or not; [`Sessions::ack`] each PubAck from its client; after
+//!    each, send [`Sessions::poll_transmit`]'s messages.
+//! 4. When the connection ends, [`Sessions::close`] with how: a lost
+//!    connection returns the will to publish.
+//! 5. Call [`Sessions::handle_timeout`] at [`Sessions::poll_timeout`]:
+//!    expired sessions are returned, for the shell to drop from the router.
+//! 6. After every call, drain [`Sessions::poll_store_op`] into the store's
+//!    writer (persistent sessions only produce them). The writer commits in
+//!    groups; nothing here waits for it.
+//!
+//! ```
+//! use std::time::Instant;
+//! use tinymq_core::durable::{Departure, SessionKey, SessionRequest, Sessions, SessionsConfig};
+//! use tinymq_core::{Delivery, Filter, Message, Qos, TopicLimits};
+//!
+//! let mut sessions = Sessions::new(SessionsConfig::default());
+//! let key = SessionKey::new("", "device-7");
+//! let persistent = SessionRequest { persistent: true, ..Default::default() };
+//!
+//! // The device connects, subscribes at QoS 1, and drops off.
+//! let opened = sessions.open(&key, persistent).unwrap();
+//! assert!(!opened.session_present);
+//! sessions.subscribe(&key, Filter::new("cmd/#", &TopicLimits::default()).unwrap(), Qos::AtLeastOnce);
+//! sessions.close(Instant::now(), 1_700_000_000, &key, opened.token, Departure::Lost);
+//!
+//! // A command for it is queued while it is away.
+//! let command = Message {
+//!     topic: "cmd/reboot".into(),
+//!     payload: b"now"[..].into(),
+//!     from: "operator".into(),
+//!     updated_time: 1_700_000_001,
+//!     ip: None,
+//! };
+//! sessions.enqueue(&key, Delivery::new(command)).unwrap().unwrap();
+//!
+//! // It comes back: the session resumes and the command goes out with a
+//! // packet id (the shell writes it with `Session::deliver_qos1`).
+//! let opened = sessions.open(&key, persistent).unwrap();
+//! assert!(opened.session_present);
+//! let transmit = sessions.poll_transmit(&key).unwrap();
+//! assert_eq!(&transmit.delivery.message().payload[..], b"now");
+//!
+//! // Its PubAck comes back as `Request::PubAck`; the message is done.
+//! assert_eq!(sessions.ack(&key, transmit.packet_id), Some(transmit.seq));
+//! // Every change was queued for the store's writer, in order.
+//! assert_eq!(std::iter::from_fn(|| sessions.poll_store_op()).count(), 6);
+//! ```
+//!
+//! Persistence is ordered: a message's `PutQueued` is queued before the
+//! `DeleteQueued` of its ack, so a store that applies ops in order is never
+//! left holding an acknowledged message, and one that stops midway (kill
+//! -9) has at worst messages that are sent again.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codec::{Qos, Will};
+use crate::message::Message;
+use crate::router::Delivery;
+use crate::store::{StoreOp, StoredQueued, StoredSession};
+use crate::topic::{Filter, TopicName};
+
+mod queue;
+pub(crate) mod record;
+
+pub use queue::{DeliveryQueue, ENTRY_OVERHEAD, QueueFull, QueueLimits, Transmit, entry_size};
+pub use record::{SessionRecord, WillMessage};
+
+#[cfg(test)]
+mod tests;
+
+/// The default and longest session expiry: one day.
+pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Settings of the broker's sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionsConfig {
+    /// Limits of every session's queue.
+    pub queue: QueueLimits,
+    /// `--session-expiry`: the expiry of a session whose Connect asks for
+    /// the default, and the most any may ask for (default one day).
+    pub session_expiry: Duration,
+    /// Persistent sessions held at most, with a connection or not (default
+    /// 100,000). Sessions that end with their connection are bounded by
+    /// the connections.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig { queue: QueueLimits::default(), session_expiry: DEFAULT_SESSION_EXPIRY, max_sessions: 100_000 }
+    }
+}
+
+/// A new persistent session was refused: [`SessionsConfig::max_sessions`]
+/// are held. Answer the Connect with Disconnect
+/// [`crate::ReasonCode::TooManySessions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many sessions")]
+pub struct TooManySessions;
+
+/// A session's identity: its namespace (user name, empty for the public
+/// one) and client id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// The namespace's name.
+    pub namespace: Arc<str>,
+    /// The client id.
+    pub client_id: Arc<str>,
+}
+
+impl SessionKey {
+    /// The key of `client_id` in `namespace`.
+    pub fn new(namespace: &str, client_id: &str) -> Self {
+        SessionKey { namespace: namespace.into(), client_id: client_id.into() }
+    }
+}
+
+/// One connection's hold on a session, from [`Sessions::open`]. A
+/// connection that was taken over holds a stale one, which
+/// [`Sessions::close`] ignores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionToken(u64);
+
+/// What a Connect asks of its session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionRequest<'a> {
+    /// Keep the session after the connection and resume a stored one.
+    pub persistent: bool,
+    /// Seconds it outlives its connection; 0 for the broker's default.
+    pub session_expiry: u32,
+    /// The will of this connection.
+    pub will: Option<Will<'a>>,
+}
+
+/// The answer to [`Sessions::open`].
+#[derive(Debug)]
+#[must_use]
+pub struct Opened {
+    /// This connection's hold on the session.
+    pub token: ConnectionToken,
+    /// A stored session was resumed: set SESSION_PRESENT in ConnAck.
+    pub session_present: bool,
+    /// The resumed session's subscriptions, to add to the router.
+    pub subscriptions: Vec<(Filter, Qos)>,
+    /// The connection that held the session was taken over: publish its
+    /// will, if it had one.
+    pub taken_over_will: Option<WillMessage>,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Departure {
+    /// The client sent Disconnect: the will is discarded.
+    Clean,
+    /// Anything else (keep-alive timeout, reset, protocol error, slow
+    /// consumer, broker refusal): the will is published.
+    Lost,
+}
+
+#[derive(Debug)]
+struct State {
+    persistent: bool,
+    expiry: Duration,
+    subscriptions: Vec<(Filter, Qos)>,
+    queue: DeliveryQueue,
+    will: Option<WillMessage>,
+    /// The connection holding it, if any.
+    online: Option<ConnectionToken>,
+    /// When it lost its connection, on the virtual clock and in Unix
+    /// seconds (for the store).
+    offline_since: Option<(Instant, u64)>,
+}
+
+impl State {
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            expiry_secs: u32::try_from(self.expiry.as_secs()).unwrap_or(u32::MAX),
+            offline_since: self.offline_since.map_or(0, |(_, unix)| unix),
+            subscriptions: self.subscriptions.clone(),
+            will: self.will.clone(),
+        }
+    }
+
+    fn expires_at(&self) -> Option<Instant> {
+        self.offline_since.map(|(since, _)| since + self.expiry)
+    }
+}
+
+/// Every session that holds state beyond its connection's frames. See the
+/// module docs for the calling order.
+#[derive(Debug)]
+pub struct Sessions {
+    config: SessionsConfig,
+    sessions: HashMap<SessionKey, State>,
+    /// Sessions without a connection by when they expire, so the next
+    /// deadline is found without a scan.
+    expiries: BTreeSet<(Instant, SessionKey)>,
+    persistent: usize,
+    ops: VecDeque<StoreOp>,
+    next_token: u64,
+}
+
+impl Sessions {
+    /// No sessions.
+    pub fn new(config: SessionsConfig) -> Self {
+        Sessions {
+            config,
+            sessions: HashMap::new(),
+            expiries: BTreeSet::new(),
+            persistent: 0,
+            ops: VecDeque::new(),
+            next_token: 1,
+        }
+    }
+
+    /// Puts `state` under `key`, keeping the counts and the expiry index.
+    fn insert(&mut self, key: SessionKey, state: State) {
+        self.remove(&key);
+        if let Some(at) = state.expires_at() {
+            self.expiries.insert((at, key.clone()));
+        }
+        self.persistent += usize::from(state.persistent);
+        self.sessions.insert(key, state);
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<State> {
+        let state = self.sessions.remove(key)?;
+        if let Some(at) = state.expires_at() {
+            self.expiries.remove(&(at, key.clone()));
+        }
+        self.persistent -= usize::from(state.persistent);
+        Some(state)
+    }
+
+    /// Rebuilds the persistent sessions the store loaded, at `now` (Unix
+    /// seconds `unix_now`), all without a connection. A session that still
+    /// had one when the broker stopped counts as offline from now, and its
+    /// will is returned to be published. Sessions already expired are
+    /// deleted (store ops queued); queued messages of no session are
+    /// deleted too.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        unix_now: u64,
+        sessions: Vec<StoredSession>,
+        queued: Vec<StoredQueued>,
+    ) -> Vec<(SessionKey, WillMessage)> {
+        let mut messages: HashMap<SessionKey, Vec<(u64, Arc<Delivery>)>> = HashMap::new();
+        for stored in queued {
+            let key = SessionKey::new(&stored.namespace, &stored.client_id);
+            messages.entry(key).or_default().push((stored.seq, Delivery::new(stored.message)));
+        }
+        let mut wills = Vec::new();
+        for stored in sessions {
+            let key = SessionKey::new(&stored.namespace, &stored.client_id);
+            let record = stored.record;
+            let expiry = Duration::from_secs(record.expiry_secs.into()).min(self.config.session_expiry);
+            let (offline_unix, lost) = match record.offline_since {
+                0 => (unix_now, true),
+                since => (since, false),
+            };
+            let elapsed = Duration::from_secs(unix_now.saturating_sub(offline_unix));
+            if elapsed >= expiry {
+                self.ops.push_back(delete_session(&key));
+                messages.remove(&key);
+                continue;
+            }
+            // The virtual clock may not reach back that far: then from now.
+            let since = now.checked_sub(elapsed).unwrap_or(now);
+            let queue = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
+            let mut will = record.will;
+            if lost && let Some(will) = will.take() {
+                wills.push((key.clone(), will));
+            }
+            let state = State {
+                persistent: true,
+                expiry,
+                subscriptions: record.subscriptions,
+                queue,
+                will,
+                online: None,
+                offline_since: Some((since, offline_unix)),
+            };
+            if lost {
+                self.ops.push_back(put_session(&key, &state));
+            }
+            self.insert(key, state);
+        }
+        for (key, orphans) in messages {
+            for (seq, _) in orphans {
+                self.ops.push_back(delete_queued(&key, seq));
+            }
+        }
+        wills
+    }
+
+    /// A connection was accepted for `key` asking for `request`. See
+    /// [`Opened`]. A new persistent session over
+    /// [`SessionsConfig::max_sessions`] is refused, and nothing changes.
+    pub fn open(&mut self, key: &SessionKey, request: SessionRequest<'_>) -> Result<Opened, TooManySessions> {
+        let existing = self.sessions.get(key).is_some_and(|state| state.persistent);
+        if request.persistent && !existing && self.persistent >= self.config.max_sessions {
+            return Err(TooManySessions);
+        }
+        let token = ConnectionToken(self.next_token);
+        self.next_token += 1;
+        let will = request.will.map(|w| WillMessage {
+            topic: w.topic.into(),
+            payload: w.payload.into(),
+            retain: w.retain,
+            qos: w.qos,
+        });
+        let mut taken_over_will = None;
+        let resumable = match self.sessions.get_mut(key) {
+            Some(state) => {
+                if state.online.is_some() {
+                    taken_over_will = state.will.take();
+                }
+                request.persistent && state.persistent
+            }
+            None => false,
+        };
+        let expiry = match request.session_expiry {
+            0 => self.config.session_expiry,
+            secs => Duration::from_secs(secs.into()).min(self.config.session_expiry),
+        };
+        if resumable {
+            let mut state = self.remove(key).expect("checked above");
+            state.online = Some(token);
+            state.offline_since = None;
+            state.expiry = expiry;
+            state.will = will;
+            state.queue.reconnected();
+            let subscriptions = state.subscriptions.clone();
+            self.ops.push_back(put_session(key, &state));
+            self.insert(key.clone(), state);
+            return Ok(Opened { token, session_present: true, subscriptions, taken_over_will });
+        }
+        if let Some(old) = self.remove(key)
+            && old.persistent
+        {
+            self.ops.push_back(delete_session(key));
+        }
+        let state = State {
+            persistent: request.persistent,
+            expiry,
+            subscriptions: Vec::new(),
+            queue: DeliveryQueue::new(self.config.queue),
+            will,
+            online: Some(token),
+            offline_since: None,
+        };
+        if state.persistent {
+            self.ops.push_back(put_session(key, &state));
+        }
+        self.insert(key.clone(), state);
+        Ok(Opened { token, session_present: false, subscriptions: Vec::new(), taken_over_will })
+    }
+
+    /// The connection holding `token` ended at `now` (`unix_now` in Unix
+    /// seconds), as `departure` says. Returns the will to publish, if the
+    /// connection was lost and had one. A session that is not persistent
+    /// ends with it; a persistent one waits for its next connection until
+    /// it expires. A stale token (the session was taken over) does nothing.
+    pub fn close(
+        &mut self,
+        now: Instant,
+        unix_now: u64,
+        key: &SessionKey,
+        token: ConnectionToken,
+        departure: Departure,
+    ) -> Option<WillMessage> {
+        if self.sessions.get(key)?.online != Some(token) {
+            return None;
+        }
+        let mut state = self.remove(key)?;
+        let will = state.will.take().filter(|_| departure == Departure::Lost);
+        if !state.persistent {
+            return will;
+        }
+        state.online = None;
+        // 0 means "connected" in the record.
+        state.offline_since = Some((now, unix_now.max(1)));
+        self.ops.push_back(put_session(key, &state));
+        self.insert(key.clone(), state);
+        will
+    }
+
+    /// Adds or updates a subscription of `key`'s session (QoS as granted).
+    pub fn subscribe(&mut self, key: &SessionKey, filter: Filter, qos: Qos) {
+        let Some(state) = self.sessions.get_mut(key) else { return };
+        match state.subscriptions.iter_mut().find(|(held, _)| *held == filter) {
+            Some(entry) if entry.1 == qos => return,
+            Some(entry) => entry.1 = qos,
+            None => state.subscriptions.push((filter, qos)),
+        }
+        if state.persistent {
+            self.ops.push_back(put_session(key, state));
+        }
+    }
+
+    /// Removes a subscription of `key`'s session.
+    pub fn unsubscribe(&mut self, key: &SessionKey, filter: &Filter) {
+        let Some(state) = self.sessions.get_mut(key) else { return };
+        let before = state.subscriptions.len();
+        state.subscriptions.retain(|(held, _)| held != filter);
+        if state.persistent && state.subscriptions.len() != before {
+            self.ops.push_back(put_session(key, state));
+        }
+    }
+
+    /// Queues a QoS 1 message for `key`'s session, online or not. Its
+    /// sequence number, or [`QueueFull`] (dropped for this session; see
+    /// [`QueueLimits`]). `None` when there is no such session.
+    pub fn enqueue(&mut self, key: &SessionKey, delivery: Arc<Delivery>) -> Option<Result<u64, QueueFull>> {
+        let state = self.sessions.get_mut(key)?;
+        let message = state.persistent.then(|| delivery.message().clone());
+        let result = state.queue.push(delivery);
+        if let (Ok(seq), Some(message)) = (result, message) {
+            self.ops.push_back(StoreOp::PutQueued {
+                namespace: key.namespace.to_string(),
+                client_id: key.client_id.to_string(),
+                seq,
+                message,
+            });
+        }
+        Some(result)
+    }
+
+    /// The QoS at which `key`'s session takes a message to `topic`: the
+    /// highest of its matching subscriptions', `None` if none matches. A
+    /// message goes at the lower of this and its publish QoS.
+    pub fn subscription_qos(&self, key: &SessionKey, topic: TopicName<'_>) -> Option<Qos> {
+        let state = self.sessions.get(key)?;
+        state.subscriptions.iter().filter(|(filter, _)| filter.matches(topic)).map(|(_, qos)| *qos).max()
+    }
+
+    /// The next message to send to `key`'s connection, if it has one and
+    /// its window allows.
+    pub fn poll_transmit(&mut self, key: &SessionKey) -> Option<Transmit> {
+        let state = self.sessions.get_mut(key)?;
+        state.online?;
+        state.queue.poll_transmit()
+    }
+
+    /// `key`'s client acknowledged `packet_id`. The message's sequence
+    /// number, or `None` for an id not in flight (ignored).
+    pub fn ack(&mut self, key: &SessionKey, packet_id: u16) -> Option<u64> {
+        let state = self.sessions.get_mut(key)?;
+        let seq = state.queue.ack(packet_id)?;
+        if state.persistent {
+            self.ops.push_back(delete_queued(key, seq));
+        }
+        Some(seq)
+    }
+
+    /// When [`Sessions::handle_timeout`] must next be called: the earliest
+    /// expiry of a session without a connection.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Removes the sessions that expired by `now` and returns their keys.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<SessionKey> {
+        let mut expired = Vec::new();
+        while let Some((at, key)) = self.expiries.first().cloned()
+            && at <= now
+        {
+            self.remove(&key);
+            self.ops.push_back(delete_session(&key));
+            expired.push(key);
+        }
+        expired
+    }
+
+    /// The next change to write to the store, oldest first.
+    pub fn poll_store_op(&mut self) -> Option<StoreOp> {
+        self.ops.pop_front()
+    }
+
+    /// `key`'s session, to look at.
+    pub fn get(&self, key: &SessionKey) -> Option<SessionView<'_>> {
+        self.sessions.get(key).map(|state| SessionView { state })
+    }
+
+    /// The number of sessions, with a connection or not.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The number of persistent sessions, with a connection or not.
+    pub fn persistent_len(&self) -> usize {
+        self.persistent
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// A read-only look at one session.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionView<'a> {
+    state: &'a State,
+}
+
+impl<'a> SessionView<'a> {
+    /// Whether a connection holds it.
+    pub fn is_online(&self) -> bool {
+        self.state.online.is_some()
+    }
+
+    /// Whether it outlives its connection.
+    pub fn is_persistent(&self) -> bool {
+        self.state.persistent
+    }
+
+    /// Its subscriptions with their QoS.
+    pub fn subscriptions(&self) -> &'a [(Filter, Qos)] {
+        &self.state.subscriptions
+    }
+
+    /// Its QoS 1 queue.
+    pub fn queue(&self) -> &'a DeliveryQueue {
+        &self.state.queue
+    }
+
+    /// Its will, if it has one.
+    pub fn will(&self) -> Option<&'a WillMessage> {
+        self.state.will.as_ref()
+    }
+}
+
+impl WillMessage {
+    /// The message its publication carries, from `client_id` at Unix
+    /// seconds `unix_time`.
+    pub fn message(&self, client_id: &Arc<str>, unix_time: u64) -> Message {
+        Message {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            from: client_id.clone(),
+            updated_time: unix_time,
+            ip: None,
+        }
+    }
+}
+
+fn put_session(key: &SessionKey, state: &State) -> StoreOp {
+    StoreOp::PutSession {
+        namespace: key.namespace.to_string(),
+        client_id: key.client_id.to_string(),
+        record: state.record(),
+    }
+}
+
+fn delete_session(key: &SessionKey) -> StoreOp {
+    StoreOp::DeleteSession { namespace: key.namespace.to_string(), client_id: key.client_id.to_string() }
+}
+
+fn delete_queued(key: &SessionKey, seq: u64) -> StoreOp {
+    StoreOp::DeleteQueued { namespace: key.namespace.to_string(), client_id: key.client_id.to_string(), seq }
+}

@@ -1,0 +1,193 @@
+//! The durable sessions alone: what they keep, emit and forget.
+
+use super::*;
+use crate::store::{MemoryStore, Store};
+use crate::topic::TopicLimits;
+
+#[allow(clippy::disallowed_methods)]
+fn epoch() -> Instant {
+    Instant::now()
+}
+
+fn key(id: &str) -> SessionKey {
+    SessionKey::new("", id)
+}
+
+fn persistent() -> SessionRequest<'static> {
+    SessionRequest { persistent: true, ..Default::default() }
+}
+
+fn with_will(persistent: bool) -> SessionRequest<'static> {
+    let will = Will { topic: "w", payload: b"bye", retain: false, qos: Qos::AtMostOnce };
+    SessionRequest { persistent, will: Some(will), ..Default::default() }
+}
+
+fn delivery(text: &str) -> Arc<Delivery> {
+    Delivery::new(Message {
+        topic: "t".into(),
+        payload: text.as_bytes().into(),
+        from: "p".into(),
+        updated_time: 0,
+        ip: None,
+    })
+}
+
+fn ops(sessions: &mut Sessions) -> Vec<StoreOp> {
+    std::iter::from_fn(|| sessions.poll_store_op()).collect()
+}
+
+fn filter(text: &str) -> Filter {
+    Filter::new(text, &TopicLimits::default()).unwrap()
+}
+
+#[test]
+fn only_persistent_sessions_write_to_the_store_and_acks_follow_their_puts() {
+    let mut sessions = Sessions::new(SessionsConfig::default());
+    let opened = sessions.open(&key("clean"), SessionRequest::default()).unwrap();
+    sessions.subscribe(&key("clean"), filter("t"), Qos::AtLeastOnce);
+    sessions.enqueue(&key("clean"), delivery("x")).unwrap().unwrap();
+    let sent = sessions.poll_transmit(&key("clean")).unwrap();
+    sessions.ack(&key("clean"), sent.packet_id);
+    assert!(sessions.close(epoch(), 1, &key("clean"), opened.token, Departure::Clean).is_none());
+    assert!(ops(&mut sessions).is_empty());
+    assert!(sessions.is_empty(), "a clean session ends with its connection");
+
+    let opened = sessions.open(&key("p"), persistent()).unwrap();
+    sessions.subscribe(&key("p"), filter("t"), Qos::AtLeastOnce);
+    sessions.subscribe(&key("p"), filter("t"), Qos::AtLeastOnce);
+    let seq = sessions.enqueue(&key("p"), delivery("x")).unwrap().unwrap();
+    let sent = sessions.poll_transmit(&key("p")).unwrap();
+    assert_eq!(sessions.ack(&key("p"), sent.packet_id), Some(seq));
+    let kinds: Vec<&str> = ops(&mut sessions)
+        .iter()
+        .map(|op| match op {
+            StoreOp::PutSession { .. } => "put session",
+            StoreOp::PutQueued { .. } => "put queued",
+            StoreOp::DeleteQueued { .. } => "delete queued",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["put session", "put session", "put queued", "delete queued"],
+        "a repeated subscribe writes nothing"
+    );
+    sessions.close(epoch(), 1, &key("p"), opened.token, Departure::Clean);
+    assert!(matches!(&ops(&mut sessions)[..], [StoreOp::PutSession { record, .. }] if record.offline_since == 1));
+}
+
+#[test]
+fn a_takeover_gives_the_old_will_and_leaves_the_old_token_stale() {
+    let now = epoch();
+    let mut sessions = Sessions::new(SessionsConfig::default());
+    let first = sessions.open(&key("d"), with_will(true)).unwrap();
+    let second = sessions.open(&key("d"), persistent()).unwrap();
+    assert!(second.session_present);
+    assert_eq!(second.taken_over_will.map(|w| w.payload.to_vec()), Some(b"bye".to_vec()));
+    // The old connection's close comes later and changes nothing.
+    assert!(sessions.close(now, 1, &key("d"), first.token, Departure::Lost).is_none());
+    assert!(sessions.get(&key("d")).unwrap().is_online());
+    assert!(sessions.close(now, 1, &key("d"), second.token, Departure::Lost).is_none(), "the new one has no will");
+    assert!(!sessions.get(&key("d")).unwrap().is_online());
+}
+
+#[test]
+fn a_clean_connect_discards_a_stored_session() {
+    let mut sessions = Sessions::new(SessionsConfig::default());
+    let opened = sessions.open(&key("d"), persistent()).unwrap();
+    sessions.subscribe(&key("d"), filter("a"), Qos::AtLeastOnce);
+    sessions.close(epoch(), 1, &key("d"), opened.token, Departure::Clean);
+    ops(&mut sessions);
+    let clean = sessions.open(&key("d"), SessionRequest::default()).unwrap();
+    assert!(!clean.session_present && clean.subscriptions.is_empty());
+    assert!(matches!(&ops(&mut sessions)[..], [StoreOp::DeleteSession { .. }]));
+    assert_eq!(sessions.persistent_len(), 0);
+}
+
+#[test]
+fn persistent_sessions_are_bounded_but_a_held_one_resumes() {
+    let config = SessionsConfig { max_sessions: 1, ..Default::default() };
+    let mut sessions = Sessions::new(config);
+    let opened = sessions.open(&key("a"), persistent()).unwrap();
+    assert_eq!(sessions.open(&key("b"), persistent()).unwrap_err(), TooManySessions);
+    assert!(sessions.get(&key("b")).is_none());
+    assert!(sessions.open(&key("c"), SessionRequest::default()).is_ok(), "a clean session is not counted");
+    sessions.close(epoch(), 1, &key("a"), opened.token, Departure::Lost);
+    assert!(sessions.open(&key("a"), persistent()).unwrap().session_present);
+}
+
+#[test]
+fn expiry_comes_in_deadline_order() {
+    let now = epoch();
+    let config = SessionsConfig { session_expiry: Duration::from_secs(100), ..Default::default() };
+    let mut sessions = Sessions::new(config);
+    let long = sessions.open(&key("long"), persistent()).unwrap();
+    let short = sessions.open(&key("short"), SessionRequest { session_expiry: 10, ..persistent() }).unwrap();
+    assert_eq!(sessions.poll_timeout(), None, "nothing expires while connected");
+    sessions.close(now, 1, &key("long"), long.token, Departure::Clean);
+    sessions.close(now, 1, &key("short"), short.token, Departure::Clean);
+    assert_eq!(sessions.poll_timeout(), Some(now + Duration::from_secs(10)));
+    assert!(sessions.handle_timeout(now + Duration::from_secs(9)).is_empty());
+    assert_eq!(sessions.handle_timeout(now + Duration::from_secs(10)), [key("short")]);
+    assert_eq!(sessions.poll_timeout(), Some(now + Duration::from_secs(100)));
+    // Reconnecting stops the clock.
+    let again = sessions.open(&key("long"), persistent()).unwrap();
+    assert_eq!(sessions.poll_timeout(), None);
+    sessions.close(now + Duration::from_secs(50), 51, &key("long"), again.token, Departure::Clean);
+    assert_eq!(sessions.poll_timeout(), Some(now + Duration::from_secs(150)));
+}
+
+#[test]
+fn restore_rebuilds_what_the_store_kept() {
+    let now = epoch();
+    let config = SessionsConfig { session_expiry: Duration::from_secs(1000), ..Default::default() };
+    let mut before = Sessions::new(config);
+    // "gone": offline since unix 100; "live": connected at the crash, with a
+    // will; "old": offline long enough to have expired.
+    for (id, request) in [("gone", persistent()), ("live", with_will(true)), ("old", persistent())] {
+        let opened = before.open(&key(id), request).unwrap();
+        before.subscribe(&key(id), filter("t/#"), Qos::AtLeastOnce);
+        before.enqueue(&key(id), delivery(id)).unwrap().unwrap();
+        match id {
+            "gone" => drop(before.close(now, 100, &key(id), opened.token, Departure::Clean)),
+            "old" => drop(before.close(now, 10, &key(id), opened.token, Departure::Clean)),
+            _ => {}
+        }
+    }
+    let mut store = MemoryStore::new();
+    store.apply(&ops(&mut before)).unwrap();
+    // A queued message whose session record is missing.
+    let orphan = StoreOp::PutQueued {
+        namespace: String::new(),
+        client_id: "none".into(),
+        seq: 1,
+        message: delivery("o").message().clone(),
+    };
+    store.apply(&[orphan]).unwrap();
+
+    let mut after = Sessions::new(config);
+    let later = now + Duration::from_secs(5000);
+    let wills = after.restore(later, 1050, store.load_sessions().unwrap(), store.load_queued().unwrap());
+    assert_eq!(
+        wills.iter().map(|(k, w)| (k.client_id.to_string(), w.topic.to_string())).collect::<Vec<_>>(),
+        [("live".into(), "w".into())]
+    );
+    assert!(after.get(&key("old")).is_none(), "expired while the broker was down");
+    for id in ["gone", "live"] {
+        let view = after.get(&key(id)).unwrap();
+        assert!(!view.is_online() && view.will().is_none());
+        assert_eq!(view.subscriptions(), [(filter("t/#"), Qos::AtLeastOnce)]);
+        assert_eq!(view.queue().len(), 1);
+    }
+    // "gone" has 1000 - 950 s left, "live" counts from the restart.
+    assert_eq!(after.poll_timeout(), Some(later + Duration::from_secs(50)));
+    assert_eq!(after.handle_timeout(later + Duration::from_secs(50)), [key("gone")]);
+    assert_eq!(after.poll_timeout(), Some(later + Duration::from_secs(1000)));
+    store.apply(&ops(&mut after)).unwrap();
+    assert_eq!(store.load_sessions().unwrap().iter().map(|s| s.client_id.as_str()).collect::<Vec<_>>(), ["live"]);
+    let queued: Vec<String> = store.load_queued().unwrap().iter().map(|q| q.client_id.clone()).collect();
+    assert_eq!(queued, ["live"], "expired and orphaned messages are deleted");
+    // Resumed, the restored message goes out marked DUP.
+    assert!(after.open(&key("live"), persistent()).unwrap().session_present);
+    assert!(after.poll_transmit(&key("live")).unwrap().dup);
+}
