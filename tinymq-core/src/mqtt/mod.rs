@@ -1,9 +1,10 @@
 //! The MQTT 3.1.1 and 5.0 codec, sans-IO: packets borrowing from the bytes
 //! they were decoded from, an incremental [`Decoder`], and [`encode`].
 //!
-//! This is the wire format only. Sessions, topic aliases, keep-alive timers,
-//! retained messages and wills are the broker's; the codec hands their
-//! fields over unchanged.
+//! The codec is the wire format only; [`ServerSession`] is the broker's
+//! side of one connection (CONNECT, keep-alive, topic aliases, QoS 1 in
+//! flight, wills) and [`broker`] what its requests do to the router, by
+//! the same rules as every other face's.
 //!
 //! # Calling order
 //!
@@ -89,9 +90,11 @@
 //! non-zero Session Expiry in DISCONNECT after a CONNECT with 0; answering
 //! AUTH; keep-alive (1.5 times the interval) and the will delay.
 
+pub mod broker;
 mod decode;
 mod encode;
 mod packet;
+mod session;
 
 #[cfg(test)]
 mod tests;
@@ -102,3 +105,4 @@ pub use packet::{
     Ack, ConnAck, Connect, Disconnect, Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS,
     ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
+pub use session::{Request, ServerSession, SessionConfig, Step, Subscription, WillMessage};
