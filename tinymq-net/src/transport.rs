@@ -27,6 +27,10 @@ pub enum ListenAddr {
     Tls(SocketAddr),
     /// HTTPS: HTTP over TLS, with the same certificate.
     Https(SocketAddr),
+    /// MQTT 3.1.1 and 5.0 over TCP.
+    Mqtt(SocketAddr),
+    /// MQTT over TLS, with the same certificate.
+    Mqtts(SocketAddr),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -37,6 +41,8 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Http(addr) => write!(f, "http://{addr}"),
             ListenAddr::Tls(addr) => write!(f, "tls://{addr}"),
             ListenAddr::Https(addr) => write!(f, "https://{addr}"),
+            ListenAddr::Mqtt(addr) => write!(f, "mqtt://{addr}"),
+            ListenAddr::Mqtts(addr) => write!(f, "mqtts://{addr}"),
         }
     }
 }
@@ -47,6 +53,8 @@ pub(crate) enum Listener {
     Http(TcpListener),
     Tls(TcpListener, Arc<rustls::ServerConfig>),
     Https(TcpListener, Arc<rustls::ServerConfig>),
+    Mqtt(TcpListener),
+    Mqtts(TcpListener, Arc<rustls::ServerConfig>),
 }
 
 impl Listener {
@@ -65,6 +73,11 @@ impl Listener {
                 let config = certificate()?.https();
                 Ok(Listener::Https(TcpListener::bind(*addr).map_err(listen_error)?, config))
             }
+            ListenAddr::Mqtt(addr) => Ok(Listener::Mqtt(TcpListener::bind(*addr).map_err(listen_error)?)),
+            ListenAddr::Mqtts(addr) => {
+                let config = certificate()?.mqtt();
+                Ok(Listener::Mqtts(TcpListener::bind(*addr).map_err(listen_error)?, config))
+            }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 Ok(Listener::Unix(UnixListener::bind(path).map_err(listen_error)?, path.clone()))
@@ -80,41 +93,53 @@ impl Listener {
             Listener::Http(listener) => ListenAddr::Http(listener.local_addr()?),
             Listener::Tls(listener, _) => ListenAddr::Tls(listener.local_addr()?),
             Listener::Https(listener, _) => ListenAddr::Https(listener.local_addr()?),
+            Listener::Mqtt(listener) => ListenAddr::Mqtt(listener.local_addr()?),
+            Listener::Mqtts(listener, _) => ListenAddr::Mqtts(listener.local_addr()?),
         })
     }
 
     pub(crate) fn accept(&self) -> io::Result<(Stream, Option<IpAddr>)> {
         match self {
-            Listener::Tcp(listener) | Listener::Http(listener) => {
+            Listener::Tcp(listener) | Listener::Http(listener) | Listener::Mqtt(listener) => {
                 let (stream, peer) = listener.accept()?;
                 // Small frames go out at once; we coalesce writes ourselves.
                 stream.set_nodelay(true)?;
-                let stream = if matches!(self, Listener::Http(_)) { Stream::Http(stream) } else { Stream::Tcp(stream) };
+                let stream = match self {
+                    Listener::Http(_) => Stream::Http(stream),
+                    Listener::Mqtt(_) => Stream::Mqtt(stream),
+                    _ => Stream::Tcp(stream),
+                };
                 Ok((stream, Some(peer.ip())))
             }
-            Listener::Tls(listener, config) | Listener::Https(listener, config) => loop {
-                let (stream, peer) = listener.accept()?;
-                stream.set_nodelay(true)?;
-                // The handshake is driven by the event loop, never here.
-                let tls = match TlsStream::server(stream, config.clone()) {
-                    Ok(tls) => Box::new(tls),
-                    Err(error) => {
-                        // That connection only; the next may be accepted.
-                        log::warn!("cannot start TLS with {peer}: {error}");
-                        continue;
-                    }
-                };
-                let stream = if matches!(self, Listener::Https(..)) { Stream::Https(tls) } else { Stream::Tls(tls) };
-                break Ok((stream, Some(peer.ip())));
-            },
+            Listener::Tls(listener, config) | Listener::Https(listener, config) | Listener::Mqtts(listener, config) => {
+                loop {
+                    let (stream, peer) = listener.accept()?;
+                    stream.set_nodelay(true)?;
+                    // The handshake is driven by the event loop, never here.
+                    let tls = match TlsStream::server(stream, config.clone()) {
+                        Ok(tls) => Box::new(tls),
+                        Err(error) => {
+                            // That connection only; the next may be accepted.
+                            log::warn!("cannot start TLS with {peer}: {error}");
+                            continue;
+                        }
+                    };
+                    let stream = match self {
+                        Listener::Https(..) => Stream::Https(tls),
+                        Listener::Mqtts(..) => Stream::Mqtts(tls),
+                        _ => Stream::Tls(tls),
+                    };
+                    break Ok((stream, Some(peer.ip())));
+                }
+            }
             Listener::Unix(listener, _) => Ok((Stream::Unix(listener.accept()?.0), None)),
         }
     }
 
     pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
-            Listener::Tcp(listener) | Listener::Http(listener) => listener,
-            Listener::Tls(listener, _) | Listener::Https(listener, _) => listener,
+            Listener::Tcp(listener) | Listener::Http(listener) | Listener::Mqtt(listener) => listener,
+            Listener::Tls(listener, _) | Listener::Https(listener, _) | Listener::Mqtts(listener, _) => listener,
             Listener::Unix(listener, _) => listener,
         }
     }
@@ -157,14 +182,18 @@ pub(crate) enum Stream {
     Tls(Box<TlsStream>),
     /// HTTP over TLS.
     Https(Box<TlsStream>),
+    /// A TCP connection to the MQTT listener.
+    Mqtt(TcpStream),
+    /// MQTT over TLS.
+    Mqtts(Box<TlsStream>),
 }
 
 impl Stream {
     fn source(&mut self) -> &mut dyn Source {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s,
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s,
             Stream::Unix(s) => s,
-            Stream::Tls(s) | Stream::Https(s) => s.socket_mut(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.socket_mut(),
         }
     }
 
@@ -187,6 +216,8 @@ impl Stream {
             Stream::Http(_) => Transport::Http,
             Stream::Tls(_) => Transport::Tls,
             Stream::Https(_) => Transport::Https,
+            Stream::Mqtt(_) => Transport::Mqtt,
+            Stream::Mqtts(_) => Transport::Mqtts,
         }
     }
 
@@ -195,9 +226,9 @@ impl Stream {
     /// is scratch space for TLS records.
     pub(crate) fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.read(buf),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-            Stream::Tls(s) | Stream::Https(s) => s.read_plain(buf, cipher),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.read_plain(buf, cipher),
         }
     }
 
@@ -206,7 +237,7 @@ impl Stream {
     /// read does not mean there is nothing more to handle.
     pub(crate) fn has_unreported_eof(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.has_unreported_eof(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.has_unreported_eof(),
             _ => false,
         }
     }
@@ -214,9 +245,9 @@ impl Stream {
     /// Writes (encrypting, for TLS) what the socket takes now.
     pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
-            Stream::Tls(s) | Stream::Https(s) => s.write_plain(bufs),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.write_plain(bufs),
         }
     }
 
@@ -224,7 +255,7 @@ impl Stream {
     /// records, a handshake's answer, a close_notify).
     pub(crate) fn wants_write(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.wants_write(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.wants_write(),
             _ => false,
         }
     }
@@ -233,7 +264,7 @@ impl Stream {
     /// `WouldBlock`.
     pub(crate) fn send_pending(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.send_pending(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.send_pending(),
             _ => Ok(()),
         }
     }
@@ -241,7 +272,7 @@ impl Stream {
     /// Whether a TLS error ended this connection during its handshake.
     pub(crate) fn failed_handshake(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.failed_handshake(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.failed_handshake(),
             _ => false,
         }
     }
@@ -251,15 +282,15 @@ impl Stream {
     /// out).
     pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Tls(s) | Stream::Https(s) => s.shutdown_write(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.shutdown_write(),
         }
     }
 
     /// Before the stream is dropped: TLS says close_notify (best effort).
     pub(crate) fn close(&mut self) {
-        if let Stream::Tls(s) | Stream::Https(s) = self {
+        if let Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) = self {
             s.close();
         }
     }
@@ -269,9 +300,9 @@ impl Stream {
     pub(crate) fn shutdown(&mut self) -> io::Result<()> {
         self.close();
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tls(s) | Stream::Https(s) => s.socket().shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.socket().shutdown(std::net::Shutdown::Both),
         }
     }
 }
@@ -289,12 +320,23 @@ pub enum Transport {
     Tls,
     /// HTTP over TLS.
     Https,
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
 }
 
 impl Transport {
     /// Every transport, in the order of their counters.
-    pub const ALL: [Transport; 5] =
-        [Transport::Tcp, Transport::Unix, Transport::Http, Transport::Tls, Transport::Https];
+    pub const ALL: [Transport; 7] = [
+        Transport::Tcp,
+        Transport::Unix,
+        Transport::Http,
+        Transport::Tls,
+        Transport::Https,
+        Transport::Mqtt,
+        Transport::Mqtts,
+    ];
 
     /// Its name in statistics.
     pub fn name(self) -> &'static str {
@@ -304,11 +346,25 @@ impl Transport {
             Transport::Http => "http",
             Transport::Tls => "tls",
             Transport::Https => "https",
+            Transport::Mqtt => "mqtt",
+            Transport::Mqtts => "mqtts",
         }
     }
 
     /// Whether it speaks HTTP (plain or over TLS).
     pub fn is_http(self) -> bool {
         matches!(self, Transport::Http | Transport::Https)
+    }
+
+    /// Whether its connections take the binary protocol's Publish frames,
+    /// encoded once for many (HTTP event streams and MQTT clients take the
+    /// shared delivery and encode their own).
+    pub fn takes_binary_frames(self) -> bool {
+        !self.is_http() && !self.is_mqtt()
+    }
+
+    /// Whether it speaks MQTT (plain or over TLS).
+    pub fn is_mqtt(self) -> bool {
+        matches!(self, Transport::Mqtt | Transport::Mqtts)
     }
 }

@@ -11,6 +11,7 @@ use mio::{Interest, Token};
 use tinymq_core::auth::{THROTTLED_TEXT, Throttled};
 use tinymq_core::http::conn::HttpConn;
 use tinymq_core::http::response::Response;
+use tinymq_core::mqtt::{ReasonCode as MqttReason, ServerSession};
 use tinymq_core::{ReasonCode, Session};
 
 use super::EventLoop;
@@ -222,6 +223,22 @@ impl EventLoop {
                     http.refuse_now(&refusal.response());
                 }
                 Proto::Http(Box::new(http))
+            }
+            Transport::Mqtt | Transport::Mqtts => {
+                let config = &self.shared.config;
+                let session_config = tinymq_core::mqtt::SessionConfig {
+                    topic_limits: config.session.topic_limits,
+                    outbound_limit: config.session.outbound_limit,
+                    ..config.mqtt
+                };
+                let mut session = ServerSession::new(now, &session_config);
+                // Its CONNECT is answered with a refusal in its version.
+                match refusal {
+                    Some(Refusal::Throttled(_)) => session.refuse_at_door(MqttReason::ServerBusy),
+                    Some(_) => session.refuse_at_door(MqttReason::NotAuthorized),
+                    None => {}
+                }
+                Proto::Mqtt(Box::new(session))
             }
             Transport::Tcp | Transport::Unix | Transport::Tls => {
                 let mut session = Session::new(now, &self.shared.config.session);

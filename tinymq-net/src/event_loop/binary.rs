@@ -17,9 +17,10 @@ use crate::shared::{ConnRef, Sink, unix_time};
 use crate::users::Decision;
 
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
-/// takes a [`Delivery`](tinymq_core::Delivery) of its own).
+/// and an MQTT client take a [`Delivery`](tinymq_core::Delivery) of their
+/// own).
 fn is_binary_conn(sink: &Sink) -> bool {
-    matches!(sink, Sink::Conn(target) if !target.transport.is_http())
+    matches!(sink, Sink::Conn(target) if target.transport.takes_binary_frames())
 }
 
 impl EventLoop {
@@ -141,7 +142,7 @@ impl EventLoop {
 
     /// Moves what a binary request did to others: a takeover's Disconnect,
     /// a publish's deliveries and store write.
-    fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
+    pub(super) fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
         if let Some(id) = effects.connected
             && let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
         {

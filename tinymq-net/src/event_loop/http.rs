@@ -232,6 +232,7 @@ impl EventLoop {
         }
         match conn.take_held() {
             Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
+            Some(Held::MqttConnect) => self.finish_mqtt_connect(target.token(), target, caller, now),
             Some(Held::Call(call, encoding)) => {
                 if self.serve_http(target.token(), target, HttpWork::Call(call, encoding, caller), now) {
                     self.after_io(target.token(), now);
