@@ -20,6 +20,7 @@
 
 pub mod hostile;
 pub mod http;
+pub mod mqtt;
 pub mod nats;
 mod pki;
 mod raw;
