@@ -16,7 +16,7 @@ use super::session::{Request, ServerSession, WillMessage};
 use crate::auth::{AuthError, Identity};
 use crate::broker::{self, Effects, Origin};
 use crate::message::Message;
-use crate::router::{Delivery, NamespaceId, Router, SubscriberId};
+use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
 use crate::topic::{TopicLimits, TopicName};
 
 /// Answers a CONNECT whose credentials were checked (`caller`): refused
@@ -136,6 +136,50 @@ pub fn execute<S: Clone>(
     Effects::default()
 }
 
+/// A PUBLISH without RETAIN: it changes nothing in the router, so a shell
+/// may run it under a shared (read) lock, routing from the publisher's
+/// `cache` of its last topic's receivers ([`Router::route_cached`], the same
+/// receivers as [`Router::route`]). QoS 1 is acknowledged as by [`execute`].
+#[allow(clippy::too_many_arguments)] // the fields of one PUBLISH
+pub fn publish_live<S: Clone>(
+    router: &Router<S>,
+    cache: &mut RouteCache<S>,
+    session: &mut ServerSession,
+    subscriber: Option<SubscriberId>,
+    topic: Arc<str>,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: Option<u16>,
+    origin: Origin,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    let Some(namespace) = subscriber.and_then(|id| router.namespace_of(id)) else { return effects };
+    if let Ok(name) = TopicName::new(&topic, &TopicLimits::UNBOUNDED) {
+        effects.receivers.extend(router.route_cached(cache, namespace, name).iter().cloned());
+    }
+    if let Some(packet_id) = packet_id {
+        let reason = if effects.receivers.is_empty() { ReasonCode::NoMatchingSubscribers } else { ReasonCode::Success };
+        session.pub_ack(packet_id, reason);
+    }
+    if !effects.receivers.is_empty() {
+        let message = message(session.client_id().cloned(), topic, payload.into(), origin);
+        effects.delivery = Some(Delivery::with_qos(message, qos));
+    }
+    effects
+}
+
+/// The message a PUBLISH or will carries, stamped with the client id
+/// (`from`) and `origin`.
+fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: Origin) -> Message {
+    Message {
+        topic,
+        payload,
+        from: from.unwrap_or_else(|| Message::UNKNOWN_SENDER.into()),
+        updated_time: origin.unix_time,
+        ip: origin.ip,
+    }
+}
+
 /// An MQTT message through the common publish rule: stamped with the
 /// client id (`from`) and `origin`, kept at its `qos` for MQTT receivers.
 #[allow(clippy::too_many_arguments)] // the fields of one message
@@ -149,16 +193,10 @@ fn publish<S: Clone>(
     retain: bool,
     origin: Origin,
 ) -> Effects<S> {
-    let message = Message {
-        topic: topic.clone(),
-        payload,
-        from: from.unwrap_or_else(|| Message::UNKNOWN_SENDER.into()),
-        updated_time: origin.unix_time,
-        ip: origin.ip,
-    };
     // The session validated it; TopicName only borrows the same text.
     let Ok(name) = TopicName::new(&topic, &TopicLimits::UNBOUNDED) else { return Effects::default() };
-    broker::publish(router, namespace, name, Delivery::with_qos(message, qos), retain)
+    let delivery = Delivery::with_qos(message(from, topic.clone(), payload, origin), qos);
+    broker::publish(router, namespace, name, delivery, retain)
 }
 
 /// Publishes a will when its connection ended without a clean DISCONNECT,

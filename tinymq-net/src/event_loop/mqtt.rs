@@ -53,7 +53,14 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects = {
+            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id } = request {
+                // Live traffic changes nothing in the router: routed under
+                // the shared lock, from the connection's cache.
+                let router = self.shared.router.read();
+                let routes = conn.routes.get_or_insert_with(Box::default);
+                let subscriber = conn.subscriber;
+                mqtt::broker::publish_live(&router, routes, session, subscriber, topic, payload, qos, packet_id, origin)
+            } else {
                 let mut router = self.shared.router.write();
                 let effects = mqtt::broker::execute(&mut router, session, conn.subscriber, request, origin);
                 // Submitted under the lock, as a binary publish's is. A

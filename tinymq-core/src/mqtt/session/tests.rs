@@ -589,3 +589,39 @@ fn arc_topics_are_shared_between_publishes() {
     let second: Arc<str> = topic(publisher.session.handle_input(broker.now, &bytes));
     assert!(Arc::ptr_eq(&first, &second));
 }
+
+#[test]
+fn a_live_publish_under_a_shared_lock_reaches_the_same_receivers() {
+    let mut broker = Broker::new();
+    let mut sub = broker.connect("s", V311);
+    broker.send(&mut sub, &subscribe(1, "l/+", QoS::AtLeastOnce));
+    seen(&mut sub);
+    let mut publisher = broker.connect("p", V5);
+    seen(&mut publisher);
+    let mut cache = crate::RouteCache::default();
+    for (topic, receivers) in [("l/a", vec!["s"]), ("l/a", vec!["s"]), ("other", vec![])] {
+        let bytes = to_vec(&publish(topic, b"x", QoS::AtLeastOnce, Some(5)), V5);
+        let Ok(Step::Request { request: Request::Publish { topic, payload, qos, packet_id, .. }, .. }) =
+            publisher.session.handle_input(broker.now, &bytes)
+        else {
+            panic!("not a publish");
+        };
+        let effects = broker::publish_live(
+            &broker.router,
+            &mut cache,
+            &mut publisher.session,
+            publisher.id,
+            topic,
+            payload,
+            qos,
+            packet_id,
+            ORIGIN,
+        );
+        assert_eq!(effects.receivers.to_vec(), receivers);
+        let reason = if receivers.is_empty() { 0x10 } else { 0 };
+        assert_eq!(seen(&mut publisher), [Seen::PubAck { packet_id: 5, reason }]);
+        if let Some(delivery) = &effects.delivery {
+            assert_eq!((delivery.qos(), &*delivery.message().from), (QoS::AtLeastOnce, "p"));
+        }
+    }
+}
