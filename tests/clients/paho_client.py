@@ -1,13 +1,14 @@
 """paho-mqtt 2 against an MQTT broker: the conformance scenario the
 end-to-end tests run against tinymq and mosquitto alike.
 
-    python paho_client.py HOST PORT 311|5 PREFIX
+    python paho_client.py HOST PORT 311|5 PREFIX [tcp|websockets]
 
 For the version given it connects, subscribes at QoS 1 (and at QoS 0 to a
 second filter), publishes at QoS 0 and 1, checks what comes back (topic,
 payload, QoS, retain), publishes a retained value and checks that a second
 client gets it marked retained, unsubscribes and checks nothing more comes.
 It prints one `ok ...` line per step and exits 1 at the first failure.
+With `websockets` it speaks MQTT over WebSocket, at path /mqtt.
 """
 
 import sys
@@ -26,9 +27,13 @@ def fail(text):
 class Peer:
     """A paho client whose events are waited for with deadlines."""
 
-    def __init__(self, host, port, version, client_id):
+    def __init__(self, host, port, version, client_id, transport):
         protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, transport=transport
+        )
+        if transport == "websockets":
+            self.client.ws_set_options(path="/mqtt")
         self.version = version
         self.lock = threading.Condition()
         self.messages = []
@@ -82,8 +87,9 @@ class Peer:
 
 def main():
     host, port, version, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    transport = sys.argv[5] if len(sys.argv) > 5 else "tcp"
     base = f"{prefix}/v{version}"
-    peer = Peer(host, port, version, f"paho-{version}-{prefix}")
+    peer = Peer(host, port, version, f"paho-{version}-{prefix}", transport)
     print(f"ok connected v{version}", flush=True)
 
     peer.client.subscribe([(f"{base}/q1/#", 1), (f"{base}/q0/#", 0)])
@@ -116,7 +122,7 @@ def main():
 
     kept = peer.client.publish(f"{base}/kept", b"stored", qos=1, retain=True)
     kept.wait_for_publish(timeout=WAIT)
-    other = Peer(host, port, version, f"paho-{version}-{prefix}-late")
+    other = Peer(host, port, version, f"paho-{version}-{prefix}-late", transport)
     other.client.subscribe(f"{base}/kept", 1)
     got = other.next_message()
     if got != (f"{base}/kept", "stored", 1, 1):

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tinymq_core::http::conn::HttpConn;
 use tinymq_core::mqtt::ServerSession;
+use tinymq_core::mqtt::websocket::WebSocketLink;
 use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
 
 pub(crate) enum Proto {
@@ -17,6 +18,22 @@ pub(crate) enum Proto {
     /// Boxed like HTTP: an MQTT session keeps its subscriptions' QoS, its
     /// aliases and its in-flight window.
     Mqtt(Box<ServerSession>),
+    /// MQTT over WebSocket: an HTTP connection upgraded at `GET /mqtt`.
+    MqttWs(Box<MqttOverWs>),
+}
+
+/// An MQTT session whose bytes travel in WebSocket frames: the link's
+/// queue is what is written, filled from the session's by [`Proto::pump`].
+pub(crate) struct MqttOverWs {
+    pub(crate) session: ServerSession,
+    pub(crate) link: WebSocketLink,
+}
+
+impl MqttOverWs {
+    fn pump(&mut self) {
+        let closed = self.session.is_closed();
+        self.link.pump(self.session.outbound_mut(), closed);
+    }
 }
 
 impl Proto {
@@ -25,6 +42,7 @@ impl Proto {
             Proto::Binary(session) => session.wants_read(),
             Proto::Http(conn) => conn.wants_read(),
             Proto::Mqtt(session) => session.wants_read(),
+            Proto::MqttWs(ws) => ws.session.wants_read() && ws.link.closed().is_none(),
         }
     }
 
@@ -33,6 +51,7 @@ impl Proto {
             Proto::Binary(session) => session.is_closed(),
             Proto::Http(conn) => conn.is_closed(),
             Proto::Mqtt(session) => session.is_closed(),
+            Proto::MqttWs(ws) => ws.session.is_closed() || ws.link.closed().is_some(),
         }
     }
 
@@ -42,6 +61,7 @@ impl Proto {
             Proto::Binary(session) => session.close_reason().flatten(),
             Proto::Http(conn) => conn.close_reason(),
             Proto::Mqtt(session) => session.close_reason().flatten(),
+            Proto::MqttWs(ws) => ws.session.close_reason().flatten(),
         }
     }
 
@@ -50,6 +70,7 @@ impl Proto {
     /// be sending a request the broker refused, and closing with unread
     /// input would reset the connection and lose the response.
     pub(crate) fn drains_before_close(&self) -> bool {
+        // An upgraded connection is not HTTP any more: it is MqttWs.
         matches!(self, Proto::Http(_))
     }
 
@@ -58,6 +79,7 @@ impl Proto {
             Proto::Binary(session) => session.outbound(),
             Proto::Http(conn) => conn.outbound(),
             Proto::Mqtt(session) => session.outbound(),
+            Proto::MqttWs(ws) => ws.link.outbound(),
         }
     }
 
@@ -66,6 +88,11 @@ impl Proto {
             Proto::Binary(session) => session.outbound_mut(),
             Proto::Http(conn) => conn.outbound_mut(),
             Proto::Mqtt(session) => session.outbound_mut(),
+            Proto::MqttWs(ws) => {
+                // Written bytes are at the front; more may join the back.
+                ws.pump();
+                ws.link.outbound_mut()
+            }
         }
     }
 
@@ -74,6 +101,7 @@ impl Proto {
             Proto::Binary(session) => session.poll_timeout(),
             Proto::Http(conn) => conn.poll_timeout(),
             Proto::Mqtt(session) => session.poll_timeout(),
+            Proto::MqttWs(ws) => ws.session.poll_timeout(),
         }
     }
 
@@ -82,6 +110,7 @@ impl Proto {
             Proto::Binary(session) => session.handle_timeout(now),
             Proto::Http(conn) => conn.handle_timeout(now),
             Proto::Mqtt(session) => session.handle_timeout(now),
+            Proto::MqttWs(ws) => ws.session.handle_timeout(now),
         }
     }
 
@@ -91,6 +120,7 @@ impl Proto {
             Proto::Binary(session) => session.deliver(delivery),
             Proto::Http(conn) => conn.deliver(delivery.message()),
             Proto::Mqtt(session) => session.deliver(delivery),
+            Proto::MqttWs(ws) => ws.session.deliver(delivery),
         }
     }
 
@@ -100,7 +130,7 @@ impl Proto {
     pub(crate) fn deliver_encoded(&mut self, frame: &[u8]) -> Result<(), Closed> {
         match self {
             Proto::Binary(session) => session.deliver_encoded(frame),
-            Proto::Http(_) | Proto::Mqtt(_) => Ok(()),
+            Proto::Http(_) | Proto::Mqtt(_) | Proto::MqttWs(_) => Ok(()),
         }
     }
 
@@ -114,6 +144,26 @@ impl Proto {
             Proto::Mqtt(session) => {
                 session.close(reason);
             }
+            Proto::MqttWs(ws) => {
+                ws.session.close(reason);
+            }
+        }
+    }
+
+    /// The MQTT session of an MQTT connection, over TCP or WebSocket.
+    pub(crate) fn mqtt_session(&mut self) -> Option<&mut ServerSession> {
+        match self {
+            Proto::Mqtt(session) => Some(session),
+            Proto::MqttWs(ws) => Some(&mut ws.session),
+            Proto::Binary(_) | Proto::Http(_) => None,
+        }
+    }
+
+    /// Readies the output before a write: an MQTT-over-WebSocket session's
+    /// queued packets go into frames.
+    pub(crate) fn pump(&mut self) {
+        if let Proto::MqttWs(ws) = self {
+            ws.pump();
         }
     }
 }

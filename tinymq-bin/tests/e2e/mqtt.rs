@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use crate::support::http::{CurlSse, Json, JsonExt, eventually, moustique_json, pickup_until, post, subscribe};
+use crate::support::http::{CurlSse, Json, JsonExt, call, eventually, moustique_json, pickup_until, post, subscribe};
 use crate::support::mqtt::{MqttBroker, USER};
 use crate::support::tools::{client_script, python_with_requests};
 use crate::support::{TestPki, WAIT};
@@ -115,6 +115,37 @@ fn paho_mqtt_2_passes_the_same_scenario_on_both_brokers() {
             assert!(stdout.contains("ok unsubscribed"), "{stdout}");
         }
     }
+}
+
+/// Debian's mosquitto 2.0.11 is not run here: its websockets listener
+/// (libwebsockets) fails to open any socket in this test environment
+/// ("Unable to start any listening sockets").
+#[test]
+fn paho_mqtt_2_speaks_mqtt_over_websocket_on_the_http_listener() {
+    let broker = MqttBroker::tinymq(&[]);
+    let tinymq = broker.tinymq.as_ref().unwrap();
+    for version in ["311", "5"] {
+        let mut binary = tinymq.connect("bin-sub");
+        binary.subscribe(&format!("ws/v{version}/q1/a"));
+        let output = python_with_requests()
+            .arg(client_script("paho_client.py"))
+            .args(["127.0.0.1", &tinymq.http_addr().port().to_string(), version, "ws", "websockets"])
+            .output()
+            .expect("run paho_client.py");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "MQTT {version} over WebSocket: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Its publishes reached the binary face too.
+        let got = binary.recv_publish();
+        assert_eq!(got.topic, format!("ws/v{version}/q1/a"));
+    }
+    // /mqtt without an upgrade is refused; the rest of HTTP is untouched.
+    let response = call(tinymq.http_addr(), "GET", "/mqtt", &[], b"");
+    response.assert_status(426, "GET /mqtt without an upgrade");
+    call(tinymq.http_addr(), "GET", "/api/v1/health", &[], b"").assert_status(200, "health");
 }
 
 #[test]

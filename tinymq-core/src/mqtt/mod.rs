@@ -95,6 +95,7 @@ mod decode;
 mod encode;
 mod packet;
 mod session;
+pub mod websocket;
 
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,7 @@ impl EventLoop {
             Some(Proto::Binary(_)) => self.handle_frames(token, input, now),
             Some(Proto::Http(_)) => self.handle_requests(token, input, now),
             Some(Proto::Mqtt(_)) => self.handle_packets(token, input, now),
+            Some(Proto::MqttWs(_)) => self.handle_frames_ws(token, input, now),
             None => 0,
         }
     }
@@ -263,6 +264,7 @@ impl EventLoop {
         self.flush_outbox();
         self.counted.add_to(&self.shared.stats);
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        conn.proto.pump();
         let mut broken = false;
         while !conn.proto.outbound().is_empty() {
             let result = {

@@ -23,7 +23,7 @@ impl EventLoop {
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-            let Proto::Mqtt(session) = &mut conn.proto else { return used };
+            let Some(session) = conn.proto.mqtt_session() else { return used };
             let (consumed, request) = match session.handle_input(now, &input[used..]) {
                 Ok(Step::Incomplete { .. }) => return used,
                 Ok(Step::Handled { consumed }) => (consumed, None),
@@ -74,6 +74,26 @@ impl EventLoop {
         }
     }
 
+    /// Unwraps WebSocket frames and feeds their MQTT bytes to the session
+    /// (an HTTP connection upgraded at `GET /mqtt`); takes all of `input`.
+    pub(super) fn handle_frames_ws(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return input.len() };
+        let Proto::MqttWs(ws) = &mut conn.proto else { return input.len() };
+        if let Err(closed) = ws.link.receive(input) {
+            // The connection ends: its session's will goes out on close.
+            log::debug!("MQTT-over-WebSocket connection {}:{} ended: {closed:?}", self.index, conn.serial);
+            return input.len();
+        }
+        let mqtt = ws.link.take_mqtt();
+        let used = self.handle_packets(token, &mqtt, now);
+        if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
+            && let Proto::MqttWs(ws) = &mut conn.proto
+        {
+            ws.link.keep_mqtt(&mqtt[used..]);
+        }
+        input.len()
+    }
+
     /// Answers a CONNECT whose credentials are decided. A wrong password
     /// costs the peer's budget as it does on every face.
     pub(super) fn finish_mqtt_connect(
@@ -91,7 +111,7 @@ impl EventLoop {
             _ => caller,
         };
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let Proto::Mqtt(session) = &mut conn.proto else { return };
+        let Some(session) = conn.proto.mqtt_session() else { return };
         let origin = Origin { unix_time: unix_time(), ip: peer_ip };
         let allow_anonymous = self.shared.config.allow_anonymous;
         let effects = {
@@ -113,7 +133,7 @@ impl EventLoop {
     /// same rule as any publish, to every face's subscribers.
     pub(super) fn publish_will(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let Proto::Mqtt(session) = &mut conn.proto else { return };
+        let Some(session) = conn.proto.mqtt_session() else { return };
         let Some(will) = session.take_will() else { return };
         let Some(namespace) = session.namespace() else { return };
         let client_id = session.client_id().cloned();
