@@ -649,6 +649,11 @@ impl ServerSession {
             State::AwaitingConnect | State::Connecting => return Ok(()),
         }
         let message = delivery.message();
+        // A QoS 0 message to a client without No Local subscriptions goes
+        // at QoS 0 whatever it matched: the router matched it already.
+        if delivery.qos() == QoS::AtMostOnce && !self.subscriptions.iter().any(|g| g.no_local) {
+            return self.send_publish(delivery, QoS::AtMostOnce, false);
+        }
         let Ok(topic) = TopicName::new(&message.topic, &TopicLimits::UNBOUNDED) else { return Ok(()) };
         let mut granted = None;
         let mut local_only = true;
