@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tinymq_core::http::conn::HttpConn;
 use tinymq_core::mqtt::ServerSession;
-use tinymq_core::mqtt::websocket::WebSocketLink;
+use tinymq_core::websocket::link::WebSocketLink;
 use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
 
 pub(crate) enum Proto {
@@ -19,17 +19,26 @@ pub(crate) enum Proto {
     /// aliases and its in-flight window.
     Mqtt(Box<ServerSession>),
     /// MQTT over WebSocket: an HTTP connection upgraded at `GET /mqtt`.
-    MqttWs(Box<MqttOverWs>),
+    MqttWs(Box<OverWebSocket<ServerSession>>),
+    /// The binary protocol over WebSocket: upgraded at `GET /ws`.
+    BinaryWs(Box<OverWebSocket<Session>>),
 }
 
-/// An MQTT session whose bytes travel in WebSocket frames: the link's
-/// queue is what is written, filled from the session's by [`Proto::pump`].
-pub(crate) struct MqttOverWs {
-    pub(crate) session: ServerSession,
+/// A session whose bytes travel in WebSocket frames: the link's queue is
+/// what is written, filled from the session's by [`Proto::pump`].
+pub(crate) struct OverWebSocket<S> {
+    pub(crate) session: S,
     pub(crate) link: WebSocketLink,
 }
 
-impl MqttOverWs {
+impl OverWebSocket<ServerSession> {
+    fn pump(&mut self) {
+        let closed = self.session.is_closed();
+        self.link.pump(self.session.outbound_mut(), closed);
+    }
+}
+
+impl OverWebSocket<Session> {
     fn pump(&mut self) {
         let closed = self.session.is_closed();
         self.link.pump(self.session.outbound_mut(), closed);
@@ -43,6 +52,7 @@ impl Proto {
             Proto::Http(conn) => conn.wants_read(),
             Proto::Mqtt(session) => session.wants_read(),
             Proto::MqttWs(ws) => ws.session.wants_read() && ws.link.closed().is_none(),
+            Proto::BinaryWs(ws) => ws.session.wants_read() && ws.link.closed().is_none(),
         }
     }
 
@@ -52,6 +62,7 @@ impl Proto {
             Proto::Http(conn) => conn.is_closed(),
             Proto::Mqtt(session) => session.is_closed(),
             Proto::MqttWs(ws) => ws.session.is_closed() || ws.link.closed().is_some(),
+            Proto::BinaryWs(ws) => ws.session.is_closed() || ws.link.closed().is_some(),
         }
     }
 
@@ -62,6 +73,7 @@ impl Proto {
             Proto::Http(conn) => conn.close_reason(),
             Proto::Mqtt(session) => session.close_reason().flatten(),
             Proto::MqttWs(ws) => ws.session.close_reason().flatten(),
+            Proto::BinaryWs(ws) => ws.session.close_reason().flatten(),
         }
     }
 
@@ -80,6 +92,7 @@ impl Proto {
             Proto::Http(conn) => conn.outbound(),
             Proto::Mqtt(session) => session.outbound(),
             Proto::MqttWs(ws) => ws.link.outbound(),
+            Proto::BinaryWs(ws) => ws.link.outbound(),
         }
     }
 
@@ -88,8 +101,12 @@ impl Proto {
             Proto::Binary(session) => session.outbound_mut(),
             Proto::Http(conn) => conn.outbound_mut(),
             Proto::Mqtt(session) => session.outbound_mut(),
+            // Written bytes are at the front; more may join the back.
             Proto::MqttWs(ws) => {
-                // Written bytes are at the front; more may join the back.
+                ws.pump();
+                ws.link.outbound_mut()
+            }
+            Proto::BinaryWs(ws) => {
                 ws.pump();
                 ws.link.outbound_mut()
             }
@@ -102,6 +119,7 @@ impl Proto {
             Proto::Http(conn) => conn.poll_timeout(),
             Proto::Mqtt(session) => session.poll_timeout(),
             Proto::MqttWs(ws) => ws.session.poll_timeout(),
+            Proto::BinaryWs(ws) => ws.session.poll_timeout(),
         }
     }
 
@@ -111,6 +129,7 @@ impl Proto {
             Proto::Http(conn) => conn.handle_timeout(now),
             Proto::Mqtt(session) => session.handle_timeout(now),
             Proto::MqttWs(ws) => ws.session.handle_timeout(now),
+            Proto::BinaryWs(ws) => ws.session.handle_timeout(now),
         }
     }
 
@@ -121,6 +140,7 @@ impl Proto {
             Proto::Http(conn) => conn.deliver(delivery.message()),
             Proto::Mqtt(session) => session.deliver(delivery),
             Proto::MqttWs(ws) => ws.session.deliver(delivery),
+            Proto::BinaryWs(ws) => ws.session.deliver(delivery),
         }
     }
 
@@ -130,7 +150,7 @@ impl Proto {
     pub(crate) fn deliver_encoded(&mut self, frame: &[u8]) -> Result<(), Closed> {
         match self {
             Proto::Binary(session) => session.deliver_encoded(frame),
-            Proto::Http(_) | Proto::Mqtt(_) | Proto::MqttWs(_) => Ok(()),
+            Proto::Http(_) | Proto::Mqtt(_) | Proto::MqttWs(_) | Proto::BinaryWs(_) => Ok(()),
         }
     }
 
@@ -147,6 +167,9 @@ impl Proto {
             Proto::MqttWs(ws) => {
                 ws.session.close(reason);
             }
+            Proto::BinaryWs(ws) => {
+                ws.session.refuse(reason, reason.text());
+            }
         }
     }
 
@@ -155,15 +178,26 @@ impl Proto {
         match self {
             Proto::Mqtt(session) => Some(session),
             Proto::MqttWs(ws) => Some(&mut ws.session),
-            Proto::Binary(_) | Proto::Http(_) => None,
+            Proto::Binary(_) | Proto::BinaryWs(_) | Proto::Http(_) => None,
         }
     }
 
-    /// Readies the output before a write: an MQTT-over-WebSocket session's
-    /// queued packets go into frames.
+    /// The binary-protocol session, over a socket or WebSocket.
+    pub(crate) fn binary_session(&mut self) -> Option<&mut Session> {
+        match self {
+            Proto::Binary(session) => Some(session),
+            Proto::BinaryWs(ws) => Some(&mut ws.session),
+            Proto::Mqtt(_) | Proto::MqttWs(_) | Proto::Http(_) => None,
+        }
+    }
+
+    /// Readies the output before a write: a session over WebSocket has its
+    /// queued bytes put into frames.
     pub(crate) fn pump(&mut self) {
-        if let Proto::MqttWs(ws) = self {
-            ws.pump();
+        match self {
+            Proto::MqttWs(ws) => ws.pump(),
+            Proto::BinaryWs(ws) => ws.pump(),
+            Proto::Binary(_) | Proto::Http(_) | Proto::Mqtt(_) => {}
         }
     }
 }

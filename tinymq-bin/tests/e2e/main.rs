@@ -39,4 +39,5 @@ mod tls;
 mod unix_socket;
 mod users;
 mod web_ui;
+mod websocket;
 mod wildcards;

@@ -95,7 +95,6 @@ mod decode;
 mod encode;
 mod packet;
 mod session;
-pub mod websocket;
 
 #[cfg(test)]
 mod tests;

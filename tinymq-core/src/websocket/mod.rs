@@ -1,9 +1,9 @@
 //! RFC 6455 WebSocket, sans-IO: the opening handshake on a parsed request
 //! head, and the frame codec.
 //!
-//! This is the groundwork for `GET /mqtt` (subprotocol `mqtt`, MQTT packets
-//! in binary messages) and `GET /ws` (the tinymq binary protocol) on the HTTP
-//! listener; the listener itself is not here.
+//! [`link`] puts it to use for `GET /mqtt` (subprotocol `mqtt`, MQTT packets
+//! in binary messages) and `GET /ws` (the tinymq binary protocol) on the
+//! HTTP listener: the upgrade and a session's framing.
 //!
 //! # Calling order
 //!
@@ -41,6 +41,7 @@
 
 mod frame;
 mod handshake;
+pub mod link;
 
 #[cfg(test)]
 mod tests;

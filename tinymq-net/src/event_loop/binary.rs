@@ -30,7 +30,7 @@ impl EventLoop {
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-            let Proto::Binary(session) = &mut conn.proto else { return used };
+            let Some(session) = conn.proto.binary_session() else { return used };
             let step = session.handle_input(now, &input[used..]);
             let (consumed, request) = match step {
                 Ok(Step::Incomplete { .. }) => return used,
@@ -127,7 +127,7 @@ impl EventLoop {
             caller => caller,
         };
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let Proto::Binary(session) = &mut conn.proto else { return };
+        let Some(session) = conn.proto.binary_session() else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
         let effects = {
             let mut router = self.shared.router.write();

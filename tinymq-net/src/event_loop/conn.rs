@@ -129,7 +129,7 @@ impl EventLoop {
             Some(Proto::Binary(_)) => self.handle_frames(token, input, now),
             Some(Proto::Http(_)) => self.handle_requests(token, input, now),
             Some(Proto::Mqtt(_)) => self.handle_packets(token, input, now),
-            Some(Proto::MqttWs(_)) => self.handle_frames_ws(token, input, now),
+            Some(Proto::MqttWs(_) | Proto::BinaryWs(_)) => self.handle_websocket(token, input, now),
             None => 0,
         }
     }

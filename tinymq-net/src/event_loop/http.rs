@@ -5,19 +5,16 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tinymq_core::ReasonCode;
 use tinymq_core::auth::{AuthError, Fault, Identity, THROTTLED_TEXT, Throttled};
 use tinymq_core::http::call::{ApiError, Call};
 use tinymq_core::http::conn::HttpStep;
 use tinymq_core::http::encoding::Encoding;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
-use tinymq_core::mqtt::ServerSession;
-use tinymq_core::mqtt::websocket::{self, UpgradeStep, WebSocketLink};
 
 use super::EventLoop;
 use super::slot::Held;
-use crate::proto::{MqttOverWs, Proto};
+use crate::proto::Proto;
 use crate::shared::{ConnRef, InboxItem, Sink, unix_time};
 use crate::users::Decision;
 
@@ -38,32 +35,13 @@ impl EventLoop {
         let mut used = 0;
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
+            // GET /mqtt and GET /ws turn the connection into a session
+            // over WebSocket (event_loop/websocket.rs).
+            if let Some(taken) = self.try_upgrade(token, &input[used..], now) {
+                return used + taken;
+            }
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
             let Proto::Http(http) = &mut conn.proto else { return used };
-            match websocket::upgrade(&input[used..]) {
-                UpgradeStep::NotMqtt => {}
-                UpgradeStep::Incomplete => return used,
-                UpgradeStep::Refused { response } => {
-                    http.outbound_mut().push_final(&response);
-                    http.close(ReasonCode::ProtocolError);
-                    return input.len();
-                }
-                UpgradeStep::Upgrade { consumed, response } => {
-                    // From the next byte on, MQTT in WebSocket frames.
-                    log::debug!("connection {}:{} upgraded to MQTT over WebSocket", self.index, conn.serial);
-                    let config = &self.shared.config;
-                    let session_config = tinymq_core::mqtt::SessionConfig {
-                        topic_limits: config.session.topic_limits,
-                        outbound_limit: config.session.outbound_limit,
-                        ..config.mqtt
-                    };
-                    let session = ServerSession::new(now, &session_config);
-                    let link = WebSocketLink::new(config.mqtt.max_packet_size, &response);
-                    conn.proto = Proto::MqttWs(Box::new(MqttOverWs { session, link }));
-                    used += consumed;
-                    return used + self.handle_frames_ws(token, &input[used..], now);
-                }
-            }
             let (consumed, head, body) = match http.handle_input(now, &input[used..]) {
                 HttpStep::Incomplete => return used,
                 HttpStep::Discarded { consumed } => return used + consumed,

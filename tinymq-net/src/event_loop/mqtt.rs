@@ -11,7 +11,6 @@ use tinymq_core::mqtt::{self, Request, Step};
 
 use super::EventLoop;
 use super::slot::Held;
-use crate::proto::Proto;
 use crate::shared::{ConnRef, Sink, unix_time};
 use crate::users::Decision;
 
@@ -72,26 +71,6 @@ impl EventLoop {
             };
             self.apply_effects(token, effects, now);
         }
-    }
-
-    /// Unwraps WebSocket frames and feeds their MQTT bytes to the session
-    /// (an HTTP connection upgraded at `GET /mqtt`); takes all of `input`.
-    pub(super) fn handle_frames_ws(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
-        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return input.len() };
-        let Proto::MqttWs(ws) = &mut conn.proto else { return input.len() };
-        if let Err(closed) = ws.link.receive(input) {
-            // The connection ends: its session's will goes out on close.
-            log::debug!("MQTT-over-WebSocket connection {}:{} ended: {closed:?}", self.index, conn.serial);
-            return input.len();
-        }
-        let mqtt = ws.link.take_mqtt();
-        let used = self.handle_packets(token, &mqtt, now);
-        if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
-            && let Proto::MqttWs(ws) = &mut conn.proto
-        {
-            ws.link.keep_mqtt(&mqtt[used..]);
-        }
-        input.len()
     }
 
     /// Answers a CONNECT whose credentials are decided. A wrong password

@@ -1,37 +1,47 @@
-//! MQTT over WebSocket (`GET /mqtt` on the HTTP listener, subprotocol
-//! `mqtt`): the upgrade, and the framing between a connection's bytes and
-//! its [`super::ServerSession`].
+//! A session's bytes over WebSocket: MQTT at `GET /mqtt` (subprotocol
+//! `mqtt`) and the tinymq binary protocol at `GET /ws`, on the HTTP
+//! listener. The upgrade, and the framing between a connection's bytes and
+//! its session ([`crate::mqtt::ServerSession`] or [`crate::Session`]), whose
+//! packets or frames travel in binary messages, split or joined as the
+//! peer likes.
 //!
 //! # Calling order
 //!
-//! 1. On an HTTP connection whose next request starts with `GET /mqtt`, call
-//!    [`upgrade`] on the unread bytes. [`UpgradeStep::Upgrade`] means: drop
+//! 1. On an HTTP connection, call [`upgrade`] on the unread bytes with each
+//!    path the listener serves. [`UpgradeStep::Upgrade`] means: drop
 //!    `consumed` bytes, and from now on the connection is a
 //!    [`WebSocketLink`] (whose outbound queue already holds the 101
 //!    response) beside a new session; [`UpgradeStep::Refused`] means: send
 //!    the response and close.
-//! 2. Received bytes go to [`WebSocketLink::receive`]; the MQTT bytes of
-//!    the binary messages collect in [`WebSocketLink::take_mqtt`], which
-//!    the caller feeds to the session as if read from a socket, and hands
-//!    back what it did not consume with [`WebSocketLink::keep_mqtt`].
+//! 2. Received bytes go to [`WebSocketLink::receive`]; the bytes of the
+//!    binary messages collect in [`WebSocketLink::take_input`], which the
+//!    caller feeds to the session as if read from a socket, and hands back
+//!    what it did not consume with [`WebSocketLink::keep_input`].
 //! 3. Before writing, [`WebSocketLink::pump`] moves what the session queued
 //!    into binary frames on the link's own queue, which is what is written.
 
 use crate::outbound::Outbound;
 use crate::websocket::{self, FrameDecoder, FrameError, Message, Opcode, Received, close_code};
 
-/// The MQTT bytes the link moves into its own queue at once; the rest
+/// Where MQTT over WebSocket is served, and its subprotocol.
+pub const MQTT_PATH: (&str, &[&str]) = ("/mqtt", &["mqtt"]);
+
+/// Where the tinymq binary protocol over WebSocket is served (no
+/// subprotocol).
+pub const BINARY_PATH: (&str, &[&str]) = ("/ws", &[]);
+
+/// The session bytes the link moves into its own queue at once; the rest
 /// stays in the session's queue, whose limit makes a slow consumer.
 const PUMP_MARK: usize = 256 * 1024;
 
 /// What [`upgrade`] found at the start of the input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UpgradeStep {
-    /// Not a request for `/mqtt`: the HTTP service answers it.
-    NotMqtt,
+    /// Not a request for this path: the HTTP service answers it.
+    NotThisPath,
     /// The request head is not whole yet.
     Incomplete,
-    /// Upgraded: send `response` (101, subprotocol `mqtt`) and drop
+    /// Upgraded: send `response` (101, with the subprotocol) and drop
     /// `consumed` bytes; the rest is WebSocket.
     Upgrade {
         /// Bytes of the request head.
@@ -39,7 +49,7 @@ pub enum UpgradeStep {
         /// The 101 response.
         response: Vec<u8>,
     },
-    /// A request for `/mqtt` that is not a valid upgrade: send `response`
+    /// A request for the path that is not a valid upgrade: send `response`
     /// (400 or 426) and close.
     Refused {
         /// The refusal.
@@ -47,26 +57,27 @@ pub enum UpgradeStep {
     },
 }
 
-/// Checks whether `input` begins with an upgrade to MQTT over WebSocket,
-/// and answers it.
-pub fn upgrade(input: &[u8]) -> UpgradeStep {
-    const PREFIX: &[u8] = b"GET /mqtt";
-    let head = &input[..input.len().min(PREFIX.len() + 1)];
-    if !PREFIX.starts_with(&head[..head.len().min(PREFIX.len())]) {
-        return UpgradeStep::NotMqtt;
+/// Checks whether `input` begins with a WebSocket upgrade at `path`
+/// (`GET` only: other methods are the HTTP service's to refuse), offering
+/// `protocols` ([`MQTT_PATH`], [`BINARY_PATH`]), and answers it.
+pub fn upgrade(input: &[u8], (path, protocols): (&str, &'static [&'static str])) -> UpgradeStep {
+    let prefix = [b"GET ".as_slice(), path.as_bytes()].concat();
+    let head = &input[..input.len().min(prefix.len() + 1)];
+    if !prefix.starts_with(&head[..head.len().min(prefix.len())]) {
+        return UpgradeStep::NotThisPath;
     }
-    if head.len() <= PREFIX.len() {
+    if head.len() <= prefix.len() {
         return UpgradeStep::Incomplete;
     }
-    if !matches!(head[PREFIX.len()], b' ' | b'?') {
-        return UpgradeStep::NotMqtt;
+    if !matches!(head[prefix.len()], b' ' | b'?') {
+        return UpgradeStep::NotThisPath;
     }
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(input) {
         Ok(httparse::Status::Partial) => UpgradeStep::Incomplete,
         Ok(httparse::Status::Complete(consumed)) => {
-            match websocket::accept(request.method.unwrap_or_default(), request.headers, &["mqtt"]) {
+            match websocket::accept(request.method.unwrap_or_default(), request.headers, protocols) {
                 Ok(upgrade) => UpgradeStep::Upgrade { consumed, response: upgrade.response() },
                 Err(error) => UpgradeStep::Refused { response: error.response() },
             }
@@ -86,14 +97,14 @@ pub enum LinkClosed {
     Error(u16),
 }
 
-/// The WebSocket framing of one MQTT connection. See the module docs.
+/// The WebSocket framing of one connection. See the module docs.
 #[derive(Debug)]
 pub struct WebSocketLink {
     decoder: FrameDecoder,
     /// Received bytes not yet decoded into frames.
     raw: Vec<u8>,
-    /// MQTT bytes from binary messages, not yet handled.
-    mqtt: Vec<u8>,
+    /// Session bytes from binary messages, not yet handled.
+    input: Vec<u8>,
     outbound: Outbound,
     closed: Option<LinkClosed>,
     close_sent: bool,
@@ -108,7 +119,7 @@ impl WebSocketLink {
         WebSocketLink {
             decoder: FrameDecoder::server(max_message),
             raw: Vec::new(),
-            mqtt: Vec::new(),
+            input: Vec::new(),
             outbound,
             closed: None,
             close_sent: false,
@@ -121,7 +132,7 @@ impl WebSocketLink {
     }
 
     /// Takes received bytes: frames are unwrapped, binary messages'
-    /// bytes collect for [`WebSocketLink::take_mqtt`], pings are answered.
+    /// bytes collect for [`WebSocketLink::take_input`], pings are answered.
     /// A close frame or a broken frame ends the link.
     pub fn receive(&mut self, input: &[u8]) -> Result<(), LinkClosed> {
         if let Some(closed) = self.closed {
@@ -135,7 +146,7 @@ impl WebSocketLink {
                 Ok(Received::Partial { .. }) => break Ok(()),
                 Ok(Received::Frame { consumed, message }) => match message {
                     Some(Message::Binary(bytes)) => {
-                        self.mqtt.extend_from_slice(bytes);
+                        self.input.extend_from_slice(bytes);
                         (consumed, None)
                     }
                     Some(Message::Ping(payload)) => {
@@ -148,11 +159,11 @@ impl WebSocketLink {
                         websocket::encode_close(code.unwrap_or(close_code::NORMAL), "", &mut close);
                         (consumed, Some(Err((close, LinkClosed::ByPeer))))
                     }
-                    // MQTT is binary only (MQTT 5 section 6.0).
+                    // Both protocols are binary (MQTT 5 section 6.0).
                     Some(Message::Text(_)) => {
                         let error = LinkClosed::Error(close_code::UNSUPPORTED_DATA);
                         let mut close = Vec::new();
-                        websocket::encode_close(close_code::UNSUPPORTED_DATA, "MQTT needs binary messages", &mut close);
+                        websocket::encode_close(close_code::UNSUPPORTED_DATA, "binary messages only", &mut close);
                         (consumed, Some(Err((close, error))))
                     }
                     Some(Message::Pong(_)) | None => (consumed, None),
@@ -182,16 +193,16 @@ impl WebSocketLink {
         })
     }
 
-    /// The MQTT bytes received so far, for the session.
-    pub fn take_mqtt(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.mqtt)
+    /// The session bytes received so far.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.input)
     }
 
-    /// Hands back the MQTT bytes the session did not consume.
-    pub fn keep_mqtt(&mut self, rest: &[u8]) {
+    /// Hands back the session bytes it did not consume.
+    pub fn keep_input(&mut self, rest: &[u8]) {
         let mut kept = rest.to_vec();
-        kept.extend_from_slice(&self.mqtt);
-        self.mqtt = kept;
+        kept.extend_from_slice(&self.input);
+        self.input = kept;
     }
 
     /// Moves the session's queued bytes into binary frames on the link's
@@ -247,18 +258,25 @@ mod tests {
         let head = "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
                     Sec-WebSocket-Protocol: mqtt\r\n\r\n";
-        let UpgradeStep::Upgrade { consumed, response } = upgrade(head.as_bytes()) else { panic!() };
+        let UpgradeStep::Upgrade { consumed, response } = upgrade(head.as_bytes(), MQTT_PATH) else { panic!() };
         assert_eq!(consumed, head.len());
         let response = String::from_utf8(response).unwrap();
         assert!(response.starts_with("HTTP/1.1 101") && response.contains("Sec-WebSocket-Protocol: mqtt"));
         assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "RFC 6455's example key");
-        assert_eq!(upgrade(&head.as_bytes()[..40]), UpgradeStep::Incomplete);
-        assert_eq!(upgrade(b"GET /mq"), UpgradeStep::Incomplete);
-        assert_eq!(upgrade(b"GET /mqttx HTTP/1.1\r\n\r\n"), UpgradeStep::NotMqtt);
-        assert_eq!(upgrade(b"POST /mqtt HTTP/1.1\r\n\r\n"), UpgradeStep::NotMqtt);
-        assert_eq!(upgrade(b"GET /api/v1/health HTTP/1.1\r\n\r\n"), UpgradeStep::NotMqtt);
-        let UpgradeStep::Refused { response } = upgrade(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n") else { panic!() };
+        assert_eq!(upgrade(&head.as_bytes()[..40], MQTT_PATH), UpgradeStep::Incomplete);
+        assert_eq!(upgrade(b"GET /mq", MQTT_PATH), UpgradeStep::Incomplete);
+        assert_eq!(upgrade(b"GET /mqttx HTTP/1.1\r\n\r\n", MQTT_PATH), UpgradeStep::NotThisPath);
+        assert_eq!(upgrade(b"POST /mqtt HTTP/1.1\r\n\r\n", MQTT_PATH), UpgradeStep::NotThisPath);
+        assert_eq!(upgrade(b"GET /api/v1/health HTTP/1.1\r\n\r\n", MQTT_PATH), UpgradeStep::NotThisPath);
+        let UpgradeStep::Refused { response } = upgrade(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n", MQTT_PATH) else {
+            panic!()
+        };
         assert!(response.starts_with(b"HTTP/1.1 426"));
+        // /ws speaks no subprotocol: a client asking for one gets none.
+        let ws = head.replace("/mqtt", "/ws");
+        let UpgradeStep::Upgrade { response, .. } = upgrade(ws.as_bytes(), BINARY_PATH) else { panic!() };
+        assert!(!String::from_utf8(response).unwrap().contains("Sec-WebSocket-Protocol"));
+        assert_eq!(upgrade(ws.as_bytes(), MQTT_PATH), UpgradeStep::NotThisPath);
     }
 
     #[test]
@@ -271,7 +289,7 @@ mod tests {
         input.extend_from_slice(&split[..3]);
         link.receive(&input).unwrap();
         link.receive(&split[3..]).unwrap();
-        assert_eq!(link.take_mqtt(), [0xC0, 0x00, 0xE0, 0x00]);
+        assert_eq!(link.take_input(), [0xC0, 0x00, 0xE0, 0x00]);
         let mut session = Outbound::new(1 << 20);
         session.push_final(&[0xD0, 0x00]);
         link.pump(&mut session, false);
