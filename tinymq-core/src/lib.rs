@@ -15,8 +15,8 @@
 //! | [`client`] | the client side of one binary connection ([`client::ClientSession`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | what each session request does to the router ([`broker::execute`]) |
-//! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
-//! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
+//! | [`mqtt`] | MQTT 3.1.1 and 5.0: the codec ([`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`]), the broker side of a connection ([`mqtt::ServerSession`]) and its rules ([`mqtt::broker`]) |
+//! | [`websocket`] | RFC 6455: the upgrade handshake, the frame codec, and a session's framing ([`websocket::link`]) |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |
 //! | [`nats`] | the NATS bridge's core: the NATS client protocol and [`nats::NatsClient`], topic ↔ subject mapping |
