@@ -7,10 +7,13 @@
 #
 # For each broker, started here on its own free loopback port with its
 # default settings (tinymq: `broker --in-memory --no-http`, default
-# threads):
+# threads; and a second tinymq for its MQTT listener, `--mqtt`):
 #   - delivered msgs/s, 1 publisher -> 1 subscriber and 1 -> 4 (best of RUNS)
 #   - p50/p99 latency at 10k msg/s, 1 -> 1 (the run with the best p99 of RUNS)
 #   - the broker's RSS per idle subscribed connection (--idle IDLE --pid PID)
+#   - for the two MQTT brokers, delivered msgs/s at QoS 1, 1 -> 1 and 1 -> 4
+#     (mosquitto with `max_queued_messages 0`: by default it drops QoS 1
+#     messages past 1000 queued for a subscriber)
 # then prints a Markdown table and the versions. The commands run are in
 # the log directory's commands.txt. On a shared machine the figures are
 # indicative: compare the brokers as ratios within one run.
@@ -79,15 +82,19 @@ wait_port() {
     echo "nothing listens on 127.0.0.1:$1; logs in $OUT" >&2; exit 1
 }
 
-port_tinymq=$(free_port); port_nats=$(free_port); port_mqtt=$(free_port)
+port_tinymq=$(free_port); port_nats=$(free_port); port_mqtt=$(free_port); port_tmqtt=$(free_port)
 # TINYMQ_ARGS: extra broker flags, e.g. "--threads 1" (word-split on purpose).
 # shellcheck disable=SC2086
 start tinymq "$BIN" broker --in-memory --no-http --address "127.0.0.1:$port_tinymq" ${TINYMQ_ARGS:-}
+# Its MQTT face in a broker of its own, so each figure of memory per idle
+# connection is its own broker's.
+# shellcheck disable=SC2086
+start tmqtt "$BIN" broker --in-memory --no-http --address "127.0.0.1:$(free_port)" --mqtt "127.0.0.1:$port_tmqtt" ${TINYMQ_ARGS:-}
 start nats nats-server -a 127.0.0.1 -p "$port_nats"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port_mqtt" >"$OUT/mosquitto.conf"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n' "$port_mqtt" >"$OUT/mosquitto.conf"
 [ -z "${MOSQUITTO_NODELAY:-}" ] || echo 'set_tcp_nodelay true' >>"$OUT/mosquitto.conf"
 start mqtt mosquitto -c "$OUT/mosquitto.conf"
-for port in "$port_tinymq" "$port_nats" "$port_mqtt"; do wait_port "$port"; done
+for port in "$port_tinymq" "$port_nats" "$port_mqtt" "$port_tmqtt"; do wait_port "$port"; done
 
 bench() {
     echo "+ $(pin "$BENCH_CPUS") target/release/tinymq bench $*" >>"$OUT/commands.txt"
@@ -108,15 +115,17 @@ figure() { awk -v f="$1" '$1 == f { print $2 + 0 }'; }
 # The larger of two figures, either possibly empty (a failed run).
 max() { printf '%s\n%s\n' "$1" "$2" | { grep . || true; } | sort -g | tail -1; }
 
-declare -A one four lat rss fails
-for protocol in tinymq nats mqtt; do
-    eval "port=\$port_$protocol pid=\$pid_$protocol"
-    count=$COUNT; [ "$protocol" = mqtt ] && count=$MQTT_COUNT
+declare -A one four lat rss fails q1one q1four
+# tmqtt is tinymq's MQTT listener, driven as mosquitto is.
+for target in tinymq nats tmqtt mqtt; do
+    protocol=$target; [ "$target" = tmqtt ] && protocol=mqtt
+    eval "port=\$port_$target pid=\$pid_$target"
+    count=$COUNT; [ "$target" = mqtt ] && count=$MQTT_COUNT
     flags=(--protocol "$protocol" --address "127.0.0.1:$port" --size "$SIZE" --timeout 30)
-    echo "== $protocol on 127.0.0.1:$port (pid $pid)" >&2
+    echo "== $target on 127.0.0.1:$port (pid $pid)" >&2
     : >"$OUT/failures"
-    best1="" best4="" bestp99=""
-    lat[$protocol]=failed
+    best1="" best4="" bestp99="" q1best1="" q1best4=""
+    lat[$target]=failed
     for run in $(seq "$RUNS"); do
         d1=$(try "${flags[@]}" --count "$count" --subscribers 1 | figure delivered:)
         d4=$(try "${flags[@]}" --count "$count" --subscribers 4 | figure delivered:)
@@ -127,13 +136,19 @@ for protocol in tinymq nats mqtt; do
         best4=$(max "$best4" "$d4")
         if [ -n "$p99" ] && { [ -z "$bestp99" ] || [ "$p99" -lt "$bestp99" ]; }; then
             bestp99=$p99
-            lat[$protocol]="$p50 / $p99 µs"
+            lat[$target]="$p50 / $p99 µs"
+        fi
+        if [ "$protocol" = mqtt ]; then
+            q1=$(try "${flags[@]}" --qos 1 --count "$MQTT_COUNT" --subscribers 1 | figure delivered:)
+            q4=$(try "${flags[@]}" --qos 1 --count "$MQTT_COUNT" --subscribers 4 | figure delivered:)
+            echo "  run $run at QoS 1: 1->1 ${q1:-failed}/s, 1->4 ${q4:-failed}/s" >&2
+            q1best1=$(max "$q1best1" "$q1") q1best4=$(max "$q1best4" "$q4")
         fi
     done
-    one[$protocol]=$best1 four[$protocol]=$best4
-    fails[$protocol]=$(wc -l <"$OUT/failures")
+    one[$target]=$best1 four[$target]=$best4 q1one[$target]=$q1best1 q1four[$target]=$q1best4
+    fails[$target]=$(wc -l <"$OUT/failures")
     per=$(try "${flags[@]}" --idle "$IDLE" --pid "$pid" | awk '/^RSS per idle/ { print $(NF-1) }')
-    rss[$protocol]=$(if [ -n "$per" ]; then awk -v b="$per" 'BEGIN { printf "%.1f KB", b / 1000 }'; else echo failed; fi)
+    rss[$target]=$(if [ -n "$per" ]; then awk -v b="$per" 'BEGIN { printf "%.1f KB", b / 1000 }'; else echo failed; fi)
     echo "  idle: ${per:-failed} bytes per connection" >&2
 done
 
@@ -146,17 +161,22 @@ echo "$SIZE-byte payloads; delivered msgs/s best of $RUNS; latency: the run with
 echo "1 -> 1 at $RATE msg/s; RSS: the broker's growth per idle subscribed connection over $IDLE."
 [ -z "${MOSQUITTO_NODELAY:-}" ] || echo "mosquitto with set_tcp_nodelay true."
 echo "Failed runs (a subscriber disconnected or short of messages) count for nothing:"
-echo "tinymq ${fails[tinymq]}, nats ${fails[nats]}, mosquitto ${fails[mqtt]} of $((3 * RUNS)) each."
+echo "tinymq ${fails[tinymq]}, nats ${fails[nats]} of $((3 * RUNS)) each; tinymq MQTT ${fails[tmqtt]},"
+echo "mosquitto ${fails[mqtt]} of $((5 * RUNS)) each (their QoS 1 runs included)."
 echo
-echo "| broker | 1 pub → 1 sub | 1 pub → 4 subs | p50 / p99 @ $((RATE / 1000))k msg/s | RSS per idle conn |"
-echo "|--------|--------------:|---------------:|-------------------:|------------------:|"
-for protocol in tinymq nats mqtt; do
-    case $protocol in
-        tinymq) name="tinymq $("$BIN" --version | awk '{ print $2 }')${TINYMQ_ARGS:+ ($TINYMQ_ARGS)}" ;;
+echo "| broker | 1 pub → 1 sub | 1 pub → 4 subs | p50 / p99 @ $((RATE / 1000))k msg/s | RSS per idle conn | QoS 1: 1 → 1 | QoS 1: 1 → 4 |"
+echo "|--------|--------------:|---------------:|-------------------:|------------------:|-------------:|-------------:|"
+for target in tinymq nats tmqtt mqtt; do
+    version=$("$BIN" --version | awk '{ print $2 }')
+    case $target in
+        tinymq) name="tinymq $version${TINYMQ_ARGS:+ ($TINYMQ_ARGS)}" ;;
+        tmqtt) name="tinymq $version, MQTT 3.1.1" ;;
         nats) name="nats-server $(nats-server --version | sed 's/.*v//')" ;;
         mqtt) name="mosquitto $({ mosquitto -h 2>&1 || true; } | awk '/version/ { v = $3 } END { print v }')" ;;
     esac
-    echo "| $name | $(human "${one[$protocol]}") | $(human "${four[$protocol]}") | ${lat[$protocol]} | ${rss[$protocol]} |"
+    q1="-" q4="-"
+    if [ "$target" = tmqtt ] || [ "$target" = mqtt ]; then q1=$(human "${q1one[$target]}") q4=$(human "${q1four[$target]}"); fi
+    echo "| $name | $(human "${one[$target]}") | $(human "${four[$target]}") | ${lat[$target]} | ${rss[$target]} | $q1 | $q4 |"
 done
 echo
 echo "commands: $OUT/commands.txt"

@@ -66,7 +66,7 @@ fi
 venv=target/test-venv
 requirements=tests/clients/requirements.txt
 if [ ! -f "$venv/installed.txt" ] || [ "$requirements" -nt "$venv/installed.txt" ] \
-    || ! "$venv/bin/python" -c 'import requests, moustique, websockets' >/dev/null 2>&1; then
+    || ! "$venv/bin/python" -c 'import requests, moustique, websockets, paho.mqtt' >/dev/null 2>&1; then
     echo "tests/run.sh: a Python venv at $venv with $requirements"
     rm -rf "$venv"
     python3 -m venv "$venv"

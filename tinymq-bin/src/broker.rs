@@ -33,6 +33,8 @@ Options:
   --no-http                 no HTTP listener
   --tls-cert PEM --tls-key PEM  serve --address over TLS: certificate chain and private key
   --https ADDR              HTTPS listener with the same certificate [default: none]
+  --mqtt ADDR               MQTT 3.1.1/5.0 listener, e.g. 127.0.0.1:1884 [default: none]
+  --mqtts ADDR              MQTT over TLS with the same certificate [default: none]
   --http-client-timeout SECS  drop a Moustique client not seen for this long [default: 300]
   --http-queue-size N       messages queued per Moustique client; the oldest go first [default: 10000]
   --http-request-timeout SECS  a request must be whole this long after its first byte [default: 10]
@@ -152,6 +154,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let address: Option<String> = args::opt(&mut args, "--address")?;
     let http: Option<String> = args::opt(&mut args, "--http")?;
     let no_http = args::switch(&mut args, "--no-http");
+    let mqtt: Option<String> = args::opt(&mut args, "--mqtt")?;
+    let mqtts: Option<String> = args::opt(&mut args, "--mqtts")?;
     let tls = TlsFlags::parse(&mut args)?;
     let bridge = BridgeFlags::parse(&mut args)?;
     let client_timeout: Option<u64> = args::opt(&mut args, "--http-client-timeout")?;
@@ -223,7 +227,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let mut config = file.broker_config().map_err(|error| UsageError(error.to_string()))?;
     if network.is_some() || address.is_some() {
         // The flags name the one binary listener, replacing the file's.
-        config.listeners.retain(|l| matches!(l, ListenAddr::Http(_)));
+        config.listeners.retain(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Mqtt(_) | ListenAddr::Mqtts(_)));
         config.listeners.insert(0, listen_addr(network.unwrap_or(Network::Tcp), address)?);
     }
     if no_http || http.is_some() {
@@ -282,6 +286,20 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
             );
         }
         config.listeners.push(ListenAddr::Https(address));
+    }
+    // Each MQTT flag replaces the file's listener of its kind.
+    if let Some(address) = mqtt {
+        config.listeners.retain(|l| !matches!(l, ListenAddr::Mqtt(_)));
+        config.listeners.push(ListenAddr::Mqtt(socket_addr("--mqtt", &address)?));
+    }
+    if let Some(address) = mqtts {
+        if tls.cert_key.is_none() && config.tls.is_none() {
+            return Err(
+                UsageError("--mqtts needs --tls-cert and --tls-key (or [tls] in the config file)".into()).into()
+            );
+        }
+        config.listeners.retain(|l| !matches!(l, ListenAddr::Mqtts(_)));
+        config.listeners.push(ListenAddr::Mqtts(socket_addr("--mqtts", &address)?));
     }
     // Open on private listeners, closed on public ones (README.md, "Users"),
     // unless
@@ -448,6 +466,8 @@ impl TlsFlags {
         match (&self.cert_key, address) {
             (None, address) => Ok(address),
             (Some(_), ListenAddr::Tcp(address) | ListenAddr::Tls(address)) => Ok(ListenAddr::Tls(address)),
+            // MQTT has its own flag for TLS (--mqtts).
+            (Some(_), mqtt @ (ListenAddr::Mqtt(_) | ListenAddr::Mqtts(_))) => Ok(mqtt),
             (Some(_), _) => Err(UsageError("--tls-cert: TLS needs --network tcp".into())),
         }
     }

@@ -16,8 +16,8 @@
 //! | [`durable`] | sessions that outlive connections: QoS 1 queues, in-flight windows, expiry, wills ([`durable::Sessions`]) |
 //! | [`router`] | namespaces, subscriptions, stored values, client ids ([`Router`]) |
 //! | [`broker`] | [`broker::Broker`]: the broker-wide state (router, Moustique queues, peers' budgets) and every rule of connect, takeover, publish, subscribe, admission, throttling and when a write is answered; the router-level rules ([`broker::execute`]) |
-//! | [`mqtt`] | the MQTT 3.1.1 and 5.0 codec: [`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`] |
-//! | [`websocket`] | RFC 6455: the upgrade handshake and the frame codec |
+//! | [`mqtt`] | MQTT 3.1.1 and 5.0: the codec ([`mqtt::Packet`], [`mqtt::Decoder`], [`mqtt::encode`]), the broker side of a connection ([`mqtt::ServerSession`]) and its rules ([`mqtt::broker`]), the bridge's client ([`mqtt::MqttClient`]) |
+//! | [`websocket`] | RFC 6455: the upgrade handshake, the frame codec, a byte stream in binary messages ([`websocket::ByteStream`]) |
 //! | [`publish`] | the one publish rule of every transport: stored value, Moustique queues, receivers, store write |
 //! | [`outbound`] | a connection's bounded queue of bytes to send |
 //! | [`http`] | HTTP semantics: requests, the Moustique and plain APIs, responses, the web UI |

@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use smallvec::SmallVec;
 
 use crate::message::Message;
+use crate::mqtt::QoS;
 use crate::outbound::{COPY_BELOW, Outbound, Overflow};
 use crate::topic::{Filter, SubscriptionTrie, TopicLimits, TopicName};
 
@@ -48,12 +49,26 @@ pub struct Delivery {
     /// Published with retain through [`Router::publish`]: it set (or, with
     /// an empty payload, deleted) its topic's value.
     retained: AtomicBool,
+    /// The quality of service it was published with: QoS 1 only from an
+    /// MQTT publisher that asked for it; every other face publishes at 0.
+    qos: QoS,
 }
 
 impl Delivery {
-    /// Wraps `message` for delivery.
+    /// Wraps `message` for delivery, published at QoS 0.
     pub fn new(message: Message) -> Arc<Self> {
-        Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false) })
+        Delivery::with_qos(message, QoS::AtMostOnce)
+    }
+
+    /// Wraps `message` published at `qos` (an MQTT PUBLISH or will): MQTT
+    /// subscribers get it at the lower of this and what they were granted.
+    pub fn with_qos(message: Message, qos: QoS) -> Arc<Self> {
+        Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false), qos })
+    }
+
+    /// The quality of service it was published with.
+    pub fn qos(&self) -> QoS {
+        self.qos
     }
 
     /// The message.

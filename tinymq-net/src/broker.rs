@@ -221,6 +221,22 @@ impl Broker {
         })
     }
 
+    /// The first MQTT listener's address.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Mqtt(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
+    /// The first MQTT-over-TLS listener's address.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.bound.iter().find_map(|a| match a {
+            ListenAddr::Mqtts(addr) => Some(*addr),
+            _ => None,
+        })
+    }
+
     /// An in-process client with id `client_id` (empty: the broker assigns
     /// one). A client id already in use is taken over.
     pub fn client(&self, client_id: &str) -> Result<LocalClient, Error> {

@@ -12,6 +12,7 @@ use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::HttpConfig;
+use tinymq_core::mqtt::SessionConfig as MqttSessionConfig;
 use tinymq_core::{FrameLimits, SessionConfig, TopicLimits};
 
 use crate::bridge::BridgeConfig;
@@ -81,9 +82,23 @@ pub struct BrokerConfig {
     pub sys_interval: Duration,
     /// Bridges to NATS clusters or MQTT brokers (default none), run by event loop 0.
     pub bridges: Vec<BridgeConfig>,
+    /// MQTT sessions' settings: maximum packet size, in-flight window,
+    /// topic aliases, the wait for CONNECT. Their topic and outbound
+    /// limits are taken from `session` at start.
+    pub mqtt: MqttSessionConfig,
 }
 
 impl BrokerConfig {
+    /// An MQTT session's settings: [`BrokerConfig::mqtt`], with the topic
+    /// limits and outbound limit every connection has.
+    pub(crate) fn mqtt_session(&self) -> MqttSessionConfig {
+        MqttSessionConfig {
+            topic_limits: self.session.topic_limits,
+            outbound_limit: self.session.outbound_limit,
+            ..self.mqtt
+        }
+    }
+
     /// Whether bad peers are throttled at all.
     pub(crate) fn peer_budget_enabled(&self) -> bool {
         self.peer_budget.burst > 0 && !self.peer_budget.refill.is_zero()
@@ -111,6 +126,7 @@ impl Default for BrokerConfig {
             tls: None,
             sys_interval: Duration::from_secs(10),
             bridges: Vec::new(),
+            mqtt: MqttSessionConfig::default(),
         }
     }
 }
@@ -155,6 +171,17 @@ impl BrokerBuilder {
     /// Adds an HTTPS listener (needs [`BrokerBuilder::tls`]).
     pub fn listen_https(self, address: SocketAddr) -> Self {
         self.listen(ListenAddr::Https(address))
+    }
+
+    /// Adds an MQTT 3.1.1/5.0 listener (port 0 picks a free port; see
+    /// [`Broker::mqtt_addr`](crate::Broker::mqtt_addr)).
+    pub fn listen_mqtt(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Mqtt(address))
+    }
+
+    /// Adds an MQTT listener over TLS (needs [`BrokerBuilder::tls`]).
+    pub fn listen_mqtts(self, address: SocketAddr) -> Self {
+        self.listen(ListenAddr::Mqtts(address))
     }
 
     /// Sets the certificate and key the TLS and HTTPS listeners present:
@@ -281,9 +308,12 @@ impl BrokerBuilder {
 /// See [`ConfigFile::loopback_only`](crate::ConfigFile::loopback_only).
 pub(crate) fn loopback_only(listeners: &[ListenAddr]) -> bool {
     listeners.iter().all(|listener| match listener {
-        ListenAddr::Tcp(addr) | ListenAddr::Http(addr) | ListenAddr::Tls(addr) | ListenAddr::Https(addr) => {
-            addr.ip().to_canonical().is_loopback()
-        }
+        ListenAddr::Tcp(addr)
+        | ListenAddr::Http(addr)
+        | ListenAddr::Tls(addr)
+        | ListenAddr::Https(addr)
+        | ListenAddr::Mqtt(addr)
+        | ListenAddr::Mqtts(addr) => addr.ip().to_canonical().is_loopback(),
         ListenAddr::Unix(_) => true,
     })
 }

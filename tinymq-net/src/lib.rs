@@ -10,6 +10,14 @@
 //! socket; [`Broker::shutdown`] sends every connection Disconnect 6 and
 //! returns once every thread has stopped. See [`Broker`] for an example.
 //!
+//! # MQTT and WebSocket
+//!
+//! [`BrokerBuilder::listen_mqtt`] and [`BrokerBuilder::listen_mqtts`] add
+//! MQTT 3.1.1/5.0 listeners ([`BrokerConfig::mqtt`] holds their session
+//! settings); the HTTP listeners also upgrade `GET /mqtt` (MQTT) and
+//! `GET /ws` (the binary protocol) to WebSocket. MQTT clients use the same
+//! users, namespaces, limits and topic space as every other client.
+//!
 //! # Who may connect
 //!
 //! [`BrokerConfig::allowed_peers`] refuses peers outside an allow-list as

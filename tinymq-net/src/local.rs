@@ -151,7 +151,7 @@ impl LocalClient {
         let frame_len = Frame::publish(topic, &[], &self.client_id, false).encoded_len() + longest;
         let copied = |sink: &Sink| match sink {
             Sink::Local(_) => longest < COPY_BELOW,
-            Sink::Conn(target) => !target.transport.is_http() && frame_len < FRAME_COPY_BELOW,
+            Sink::Conn(target) => target.transport.takes_binary_frames() && frame_len < FRAME_COPY_BELOW,
             Sink::Http(_) => false,
         };
         if receivers.iter().all(copied) {

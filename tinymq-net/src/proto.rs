@@ -1,11 +1,12 @@
-//! What a connection speaks: the binary protocol or HTTP. The event loop
-//! asks the same questions of both; it matches where they differ
+//! What a connection speaks: the binary protocol, HTTP or MQTT. The event
+//! loop asks the same questions of all; it matches where they differ
 //! (handling input).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tinymq_core::http::conn::HttpConn;
+use tinymq_core::mqtt::ServerSession;
 use tinymq_core::{Closed, Delivery, Outbound, ReasonCode, Session};
 
 pub(crate) enum Proto {
@@ -13,6 +14,9 @@ pub(crate) enum Proto {
     /// Boxed: an HTTP connection's state is twice a session's, and the
     /// slab of connections is sized by its largest variant.
     Http(Box<HttpConn>),
+    /// Boxed like HTTP: an MQTT session keeps its subscriptions' QoS, its
+    /// aliases and its in-flight window.
+    Mqtt(Box<ServerSession>),
 }
 
 impl Proto {
@@ -20,6 +24,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.wants_read(),
             Proto::Http(conn) => conn.wants_read(),
+            Proto::Mqtt(session) => session.wants_read(),
         }
     }
 
@@ -27,6 +32,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.is_closed(),
             Proto::Http(conn) => conn.is_closed(),
+            Proto::Mqtt(session) => session.is_closed(),
         }
     }
 
@@ -35,6 +41,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.close_reason().flatten(),
             Proto::Http(conn) => conn.close_reason(),
+            Proto::Mqtt(session) => session.close_reason().flatten(),
         }
     }
 
@@ -43,6 +50,7 @@ impl Proto {
     /// be sending a request the broker refused, and closing with unread
     /// input would reset the connection and lose the response.
     pub(crate) fn drains_before_close(&self) -> bool {
+        // An upgraded connection is not HTTP any more.
         matches!(self, Proto::Http(_))
     }
 
@@ -50,6 +58,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.outbound(),
             Proto::Http(conn) => conn.outbound(),
+            Proto::Mqtt(session) => session.outbound(),
         }
     }
 
@@ -57,6 +66,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.outbound_mut(),
             Proto::Http(conn) => conn.outbound_mut(),
+            Proto::Mqtt(session) => session.outbound_mut(),
         }
     }
 
@@ -64,6 +74,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.poll_timeout(),
             Proto::Http(conn) => conn.poll_timeout(),
+            Proto::Mqtt(session) => session.poll_timeout(),
         }
     }
 
@@ -71,6 +82,7 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.handle_timeout(now),
             Proto::Http(conn) => conn.handle_timeout(now),
+            Proto::Mqtt(session) => session.handle_timeout(now),
         }
     }
 
@@ -79,16 +91,17 @@ impl Proto {
         match self {
             Proto::Binary(session) => session.deliver(delivery),
             Proto::Http(conn) => conn.deliver(delivery.message()),
+            Proto::Mqtt(session) => session.deliver(delivery),
         }
     }
 
     /// Queues a Publish frame already encoded. Only binary connections get
-    /// one (see [`tinymq_core::broker::live_frame`]); an HTTP connection
-    /// ignores it.
+    /// one (see [`tinymq_core::broker::live_frame`]); HTTP and MQTT
+    /// connections ignore it.
     pub(crate) fn deliver_encoded(&mut self, frame: &[u8]) -> Result<(), Closed> {
         match self {
             Proto::Binary(session) => session.deliver_encoded(frame),
-            Proto::Http(_) => Ok(()),
+            Proto::Http(_) | Proto::Mqtt(_) => Ok(()),
         }
     }
 
@@ -99,6 +112,25 @@ impl Proto {
                 session.refuse(reason, reason.text());
             }
             Proto::Http(conn) => conn.close(reason),
+            Proto::Mqtt(session) => {
+                session.close(reason);
+            }
+        }
+    }
+
+    /// The MQTT session of an MQTT connection (over TCP, TLS or WebSocket).
+    pub(crate) fn mqtt_session(&mut self) -> Option<&mut ServerSession> {
+        match self {
+            Proto::Mqtt(session) => Some(session),
+            Proto::Binary(_) | Proto::Http(_) => None,
+        }
+    }
+
+    /// The binary-protocol session (over a socket or WebSocket).
+    pub(crate) fn binary_session(&mut self) -> Option<&mut Session> {
+        match self {
+            Proto::Binary(session) => Some(session),
+            Proto::Mqtt(_) | Proto::Http(_) => None,
         }
     }
 }

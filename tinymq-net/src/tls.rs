@@ -130,6 +130,15 @@ impl ServerTls {
         self.config.clone()
     }
 
+    /// The configuration for MQTT over TLS: the same certificate, and
+    /// ALPN `mqtt` for clients that offer it (a client offering none is
+    /// served all the same).
+    pub(crate) fn mqtt(&self) -> Arc<ServerConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"mqtt".to_vec()];
+        Arc::new(config)
+    }
+
     /// The configuration for HTTPS: the same certificate, and ALPN saying
     /// HTTP/1.1 (so a client offering HTTP/2 knows to speak 1.1).
     pub(crate) fn https(&self) -> Arc<ServerConfig> {

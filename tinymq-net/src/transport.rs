@@ -28,6 +28,10 @@ pub enum ListenAddr {
     Tls(SocketAddr),
     /// HTTPS: HTTP over TLS, with the same certificate.
     Https(SocketAddr),
+    /// MQTT 3.1.1 and 5.0 over TCP.
+    Mqtt(SocketAddr),
+    /// MQTT over TLS, with the same certificate.
+    Mqtts(SocketAddr),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -38,6 +42,8 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Http(addr) => write!(f, "http://{addr}"),
             ListenAddr::Tls(addr) => write!(f, "tls://{addr}"),
             ListenAddr::Https(addr) => write!(f, "https://{addr}"),
+            ListenAddr::Mqtt(addr) => write!(f, "mqtt://{addr}"),
+            ListenAddr::Mqtts(addr) => write!(f, "mqtts://{addr}"),
         }
     }
 }
@@ -48,6 +54,8 @@ pub(crate) enum Listener {
     Http(TcpListener),
     Tls(TcpListener, Arc<rustls::ServerConfig>),
     Https(TcpListener, Arc<rustls::ServerConfig>),
+    Mqtt(TcpListener),
+    Mqtts(TcpListener, Arc<rustls::ServerConfig>),
 }
 
 impl Listener {
@@ -66,6 +74,11 @@ impl Listener {
                 let config = certificate()?.https();
                 Ok(Listener::Https(TcpListener::bind(*addr).map_err(listen_error)?, config))
             }
+            ListenAddr::Mqtt(addr) => Ok(Listener::Mqtt(TcpListener::bind(*addr).map_err(listen_error)?)),
+            ListenAddr::Mqtts(addr) => {
+                let config = certificate()?.mqtt();
+                Ok(Listener::Mqtts(TcpListener::bind(*addr).map_err(listen_error)?, config))
+            }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 Ok(Listener::Unix(UnixListener::bind(path).map_err(listen_error)?, path.clone()))
@@ -81,41 +94,53 @@ impl Listener {
             Listener::Http(listener) => ListenAddr::Http(listener.local_addr()?),
             Listener::Tls(listener, _) => ListenAddr::Tls(listener.local_addr()?),
             Listener::Https(listener, _) => ListenAddr::Https(listener.local_addr()?),
+            Listener::Mqtt(listener) => ListenAddr::Mqtt(listener.local_addr()?),
+            Listener::Mqtts(listener, _) => ListenAddr::Mqtts(listener.local_addr()?),
         })
     }
 
     pub(crate) fn accept(&self) -> io::Result<(Stream, Option<IpAddr>)> {
         match self {
-            Listener::Tcp(listener) | Listener::Http(listener) => {
+            Listener::Tcp(listener) | Listener::Http(listener) | Listener::Mqtt(listener) => {
                 let (stream, peer) = listener.accept()?;
                 // Small frames go out at once; we coalesce writes ourselves.
                 stream.set_nodelay(true)?;
-                let stream = if matches!(self, Listener::Http(_)) { Stream::Http(stream) } else { Stream::Tcp(stream) };
+                let stream = match self {
+                    Listener::Http(_) => Stream::Http(stream),
+                    Listener::Mqtt(_) => Stream::Mqtt(stream),
+                    _ => Stream::Tcp(stream),
+                };
                 Ok((stream, Some(peer.ip())))
             }
-            Listener::Tls(listener, config) | Listener::Https(listener, config) => loop {
-                let (stream, peer) = listener.accept()?;
-                stream.set_nodelay(true)?;
-                // The handshake is driven by the event loop, never here.
-                let tls = match TlsStream::server(stream, config.clone()) {
-                    Ok(tls) => Box::new(tls),
-                    Err(error) => {
-                        // That connection only; the next may be accepted.
-                        log::warn!("cannot start TLS with {peer}: {error}");
-                        continue;
-                    }
-                };
-                let stream = if matches!(self, Listener::Https(..)) { Stream::Https(tls) } else { Stream::Tls(tls) };
-                break Ok((stream, Some(peer.ip())));
-            },
+            Listener::Tls(listener, config) | Listener::Https(listener, config) | Listener::Mqtts(listener, config) => {
+                loop {
+                    let (stream, peer) = listener.accept()?;
+                    stream.set_nodelay(true)?;
+                    // The handshake is driven by the event loop, never here.
+                    let tls = match TlsStream::server(stream, config.clone()) {
+                        Ok(tls) => Box::new(tls),
+                        Err(error) => {
+                            // That connection only; the next may be accepted.
+                            log::warn!("cannot start TLS with {peer}: {error}");
+                            continue;
+                        }
+                    };
+                    let stream = match self {
+                        Listener::Https(..) => Stream::Https(tls),
+                        Listener::Mqtts(..) => Stream::Mqtts(tls),
+                        _ => Stream::Tls(tls),
+                    };
+                    break Ok((stream, Some(peer.ip())));
+                }
+            }
             Listener::Unix(listener, _) => Ok((Stream::Unix(listener.accept()?.0), None)),
         }
     }
 
     pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
-            Listener::Tcp(listener) | Listener::Http(listener) => listener,
-            Listener::Tls(listener, _) | Listener::Https(listener, _) => listener,
+            Listener::Tcp(listener) | Listener::Http(listener) | Listener::Mqtt(listener) => listener,
+            Listener::Tls(listener, _) | Listener::Https(listener, _) | Listener::Mqtts(listener, _) => listener,
             Listener::Unix(listener, _) => listener,
         }
     }
@@ -160,14 +185,18 @@ pub(crate) enum Stream {
     Https(Box<TlsStream>),
     /// An HTTP (or HTTPS) connection upgraded to WebSocket.
     Ws(Box<WsStream>),
+    /// A TCP connection to the MQTT listener.
+    Mqtt(TcpStream),
+    /// MQTT over TLS.
+    Mqtts(Box<TlsStream>),
 }
 
 impl Stream {
     pub(crate) fn source(&mut self) -> &mut dyn Source {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s,
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s,
             Stream::Unix(s) => s,
-            Stream::Tls(s) | Stream::Https(s) => s.socket_mut(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.socket_mut(),
             Stream::Ws(s) => s.source(),
         }
     }
@@ -191,6 +220,8 @@ impl Stream {
             Stream::Http(_) => Transport::Http,
             Stream::Tls(_) => Transport::Tls,
             Stream::Https(_) => Transport::Https,
+            Stream::Mqtt(_) => Transport::Mqtt,
+            Stream::Mqtts(_) => Transport::Mqtts,
             Stream::Ws(s) => s.transport(),
         }
     }
@@ -200,9 +231,9 @@ impl Stream {
     /// is scratch space for TLS records.
     pub(crate) fn read(&mut self, buf: &mut [u8], cipher: &mut Vec<u8>) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.read(buf),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-            Stream::Tls(s) | Stream::Https(s) => s.read_plain(buf, cipher),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.read_plain(buf, cipher),
             Stream::Ws(s) => s.read(buf, cipher),
         }
     }
@@ -212,7 +243,7 @@ impl Stream {
     /// read does not mean there is nothing more to handle.
     pub(crate) fn has_unreported_eof(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.has_unreported_eof(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.has_unreported_eof(),
             Stream::Ws(s) => s.has_unreported_eof(),
             _ => false,
         }
@@ -221,9 +252,9 @@ impl Stream {
     /// Writes (encrypting, for TLS) what the socket takes now.
     pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
-            Stream::Tls(s) | Stream::Https(s) => s.write_plain(bufs),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.write_plain(bufs),
             Stream::Ws(s) => s.write_vectored(bufs),
         }
     }
@@ -232,7 +263,7 @@ impl Stream {
     /// records, a handshake's answer, a close_notify).
     pub(crate) fn wants_write(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.wants_write(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.wants_write(),
             Stream::Ws(s) => s.wants_write(),
             _ => false,
         }
@@ -242,7 +273,7 @@ impl Stream {
     /// `WouldBlock`.
     pub(crate) fn send_pending(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.send_pending(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.send_pending(),
             Stream::Ws(s) => s.send_pending(),
             _ => Ok(()),
         }
@@ -251,7 +282,7 @@ impl Stream {
     /// Whether a TLS error ended this connection during its handshake.
     pub(crate) fn failed_handshake(&self) -> bool {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.failed_handshake(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.failed_handshake(),
             Stream::Ws(s) => s.failed_handshake(),
             _ => false,
         }
@@ -262,9 +293,9 @@ impl Stream {
     /// out).
     pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Tls(s) | Stream::Https(s) => s.shutdown_write(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.shutdown_write(),
             Stream::Ws(s) => s.shutdown_write(),
         }
     }
@@ -272,7 +303,7 @@ impl Stream {
     /// Before the stream is dropped: TLS says close_notify (best effort).
     pub(crate) fn close(&mut self) {
         match self {
-            Stream::Tls(s) | Stream::Https(s) => s.close(),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.close(),
             Stream::Ws(s) => s.close(),
             _ => {}
         }
@@ -283,9 +314,9 @@ impl Stream {
     pub(crate) fn shutdown(&mut self) -> io::Result<()> {
         self.close();
         match self {
-            Stream::Tcp(s) | Stream::Http(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) | Stream::Http(s) | Stream::Mqtt(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tls(s) | Stream::Https(s) => s.socket().shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) | Stream::Https(s) | Stream::Mqtts(s) => s.socket().shutdown(std::net::Shutdown::Both),
             Stream::Ws(s) => s.shutdown(),
         }
     }
@@ -308,11 +339,19 @@ pub enum Transport {
     Ws,
     /// Binary protocol over WebSocket over TLS (`GET /ws` on HTTPS).
     Wss,
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket (`GET /mqtt` on the HTTP listener).
+    MqttWs,
+    /// MQTT over WebSocket over TLS (`GET /mqtt` on HTTPS).
+    MqttWss,
 }
 
 impl Transport {
     /// Every transport, in the order of their counters.
-    pub const ALL: [Transport; 7] = [
+    pub const ALL: [Transport; 11] = [
         Transport::Tcp,
         Transport::Unix,
         Transport::Http,
@@ -320,6 +359,10 @@ impl Transport {
         Transport::Https,
         Transport::Ws,
         Transport::Wss,
+        Transport::Mqtt,
+        Transport::Mqtts,
+        Transport::MqttWs,
+        Transport::MqttWss,
     ];
 
     /// Its name in statistics.
@@ -332,11 +375,27 @@ impl Transport {
             Transport::Https => "https",
             Transport::Ws => "ws",
             Transport::Wss => "wss",
+            Transport::Mqtt => "mqtt",
+            Transport::Mqtts => "mqtts",
+            Transport::MqttWs => "mqtt-ws",
+            Transport::MqttWss => "mqtt-wss",
         }
     }
 
     /// Whether it speaks HTTP (plain or over TLS).
     pub fn is_http(self) -> bool {
         matches!(self, Transport::Http | Transport::Https)
+    }
+
+    /// Whether its connections take the binary protocol's Publish frames,
+    /// encoded once for many (HTTP event streams and MQTT clients take the
+    /// shared delivery and encode their own).
+    pub fn takes_binary_frames(self) -> bool {
+        !self.is_http() && !self.is_mqtt()
+    }
+
+    /// Whether it speaks MQTT (over TCP, TLS or WebSocket).
+    pub fn is_mqtt(self) -> bool {
+        matches!(self, Transport::Mqtt | Transport::Mqtts | Transport::MqttWs | Transport::MqttWss)
     }
 }

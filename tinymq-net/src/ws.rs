@@ -1,5 +1,6 @@
-//! WebSocket connections: an HTTP connection upgraded on `GET /ws`, whose
-//! stream then carries the binary protocol in WebSocket binary messages.
+//! WebSocket connections: an HTTP connection upgraded on `GET /ws` or
+//! `GET /mqtt`, whose stream then carries the binary protocol or MQTT in
+//! WebSocket binary messages.
 //!
 //! [`WsStream`] is a stream layer, as TLS is: reads take the payload out
 //! of the peer's frames (the core's [`ByteStream`] answers pings and
@@ -36,13 +37,15 @@ pub(crate) struct WsStream {
     /// The socket's end of input, or the WebSocket's close, was seen: once
     /// `plain` is read, reads return 0.
     eof: bool,
+    /// What it carries: MQTT, or the binary protocol.
+    mqtt: bool,
 }
 
 impl WsStream {
     /// Wraps an HTTP connection's stream that just upgraded. `prelude` is
     /// sent first as it is (the 101 response, after any answers still
     /// unsent); `input` is what arrived after the upgrade request.
-    pub(crate) fn new(inner: Stream, prelude: Vec<u8>, input: &[u8], max_message_size: usize) -> Self {
+    pub(crate) fn new(inner: Stream, mqtt: bool, prelude: Vec<u8>, input: &[u8], max_message_size: usize) -> Self {
         let mut stream = WsStream {
             inner,
             bytes: ByteStream::server(max_message_size),
@@ -51,15 +54,18 @@ impl WsStream {
             out: prelude,
             out_at: 0,
             eof: false,
+            mqtt,
         };
         stream.take_input(input);
         stream
     }
 
     pub(crate) fn transport(&self) -> Transport {
-        match self.inner.transport() {
-            Transport::Https => Transport::Wss,
-            _ => Transport::Ws,
+        match (self.mqtt, self.inner.transport()) {
+            (false, Transport::Https) => Transport::Wss,
+            (false, _) => Transport::Ws,
+            (true, Transport::Https) => Transport::MqttWss,
+            (true, _) => Transport::MqttWs,
         }
     }
 

@@ -15,9 +15,9 @@ use rustls::{ClientConnection, StreamOwned};
 use tinymq_core::{Decoder, FrameLimits};
 
 use super::event::Event;
-use super::nats;
 use super::protocol::Protocol;
 use super::workload::Settings;
+use super::{mqtt, nats};
 use crate::broker::Network;
 
 /// A blocking socket.
@@ -91,8 +91,11 @@ pub struct Client {
     start: usize,
     end: usize,
     decoder: Decoder,
-    /// Answers owed to the server (NATS PONGs), written between reads.
+    /// Answers owed to the server (NATS PONGs, MQTT PUBACKs), written
+    /// between reads.
     replies: Vec<u8>,
+    /// The MQTT QoS its subscriptions ask for.
+    qos: u8,
 }
 
 impl Client {
@@ -109,6 +112,7 @@ impl Client {
             end: 0,
             decoder: Decoder::new(limits),
             replies: Vec::new(),
+            qos: settings.qos,
         };
         let mut out = Vec::new();
         settings.protocol.encode_connect(client_id, &mut out);
@@ -122,7 +126,7 @@ impl Client {
     /// waits for the confirmation: SubAck, SUBACK, or NATS's PONG.
     pub fn subscribe(&mut self, topic: &str, sid: u64) -> Result<(), String> {
         let mut out = Vec::new();
-        self.protocol.encode_subscribe(topic, sid, &mut out);
+        self.protocol.encode_subscribe(topic, sid, self.qos, &mut out);
         self.write(&out)?;
         self.confirm()
     }
@@ -142,6 +146,37 @@ impl Client {
 
     pub fn set_read_timeout(&self, timeout: Duration) -> Result<(), String> {
         self.conn.set_read_timeout(timeout).map_err(|e| e.to_string())
+    }
+
+    /// Reads and drops what the broker has sent so far without waiting
+    /// (a QoS 1 publisher's PUBACKs), so its answers never back up.
+    pub fn discard_available(&mut self) -> Result<(), String> {
+        let set = |conn: &Conn, nonblocking: bool| match conn {
+            Conn::Tcp(s) => s.set_nonblocking(nonblocking),
+            Conn::Unix(s) => s.set_nonblocking(nonblocking),
+            Conn::Tls(s) => s.sock.set_nonblocking(nonblocking),
+        };
+        set(&self.conn, true).map_err(|e| e.to_string())?;
+        let result = loop {
+            match self.conn.read(&mut self.buf[self.end..]) {
+                Ok(0) => break Err("the broker closed the connection".to_owned()),
+                Ok(n) => {
+                    self.end += n;
+                    while let Some((_, consumed)) =
+                        self.protocol.parse(&self.decoder, &self.buf[self.start..self.end])?
+                    {
+                        self.start += consumed;
+                    }
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(format!("read failed: {e}")),
+            }
+        };
+        set(&self.conn, false).map_err(|e| e.to_string())?;
+        result
     }
 
     /// Ends the connection as a well-behaved client does (TLS: close_notify).
@@ -187,6 +222,13 @@ impl Client {
                 if let (Event::Ping, Protocol::Nats) = (&event, self.protocol) {
                     nats::encode_pong(&mut self.replies);
                 }
+                let event = match event {
+                    Event::MessageToAck(payload, packet_id) => {
+                        mqtt::encode_puback(packet_id, &mut self.replies);
+                        Event::Message(payload)
+                    }
+                    event => event,
+                };
                 if !on_event(event) {
                     return self.send_replies();
                 }

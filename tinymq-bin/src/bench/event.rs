@@ -6,6 +6,8 @@
 pub enum Event<'a> {
     /// A delivered message's payload, borrowing the read buffer.
     Message(&'a [u8]),
+    /// A delivered MQTT QoS 1 message and its packet id, to acknowledge.
+    MessageToAck(&'a [u8], u16),
     /// ConnAck or SubAck (tinymq, MQTT).
     Ack,
     /// A keep-alive probe from the server; NATS wants a PONG back.

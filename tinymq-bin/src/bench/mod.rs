@@ -41,7 +41,9 @@ latency percentiles.
 
 Options:
   --protocol P         tinymq, nats (nats-server's text protocol) or mqtt
-                       (MQTT 3.1.1 at QoS 0, e.g. mosquitto) [default: tinymq]
+                       (MQTT 3.1.1, e.g. mosquitto or tinymq --mqtt) [default: tinymq]
+  --qos 0|1            mqtt only: publish and subscribe at this QoS; 1 acknowledges
+                       every delivery (PUBACK) [default: 0]
   --network tcp|unix   [default: tcp]
   --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
                        mqtt, 127.0.0.1:4222 for nats]
@@ -96,6 +98,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         handshakes: args::opt(&mut args, "--handshakes")?,
         parallel: args::opt(&mut args, "--parallel")?.unwrap_or(2),
         tls: None,
+        qos: args::opt(&mut args, "--qos")?.unwrap_or(0),
     };
     let tls = TlsFlags::parse(&mut args)?;
     args::finish(args)?;
@@ -109,6 +112,9 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         return Err(UsageError("--tls needs --network tcp".into()).into());
     }
     let settings = Settings { tls: tls.load()?.map(ClientTls::without_resumption), ..settings };
+    if settings.qos > 1 || (settings.qos == 1 && settings.protocol != Protocol::Mqtt) {
+        return Err(UsageError("--qos: 0 or 1, and 1 only with --protocol mqtt".into()).into());
+    }
     if settings.size < 8 {
         return Err(UsageError("--size: at least 8 bytes (the payload carries a time stamp)".into()).into());
     }
@@ -220,6 +226,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
         let mut client = Client::connect(settings, &format!("bench-pub-{}-{i}", std::process::id()))?;
         let topic = topic.clone();
         let (protocol, count, size, rate) = (settings.protocol, settings.count, settings.size, settings.rate);
+        let qos = settings.qos;
         let published = published.clone();
         let ready = ready.clone();
         publishers.push(std::thread::spawn(move || -> Result<(), String> {
@@ -241,10 +248,19 @@ fn bench(settings: &Settings) -> Result<(), String> {
                     }
                 }
                 payload[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
-                protocol.encode_publish(&topic, &payload, &mut batch);
+                if qos == 1 {
+                    // Packet ids 1..=65535 in turn: the broker acknowledges
+                    // each at once, so none is still in use when it comes back.
+                    mqtt::encode_publish_qos1(&topic, &payload, (n % 65_535) as u16 + 1, &mut batch);
+                } else {
+                    protocol.encode_publish(&topic, &payload, &mut batch);
+                }
                 if batch.len() >= BATCH {
                     client.write(&batch)?;
                     batch.clear();
+                    if qos == 1 {
+                        client.discard_available()?;
+                    }
                 }
                 if n % 1024 == 1023 {
                     published.fetch_add(1024, Ordering::Relaxed);

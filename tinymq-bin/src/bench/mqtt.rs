@@ -1,6 +1,6 @@
-//! The QoS 0 part of MQTT 3.1.1 the bench speaks: CONNECT (clean
-//! session), SUBSCRIBE, PUBLISH and PINGREQ out; CONNACK, SUBACK, PUBLISH
-//! and PINGRESP in.
+//! The part of MQTT 3.1.1 the bench speaks: CONNECT (clean session),
+//! SUBSCRIBE, PUBLISH at QoS 0 or 1, PUBACK and PINGREQ out; CONNACK,
+//! SUBACK, PUBLISH (acknowledged when QoS 1), PUBACK and PINGRESP in.
 
 use super::event::Event;
 
@@ -11,6 +11,7 @@ const SUBSCRIBE: u8 = 0x82;
 const SUBACK: u8 = 9;
 const PINGREQ: u8 = 0xc0;
 const PINGRESP: u8 = 13;
+const PUBACK: u8 = 4;
 
 /// The largest remaining length four varint bytes hold.
 pub const MAX_REMAINING: usize = 268_435_455;
@@ -62,13 +63,29 @@ pub fn encode_connect(client_id: &str, out: &mut Vec<u8>) {
     push_str(client_id.as_bytes(), out);
 }
 
-/// SUBSCRIBE to one filter at QoS 0, packet id 1.
-pub fn encode_subscribe(filter: &str, out: &mut Vec<u8>) {
+/// SUBSCRIBE to one filter at `qos` (0 or 1), packet id 1.
+pub fn encode_subscribe(filter: &str, qos: u8, out: &mut Vec<u8>) {
     out.push(SUBSCRIBE);
     push_remaining_len(2 + 2 + filter.len() + 1, out);
     out.extend_from_slice(&1u16.to_be_bytes());
     push_str(filter.as_bytes(), out);
-    out.push(0);
+    out.push(qos);
+}
+
+/// PUBLISH at QoS 1 with `packet_id`, not retained.
+pub fn encode_publish_qos1(topic: &str, payload: &[u8], packet_id: u16, out: &mut Vec<u8>) {
+    out.push((PUBLISH << 4) | 0x02);
+    push_remaining_len(2 + topic.len() + 2 + payload.len(), out);
+    push_str(topic.as_bytes(), out);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// PUBACK for a QoS 1 delivery.
+pub fn encode_puback(packet_id: u16, out: &mut Vec<u8>) {
+    out.push(PUBACK << 4);
+    out.push(2);
+    out.extend_from_slice(&packet_id.to_be_bytes());
 }
 
 /// PUBLISH at QoS 0 (no packet id), not retained.
@@ -107,8 +124,16 @@ pub fn parse(input: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
             if body.len() < payload_at {
                 return Err("an MQTT PUBLISH shorter than its topic".into());
             }
-            Event::Message(&body[payload_at..])
+            match id_len {
+                0 => Event::Message(&body[payload_at..]),
+                _ => {
+                    let packet_id = u16::from_be_bytes([body[payload_at - 2], body[payload_at - 1]]);
+                    Event::MessageToAck(&body[payload_at..], packet_id)
+                }
+            }
         }
+        // The broker's answer to our QoS 1 PUBLISH.
+        PUBACK => Event::Other,
         CONNACK => match body {
             [_, 0] => Event::Ack,
             [_, code] => return Err(format!("the broker refused the connection (CONNACK return code {code})")),
@@ -164,8 +189,14 @@ mod tests {
         encode_connect("c1", &mut out);
         assert_eq!(out, hex("10 0e 0004 4d515454 04 02 012c 0002 6331"));
         out.clear();
-        encode_subscribe("a/b", &mut out);
+        encode_subscribe("a/b", 0, &mut out);
         assert_eq!(out, hex("82 08 0001 0003 612f62 00"));
+        out.clear();
+        encode_publish_qos1("a/b", b"hi", 7, &mut out);
+        assert_eq!(out, hex("32 09 0003 612f62 0007 6869"));
+        out.clear();
+        encode_puback(7, &mut out);
+        assert_eq!(out, hex("40 02 0007"));
         out.clear();
         encode_publish("a/b", b"hi", &mut out);
         assert_eq!(out, hex("30 07 0003 612f62 6869"));
@@ -209,7 +240,7 @@ mod tests {
         input.extend(hex("30 c801 0001 78"));
         input.extend([9; 197]);
         let events = parse_all(&input);
-        assert_eq!(events[..5], ["Ack", "Ack", "Pong", "Message([104, 105])", "Message([104, 105])"]);
+        assert_eq!(events[..5], ["Ack", "Ack", "Pong", "Message([104, 105])", "MessageToAck([104, 105], 5)"]);
         assert_eq!(events[5], format!("{:?}", Event::Message(&[9; 197])));
     }
 

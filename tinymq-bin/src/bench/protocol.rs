@@ -18,7 +18,7 @@ pub enum Protocol {
     Tinymq,
     /// The NATS text protocol (nats-server).
     Nats,
-    /// MQTT 3.1.1 at QoS 0 (mosquitto).
+    /// MQTT 3.1.1 at QoS 0 or 1 (mosquitto, tinymq's `--mqtt`).
     Mqtt,
 }
 
@@ -78,12 +78,13 @@ impl Protocol {
         }
     }
 
-    /// The subscribe request (`sid`: NATS's subscription id); [`Client::confirm`] waits for its answer.
-    pub(super) fn encode_subscribe(self, topic: &str, sid: u64, out: &mut Vec<u8>) {
+    /// The subscribe request (`sid`: NATS's subscription id; `qos`: MQTT's);
+    /// [`Client::confirm`] waits for its answer.
+    pub(super) fn encode_subscribe(self, topic: &str, sid: u64, qos: u8, out: &mut Vec<u8>) {
         match self {
             Protocol::Tinymq => Frame::with_topic(FrameType::Subscribe, topic).encode(out),
             Protocol::Nats => nats::encode_subscribe(topic, sid, out),
-            Protocol::Mqtt => mqtt::encode_subscribe(topic, out),
+            Protocol::Mqtt => mqtt::encode_subscribe(topic, qos, out),
         }
     }
 

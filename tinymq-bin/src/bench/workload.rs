@@ -31,6 +31,8 @@ pub(super) struct Settings {
     pub(super) handshakes: Option<u64>,
     pub(super) parallel: usize,
     pub(super) tls: Option<ClientTls>,
+    /// MQTT only: the QoS of every publish and subscription (0 or 1).
+    pub(super) qos: u8,
 }
 
 /// Prints the percentiles of `latencies` (microseconds), if any.

@@ -65,7 +65,10 @@ impl Foreign {
             // A config file: `-p` alone would also do on loopback in 2.0,
             // this says so explicitly.
             let config = dir.join("mosquitto.conf");
-            std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
+            // No limit on queued QoS 1 messages (default 1000 per client,
+            // past which mosquitto drops them): a QoS 1 run must lose none.
+            let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n");
+            std::fs::write(&config, text).unwrap();
             vec!["-c".to_owned(), config.to_str().unwrap().to_owned()]
         })
     }
@@ -137,6 +140,28 @@ fn mosquitto_delivers_everything() {
     let mosquitto = Foreign::mosquitto();
     all_delivered("mqtt", mosquitto.address);
     idle_reported("mqtt", mosquitto.address, mosquitto.child.id());
+}
+
+/// `--qos 1`: every delivery acknowledged, all 40000 arrive.
+fn all_delivered_at_qos_1(address: SocketAddr) {
+    let address = address.to_string();
+    let args = ["--protocol", "mqtt", "--qos", "1", "--address", &address, "--count", "20000", "--subscribers", "2"];
+    let stdout = bench(&args);
+    assert_eq!(delivered(&stdout), 40_000, "{stdout}");
+}
+
+#[test]
+fn tinymq_s_mqtt_listener_delivers_everything_at_qos_0_and_1() {
+    let broker = crate::support::mqtt::MqttBroker::tinymq(&[]);
+    all_delivered("mqtt", broker.address);
+    all_delivered_at_qos_1(broker.address);
+    let pid = broker.tinymq.as_ref().unwrap().pid();
+    idle_reported("mqtt", broker.address, pid);
+}
+
+#[test]
+fn mosquitto_delivers_everything_at_qos_1() {
+    all_delivered_at_qos_1(Foreign::mosquitto().address);
 }
 
 #[test]

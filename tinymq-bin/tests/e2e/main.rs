@@ -27,6 +27,7 @@ mod http_plain;
 mod keepalive;
 mod malformed;
 mod moustique_real_clients;
+mod mqtt;
 mod observability;
 mod persistence_restart;
 mod pubsub;

@@ -47,17 +47,17 @@ use std::time::Instant;
 
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
-    AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish_live, published, register,
-    release, subscribe,
+    AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish, publish_live, published,
+    register, release, subscribe,
 };
 use crate::auth::{AuthError, BudgetConfig, Fault, Identity, PeerBudgets, Throttled};
+use crate::codec::Qos;
 use crate::http::clients::HttpClientId;
 use crate::http::service::{self, HttpConfig, HttpState, SinkKind};
 use crate::metrics::Figures;
 pub use crate::publish::Published;
-use crate::publish::publish;
+use crate::publish::publish as publish_rule;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
-use crate::codec::Qos;
 use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredHttpClient};
 use crate::topic::{Filter, TopicName};
@@ -189,8 +189,10 @@ impl<S: Clone + SinkKind> Broker<S> {
     }
 
     /// A caller whose credentials failed, charged to its peer: throttled
-    /// instead when the peer had no budget left.
-    fn charged_caller(
+    /// instead when the peer had no budget left. Every face's login goes
+    /// through it ([`Broker::handle_connect`], [`Broker::handle_http`],
+    /// and the MQTT face's CONNECT).
+    pub fn charged_caller(
         &mut self,
         caller: Result<Identity, AuthError>,
         peer: Option<IpAddr>,
@@ -311,7 +313,7 @@ impl<S: Clone + SinkKind> Broker<S> {
         delivery: &Arc<Delivery>,
         retain: bool,
     ) -> Published<S> {
-        publish(&mut self.router, &mut self.http.clients, namespace, topic, delivery, retain)
+        publish_rule(&mut self.router, &mut self.http.clients, namespace, topic, delivery, retain)
     }
 
     /// An in-process client under `client_id` (assigned when empty) in

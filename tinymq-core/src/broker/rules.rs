@@ -180,6 +180,28 @@ pub fn publish_live<S: Clone>(
     effects
 }
 
+/// The rule of a message from any face once its namespace is known: it
+/// goes to every matching subscriber, and with `retain` it becomes (or,
+/// empty, deletes) the topic's stored value. [`execute`] follows it for a
+/// binary Publish; MQTT publishes and wills go through it.
+pub fn publish<S: Clone>(
+    router: &mut Router<S>,
+    namespace: NamespaceId,
+    topic: TopicName<'_>,
+    delivery: Arc<Delivery>,
+    retain: bool,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    let outcome = router.publish(namespace, topic, &delivery, retain, &mut effects.receivers);
+    if outcome.stored {
+        effects.store = Some(StoreOp::of_value(router.namespace_name(namespace), delivery.message()));
+    }
+    if outcome.receivers > 0 || outcome.stored {
+        effects.delivery = Some(delivery);
+    }
+    effects
+}
+
 /// The decision on a Connect from who the client turned out to be:
 /// a user's own namespace, the public one for an anonymous client if the
 /// broker allows anonymous access, or the text of the refusal.

@@ -2,9 +2,10 @@
 //! they were decoded from, an incremental [`Decoder`], and [`encode`].
 //!
 //! [`MqttClient`] is the client side a bridge drives; its docs give its
-//! calling order. The rest is the wire format only: sessions, topic
-//! aliases, keep-alive timers, retained messages and wills are the
-//! broker's, and the codec hands their fields over unchanged.
+//! calling order. [`ServerSession`] is the broker's side of one connection
+//! (CONNECT, keep-alive, topic aliases, QoS 1 in flight, wills) and
+//! [`broker`] what its requests do to the router, by the same rules as
+//! every other face's. The codec is the wire format only.
 //!
 //! # Calling order
 //!
@@ -90,11 +91,13 @@
 //! non-zero Session Expiry in DISCONNECT after a CONNECT with 0; answering
 //! AUTH; keep-alive (1.5 times the interval) and the will delay.
 
+pub mod broker;
 mod client;
 mod client_options;
 mod decode;
 mod encode;
 mod packet;
+mod session;
 
 #[cfg(test)]
 mod tests;
@@ -107,3 +110,4 @@ pub use packet::{
     Ack, ConnAck, Connect, Disconnect, Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS,
     ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
+pub use session::{Request, ServerSession, SessionConfig, Step, Subscription, WillMessage};

@@ -61,7 +61,9 @@ impl TryFrom<ListenAddr> for Address {
         match address {
             ListenAddr::Tcp(address) | ListenAddr::Tls(address) => Ok(address.into()),
             ListenAddr::Unix(path) => Ok(Address::Unix(path)),
-            http @ (ListenAddr::Http(_) | ListenAddr::Https(_)) => Err(http),
+            other @ (ListenAddr::Http(_) | ListenAddr::Https(_) | ListenAddr::Mqtt(_) | ListenAddr::Mqtts(_)) => {
+                Err(other)
+            }
         }
     }
 }

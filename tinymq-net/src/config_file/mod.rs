@@ -35,6 +35,8 @@ use crate::writer::Durability;
 
 mod bridge;
 pub use bridge::BridgeSection;
+mod mqtt;
+pub use mqtt::MqttSection;
 
 /// The largest config file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -164,6 +166,8 @@ pub struct ConfigFile {
     pub tls: TlsSection,
     /// `[[bridge]]` tables: bridges to NATS clusters.
     pub bridge: Vec<BridgeSection>,
+    /// `[mqtt]`.
+    pub mqtt: MqttSection,
 }
 
 /// `[tls]`: the certificate of the TLS and HTTPS listeners.
@@ -349,6 +353,7 @@ impl ConfigFile {
             (Some(_), None) => return Err(invalid("tls.key", "tls.cert needs tls.key")),
             (None, Some(_)) => return Err(invalid("tls.cert", "tls.key needs tls.cert")),
         }
+        self.mqtt.apply(&mut config)?;
         if let Some(address) = &http.https {
             if config.tls.is_none() {
                 return Err(invalid("http.https", "an HTTPS listener needs [tls] cert and key"));
@@ -605,6 +610,7 @@ moustique_encoding = "auto"
 # default: none).
 # https = "127.0.0.1:33335"
 
+{mqtt}
 # A PEM certificate chain and its private key: with them, the binary
 # listeners on TCP speak TLS (--tls-cert, --tls-key; default: none).
 # [tls]
@@ -724,6 +730,7 @@ sys_interval_secs = {sys_interval}
         topic_levels = topic.max_levels,
         client_id = frame.max_client_id_len,
         outbound = session.outbound_limit,
+        mqtt = mqtt::default_text(),
     )
 }
 

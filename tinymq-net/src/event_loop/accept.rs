@@ -11,6 +11,7 @@ use mio::{Interest, Token};
 use tinymq_core::auth::{THROTTLED_TEXT, Throttled};
 use tinymq_core::http::conn::HttpConn;
 use tinymq_core::http::response::Response;
+use tinymq_core::mqtt::{ReasonCode as MqttReason, ServerSession};
 use tinymq_core::{ReasonCode, Session};
 
 use super::EventLoop;
@@ -221,6 +222,18 @@ impl EventLoop {
                     http.refuse_now(&refusal.response());
                 }
                 Proto::Http(Box::new(http))
+            }
+            // MQTT over WebSocket is an upgraded HTTP connection, never
+            // accepted as such.
+            Transport::Mqtt | Transport::Mqtts | Transport::MqttWs | Transport::MqttWss => {
+                let mut session = ServerSession::new(now, &self.shared.config.mqtt_session());
+                // Its CONNECT is answered with a refusal in its version.
+                match refusal {
+                    Some(Refusal::Throttled(_)) => session.refuse_at_door(MqttReason::ServerBusy),
+                    Some(_) => session.refuse_at_door(MqttReason::NotAuthorized),
+                    None => {}
+                }
+                Proto::Mqtt(Box::new(session))
             }
             // A WebSocket connection is an upgraded HTTP one, never accepted as such.
             Transport::Tcp | Transport::Unix | Transport::Tls | Transport::Ws | Transport::Wss => {

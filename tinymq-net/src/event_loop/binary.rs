@@ -17,9 +17,10 @@ use crate::shared::{ConnRef, Sink, log_events, unix_time};
 use crate::users::Decision;
 
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
-/// takes a [`Delivery`](tinymq_core::Delivery) of its own).
+/// and an MQTT client take a [`Delivery`](tinymq_core::Delivery) of their
+/// own).
 fn is_binary_conn(sink: &Sink) -> bool {
-    matches!(sink, Sink::Conn(target) if !target.transport.is_http())
+    matches!(sink, Sink::Conn(target) if target.transport.takes_binary_frames())
 }
 
 impl EventLoop {
@@ -29,7 +30,7 @@ impl EventLoop {
         let Some(me) = self.conn_ref(token) else { return 0 };
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-            let Proto::Binary(session) = &mut conn.proto else { return used };
+            let Some(session) = conn.proto.binary_session() else { return used };
             let step = session.handle_input(now, &input[used..]);
             let (consumed, request) = match step {
                 Ok(Step::Incomplete { .. }) => return used,
@@ -114,7 +115,7 @@ impl EventLoop {
         now: Instant,
     ) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
-        let Proto::Binary(session) = &mut conn.proto else { return };
+        let Some(session) = conn.proto.binary_session() else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
         let effects = {
             let mut broker = self.shared.broker.write();
@@ -130,7 +131,7 @@ impl EventLoop {
 
     /// Moves what a binary request did to others: a takeover's Disconnect,
     /// a publish's deliveries and store write.
-    fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
+    pub(super) fn apply_effects(&mut self, token: usize, effects: broker::Effects<Sink>, now: Instant) {
         if let Some(id) = effects.connected
             && let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut)
         {

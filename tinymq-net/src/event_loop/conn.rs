@@ -129,6 +129,7 @@ impl EventLoop {
         match self.conns.get(token).and_then(Option::as_ref).map(|c| &c.proto) {
             Some(Proto::Binary(_)) => self.handle_frames(token, input, now),
             Some(Proto::Http(_)) => self.handle_requests(token, input, now),
+            Some(Proto::Mqtt(_)) => self.handle_packets(token, input, now),
             None => 0,
         }
     }
@@ -235,6 +236,8 @@ impl EventLoop {
     }
 
     pub(super) fn begin_close_within(&mut self, token: usize, now: Instant, linger: Duration) {
+        // Before its subscriber is released: an MQTT client's will.
+        self.publish_will(token);
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         if conn.linger_until().is_some() {
             return;
@@ -373,6 +376,7 @@ impl EventLoop {
     }
 
     pub(super) fn remove(&mut self, token: usize) {
+        self.publish_will(token);
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         if conn.pressing {
             self.shared.loops[self.index].press(false);

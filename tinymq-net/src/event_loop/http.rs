@@ -12,6 +12,7 @@ use tinymq_core::http::encoding::Encoding;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::{self, Context, Reply};
 use tinymq_core::http::upgrade::{self, WsProtocol};
+use tinymq_core::mqtt::ServerSession;
 use tinymq_core::store::StoreOp;
 use tinymq_core::websocket::Upgrade;
 
@@ -46,17 +47,13 @@ impl EventLoop {
             };
             used += consumed;
             if let Some((protocol, decision)) = upgrade::decide(&head) {
-                match (protocol, decision) {
-                    (WsProtocol::Tinymq, Ok(accepted)) => {
+                match decision {
+                    Ok(accepted) => {
                         // What follows the request is WebSocket frames.
-                        self.upgrade_to_websocket(token, &accepted, &input[used..], now);
+                        self.upgrade_to_websocket(token, protocol, &accepted, &input[used..], now);
                         return input.len();
                     }
-                    (WsProtocol::Mqtt, Ok(_)) => {
-                        let response = Response::text(404, "MQTT over WebSocket is not served by this broker");
-                        http.respond(now, &response);
-                    }
-                    (_, Err(error)) => http.respond(now, &upgrade::refusal(&error)),
+                    Err(error) => http.respond(now, &upgrade::refusal(&error)),
                 }
                 continue;
             }
@@ -90,11 +87,18 @@ impl EventLoop {
         }
     }
 
-    /// Turns HTTP connection `token` into a WebSocket one carrying the
-    /// binary protocol: what it had not sent yet and the 101 go out first,
+    /// Turns HTTP connection `token` into a WebSocket one carrying
+    /// `protocol`: what it had not sent yet and the 101 go out first,
     /// `input` (what came after the request) is its first WebSocket input,
-    /// and a new binary session starts.
-    fn upgrade_to_websocket(&mut self, token: usize, accepted: &Upgrade, input: &[u8], now: Instant) {
+    /// and a new session of the protocol starts.
+    fn upgrade_to_websocket(
+        &mut self,
+        token: usize,
+        protocol: WsProtocol,
+        accepted: &Upgrade,
+        input: &[u8],
+        now: Instant,
+    ) {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         let mut prelude = Vec::new();
         if let Proto::Http(http) = &mut conn.proto {
@@ -111,14 +115,19 @@ impl EventLoop {
         prelude.extend_from_slice(&accepted.response());
         let stats = &self.shared.stats;
         stats.closed(conn.stream.transport());
-        // A binary-protocol frame may span messages: a message holds at
-        // most a frame and a read's worth more.
-        let max_message = self.shared.config.session.frame_limits.max_payload_len + 64 * 1024;
+        let config = &self.shared.config;
+        let mqtt = protocol == WsProtocol::Mqtt;
+        // A frame or packet may span messages: a message holds at most
+        // the largest one and a read's worth more.
+        let largest = if mqtt { config.mqtt.max_packet_size } else { config.session.frame_limits.max_payload_len };
         let stream = conn.stream;
-        conn.stream = Stream::Ws(Box::new(WsStream::new(stream, prelude, input, max_message)));
+        conn.stream = Stream::Ws(Box::new(WsStream::new(stream, mqtt, prelude, input, largest + 64 * 1024)));
         stats.connections.fetch_add(1, Ordering::Relaxed);
         stats.opened(conn.stream.transport());
-        conn.proto = Proto::Binary(Session::new(now, &self.shared.config.session));
+        conn.proto = match protocol {
+            WsProtocol::Tinymq => Proto::Binary(Session::new(now, &config.session)),
+            WsProtocol::Mqtt => Proto::Mqtt(Box::new(ServerSession::new(now, &config.mqtt_session()))),
+        };
         conn.pending = Vec::new();
         conn.armed = None;
         log::debug!("connection {}:{} upgraded to WebSocket", self.index, conn.serial);
@@ -220,6 +229,7 @@ impl EventLoop {
         }
         match conn.take_held() {
             Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
+            Some(Held::MqttConnect) => self.finish_mqtt_connect(target.token(), target, caller, now),
             Some(Held::Call(call, encoding)) => {
                 if self.serve_http(target.token(), target, HttpInput::Call(call, caller), encoding, now) {
                     self.after_io(target.token(), now);

@@ -37,7 +37,8 @@
 //! The loop's methods are spread over files by concern, each an
 //! `impl EventLoop` block: this file has the type, its turn and its timers;
 //! `accept` takes connections in, `conn` reads, flushes and closes one,
-//! `binary` and `http` handle their protocol's input, and `fanout` moves
+//! `binary`, `http` and `mqtt` handle their protocol's input (`websocket`
+//! unwraps the frames of sessions over WebSocket), and `fanout` moves
 //! deliveries between connections, loops and queues. `slot` is what the
 //! loop keeps per connection: a leaf every other file uses, so none of
 //! them import each other.
@@ -48,6 +49,7 @@ mod bridge;
 mod conn;
 mod fanout;
 mod http;
+mod mqtt;
 mod slot;
 
 use std::cmp::Reverse;

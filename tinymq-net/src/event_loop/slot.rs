@@ -115,6 +115,8 @@ impl Conn {
 pub(super) enum Held {
     /// A binary Connect, with the client id it asked for.
     Connect { client_id: String },
+    /// An MQTT CONNECT (the session keeps what it asked for).
+    MqttConnect,
     /// An HTTP call, and the order its Moustique parameters came in.
     Call(Call, Encoding),
 }

@@ -21,6 +21,7 @@
 pub mod hostile;
 pub mod http;
 pub mod mosquitto;
+pub mod mqtt;
 pub mod nats;
 mod pki;
 mod raw;

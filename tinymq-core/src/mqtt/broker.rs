@@ -1,0 +1,212 @@
+//! What an MQTT session's requests do to the [`Router`]: the same rules as
+//! the binary protocol's ([`crate::broker`]), which these functions call,
+//! with MQTT's answers (CONNACK codes, SUBACK granted QoS, PUBACK).
+//!
+//! One topic space: an MQTT client registers its client id with
+//! [`crate::broker::register`] (so it takes over, or is taken over by, a
+//! binary or in-process client of the same id), subscribes with
+//! [`crate::broker::subscribe`] and publishes with
+//! [`crate::broker::publish`], in the namespace of the tinymq user it logged
+//! in as.
+
+use std::sync::Arc;
+
+use super::packet::{ProtocolVersion, QoS, ReasonCode};
+use super::session::{Request, ServerSession, WillMessage};
+use crate::auth::{AuthError, Identity};
+use crate::broker::{self, Effects, Origin};
+use crate::message::Message;
+use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
+use crate::topic::{TopicLimits, TopicName};
+
+/// Answers a CONNECT whose credentials were checked (`caller`): refused
+/// with the CONNACK code for why (bad user name or password, not
+/// authorized, server busy), or registered under the client id it asked
+/// for (assigned when empty) in its user's namespace, with CONNACK queued.
+/// A session that closed meanwhile is left alone.
+pub fn connect<S: Clone>(
+    router: &mut Router<S>,
+    session: &mut ServerSession,
+    sink: S,
+    allow_anonymous: bool,
+    caller: Result<Identity, AuthError>,
+    origin: Origin,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    if !session.is_connecting() {
+        return effects;
+    }
+    let refusal = match &caller {
+        Ok(Identity::Anonymous) if !allow_anonymous => Some(ReasonCode::NotAuthorized),
+        Ok(_) => None,
+        Err(AuthError::WrongCredentials) => Some(ReasonCode::BadUserNameOrPassword),
+        Err(AuthError::CredentialsRequired) => Some(ReasonCode::NotAuthorized),
+        Err(_) => Some(ReasonCode::ServerBusy),
+    };
+    if let Some(reason) = refusal {
+        let text = caller.err().map_or(AuthError::CredentialsRequired.text(), |error| error.text());
+        session.refuse_connect(reason, text);
+        return effects;
+    }
+    let Ok(namespace) = broker::admit(router, allow_anonymous, caller) else { return effects };
+    let requested = session.requested_client_id().unwrap_or_default().to_owned();
+    let claimed = broker::register(router, namespace, sink, &requested, origin);
+    effects.taken_over = claimed.taken_over;
+    session.accept(claimed.client_id, requested.is_empty(), namespace);
+    effects.connected = Some(claimed.id);
+    effects
+}
+
+/// Carries out a request other than CONNECT from `session`, whose router
+/// handle is `subscriber`. Answers (PUBACK, SUBACK with the granted QoS,
+/// UNSUBACK, stored values for new subscriptions) are queued on the
+/// session; the returned effects name the other subscribers to reach and
+/// the stored value to write.
+pub fn execute<S: Clone>(
+    router: &mut Router<S>,
+    session: &mut ServerSession,
+    subscriber: Option<SubscriberId>,
+    request: Request<'_>,
+    origin: Origin,
+) -> Effects<S> {
+    let Some(id) = subscriber else { return Effects::default() };
+    let Some(namespace) = router.namespace_of(id) else { return Effects::default() };
+    let v5 = session.version() == Some(ProtocolVersion::V5);
+    match request {
+        Request::Publish { topic, payload, retain, qos, packet_id } => {
+            let from = session.client_id().cloned();
+            let effects = publish(router, namespace, from, topic, payload.into(), qos, retain, origin);
+            if let Some(packet_id) = packet_id {
+                let reach = effects.receivers.is_empty() && effects.store.is_none();
+                session.pub_ack(packet_id, if reach { ReasonCode::NoMatchingSubscribers } else { ReasonCode::Success });
+            }
+            return effects;
+        }
+        Request::Subscribe { packet_id, filters } => {
+            let mut codes = Vec::with_capacity(filters.len());
+            let mut values = Vec::new();
+            for entry in filters {
+                let filter = match entry.filter {
+                    Ok(filter) => filter,
+                    Err(reason) => {
+                        codes.push(if v5 { reason as u8 } else { 0x80 });
+                        continue;
+                    }
+                };
+                let existed = session.granted(&filter, entry.options);
+                let granted = entry.options.qos.min(QoS::AtLeastOnce);
+                codes.push(granted as u8);
+                let stored = broker::subscribe(router, id, filter);
+                // Retain Handling: 0 sends stored values, 1 only for a new
+                // subscription, 2 never.
+                let send = match entry.options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
+                if send {
+                    values.extend(stored.into_iter().map(|value| (value, granted)));
+                }
+            }
+            session.sub_ack(packet_id, &codes);
+            for (value, granted) in values {
+                if session.deliver_retained(&value, granted).is_err() {
+                    break;
+                }
+            }
+        }
+        Request::Unsubscribe { packet_id, filters } => {
+            let codes: Vec<u8> = filters
+                .into_iter()
+                .map(|filter| match filter {
+                    Ok(filter) => {
+                        session.revoked(&filter);
+                        let existed = router.unsubscribe(id, &filter);
+                        (if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted }) as u8
+                    }
+                    Err(reason) => reason as u8,
+                })
+                .collect();
+            session.unsub_ack(packet_id, &codes);
+        }
+        Request::Disconnect => broker::release(router, Some(id)),
+        // Answered by `connect`.
+        Request::Connect { .. } => {}
+    }
+    Effects::default()
+}
+
+/// A PUBLISH without RETAIN: it changes nothing in the router, so a shell
+/// may run it under a shared (read) lock, routing from the publisher's
+/// `cache` of its last topic's receivers ([`Router::route_cached`], the same
+/// receivers as [`Router::route`]). QoS 1 is acknowledged as by [`execute`].
+#[allow(clippy::too_many_arguments)] // the fields of one PUBLISH
+pub fn publish_live<S: Clone>(
+    router: &Router<S>,
+    cache: &mut RouteCache<S>,
+    session: &mut ServerSession,
+    subscriber: Option<SubscriberId>,
+    topic: Arc<str>,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: Option<u16>,
+    origin: Origin,
+) -> Effects<S> {
+    let mut effects = Effects::default();
+    let Some(namespace) = subscriber.and_then(|id| router.namespace_of(id)) else { return effects };
+    if let Ok(name) = TopicName::new(&topic, &TopicLimits::UNBOUNDED) {
+        effects.receivers.extend(router.route_cached(cache, namespace, name).iter().cloned());
+    }
+    if let Some(packet_id) = packet_id {
+        let reason = if effects.receivers.is_empty() { ReasonCode::NoMatchingSubscribers } else { ReasonCode::Success };
+        session.pub_ack(packet_id, reason);
+    }
+    if !effects.receivers.is_empty() {
+        let message = message(session.client_id().cloned(), topic, payload.into(), origin);
+        effects.delivery = Some(Delivery::with_qos(message, qos));
+    }
+    effects
+}
+
+/// The message a PUBLISH or will carries, stamped with the client id
+/// (`from`) and `origin`.
+fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: Origin) -> Message {
+    Message {
+        topic,
+        payload,
+        from: from.unwrap_or_else(|| Message::UNKNOWN_SENDER.into()),
+        updated_time: origin.unix_time,
+        ip: origin.ip,
+    }
+}
+
+/// An MQTT message through the common publish rule: stamped with the
+/// client id (`from`) and `origin`, kept at its `qos` for MQTT receivers.
+#[allow(clippy::too_many_arguments)] // the fields of one message
+fn publish<S: Clone>(
+    router: &mut Router<S>,
+    namespace: NamespaceId,
+    from: Option<Arc<str>>,
+    topic: Arc<str>,
+    payload: Arc<[u8]>,
+    qos: QoS,
+    retain: bool,
+    origin: Origin,
+) -> Effects<S> {
+    // The session validated it; TopicName only borrows the same text.
+    let Ok(name) = TopicName::new(&topic, &TopicLimits::UNBOUNDED) else { return Effects::default() };
+    let delivery = Delivery::with_qos(message(from, topic.clone(), payload, origin), qos);
+    broker::publish(router, namespace, name, delivery, retain)
+}
+
+/// Publishes a will when its connection ended without a clean DISCONNECT,
+/// in the namespace the client was admitted to, from its client id.
+pub fn publish_will<S: Clone>(
+    router: &mut Router<S>,
+    namespace: NamespaceId,
+    client_id: Option<Arc<str>>,
+    will: WillMessage,
+    origin: Origin,
+) -> Effects<S> {
+    publish(router, namespace, client_id, will.topic, will.payload, will.qos, will.retain, origin)
+}

@@ -1,0 +1,776 @@
+//! The broker side of one MQTT connection, in the style of the binary
+//! protocol's [`crate::Session`]: bytes and the time go in, requests for
+//! the broker and bytes to send come out.
+//!
+//! # Calling order
+//!
+//! 1. [`ServerSession::new`] when the connection is accepted.
+//! 2. Whenever bytes arrive, call [`ServerSession::handle_input`] on the
+//!    unread bytes until it answers [`Step::Incomplete`], dropping
+//!    `consumed` bytes after each call. A [`Step::Request`] asks the broker
+//!    to act: [`super::broker::connect`] for [`Request::Connect`] (once the
+//!    credentials are checked), [`super::broker::execute`] for the rest.
+//! 3. Deliveries from every face go in through [`ServerSession::deliver`].
+//! 4. Write [`ServerSession::outbound`] to the peer; when
+//!    [`ServerSession::is_closed`] and it is flushed, close the connection,
+//!    and publish [`ServerSession::take_will`] if it returns one.
+//! 5. Call [`ServerSession::handle_timeout`] at
+//!    [`ServerSession::poll_timeout`].
+//!
+//! Every protocol error closes the session after queueing what the spec
+//! sends (an MQTT 5 DISCONNECT with its reason, a CONNACK refusal, or
+//! nothing in 3.1.1); only this connection is affected.
+//!
+//! # Sessions are not kept
+//!
+//! Subscriptions and unacknowledged QoS 1 deliveries live as long as the
+//! network connection. A CONNECT with Clean Session 0 (3.1.1) or a
+//! Session Expiry Interval (5) is accepted, but CONNACK always says
+//! Session Present 0, and in MQTT 5 carries Session Expiry Interval 0 so
+//! the client knows nothing is kept.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::packet::{
+    Ack, ConnAck, Disconnect, Packet, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    SubscriptionOptions, UnsubAck,
+};
+use super::{ConnectError, DecodeError, Decoded, Decoder, encode};
+use crate::codec::ReasonCode as Cause;
+use crate::outbound::Outbound;
+use crate::router::{Delivery, NamespaceId};
+use crate::session::{Closed, Credentials};
+use crate::topic::{Filter, TopicLimits, TopicName};
+
+mod delivery;
+
+/// Settings of every MQTT session of a broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Largest packet accepted from a client, fixed header included
+    /// (announced as Maximum Packet Size in MQTT 5).
+    pub max_packet_size: usize,
+    /// Topic and filter limits, the same as the binary protocol's.
+    pub topic_limits: TopicLimits,
+    /// Outbound queue limit in bytes; past it the client is a slow
+    /// consumer and is disconnected. QoS 1 deliveries waiting for room in
+    /// the in-flight window count against it too.
+    pub outbound_limit: usize,
+    /// How long a connection may take to send CONNECT (and to have its
+    /// credentials checked).
+    pub connect_timeout: Duration,
+    /// Most QoS 1 deliveries a client may have unacknowledged, whatever
+    /// larger Receive Maximum it announces.
+    pub max_inflight: u16,
+    /// Topic Alias Maximum announced to MQTT 5 clients (0: none).
+    pub topic_alias_maximum: u16,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_packet_size: (1 << 20) + 4096,
+            topic_limits: TopicLimits::default(),
+            outbound_limit: 16 << 20,
+            connect_timeout: Duration::from_secs(30),
+            max_inflight: 64,
+            topic_alias_maximum: 64,
+        }
+    }
+}
+
+/// One SUBSCRIBE entry, its filter checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The filter, or the reason it is refused in SUBACK.
+    pub filter: Result<Filter, ReasonCode>,
+    /// The options it asked for.
+    pub options: SubscriptionOptions,
+}
+
+/// What a packet asks of the broker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// A CONNECT to decide: check the credentials, then call
+    /// [`super::broker::connect`]. The client id it asked for is kept by the
+    /// session ([`ServerSession::requested_client_id`]).
+    Connect {
+        /// The client id asked for (empty: assign one).
+        client_id: &'a str,
+        /// User name and password, if the client sent a user name. A
+        /// password that is not UTF-8 never matches, so it is refused by
+        /// the session itself.
+        credentials: Option<Credentials<'a>>,
+    },
+    /// A message to route; QoS 1 is acknowledged by
+    /// [`super::broker::execute`] once routed.
+    Publish {
+        /// The topic, validated (resolved from a topic alias if need be).
+        topic: Arc<str>,
+        /// The payload.
+        payload: &'a [u8],
+        /// RETAIN: store it as the topic's value.
+        retain: bool,
+        /// QoS 0 or 1.
+        qos: QoS,
+        /// The packet id of a QoS 1 PUBLISH.
+        packet_id: Option<u16>,
+    },
+    /// Subscriptions to add; answer with [`ServerSession::sub_ack`].
+    Subscribe {
+        /// The packet id for SUBACK.
+        packet_id: u16,
+        /// The entries, in order.
+        filters: Vec<Subscription>,
+    },
+    /// Subscriptions to remove; answer with [`ServerSession::unsub_ack`].
+    Unsubscribe {
+        /// The packet id for UNSUBACK.
+        packet_id: u16,
+        /// The filters, or why each is not one.
+        filters: Vec<Result<Filter, ReasonCode>>,
+    },
+    /// The client disconnected cleanly.
+    Disconnect,
+}
+
+/// One step of [`ServerSession::handle_input`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// More bytes are needed; `needed` is what the next packet needs in all.
+    Incomplete {
+        /// A lower bound of the next packet's size.
+        needed: usize,
+    },
+    /// A packet handled inside the session (PINGREQ, PUBACK, ...).
+    Handled {
+        /// Bytes to drop from the input.
+        consumed: usize,
+    },
+    /// A packet the broker must act on.
+    Request {
+        /// Bytes to drop from the input (after acting: `request` borrows them).
+        consumed: usize,
+        /// What to do.
+        request: Request<'a>,
+    },
+}
+
+/// A will, kept from CONNECT until the connection ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WillMessage {
+    /// Its topic, validated.
+    pub topic: Arc<str>,
+    /// Its payload.
+    pub payload: Arc<[u8]>,
+    /// Its QoS (0 or 1).
+    pub qos: QoS,
+    /// Whether it is stored as the topic's value.
+    pub retain: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    /// CONNECT was handed to the broker; its answer has not come yet.
+    Connecting,
+    Connected,
+    Closed(Option<Cause>),
+}
+
+/// A subscription as the session keeps it: what QoS it was granted, for
+/// each delivery's QoS (the router keeps only the filter).
+#[derive(Clone, Debug)]
+struct Granted {
+    filter: Filter,
+    qos: QoS,
+    no_local: bool,
+}
+
+/// The state machine of one MQTT connection. See the module docs.
+#[derive(Debug)]
+pub struct ServerSession {
+    state: State,
+    version: Option<ProtocolVersion>,
+    decoder: Decoder,
+    config: SessionConfig,
+    outbound: Outbound,
+    last_received: Instant,
+    /// Time allowed between two packets from the client: 1.5 × its keep
+    /// alive, or `None` when it asked for none.
+    idle_timeout: Option<Duration>,
+    connect_deadline: Instant,
+    /// The client id asked for, between CONNECT and its answer.
+    requested: Option<Box<str>>,
+    client_id: Option<Arc<str>>,
+    namespace: Option<NamespaceId>,
+    /// Session Expiry Interval asked for in CONNECT (MQTT 5).
+    expiry_asked: u32,
+    will: Option<Box<WillMessage>>,
+    /// A refusal decided at the door (peer not allowed, throttled): the
+    /// CONNECT is answered with it, in the client's version.
+    door_refusal: Option<ReasonCode>,
+    /// Topic aliases set by the client (index = alias - 1).
+    aliases: Vec<Option<Arc<str>>>,
+    last_topic: Option<Arc<str>>,
+    subscriptions: Vec<Granted>,
+    /// The client's Maximum Packet Size: larger deliveries are dropped.
+    client_max_packet: usize,
+    outgoing: delivery::Outgoing,
+}
+
+impl ServerSession {
+    /// A session for a connection accepted at `now`.
+    pub fn new(now: Instant, config: &SessionConfig) -> Self {
+        ServerSession {
+            state: State::AwaitingConnect,
+            version: None,
+            decoder: Decoder::new(config.max_packet_size, QoS::AtLeastOnce),
+            config: *config,
+            outbound: Outbound::new(config.outbound_limit),
+            last_received: now,
+            idle_timeout: None,
+            connect_deadline: now + config.connect_timeout,
+            requested: None,
+            client_id: None,
+            namespace: None,
+            expiry_asked: 0,
+            will: None,
+            door_refusal: None,
+            aliases: Vec::new(),
+            last_topic: None,
+            subscriptions: Vec::new(),
+            client_max_packet: usize::MAX,
+            outgoing: delivery::Outgoing::new(config.max_inflight),
+        }
+    }
+
+    /// Refuses this connection's CONNECT, when it comes, with `reason`
+    /// (the peer was turned away at the door). Nothing else is read.
+    pub fn refuse_at_door(&mut self, reason: ReasonCode) {
+        self.door_refusal = Some(reason);
+    }
+
+    /// The protocol version, once CONNECT was read.
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        self.version
+    }
+
+    /// The client id, once accepted.
+    pub fn client_id(&self) -> Option<&Arc<str>> {
+        self.client_id.as_ref()
+    }
+
+    /// The namespace it was admitted to, once accepted.
+    pub fn namespace(&self) -> Option<NamespaceId> {
+        self.namespace
+    }
+
+    /// The client id its CONNECT asked for, while it awaits its answer.
+    pub fn requested_client_id(&self) -> Option<&str> {
+        self.requested.as_deref()
+    }
+
+    /// Whether CONNECT was accepted and the session is not closed.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether CONNECT was handed to the broker and awaits its answer.
+    pub fn is_connecting(&self) -> bool {
+        self.state == State::Connecting
+    }
+
+    /// Whether the session is over; flush the outbound queue and close.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Why the session closed, in the binary protocol's terms (for
+    /// statistics): `Some(None)` for the client's DISCONNECT.
+    pub fn close_reason(&self) -> Option<Option<Cause>> {
+        match self.state {
+            State::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether the shell should read more: not after close, not while
+    /// CONNECT awaits its answer, not while half the queue is unread.
+    pub fn wants_read(&self) -> bool {
+        !matches!(self.state, State::Closed(_) | State::Connecting) && self.outbound.len() < self.outbound.limit() / 2
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// Bytes waiting to be sent, to mark what was written.
+    pub fn outbound_mut(&mut self) -> &mut Outbound {
+        &mut self.outbound
+    }
+
+    /// QoS 1 deliveries sent and not yet acknowledged.
+    pub fn inflight(&self) -> usize {
+        self.outgoing.inflight()
+    }
+
+    /// The will, if the connection ended without a DISCONNECT that
+    /// dropped it (network loss, keep-alive timeout, protocol error,
+    /// takeover, or DISCONNECT 0x04). Taken once.
+    pub fn take_will(&mut self) -> Option<WillMessage> {
+        self.client_id.as_ref()?;
+        self.will.take().map(|will| *will)
+    }
+
+    /// Decodes and handles the first packet of `input`. See [`Step`].
+    pub fn handle_input<'a>(&mut self, now: Instant, input: &'a [u8]) -> Result<Step<'a>, Closed> {
+        if let State::Closed(reason) = self.state {
+            return Err(Closed { reason });
+        }
+        if !input.is_empty() {
+            self.last_received = now;
+        }
+        let Some(version) = self.version else { return self.handle_connect(input) };
+        if self.state == State::Connecting {
+            return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, "packet sent before CONNACK"));
+        }
+        let (packet, consumed) = match self.decoder.decode(version, input) {
+            Ok(Decoded::Partial { needed }) => return Ok(Step::Incomplete { needed }),
+            Ok(Decoded::Complete { packet, consumed }) => (packet, consumed),
+            Err(error) => return Err(self.decode_failed(&error)),
+        };
+        let request = match packet {
+            Packet::Publish(publish) => match self.inbound_publish(publish)? {
+                Some(request) => request,
+                None => return Ok(Step::Handled { consumed }),
+            },
+            Packet::PubAck(ack) => {
+                self.outgoing.acknowledged(ack.packet_id);
+                self.send_waiting()?;
+                return Ok(Step::Handled { consumed });
+            }
+            Packet::Subscribe(subscribe) => {
+                if subscribe.properties.iter().any(|p| matches!(p, Property::SubscriptionIdentifier(_))) {
+                    let text = "subscription identifiers are not supported";
+                    return Err(self.close_with(
+                        Cause::ProtocolError,
+                        ReasonCode::SubscriptionIdentifiersNotSupported,
+                        text,
+                    ));
+                }
+                let limits = self.config.topic_limits;
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|entry| Subscription { filter: check_filter(entry.filter, &limits), options: entry.options })
+                    .collect();
+                Request::Subscribe { packet_id: subscribe.packet_id, filters }
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let limits = self.config.topic_limits;
+                let filters = unsubscribe.filters.iter().map(|filter| check_filter(filter, &limits)).collect();
+                Request::Unsubscribe { packet_id: unsubscribe.packet_id, filters }
+            }
+            Packet::PingReq => {
+                self.queue(&Packet::PingResp)?;
+                return Ok(Step::Handled { consumed });
+            }
+            Packet::Disconnect(disconnect) => {
+                let expiry = disconnect.properties.session_expiry_interval().unwrap_or(0);
+                if self.expiry_asked == 0 && expiry > 0 {
+                    let text = "a Session Expiry Interval in DISCONNECT after none in CONNECT";
+                    return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
+                }
+                // 0x04 "disconnect with will message" keeps the will.
+                if disconnect.reason != ReasonCode::DisconnectWithWill as u8 {
+                    self.will = None;
+                }
+                self.state = State::Closed(None);
+                Request::Disconnect
+            }
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                let text = "QoS 2 is not supported";
+                return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
+            }
+            Packet::Auth(_) => {
+                let text = "enhanced authentication is not supported";
+                return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
+            }
+            Packet::Connect(_) => {
+                return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, "a second CONNECT"));
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                let text = "a packet only a server sends";
+                return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
+            }
+        };
+        Ok(Step::Request { consumed, request })
+    }
+
+    fn handle_connect<'a>(&mut self, input: &'a [u8]) -> Result<Step<'a>, Closed> {
+        let (connect, consumed) = match self.decoder.decode_connect(input) {
+            Ok(Decoded::Partial { needed }) => return Ok(Step::Incomplete { needed }),
+            Ok(Decoded::Complete { packet: Packet::Connect(connect), consumed }) => (connect, consumed),
+            Ok(Decoded::Complete { .. }) => unreachable!("decode_connect yields only CONNECT"),
+            Err(error) => return Err(self.connect_failed(&error)),
+        };
+        self.version = Some(connect.version);
+        if let Some(reason) = self.door_refusal {
+            return Err(self.refuse_connect(reason, "this peer may not connect"));
+        }
+        if connect.client_id.is_empty() && !connect.clean_start && connect.version == ProtocolVersion::V311 {
+            // 3.1.1 section 3.1.3.1: a client without an id must start clean.
+            let text = "an empty client id needs Clean Session";
+            return Err(self.refuse_connect(ReasonCode::ClientIdentifierNotValid, text));
+        }
+        let credentials = match (connect.username, connect.password) {
+            (None, None) => None,
+            (Some(username), password) => match std::str::from_utf8(password.unwrap_or_default()) {
+                Ok(password) => Some(Credentials { username, password }),
+                Err(_) => return Err(self.refuse_connect(ReasonCode::BadUserNameOrPassword, "password is not UTF-8")),
+            },
+            (None, Some(_)) => {
+                return Err(self.refuse_connect(ReasonCode::BadUserNameOrPassword, "a password without a user name"));
+            }
+        };
+        if let Some(will) = connect.will {
+            let topic = match TopicName::new(will.topic, &self.config.topic_limits) {
+                Ok(topic) if !topic.is_system() => topic,
+                _ => return Err(self.refuse_connect(ReasonCode::TopicNameInvalid, "the will topic is not allowed")),
+            };
+            self.will = Some(Box::new(WillMessage {
+                topic: topic.as_str().into(),
+                payload: will.payload.into(),
+                qos: will.qos,
+                retain: will.retain,
+            }));
+        }
+        let properties = connect.properties;
+        self.expiry_asked = properties.session_expiry_interval().unwrap_or(0);
+        self.outgoing.limit_window(properties.receive_maximum().unwrap_or(u16::MAX));
+        self.client_max_packet = properties.maximum_packet_size().map_or(usize::MAX, |max| max as usize);
+        self.idle_timeout = match connect.keep_alive {
+            0 => None,
+            secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
+        };
+        self.requested = Some(connect.client_id.into());
+        self.state = State::Connecting;
+        Ok(Step::Request { consumed, request: Request::Connect { client_id: connect.client_id, credentials } })
+    }
+
+    fn inbound_publish<'a>(&mut self, publish: Publish<'a>) -> Result<Option<Request<'a>>, Closed> {
+        let topic = self.resolve_topic(&publish)?;
+        if topic.starts_with('$') {
+            // `$` topics are the broker's own: dropped, as mosquitto does,
+            // and a QoS 1 one is acknowledged (MQTT 5: not authorized).
+            if let Some(packet_id) = publish.packet_id {
+                self.pub_ack(packet_id, ReasonCode::NotAuthorized);
+            }
+            return Ok(None);
+        }
+        Ok(Some(Request::Publish {
+            topic,
+            payload: publish.payload,
+            retain: publish.retain,
+            qos: publish.qos,
+            packet_id: publish.packet_id,
+        }))
+    }
+
+    /// The topic of a PUBLISH: its own (setting an alias if it carries
+    /// one), or the one its alias stands for; validated as a tinymq topic.
+    fn resolve_topic(&mut self, publish: &Publish<'_>) -> Result<Arc<str>, Closed> {
+        let alias = publish.properties.topic_alias();
+        if let Some(alias) = alias
+            && (alias == 0 || alias > self.config.topic_alias_maximum)
+        {
+            let text = "topic alias over the maximum";
+            return Err(self.close_with(Cause::ProtocolError, ReasonCode::TopicAliasInvalid, text));
+        }
+        let slot = alias.map(|alias| usize::from(alias) - 1);
+        if publish.topic.is_empty() {
+            let known = slot.and_then(|slot| self.aliases.get(slot).cloned().flatten());
+            return known.ok_or_else(|| {
+                self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, "an unknown topic alias")
+            });
+        }
+        let topic = match TopicName::new(publish.topic, &self.config.topic_limits) {
+            Ok(topic) => topic,
+            Err(error) => {
+                return Err(self.close_with(Cause::InvalidTopic, ReasonCode::TopicNameInvalid, &error.to_string()));
+            }
+        };
+        let shared = match &self.last_topic {
+            Some(last) if **last == *topic.as_str() => last.clone(),
+            _ => {
+                let shared: Arc<str> = topic.as_str().into();
+                self.last_topic = Some(shared.clone());
+                shared
+            }
+        };
+        if let Some(slot) = slot {
+            if self.aliases.len() <= slot {
+                self.aliases.resize(slot + 1, None);
+            }
+            self.aliases[slot] = Some(shared.clone());
+        }
+        Ok(shared)
+    }
+
+    /// Accepts the CONNECT: the client holds `client_id` (`assigned` when
+    /// the broker chose it) in `namespace`; CONNACK is queued.
+    pub fn accept(&mut self, client_id: Arc<str>, assigned: bool, namespace: NamespaceId) {
+        if self.state != State::Connecting {
+            return;
+        }
+        let version = self.version.unwrap_or(ProtocolVersion::V311);
+        let mut properties = PropertiesBuf::new();
+        if version == ProtocolVersion::V5 {
+            if self.expiry_asked > 0 {
+                // Sessions are not kept: say so (MQTT 5 section 3.2.2.3.2).
+                properties.push(Property::SessionExpiryInterval(0));
+            }
+            if assigned {
+                properties.push(Property::AssignedClientIdentifier(&client_id));
+            }
+            let max_packet = u32::try_from(self.config.max_packet_size).unwrap_or(u32::MAX);
+            properties
+                .push(Property::MaximumQos(1))
+                .push(Property::MaximumPacketSize(max_packet))
+                .push(Property::TopicAliasMaximum(self.config.topic_alias_maximum))
+                .push(Property::SubscriptionIdentifierAvailable(0))
+                .push(Property::SharedSubscriptionAvailable(0));
+        }
+        let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+        self.outbound.push_final(&encode::to_vec(&Packet::ConnAck(ack), version));
+        self.requested = None;
+        self.client_id = Some(client_id);
+        self.namespace = Some(namespace);
+        self.state = State::Connected;
+    }
+
+    /// Refuses the CONNECT with `reason` (a CONNACK in the client's
+    /// version) and closes.
+    pub fn refuse_connect(&mut self, reason: ReasonCode, text: &str) -> Closed {
+        let cause = match reason {
+            ReasonCode::NotAuthorized | ReasonCode::BadUserNameOrPassword => Cause::NotAuthorized,
+            ReasonCode::TopicNameInvalid => Cause::InvalidTopic,
+            _ => Cause::ProtocolError,
+        };
+        self.refuse_as(reason, text, cause)
+    }
+
+    fn refuse_as(&mut self, reason: ReasonCode, text: &str, cause: Cause) -> Closed {
+        if self.is_closed() {
+            return Closed { reason: self.close_reason().flatten() };
+        }
+        let version = self.version.unwrap_or(ProtocolVersion::V311);
+        let code = match version {
+            ProtocolVersion::V5 => reason as u8,
+            ProtocolVersion::V311 => reason.v311_connack_code(),
+        };
+        let mut properties = PropertiesBuf::new();
+        if version == ProtocolVersion::V5 {
+            properties.push(Property::ReasonString(text));
+        }
+        let ack = ConnAck { session_present: false, code, properties: properties.as_properties() };
+        self.outbound.push_final(&encode::to_vec(&Packet::ConnAck(ack), version));
+        self.state = State::Closed(Some(cause));
+        Closed { reason: Some(cause) }
+    }
+
+    /// Ends the session for a broker reason (takeover, shutdown, slow
+    /// consumer, keep-alive): MQTT 5 clients get a DISCONNECT saying why,
+    /// or a CONNACK refusal if their CONNECT was not answered yet.
+    pub fn close(&mut self, cause: Cause) -> Closed {
+        match self.state {
+            State::Connected => self.close_with(cause, wire_reason(cause), cause.text()),
+            State::Connecting => self.refuse_as(ReasonCode::ServerUnavailable, cause.text(), cause),
+            State::AwaitingConnect => {
+                self.state = State::Closed(Some(cause));
+                Closed { reason: Some(cause) }
+            }
+            State::Closed(reason) => Closed { reason },
+        }
+    }
+
+    /// Answers a SUBSCRIBE with one code per filter.
+    pub fn sub_ack(&mut self, packet_id: u16, codes: &[u8]) {
+        let ack = SubAck { packet_id, properties: Default::default(), codes };
+        let _ = self.queue(&Packet::SubAck(ack));
+    }
+
+    /// Answers an UNSUBSCRIBE with one code per filter (MQTT 5 only
+    /// sends them).
+    pub fn unsub_ack(&mut self, packet_id: u16, codes: &[u8]) {
+        let ack = UnsubAck { packet_id, properties: Default::default(), codes };
+        let _ = self.queue(&Packet::UnsubAck(ack));
+    }
+
+    /// Acknowledges a QoS 1 PUBLISH (the reason goes only to MQTT 5).
+    pub fn pub_ack(&mut self, packet_id: u16, reason: ReasonCode) {
+        let ack = Ack { packet_id, reason: reason as u8, properties: Default::default() };
+        let _ = self.queue(&Packet::PubAck(ack));
+    }
+
+    /// Records a granted subscription, for the QoS of what it delivers;
+    /// returns whether the filter was already subscribed.
+    pub fn granted(&mut self, filter: &Filter, options: SubscriptionOptions) -> bool {
+        let qos = options.qos.min(QoS::AtLeastOnce);
+        let granted = Granted { filter: filter.clone(), qos, no_local: options.no_local };
+        match self.subscriptions.iter_mut().find(|g| g.filter == *filter) {
+            Some(existing) => {
+                *existing = granted;
+                true
+            }
+            None => {
+                self.subscriptions.push(granted);
+                false
+            }
+        }
+    }
+
+    /// Forgets a subscription.
+    pub fn revoked(&mut self, filter: &Filter) {
+        self.subscriptions.retain(|g| g.filter != *filter);
+    }
+
+    /// Queues a PUBLISH of a message routed to this client, at the lower
+    /// of its QoS and what the client was granted for its topic. A QoS 1
+    /// delivery beyond the in-flight window waits its turn; a client over
+    /// its outbound limit is closed as a slow consumer.
+    pub fn deliver(&mut self, delivery: &Arc<Delivery>) -> Result<(), Closed> {
+        match self.state {
+            State::Connected => {}
+            State::Closed(reason) => return Err(Closed { reason }),
+            State::AwaitingConnect | State::Connecting => return Ok(()),
+        }
+        let message = delivery.message();
+        // A QoS 0 message to a client without No Local subscriptions goes
+        // at QoS 0 whatever it matched: the router matched it already.
+        if delivery.qos() == QoS::AtMostOnce && !self.subscriptions.iter().any(|g| g.no_local) {
+            return self.send_publish(delivery, QoS::AtMostOnce, false);
+        }
+        let Ok(topic) = TopicName::new(&message.topic, &TopicLimits::UNBOUNDED) else { return Ok(()) };
+        let mut granted = None;
+        let mut local_only = true;
+        for subscription in self.subscriptions.iter().filter(|g| g.filter.matches(topic)) {
+            granted = granted.max(Some(subscription.qos));
+            local_only &= subscription.no_local;
+        }
+        let Some(granted) = granted else { return Ok(()) };
+        if local_only && self.client_id.as_deref() == Some(&*message.from) {
+            return Ok(());
+        }
+        self.send_publish(delivery, granted.min(delivery.qos()), false)
+    }
+
+    /// Queues a stored value for a new subscription granted `granted`,
+    /// with RETAIN set.
+    pub fn deliver_retained(&mut self, delivery: &Arc<Delivery>, granted: QoS) -> Result<(), Closed> {
+        if self.state != State::Connected {
+            return Ok(());
+        }
+        self.send_publish(delivery, granted.min(delivery.qos()).min(QoS::AtLeastOnce), true)
+    }
+
+    /// When [`ServerSession::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed(_) => None,
+            State::AwaitingConnect | State::Connecting => Some(self.connect_deadline),
+            State::Connected => self.idle_timeout.map(|idle| self.last_received + idle),
+        }
+    }
+
+    /// Closes the session when the client was silent for 1.5 × its keep
+    /// alive (MQTT 5: DISCONNECT 0x8D), or sent no CONNECT in time.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Closed> {
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => Err(self.close(Cause::KeepAliveTimeout)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues a packet the session answers with; over the outbound limit
+    /// the session closes as a slow consumer.
+    fn queue(&mut self, packet: &Packet<'_>) -> Result<(), Closed> {
+        let Some(version) = self.version else { return Ok(()) };
+        if self.is_closed() {
+            return Ok(());
+        }
+        if self.outbound.push_with(|out| encode::encode(packet, version, out)).is_err() {
+            return Err(self.close(Cause::SlowConsumer));
+        }
+        Ok(())
+    }
+
+    fn decode_failed(&mut self, error: &DecodeError) -> Closed {
+        let cause = match error {
+            DecodeError::PacketTooLarge { .. } => Cause::FrameTooLarge,
+            DecodeError::TopicNameInvalid => Cause::InvalidTopic,
+            _ => Cause::ProtocolError,
+        };
+        self.close_with(cause, error.reason_code(), &error.to_string())
+    }
+
+    fn connect_failed(&mut self, error: &ConnectError) -> Closed {
+        let mut bytes = Vec::new();
+        error.refusal().encode(&mut bytes);
+        self.outbound.push_final(&bytes);
+        let cause = match error.error {
+            DecodeError::PacketTooLarge { .. } => Cause::FrameTooLarge,
+            _ => Cause::ProtocolError,
+        };
+        self.state = State::Closed(Some(cause));
+        Closed { reason: Some(cause) }
+    }
+
+    /// Closes after a CONNACK: MQTT 5 gets DISCONNECT `reason` with `text`
+    /// as its Reason String, 3.1.1 nothing (section 4.8).
+    fn close_with(&mut self, cause: Cause, reason: ReasonCode, text: &str) -> Closed {
+        if let State::Closed(reason) = self.state {
+            return Closed { reason };
+        }
+        if self.version == Some(ProtocolVersion::V5) && self.state == State::Connected {
+            let mut properties = PropertiesBuf::new();
+            properties.push(Property::ReasonString(text));
+            let disconnect = Disconnect { reason: reason as u8, properties: properties.as_properties() };
+            self.outbound.push_final(&encode::to_vec(&Packet::Disconnect(disconnect), ProtocolVersion::V5));
+        } else if self.state == State::Connecting {
+            return self.refuse_as(reason, text, cause);
+        }
+        self.state = State::Closed(Some(cause));
+        Closed { reason: Some(cause) }
+    }
+}
+
+/// The MQTT 5 DISCONNECT reason for a broker-side close.
+fn wire_reason(cause: Cause) -> ReasonCode {
+    match cause {
+        Cause::ProtocolError => ReasonCode::ProtocolError,
+        Cause::NotAuthorized => ReasonCode::NotAuthorized,
+        Cause::SessionTakenOver => ReasonCode::SessionTakenOver,
+        Cause::FrameTooLarge => ReasonCode::PacketTooLarge,
+        Cause::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
+        Cause::ShuttingDown => ReasonCode::ServerShuttingDown,
+        Cause::SlowConsumer => ReasonCode::QuotaExceeded,
+        Cause::InvalidTopic => ReasonCode::TopicNameInvalid,
+        Cause::TooManySessions => ReasonCode::QuotaExceeded,
+    }
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE filter as a tinymq [`Filter`], or the code
+/// refusing it: shared subscriptions (`$share/...`) are not offered.
+fn check_filter(filter: &str, limits: &TopicLimits) -> Result<Filter, ReasonCode> {
+    if filter.starts_with("$share/") {
+        return Err(ReasonCode::SharedSubscriptionsNotSupported);
+    }
+    Filter::new(filter, limits).map_err(|_| ReasonCode::TopicFilterInvalid)
+}
+
+#[cfg(test)]
+mod tests;

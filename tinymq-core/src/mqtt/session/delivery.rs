@@ -1,0 +1,191 @@
+//! What the broker sends a client: PUBLISH packets at QoS 0, and QoS 1
+//! ones through an in-flight window of packet ids; deliveries beyond the
+//! window wait, bounded in bytes by the outbound limit.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::ServerSession;
+use crate::codec::ReasonCode as Cause;
+use crate::mqtt::encode;
+use crate::mqtt::packet::{Packet, Properties, ProtocolVersion, Publish, QoS};
+use crate::router::Delivery;
+use crate::session::Closed;
+
+/// The QoS 1 deliveries of one connection: packet ids sent and not yet
+/// acknowledged, and those waiting for a free slot.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// Packet ids in flight, oldest first (acknowledgements usually come
+    /// in order, so the front is checked first).
+    inflight: VecDeque<u16>,
+    /// The window: the broker's maximum, lowered to the client's Receive
+    /// Maximum.
+    window: u16,
+    next_id: u16,
+    /// Deliveries waiting for the window, with their RETAIN flag.
+    waiting: VecDeque<(Arc<Delivery>, bool)>,
+    waiting_bytes: usize,
+}
+
+impl Outgoing {
+    pub(super) fn new(max_inflight: u16) -> Self {
+        Outgoing {
+            inflight: VecDeque::new(),
+            window: max_inflight.max(1),
+            next_id: 0,
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+        }
+    }
+
+    /// Lowers the window to the client's Receive Maximum.
+    pub(super) fn limit_window(&mut self, receive_maximum: u16) {
+        self.window = self.window.min(receive_maximum).max(1);
+    }
+
+    pub(super) fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// A PUBACK: its id is free again. An unknown id is ignored (a late
+    /// acknowledgement after nothing was resent).
+    pub(super) fn acknowledged(&mut self, packet_id: u16) {
+        if let Some(at) = self.inflight.iter().position(|&id| id == packet_id) {
+            self.inflight.remove(at);
+        }
+    }
+
+    /// A packet id not in flight, if the window has room.
+    fn claim(&mut self) -> Option<u16> {
+        if self.inflight.len() >= usize::from(self.window) {
+            return None;
+        }
+        loop {
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains(&self.next_id) {
+                self.inflight.push_back(self.next_id);
+                return Some(self.next_id);
+            }
+        }
+    }
+}
+
+/// The size of a PUBLISH on the wire, to compare with the client's
+/// Maximum Packet Size before encoding it.
+fn publish_size(version: ProtocolVersion, topic: &str, payload: usize, qos: QoS) -> usize {
+    let properties = usize::from(version == ProtocolVersion::V5);
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + packet_id + properties + payload;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+impl ServerSession {
+    /// Sends `delivery` at `qos`, or queues it behind the in-flight window.
+    pub(super) fn send_publish(&mut self, delivery: &Arc<Delivery>, qos: QoS, retain: bool) -> Result<(), Closed> {
+        let Some(version) = self.version else { return Ok(()) };
+        let message = delivery.message();
+        if publish_size(version, &message.topic, message.payload.len(), qos) > self.client_max_packet {
+            // MQTT 5 section 3.1.2.11.4: not sent, as if delivered.
+            return Ok(());
+        }
+        if qos == QoS::AtMostOnce {
+            return self.write_publish(delivery, qos, None, retain);
+        }
+        if self.outgoing.waiting.is_empty()
+            && let Some(packet_id) = self.outgoing.claim()
+        {
+            return self.write_publish(delivery, qos, Some(packet_id), retain);
+        }
+        let size = message.topic.len() + message.payload.len();
+        if self.outbound.len() + self.outgoing.waiting_bytes + size > self.outbound.limit() {
+            return Err(self.close(Cause::SlowConsumer));
+        }
+        self.outgoing.waiting_bytes += size;
+        self.outgoing.waiting.push_back((delivery.clone(), retain));
+        Ok(())
+    }
+
+    /// Sends waiting QoS 1 deliveries while the window has room.
+    pub(super) fn send_waiting(&mut self) -> Result<(), Closed> {
+        while !self.outgoing.waiting.is_empty() {
+            let Some(packet_id) = self.outgoing.claim() else { break };
+            let Some((delivery, retain)) = self.outgoing.waiting.pop_front() else { break };
+            let message = delivery.message();
+            self.outgoing.waiting_bytes -= message.topic.len() + message.payload.len();
+            self.write_publish(&delivery, QoS::AtLeastOnce, Some(packet_id), retain)?;
+        }
+        Ok(())
+    }
+
+    fn write_publish(
+        &mut self,
+        delivery: &Delivery,
+        qos: QoS,
+        packet_id: Option<u16>,
+        retain: bool,
+    ) -> Result<(), Closed> {
+        let Some(version) = self.version else { return Ok(()) };
+        let message = delivery.message();
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: &message.topic,
+            packet_id,
+            properties: Properties::EMPTY,
+            payload: &message.payload,
+        };
+        if self.outbound.push_with(|out| encode::encode(&Packet::Publish(publish), version, out)).is_err() {
+            return Err(self.close(Cause::SlowConsumer));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_check_matches_the_encoder() {
+        for (version, qos, payload) in [
+            (ProtocolVersion::V311, QoS::AtMostOnce, 0),
+            (ProtocolVersion::V5, QoS::AtLeastOnce, 100),
+            (ProtocolVersion::V5, QoS::AtMostOnce, 20_000),
+            (ProtocolVersion::V311, QoS::AtLeastOnce, 3_000_000),
+        ] {
+            let payload = vec![7; payload];
+            let publish = Publish {
+                dup: false,
+                qos,
+                retain: false,
+                topic: "a/b",
+                packet_id: (qos != QoS::AtMostOnce).then_some(9),
+                properties: Properties::EMPTY,
+                payload: &payload,
+            };
+            let encoded = encode::to_vec(&Packet::Publish(publish), version);
+            assert_eq!(publish_size(version, "a/b", payload.len(), qos), encoded.len());
+        }
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_those_in_flight() {
+        let mut outgoing = Outgoing::new(3);
+        outgoing.next_id = u16::MAX - 1;
+        assert_eq!(outgoing.claim(), Some(u16::MAX));
+        assert_eq!(outgoing.claim(), Some(1));
+        assert_eq!(outgoing.claim(), Some(2));
+        assert_eq!(outgoing.claim(), None, "the window is full");
+        outgoing.acknowledged(1);
+        outgoing.next_id = 0;
+        assert_eq!(outgoing.claim(), Some(1), "a freed id is used again");
+    }
+}

@@ -1,0 +1,135 @@
+//! MQTT's input: packets into the session, a CONNECT's credentials (the
+//! same users, budgets and namespaces as the binary protocol's), requests
+//! through the core's MQTT rules, and the will of a connection that ends
+//! without a clean DISCONNECT.
+
+use std::time::Instant;
+
+use tinymq_core::auth::{AuthError, Identity};
+use tinymq_core::broker::{Effects, Origin};
+use tinymq_core::mqtt::{self, Request, Step};
+
+use super::EventLoop;
+use super::slot::Held;
+use crate::shared::{ConnRef, Sink, log_events, unix_time};
+use crate::users::Decision;
+
+impl EventLoop {
+    /// Feeds `input` to the MQTT session packet by packet; returns bytes
+    /// consumed.
+    pub(super) fn handle_packets(&mut self, token: usize, input: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        let Some(me) = self.conn_ref(token) else { return 0 };
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
+            let Some(session) = conn.proto.mqtt_session() else { return used };
+            let (consumed, request) = match session.handle_input(now, &input[used..]) {
+                Ok(Step::Incomplete { .. }) => return used,
+                Ok(Step::Handled { consumed }) => (consumed, None),
+                Ok(Step::Request { consumed, request }) => (consumed, Some(request)),
+                Err(closed) => {
+                    if let Some(reason) = closed.reason {
+                        log::debug!("MQTT connection {}:{} closed: {reason}", self.index, conn.serial);
+                    }
+                    return input.len();
+                }
+            };
+            used += consumed;
+            let Some(request) = request else { continue };
+            if let Request::Connect { credentials, .. } = request {
+                let credentials = credentials.map(|c| (c.username, c.password));
+                match self.shared.authenticate(me, conn.peer_ip, credentials) {
+                    Decision::Now(caller) => self.finish_mqtt_connect(token, me, caller, now),
+                    Decision::Later => {
+                        // The session reads nothing more until it is decided.
+                        conn.hold(Held::MqttConnect);
+                        return used;
+                    }
+                }
+                continue;
+            }
+            if matches!(request, Request::Publish { .. }) {
+                self.counted.messages_in += 1;
+            }
+            let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
+            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id } = request {
+                // Live traffic changes nothing in the router: routed under
+                // the shared lock, from the connection's cache.
+                let broker = self.shared.broker.read();
+                let routes = conn.routes.get_or_insert_with(Box::default);
+                let subscriber = conn.subscriber;
+                let router = broker.router();
+                mqtt::broker::publish_live(router, routes, session, subscriber, topic, payload, qos, packet_id, origin)
+            } else {
+                let mut broker = self.shared.broker.write();
+                let mut effects = mqtt::broker::execute(broker.router_mut(), session, conn.subscriber, request, origin);
+                // Submitted under the lock, as a binary publish's is. A
+                // QoS 1 PUBACK does not wait for the commit.
+                if let Some(op) = effects.store.take() {
+                    let _ = self.shared.submit(op);
+                }
+                effects
+            };
+            self.apply_effects(token, effects, now);
+        }
+    }
+
+    /// Answers a CONNECT whose credentials are decided. A wrong password
+    /// costs the peer's budget as it does on every face.
+    pub(super) fn finish_mqtt_connect(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        caller: Result<Identity, AuthError>,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let peer_ip = conn.peer_ip;
+        let Some(session) = conn.proto.mqtt_session() else { return };
+        let origin = Origin { unix_time: unix_time(), ip: peer_ip };
+        let effects = {
+            let mut broker = self.shared.broker.write();
+            let caller = broker.charged_caller(caller, peer_ip, now);
+            log_events(&mut broker);
+            let allow_anonymous = broker.allows_anonymous();
+            mqtt::broker::connect(broker.router_mut(), session, Sink::Conn(me), allow_anonymous, caller, origin)
+        };
+        match (session.client_id(), session.close_reason()) {
+            (Some(client_id), _) => {
+                log::debug!("MQTT connection {}:{} is client {client_id:?}", self.index, conn.serial)
+            }
+            (None, Some(reason)) => log::debug!("MQTT connection {}:{} refused: {reason:?}", self.index, conn.serial),
+            (None, None) => {}
+        }
+        self.apply_effects(token, effects, now);
+    }
+
+    /// Publishes the will of an MQTT connection that is ending, if it has
+    /// one to publish (see [`mqtt::ServerSession::take_will`]), through the
+    /// same rule as any publish, to every face's subscribers.
+    pub(super) fn publish_will(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
+        let Some(session) = conn.proto.mqtt_session() else { return };
+        let Some(will) = session.take_will() else { return };
+        let Some(namespace) = session.namespace() else { return };
+        let client_id = session.client_id().cloned();
+        log::debug!("MQTT connection {}:{} ended: publishing its will to {:?}", self.index, conn.serial, will.topic);
+        let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
+        let effects: Effects<Sink> = {
+            let mut broker = self.shared.broker.write();
+            let mut effects = mqtt::broker::publish_will(broker.router_mut(), namespace, client_id, will, origin);
+            if let Some(op) = effects.store.take() {
+                let _ = self.shared.submit(op);
+            }
+            effects
+        };
+        self.counted.messages_in += 1;
+        if let Some(delivery) = effects.delivery
+            && !effects.receivers.is_empty()
+        {
+            // Rare (one per lost connection), and reached from paths that
+            // have no time at hand.
+            self.dispatch(&delivery, &effects.receivers, Instant::now());
+        }
+    }
+}
