@@ -462,3 +462,69 @@ fn a_session_reads_up_to_its_window_and_refuses_an_id_in_use() {
     }
     assert_eq!(frames, [(FrameType::ConnAck, 0), (FrameType::PubAck, 1), (FrameType::Disconnect, 0)]);
 }
+
+/// Not a check but a figure: QoS 1 messages through the whole core path
+/// (client session, broker session, router, durable session with its store
+/// ops applied to a memory store, and back), 1 → 1, the subscriber online
+/// and then offline. Run with
+/// `cargo test --release -p tinymq-core --test qos -- --ignored --nocapture`.
+#[test]
+#[ignore]
+#[allow(clippy::disallowed_methods)]
+fn measure_the_core_qos1_path() {
+    const COUNT: usize = 100_000;
+    for window in [16u16, 256, 1024] {
+        let sessions = SessionsConfig {
+            queue: QueueLimits { max_inflight: window, ..QueueLimits::default() },
+            ..Default::default()
+        };
+        let mut broker = Broker::new(SessionConfig { max_inflight: window, ..SessionConfig::default() }, sessions);
+        let mut sub = Peer::new(&broker, ClientConfig { max_inflight: window, ..persistent("sub") });
+        sub.connect(&mut broker);
+        sub.client.subscribe_qos(broker.now, "a", Qos::AtLeastOnce).unwrap();
+        sub.run(&mut broker);
+        let mut publisher = Peer::new(&broker, ClientConfig { max_inflight: window, ..plain("pub") });
+        publisher.connect(&mut broker);
+        let payload = [7u8; 64];
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while sent < COUNT {
+            while sent < COUNT && publisher.client.publish_qos1(broker.now, "a", &payload, false).is_ok() {
+                sent += 1;
+            }
+            publisher.run(&mut broker);
+            sub.run(&mut broker);
+            sub.events.clear();
+            publisher.events.clear();
+        }
+        let online = started.elapsed();
+
+        sub.cut(&mut broker);
+        sub.client = tinymq_core::client::ClientSession::new(
+            &ClientConfig { max_inflight: window, ..persistent("sub") },
+            broker.now,
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while sent < COUNT {
+            while sent < COUNT && publisher.client.publish_qos1(broker.now, "a", &payload, false).is_ok() {
+                sent += 1;
+            }
+            publisher.run(&mut broker);
+            publisher.events.clear();
+        }
+        let queued = started.elapsed();
+        let started = std::time::Instant::now();
+        sub.connect(&mut broker);
+        let drained = started.elapsed();
+        assert_eq!(sub.messages().len(), COUNT);
+        let rate = |d: Duration| COUNT as f64 / d.as_secs_f64();
+        println!(
+            "window {window}: online {:.0} msg/s, queued offline {:.0} msg/s, drained on reconnect {:.0} msg/s",
+            rate(online),
+            rate(queued),
+            rate(drained)
+        );
+    }
+}

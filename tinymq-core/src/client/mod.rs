@@ -113,8 +113,9 @@ pub struct ClientConfig {
     pub session_expiry: u32,
     /// The will the broker publishes if the connection is lost.
     pub will: Option<ClientWill>,
-    /// QoS 1 publishes that may wait for their ack at once (default 64;
-    /// keep it at or under the broker's `max_inflight`).
+    /// QoS 1 publishes that may wait for their ack at once (default 256,
+    /// as the broker's `max_inflight`; beyond the broker's, it just stops
+    /// reading until it has acknowledged some).
     pub max_inflight: u16,
 }
 
@@ -145,7 +146,7 @@ impl Default for ClientConfig {
             persistent: false,
             session_expiry: 0,
             will: None,
-            max_inflight: 64,
+            max_inflight: 256,
         }
     }
 }

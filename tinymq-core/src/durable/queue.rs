@@ -3,7 +3,7 @@
 //! [`crate::Session`] and an MQTT session send what it yields in their own
 //! frames.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::router::Delivery;
@@ -89,6 +89,9 @@ pub struct DeliveryQueue {
     bytes: usize,
     next_seq: u64,
     next_packet_id: u16,
+    /// The ids of the in-flight entries, so a free one is found without a
+    /// scan of the window.
+    ids_in_use: HashSet<u16>,
     dropped: u64,
 }
 
@@ -104,6 +107,7 @@ impl DeliveryQueue {
             bytes: 0,
             next_seq: 1,
             next_packet_id: 1,
+            ids_in_use: HashSet::new(),
             dropped: 0,
         }
     }
@@ -176,13 +180,13 @@ impl DeliveryQueue {
         Some(Transmit { packet_id, delivery: entry.delivery.clone(), dup, seq: entry.seq })
     }
 
-    /// A packet id no in-flight entry holds. The window is at most 65535,
-    /// so one is always free.
+    /// A packet id no in-flight entry holds, now taken. The window is at
+    /// most 65535, so one is always free.
     fn free_packet_id(&mut self) -> u16 {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.entries.iter().take(self.inflight).any(|e| e.packet_id == id) {
+            if self.ids_in_use.insert(id) {
                 return id;
             }
         }
@@ -192,6 +196,10 @@ impl DeliveryQueue {
     /// sequence number, or `None` for an id not in flight (a late or
     /// repeated PubAck, ignored).
     pub fn ack(&mut self, packet_id: u16) -> Option<u64> {
+        if !self.ids_in_use.remove(&packet_id) {
+            return None;
+        }
+        // Acks come mostly in order, so this finds it at the front.
         let index = self.entries.iter().take(self.inflight).position(|e| e.packet_id == packet_id)?;
         let entry = self.entries.remove(index)?;
         self.inflight -= 1;
