@@ -289,7 +289,10 @@ impl Sessions {
             }
             // The virtual clock may not reach back that far: then from now.
             let since = now.checked_sub(elapsed).unwrap_or(now);
-            let queue = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
+            let (queue, dropped) = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
+            for seq in dropped {
+                self.ops.push_back(delete_queued(&key, seq));
+            }
             let mut will = record.will;
             if lost && let Some(will) = will.take() {
                 wills.push((key.clone(), will));

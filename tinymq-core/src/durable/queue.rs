@@ -114,17 +114,21 @@ impl DeliveryQueue {
 
     /// A queue holding messages restored from the store, in sequence order.
     /// Each is sent with DUP, since whether it was sent before is unknown.
-    /// Over the limits, the newest are dropped (and counted).
-    pub fn restore(limits: QueueLimits, mut messages: Vec<(u64, Arc<Delivery>)>) -> Self {
+    /// Over the limits (lowered since they were stored), the newest are
+    /// dropped and counted; their sequence numbers are returned, for the
+    /// store to forget them too.
+    pub fn restore(limits: QueueLimits, mut messages: Vec<(u64, Arc<Delivery>)>) -> (Self, Vec<u64>) {
         messages.sort_by_key(|(seq, _)| *seq);
         let mut queue = DeliveryQueue::new(limits);
+        let mut dropped = Vec::new();
         for (seq, delivery) in messages {
             queue.next_seq = seq.max(queue.next_seq - 1) + 1;
             if queue.push_entry(seq, delivery, true).is_err() {
                 queue.dropped += 1;
+                dropped.push(seq);
             }
         }
-        queue
+        (queue, dropped)
     }
 
     /// Appends `delivery`; its sequence number, or [`QueueFull`] (the
@@ -343,11 +347,14 @@ mod tests {
 
     #[test]
     fn restored_messages_go_out_in_order_marked_dup() {
-        let mut queue = DeliveryQueue::restore(limits(8, 10), vec![(7, message(7)), (3, message(3))]);
+        let (mut queue, dropped) = DeliveryQueue::restore(limits(8, 10), vec![(7, message(7)), (3, message(3))]);
+        assert!(dropped.is_empty());
         let first = queue.poll_transmit().unwrap();
         assert_eq!((first.seq, first.dup), (3, true));
         assert_eq!(queue.push(message(8)), Ok(8), "new messages number after the restored ones");
         assert_eq!(queue.poll_transmit().unwrap().seq, 7);
         assert!(!queue.poll_transmit().unwrap().dup);
+        let (queue, dropped) = DeliveryQueue::restore(limits(8, 1), vec![(2, message(2)), (1, message(1))]);
+        assert_eq!((queue.len(), queue.dropped(), dropped), (1, 1, vec![2]), "the newest goes");
     }
 }

@@ -191,3 +191,24 @@ fn restore_rebuilds_what_the_store_kept() {
     assert!(after.open(&key("live"), persistent()).unwrap().session_present);
     assert!(after.poll_transmit(&key("live")).unwrap().dup);
 }
+
+#[test]
+fn messages_over_lowered_limits_are_dropped_from_the_store_at_restore() {
+    let mut before = Sessions::new(SessionsConfig::default());
+    let opened = before.open(&key("d"), persistent()).unwrap();
+    for text in ["1", "2", "3"] {
+        before.enqueue(&key("d"), delivery(text)).unwrap().unwrap();
+    }
+    before.close(epoch(), 5, &key("d"), opened.token, Departure::Clean);
+    let mut store = MemoryStore::new();
+    store.apply(&ops(&mut before)).unwrap();
+
+    let lowered =
+        SessionsConfig { queue: QueueLimits { max_messages: 2, ..QueueLimits::default() }, ..Default::default() };
+    let mut after = Sessions::new(lowered);
+    after.restore(epoch(), 6, store.load_sessions().unwrap(), store.load_queued().unwrap());
+    assert_eq!(after.get(&key("d")).unwrap().queue().len(), 2);
+    store.apply(&ops(&mut after)).unwrap();
+    let kept: Vec<u64> = store.load_queued().unwrap().iter().map(|q| q.seq).collect();
+    assert_eq!(kept, [1, 2]);
+}
