@@ -25,12 +25,28 @@ fn plain(id: &str) -> ClientConfig {
     ClientConfig { client_id: id.into(), max_inflight: 16, ..Default::default() }
 }
 
-/// A persistent QoS 1 subscriber to `filter`, connected and then cut off.
-fn offline_subscriber(broker: &mut Broker, id: &str, filter: &str) -> Peer {
-    let mut sub = Peer::new(broker, persistent(id));
+/// A broker whose sessions keep at most `max_inflight` QoS 1 deliveries
+/// unacknowledged.
+fn broker_with_window(max_inflight: u16) -> Broker {
+    let queue = QueueLimits { max_inflight, ..QueueLimits::default() };
+    Broker::new(
+        SessionConfig { max_inflight, ..SessionConfig::default() },
+        SessionsConfig { queue, ..Default::default() },
+    )
+}
+
+/// A persistent QoS 1 subscriber to `filter`, connected.
+fn online_subscriber(broker: &mut Broker, config: ClientConfig, filter: &str) -> Peer {
+    let mut sub = Peer::new(broker, config);
     sub.connect(broker);
     sub.client.subscribe_qos(broker.now, filter, Qos::AtLeastOnce).unwrap();
     sub.run(broker);
+    sub
+}
+
+/// A persistent QoS 1 subscriber to `filter`, connected and then cut off.
+fn offline_subscriber(broker: &mut Broker, id: &str, filter: &str) -> Peer {
+    let mut sub = online_subscriber(broker, persistent(id), filter);
     sub.cut(broker);
     sub.events.clear();
     sub
@@ -79,10 +95,7 @@ fn an_offline_persistent_session_gets_every_acknowledged_message_in_order() {
 #[test]
 fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
     let mut broker = broker();
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "a/#", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "a/#");
     let mut publisher = Peer::new(&broker, plain("pub"));
     publisher.connect(&mut broker);
     for n in 0..3 {
@@ -105,13 +118,8 @@ fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
 
 #[test]
 fn the_in_flight_window_holds_the_rest_in_the_queue() {
-    let sessions =
-        SessionsConfig { queue: QueueLimits { max_inflight: 4, ..QueueLimits::default() }, ..Default::default() };
-    let mut broker = Broker::new(SessionConfig::default(), sessions);
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "a", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut broker = broker_with_window(4);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "a");
     let mut publisher = Peer::new(&broker, plain("pub"));
     publisher.connect(&mut broker);
     for n in 0..10 {
@@ -300,13 +308,8 @@ fn a_persistent_session_will_survives_a_broker_kill_9() {
 
 #[test]
 fn order_holds_per_publisher_per_topic_through_cuts_and_duplicates_are_counted() {
-    let sessions =
-        SessionsConfig { queue: QueueLimits { max_inflight: 8, ..QueueLimits::default() }, ..Default::default() };
-    let mut broker = Broker::new(SessionConfig::default(), sessions);
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "t/#", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut broker = broker_with_window(8);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "t/#");
     let mut publishers: Vec<Peer> = ["p0", "p1"].iter().map(|id| Peer::new(&broker, plain(id))).collect();
     for publisher in &mut publishers {
         publisher.connect(&mut broker);
@@ -474,15 +477,8 @@ fn a_session_reads_up_to_its_window_and_refuses_an_id_in_use() {
 fn measure_the_core_qos1_path() {
     const COUNT: usize = 100_000;
     for window in [16u16, 256, 1024] {
-        let sessions = SessionsConfig {
-            queue: QueueLimits { max_inflight: window, ..QueueLimits::default() },
-            ..Default::default()
-        };
-        let mut broker = Broker::new(SessionConfig { max_inflight: window, ..SessionConfig::default() }, sessions);
-        let mut sub = Peer::new(&broker, ClientConfig { max_inflight: window, ..persistent("sub") });
-        sub.connect(&mut broker);
-        sub.client.subscribe_qos(broker.now, "a", Qos::AtLeastOnce).unwrap();
-        sub.run(&mut broker);
+        let mut broker = broker_with_window(window);
+        let mut sub = online_subscriber(&mut broker, ClientConfig { max_inflight: window, ..persistent("sub") }, "a");
         let mut publisher = Peer::new(&broker, ClientConfig { max_inflight: window, ..plain("pub") });
         publisher.connect(&mut broker);
         let payload = [7u8; 64];
