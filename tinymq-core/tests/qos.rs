@@ -524,3 +524,51 @@ fn measure_the_core_qos1_path() {
         );
     }
 }
+
+/// A shell with no durable sessions (tinymq-net today) runs QoS 1 requests
+/// through `broker::execute`: subscriptions are granted QoS 0, and a QoS 1
+/// publish is acknowledged once routed, which is then all it takes.
+#[test]
+fn execute_grants_qos_0_and_acknowledges_qos_1_publishes_once_routed() {
+    use tinymq_core::broker::{self, Origin};
+    use tinymq_core::{NamespaceId, Router};
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    let mut router: Router<usize> = Router::new();
+    let mut session = Session::new(now, &SessionConfig::default());
+    let mut subscriber = None;
+    let mut input = Frame::connect("c", b"").to_vec();
+    input.extend(Frame { qos: Qos::AtLeastOnce, ..Frame::with_topic(FrameType::Subscribe, "a") }.to_vec());
+    input.extend(Frame::publish_qos1("a", b"x", "", false, 9, false).to_vec());
+    input.extend(Frame::publish_qos1("a", b"y", "", true, 10, false).to_vec());
+    let mut used = 0;
+    let mut receivers = Vec::new();
+    while let Ok(Step::Request { consumed, request }) = session.handle_input(now, &input[used..]) {
+        let origin = Origin { unix_time: 0, ip: None };
+        let effects =
+            broker::execute(&mut router, &mut session, subscriber, 0, request, origin, |_| Ok(NamespaceId::PUBLIC));
+        subscriber = subscriber.or(effects.connected);
+        receivers.extend(effects.receivers);
+        used += consumed;
+    }
+    assert_eq!(used, input.len());
+    assert_eq!(receivers, [0, 0], "both routed to the subscriber");
+    let mut slices: [&[u8]; 8] = [&[]; 8];
+    let n = session.outbound().front_slices(&mut slices);
+    let bytes: Vec<u8> = slices[..n].concat();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Ok(Decoded::Frame { frame, consumed }) = Decoder::default().decode(&bytes[at..]) {
+        frames.push((frame.kind, frame.qos, frame.packet_id));
+        at += consumed;
+    }
+    assert_eq!(
+        frames,
+        [
+            (FrameType::ConnAck, Qos::AtMostOnce, 0),
+            (FrameType::SubAck, Qos::AtMostOnce, 0),
+            (FrameType::PubAck, Qos::AtMostOnce, 9),
+            (FrameType::PubAck, Qos::AtMostOnce, 10),
+        ]
+    );
+}
