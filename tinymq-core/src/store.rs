@@ -71,7 +71,7 @@ pub fn split_http_client_key(key: &[u8]) -> Result<(&str, &str), RecordError> {
     Ok((namespace, client))
 }
 
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
     // Fields are bounded by the frame limits (payload 4 GiB at most).
     out.extend_from_slice(&u32::try_from(bytes.len()).expect("field under 4 GiB").to_be_bytes());
     out.extend_from_slice(bytes);

@@ -25,12 +25,28 @@ fn plain(id: &str) -> ClientConfig {
     ClientConfig { client_id: id.into(), max_inflight: 16, ..Default::default() }
 }
 
-/// A persistent QoS 1 subscriber to `filter`, connected and then cut off.
-fn offline_subscriber(broker: &mut Broker, id: &str, filter: &str) -> Peer {
-    let mut sub = Peer::new(broker, persistent(id));
+/// A broker whose sessions keep at most `max_inflight` QoS 1 deliveries
+/// unacknowledged.
+fn broker_with_window(max_inflight: u16) -> Broker {
+    let queue = QueueLimits { max_inflight, ..QueueLimits::default() };
+    Broker::new(
+        SessionConfig { max_inflight, ..SessionConfig::default() },
+        SessionsConfig { queue, ..Default::default() },
+    )
+}
+
+/// A persistent QoS 1 subscriber to `filter`, connected.
+fn online_subscriber(broker: &mut Broker, config: ClientConfig, filter: &str) -> Peer {
+    let mut sub = Peer::new(broker, config);
     sub.connect(broker);
     sub.client.subscribe_qos(broker.now, filter, Qos::AtLeastOnce).unwrap();
     sub.run(broker);
+    sub
+}
+
+/// A persistent QoS 1 subscriber to `filter`, connected and then cut off.
+fn offline_subscriber(broker: &mut Broker, id: &str, filter: &str) -> Peer {
+    let mut sub = online_subscriber(broker, persistent(id), filter);
     sub.cut(broker);
     sub.events.clear();
     sub
@@ -79,10 +95,7 @@ fn an_offline_persistent_session_gets_every_acknowledged_message_in_order() {
 #[test]
 fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
     let mut broker = broker();
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "a/#", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "a/#");
     let mut publisher = Peer::new(&broker, plain("pub"));
     publisher.connect(&mut broker);
     for n in 0..3 {
@@ -105,13 +118,8 @@ fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
 
 #[test]
 fn the_in_flight_window_holds_the_rest_in_the_queue() {
-    let sessions =
-        SessionsConfig { queue: QueueLimits { max_inflight: 4, ..QueueLimits::default() }, ..Default::default() };
-    let mut broker = Broker::new(SessionConfig::default(), sessions);
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "a", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut broker = broker_with_window(4);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "a");
     let mut publisher = Peer::new(&broker, plain("pub"));
     publisher.connect(&mut broker);
     for n in 0..10 {
@@ -300,13 +308,8 @@ fn a_persistent_session_will_survives_a_broker_kill_9() {
 
 #[test]
 fn order_holds_per_publisher_per_topic_through_cuts_and_duplicates_are_counted() {
-    let sessions =
-        SessionsConfig { queue: QueueLimits { max_inflight: 8, ..QueueLimits::default() }, ..Default::default() };
-    let mut broker = Broker::new(SessionConfig::default(), sessions);
-    let mut sub = Peer::new(&broker, persistent("sub"));
-    sub.connect(&mut broker);
-    sub.client.subscribe_qos(broker.now, "t/#", Qos::AtLeastOnce).unwrap();
-    sub.run(&mut broker);
+    let mut broker = broker_with_window(8);
+    let mut sub = online_subscriber(&mut broker, persistent("sub"), "t/#");
     let mut publishers: Vec<Peer> = ["p0", "p1"].iter().map(|id| Peer::new(&broker, plain(id))).collect();
     for publisher in &mut publishers {
         publisher.connect(&mut broker);
@@ -461,4 +464,111 @@ fn a_session_reads_up_to_its_window_and_refuses_an_id_in_use() {
         at += consumed;
     }
     assert_eq!(frames, [(FrameType::ConnAck, 0), (FrameType::PubAck, 1), (FrameType::Disconnect, 0)]);
+}
+
+/// Not a check but a figure: QoS 1 messages through the whole core path
+/// (client session, broker session, router, durable session with its store
+/// ops applied to a memory store, and back), 1 → 1, the subscriber online
+/// and then offline. Run with
+/// `cargo test --release -p tinymq-core --test qos -- --ignored --nocapture`.
+#[test]
+#[ignore]
+#[allow(clippy::disallowed_methods)]
+fn measure_the_core_qos1_path() {
+    const COUNT: usize = 100_000;
+    for window in [16u16, 256, 1024] {
+        let mut broker = broker_with_window(window);
+        let mut sub = online_subscriber(&mut broker, ClientConfig { max_inflight: window, ..persistent("sub") }, "a");
+        let mut publisher = Peer::new(&broker, ClientConfig { max_inflight: window, ..plain("pub") });
+        publisher.connect(&mut broker);
+        let payload = [7u8; 64];
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while sent < COUNT {
+            while sent < COUNT && publisher.client.publish_qos1(broker.now, "a", &payload, false).is_ok() {
+                sent += 1;
+            }
+            publisher.run(&mut broker);
+            sub.run(&mut broker);
+            sub.events.clear();
+            publisher.events.clear();
+        }
+        let online = started.elapsed();
+
+        sub.cut(&mut broker);
+        sub.client = tinymq_core::client::ClientSession::new(
+            &ClientConfig { max_inflight: window, ..persistent("sub") },
+            broker.now,
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while sent < COUNT {
+            while sent < COUNT && publisher.client.publish_qos1(broker.now, "a", &payload, false).is_ok() {
+                sent += 1;
+            }
+            publisher.run(&mut broker);
+            publisher.events.clear();
+        }
+        let queued = started.elapsed();
+        let started = std::time::Instant::now();
+        sub.connect(&mut broker);
+        let drained = started.elapsed();
+        assert_eq!(sub.messages().len(), COUNT);
+        let rate = |d: Duration| COUNT as f64 / d.as_secs_f64();
+        println!(
+            "window {window}: online {:.0} msg/s, queued offline {:.0} msg/s, drained on reconnect {:.0} msg/s",
+            rate(online),
+            rate(queued),
+            rate(drained)
+        );
+    }
+}
+
+/// A shell with no durable sessions (tinymq-net today) runs QoS 1 requests
+/// through `broker::execute`: subscriptions are granted QoS 0, and a QoS 1
+/// publish is acknowledged once routed, which is then all it takes.
+#[test]
+fn execute_grants_qos_0_and_acknowledges_qos_1_publishes_once_routed() {
+    use tinymq_core::broker::{self, Origin};
+    use tinymq_core::{NamespaceId, Router};
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    let mut router: Router<usize> = Router::new();
+    let mut session = Session::new(now, &SessionConfig::default());
+    let mut subscriber = None;
+    let mut input = Frame::connect("c", b"").to_vec();
+    input.extend(Frame { qos: Qos::AtLeastOnce, ..Frame::with_topic(FrameType::Subscribe, "a") }.to_vec());
+    input.extend(Frame::publish_qos1("a", b"x", "", false, 9, false).to_vec());
+    input.extend(Frame::publish_qos1("a", b"y", "", true, 10, false).to_vec());
+    let mut used = 0;
+    let mut receivers = Vec::new();
+    while let Ok(Step::Request { consumed, request }) = session.handle_input(now, &input[used..]) {
+        let origin = Origin { unix_time: 0, ip: None };
+        let effects =
+            broker::execute(&mut router, &mut session, subscriber, 0, request, origin, |_| Ok(NamespaceId::PUBLIC));
+        subscriber = subscriber.or(effects.connected);
+        receivers.extend(effects.receivers);
+        used += consumed;
+    }
+    assert_eq!(used, input.len());
+    assert_eq!(receivers, [0, 0], "both routed to the subscriber");
+    let mut slices: [&[u8]; 8] = [&[]; 8];
+    let n = session.outbound().front_slices(&mut slices);
+    let bytes: Vec<u8> = slices[..n].concat();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Ok(Decoded::Frame { frame, consumed }) = Decoder::default().decode(&bytes[at..]) {
+        frames.push((frame.kind, frame.qos, frame.packet_id));
+        at += consumed;
+    }
+    assert_eq!(
+        frames,
+        [
+            (FrameType::ConnAck, Qos::AtMostOnce, 0),
+            (FrameType::SubAck, Qos::AtMostOnce, 0),
+            (FrameType::PubAck, Qos::AtMostOnce, 9),
+            (FrameType::PubAck, Qos::AtMostOnce, 10),
+        ]
+    );
 }

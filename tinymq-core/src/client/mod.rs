@@ -113,8 +113,9 @@ pub struct ClientConfig {
     pub session_expiry: u32,
     /// The will the broker publishes if the connection is lost.
     pub will: Option<ClientWill>,
-    /// QoS 1 publishes that may wait for their ack at once (default 64;
-    /// keep it at or under the broker's `max_inflight`).
+    /// QoS 1 publishes that may wait for their ack at once (default 256,
+    /// as the broker's `max_inflight`; beyond the broker's, it just stops
+    /// reading until it has acknowledged some).
     pub max_inflight: u16,
 }
 
@@ -145,7 +146,7 @@ impl Default for ClientConfig {
             persistent: false,
             session_expiry: 0,
             will: None,
-            max_inflight: 64,
+            max_inflight: 256,
         }
     }
 }
@@ -275,6 +276,11 @@ pub enum ClientError {
     /// A persistent session needs a client id.
     #[error("a persistent session needs a client id")]
     PersistentWithoutId,
+    /// A QoS 1 publish or a will to a topic beginning with `$`, which the
+    /// broker refuses with a Disconnect: kept for resending, it would be
+    /// refused on every connection.
+    #[error("topic {0:?} begins with $, which is the broker's")]
+    BrokerTopic(String),
     /// The broker sent bytes that are not a valid frame. The connection is
     /// unusable.
     #[error("the broker sent an invalid frame: {0}")]
@@ -380,6 +386,9 @@ impl ClientSession {
         if let Some(will) = &config.will {
             TopicName::new(&will.topic, &topic_limits)
                 .map_err(|source| ClientError::InvalidTopic { topic: will.topic.clone(), source })?;
+            if will.topic.starts_with('$') {
+                return Err(ClientError::BrokerTopic(will.topic.clone()));
+            }
             let len = OPTIONS_LEN + will.payload.len() + credentials.len();
             if len > max_payload_len {
                 return Err(ClientError::PayloadTooLarge { len, max: max_payload_len });
@@ -489,8 +498,9 @@ impl ClientSession {
     /// Queues a QoS 1 Publish of `payload` to `topic` and returns its
     /// packet id; [`ClientEvent::Published`] carries it back once the
     /// broker acknowledges. Sent now if connected, else after the next
-    /// ConnAck. Fails on an invalid topic, an oversized payload, or a full
-    /// window ([`ClientError::WindowFull`]); nothing is queued then.
+    /// ConnAck. Fails on an invalid topic or one beginning with `$`, an
+    /// oversized payload, or a full window ([`ClientError::WindowFull`]);
+    /// nothing is queued then.
     pub fn publish_qos1(
         &mut self,
         now: Instant,
@@ -500,6 +510,9 @@ impl ClientSession {
     ) -> Result<u16, ClientError> {
         TopicName::new(topic, &self.topic_limits)
             .map_err(|source| ClientError::InvalidTopic { topic: topic.to_owned(), source })?;
+        if topic.starts_with('$') {
+            return Err(ClientError::BrokerTopic(topic.to_owned()));
+        }
         if payload.len() > self.max_payload_len {
             return Err(ClientError::PayloadTooLarge { len: payload.len(), max: self.max_payload_len });
         }

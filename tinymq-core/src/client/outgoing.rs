@@ -1,7 +1,7 @@
 //! The client's QoS 1 publishes until the broker acknowledges them: a
 //! bounded window, kept across connections and sent again (DUP) on the next.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use crate::codec::Frame;
 
@@ -21,11 +21,18 @@ pub(super) struct Outgoing {
     window: usize,
     pending: VecDeque<Pending>,
     next_packet_id: u16,
+    /// The pending ids, so a free one is found without a scan.
+    ids_in_use: HashSet<u16>,
 }
 
 impl Outgoing {
     pub(super) fn new(window: u16) -> Self {
-        Outgoing { window: usize::from(window.max(1)), pending: VecDeque::new(), next_packet_id: 1 }
+        Outgoing {
+            window: usize::from(window.max(1)),
+            pending: VecDeque::new(),
+            next_packet_id: 1,
+            ids_in_use: HashSet::new(),
+        }
     }
 
     pub(super) fn is_full(&self) -> bool {
@@ -42,7 +49,7 @@ impl Outgoing {
         let packet_id = loop {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.pending.iter().any(|p| p.packet_id == id) {
+            if self.ids_in_use.insert(id) {
                 break id;
             }
         };
@@ -73,6 +80,10 @@ impl Outgoing {
 
     /// The broker acknowledged `packet_id`: whether it was pending.
     pub(super) fn ack(&mut self, packet_id: u16) -> bool {
+        if !self.ids_in_use.remove(&packet_id) {
+            return false;
+        }
+        // Acks come mostly in order, so this finds it at the front.
         match self.pending.iter().position(|p| p.packet_id == packet_id) {
             Some(index) => {
                 self.pending.remove(index);

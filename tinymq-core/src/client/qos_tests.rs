@@ -64,6 +64,9 @@ fn persistence_and_will_go_in_connect() {
     let bad_will = ClientWill { topic: "a/#".into(), payload: vec![], retain: false, qos: Qos::AtMostOnce };
     let config = ClientConfig { will: Some(bad_will), ..Default::default() };
     assert!(matches!(ClientSession::new(&config, now), Err(ClientError::InvalidTopic { .. })));
+    let broker_will = ClientWill { topic: "$SYS/w".into(), payload: vec![], retain: false, qos: Qos::AtMostOnce };
+    let config = ClientConfig { will: Some(broker_will), ..Default::default() };
+    assert_eq!(ClientSession::new(&config, now).unwrap_err(), ClientError::BrokerTopic("$SYS/w".into()));
 }
 
 #[test]
@@ -74,6 +77,7 @@ fn the_window_bounds_unacknowledged_publishes_and_acks_free_it() {
     assert_eq!(client.publish_qos1(now, "t", b"1", false), Ok(1));
     assert_eq!(client.publish_qos1(now, "t", b"2", false), Ok(2));
     assert_eq!(client.publish_qos1(now, "t", b"3", false), Err(ClientError::WindowFull(2)));
+    assert_eq!(client.publish_qos1(now, "$SYS/x", b"", false), Err(ClientError::BrokerTopic("$SYS/x".into())));
     let frames = sent(&mut client);
     assert_eq!(
         frames,

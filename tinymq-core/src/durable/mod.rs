@@ -66,6 +66,35 @@
 //! assert_eq!(std::iter::from_fn(|| sessions.poll_store_op()).count(), 6);
 //! ```
 //!
+//! # In a shell
+//!
+//! - **When to acknowledge a QoS 1 publish.** With `--durability batched`,
+//!   call [`crate::Session::ack`] once the message is routed and queued
+//!   ([`Sessions::enqueue`] returned): it is safe in memory. With
+//!   `immediate`, hold the ack until the writer reports the commit that
+//!   holds the message's `PutQueued` (and, for a retained publish, its
+//!   value): note the writer's submission count after submitting the ops,
+//!   and ack each held packet id once the committed count reaches it. The
+//!   event loop never waits; only the PubAck does.
+//! - **Routing.** A persistent session keeps its router subscriber while it
+//!   has no connection, so matching messages still reach it; deliver at the
+//!   lower of the publish QoS and [`Sessions::subscription_qos`]: QoS 1 to
+//!   [`Sessions::enqueue`], QoS 0 straight to the connection if there is
+//!   one (QoS 0 is never queued). On [`Opened::session_present`] re-add
+//!   nothing (the subscriber kept its filters); otherwise start a new one.
+//!   Drop it when [`Sessions::handle_timeout`] expires the session or
+//!   [`Sessions::close`] ends a clean one.
+//! - **Threads.** `Sessions` holds no locks. Several event loops can share
+//!   one behind a mutex (each call is short), or split sessions between
+//!   them by client id; the store ops of all go to the one writer.
+//! - **Restart.** Load with [`crate::store::Store::load_sessions`] and
+//!   [`crate::store::Store::load_queued`], [`Sessions::restore`], add a
+//!   router subscriber with the restored filters for each, then publish
+//!   the returned wills.
+//!
+//! `tests/qos.rs` runs the whole of this on a virtual clock (its
+//! `qos_shell` module is a reference shell, `immediate` durability).
+//!
 //! Persistence is ordered: a message's `PutQueued` is queued before the
 //! `DeleteQueued` of its ack, so a store that applies ops in order is never
 //! left holding an acknowledged message, and one that stops midway (kill
@@ -289,7 +318,10 @@ impl Sessions {
             }
             // The virtual clock may not reach back that far: then from now.
             let since = now.checked_sub(elapsed).unwrap_or(now);
-            let queue = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
+            let (queue, dropped) = DeliveryQueue::restore(self.config.queue, messages.remove(&key).unwrap_or_default());
+            for seq in dropped {
+                self.ops.push_back(delete_queued(&key, seq));
+            }
             let mut will = record.will;
             if lost && let Some(will) = will.take() {
                 wills.push((key.clone(), will));

@@ -3,7 +3,7 @@
 //! [`crate::Session`] and an MQTT session send what it yields in their own
 //! frames.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::router::Delivery;
@@ -89,6 +89,9 @@ pub struct DeliveryQueue {
     bytes: usize,
     next_seq: u64,
     next_packet_id: u16,
+    /// The ids of the in-flight entries, so a free one is found without a
+    /// scan of the window.
+    ids_in_use: HashSet<u16>,
     dropped: u64,
 }
 
@@ -104,23 +107,28 @@ impl DeliveryQueue {
             bytes: 0,
             next_seq: 1,
             next_packet_id: 1,
+            ids_in_use: HashSet::new(),
             dropped: 0,
         }
     }
 
     /// A queue holding messages restored from the store, in sequence order.
     /// Each is sent with DUP, since whether it was sent before is unknown.
-    /// Over the limits, the newest are dropped (and counted).
-    pub fn restore(limits: QueueLimits, mut messages: Vec<(u64, Arc<Delivery>)>) -> Self {
+    /// Over the limits (lowered since they were stored), the newest are
+    /// dropped and counted; their sequence numbers are returned, for the
+    /// store to forget them too.
+    pub fn restore(limits: QueueLimits, mut messages: Vec<(u64, Arc<Delivery>)>) -> (Self, Vec<u64>) {
         messages.sort_by_key(|(seq, _)| *seq);
         let mut queue = DeliveryQueue::new(limits);
+        let mut dropped = Vec::new();
         for (seq, delivery) in messages {
             queue.next_seq = seq.max(queue.next_seq - 1) + 1;
             if queue.push_entry(seq, delivery, true).is_err() {
                 queue.dropped += 1;
+                dropped.push(seq);
             }
         }
-        queue
+        (queue, dropped)
     }
 
     /// Appends `delivery`; its sequence number, or [`QueueFull`] (the
@@ -176,13 +184,13 @@ impl DeliveryQueue {
         Some(Transmit { packet_id, delivery: entry.delivery.clone(), dup, seq: entry.seq })
     }
 
-    /// A packet id no in-flight entry holds. The window is at most 65535,
-    /// so one is always free.
+    /// A packet id no in-flight entry holds, now taken. The window is at
+    /// most 65535, so one is always free.
     fn free_packet_id(&mut self) -> u16 {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.entries.iter().take(self.inflight).any(|e| e.packet_id == id) {
+            if self.ids_in_use.insert(id) {
                 return id;
             }
         }
@@ -192,6 +200,10 @@ impl DeliveryQueue {
     /// sequence number, or `None` for an id not in flight (a late or
     /// repeated PubAck, ignored).
     pub fn ack(&mut self, packet_id: u16) -> Option<u64> {
+        if !self.ids_in_use.remove(&packet_id) {
+            return None;
+        }
+        // Acks come mostly in order, so this finds it at the front.
         let index = self.entries.iter().take(self.inflight).position(|e| e.packet_id == packet_id)?;
         let entry = self.entries.remove(index)?;
         self.inflight -= 1;
@@ -335,11 +347,14 @@ mod tests {
 
     #[test]
     fn restored_messages_go_out_in_order_marked_dup() {
-        let mut queue = DeliveryQueue::restore(limits(8, 10), vec![(7, message(7)), (3, message(3))]);
+        let (mut queue, dropped) = DeliveryQueue::restore(limits(8, 10), vec![(7, message(7)), (3, message(3))]);
+        assert!(dropped.is_empty());
         let first = queue.poll_transmit().unwrap();
         assert_eq!((first.seq, first.dup), (3, true));
         assert_eq!(queue.push(message(8)), Ok(8), "new messages number after the restored ones");
         assert_eq!(queue.poll_transmit().unwrap().seq, 7);
         assert!(!queue.poll_transmit().unwrap().dup);
+        let (queue, dropped) = DeliveryQueue::restore(limits(8, 1), vec![(2, message(2)), (1, message(1))]);
+        assert_eq!((queue.len(), queue.dropped(), dropped), (1, 1, vec![2]), "the newest goes");
     }
 }

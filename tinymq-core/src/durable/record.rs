@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::codec::Qos;
 use crate::record::{Record, RecordError};
-use crate::store::value_key;
+use crate::store::{put_field, value_key};
 use crate::topic::{Filter, TopicLimits};
 
 const SESSION_V1: u8 = 1;
@@ -40,11 +40,6 @@ pub struct SessionRecord {
     pub subscriptions: Vec<(Filter, Qos)>,
     /// The will of its current connection.
     pub will: Option<WillMessage>,
-}
-
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&u32::try_from(bytes.len()).expect("field under 4 GiB").to_be_bytes());
-    out.extend_from_slice(bytes);
 }
 
 fn qos(byte: u8) -> Result<Qos, RecordError> {

@@ -191,3 +191,92 @@ fn restore_rebuilds_what_the_store_kept() {
     assert!(after.open(&key("live"), persistent()).unwrap().session_present);
     assert!(after.poll_transmit(&key("live")).unwrap().dup);
 }
+
+#[test]
+fn messages_over_lowered_limits_are_dropped_from_the_store_at_restore() {
+    let mut before = Sessions::new(SessionsConfig::default());
+    let opened = before.open(&key("d"), persistent()).unwrap();
+    for text in ["1", "2", "3"] {
+        before.enqueue(&key("d"), delivery(text)).unwrap().unwrap();
+    }
+    before.close(epoch(), 5, &key("d"), opened.token, Departure::Clean);
+    let mut store = MemoryStore::new();
+    store.apply(&ops(&mut before)).unwrap();
+
+    let lowered =
+        SessionsConfig { queue: QueueLimits { max_messages: 2, ..QueueLimits::default() }, ..Default::default() };
+    let mut after = Sessions::new(lowered);
+    after.restore(epoch(), 6, store.load_sessions().unwrap(), store.load_queued().unwrap());
+    assert_eq!(after.get(&key("d")).unwrap().queue().len(), 2);
+    store.apply(&ops(&mut after)).unwrap();
+    let kept: Vec<u64> = store.load_queued().unwrap().iter().map(|q| q.seq).collect();
+    assert_eq!(kept, [1, 2]);
+}
+
+/// The fuzz target `durable_sessions` in small, for every test run: random
+/// operations, each step's store ops applied, and a restart from the store
+/// after each step rebuilds the same persistent sessions.
+#[test]
+fn a_restart_after_any_step_rebuilds_the_persistent_sessions() {
+    let config = SessionsConfig { session_expiry: Duration::from_secs(100), max_sessions: 2, ..Default::default() };
+    let ids = ["a", "b", "c"];
+    for seed in 1..=20u32 {
+        let mut state = seed.wrapping_mul(0x9e37_79b9) | 1;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut now = epoch();
+        let mut unix = 1_000;
+        let mut sessions = Sessions::new(config);
+        let mut store = MemoryStore::new();
+        let mut tokens = [None; 3];
+        for step in 0..300 {
+            let who = random() as usize % 3;
+            let key = key(ids[who]);
+            match random() % 9 {
+                0 | 1 => {
+                    let request = if random() % 2 == 0 { with_will(random() % 4 != 0) } else { persistent() };
+                    if let Ok(opened) = sessions.open(&key, request) {
+                        tokens[who] = Some(opened.token);
+                    }
+                }
+                2 => {
+                    if let Some(token) = tokens[who].take() {
+                        let departure = if random() % 2 == 0 { Departure::Clean } else { Departure::Lost };
+                        sessions.close(now, unix, &key, token, departure);
+                    }
+                }
+                3 => sessions.subscribe(&key, filter(["t/#", "u"][random() as usize % 2]), Qos::AtLeastOnce),
+                4 => sessions.unsubscribe(&key, &filter(["t/#", "u"][random() as usize % 2])),
+                5 => drop(sessions.enqueue(&key, delivery(&step.to_string()))),
+                6 => drop(sessions.poll_transmit(&key)),
+                7 => drop(sessions.ack(&key, (random() % 6) as u16)),
+                _ => {
+                    let by = u64::from(random() % 40);
+                    now += Duration::from_secs(by);
+                    unix += by;
+                    sessions.handle_timeout(now);
+                }
+            }
+            store.apply(&ops(&mut sessions)).unwrap();
+            let mut restored = Sessions::new(config);
+            let wills = restored.restore(now, unix, store.load_sessions().unwrap(), store.load_queued().unwrap());
+            for id in ids {
+                let live = sessions.get(&self::key(id)).filter(|view| view.is_persistent());
+                let again = restored.get(&self::key(id));
+                assert_eq!(live.is_some(), again.is_some(), "seed {seed} step {step}: {id}");
+                let (Some(live), Some(again)) = (live, again) else { continue };
+                assert_eq!(live.subscriptions(), again.subscriptions(), "seed {seed} step {step}: {id}");
+                let queued =
+                    |view: SessionView<'_>| -> Vec<u64> { view.queue().messages().map(|(seq, _)| seq).collect() };
+                assert_eq!(queued(live), queued(again), "seed {seed} step {step}: {id}");
+                let will_expected = live.is_online() && live.will().is_some();
+                let will_given = wills.iter().any(|(k, _)| *k.client_id == *id);
+                assert_eq!(will_expected, will_given, "seed {seed} step {step}: {id}'s will");
+            }
+        }
+    }
+}
