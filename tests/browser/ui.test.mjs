@@ -14,6 +14,8 @@
 //   --user U --password P   log in (the browser's HTTP Basic prompt, answered), also over TCP
 //   --screenshots DIR  where ui-screenshot.png and ui-screenshot-phone.png go (default target/)
 //   --chromium PATH    the browser (default /usr/bin/chromium) [CHROMIUM]
+//   --bridge STATE     the broker has a bridge, shown as STATE (up or down);
+//                      without it, the page must show no bridges
 //
 // It fails (exit 1, the reason on stderr) on any console error, page error or
 // failed request, and on any check below that does not hold in time. Every
@@ -39,6 +41,7 @@ const { values: args } = parseArgs({
       default: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../target'),
     },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
+    bridge: { type: 'string' },
   },
 });
 if (!args.http || !args.tcp) {
@@ -282,6 +285,20 @@ try {
   await page.waitForFunction(() => Number(document.getElementById('total-in').textContent.replace(/\D/g, '')) >= 3,
     null, { timeout: LOAD_MS }).catch(async () => fail('messages in: ' + (await text('#total-in'))));
   log('lists the TCP clients and connections; ' + (await text('#total-in')) + ' messages in');
+
+  // Bridges: a card with each one's state, or none at all.
+  if (args.bridge) {
+    await page.waitForFunction((state) => {
+      const row = document.querySelector('#bridges tr');
+      return !document.getElementById('bridges-card').hidden && row && row.cells[2].textContent === state;
+    }, args.bridge, { timeout: LOAD_MS }).catch(async () => fail('bridge 0 not shown ' + args.bridge + ': '
+      + (await page.locator('#bridges-card').innerText())));
+    log('bridge 0 is shown ' + args.bridge + ': ' + (await page.locator('#bridges tr').first().innerText()).replace(/\s+/g, ' '));
+  } else if (await page.locator('#bridges-card').isVisible()) {
+    fail('a bridges card on a broker without bridges');
+  } else {
+    log('no bridges card on a broker without bridges');
+  }
 
   fs.mkdirSync(args.screenshots, { recursive: true });
   const desktop = path.join(args.screenshots, 'ui-screenshot.png');

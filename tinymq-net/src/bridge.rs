@@ -289,6 +289,12 @@ impl BridgeConfig {
         if credentials.password.is_some() && credentials.username.is_none() {
             return Err(bad("a password needs a user name".into()));
         }
+        // MQTT strings carry a two-byte length.
+        for (what, value) in [("user name", &credentials.username), ("password", &credentials.password)] {
+            if value.as_ref().is_some_and(|v| v.len() > usize::from(u16::MAX)) {
+                return Err(bad(format!("the {what} is longer than 65535 bytes")));
+            }
+        }
         let tls = if self.tls || urls.iter().any(ServerUrl::tls) {
             let Some(ca_file) = &self.ca_file else {
                 return Err(bad("TLS to the far side needs ca_file, the CA that issued its certificate".into()));

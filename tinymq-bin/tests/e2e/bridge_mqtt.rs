@@ -278,3 +278,36 @@ fn a_bridge_of_a_users_namespace_leaves_the_public_one_alone() {
     assert_eq!(drain(&mut alice), [("t/from-alice".into(), b"1".to_vec()), ("t/from-mosquitto".into(), b"3".to_vec())]);
     assert_eq!(drain(&mut public), [("t/from-public".to_owned(), b"2".to_vec())]);
 }
+
+#[test]
+fn thousands_of_messages_cross_whole_and_in_order_both_ways() {
+    const N: usize = 5000;
+    let mosquitto = Mosquitto::start();
+    let a = bridged(&mosquitto.url(), "A", &["--bridge-out", "up/#", "--bridge-in", "down/#"]);
+    let mut on_a = a.connect("on-a");
+    on_a.subscribe("down/#");
+    wait_connected(&a);
+    let mut far = mosquitto.subscribe("far", "up/#");
+    let numbers: Vec<String> = (0..N).map(|n| format!("{n:05}-{}", "x".repeat(n % 300))).collect();
+
+    // tinymq → mosquitto: packets cut across reads and writes arrive whole.
+    let mut publisher = a.connect("pub");
+    for number in &numbers {
+        publisher.publish("up/n", number.as_bytes());
+    }
+    for number in &numbers {
+        assert_eq!(far.recv(), message("up/n", false, number.as_bytes()));
+    }
+    // mosquitto → tinymq: one mosquitto_pub connection, in order.
+    mosquitto.publish_lines("down/n", &numbers);
+    for number in &numbers {
+        let got = on_a.recv_publish();
+        assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("down/n", number.as_bytes()));
+    }
+    let stats = bridge_stats(&a);
+    assert_eq!(
+        (figure(&stats, "messages_out"), figure(&stats, "messages_in"), figure(&stats, "drops")),
+        (N as u64, N as u64, 0),
+        "{stats}"
+    );
+}

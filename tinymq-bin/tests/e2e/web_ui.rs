@@ -88,13 +88,16 @@ fn delivery_on(watcher: &mut RawClient, topic: &str) -> (String, String) {
 
 #[test]
 fn the_page_shows_the_broker_live_and_publishes_in_a_real_browser() {
-    let broker = BrokerProcess::start_http(&[]);
+    // With a bridge to nowhere: the page shows it down.
+    let nowhere = format!("nats://{}", crate::support::free_address());
+    let broker = BrokerProcess::start_http(&["--bridge", &nowhere, "--bridge-out", "bridged/#"]);
     let run = "anon";
     let mut watcher = broker.connect("rust-watcher");
     watcher.subscribe(&format!("ui-test-{run}/#"));
 
     // target/ui-screenshot.png, the one the README names.
-    run_browser_test(&broker, run, "", &[]);
+    let said = run_browser_test(&broker, run, "", &["--bridge", "down"]);
+    assert!(said.contains("bridge 0 is shown down: nats"), "{said}");
 
     // What the page and the script published reached a subscriber that is
     // none of theirs, with the senders the broker stamps.
@@ -119,7 +122,8 @@ fn without_anonymous_access_an_admin_logs_in_and_the_page_works() {
 
     // The page's fetches and its EventSource carry the credentials the
     // browser was asked for on `/`: the script fails on any 401.
-    run_browser_test(&broker, run, "ui-admin", &["--user", "root", "--password", "admin secret"]);
+    let said = run_browser_test(&broker, run, "ui-admin", &["--user", "root", "--password", "admin secret"]);
+    assert!(said.contains("no bridges card on a broker without bridges"), "{said}");
 
     let (payload, from) = delivery_on(&mut watcher, &format!("ui-test-{run}/form"));
     assert_eq!((payload.as_str(), from.as_str()), (format!("from the form {run}").as_str(), "web-ui"));

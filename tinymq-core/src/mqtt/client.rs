@@ -353,7 +353,12 @@ impl MqttClient {
     }
 
     /// The socket to the server [`MqttClient::next_server`] named is open
-    /// (and its TLS handshake done): CONNECT is queued.
+    /// (TLS, if any, started): CONNECT is queued.
+    ///
+    /// # Panics
+    ///
+    /// If the client id, user name or password is longer than the 65535
+    /// bytes an MQTT string holds: check them in the configuration.
     pub fn handle_connected(&mut self, now: Instant) {
         if !matches!(self.state, State::Dialing { .. }) {
             return;

@@ -42,7 +42,9 @@ impl Mosquitto {
         let dir = ScratchDir::new();
         let config = dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {} {}\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n{extra}\n",
+            // No queue limit: a subscriber slowed by a busy machine loses nothing.
+            "listener {} {}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest stderr\n\
+             log_type all\n{extra}\n",
             address.port(),
             address.ip()
         );
@@ -154,6 +156,25 @@ impl Mosquitto {
         child.stdin.take().expect("piped stdin").write_all(payload).expect("write the payload");
         let status = child.wait().expect("wait for mosquitto_pub");
         assert!(status.success(), "mosquitto_pub -t {topic} failed: {status}");
+    }
+
+    /// `mosquitto_pub -l`: each of `lines` a message to `topic`, on one
+    /// connection, in order; waits for it to finish.
+    pub fn publish_lines(&self, topic: &str, lines: &[String]) {
+        let program = require_tool("mosquitto_pub", "apt-get install mosquitto-clients");
+        let mut child = Command::new(program)
+            .args(["-h", "127.0.0.1", "-p", &self.address.port().to_string(), "-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto_pub");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        for line in lines {
+            writeln!(stdin, "{line}").expect("write a line");
+        }
+        drop(stdin);
+        let status = child.wait().expect("wait for mosquitto_pub");
+        assert!(status.success(), "mosquitto_pub -l -t {topic} failed: {status}");
     }
 
     /// Kills it and reaps it.

@@ -100,6 +100,20 @@ async function refreshStats() {
   $('requests').textContent = stats.requests.total.toLocaleString();
   const transports = Object.entries(stats.connections || {}).sort(([a], [b]) => a.localeCompare(b));
   $('connections').replaceChildren(...transports.map(([name, n]) => row([name, n], ['', 'num'])));
+  // Present only when the broker has bridges.
+  const bridges = stats.bridges || [];
+  $('bridges-card').hidden = bridges.length === 0;
+  $('bridges').replaceChildren(...bridges.map((b) => row([
+    b.kind,
+    b.server || (b.servers || []).join(' '),
+    b.connected ? 'up' : 'down',
+    b.messages_in.toLocaleString(),
+    b.messages_out.toLocaleString(),
+    b.drops.toLocaleString(),
+    b.queued.toLocaleString(),
+    b.reconnects.toLocaleString(),
+    b.last_error,
+  ], ['', '', '', 'num', 'num', 'num', 'num wide-only', 'num wide-only', 'wide-only'])));
   if (previous) {
     const seconds = Math.max((now - previous.at) / 1000, 0.001);
     const rateIn = Math.max(stats.messages_in - previous.in, 0) / seconds;
