@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use tinymq_core::durable::{ConnectionToken, Departure, SessionKey, SessionRequest, Sessions, SessionsConfig};
+use tinymq_core::durable::{
+    ConnectionToken, Departure, SessionId, SessionKey, SessionRequest, Sessions, SessionsConfig,
+};
 use tinymq_core::store::{MemoryStore, Store};
 use tinymq_core::topic::{Filter, TopicLimits};
 use tinymq_core::{Delivery, Message, Qos, Will};
@@ -34,30 +36,42 @@ fuzz_target!(|input: &[u8]| {
     let mut sessions = Sessions::new(config());
     let mut store = MemoryStore::new();
     let mut tokens: [Option<ConnectionToken>; 3] = [None; 3];
+    let mut ids: [Option<SessionId>; 3] = [None; 3];
     let mut counter = 0u32;
     let limits = TopicLimits::default();
     let mut bytes = input.iter().copied();
     while let Some(op) = bytes.next() {
         let who = usize::from(op >> 4) % IDS.len();
         let key = SessionKey::new("", IDS[who]);
+        // A handle for every call, stale when the session is gone (kept
+        // from its last open), as a shell would hold it.
+        let id = sessions.find(&key).or(ids[who]);
         match op % 10 {
             0 | 1 => {
-                let will = (op & 0x08 != 0).then_some(Will { topic: "w", payload: b"w", retain: false, qos: Qos::AtMostOnce });
+                let will =
+                    (op & 0x08 != 0).then_some(Will { topic: "w", payload: b"w", retain: false, qos: Qos::AtMostOnce });
                 let request = SessionRequest { persistent: op % 10 == 1, session_expiry: 0, will };
                 if let Ok(opened) = sessions.open(&key, request) {
                     tokens[who] = Some(opened.token);
+                    ids[who] = Some(opened.id);
                 }
             }
             2 | 3 => {
-                if let Some(token) = tokens[who].take() {
+                if let (Some(token), Some(id)) = (tokens[who].take(), id) {
                     let departure = if op % 10 == 2 { Departure::Clean } else { Departure::Lost };
-                    let will = sessions.close(now, unix, &key, token, departure);
+                    let will = sessions.close(now, unix, id, token, departure);
                     assert!(departure == Departure::Lost || will.is_none(), "a will on a clean close");
                 }
             }
-            4 => sessions.subscribe(&key, Filter::new(FILTERS[usize::from(op >> 3 & 1)], &limits).unwrap(), Qos::AtLeastOnce),
-            5 => sessions.unsubscribe(&key, &Filter::new(FILTERS[usize::from(op >> 3 & 1)], &limits).unwrap()),
-            6 => {
+            4 if let Some(id) = id => sessions.subscribe(
+                id,
+                Filter::new(FILTERS[usize::from(op >> 3 & 1)], &limits).unwrap(),
+                Qos::AtLeastOnce,
+            ),
+            5 if let Some(id) = id => {
+                sessions.unsubscribe(id, &Filter::new(FILTERS[usize::from(op >> 3 & 1)], &limits).unwrap())
+            }
+            6 if let Some(id) = id => {
                 counter += 1;
                 let message = Message {
                     topic: "t/x".into(),
@@ -66,19 +80,20 @@ fuzz_target!(|input: &[u8]| {
                     updated_time: unix,
                     ip: None,
                 };
-                let _ = sessions.enqueue(&key, Delivery::new(message));
+                let _ = sessions.enqueue(id, Delivery::new(message));
             }
-            7 => {
-                let _ = sessions.poll_transmit(&key);
+            7 if let Some(id) = id => {
+                let _ = sessions.poll_transmit(id);
             }
-            8 => {
-                let _ = sessions.ack(&key, u16::from(bytes.next().unwrap_or(1) % 8));
+            8 if let Some(id) = id => {
+                let _ = sessions.ack(id, u16::from(bytes.next().unwrap_or(1) % 8));
             }
+            4..=8 => {}
             _ => {
                 let step = Duration::from_secs(u64::from(bytes.next().unwrap_or(0)));
                 now += step;
                 unix += step.as_secs();
-                for expired in sessions.handle_timeout(now) {
+                for (_, expired) in sessions.handle_timeout(now) {
                     let index = IDS.iter().position(|id| **id == *expired.client_id).unwrap();
                     assert!(tokens[index].is_none(), "a connected session expired");
                 }
@@ -97,8 +112,8 @@ fn check_restore(sessions: &Sessions, store: &MemoryStore, now: Instant, unix: u
     let mut expected_wills = Vec::new();
     for id in IDS {
         let key = SessionKey::new("", id);
-        let live = sessions.get(&key).filter(|view| view.is_persistent());
-        let again = restored.get(&key);
+        let live = sessions.find(&key).and_then(|id| sessions.get(id)).filter(|view| view.is_persistent());
+        let again = restored.find(&key).and_then(|id| restored.get(id));
         assert_eq!(live.is_some(), again.is_some(), "{id}: persistent in one and not the other");
         let (Some(live), Some(again)) = (live, again) else { continue };
         assert_eq!(live.subscriptions(), again.subscriptions(), "{id}: subscriptions");
@@ -110,7 +125,7 @@ fn check_restore(sessions: &Sessions, store: &MemoryStore, now: Instant, unix: u
             expected_wills.push(id.to_owned());
         }
     }
-    let got: Vec<String> = wills.iter().map(|(key, _)| key.client_id.to_string()).collect();
+    let got: Vec<String> = wills.iter().map(|(id, _)| restored.get(*id).unwrap().key().client_id.to_string()).collect();
     let mut got_sorted = got.clone();
     got_sorted.sort();
     assert_eq!(got_sorted, expected_wills, "wills at restart");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use qos_shell::{Broker, Peer};
 use tinymq_core::client::{ClientConfig, ClientEvent, ClientWill};
-use tinymq_core::durable::{QueueLimits, SessionKey, SessionsConfig};
+use tinymq_core::durable::{QueueLimits, SessionsConfig};
 use tinymq_core::store::Store;
 use tinymq_core::{Decoded, Decoder, Frame, FrameType, Qos, ReasonCode, Request, Session, SessionConfig, Step};
 
@@ -86,8 +86,7 @@ fn an_offline_persistent_session_gets_every_acknowledged_message_in_order() {
     assert!(matches!(sub.events[0], ClientEvent::Connected { session_present: true, .. }));
     let got = texts(&sub.messages());
     assert_eq!(got, (0..500).map(|n| format!("m-{n}")).collect::<Vec<_>>());
-    let key = SessionKey::new("", "sub");
-    assert!(broker.sessions.get(&key).unwrap().queue().is_empty(), "every one acknowledged");
+    assert!(broker.session("sub").unwrap().queue().is_empty(), "every one acknowledged");
     broker.flush_store();
     assert!(broker.store.load_queued().unwrap().is_empty(), "and deleted from the store");
 }
@@ -104,7 +103,7 @@ fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
     publisher.run(&mut broker);
     // The messages reach the client, which never hands them on: no PubAck.
     sub.exchange(&mut broker, false);
-    assert_eq!(broker.sessions.get(&SessionKey::new("", "sub")).unwrap().queue().inflight(), 3);
+    assert_eq!(broker.session("sub").unwrap().queue().inflight(), 3);
     sub.cut(&mut broker);
     sub.events.clear();
     // The client kept them as events; a fresh client process would not.
@@ -113,7 +112,7 @@ fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
     let got = sub.messages();
     assert_eq!(texts(&got), ["0", "1", "2"]);
     assert!(got.iter().all(|(_, _, dup)| *dup), "resends carry DUP: {got:?}");
-    assert_eq!(broker.sessions.get(&SessionKey::new("", "sub")).unwrap().queue().len(), 0);
+    assert_eq!(broker.session("sub").unwrap().queue().len(), 0);
 }
 
 #[test]
@@ -127,13 +126,12 @@ fn the_in_flight_window_holds_the_rest_in_the_queue() {
     }
     publisher.run(&mut broker);
     sub.exchange(&mut broker, false);
-    let key = SessionKey::new("", "sub");
-    let queue = broker.sessions.get(&key).unwrap().queue();
+    let queue = broker.session("sub").unwrap().queue();
     assert_eq!((queue.inflight(), queue.len()), (4, 10), "4 sent, 6 waiting");
     // Taking the events acknowledges them, which lets the rest through.
     sub.run(&mut broker);
     assert_eq!(sub.messages().len(), 10);
-    assert_eq!(broker.sessions.get(&key).unwrap().queue().len(), 0);
+    assert_eq!(broker.session("sub").unwrap().queue().len(), 0);
 }
 
 #[test]
@@ -146,7 +144,7 @@ fn a_full_queue_drops_the_newest_for_that_session_only() {
     publisher.connect(&mut broker);
     assert_eq!(publish_all(&mut broker, &mut publisher, "a", "m", 15), 15, "the publisher's acks do not depend on it");
     publish_all(&mut broker, &mut publisher, "b", "o", 3);
-    assert_eq!(broker.sessions.get(&SessionKey::new("", "sub")).unwrap().queue().dropped(), 5);
+    assert_eq!(broker.session("sub").unwrap().queue().dropped(), 5);
     sub.connect(&mut broker);
     assert_eq!(texts(&sub.messages()), (0..10).map(|n| format!("m-{n}")).collect::<Vec<_>>());
     other.connect(&mut broker);
@@ -164,9 +162,9 @@ fn an_offline_session_expires_and_is_forgotten() {
     assert_eq!(broker.store.load_queued().unwrap().len(), 3);
 
     broker.advance(Duration::from_secs(3599));
-    assert!(broker.sessions.get(&SessionKey::new("", "sub")).is_some(), "not yet");
+    assert!(broker.session("sub").is_some(), "not yet");
     broker.advance(Duration::from_secs(1));
-    assert!(broker.sessions.get(&SessionKey::new("", "sub")).is_none());
+    assert!(broker.session("sub").is_none());
     assert!(broker.store.load_sessions().unwrap().is_empty() && broker.store.load_queued().unwrap().is_empty());
 
     sub.connect(&mut broker);
@@ -183,11 +181,10 @@ fn a_session_asks_for_a_shorter_expiry_but_never_a_longer_one() {
         let mut peer = Peer::new(&broker, ClientConfig { session_expiry: asked, ..persistent(&id) });
         peer.connect(&mut broker);
         peer.cut(&mut broker);
-        let key = SessionKey::new("", &id);
         broker.advance(Duration::from_secs(lives - 1));
-        assert!(broker.sessions.get(&key).is_some(), "{id}");
+        assert!(broker.session(&id).is_some(), "{id}");
         broker.advance(Duration::from_secs(1));
-        assert!(broker.sessions.get(&key).is_none(), "{id}");
+        assert!(broker.session(&id).is_none(), "{id}");
     }
 }
 

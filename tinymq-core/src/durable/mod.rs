@@ -11,7 +11,8 @@
 //!
 //! 1. At start, [`Sessions::restore`] with what the store loaded; publish
 //!    the wills it returns (their clients vanished with the broker).
-//! 2. On an accepted Connect, [`Sessions::open`]: it says whether a stored
+//! 2. On an accepted Connect, [`Sessions::open`]: it gives the session's
+//!    handle ([`SessionId`], for every later call), says whether a stored
 //!    session was resumed (ConnAck's SESSION_PRESENT), hands back its
 //!    subscriptions for the router, and the will of a connection it took
 //!    over; or it refuses a persistent session over the limit (Disconnect
@@ -40,8 +41,9 @@
 //! // The device connects, subscribes at QoS 1, and drops off.
 //! let opened = sessions.open(&key, persistent).unwrap();
 //! assert!(!opened.session_present);
-//! sessions.subscribe(&key, Filter::new("cmd/#", &TopicLimits::default()).unwrap(), Qos::AtLeastOnce);
-//! sessions.close(Instant::now(), 1_700_000_000, &key, opened.token, Departure::Lost);
+//! let id = opened.id;
+//! sessions.subscribe(id, Filter::new("cmd/#", &TopicLimits::default()).unwrap(), Qos::AtLeastOnce);
+//! sessions.close(Instant::now(), 1_700_000_000, id, opened.token, Departure::Lost);
 //!
 //! // A command for it is queued while it is away.
 //! let command = Message {
@@ -51,17 +53,17 @@
 //!     updated_time: 1_700_000_001,
 //!     ip: None,
 //! };
-//! sessions.enqueue(&key, Delivery::new(command)).unwrap().unwrap();
+//! sessions.enqueue(id, Delivery::new(command)).unwrap().unwrap();
 //!
 //! // It comes back: the session resumes and the command goes out with a
 //! // packet id (the shell writes it with `Session::deliver_qos1`).
 //! let opened = sessions.open(&key, persistent).unwrap();
-//! assert!(opened.session_present);
-//! let transmit = sessions.poll_transmit(&key).unwrap();
+//! assert!(opened.session_present && opened.id == id);
+//! let transmit = sessions.poll_transmit(id).unwrap();
 //! assert_eq!(&transmit.delivery.message().payload[..], b"now");
 //!
 //! // Its PubAck comes back as `Request::PubAck`; the message is done.
-//! assert_eq!(sessions.ack(&key, transmit.packet_id), Some(transmit.seq));
+//! assert_eq!(sessions.ack(id, transmit.packet_id), Some(transmit.seq));
 //! // Every change was queued for the store's writer, in order.
 //! assert_eq!(std::iter::from_fn(|| sessions.poll_store_op()).count(), 6);
 //! ```
@@ -89,8 +91,11 @@
 //!   them by client id; the store ops of all go to the one writer.
 //! - **Restart.** Load with [`crate::store::Store::load_sessions`] and
 //!   [`crate::store::Store::load_queued`], [`Sessions::restore`], add a
-//!   router subscriber with the restored filters for each, then publish
-//!   the returned wills.
+//!   router subscriber with the restored filters for each of
+//!   [`Sessions::iter`], then publish the returned wills.
+//! - **Handles.** Keep the [`SessionId`] of [`Opened::id`] with the
+//!   connection and as the router's sink for the session: every call but
+//!   [`Sessions::open`] takes it, so the hot path hashes no client id.
 //!
 //! `tests/qos.rs` runs the whole of this on a virtual clock (its
 //! `qos_shell` module is a reference shell, `immediate` durability).
@@ -187,6 +192,8 @@ pub struct SessionRequest<'a> {
 #[derive(Debug)]
 #[must_use]
 pub struct Opened {
+    /// The session's handle, for every later call about it.
+    pub id: SessionId,
     /// This connection's hold on the session.
     pub token: ConnectionToken,
     /// A stored session was resumed: set SESSION_PRESENT in ConnAck.
@@ -208,8 +215,18 @@ pub enum Departure {
     Lost,
 }
 
+/// A session's handle: a slot in [`Sessions`] plus a generation, so a
+/// handle kept after the session ended is recognised and ignored. A
+/// persistent session keeps its handle across connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId {
+    index: u32,
+    generation: u32,
+}
+
 #[derive(Debug)]
 struct State {
+    key: SessionKey,
     persistent: bool,
     expiry: Duration,
     subscriptions: Vec<(Filter, Qos)>,
@@ -235,6 +252,20 @@ impl State {
     fn expires_at(&self) -> Option<Instant> {
         self.offline_since.map(|(since, _)| since + self.expiry)
     }
+
+    fn put(&self) -> StoreOp {
+        StoreOp::PutSession {
+            namespace: self.key.namespace.to_string(),
+            client_id: self.key.client_id.to_string(),
+            record: self.record(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    state: Option<State>,
 }
 
 /// Every session that holds state beyond its connection's frames. See the
@@ -242,10 +273,12 @@ impl State {
 #[derive(Debug)]
 pub struct Sessions {
     config: SessionsConfig,
-    sessions: HashMap<SessionKey, State>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_key: HashMap<SessionKey, SessionId>,
     /// Sessions without a connection by when they expire, so the next
     /// deadline is found without a scan.
-    expiries: BTreeSet<(Instant, SessionKey)>,
+    expiries: BTreeSet<(Instant, SessionId)>,
     persistent: usize,
     ops: VecDeque<StoreOp>,
     next_token: u64,
@@ -256,7 +289,9 @@ impl Sessions {
     pub fn new(config: SessionsConfig) -> Self {
         Sessions {
             config,
-            sessions: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
             expiries: BTreeSet::new(),
             persistent: 0,
             ops: VecDeque::new(),
@@ -264,23 +299,61 @@ impl Sessions {
         }
     }
 
-    /// Puts `state` under `key`, keeping the counts and the expiry index.
-    fn insert(&mut self, key: SessionKey, state: State) {
-        self.remove(&key);
-        if let Some(at) = state.expires_at() {
-            self.expiries.insert((at, key.clone()));
-        }
-        self.persistent += usize::from(state.persistent);
-        self.sessions.insert(key, state);
+    fn state(&self, id: SessionId) -> Option<&State> {
+        let slot = self.slots.get(id.index as usize)?;
+        slot.state.as_ref().filter(|_| slot.generation == id.generation)
     }
 
-    fn remove(&mut self, key: &SessionKey) -> Option<State> {
-        let state = self.sessions.remove(key)?;
+    fn state_mut(&mut self, id: SessionId) -> Option<&mut State> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        slot.state.as_mut().filter(|_| slot.generation == id.generation)
+    }
+
+    /// Files `state` in a free slot, keeping the key index, the counts and
+    /// the expiry index.
+    fn insert(&mut self, state: State) -> SessionId {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            u32::try_from(self.slots.len() - 1).expect("under 2^32 sessions")
+        });
+        let slot = &mut self.slots[index as usize];
+        let id = SessionId { index, generation: slot.generation };
         if let Some(at) = state.expires_at() {
-            self.expiries.remove(&(at, key.clone()));
+            self.expiries.insert((at, id));
+        }
+        self.persistent += usize::from(state.persistent);
+        self.by_key.insert(state.key.clone(), id);
+        slot.state = Some(state);
+        id
+    }
+
+    fn remove(&mut self, id: SessionId) -> Option<State> {
+        self.state(id)?;
+        let slot = &mut self.slots[id.index as usize];
+        let state = slot.state.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        if let Some(at) = state.expires_at() {
+            self.expiries.remove(&(at, id));
         }
         self.persistent -= usize::from(state.persistent);
+        self.by_key.remove(&state.key);
         Some(state)
+    }
+
+    /// Sets when `id`'s session lost its connection (`None`: it has one),
+    /// keeping the expiry index.
+    fn set_offline(&mut self, id: SessionId, offline_since: Option<(Instant, u64)>) {
+        let Some(state) = self.state_mut(id) else { return };
+        let before = state.expires_at();
+        state.offline_since = offline_since;
+        let after = state.expires_at();
+        if let Some(at) = before {
+            self.expiries.remove(&(at, id));
+        }
+        if let Some(at) = after {
+            self.expiries.insert((at, id));
+        }
     }
 
     /// Rebuilds the persistent sessions the store loaded, at `now` (Unix
@@ -288,14 +361,15 @@ impl Sessions {
     /// had one when the broker stopped counts as offline from now, and its
     /// will is returned to be published. Sessions already expired are
     /// deleted (store ops queued); queued messages of no session are
-    /// deleted too.
+    /// deleted too. Give each restored session ([`Sessions::iter`]) a
+    /// router subscriber with its filters.
     pub fn restore(
         &mut self,
         now: Instant,
         unix_now: u64,
         sessions: Vec<StoredSession>,
         queued: Vec<StoredQueued>,
-    ) -> Vec<(SessionKey, WillMessage)> {
+    ) -> Vec<(SessionId, WillMessage)> {
         let mut messages: HashMap<SessionKey, Vec<(u64, Arc<Delivery>)>> = HashMap::new();
         for stored in queued {
             let key = SessionKey::new(&stored.namespace, &stored.client_id);
@@ -311,6 +385,12 @@ impl Sessions {
                 since => (since, false),
             };
             let elapsed = Duration::from_secs(unix_now.saturating_sub(offline_unix));
+            // Restored into sessions already made (a second restore): the
+            // held one stands.
+            if self.by_key.contains_key(&key) {
+                messages.remove(&key);
+                continue;
+            }
             if elapsed >= expiry {
                 self.ops.push_back(delete_session(&key));
                 messages.remove(&key);
@@ -323,10 +403,9 @@ impl Sessions {
                 self.ops.push_back(delete_queued(&key, seq));
             }
             let mut will = record.will;
-            if lost && let Some(will) = will.take() {
-                wills.push((key.clone(), will));
-            }
+            let lost_will = if lost { will.take() } else { None };
             let state = State {
+                key,
                 persistent: true,
                 expiry,
                 subscriptions: record.subscriptions,
@@ -336,9 +415,12 @@ impl Sessions {
                 offline_since: Some((since, offline_unix)),
             };
             if lost {
-                self.ops.push_back(put_session(&key, &state));
+                self.ops.push_back(state.put());
             }
-            self.insert(key, state);
+            let id = self.insert(state);
+            if let Some(will) = lost_will {
+                wills.push((id, will));
+            }
         }
         for (key, orphans) in messages {
             for (seq, _) in orphans {
@@ -352,8 +434,9 @@ impl Sessions {
     /// [`Opened`]. A new persistent session over
     /// [`SessionsConfig::max_sessions`] is refused, and nothing changes.
     pub fn open(&mut self, key: &SessionKey, request: SessionRequest<'_>) -> Result<Opened, TooManySessions> {
-        let existing = self.sessions.get(key).is_some_and(|state| state.persistent);
-        if request.persistent && !existing && self.persistent >= self.config.max_sessions {
+        let existing = self.by_key.get(key).copied();
+        let stored = existing.and_then(|id| self.state(id)).is_some_and(|state| state.persistent);
+        if request.persistent && !stored && self.persistent >= self.config.max_sessions {
             return Err(TooManySessions);
         }
         let token = ConnectionToken(self.next_token);
@@ -364,38 +447,39 @@ impl Sessions {
             retain: w.retain,
             qos: w.qos,
         });
-        let mut taken_over_will = None;
-        let resumable = match self.sessions.get_mut(key) {
-            Some(state) => {
-                if state.online.is_some() {
-                    taken_over_will = state.will.take();
-                }
-                request.persistent && state.persistent
-            }
-            None => false,
-        };
         let expiry = match request.session_expiry {
             0 => self.config.session_expiry,
             secs => Duration::from_secs(secs.into()).min(self.config.session_expiry),
         };
-        if resumable {
-            let mut state = self.remove(key).expect("checked above");
+        let mut taken_over_will = None;
+        if let Some(id) = existing
+            && let Some(state) = self.state_mut(id)
+            && state.online.is_some()
+        {
+            taken_over_will = state.will.take();
+        }
+        if let Some(id) = existing
+            && request.persistent
+            && stored
+        {
+            self.set_offline(id, None);
+            let state = self.state_mut(id).expect("found above");
             state.online = Some(token);
-            state.offline_since = None;
             state.expiry = expiry;
             state.will = will;
             state.queue.reconnected();
             let subscriptions = state.subscriptions.clone();
-            self.ops.push_back(put_session(key, &state));
-            self.insert(key.clone(), state);
-            return Ok(Opened { token, session_present: true, subscriptions, taken_over_will });
+            let put = state.put();
+            self.ops.push_back(put);
+            return Ok(Opened { id, token, session_present: true, subscriptions, taken_over_will });
         }
-        if let Some(old) = self.remove(key)
+        if let Some(old) = existing.and_then(|id| self.remove(id))
             && old.persistent
         {
             self.ops.push_back(delete_session(key));
         }
         let state = State {
+            key: key.clone(),
             persistent: request.persistent,
             expiry,
             subscriptions: Vec::new(),
@@ -405,10 +489,10 @@ impl Sessions {
             offline_since: None,
         };
         if state.persistent {
-            self.ops.push_back(put_session(key, &state));
+            self.ops.push_back(state.put());
         }
-        self.insert(key.clone(), state);
-        Ok(Opened { token, session_present: false, subscriptions: Vec::new(), taken_over_will })
+        let id = self.insert(state);
+        Ok(Opened { id, token, session_present: false, subscriptions: Vec::new(), taken_over_will })
     }
 
     /// The connection holding `token` ended at `now` (`unix_now` in Unix
@@ -420,90 +504,87 @@ impl Sessions {
         &mut self,
         now: Instant,
         unix_now: u64,
-        key: &SessionKey,
+        id: SessionId,
         token: ConnectionToken,
         departure: Departure,
     ) -> Option<WillMessage> {
-        if self.sessions.get(key)?.online != Some(token) {
-            return None;
-        }
-        let mut state = self.remove(key)?;
+        let state = self.state_mut(id).filter(|state| state.online == Some(token))?;
         let will = state.will.take().filter(|_| departure == Departure::Lost);
         if !state.persistent {
+            self.remove(id);
             return will;
         }
         state.online = None;
         // 0 means "connected" in the record.
-        state.offline_since = Some((now, unix_now.max(1)));
-        self.ops.push_back(put_session(key, &state));
-        self.insert(key.clone(), state);
+        self.set_offline(id, Some((now, unix_now.max(1))));
+        let put = self.state(id).expect("still held").put();
+        self.ops.push_back(put);
         will
     }
 
-    /// Adds or updates a subscription of `key`'s session (QoS as granted).
-    pub fn subscribe(&mut self, key: &SessionKey, filter: Filter, qos: Qos) {
-        let Some(state) = self.sessions.get_mut(key) else { return };
+    /// Adds or updates a subscription of `id`'s session (QoS as granted).
+    pub fn subscribe(&mut self, id: SessionId, filter: Filter, qos: Qos) {
+        let Some(state) = self.state_mut(id) else { return };
         match state.subscriptions.iter_mut().find(|(held, _)| *held == filter) {
             Some(entry) if entry.1 == qos => return,
             Some(entry) => entry.1 = qos,
             None => state.subscriptions.push((filter, qos)),
         }
         if state.persistent {
-            self.ops.push_back(put_session(key, state));
+            let put = state.put();
+            self.ops.push_back(put);
         }
     }
 
-    /// Removes a subscription of `key`'s session.
-    pub fn unsubscribe(&mut self, key: &SessionKey, filter: &Filter) {
-        let Some(state) = self.sessions.get_mut(key) else { return };
+    /// Removes a subscription of `id`'s session.
+    pub fn unsubscribe(&mut self, id: SessionId, filter: &Filter) {
+        let Some(state) = self.state_mut(id) else { return };
         let before = state.subscriptions.len();
         state.subscriptions.retain(|(held, _)| held != filter);
         if state.persistent && state.subscriptions.len() != before {
-            self.ops.push_back(put_session(key, state));
+            let put = state.put();
+            self.ops.push_back(put);
         }
     }
 
-    /// Queues a QoS 1 message for `key`'s session, online or not. Its
+    /// Queues a QoS 1 message for `id`'s session, online or not. Its
     /// sequence number, or [`QueueFull`] (dropped for this session; see
     /// [`QueueLimits`]). `None` when there is no such session.
-    pub fn enqueue(&mut self, key: &SessionKey, delivery: Arc<Delivery>) -> Option<Result<u64, QueueFull>> {
-        let state = self.sessions.get_mut(key)?;
+    pub fn enqueue(&mut self, id: SessionId, delivery: Arc<Delivery>) -> Option<Result<u64, QueueFull>> {
+        let state = self.state_mut(id)?;
         let message = state.persistent.then(|| delivery.message().clone());
         let result = state.queue.push(delivery);
         if let (Ok(seq), Some(message)) = (result, message) {
-            self.ops.push_back(StoreOp::PutQueued {
-                namespace: key.namespace.to_string(),
-                client_id: key.client_id.to_string(),
-                seq,
-                message,
-            });
+            let (namespace, client_id) = (state.key.namespace.to_string(), state.key.client_id.to_string());
+            self.ops.push_back(StoreOp::PutQueued { namespace, client_id, seq, message });
         }
         Some(result)
     }
 
-    /// The QoS at which `key`'s session takes a message to `topic`: the
+    /// The QoS at which `id`'s session takes a message to `topic`: the
     /// highest of its matching subscriptions', `None` if none matches. A
     /// message goes at the lower of this and its publish QoS.
-    pub fn subscription_qos(&self, key: &SessionKey, topic: TopicName<'_>) -> Option<Qos> {
-        let state = self.sessions.get(key)?;
+    pub fn subscription_qos(&self, id: SessionId, topic: TopicName<'_>) -> Option<Qos> {
+        let state = self.state(id)?;
         state.subscriptions.iter().filter(|(filter, _)| filter.matches(topic)).map(|(_, qos)| *qos).max()
     }
 
-    /// The next message to send to `key`'s connection, if it has one and
+    /// The next message to send to `id`'s connection, if it has one and
     /// its window allows.
-    pub fn poll_transmit(&mut self, key: &SessionKey) -> Option<Transmit> {
-        let state = self.sessions.get_mut(key)?;
+    pub fn poll_transmit(&mut self, id: SessionId) -> Option<Transmit> {
+        let state = self.state_mut(id)?;
         state.online?;
         state.queue.poll_transmit()
     }
 
-    /// `key`'s client acknowledged `packet_id`. The message's sequence
+    /// `id`'s client acknowledged `packet_id`. The message's sequence
     /// number, or `None` for an id not in flight (ignored).
-    pub fn ack(&mut self, key: &SessionKey, packet_id: u16) -> Option<u64> {
-        let state = self.sessions.get_mut(key)?;
+    pub fn ack(&mut self, id: SessionId, packet_id: u16) -> Option<u64> {
+        let state = self.state_mut(id)?;
         let seq = state.queue.ack(packet_id)?;
         if state.persistent {
-            self.ops.push_back(delete_queued(key, seq));
+            let op = delete_queued(&state.key, seq);
+            self.ops.push_back(op);
         }
         Some(seq)
     }
@@ -514,15 +595,16 @@ impl Sessions {
         self.expiries.first().map(|(at, _)| *at)
     }
 
-    /// Removes the sessions that expired by `now` and returns their keys.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<SessionKey> {
+    /// Removes the sessions that expired by `now`, and returns their
+    /// handles (now stale) and keys.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(SessionId, SessionKey)> {
         let mut expired = Vec::new();
-        while let Some((at, key)) = self.expiries.first().cloned()
+        while let Some(&(at, id)) = self.expiries.first()
             && at <= now
         {
-            self.remove(&key);
-            self.ops.push_back(delete_session(&key));
-            expired.push(key);
+            let Some(state) = self.remove(id) else { break };
+            self.ops.push_back(delete_session(&state.key));
+            expired.push((id, state.key));
         }
         expired
     }
@@ -532,14 +614,28 @@ impl Sessions {
         self.ops.pop_front()
     }
 
-    /// `key`'s session, to look at.
-    pub fn get(&self, key: &SessionKey) -> Option<SessionView<'_>> {
-        self.sessions.get(key).map(|state| SessionView { state })
+    /// The session of `key`, if there is one.
+    pub fn find(&self, key: &SessionKey) -> Option<SessionId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// `id`'s session, to look at.
+    pub fn get(&self, id: SessionId) -> Option<SessionView<'_>> {
+        self.state(id).map(|state| SessionView { state })
+    }
+
+    /// Every session, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (SessionId, SessionView<'_>)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let state = slot.state.as_ref()?;
+            let id = SessionId { index: index as u32, generation: slot.generation };
+            Some((id, SessionView { state }))
+        })
     }
 
     /// The number of sessions, with a connection or not.
     pub fn len(&self) -> usize {
-        self.sessions.len()
+        self.by_key.len()
     }
 
     /// The number of persistent sessions, with a connection or not.
@@ -549,7 +645,7 @@ impl Sessions {
 
     /// Whether there are no sessions.
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.by_key.is_empty()
     }
 }
 
@@ -560,6 +656,11 @@ pub struct SessionView<'a> {
 }
 
 impl<'a> SessionView<'a> {
+    /// Its namespace and client id.
+    pub fn key(&self) -> &'a SessionKey {
+        &self.state.key
+    }
+
     /// Whether a connection holds it.
     pub fn is_online(&self) -> bool {
         self.state.online.is_some()
@@ -597,14 +698,6 @@ impl WillMessage {
             updated_time: unix_time,
             ip: None,
         }
-    }
-}
-
-fn put_session(key: &SessionKey, state: &State) -> StoreOp {
-    StoreOp::PutSession {
-        namespace: key.namespace.to_string(),
-        client_id: key.client_id.to_string(),
-        record: state.record(),
     }
 }
 

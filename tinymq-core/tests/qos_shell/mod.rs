@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tinymq_core::client::{ClientConfig, ClientEvent, ClientSession};
-use tinymq_core::durable::{ConnectionToken, Departure, SessionKey, Sessions, SessionsConfig, WillMessage};
+use tinymq_core::durable::{
+    ConnectionToken, Departure, SessionId, SessionKey, SessionView, Sessions, SessionsConfig, WillMessage,
+};
 use tinymq_core::store::{MemoryStore, Store};
 use tinymq_core::{
     Delivery, Message, NamespaceId, Qos, ReasonCode, Request, Router, Session, SessionConfig, Step, SubscriberId,
@@ -20,6 +22,7 @@ use tinymq_core::{
 pub struct Conn {
     pub session: Session,
     pub key: Option<SessionKey>,
+    pub id: Option<SessionId>,
     pub token: Option<ConnectionToken>,
     /// The close was handled (will, session state).
     pub released: bool,
@@ -30,12 +33,12 @@ pub struct Broker {
     pub now: Instant,
     pub unix: u64,
     pub config: SessionConfig,
-    pub router: Router<usize>,
+    /// Sinks are sessions: a persistent one keeps its subscriber while
+    /// it has no connection.
+    pub router: Router<SessionId>,
     pub sessions: Sessions,
-    /// Router subscriber and connection of each live session, by key.
-    pub slots: HashMap<SessionKey, (SubscriberId, Option<usize>)>,
-    /// Keys by router sink.
-    pub sinks: Vec<SessionKey>,
+    /// Router subscriber and connection of each session.
+    pub slots: HashMap<SessionId, (SubscriberId, Option<usize>)>,
     pub conns: Vec<Conn>,
     pub store: MemoryStore,
     /// Wills published, as (client id, topic, payload).
@@ -52,7 +55,6 @@ impl Broker {
             router: Router::new(),
             sessions: Sessions::new(sessions),
             slots: HashMap::new(),
-            sinks: Vec::new(),
             conns: Vec::new(),
             store: MemoryStore::new(),
             wills: Vec::new(),
@@ -67,39 +69,44 @@ impl Broker {
         broker.store = self.store;
         let stored = broker.store.load_sessions().unwrap();
         let queued = broker.store.load_queued().unwrap();
-        let wills = broker.sessions.restore(broker.now, broker.unix, stored.clone(), queued);
-        for session in stored {
-            let key = SessionKey::new(&session.namespace, &session.client_id);
-            if broker.sessions.get(&key).is_none() {
-                continue;
-            }
-            let id = broker.subscriber(&key);
-            for (filter, _) in session.record.subscriptions {
-                broker.router.subscribe(id, filter);
+        let wills = broker.sessions.restore(broker.now, broker.unix, stored, queued);
+        let restored: Vec<(SessionId, Vec<_>)> = broker
+            .sessions
+            .iter()
+            .map(|(id, view)| (id, view.subscriptions().iter().map(|(f, _)| f.clone()).collect()))
+            .collect();
+        for (id, filters) in restored {
+            let subscriber = broker.subscriber(id);
+            for filter in filters {
+                broker.router.subscribe(subscriber, filter);
             }
         }
-        for (key, will) in wills {
+        for (id, will) in wills {
+            let key = broker.sessions.get(id).expect("restored").key().clone();
             broker.publish_will(&key, &will);
         }
         broker.flush_store();
         broker
     }
 
-    fn subscriber(&mut self, key: &SessionKey) -> SubscriberId {
-        if let Some((id, _)) = self.slots.get(key) {
-            return *id;
+    fn subscriber(&mut self, id: SessionId) -> SubscriberId {
+        if let Some((subscriber, _)) = self.slots.get(&id) {
+            return *subscriber;
         }
-        let sink = self.sinks.len();
-        self.sinks.push(key.clone());
-        let id = self.router.add_subscriber(NamespaceId::PUBLIC, sink);
-        self.slots.insert(key.clone(), (id, None));
-        id
+        let subscriber = self.router.add_subscriber(NamespaceId::PUBLIC, id);
+        self.slots.insert(id, (subscriber, None));
+        subscriber
     }
 
-    fn drop_slot(&mut self, key: &SessionKey) {
-        if let Some((id, _)) = self.slots.remove(key) {
-            self.router.remove_subscriber(id);
+    fn drop_slot(&mut self, id: SessionId) {
+        if let Some((subscriber, _)) = self.slots.remove(&id) {
+            self.router.remove_subscriber(subscriber);
         }
+    }
+
+    /// The session of client `client_id`, to look at.
+    pub fn session(&self, client_id: &str) -> Option<SessionView<'_>> {
+        self.sessions.get(self.sessions.find(&SessionKey::new("", client_id))?)
     }
 
     /// Every store op so far, applied: what the group-commit writer does.
@@ -110,7 +117,7 @@ impl Broker {
 
     pub fn open(&mut self) -> usize {
         let session = Session::new(self.now, &self.config);
-        self.conns.push(Conn { session, key: None, token: None, released: false });
+        self.conns.push(Conn { session, key: None, id: None, token: None, released: false });
         self.conns.len() - 1
     }
 
@@ -141,6 +148,7 @@ impl Broker {
         match request {
             Request::Connect { client_id, session: request, .. } => {
                 let key = SessionKey::new("", client_id);
+                let before = self.sessions.find(&key);
                 let opened = match self.sessions.open(&key, request) {
                     Ok(opened) => opened,
                     Err(refused) => {
@@ -149,23 +157,26 @@ impl Broker {
                         return;
                     }
                 };
-                if let Some((_, Some(old))) = self.slots.get(&key).copied() {
-                    let _ = self.conns[old].session.refuse(ReasonCode::SessionTakenOver, "session taken over");
-                    self.conns[old].released = true;
+                if let Some(old) = before
+                    && let Some((_, Some(old_conn))) = self.slots.get(&old).copied()
+                {
+                    let _ = self.conns[old_conn].session.refuse(ReasonCode::SessionTakenOver, "session taken over");
+                    self.conns[old_conn].released = true;
                 }
                 if let Some(will) = opened.taken_over_will {
                     self.publish_will(&key, &will);
                 }
-                if !opened.session_present {
-                    self.drop_slot(&key);
+                if let Some(old) = before.filter(|old| *old != opened.id) {
+                    self.drop_slot(old);
                 }
-                let id = self.subscriber(&key);
-                self.slots.insert(key.clone(), (id, Some(index)));
+                let subscriber = self.subscriber(opened.id);
+                self.slots.insert(opened.id, (subscriber, Some(index)));
                 let conn = &mut self.conns[index];
                 conn.session.accept_session(key.client_id.clone(), opened.session_present);
-                conn.key = Some(key.clone());
+                conn.key = Some(key);
+                conn.id = Some(opened.id);
                 conn.token = Some(opened.token);
-                self.pump(&key);
+                self.pump(opened.id);
             }
             Request::Publish { topic, payload, retain, qos, packet_id } => {
                 let key = self.conns[index].key.clone().expect("connected");
@@ -184,23 +195,23 @@ impl Broker {
                 }
             }
             Request::Subscribe(filter, qos) => {
-                let key = self.conns[index].key.clone().expect("connected");
-                let (id, _) = self.slots[&key];
-                self.sessions.subscribe(&key, filter.clone(), qos);
+                let id = self.conns[index].id.expect("connected");
+                let (subscriber, _) = self.slots[&id];
+                self.sessions.subscribe(id, filter.clone(), qos);
                 self.conns[index].session.sub_ack_qos(filter.as_str(), qos);
-                self.router.subscribe(id, filter);
+                self.router.subscribe(subscriber, filter);
             }
             Request::Unsubscribe(filter) => {
-                let key = self.conns[index].key.clone().expect("connected");
-                let (id, _) = self.slots[&key];
-                self.sessions.unsubscribe(&key, &filter);
-                self.router.unsubscribe(id, &filter);
+                let id = self.conns[index].id.expect("connected");
+                let (subscriber, _) = self.slots[&id];
+                self.sessions.unsubscribe(id, &filter);
+                self.router.unsubscribe(subscriber, &filter);
                 self.conns[index].session.unsub_ack(filter.as_str(), Ok(()));
             }
             Request::PubAck { packet_id } => {
-                let key = self.conns[index].key.clone().expect("connected");
-                self.sessions.ack(&key, packet_id);
-                self.pump(&key);
+                let id = self.conns[index].id.expect("connected");
+                self.sessions.ack(id, packet_id);
+                self.pump(id);
             }
             Request::Disconnect => self.release(index, Departure::Clean),
         }
@@ -211,13 +222,12 @@ impl Broker {
     fn route(&mut self, topic: TopicName<'_>, delivery: Arc<Delivery>, retain: bool, qos: Qos) {
         let mut sinks = Vec::new();
         let _ = self.router.publish(NamespaceId::PUBLIC, topic, &delivery, retain, &mut sinks);
-        for sink in sinks {
-            let key = self.sinks[sink].clone();
-            let granted = self.sessions.subscription_qos(&key, topic).unwrap_or(Qos::AtMostOnce);
+        for id in sinks {
+            let granted = self.sessions.subscription_qos(id, topic).unwrap_or(Qos::AtMostOnce);
             if qos.min(granted) == Qos::AtLeastOnce {
-                self.sessions.enqueue(&key, delivery.clone());
-                self.pump(&key);
-            } else if let Some((_, Some(conn))) = self.slots.get(&key).copied() {
+                self.sessions.enqueue(id, delivery.clone());
+                self.pump(id);
+            } else if let Some((_, Some(conn))) = self.slots.get(&id).copied() {
                 let _ = self.conns[conn].session.deliver(&delivery);
                 self.after(conn);
             }
@@ -225,10 +235,10 @@ impl Broker {
     }
 
     /// Sends what the session's window allows to its connection.
-    fn pump(&mut self, key: &SessionKey) {
-        let Some((_, Some(conn))) = self.slots.get(key).copied() else { return };
+    fn pump(&mut self, id: SessionId) {
+        let Some((_, Some(conn))) = self.slots.get(&id).copied() else { return };
         while !self.conns[conn].session.is_closed() {
-            let Some(transmit) = self.sessions.poll_transmit(key) else { break };
+            let Some(transmit) = self.sessions.poll_transmit(id) else { break };
             let _ = self.conns[conn].session.deliver_qos1(&transmit);
         }
         self.after(conn);
@@ -249,17 +259,20 @@ impl Broker {
             return;
         }
         conn.released = true;
-        let (Some(key), Some(token)) = (conn.key.clone(), conn.token) else { return };
-        if let Some(will) = self.sessions.close(self.now, self.unix, &key, token, departure) {
+        let (Some(key), Some(id), Some(token)) = (conn.key.clone(), conn.id, conn.token) else { return };
+        if let Some(will) = self.sessions.close(self.now, self.unix, id, token, departure) {
             self.publish_will(&key, &will);
         }
-        match self.sessions.get(&key) {
+        match self.sessions.get(id) {
+            // Still held (by this connection's successor, or waiting for one).
             Some(_) => {
-                if let Some(slot) = self.slots.get_mut(&key) {
+                if let Some(slot) = self.slots.get_mut(&id)
+                    && slot.1 == Some(index)
+                {
                     slot.1 = None;
                 }
             }
-            None => self.drop_slot(&key),
+            None => self.drop_slot(id),
         }
     }
 
@@ -281,8 +294,8 @@ impl Broker {
             }
         }
         if self.sessions.poll_timeout().is_some_and(|at| at <= self.now) {
-            for key in self.sessions.handle_timeout(self.now) {
-                self.drop_slot(&key);
+            for (id, _) in self.sessions.handle_timeout(self.now) {
+                self.drop_slot(id);
             }
         }
         self.flush_store();
