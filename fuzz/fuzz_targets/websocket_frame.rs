@@ -2,7 +2,9 @@
 //! loop does: no panic, arrival in pieces never changes what is decoded, and
 //! every message survives encode → decode. Then fragments the input into
 //! frames of its own and checks the reassembled message is the input. The
-//! same bytes also go through httparse and the upgrade handshake.
+//! same bytes also go through httparse and the upgrade handshake, and
+//! through the byte stream `/ws` and `/mqtt` connections carry
+//! (`ByteStream`), whole and split, which must agree.
 //!
 //! Input: a mode byte (bit 0: client decoder, else server; bit 1: a tiny
 //! maximum message size), a byte `n`, then `n % 8` chunk sizes (used in turn;
@@ -47,7 +49,26 @@ fuzz_target!(|input: &[u8]| {
     }
     fragments_reassemble(sizes, stream);
     handshake(stream);
+    byte_stream(sizes, stream, max);
 });
+
+/// The byte stream a `/ws` or `/mqtt` connection carries: split or whole,
+/// the same payload bytes, the same end, the same control frames to send.
+fn byte_stream(sizes: &[u8], stream: &[u8], max: usize) {
+    let run = |pieces: &[&[u8]]| {
+        let mut bytes = websocket::ByteStream::server(max);
+        let (mut plain, mut control, mut end) = (Vec::new(), Vec::new(), None);
+        for piece in pieces {
+            if let Err(ended) = bytes.handle_input(piece, &mut plain) {
+                end.get_or_insert(ended);
+            }
+            control.extend(bytes.take_control());
+            assert!(bytes.buffered() <= max + 14 + piece.len(), "holds at most a frame and a read");
+        }
+        (plain, control, end)
+    };
+    assert_eq!(run(&[stream]), run(&chunks(sizes, stream)), "split feeding changed the byte stream");
+}
 
 fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
@@ -148,7 +169,8 @@ fn handshake(stream: &[u8]) {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     if let Ok(httparse::Status::Complete(_)) = request.parse(stream) {
-        match websocket::accept(request.method.unwrap_or(""), request.headers, &["mqtt"]) {
+        let headers = request.headers.iter().map(|h| (h.name, h.value));
+        match websocket::accept(request.method.unwrap_or(""), headers, &["mqtt"]) {
             Ok(upgrade) => assert!(upgrade.response().starts_with(b"HTTP/1.1 101 ")),
             Err(error) => assert!(matches!(error.status(), 400 | 426) && !error.response().is_empty()),
         }
