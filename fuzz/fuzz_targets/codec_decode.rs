@@ -10,6 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tinymq_fuzz::chunks;
 use tinymq_core::{ConnectOptions, DecodeError, Decoded, Decoder, FrameLimits, FrameType, Qos};
 
 /// How decoding a stream ended.
@@ -32,23 +33,6 @@ fuzz_target!(|input: &[u8]| {
     }
 });
 
-/// Splits `stream` into chunks of the given sizes in turn, the rest last.
-fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    // All-zero sizes would never make progress.
-    if sizes.iter().any(|&size| size != 0) {
-        for &size in sizes.iter().cycle() {
-            if stream.is_empty() {
-                break;
-            }
-            let (chunk, rest) = stream.split_at(usize::from(size).min(stream.len()));
-            out.push(chunk);
-            stream = rest;
-        }
-    }
-    out.push(stream);
-    out
-}
 
 /// A read loop: append each chunk, take every whole frame, keep the rest.
 /// Returns the frames' bytes in order and how the stream ended.

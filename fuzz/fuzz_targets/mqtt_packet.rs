@@ -9,6 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tinymq_fuzz::chunks;
 use tinymq_core::mqtt::{
     self, Decoded, Decoder, Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, Subscribe,
     SubscribeFilter, SubscriptionOptions,
@@ -37,21 +38,6 @@ fuzz_target!(|input: &[u8]| {
     built_packets_round_trip(stream);
 });
 
-fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    if sizes.iter().any(|&size| size != 0) {
-        for &size in sizes.iter().cycle() {
-            if stream.is_empty() {
-                break;
-            }
-            let (chunk, rest) = stream.split_at(usize::from(size).min(stream.len()));
-            out.push(chunk);
-            stream = rest;
-        }
-    }
-    out.push(stream);
-    out
-}
 
 /// A read loop. Returns each packet's bytes in order and how the stream ended.
 fn feed(decoder: &Decoder, mut version: Option<ProtocolVersion>, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, End) {

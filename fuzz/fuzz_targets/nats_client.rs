@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use tinymq_fuzz::chunks;
 use tinymq_core::TopicLimits;
 use tinymq_core::nats::{ConnectionError, NatsClient, NatsConfig, NatsEvent, ParseLimits, SubjectMapping};
 
@@ -36,23 +37,6 @@ fuzz_target!(|input: &[u8]| {
     }
 });
 
-/// Splits `stream` into chunks of the given sizes in turn, the rest last.
-fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    // All-zero sizes would never make progress.
-    if sizes.iter().any(|&size| size != 0) {
-        for &size in sizes.iter().cycle() {
-            if stream.is_empty() {
-                break;
-            }
-            let (chunk, rest) = stream.split_at(usize::from(size).min(stream.len()));
-            out.push(chunk);
-            stream = rest;
-        }
-    }
-    out.push(stream);
-    out
-}
 
 /// What one run produced: events, bytes queued for the server, and the
 /// error that ended the connection, if any.

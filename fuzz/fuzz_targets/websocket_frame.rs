@@ -12,6 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tinymq_fuzz::chunks;
 use tinymq_core::websocket::{self, FrameDecoder, Message, Opcode, Received};
 
 #[derive(Debug, PartialEq)]
@@ -70,21 +71,6 @@ fn byte_stream(sizes: &[u8], stream: &[u8], max: usize) {
     assert_eq!(run(&[stream]), run(&chunks(sizes, stream)), "split feeding changed the byte stream");
 }
 
-fn chunks<'a>(sizes: &[u8], mut stream: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    if sizes.iter().any(|&size| size != 0) {
-        for &size in sizes.iter().cycle() {
-            if stream.is_empty() {
-                break;
-            }
-            let (chunk, rest) = stream.split_at(usize::from(size).min(stream.len()));
-            out.push(chunk);
-            stream = rest;
-        }
-    }
-    out.push(stream);
-    out
-}
 
 /// A read loop: the messages in order, and the error or held byte count.
 fn feed(mut decoder: FrameDecoder, chunks: &[&[u8]]) -> (Vec<Owned>, Result<usize, String>) {
