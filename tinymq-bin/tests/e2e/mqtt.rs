@@ -96,23 +96,25 @@ fn mqtts_serves_the_same_certificate_and_topics() {
     assert!(!output.status.success() && stderr.contains("TLS error"), "{stderr}");
 }
 
+/// Runs `tests/clients/paho_client.py` against `port` in MQTT `version`
+/// over `transport` and asserts it passed every step (`what` names the run).
+fn run_paho(port: u16, version: &str, transport: &str, what: &str) {
+    let output = python_with_requests()
+        .arg(client_script("paho_client.py"))
+        .args(["127.0.0.1", &port.to_string(), version, transport, transport])
+        .output()
+        .expect("run paho_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what}, MQTT {version} over {transport}: {stdout}{stderr}");
+    assert!(stdout.contains("ok unsubscribed"), "{stdout}");
+}
+
 #[test]
 fn paho_mqtt_2_passes_the_same_scenario_on_both_brokers() {
     for broker in MqttBroker::both() {
         for version in ["311", "5"] {
-            let output = python_with_requests()
-                .arg(client_script("paho_client.py"))
-                .args(["127.0.0.1", &broker.address.port().to_string(), version, "paho"])
-                .output()
-                .expect("run paho_client.py");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(
-                output.status.success(),
-                "{:?}, MQTT {version}: {stdout}{}",
-                broker.kind,
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(stdout.contains("ok unsubscribed"), "{stdout}");
+            run_paho(broker.address.port(), version, "tcp", &format!("{:?}", broker.kind));
         }
     }
 }
@@ -126,21 +128,11 @@ fn paho_mqtt_2_speaks_mqtt_over_websocket_on_the_http_listener() {
     let tinymq = broker.tinymq.as_ref().unwrap();
     for version in ["311", "5"] {
         let mut binary = tinymq.connect("bin-sub");
-        binary.subscribe(&format!("ws/v{version}/q1/a"));
-        let output = python_with_requests()
-            .arg(client_script("paho_client.py"))
-            .args(["127.0.0.1", &tinymq.http_addr().port().to_string(), version, "ws", "websockets"])
-            .output()
-            .expect("run paho_client.py");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "MQTT {version} over WebSocket: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        binary.subscribe(&format!("websockets/v{version}/q1/a"));
+        run_paho(tinymq.http_addr().port(), version, "websockets", "tinymq");
         // Its publishes reached the binary face too.
         let got = binary.recv_publish();
-        assert_eq!(got.topic, format!("ws/v{version}/q1/a"));
+        assert_eq!(got.topic, format!("websockets/v{version}/q1/a"));
     }
     // /mqtt without an upgrade is refused; the rest of HTTP is untouched.
     let response = call(tinymq.http_addr(), "GET", "/mqtt", &[], b"");
