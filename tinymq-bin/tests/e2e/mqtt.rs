@@ -7,10 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use crate::support::http::{CurlSse, Json, JsonExt, call, eventually, moustique_json, pickup_until, post, subscribe};
 use crate::support::mqtt::{MqttBroker, USER};
-use crate::support::tools::{client_script, python_with_requests};
+use crate::support::tools::{self, client_script, python_with_requests};
 use crate::support::{TestPki, WAIT};
 
 #[test]
@@ -217,4 +218,52 @@ fn every_other_face_reaches_mqtt_subscribers() {
         let stats = moustique_json(tinymq.http_addr(), "STATS", &[]);
         (stats.path("connections.mqtt").map(Json::num) == Some(2.0)).then_some(())
     });
+}
+
+/// The `mqtt` package from npm in headless Chromium, over WebSocket
+/// (`tests/browser/mqtt.test.mjs`), in both versions; its messages meet
+/// a binary client here, both ways.
+#[test]
+fn a_browser_speaks_mqtt_over_websocket_with_the_npm_mqtt_package() {
+    let chromium = tools::chromium();
+    let node = tools::require_tool("node", "apt-get install nodejs");
+    tools::require_browser_packages();
+    let bundle = tools::browser_dir().join("node_modules/mqtt/dist/mqtt.min.js");
+    assert!(
+        bundle.is_file(),
+        "{} is missing: run `bash tests/run.sh` (npm ci --prefix tests/browser)",
+        bundle.display()
+    );
+    let broker = crate::support::BrokerProcess::start_http(&[]);
+    let run = std::process::id().to_string();
+    let mut binary = broker.connect("bin-browser");
+    binary.subscribe(&format!("browser/{run}/#"));
+    let mut child = std::process::Command::new(node)
+        .arg(tools::browser_dir().join("mqtt.test.mjs"))
+        .args(["--http", &broker.http_url(), "--run", &run, "--chromium"])
+        .arg(&chromium)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("run node tests/browser/mqtt.test.mjs");
+    for version in [5, 4] {
+        // The page's hello, then the answer it waits for.
+        loop {
+            let got = binary.recv_publish();
+            if got.topic == format!("browser/{run}/v{version}/hello") {
+                assert_eq!(got.payload, b"from the browser");
+                break;
+            }
+        }
+        binary.publish(&format!("browser/{run}/v{version}/from-rust"), b"from rust");
+    }
+    let status = crate::support::wait_child(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stdout}");
+    assert_eq!(stdout.matches("ok mqtt").count(), 2, "{stdout}");
 }
