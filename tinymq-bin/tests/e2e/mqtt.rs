@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::support::http::{CurlSse, Json, JsonExt, call, eventually, moustique_json, pickup_until, post, subscribe};
 use crate::support::mqtt::{MqttBroker, USER};
 use crate::support::tools::{self, client_script, python_with_requests};
-use crate::support::{TestPki, WAIT};
+use crate::support::{BrokerProcess, Endpoint, ScratchDir, TestPki, WAIT, free_address, run_tinymq, wait_child};
 
 #[test]
 fn qos_0_and_1_reach_subscribers_of_both_versions_at_their_granted_qos() {
@@ -234,7 +234,7 @@ fn a_browser_speaks_mqtt_over_websocket_with_the_npm_mqtt_package() {
         "{} is missing: run `bash tests/run.sh` (npm ci --prefix tests/browser)",
         bundle.display()
     );
-    let broker = crate::support::BrokerProcess::start_http(&[]);
+    let broker = BrokerProcess::start_http(&[]);
     let run = std::process::id().to_string();
     let mut binary = broker.connect("bin-browser");
     binary.subscribe(&format!("browser/{run}/#"));
@@ -258,7 +258,7 @@ fn a_browser_speaks_mqtt_over_websocket_with_the_npm_mqtt_package() {
         }
         binary.publish(&format!("browser/{run}/v{version}/from-rust"), b"from rust");
     }
-    let status = crate::support::wait_child(&mut child, Duration::from_secs(60));
+    let status = wait_child(&mut child, Duration::from_secs(60));
     if status.is_none() {
         let _ = child.kill();
     }
@@ -266,4 +266,37 @@ fn a_browser_speaks_mqtt_over_websocket_with_the_npm_mqtt_package() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stdout}");
     assert_eq!(stdout.matches("ok mqtt").count(), 2, "{stdout}");
+}
+
+/// `tinymq config` prints the `[mqtt]` table; a file naming an address
+/// starts the listener, and `--mqtt` moves it.
+#[test]
+fn the_config_file_s_mqtt_table_starts_the_listener_and_the_flag_moves_it() {
+    let printed = run_tinymq(&["config"]);
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(printed.contains("[mqtt]") && printed.contains("# address = \"127.0.0.1:1884\""), "{printed}");
+    let dir = ScratchDir::new();
+    let (from_file, from_flag) = (free_address(), free_address());
+    let file = dir.path().join("mqtt.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nin_memory = true\n[http]\nenabled = false\n[mqtt]\naddress = \"{from_file}\"\nmax_inflight = 8\n"
+        ),
+    )
+    .unwrap();
+    let binary = free_address();
+    let endpoint = Endpoint::Tcp(binary);
+    let file_arg = file.to_str().unwrap();
+    let address = binary.to_string();
+    let broker = BrokerProcess::start_exact(&["--config", file_arg, "--address", &address], endpoint.clone(), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(WAIT, "the file's MQTT listener", || TcpStream::connect(from_file).ok());
+    drop(broker);
+    let flag = from_flag.to_string();
+    let _broker =
+        BrokerProcess::start_exact(&["--config", file_arg, "--address", &address, "--mqtt", &flag], endpoint, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    eventually(WAIT, "the flag's MQTT listener", || TcpStream::connect(from_flag).ok());
+    assert!(TcpStream::connect(from_file).is_err(), "--mqtt replaces the file's listener");
 }
