@@ -28,6 +28,20 @@ fn qos_0_and_1_reach_subscribers_of_both_versions_at_their_granted_qos() {
 }
 
 #[test]
+fn mqtt_5_user_properties_reach_mqtt_5_subscribers() {
+    for broker in MqttBroker::both() {
+        let kind = broker.kind;
+        // %P: the user properties, as mosquitto_sub prints them.
+        let mut v5 = broker.subscribe(&["u/#"], &["-V", "mqttv5", "-F", "%t|%P|%p"]);
+        let mut v311 = broker.subscribe(&["u/#"], &["-F", "%t|%P|%p"]);
+        let property = ["-D", "publish", "user-property", "origin", "e2e"];
+        broker.publish_ok(&[&["-V", "mqttv5", "-t", "u/x", "-m", "props"][..], &property].concat());
+        assert_eq!(v5.line(), "u/x|origin:e2e|props", "{kind:?}");
+        assert_eq!(v311.line(), "u/x||props", "{kind:?}: 3.1.1 has none");
+    }
+}
+
+#[test]
 fn retained_values_are_stored_sent_marked_and_cleared() {
     for broker in MqttBroker::both() {
         let kind = broker.kind;

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::packet::{
-    Ack, ConnAck, Disconnect, Packet, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
-    SubscriptionOptions, UnsubAck,
+    Ack, ConnAck, Disconnect, Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubAck, SubscriptionOptions, UnsubAck,
 };
 use super::{ConnectError, DecodeError, Decoded, Decoder, encode};
 use crate::codec::ReasonCode as Cause;
@@ -116,6 +116,9 @@ pub enum Request<'a> {
         qos: QoS,
         /// The packet id of a QoS 1 PUBLISH.
         packet_id: Option<u16>,
+        /// Its MQTT 5 properties (those that travel with the message are
+        /// forwarded to MQTT 5 subscribers).
+        properties: Properties<'a>,
     },
     /// Subscriptions to add; answer with [`ServerSession::sub_ack`].
     Subscribe {
@@ -168,6 +171,8 @@ pub struct WillMessage {
     pub qos: QoS,
     /// Whether it is stored as the topic's value.
     pub retain: bool,
+    /// Its MQTT 5 properties that travel with the message.
+    pub properties: Option<Arc<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -446,6 +451,7 @@ impl ServerSession {
                 payload: will.payload.into(),
                 qos: will.qos,
                 retain: will.retain,
+                properties: forwarded(will.properties),
             }));
         }
         let properties = connect.properties;
@@ -477,6 +483,7 @@ impl ServerSession {
             retain: publish.retain,
             qos: publish.qos,
             packet_id: publish.packet_id,
+            properties: publish.properties,
         }))
     }
 
@@ -746,6 +753,32 @@ impl ServerSession {
         self.state = State::Closed(Some(cause));
         Closed { reason: Some(cause) }
     }
+}
+
+/// The properties of a PUBLISH or will that travel with the message to
+/// MQTT 5 subscribers (MQTT 5 section 3.3.2.3): payload format, content
+/// type, response topic, correlation data and user properties, in their
+/// order. Topic aliases and subscription identifiers are the connection's;
+/// a message expiry is dropped, as tinymq does not expire messages.
+pub(crate) fn forwarded(properties: Properties<'_>) -> Option<Arc<[u8]>> {
+    if properties.is_empty() {
+        return None;
+    }
+    let mut kept = PropertiesBuf::new();
+    for property in properties.iter() {
+        if matches!(
+            property,
+            Property::PayloadFormatIndicator(_)
+                | Property::ContentType(_)
+                | Property::ResponseTopic(_)
+                | Property::CorrelationData(_)
+                | Property::UserProperty(..)
+        ) {
+            kept.push(property);
+        }
+    }
+    let bytes = kept.as_properties().as_bytes();
+    (!bytes.is_empty()).then(|| bytes.into())
 }
 
 /// The MQTT 5 DISCONNECT reason for a broker-side close.

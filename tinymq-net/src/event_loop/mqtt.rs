@@ -52,23 +52,26 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id } = request {
-                // Live traffic changes nothing in the router: routed under
-                // the shared lock, from the connection's cache.
-                let router = self.shared.router.read();
-                let routes = conn.routes.get_or_insert_with(Box::default);
-                let subscriber = conn.subscriber;
-                mqtt::broker::publish_live(&router, routes, session, subscriber, topic, payload, qos, packet_id, origin)
-            } else {
-                let mut router = self.shared.router.write();
-                let effects = mqtt::broker::execute(&mut router, session, conn.subscriber, request, origin);
-                // Submitted under the lock, as a binary publish's is. A
-                // QoS 1 PUBACK does not wait for the commit.
-                if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
-                    let _ = self.shared.persist(namespace, delivery);
-                }
-                effects
-            };
+            let effects =
+                if let Request::Publish { topic, payload, retain: false, qos, packet_id, properties } = request {
+                    // Live traffic changes nothing in the router: routed under
+                    // the shared lock, from the connection's cache.
+                    let router = self.shared.router.read();
+                    let routes = conn.routes.get_or_insert_with(Box::default);
+                    let subscriber = conn.subscriber;
+                    mqtt::broker::publish_live(
+                        &router, routes, session, subscriber, topic, payload, qos, packet_id, properties, origin,
+                    )
+                } else {
+                    let mut router = self.shared.router.write();
+                    let effects = mqtt::broker::execute(&mut router, session, conn.subscriber, request, origin);
+                    // Submitted under the lock, as a binary publish's is. A
+                    // QoS 1 PUBACK does not wait for the commit.
+                    if let (Some(delivery), Some(namespace)) = (&effects.delivery, &effects.stored) {
+                        let _ = self.shared.persist(namespace, delivery);
+                    }
+                    effects
+                };
             self.apply_effects(token, effects, now);
         }
     }

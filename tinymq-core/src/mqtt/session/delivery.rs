@@ -73,17 +73,24 @@ impl Outgoing {
 
 /// The size of a PUBLISH on the wire, to compare with the client's
 /// Maximum Packet Size before encoding it.
-fn publish_size(version: ProtocolVersion, topic: &str, payload: usize, qos: QoS) -> usize {
-    let properties = usize::from(version == ProtocolVersion::V5);
+fn publish_size(version: ProtocolVersion, topic: &str, payload: usize, qos: QoS, properties: usize) -> usize {
+    let properties = match version {
+        ProtocolVersion::V5 => varint_len(properties) + properties,
+        ProtocolVersion::V311 => 0,
+    };
     let packet_id = if qos == QoS::AtMostOnce { 0 } else { 2 };
     let remaining = 2 + topic.len() + packet_id + properties + payload;
-    let length_bytes = match remaining {
+    1 + varint_len(remaining) + remaining
+}
+
+/// Bytes of a variable byte integer.
+fn varint_len(value: usize) -> usize {
+    match value {
         0..=127 => 1,
         128..=16_383 => 2,
         16_384..=2_097_151 => 3,
         _ => 4,
-    };
-    1 + length_bytes + remaining
+    }
 }
 
 impl ServerSession {
@@ -91,7 +98,8 @@ impl ServerSession {
     pub(super) fn send_publish(&mut self, delivery: &Arc<Delivery>, qos: QoS, retain: bool) -> Result<(), Closed> {
         let Some(version) = self.version else { return Ok(()) };
         let message = delivery.message();
-        if publish_size(version, &message.topic, message.payload.len(), qos) > self.client_max_packet {
+        let properties = delivery.mqtt_properties().len();
+        if publish_size(version, &message.topic, message.payload.len(), qos, properties) > self.client_max_packet {
             // MQTT 5 section 3.1.2.11.4: not sent, as if delivered.
             return Ok(());
         }
@@ -139,7 +147,8 @@ impl ServerSession {
             retain,
             topic: &message.topic,
             packet_id,
-            properties: Properties::EMPTY,
+            // The encoder leaves them out in 3.1.1.
+            properties: Properties { raw: delivery.mqtt_properties() },
             payload: &message.payload,
         };
         if self.outbound.push_with(|out| encode::encode(&Packet::Publish(publish), version, out)).is_err() {
@@ -172,7 +181,7 @@ mod tests {
                 payload: &payload,
             };
             let encoded = encode::to_vec(&Packet::Publish(publish), version);
-            assert_eq!(publish_size(version, "a/b", payload.len(), qos), encoded.len());
+            assert_eq!(publish_size(version, "a/b", payload.len(), qos, 0), encoded.len());
         }
     }
 
