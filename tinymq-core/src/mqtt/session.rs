@@ -45,6 +45,8 @@ use crate::topic::{Filter, TopicLimits, TopicName};
 
 mod delivery;
 
+pub(crate) use delivery::forwarded;
+
 /// Settings of every MQTT session of a broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -753,32 +755,6 @@ impl ServerSession {
         self.state = State::Closed(Some(cause));
         Closed { reason: Some(cause) }
     }
-}
-
-/// The properties of a PUBLISH or will that travel with the message to
-/// MQTT 5 subscribers (MQTT 5 section 3.3.2.3): payload format, content
-/// type, response topic, correlation data and user properties, in their
-/// order. Topic aliases and subscription identifiers are the connection's;
-/// a message expiry is dropped, as tinymq does not expire messages.
-pub(crate) fn forwarded(properties: Properties<'_>) -> Option<Arc<[u8]>> {
-    if properties.is_empty() {
-        return None;
-    }
-    let mut kept = PropertiesBuf::new();
-    for property in properties.iter() {
-        if matches!(
-            property,
-            Property::PayloadFormatIndicator(_)
-                | Property::ContentType(_)
-                | Property::ResponseTopic(_)
-                | Property::CorrelationData(_)
-                | Property::UserProperty(..)
-        ) {
-            kept.push(property);
-        }
-    }
-    let bytes = kept.as_properties().as_bytes();
-    (!bytes.is_empty()).then(|| bytes.into())
 }
 
 /// The MQTT 5 DISCONNECT reason for a broker-side close.

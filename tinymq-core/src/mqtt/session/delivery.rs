@@ -1,6 +1,7 @@
 //! What the broker sends a client: PUBLISH packets at QoS 0, and QoS 1
 //! ones through an in-flight window of packet ids; deliveries beyond the
-//! window wait, bounded in bytes by the outbound limit.
+//! window wait, bounded in bytes by the outbound limit. And which of a
+//! publisher's properties go along.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use super::ServerSession;
 use crate::codec::ReasonCode as Cause;
 use crate::mqtt::encode;
-use crate::mqtt::packet::{Packet, Properties, ProtocolVersion, Publish, QoS};
+use crate::mqtt::packet::{Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS};
 use crate::router::Delivery;
 use crate::session::Closed;
 
@@ -91,6 +92,32 @@ fn varint_len(value: usize) -> usize {
         16_384..=2_097_151 => 3,
         _ => 4,
     }
+}
+
+/// The properties of a PUBLISH or will that travel with the message to
+/// MQTT 5 subscribers (MQTT 5 section 3.3.2.3): payload format, content
+/// type, response topic, correlation data and user properties, in their
+/// order. Topic aliases and subscription identifiers are the connection's;
+/// a message expiry is dropped, as tinymq does not expire messages.
+pub(crate) fn forwarded(properties: Properties<'_>) -> Option<Arc<[u8]>> {
+    if properties.is_empty() {
+        return None;
+    }
+    let mut kept = PropertiesBuf::new();
+    for property in properties.iter() {
+        if matches!(
+            property,
+            Property::PayloadFormatIndicator(_)
+                | Property::ContentType(_)
+                | Property::ResponseTopic(_)
+                | Property::CorrelationData(_)
+                | Property::UserProperty(..)
+        ) {
+            kept.push(property);
+        }
+    }
+    let bytes = kept.as_properties().as_bytes();
+    (!bytes.is_empty()).then(|| bytes.into())
 }
 
 impl ServerSession {
