@@ -314,3 +314,40 @@ fn the_config_file_s_mqtt_table_starts_the_listener_and_the_flag_moves_it() {
     eventually(WAIT, "the flag's MQTT listener", || TcpStream::connect(from_flag).ok());
     assert!(TcpStream::connect(from_file).is_err(), "--mqtt replaces the file's listener");
 }
+
+/// An MQTT subscriber that never reads is cut at `--max-queue-bytes`; a
+/// reading subscriber of the same messages gets every one.
+#[test]
+fn an_mqtt_subscriber_that_never_reads_is_cut_and_harms_no_one() {
+    const MESSAGE: usize = 256 << 10;
+    const MESSAGES: usize = 64;
+    let broker = MqttBroker::tinymq(&["--max-queue-bytes", "1048576", "--sys-interval", "0"]);
+    let tinymq = broker.tinymq.as_ref().unwrap();
+    let mut stuck = TcpStream::connect(broker.address).unwrap();
+    // CONNECT (3.1.1, id "stuck"), SUBSCRIBE flood at QoS 1; then it reads
+    // only its CONNACK and SUBACK.
+    stuck
+        .write_all(&[0x10, 0x11, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0, 0, 5, b's', b't', b'u', b'c', b'k'])
+        .unwrap();
+    stuck.write_all(&[0x82, 0x0a, 0, 1, 0, 5, b'f', b'l', b'o', b'o', b'd', 1]).unwrap();
+    let mut acks = [0u8; 9];
+    stuck.set_read_timeout(Some(WAIT)).unwrap();
+    stuck.read_exact(&mut acks).unwrap();
+    assert_eq!(acks, [0x20, 2, 0, 0, 0x90, 3, 0, 1, 1]);
+    let mut reader = broker.subscribe(&["flood"], &["-q", "1"]);
+    let mut publisher = tinymq.connect("flooder");
+    let payload = vec![b'z'; MESSAGE];
+    for i in 0..MESSAGES {
+        publisher.publish("flood", &payload);
+        let line = reader.line();
+        assert!(line.starts_with("flood|0|0|zzz") && line.len() == "flood|0|0|".len() + MESSAGE, "message {i}");
+    }
+    eventually(WAIT, "one slow consumer cut", || {
+        let stats = moustique_json(tinymq.http_addr(), "STATS", &[]);
+        (stats.path("dropped.slow_consumer").map(Json::num) == Some(1.0)).then_some(())
+    });
+    // The stuck client finds its connection closed once it reads.
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(rest.len() < MESSAGES * MESSAGE, "cut before it got everything: {} bytes", rest.len());
+}
