@@ -52,6 +52,10 @@ pub struct Delivery {
     /// The quality of service it was published with: QoS 1 only from an
     /// MQTT publisher that asked for it; every other face publishes at 0.
     qos: QoS,
+    /// The MQTT 5 properties an MQTT publisher gave it that travel with
+    /// the message (user properties, content type, ...), as their wire
+    /// bytes; none from the other faces.
+    mqtt_properties: Option<Arc<[u8]>>,
 }
 
 impl Delivery {
@@ -63,7 +67,18 @@ impl Delivery {
     /// Wraps `message` published at `qos` (an MQTT PUBLISH or will): MQTT
     /// subscribers get it at the lower of this and what they were granted.
     pub fn with_qos(message: Message, qos: QoS) -> Arc<Self> {
-        Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false), qos })
+        Delivery::from_mqtt(message, qos, None)
+    }
+
+    /// Wraps `message` from an MQTT publisher: its `qos`, and the MQTT 5
+    /// property block (validated wire bytes) MQTT 5 subscribers get with it.
+    pub fn from_mqtt(message: Message, qos: QoS, mqtt_properties: Option<Arc<[u8]>>) -> Arc<Self> {
+        Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false), qos, mqtt_properties })
+    }
+
+    /// The MQTT 5 properties that travel with it (empty when none).
+    pub fn mqtt_properties(&self) -> &[u8] {
+        self.mqtt_properties.as_deref().unwrap_or_default()
     }
 
     /// The quality of service it was published with.

@@ -50,7 +50,7 @@ impl Proto {
     /// be sending a request the broker refused, and closing with unread
     /// input would reset the connection and lose the response.
     pub(crate) fn drains_before_close(&self) -> bool {
-        // An upgraded connection is not HTTP any more.
+        // A connection upgraded to WebSocket is no longer `Http`.
         matches!(self, Proto::Http(_))
     }
 

@@ -7,11 +7,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use crate::support::http::{CurlSse, Json, JsonExt, call, eventually, moustique_json, pickup_until, post, subscribe};
 use crate::support::mqtt::{MqttBroker, USER};
-use crate::support::tools::{client_script, python_with_requests};
-use crate::support::{TestPki, WAIT};
+use crate::support::tools::{self, client_script, python_with_requests};
+use crate::support::{BrokerProcess, Endpoint, ScratchDir, TestPki, WAIT, free_address, run_tinymq, wait_child};
 
 #[test]
 fn qos_0_and_1_reach_subscribers_of_both_versions_at_their_granted_qos() {
@@ -23,6 +24,20 @@ fn qos_0_and_1_reach_subscribers_of_both_versions_at_their_granted_qos() {
         broker.publish_ok(&["-t", "t/b", "-m", "one", "-q", "1", "-V", "mqttv5"]);
         assert_eq!([v311.line(), v311.line()], ["t/a|0|0|zero", "t/b|1|0|one"], "{kind:?}, 3.1.1 at QoS 1");
         assert_eq!([v5.line(), v5.line()], ["t/a|0|0|zero", "t/b|0|0|one"], "{kind:?}, 5 at QoS 0");
+    }
+}
+
+#[test]
+fn mqtt_5_user_properties_reach_mqtt_5_subscribers() {
+    for broker in MqttBroker::both() {
+        let kind = broker.kind;
+        // %P: the user properties, as mosquitto_sub prints them.
+        let mut v5 = broker.subscribe(&["u/#"], &["-V", "mqttv5", "-F", "%t|%P|%p"]);
+        let mut v311 = broker.subscribe(&["u/#"], &["-F", "%t|%P|%p"]);
+        let property = ["-D", "publish", "user-property", "origin", "e2e"];
+        broker.publish_ok(&[&["-V", "mqttv5", "-t", "u/x", "-m", "props"][..], &property].concat());
+        assert_eq!(v5.line(), "u/x|origin:e2e|props", "{kind:?}");
+        assert_eq!(v311.line(), "u/x||props", "{kind:?}: 3.1.1 has none");
     }
 }
 
@@ -96,23 +111,25 @@ fn mqtts_serves_the_same_certificate_and_topics() {
     assert!(!output.status.success() && stderr.contains("TLS error"), "{stderr}");
 }
 
+/// Runs `tests/clients/paho_client.py` against `port` in MQTT `version`
+/// over `transport` and asserts it passed every step (`what` names the run).
+fn run_paho(port: u16, version: &str, transport: &str, what: &str) {
+    let output = python_with_requests()
+        .arg(client_script("paho_client.py"))
+        .args(["127.0.0.1", &port.to_string(), version, transport, transport])
+        .output()
+        .expect("run paho_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what}, MQTT {version} over {transport}: {stdout}{stderr}");
+    assert!(stdout.contains("ok unsubscribed"), "{stdout}");
+}
+
 #[test]
 fn paho_mqtt_2_passes_the_same_scenario_on_both_brokers() {
     for broker in MqttBroker::both() {
         for version in ["311", "5"] {
-            let output = python_with_requests()
-                .arg(client_script("paho_client.py"))
-                .args(["127.0.0.1", &broker.address.port().to_string(), version, "paho"])
-                .output()
-                .expect("run paho_client.py");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(
-                output.status.success(),
-                "{:?}, MQTT {version}: {stdout}{}",
-                broker.kind,
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(stdout.contains("ok unsubscribed"), "{stdout}");
+            run_paho(broker.address.port(), version, "tcp", &format!("{:?}", broker.kind));
         }
     }
 }
@@ -126,21 +143,11 @@ fn paho_mqtt_2_speaks_mqtt_over_websocket_on_the_http_listener() {
     let tinymq = broker.tinymq.as_ref().unwrap();
     for version in ["311", "5"] {
         let mut binary = tinymq.connect("bin-sub");
-        binary.subscribe(&format!("ws/v{version}/q1/a"));
-        let output = python_with_requests()
-            .arg(client_script("paho_client.py"))
-            .args(["127.0.0.1", &tinymq.http_addr().port().to_string(), version, "ws", "websockets"])
-            .output()
-            .expect("run paho_client.py");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "MQTT {version} over WebSocket: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        binary.subscribe(&format!("websockets/v{version}/q1/a"));
+        run_paho(tinymq.http_addr().port(), version, "websockets", "tinymq");
         // Its publishes reached the binary face too.
         let got = binary.recv_publish();
-        assert_eq!(got.topic, format!("ws/v{version}/q1/a"));
+        assert_eq!(got.topic, format!("websockets/v{version}/q1/a"));
     }
     // /mqtt without an upgrade is refused; the rest of HTTP is untouched.
     let response = call(tinymq.http_addr(), "GET", "/mqtt", &[], b"");
@@ -225,4 +232,122 @@ fn every_other_face_reaches_mqtt_subscribers() {
         let stats = moustique_json(tinymq.http_addr(), "STATS", &[]);
         (stats.path("connections.mqtt").map(Json::num) == Some(2.0)).then_some(())
     });
+}
+
+/// The `mqtt` package from npm in headless Chromium, over WebSocket
+/// (`tests/browser/mqtt.test.mjs`), in both versions; its messages meet
+/// a binary client here, both ways.
+#[test]
+fn a_browser_speaks_mqtt_over_websocket_with_the_npm_mqtt_package() {
+    let chromium = tools::chromium();
+    let node = tools::require_tool("node", "apt-get install nodejs");
+    tools::require_browser_packages();
+    let bundle = tools::browser_dir().join("node_modules/mqtt/dist/mqtt.min.js");
+    assert!(
+        bundle.is_file(),
+        "{} is missing: run `bash tests/run.sh` (npm ci --prefix tests/browser)",
+        bundle.display()
+    );
+    let broker = BrokerProcess::start_http(&[]);
+    let run = std::process::id().to_string();
+    let mut binary = broker.connect("bin-browser");
+    binary.subscribe(&format!("browser/{run}/#"));
+    let mut child = std::process::Command::new(node)
+        .arg(tools::browser_dir().join("mqtt.test.mjs"))
+        .args(["--http", &broker.http_url(), "--run", &run, "--chromium"])
+        .arg(&chromium)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("run node tests/browser/mqtt.test.mjs");
+    for version in [5, 4] {
+        // The page's hello, then the answer it waits for.
+        loop {
+            let got = binary.recv_publish();
+            if got.topic == format!("browser/{run}/v{version}/hello") {
+                assert_eq!(got.payload, b"from the browser");
+                break;
+            }
+        }
+        binary.publish(&format!("browser/{run}/v{version}/from-rust"), b"from rust");
+    }
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stdout}");
+    assert_eq!(stdout.matches("ok mqtt").count(), 2, "{stdout}");
+}
+
+/// `tinymq config` prints the `[mqtt]` table; a file naming an address
+/// starts the listener, and `--mqtt` moves it.
+#[test]
+fn the_config_file_s_mqtt_table_starts_the_listener_and_the_flag_moves_it() {
+    let printed = run_tinymq(&["config"]);
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(printed.contains("[mqtt]") && printed.contains("# address = \"127.0.0.1:1884\""), "{printed}");
+    let dir = ScratchDir::new();
+    let (from_file, from_flag) = (free_address(), free_address());
+    let file = dir.path().join("mqtt.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nin_memory = true\n[http]\nenabled = false\n[mqtt]\naddress = \"{from_file}\"\nmax_inflight = 8\n"
+        ),
+    )
+    .unwrap();
+    let binary = free_address();
+    let endpoint = Endpoint::Tcp(binary);
+    let file_arg = file.to_str().unwrap();
+    let address = binary.to_string();
+    let broker = BrokerProcess::start_exact(&["--config", file_arg, "--address", &address], endpoint.clone(), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(WAIT, "the file's MQTT listener", || TcpStream::connect(from_file).ok());
+    drop(broker);
+    let flag = from_flag.to_string();
+    let _broker =
+        BrokerProcess::start_exact(&["--config", file_arg, "--address", &address, "--mqtt", &flag], endpoint, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    eventually(WAIT, "the flag's MQTT listener", || TcpStream::connect(from_flag).ok());
+    assert!(TcpStream::connect(from_file).is_err(), "--mqtt replaces the file's listener");
+}
+
+/// An MQTT subscriber that never reads is cut at `--max-queue-bytes`; a
+/// reading subscriber of the same messages gets every one.
+#[test]
+fn an_mqtt_subscriber_that_never_reads_is_cut_and_harms_no_one() {
+    const MESSAGE: usize = 256 << 10;
+    const MESSAGES: usize = 64;
+    let broker = MqttBroker::tinymq(&["--max-queue-bytes", "1048576", "--sys-interval", "0"]);
+    let tinymq = broker.tinymq.as_ref().unwrap();
+    let mut stuck = TcpStream::connect(broker.address).unwrap();
+    // CONNECT (3.1.1, id "stuck"), SUBSCRIBE flood at QoS 1; then it reads
+    // only its CONNACK and SUBACK.
+    stuck
+        .write_all(&[0x10, 0x11, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0, 0, 5, b's', b't', b'u', b'c', b'k'])
+        .unwrap();
+    stuck.write_all(&[0x82, 0x0a, 0, 1, 0, 5, b'f', b'l', b'o', b'o', b'd', 1]).unwrap();
+    let mut acks = [0u8; 9];
+    stuck.set_read_timeout(Some(WAIT)).unwrap();
+    stuck.read_exact(&mut acks).unwrap();
+    assert_eq!(acks, [0x20, 2, 0, 0, 0x90, 3, 0, 1, 1]);
+    let mut reader = broker.subscribe(&["flood"], &["-q", "1"]);
+    let mut publisher = tinymq.connect("flooder");
+    let payload = vec![b'z'; MESSAGE];
+    for i in 0..MESSAGES {
+        publisher.publish("flood", &payload);
+        let line = reader.line();
+        assert!(line.starts_with("flood|0|0|zzz") && line.len() == "flood|0|0|".len() + MESSAGE, "message {i}");
+    }
+    eventually(WAIT, "one slow consumer cut", || {
+        let stats = moustique_json(tinymq.http_addr(), "STATS", &[]);
+        (stats.path("dropped.slow_consumer").map(Json::num) == Some(1.0)).then_some(())
+    });
+    // The stuck client finds its connection closed once it reads.
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(rest.len() < MESSAGES * MESSAGE, "cut before it got everything: {} bytes", rest.len());
 }

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use super::packet::{ProtocolVersion, QoS, ReasonCode};
-use super::session::{Request, ServerSession, WillMessage};
+use super::packet::{Properties, ProtocolVersion, QoS, ReasonCode};
+use super::session::{Request, ServerSession, WillMessage, forwarded};
 use crate::auth::{AuthError, Identity};
 use crate::broker::{self, Effects, Origin};
 use crate::message::Message;
@@ -73,9 +73,10 @@ pub fn execute<S: Clone>(
     let Some(namespace) = router.namespace_of(id) else { return Effects::default() };
     let v5 = session.version() == Some(ProtocolVersion::V5);
     match request {
-        Request::Publish { topic, payload, retain, qos, packet_id } => {
+        Request::Publish { topic, payload, retain, qos, packet_id, properties } => {
             let from = session.client_id().cloned();
-            let effects = publish(router, namespace, from, topic, payload.into(), qos, retain, origin);
+            let message = message(from, topic, payload.into(), origin);
+            let effects = publish(router, namespace, message, qos, forwarded(properties), retain);
             if let Some(packet_id) = packet_id {
                 let reach = effects.receivers.is_empty() && effects.store.is_none();
                 session.pub_ack(packet_id, if reach { ReasonCode::NoMatchingSubscribers } else { ReasonCode::Success });
@@ -150,6 +151,7 @@ pub fn publish_live<S: Clone>(
     payload: &[u8],
     qos: QoS,
     packet_id: Option<u16>,
+    properties: Properties<'_>,
     origin: Origin,
 ) -> Effects<S> {
     let mut effects = Effects::default();
@@ -163,7 +165,7 @@ pub fn publish_live<S: Clone>(
     }
     if !effects.receivers.is_empty() {
         let message = message(session.client_id().cloned(), topic, payload.into(), origin);
-        effects.delivery = Some(Delivery::with_qos(message, qos));
+        effects.delivery = Some(Delivery::from_mqtt(message, qos, forwarded(properties)));
     }
     effects
 }
@@ -180,23 +182,20 @@ fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: 
     }
 }
 
-/// An MQTT message through the common publish rule: stamped with the
-/// client id (`from`) and `origin`, kept at its `qos` for MQTT receivers.
-#[allow(clippy::too_many_arguments)] // the fields of one message
+/// An MQTT message through the common publish rule, kept at its `qos`
+/// and with its forwarded `properties` for MQTT receivers.
 fn publish<S: Clone>(
     router: &mut Router<S>,
     namespace: NamespaceId,
-    from: Option<Arc<str>>,
-    topic: Arc<str>,
-    payload: Arc<[u8]>,
+    message: Message,
     qos: QoS,
+    properties: Option<Arc<[u8]>>,
     retain: bool,
-    origin: Origin,
 ) -> Effects<S> {
+    let topic = message.topic.clone();
     // The session validated it; TopicName only borrows the same text.
     let Ok(name) = TopicName::new(&topic, &TopicLimits::UNBOUNDED) else { return Effects::default() };
-    let delivery = Delivery::with_qos(message(from, topic.clone(), payload, origin), qos);
-    broker::publish(router, namespace, name, delivery, retain)
+    broker::publish(router, namespace, name, Delivery::from_mqtt(message, qos, properties), retain)
 }
 
 /// Publishes a will when its connection ended without a clean DISCONNECT,
@@ -208,5 +207,6 @@ pub fn publish_will<S: Clone>(
     will: WillMessage,
     origin: Origin,
 ) -> Effects<S> {
-    publish(router, namespace, client_id, will.topic, will.payload, will.qos, will.retain, origin)
+    let message = message(client_id, will.topic, will.payload, origin);
+    publish(router, namespace, message, will.qos, will.properties, will.retain)
 }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::packet::{
-    Ack, ConnAck, Disconnect, Packet, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
-    SubscriptionOptions, UnsubAck,
+    Ack, ConnAck, Disconnect, Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubAck, SubscriptionOptions, UnsubAck,
 };
 use super::{ConnectError, DecodeError, Decoded, Decoder, encode};
 use crate::codec::ReasonCode as Cause;
@@ -44,6 +44,8 @@ use crate::session::{Closed, Credentials};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 mod delivery;
+
+pub(crate) use delivery::forwarded;
 
 /// Settings of every MQTT session of a broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +118,9 @@ pub enum Request<'a> {
         qos: QoS,
         /// The packet id of a QoS 1 PUBLISH.
         packet_id: Option<u16>,
+        /// Its MQTT 5 properties (those that travel with the message are
+        /// forwarded to MQTT 5 subscribers).
+        properties: Properties<'a>,
     },
     /// Subscriptions to add; answer with [`ServerSession::sub_ack`].
     Subscribe {
@@ -168,6 +173,8 @@ pub struct WillMessage {
     pub qos: QoS,
     /// Whether it is stored as the topic's value.
     pub retain: bool,
+    /// Its MQTT 5 properties that travel with the message.
+    pub properties: Option<Arc<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -446,6 +453,7 @@ impl ServerSession {
                 payload: will.payload.into(),
                 qos: will.qos,
                 retain: will.retain,
+                properties: forwarded(will.properties),
             }));
         }
         let properties = connect.properties;
@@ -477,6 +485,7 @@ impl ServerSession {
             retain: publish.retain,
             qos: publish.qos,
             packet_id: publish.packet_id,
+            properties: publish.properties,
         }))
     }
 

@@ -52,14 +52,16 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id } = request {
+            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id, properties } = request {
                 // Live traffic changes nothing in the router: routed under
                 // the shared lock, from the connection's cache.
                 let broker = self.shared.broker.read();
                 let routes = conn.routes.get_or_insert_with(Box::default);
                 let subscriber = conn.subscriber;
                 let router = broker.router();
-                mqtt::broker::publish_live(router, routes, session, subscriber, topic, payload, qos, packet_id, origin)
+                mqtt::broker::publish_live(
+                    router, routes, session, subscriber, topic, payload, qos, packet_id, properties, origin,
+                )
             } else {
                 let mut broker = self.shared.broker.write();
                 let mut effects = mqtt::broker::execute(broker.router_mut(), session, conn.subscriber, request, origin);

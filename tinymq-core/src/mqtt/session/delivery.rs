@@ -1,6 +1,7 @@
 //! What the broker sends a client: PUBLISH packets at QoS 0, and QoS 1
 //! ones through an in-flight window of packet ids; deliveries beyond the
-//! window wait, bounded in bytes by the outbound limit.
+//! window wait, bounded in bytes by the outbound limit. And which of a
+//! publisher's properties go along.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use super::ServerSession;
 use crate::codec::ReasonCode as Cause;
 use crate::mqtt::encode;
-use crate::mqtt::packet::{Packet, Properties, ProtocolVersion, Publish, QoS};
+use crate::mqtt::packet::{Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS};
 use crate::router::Delivery;
 use crate::session::Closed;
 
@@ -73,17 +74,50 @@ impl Outgoing {
 
 /// The size of a PUBLISH on the wire, to compare with the client's
 /// Maximum Packet Size before encoding it.
-fn publish_size(version: ProtocolVersion, topic: &str, payload: usize, qos: QoS) -> usize {
-    let properties = usize::from(version == ProtocolVersion::V5);
+fn publish_size(version: ProtocolVersion, topic: &str, payload: usize, qos: QoS, properties: usize) -> usize {
+    let properties = match version {
+        ProtocolVersion::V5 => varint_len(properties) + properties,
+        ProtocolVersion::V311 => 0,
+    };
     let packet_id = if qos == QoS::AtMostOnce { 0 } else { 2 };
     let remaining = 2 + topic.len() + packet_id + properties + payload;
-    let length_bytes = match remaining {
+    1 + varint_len(remaining) + remaining
+}
+
+/// Bytes of a variable byte integer.
+fn varint_len(value: usize) -> usize {
+    match value {
         0..=127 => 1,
         128..=16_383 => 2,
         16_384..=2_097_151 => 3,
         _ => 4,
-    };
-    1 + length_bytes + remaining
+    }
+}
+
+/// The properties of a PUBLISH or will that travel with the message to
+/// MQTT 5 subscribers (MQTT 5 section 3.3.2.3): payload format, content
+/// type, response topic, correlation data and user properties, in their
+/// order. Topic aliases and subscription identifiers are the connection's;
+/// a message expiry is dropped, as tinymq does not expire messages.
+pub(crate) fn forwarded(properties: Properties<'_>) -> Option<Arc<[u8]>> {
+    if properties.is_empty() {
+        return None;
+    }
+    let mut kept = PropertiesBuf::new();
+    for property in properties.iter() {
+        if matches!(
+            property,
+            Property::PayloadFormatIndicator(_)
+                | Property::ContentType(_)
+                | Property::ResponseTopic(_)
+                | Property::CorrelationData(_)
+                | Property::UserProperty(..)
+        ) {
+            kept.push(property);
+        }
+    }
+    let bytes = kept.as_properties().as_bytes();
+    (!bytes.is_empty()).then(|| bytes.into())
 }
 
 impl ServerSession {
@@ -91,7 +125,8 @@ impl ServerSession {
     pub(super) fn send_publish(&mut self, delivery: &Arc<Delivery>, qos: QoS, retain: bool) -> Result<(), Closed> {
         let Some(version) = self.version else { return Ok(()) };
         let message = delivery.message();
-        if publish_size(version, &message.topic, message.payload.len(), qos) > self.client_max_packet {
+        let properties = delivery.mqtt_properties().len();
+        if publish_size(version, &message.topic, message.payload.len(), qos, properties) > self.client_max_packet {
             // MQTT 5 section 3.1.2.11.4: not sent, as if delivered.
             return Ok(());
         }
@@ -139,7 +174,8 @@ impl ServerSession {
             retain,
             topic: &message.topic,
             packet_id,
-            properties: Properties::EMPTY,
+            // The encoder leaves them out in 3.1.1.
+            properties: Properties { raw: delivery.mqtt_properties() },
             payload: &message.payload,
         };
         if self.outbound.push_with(|out| encode::encode(&Packet::Publish(publish), version, out)).is_err() {
@@ -172,7 +208,7 @@ mod tests {
                 payload: &payload,
             };
             let encoded = encode::to_vec(&Packet::Publish(publish), version);
-            assert_eq!(publish_size(version, "a/b", payload.len(), qos), encoded.len());
+            assert_eq!(publish_size(version, "a/b", payload.len(), qos, 0), encoded.len());
         }
     }
 

@@ -601,7 +601,7 @@ fn a_live_publish_under_a_shared_lock_reaches_the_same_receivers() {
     let mut cache = crate::RouteCache::default();
     for (topic, receivers) in [("l/a", vec!["s"]), ("l/a", vec!["s"]), ("other", vec![])] {
         let bytes = to_vec(&publish(topic, b"x", QoS::AtLeastOnce, Some(5)), V5);
-        let Ok(Step::Request { request: Request::Publish { topic, payload, qos, packet_id, .. }, .. }) =
+        let Ok(Step::Request { request: Request::Publish { topic, payload, qos, packet_id, properties, .. }, .. }) =
             publisher.session.handle_input(broker.now, &bytes)
         else {
             panic!("not a publish");
@@ -615,6 +615,7 @@ fn a_live_publish_under_a_shared_lock_reaches_the_same_receivers() {
             payload,
             qos,
             packet_id,
+            properties,
             ORIGIN,
         );
         assert_eq!(effects.receivers.to_vec(), receivers);
@@ -624,4 +625,49 @@ fn a_live_publish_under_a_shared_lock_reaches_the_same_receivers() {
             assert_eq!((delivery.qos(), &*delivery.message().from), (QoS::AtLeastOnce, "p"));
         }
     }
+}
+
+#[test]
+fn message_properties_travel_to_mqtt_5_subscribers_only() {
+    let mut broker = Broker::new();
+    let mut sub5 = broker.connect("s5", V5);
+    let mut sub3 = broker.connect("s3", V311);
+    for sub in [&mut sub5, &mut sub3] {
+        broker.send(sub, &subscribe(1, "p", QoS::AtMostOnce));
+        seen(sub);
+    }
+    let mut publisher = broker.connect("p", V5);
+    seen(&mut publisher);
+    let mut sent = PropertiesBuf::new();
+    sent.push(Property::MessageExpiryInterval(60))
+        .push(Property::TopicAlias(1))
+        .push(Property::UserProperty("origin", "test"))
+        .push(Property::ContentType("text/plain"));
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "p",
+        packet_id: None,
+        properties: sent.as_properties(),
+        payload: b"x",
+    });
+    let effects = broker.routed(&mut publisher, &publish);
+    broker.deliver(&effects, &mut [&mut sub5, &mut sub3]);
+    let mut expected = PropertiesBuf::new();
+    expected.push(Property::UserProperty("origin", "test")).push(Property::ContentType("text/plain"));
+    let bytes = sub5.session.outbound().len();
+    let mut slices: [&[u8]; 4] = [&[]; 4];
+    let n = sub5.session.outbound().front_slices(&mut slices);
+    let out = slices[..n].concat();
+    assert_eq!(out.len(), bytes);
+    let Ok(Decoded::Complete { packet: Packet::Publish(got), .. }) = Decoder::default().decode(V5, &out) else {
+        panic!("{out:02x?}");
+    };
+    assert_eq!(got.properties.as_bytes(), expected.as_properties().as_bytes(), "no alias, no expiry");
+    assert_eq!(seen(&mut sub3), [got_publish("p")], "3.1.1 has no properties");
+}
+
+fn got_publish(topic: &str) -> Seen {
+    got(topic, b"x", QoS::AtMostOnce, None)
 }
