@@ -37,6 +37,7 @@
 //! the crate's example drive them directly.
 
 mod http;
+mod mqtt;
 mod rules;
 mod sys;
 

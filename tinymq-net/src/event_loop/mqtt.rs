@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{Effects, Origin};
-use tinymq_core::mqtt::{self, Request, Step};
+use tinymq_core::mqtt::{Request, Step};
 
 use super::EventLoop;
 use super::slot::Held;
@@ -52,26 +52,25 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects = if let Request::Publish { topic, payload, retain: false, qos, packet_id, properties } = request {
-                // Live traffic changes nothing in the router: routed under
-                // the shared lock, from the connection's cache.
-                let broker = self.shared.broker.read();
-                let routes = conn.routes.get_or_insert_with(Box::default);
-                let subscriber = conn.subscriber;
-                let router = broker.router();
-                mqtt::broker::publish_live(
-                    router, routes, session, subscriber, topic, payload, qos, packet_id, properties, origin,
-                )
-            } else {
-                let mut broker = self.shared.broker.write();
-                let mut effects = mqtt::broker::execute(broker.router_mut(), session, conn.subscriber, request, origin);
-                // Submitted under the lock, as a binary publish's is. A
-                // QoS 1 PUBACK does not wait for the commit.
-                if let Some(op) = effects.store.take() {
-                    let _ = self.shared.submit(op);
-                }
-                effects
-            };
+            let effects =
+                if let Request::Publish { topic, payload, retain: false, qos, packet_id, properties } = request {
+                    // Live traffic changes nothing in the router: routed under
+                    // the shared lock, from the connection's cache.
+                    let routes = conn.routes.get_or_insert_with(Box::default);
+                    let subscriber = conn.subscriber;
+                    self.shared.broker.read().route_mqtt_live(
+                        routes, session, subscriber, topic, payload, qos, packet_id, properties, origin,
+                    )
+                } else {
+                    let mut broker = self.shared.broker.write();
+                    let mut effects = broker.handle_mqtt_request(session, conn.subscriber, request, origin);
+                    // Submitted under the lock, as a binary publish's is. A
+                    // QoS 1 PUBACK does not wait for the commit.
+                    if let Some(op) = effects.store.take() {
+                        let _ = self.shared.submit(op);
+                    }
+                    effects
+                };
             self.apply_effects(token, effects, now);
         }
     }
@@ -91,10 +90,9 @@ impl EventLoop {
         let origin = Origin { unix_time: unix_time(), ip: peer_ip };
         let effects = {
             let mut broker = self.shared.broker.write();
-            let caller = broker.charged_caller(caller, peer_ip, now);
+            let effects = broker.handle_mqtt_connect(session, Sink::Conn(me), caller, now, origin);
             log_events(&mut broker);
-            let allow_anonymous = broker.allows_anonymous();
-            mqtt::broker::connect(broker.router_mut(), session, Sink::Conn(me), allow_anonymous, caller, origin)
+            effects
         };
         match (session.client_id(), session.close_reason()) {
             (Some(client_id), _) => {
@@ -107,7 +105,7 @@ impl EventLoop {
     }
 
     /// Publishes the will of an MQTT connection that is ending, if it has
-    /// one to publish (see [`mqtt::ServerSession::take_will`]), through the
+    /// one to publish (see [`tinymq_core::mqtt::ServerSession::take_will`]), through the
     /// same rule as any publish, to every face's subscribers.
     pub(super) fn publish_will(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
@@ -119,7 +117,7 @@ impl EventLoop {
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
         let effects: Effects<Sink> = {
             let mut broker = self.shared.broker.write();
-            let mut effects = mqtt::broker::publish_will(broker.router_mut(), namespace, client_id, will, origin);
+            let mut effects = broker.publish_mqtt_will(namespace, client_id, will, origin);
             if let Some(op) = effects.store.take() {
                 let _ = self.shared.submit(op);
             }
