@@ -12,6 +12,9 @@
 //! | a binary Connect's credentials are decided | [`Broker::handle_connect`] | [`Effects`]: ConnAck or Disconnect queued on the session, a takeover |
 //! | any other binary request | [`Broker::handle_request`] | [`Effects`]: receivers, a store write |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
+//! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`Effects`]: CONNACK or its refusal, a takeover |
+//! | any other MQTT request; a live MQTT publish | [`Broker::handle_mqtt_request`]; [`Broker::route_mqtt_live`] | [`Effects`] |
+//! | an MQTT client gone without DISCONNECT | [`Broker::publish_mqtt_will`] | [`Effects`] |
 //! | an HTTP request | [`Broker::handle_http`] | [`HttpEffects`](crate::http::service::HttpEffects): the reply, receivers, store writes |
 //! | an HTTP write's answer | [`Broker::answer_write`], [`commit_answer`] | now, after the commit, or 503 |
 //! | an in-process client | [`Broker::register`], [`Broker::subscribe`], [`Broker::publish`] | receivers, a takeover, a store write |
