@@ -39,6 +39,7 @@ impl BrokerBuilder {
             http: config.http.clone(),
             budget: config.peer_budget,
             store: Shared::store_acks(&config, config.data_dir.is_some()),
+            sessions: Default::default(),
         };
         let mut broker = CoreBroker::new(rules, unix_time());
         let mut users = Vec::new();
