@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
+use tinymq_core::durable::SessionsConfig;
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::HttpConfig;
@@ -86,6 +87,10 @@ pub struct BrokerConfig {
     /// topic aliases, the wait for CONNECT. Their topic and outbound
     /// limits are taken from `session` at start.
     pub mqtt: MqttSessionConfig,
+    /// Durable sessions of binary clients: their expiry
+    /// (`--session-expiry`, default one day), how many persistent ones are
+    /// held, and each one's QoS 1 queue limits and in-flight window.
+    pub sessions: SessionsConfig,
 }
 
 impl BrokerConfig {
@@ -127,6 +132,7 @@ impl Default for BrokerConfig {
             sys_interval: Duration::from_secs(10),
             bridges: Vec::new(),
             mqtt: MqttSessionConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -289,6 +295,14 @@ impl BrokerBuilder {
     /// Sets when stored values are durable.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
+        self
+    }
+
+    /// Sets how long a persistent session outlives its connection (default
+    /// one day): its expiry when the client asks for the default, and the
+    /// most it may ask for.
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.config.sessions.session_expiry = expiry;
         self
     }
 
