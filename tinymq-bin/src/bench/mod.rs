@@ -47,7 +47,7 @@ Options:
                        (mqtt: PUBACK; tinymq: publishers keep --window messages in flight
                        and wait for every PubAck, subscribers hold persistent sessions)
                        [default: 0]
-  --window N           tinymq --qos 1: unacknowledged publishes per publisher [default: 256]
+  --window N           tinymq --qos 1: unacknowledged publishes per publisher [default: 1024]
   --network tcp|unix   [default: tcp]
   --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
                        mqtt, 127.0.0.1:4222 for nats]
@@ -104,7 +104,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         tls: None,
         qos: args::opt(&mut args, "--qos")?.unwrap_or(0),
     };
-    let window: u16 = args::opt(&mut args, "--window")?.unwrap_or(256);
+    let window: u16 = args::opt(&mut args, "--window")?.unwrap_or(1024);
     let tls = TlsFlags::parse(&mut args)?;
     args::finish(args)?;
     if tls.enabled() && settings.protocol != Protocol::Tinymq {
