@@ -56,6 +56,11 @@ Options:
   --peer-budget-refill SECS  one more bad request allowed per SECS [default: 3]
   --threads N               event-loop threads [default: number of cores]
   --keep-alive SECS         keep-alive interval; silent clients close after 1.5x [default: 60]
+  --max-inflight N          QoS 1 messages in flight per connection each way: publishes not yet
+                            acknowledged to the client, deliveries not yet acknowledged by it
+                            [default: 1024]
+  --session-expiry SECS     how long a persistent session (subscriptions, queued QoS 1 messages)
+                            outlives its connection, and the most a client may ask [default: 86400]
   --max-connections N       connections at once [default: 100000]
   --max-queue-bytes N       unsent bytes per binary-protocol connection before it is cut as a
                             slow consumer (Disconnect 7) [default: 16777216]
@@ -173,6 +178,8 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     let peer_budget_refill: Option<u64> = args::opt(&mut args, "--peer-budget-refill")?;
     let threads: Option<usize> = args::opt(&mut args, "--threads")?;
     let keep_alive: Option<u64> = args::opt(&mut args, "--keep-alive")?;
+    let session_expiry: Option<u64> = args::opt(&mut args, "--session-expiry")?;
+    let max_inflight: Option<u16> = args::opt(&mut args, "--max-inflight")?;
     let max_connections: Option<usize> = args::opt(&mut args, "--max-connections")?;
     let max_queue_bytes: Option<usize> = args::opt(&mut args, "--max-queue-bytes")?;
     let sys_interval: Option<u64> = args::opt(&mut args, "--sys-interval")?;
@@ -198,6 +205,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         ("--http-request-timeout", request_timeout),
         ("--sse-heartbeat", heartbeat),
         ("--keep-alive", keep_alive),
+        ("--session-expiry", session_expiry),
         ("--peer-budget-refill", peer_budget_refill),
     ] {
         if value == Some(0) {
@@ -320,6 +328,16 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     }
     if let Some(secs) = keep_alive {
         config.session.keep_alive = Duration::from_secs(secs);
+    }
+    if let Some(window) = max_inflight {
+        if window == 0 {
+            return Err(UsageError("--max-inflight: at least 1".into()).into());
+        }
+        config.session.max_inflight = window;
+        config.sessions.queue.max_inflight = window;
+    }
+    if let Some(secs) = session_expiry {
+        config.sessions.session_expiry = Duration::from_secs(secs);
     }
     if let Some(max) = max_connections {
         config.max_connections = max;

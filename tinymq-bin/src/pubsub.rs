@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
+use tinymq_core::Qos;
 use tinymq_net::{Address, Client, ClientOptions, ReceivedMessage};
 
 use crate::args::{self, Failure, Outcome, UsageError};
@@ -26,10 +27,16 @@ Options:
   --retain               store it as the topic's value too
   --interval SECS        publish again every SECS seconds until interrupted
   --count N              publish N times (with --interval: then stop)
+  --qos 0|1              1: the broker acknowledges each message; exit 0 only once every one
+                         was, 1 naming how many were not [default: 0]
+  --ack-timeout SECS     --qos 1: how long to wait for the last acknowledgements [default: 30]
   --network tcp|unix     [default: tcp]
   --address ADDR         HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --client-id ID         [default: assigned by the broker]
   --username U --password P
+  --session              keep this client's session while it is away (needs --client-id)
+  --will-topic TOPIC --will-message TEXT  published by the broker if the connection is lost
+  --will-qos 0|1 --will-retain            the will's QoS [default: 0] and RETAIN
 ",
     tls_usage!()
 );
@@ -44,10 +51,16 @@ Options:
   --topic FILTER         a topic filter (+ and # allowed); repeat for several
   --count N              exit after N messages
   --format text|json     [default: text]
+  --qos 0|1              1: messages published at QoS 1 are queued for this client and sent
+                         again until it acknowledges them [default: 0]
   --network tcp|unix     [default: tcp]
   --address ADDR         HOST:PORT, or a socket path for unix [default: 127.0.0.1:1883]
   --client-id ID         [default: assigned by the broker]
   --username U --password P
+  --session              keep this client's session (subscriptions, queued QoS 1 messages)
+                         while it is away, for the broker's session expiry (needs --client-id)
+  --will-topic TOPIC --will-message TEXT  published by the broker if the connection is lost
+  --will-qos 0|1 --will-retain            the will's QoS [default: 0] and RETAIN
 ",
     tls_usage!()
 );
@@ -70,8 +83,26 @@ fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, Fail
     if let Some(tls) = tls.load()? {
         options = options.tls(tls);
     }
-    if let Some(id) = args::opt::<String>(args, "--client-id")? {
+    let client_id = args::opt::<String>(args, "--client-id")?;
+    if args::switch(args, "--session") {
+        if client_id.is_none() {
+            return Err(UsageError("--session needs --client-id".into()).into());
+        }
+        options = options.persistent_session(true);
+    }
+    if let Some(id) = client_id {
         options = options.client_id(id);
+    }
+    let will_topic: Option<String> = args::opt(args, "--will-topic")?;
+    let will_message: Option<String> = args::opt(args, "--will-message")?;
+    let will_qos: Option<QosFlag> = args::opt(args, "--will-qos")?;
+    let will_retain = args::switch(args, "--will-retain");
+    match (will_topic, will_message) {
+        (Some(topic), Some(message)) => {
+            options = options.will(topic, message, will_retain, will_qos.unwrap_or(QosFlag(Qos::AtMostOnce)).0)
+        }
+        (None, None) if will_qos.is_none() && !will_retain => {}
+        _ => return Err(UsageError("--will-topic and --will-message go together".into()).into()),
     }
     let username: Option<String> = args::opt(args, "--username")?;
     let password: Option<String> = args::opt(args, "--password")?;
@@ -82,6 +113,21 @@ fn client_options(args: &mut pico_args::Arguments) -> Result<ClientOptions, Fail
         (None, Some(_)) => return Err(UsageError("--password needs --username".into()).into()),
     }
     Ok(options)
+}
+
+/// A `--qos` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct QosFlag(Qos);
+
+impl std::str::FromStr for QosFlag {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "0" => Ok(QosFlag(Qos::AtMostOnce)),
+            "1" => Ok(QosFlag(Qos::AtLeastOnce)),
+            _ => Err("expected 0 or 1"),
+        }
+    }
 }
 
 /// Set by SIGINT or SIGTERM: finish cleanly instead of dying mid-write.
@@ -103,6 +149,8 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
     let retain = args::switch(&mut args, "--retain");
     let interval: Option<f64> = args::opt(&mut args, "--interval")?;
     let count: Option<u64> = args::opt(&mut args, "--count")?;
+    let qos = args::opt(&mut args, "--qos")?.unwrap_or(QosFlag(Qos::AtMostOnce)).0;
+    let ack_timeout: u64 = args::opt(&mut args, "--ack-timeout")?.unwrap_or(30);
     args::finish(args)?;
     let topic = topic.ok_or_else(|| UsageError("--topic is required".into()))?;
     let interval = match interval {
@@ -133,11 +181,17 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
     // it: every interval, --count times or until interrupted.
     let times = count.unwrap_or(if interval.is_some() { u64::MAX } else { 1 });
     let start = Instant::now();
+    let mut published = 0u64;
     for n in 0..times {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        client.publish(&topic, &payload, retain).map_err(Failure::run)?;
+        if qos == Qos::AtLeastOnce {
+            client.publish_qos1(&topic, &payload, retain).map_err(Failure::run)?;
+            published += 1;
+        } else {
+            client.publish(&topic, &payload, retain).map_err(Failure::run)?;
+        }
         let Some(interval) = interval else { continue };
         if n + 1 == times {
             break;
@@ -151,6 +205,15 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
                 break;
             }
             client.recv_timeout((due - now).min(Duration::from_millis(200))).map_err(Failure::run)?;
+        }
+    }
+    if qos == Qos::AtLeastOnce {
+        let left = client.wait_acknowledged(Duration::from_secs(ack_timeout)).map_err(Failure::run)?;
+        if left > 0 {
+            // Acknowledged in order: the ones left are the last sent.
+            return Err(Failure::run(format!(
+                "{left} of {published} messages to {topic} not acknowledged (the last {left} sent) within {ack_timeout} s"
+            )));
         }
     }
     client.disconnect().map_err(Failure::run)
@@ -198,6 +261,7 @@ pub fn run_sub(mut args: pico_args::Arguments) -> Outcome {
     let filters: Vec<String> = args::many(&mut args, "--topic")?;
     let count: Option<u64> = args::opt(&mut args, "--count")?;
     let format = args::opt(&mut args, "--format")?.unwrap_or(Format::Text);
+    let qos = args::opt(&mut args, "--qos")?.unwrap_or(QosFlag(Qos::AtMostOnce)).0;
     args::finish(args)?;
     if filters.is_empty() {
         return Err(UsageError("--topic is required (repeat it for several filters)".into()).into());
@@ -205,7 +269,10 @@ pub fn run_sub(mut args: pico_args::Arguments) -> Outcome {
     let stop = stop_flag()?;
     let mut client = Client::connect(options).map_err(Failure::run)?;
     for filter in &filters {
-        client.subscribe(filter).map_err(Failure::run)?;
+        match qos {
+            Qos::AtLeastOnce => client.subscribe_qos1(filter).map_err(Failure::run)?,
+            Qos::AtMostOnce => client.subscribe(filter).map_err(Failure::run)?,
+        }
     }
     let stdout = std::io::stdout();
     let mut received = 0;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use mio::{Poll, Waker};
 use tinymq_core::broker::{Broker as CoreBroker, Rules};
-use tinymq_core::store::{Store, StoreOp, StoredHttpClient};
+use tinymq_core::store::{Store, StoreOp, StoredHttpClient, StoredQueued, StoredSession};
 use tinymq_core::{Delivery, ReasonCode};
 
 use crate::Error;
@@ -39,6 +39,7 @@ impl BrokerBuilder {
             http: config.http.clone(),
             budget: config.peer_budget,
             store: Shared::store_acks(&config, config.data_dir.is_some()),
+            sessions: config.sessions,
         };
         let mut broker = CoreBroker::new(rules, unix_time());
         let mut users = Vec::new();
@@ -55,8 +56,11 @@ impl BrokerBuilder {
                 }
                 users = store.load_users()?;
                 let clients = store.load_http_clients()?;
+                let sessions = store.load_sessions()?;
+                let queued = store.load_queued()?;
                 let path = store.path().to_owned();
                 let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
+                restore_sessions(&mut broker, sessions, queued, &writer);
                 if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Https(_))) {
                     restore_http_clients(&mut broker, clients, &writer, &path);
                 } else if !clients.is_empty() {
@@ -115,6 +119,33 @@ impl BrokerBuilder {
             log::info!("listening on {address}");
         }
         Ok(Broker { shared, threads, bound })
+    }
+}
+
+/// Brings the durable sessions back with their queued QoS 1 messages, and
+/// publishes the wills of the clients that vanished with the broker (a
+/// restart after a kill -9 is a lost connection for each). Nobody is
+/// connected yet: the wills reach the sessions' queues, stored values and
+/// Moustique queues.
+fn restore_sessions(
+    broker: &mut CoreBroker<Sink>,
+    sessions: Vec<StoredSession>,
+    queued: Vec<StoredQueued>,
+    writer: &StoreWriter,
+) {
+    let (count, messages) = (sessions.len(), queued.len());
+    let routed = broker.restore_sessions(Instant::now(), unix_time(), sessions, queued, Sink::Session);
+    for op in routed.store {
+        let _ = writer.submit(op);
+    }
+    while let Some(op) = broker.poll_store_op() {
+        let _ = writer.submit(op);
+    }
+    if count > 0 {
+        log::info!(
+            "restored {} of {count} stored sessions with {messages} queued messages",
+            broker.sessions().persistent_len()
+        );
     }
 }
 

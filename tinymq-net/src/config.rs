@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tinymq_core::auth::{AllowList, BudgetConfig, UserRecord};
+use tinymq_core::durable::{QueueLimits, SessionsConfig};
 use tinymq_core::http::clients::HttpClientLimits;
 use tinymq_core::http::conn::HttpConnConfig;
 use tinymq_core::http::service::HttpConfig;
@@ -19,6 +20,9 @@ use crate::bridge::BridgeConfig;
 use crate::tls::ServerTls;
 use crate::transport::ListenAddr;
 use crate::writer::Durability;
+
+/// QoS 1 messages in flight per connection each way, by default.
+const DEFAULT_MAX_INFLIGHT: u16 = 1024;
 
 /// Every setting of a broker. Built with [`Broker::builder`](crate::Broker::builder).
 #[derive(Clone, Debug)]
@@ -86,6 +90,10 @@ pub struct BrokerConfig {
     /// topic aliases, the wait for CONNECT. Their topic and outbound
     /// limits are taken from `session` at start.
     pub mqtt: MqttSessionConfig,
+    /// Durable sessions of binary clients: their expiry
+    /// (`--session-expiry`, default one day), how many persistent ones are
+    /// held, and each one's QoS 1 queue limits and in-flight window.
+    pub sessions: SessionsConfig,
 }
 
 impl BrokerConfig {
@@ -110,7 +118,10 @@ impl Default for BrokerConfig {
         BrokerConfig {
             listeners: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            session: SessionConfig::default(),
+            // QoS 1 windows of 1,024 each way: measured on 2 cores, an
+            // `immediate` 1 -> 1 run acknowledges 96k msg/s with them and
+            // 45k with the core's 256 (a commit's wait is shared by more).
+            session: SessionConfig { max_inflight: DEFAULT_MAX_INFLIGHT, ..SessionConfig::default() },
             max_connections: 100_000,
             allow_anonymous: true,
             allowed_peers: None,
@@ -127,6 +138,10 @@ impl Default for BrokerConfig {
             sys_interval: Duration::from_secs(10),
             bridges: Vec::new(),
             mqtt: MqttSessionConfig::default(),
+            sessions: SessionsConfig {
+                queue: QueueLimits { max_inflight: DEFAULT_MAX_INFLIGHT, ..QueueLimits::default() },
+                ..SessionsConfig::default()
+            },
         }
     }
 }
@@ -289,6 +304,14 @@ impl BrokerBuilder {
     /// Sets when stored values are durable.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
+        self
+    }
+
+    /// Sets how long a persistent session outlives its connection (default
+    /// one day): its expiry when the client asks for the default, and the
+    /// most it may ask for.
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.config.sessions.session_expiry = expiry;
         self
     }
 

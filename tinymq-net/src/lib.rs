@@ -101,6 +101,7 @@ pub use config_file::{
 pub use error::Error;
 pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 pub use store::{DATABASE_FILE, RedbStore, StoreError};
+pub use tinymq_core::Qos;
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;

@@ -67,7 +67,7 @@ impl LocalClient {
             }
             Some(Sink::Local(old)) => old.close(ReasonCode::SessionTakenOver),
             // Moustique clients hold no client id in the router.
-            Some(Sink::Http(_)) | None => {}
+            Some(Sink::Http(_) | Sink::Session(_)) | None => {}
         }
         Ok(LocalClient { shared, id, namespace, client_id, inbox, last: Mutex::default() })
     }
@@ -152,7 +152,7 @@ impl LocalClient {
         let copied = |sink: &Sink| match sink {
             Sink::Local(_) => longest < COPY_BELOW,
             Sink::Conn(target) => target.transport.takes_binary_frames() && frame_len < FRAME_COPY_BELOW,
-            Sink::Http(_) => false,
+            Sink::Http(_) | Sink::Session(_) => false,
         };
         if receivers.iter().all(copied) {
             let origin = Origin { topic, from: &self.client_id, updated_time, ip: None, retained: false };

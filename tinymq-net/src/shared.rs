@@ -10,6 +10,7 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use tinymq_core::auth::{AuthError, Identity, Throttled};
 use tinymq_core::broker::{Broker, BrokerEvent, StoreAcks};
+use tinymq_core::durable::SessionId;
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::SinkKind;
@@ -58,6 +59,10 @@ pub(crate) enum Sink {
     Local(Arc<LocalInbox>),
     /// A Moustique client's PICKUP queue, in [`Shared::http`].
     Http(HttpClientId),
+    /// A binary client's durable session (see the core's
+    /// `broker::durable`): QoS 1 messages are queued in it, the rest go
+    /// to its connection, if it has one.
+    Session(SessionId),
 }
 
 impl SinkKind for Sink {
@@ -74,6 +79,14 @@ impl SinkKind for Sink {
             Sink::Conn(conn) => conn.transport.name(),
             Sink::Local(_) => "local",
             Sink::Http(_) => "http",
+            Sink::Session(_) => "session",
+        }
+    }
+
+    fn session(&self) -> Option<SessionId> {
+        match self {
+            Sink::Session(id) => Some(*id),
+            _ => None,
         }
     }
 }
@@ -90,6 +103,9 @@ pub(crate) enum InboxItem {
     /// traffic between binary clients moves this way, with no allocation
     /// per message.
     Frame(ConnRef, usize, u32),
+    /// The connection's durable session has QoS 1 messages to send: they
+    /// go out from the loop that owns it, so its packet ids stay in order.
+    Pump(ConnRef),
     Control(Box<Control>),
 }
 
@@ -103,6 +119,9 @@ pub(crate) enum Control {
     Committed(ConnRef, Result<Response, String>),
     /// The credentials a connection's request waited on are checked.
     Verified(ConnRef, Result<Identity, AuthError>),
+    /// The store committed (or failed) the writes up to this ticket: the
+    /// QoS 1 PubAcks held for them go out (`--durability immediate`).
+    AcksCommitted(Ticket, Result<(), String>),
 }
 
 impl From<Control> for InboxItem {
@@ -499,6 +518,9 @@ impl Shared {
     /// every PICKUP queue before any other loop can write it to a socket, so
     /// a client that has seen it elsewhere finds it there too.
     pub(crate) fn dispatch(&self, deliveries: &[Arc<Delivery>], receivers: &[Sink], when_full: WhenFull) {
+        if let Some(resolved) = self.resolve_sessions(receivers) {
+            return self.dispatch(deliveries, &resolved, when_full);
+        }
         self.dispatch_to_queues(deliveries, receivers, when_full);
         for (index, targets) in loops_of(receivers) {
             let mut batch = Batch::default();
@@ -509,6 +531,27 @@ impl Shared {
             }
             self.send_all(index, &mut batch);
         }
+    }
+
+    /// `receivers` with each durable session's sink replaced by its
+    /// connection, for a QoS 0 delivery (a session without one takes none),
+    /// or `None` when there is no session among them.
+    pub(crate) fn resolve_sessions(&self, receivers: &[Sink]) -> Option<Vec<Sink>> {
+        if !receivers.iter().any(|sink| matches!(sink, Sink::Session(_))) {
+            return None;
+        }
+        let broker = self.broker.read();
+        let mut resolved: Vec<Sink> =
+            receivers.iter().filter(|sink| !matches!(sink, Sink::Session(_))).cloned().collect();
+        for sink in receivers {
+            if let Sink::Session(id) = sink
+                && let Some(Sink::Conn(conn)) = broker.session_conn(*id)
+                && !resolved.iter().any(|held| matches!(held, Sink::Conn(other) if other == conn))
+            {
+                resolved.push(Sink::Conn(*conn));
+            }
+        }
+        Some(resolved)
     }
 
     /// Queues the live Publish frames of `payloads` from an in-process

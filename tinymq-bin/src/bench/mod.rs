@@ -11,6 +11,7 @@
 //! generator should cost little next to the broker. The workload driver
 //! here is the same for every protocol.
 
+mod acknowledged;
 mod client;
 mod event;
 mod in_process;
@@ -42,8 +43,11 @@ latency percentiles.
 Options:
   --protocol P         tinymq, nats (nats-server's text protocol) or mqtt
                        (MQTT 3.1.1, e.g. mosquitto or tinymq --mqtt) [default: tinymq]
-  --qos 0|1            mqtt only: publish and subscribe at this QoS; 1 acknowledges
-                       every delivery (PUBACK) [default: 0]
+  --qos 0|1            publish and subscribe at this QoS; 1 acknowledges every delivery
+                       (mqtt: PUBACK; tinymq: publishers keep --window messages in flight
+                       and wait for every PubAck, subscribers hold persistent sessions)
+                       [default: 0]
+  --window N           tinymq --qos 1: unacknowledged publishes per publisher [default: 1024]
   --network tcp|unix   [default: tcp]
   --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
                        mqtt, 127.0.0.1:4222 for nats]
@@ -100,6 +104,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         tls: None,
         qos: args::opt(&mut args, "--qos")?.unwrap_or(0),
     };
+    let window: u16 = args::opt(&mut args, "--window")?.unwrap_or(1024);
     let tls = TlsFlags::parse(&mut args)?;
     args::finish(args)?;
     if tls.enabled() && settings.protocol != Protocol::Tinymq {
@@ -112,8 +117,11 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         return Err(UsageError("--tls needs --network tcp".into()).into());
     }
     let settings = Settings { tls: tls.load()?.map(ClientTls::without_resumption), ..settings };
-    if settings.qos > 1 || (settings.qos == 1 && settings.protocol != Protocol::Mqtt) {
-        return Err(UsageError("--qos: 0 or 1, and 1 only with --protocol mqtt".into()).into());
+    if settings.qos > 1 || (settings.qos == 1 && settings.protocol == Protocol::Nats) {
+        return Err(UsageError("--qos: 0 or 1, and 1 not with --protocol nats".into()).into());
+    }
+    if settings.qos == 1 && settings.protocol == Protocol::Tinymq {
+        return acknowledged::bench(&settings, window.max(1)).map_err(Failure::run);
     }
     if settings.size < 8 {
         return Err(UsageError("--size: at least 8 bytes (the payload carries a time stamp)".into()).into());

@@ -31,6 +31,7 @@ mod mqtt;
 mod observability;
 mod persistence_restart;
 mod pubsub;
+mod qos;
 mod retained;
 mod scale;
 mod store_batched;

@@ -39,6 +39,7 @@
 //! [`register`], [`subscribe`], ...) stay public: the scenario tests and
 //! the crate's example drive them directly.
 
+mod durable;
 mod http;
 mod mqtt;
 mod rules;
@@ -49,6 +50,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use self::durable::{Routed, SessionConnect, SessionEffects, SessionHold};
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
     AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish, publish_live, published,
@@ -56,6 +58,7 @@ pub use self::rules::{
 };
 use crate::auth::{AuthError, BudgetConfig, Fault, Identity, PeerBudgets, Throttled};
 use crate::codec::Qos;
+use crate::durable::{Sessions, SessionsConfig};
 use crate::http::clients::HttpClientId;
 use crate::http::service::{self, HttpConfig, HttpState, SinkKind};
 use crate::metrics::Figures;
@@ -79,6 +82,8 @@ pub struct Rules {
     /// What the store acknowledges, which decides when an HTTP write is
     /// answered.
     pub store: StoreAcks,
+    /// The durable sessions' limits and expiry.
+    pub sessions: SessionsConfig,
 }
 
 /// Something the shell may want to know (and log), from
@@ -114,6 +119,10 @@ pub struct Broker<S> {
     /// Requests, connections and logins refused for a spent budget.
     throttled_requests: u64,
     events: VecDeque<BrokerEvent>,
+    /// Sessions that outlive connections, and QoS 1 queues.
+    sessions: Sessions,
+    /// Where each session's deliveries go.
+    slots: durable::SessionSlots<S>,
 }
 
 impl<S: Clone + SinkKind> Broker<S> {
@@ -124,9 +133,11 @@ impl<S: Clone + SinkKind> Broker<S> {
             router: Router::new(),
             http: HttpState::new(&rules.http, started_unix),
             budgets: PeerBudgets::new(rules.budget),
+            sessions: Sessions::new(rules.sessions),
             rules,
             throttled_requests: 0,
             events: VecDeque::new(),
+            slots: Default::default(),
         }
     }
 

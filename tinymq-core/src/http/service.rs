@@ -60,6 +60,11 @@ pub trait SinkKind {
     /// The transport, as CLIENTS and the metrics name it (`tcp`, `unix`,
     /// `http`, `sse`, `local`).
     fn transport(&self) -> &'static str;
+    /// The durable session this sink is the router's sink of, if it is
+    /// one (see [`crate::broker::Broker::handle_session_connect`]).
+    fn session(&self) -> Option<crate::durable::SessionId> {
+        None
+    }
 }
 
 /// When and from where a request came.

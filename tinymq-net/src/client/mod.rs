@@ -17,6 +17,7 @@ const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
 
 mod connection;
 mod options;
+mod qos;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +87,10 @@ pub struct Client {
     last_failure: Option<Lost>,
     /// Set when the client cannot go on; every call returns it.
     ended: Option<Ended>,
+    /// QoS 1 publishes acknowledged so far.
+    acknowledged: u64,
+    /// The last ConnAck's SESSION_PRESENT.
+    session_present: bool,
 }
 
 impl ClientOptions {
@@ -113,6 +118,8 @@ impl Client {
             next_attempt: None,
             last_failure: None,
             ended: None,
+            acknowledged: 0,
+            session_present: false,
         };
         client.open(None).map_err(Lost::into_error)?;
         Ok(client)
@@ -491,7 +498,8 @@ impl Client {
     fn absorb_events(&mut self) -> Result<(), Lost> {
         while let Some(event) = self.session.poll_event() {
             match event {
-                ClientEvent::Connected { .. } => {
+                ClientEvent::Connected { session_present, .. } => {
+                    self.session_present = session_present;
                     if let Some(connection) = &mut self.connection {
                         connection.accepted = true;
                     }
@@ -514,8 +522,7 @@ impl Client {
                 }
                 ClientEvent::SubAck { filter, result } => self.acked(AckKind::Subscribe, filter, result),
                 ClientEvent::UnsubAck { filter, result } => self.acked(AckKind::Unsubscribe, filter, result),
-                // This client publishes at QoS 0 only, so no PubAck is owed to it.
-                ClientEvent::Published { .. } => {}
+                ClientEvent::Published { .. } => self.acknowledged += 1,
                 ClientEvent::Disconnected(reason) => {
                     let accepted = self.connection.as_ref().is_some_and(|connection| connection.accepted);
                     return Err(Lost::Broker { reason, accepted });

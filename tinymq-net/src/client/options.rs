@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tinymq_core::client::{ClientConfig, ClientError as SessionError};
-use tinymq_core::{FrameLimits, ReasonCode, TopicError};
+use tinymq_core::client::{ClientConfig, ClientError as SessionError, ClientWill};
+use tinymq_core::{FrameLimits, Qos, ReasonCode, TopicError};
 
 use crate::ListenAddr;
 use crate::tls::ClientTls;
@@ -267,6 +267,34 @@ impl ClientOptions {
     /// [`Client::unsubscribe`](crate::Client::unsubscribe) may take, reconnecting included (default 30 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Asks the broker to keep this client's session (its subscriptions
+    /// and the QoS 1 messages they match) while it is away, for the
+    /// session expiry (`clean_session = false`); needs a client id.
+    pub fn persistent_session(mut self, persistent: bool) -> Self {
+        self.session.persistent = persistent;
+        self
+    }
+
+    /// Seconds a persistent session outlives its connection (default 0:
+    /// the broker's `--session-expiry`, which is also the most).
+    pub fn session_expiry(mut self, seconds: u32) -> Self {
+        self.session.session_expiry = seconds;
+        self
+    }
+
+    /// The will the broker publishes (as this client, with `retain` and
+    /// `qos`) if the connection ends without a Disconnect.
+    pub fn will(mut self, topic: impl Into<String>, payload: impl Into<Vec<u8>>, retain: bool, qos: Qos) -> Self {
+        self.session.will = Some(ClientWill { topic: topic.into(), payload: payload.into(), retain, qos });
+        self
+    }
+
+    /// QoS 1 publishes in flight at once (default 256).
+    pub fn max_inflight(mut self, window: u16) -> Self {
+        self.session.max_inflight = window.max(1);
         self
     }
 

@@ -257,6 +257,9 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     /// `keep_alive_secs`: the keep-alive interval.
     pub keep_alive_secs: Option<u64>,
+    /// `session_expiry_secs`: how long a persistent session outlives its
+    /// connection, and the most a client may ask for.
+    pub session_expiry_secs: Option<u64>,
     /// `max_payload_bytes`: the longest message payload.
     pub max_payload_bytes: Option<usize>,
     /// `max_topic_bytes`: the longest topic name or filter.
@@ -419,6 +422,9 @@ impl ConfigFile {
             config.max_connections = at_least_one("limits.max_connections", max)?;
         }
         config.session = session_config(limits)?;
+        if let Some(secs) = limits.session_expiry_secs {
+            config.sessions.session_expiry = at_least_a_second("limits.session_expiry_secs", secs)?;
+        }
         if let Some(secs) = self.log.sys_interval_secs {
             config.sys_interval = Duration::from_secs(secs);
         }
@@ -658,6 +664,10 @@ max_connections = {max_connections}
 # Keep-alive interval in seconds; a client silent for 1.5 times it is
 # closed (--keep-alive).
 keep_alive_secs = {keep_alive}
+# Seconds a persistent session (its subscriptions and queued QoS 1
+# messages) outlives its connection, and the most a client may ask for
+# (--session-expiry).
+session_expiry_secs = {session_expiry}
 # The longest message payload, in bytes.
 max_payload_bytes = {payload}
 # The longest topic name or filter, in bytes (at most 65535).
@@ -725,6 +735,7 @@ sys_interval_secs = {sys_interval}
         refill = budget.refill.as_secs(),
         max_connections = broker.max_connections,
         keep_alive = session.keep_alive.as_secs(),
+        session_expiry = broker.sessions.session_expiry.as_secs(),
         payload = frame.max_payload_len,
         topic_bytes = topic.max_len,
         topic_levels = topic.max_levels,

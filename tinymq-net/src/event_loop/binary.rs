@@ -7,10 +7,12 @@ use std::time::Instant;
 use smallvec::SmallVec;
 use tinymq_core::auth::{AuthError, Identity};
 use tinymq_core::broker::{self, Origin};
+use tinymq_core::durable::SessionRequest;
 use tinymq_core::outbound::COPY_BELOW;
 use tinymq_core::{Qos, ReasonCode, Request, Step};
 
 use super::EventLoop;
+use super::durable::{HeldSession, submit_session_ops};
 use super::slot::Held;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, Sink, log_events, unix_time};
@@ -46,14 +48,15 @@ impl EventLoop {
             // The caller's after_io queues this connection's flush.
             used += consumed;
             let Some(request) = request else { continue };
-            if let Request::Connect { client_id, credentials, .. } = request {
+            if let Request::Connect { client_id, credentials, session: asked } = request {
                 let credentials = credentials.map(|c| (c.username, c.password));
                 match self.shared.authenticate(me, conn.peer_ip, credentials) {
-                    Decision::Now(caller) => self.finish_connect(token, me, client_id, caller, now),
+                    Decision::Now(caller) => self.finish_connect(token, me, client_id, asked, caller, now),
                     Decision::Later => {
                         // The session reads nothing more until it is decided.
                         if let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) {
-                            conn.hold(Held::Connect { client_id: client_id.to_owned() });
+                            let session = HeldSession::of(&asked);
+                            conn.hold(Held::Connect { client_id: client_id.to_owned(), session });
                         }
                         return used;
                     }
@@ -89,6 +92,43 @@ impl EventLoop {
                 }
                 let delivery = broker::published(session, topic, payload, origin);
                 broker::Effects { delivery: Some(delivery), receivers, ..Default::default() }
+            } else if let Some(hold) =
+                self.sessions.get(&token).filter(|held| held.serial == conn.serial).map(|held| held.hold)
+            {
+                // QoS 1, retained, subscriptions, PubAcks: the session rules.
+                if matches!(request, Request::Disconnect) {
+                    self.mark_clean(token);
+                }
+                let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
+                let Some(session) = conn.proto.binary_session() else { return used };
+                let shared = self.shared.clone();
+                let (answer, ticket) = {
+                    let mut broker = shared.broker.write();
+                    let mut answer = broker.handle_session_request(
+                        session,
+                        conn.subscriber,
+                        hold,
+                        Sink::Conn(me),
+                        request,
+                        origin,
+                        Sink::Session,
+                    );
+                    let store = answer.effects.store.take().into_iter().chain(std::mem::take(&mut answer.routed.store));
+                    let ticket = submit_session_ops(&shared, &mut broker, store);
+                    (answer, ticket)
+                };
+                if let Some(packet_id) = answer.held_ack {
+                    match ticket {
+                        // `immediate`: the PubAck waits for the commit.
+                        Some(ticket) => self.hold_ack(me, packet_id, ticket),
+                        // Nothing to store: routed is all there is to do.
+                        None => {
+                            let _ = session.ack(packet_id);
+                        }
+                    }
+                }
+                self.carry_out(answer.routed, now);
+                answer.effects
             } else {
                 let mut broker = self.shared.broker.write();
                 let mut effects = broker.handle_request(session, conn.subscriber, Sink::Conn(me), request, origin);
@@ -111,22 +151,41 @@ impl EventLoop {
         token: usize,
         me: ConnRef,
         client_id: &str,
+        asked: SessionRequest<'_>,
         caller: Result<Identity, AuthError>,
         now: Instant,
     ) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         let Some(session) = conn.proto.binary_session() else { return };
         let origin = Origin { unix_time: unix_time(), ip: conn.peer_ip };
-        let effects = {
-            let mut broker = self.shared.broker.write();
-            let effects = broker.handle_connect(session, Sink::Conn(me), client_id, caller, now, origin);
+        let shared = self.shared.clone();
+        let answer = {
+            let mut broker = shared.broker.write();
+            let mut answer = broker.handle_session_connect(
+                session,
+                Sink::Conn(me),
+                client_id,
+                asked,
+                caller,
+                now,
+                origin,
+                Sink::Session,
+            );
             log_events(&mut broker);
-            effects
+            let store = std::mem::take(&mut answer.routed.store);
+            let _ = submit_session_ops(&shared, &mut broker, store);
+            answer
         };
+        let serial = conn.serial;
+        let effects = answer.effects;
         if let Some(reason) = session.close_reason().flatten() {
             log::debug!("connection {}:{} refused: {reason}", self.index, conn.serial);
         }
+        if let Some(hold) = answer.hold {
+            self.keep_session(token, serial, hold);
+        }
         self.apply_effects(token, effects, now);
+        self.carry_out(answer.routed, now);
     }
 
     /// Moves what a binary request did to others: a takeover's Disconnect,

@@ -236,8 +236,10 @@ impl EventLoop {
     }
 
     pub(super) fn begin_close_within(&mut self, token: usize, now: Instant, linger: Duration) {
-        // Before its subscriber is released: an MQTT client's will.
+        // Before its subscriber is released: an MQTT client's will, a
+        // binary client's session.
         self.publish_will(token);
+        self.close_binary_session(token, now);
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return };
         if conn.linger_until().is_some() {
             return;
@@ -377,6 +379,8 @@ impl EventLoop {
 
     pub(super) fn remove(&mut self, token: usize) {
         self.publish_will(token);
+        // Rare, and reached from paths with no time at hand.
+        self.close_binary_session(token, Instant::now());
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         if conn.pressing {
             self.shared.loops[self.index].press(false);

@@ -29,6 +29,9 @@ impl EventLoop {
     /// the outbox to other loops' connections, and to Moustique and
     /// in-process queues at once.
     pub(super) fn dispatch(&mut self, delivery: &Arc<Delivery>, receivers: &[Sink], now: Instant) {
+        if let Some(resolved) = self.shared.resolve_sessions(receivers) {
+            return self.dispatch(delivery, &resolved, now);
+        }
         // Deliveries other loops queued here earlier must not be overtaken:
         // a client that posts, gets its 200, and posts again expects its
         // subscribers to see the two in that order, whichever loops served
@@ -49,6 +52,8 @@ impl EventLoop {
                     self.outbox_pending = true;
                 }
                 Sink::Http(_) => queues = true,
+                // Resolved above.
+                Sink::Session(_) => {}
                 Sink::Local(_) => {
                     self.fed_local = true;
                     queues = true;
@@ -163,6 +168,7 @@ impl EventLoop {
                 InboxItem::Frame(target, start, len) => {
                     self.deliver_encoded(target, &batch.frames[start..start + len as usize], now)
                 }
+                InboxItem::Pump(target) => self.pumps.push(target),
                 InboxItem::Control(control) => self.later.push_back(control),
             }
         }
@@ -180,6 +186,7 @@ impl EventLoop {
                 Control::Close(target, reason) => self.close_conn(target, reason, now),
                 Control::Committed(target, result) => self.committed(target, result, now),
                 Control::Verified(target, caller) => self.verified(target, caller, now),
+                Control::AcksCommitted(ticket, result) => self.acks_committed(ticket, result),
                 Control::Accept(stream, peer_ip) => {
                     self.insert(stream, peer_ip, now);
                 }

@@ -228,7 +228,9 @@ impl EventLoop {
             return;
         }
         match conn.take_held() {
-            Some(Held::Connect { client_id }) => self.finish_connect(target.token(), target, &client_id, caller, now),
+            Some(Held::Connect { client_id, session }) => {
+                self.finish_connect(target.token(), target, &client_id, session.request(), caller, now)
+            }
             Some(Held::MqttConnect) => self.finish_mqtt_connect(target.token(), target, caller, now),
             Some(Held::Call(call, encoding)) => {
                 if self.serve_http(target.token(), target, HttpInput::Call(call, caller), encoding, now) {

@@ -47,13 +47,14 @@ mod accept;
 mod binary;
 mod bridge;
 mod conn;
+mod durable;
 mod fanout;
 mod http;
 mod mqtt;
 mod slot;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -63,8 +64,10 @@ use mio::{Events, Interest, Poll, Token};
 use tinymq_core::ReasonCode;
 
 use crate::flow::READ_CHUNK;
+use crate::shared::ConnRef;
 use crate::shared::{Batch, Control, Shared, Stats, unix_time};
 use crate::transport::Listener;
+use crate::writer::Ticket;
 use slot::Conn;
 
 const WAKER: Token = Token(usize::MAX);
@@ -164,6 +167,16 @@ pub(crate) struct EventLoop {
     sys_at: Option<Instant>,
     /// The NATS bridges (loop 0 only).
     bridges: Vec<bridge::Bridge>,
+    /// Each binary connection's hold on its durable session, by token.
+    sessions: HashMap<usize, durable::ConnSession>,
+    /// This loop's connections whose sessions have QoS 1 messages to send.
+    pumps: Vec<ConnRef>,
+    /// PubAcks held for their writes' commit (`immediate`), in ticket order.
+    held_acks: VecDeque<(Ticket, ConnRef, u16)>,
+    /// The ticket the writer will tell this loop about.
+    acks_waited: Option<Ticket>,
+    /// When loop 0 next looks for expired sessions.
+    sessions_at: Option<Instant>,
 }
 
 impl EventLoop {
@@ -215,6 +228,11 @@ impl EventLoop {
             refusing: 0,
             sys_at,
             bridges,
+            sessions: HashMap::new(),
+            pumps: Vec::new(),
+            held_acks: VecDeque::new(),
+            acks_waited: None,
+            sessions_at: (index == 0).then(|| Instant::now() + durable::SESSION_EXPIRY_CHECK),
         })
     }
 
@@ -276,6 +294,10 @@ impl EventLoop {
                 self.housekeeping_at = Some(now + HOUSEKEEPING);
                 self.expire_http_clients(now);
             }
+            if self.sessions_at.is_some_and(|at| now >= at) {
+                self.sessions_at = Some(now + durable::SESSION_EXPIRY_CHECK);
+                self.expire_sessions(now);
+            }
             if !shutting_down && self.sys_at.is_some_and(|at| now >= at) {
                 // An interval too long to add is never.
                 self.sys_at = now.checked_add(self.shared.config.sys_interval);
@@ -293,6 +315,8 @@ impl EventLoop {
             }
             // Last, so whatever this turn queued (a shutdown's Disconnects
             // included) goes out before the loop sleeps.
+            self.run_pumps();
+            self.wait_for_acks();
             self.flush_outbox();
             self.flush_dirty(now);
             if !self.bridges.is_empty() {
@@ -314,6 +338,7 @@ impl EventLoop {
             self.accept_paused_until,
             self.housekeeping_at,
             self.sys_at,
+            self.sessions_at,
             self.deferred_until,
             self.bridges_deadline(),
         ]

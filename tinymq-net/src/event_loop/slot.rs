@@ -113,8 +113,8 @@ impl Conn {
 
 /// What waits for a connection's credentials to be checked.
 pub(super) enum Held {
-    /// A binary Connect, with the client id it asked for.
-    Connect { client_id: String },
+    /// A binary Connect, with the client id and session it asked for.
+    Connect { client_id: String, session: super::durable::HeldSession },
     /// An MQTT CONNECT (the session keeps what it asked for).
     MqttConnect,
     /// An HTTP call, and the order its Moustique parameters came in.

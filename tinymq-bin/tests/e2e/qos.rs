@@ -1,0 +1,175 @@
+//! Acknowledged delivery with the real binary over real sockets: QoS 1
+//! messages published while a persistent subscriber is away, through two
+//! SIGKILLs of the broker, all delivered (at least once, in order per
+//! publisher) when it comes back; and a will published after a kill -9 of
+//! its client, not after a clean exit.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tinymq_net::{Address, Client, ClientOptions};
+
+use crate::support::{BrokerProcess, Endpoint, ScratchDir, WAIT, tinymq, wait_child};
+
+/// QoS 1 messages the kill -9 test publishes.
+const MESSAGES: u64 = 100_000;
+
+/// How long the whole run may take: publishing 100,000 acknowledged
+/// messages through two restarts, then receiving them, on a debug build.
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A broker on `address` keeping its store in `data`, committing before
+/// it acknowledges. A restart on the same address can meet the port
+/// briefly held: it is tried again until the deadline.
+fn start(address: SocketAddr, data: &ScratchDir) -> BrokerProcess {
+    let dir = data.path().to_str().expect("a UTF-8 path");
+    let flags = ["--data", dir, "--durability", "immediate"];
+    let deadline = Instant::now() + WAIT * 4;
+    loop {
+        match BrokerProcess::start_at(Endpoint::Tcp(address), &flags) {
+            Ok(broker) => return broker,
+            Err(failure) if Instant::now() >= deadline => panic!("the broker did not start again: {failure}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn options(address: SocketAddr, client_id: &str) -> ClientOptions {
+    ClientOptions::new(Address::tcp(address.to_string()))
+        .client_id(client_id)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .request_timeout(Duration::from_secs(60))
+}
+
+/// Waits until `counter` reaches `at_least`, failing at `deadline`.
+fn wait_for(counter: &AtomicU64, at_least: u64, deadline: Instant) {
+    while counter.load(Ordering::Relaxed) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} acknowledged, waiting for {at_least}",
+            counter.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn every_acknowledged_message_survives_two_kill_9s() {
+    let data = ScratchDir::new();
+    let address = crate::support::free_address();
+    let mut broker = start(address, &data);
+    let deadline = Instant::now() + RUN_DEADLINE;
+
+    // The subscriber leaves a persistent QoS 1 session behind.
+    let mut keeper = options(address, "keeper").persistent_session(true).connect().expect("keeper connects");
+    keeper.subscribe_qos1("load/#").expect("QoS 1 subscription");
+    keeper.disconnect().expect("clean disconnect");
+
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let counter = acknowledged.clone();
+    let publisher = std::thread::spawn(move || -> Result<(usize, u64), tinymq_net::ClientError> {
+        let mut client = options(address, "loader").max_inflight(256).connect()?;
+        for seq in 0..MESSAGES {
+            client.publish_qos1("load/seq", &seq.to_be_bytes(), false)?;
+            counter.store(client.acknowledged(), Ordering::Relaxed);
+        }
+        let left = client.wait_acknowledged(Duration::from_secs(120))?;
+        counter.store(client.acknowledged(), Ordering::Relaxed);
+        Ok((left, client.acknowledged()))
+    });
+
+    for at in [MESSAGES * 3 / 10, MESSAGES * 6 / 10] {
+        wait_for(&acknowledged, at, deadline);
+        broker.kill();
+        eprintln!("killed the broker with SIGKILL at {} acknowledged", acknowledged.load(Ordering::Relaxed));
+        broker = start(address, &data);
+    }
+    let (left, acked) = publisher.join().expect("the publisher thread").expect("the publisher");
+    assert_eq!(left, 0, "every message acknowledged in the end");
+    assert!(acked >= MESSAGES, "{acked} acknowledgements for {MESSAGES} messages");
+
+    // The subscriber comes back to every message, in order, duplicates
+    // (resends after the kills) counted.
+    let mut keeper = options(address, "keeper").persistent_session(true).connect().expect("keeper reconnects");
+    assert!(keeper.session_present(), "the stored session was resumed");
+    let (mut next, mut duplicates, mut received) = (0u64, 0u64, 0u64);
+    let mut seen = HashSet::new();
+    while next < MESSAGES {
+        assert!(Instant::now() < deadline, "only {next} of {MESSAGES} messages delivered");
+        let Some(message) = keeper.recv_timeout(Duration::from_millis(500)).expect("keeper receives") else { continue };
+        received += 1;
+        let seq = u64::from_be_bytes(message.payload.as_slice().try_into().expect("an 8-byte sequence number"));
+        if !seen.insert(seq) {
+            duplicates += 1;
+            continue;
+        }
+        assert_eq!(seq, next, "first deliveries in the order they were published");
+        next += 1;
+    }
+    eprintln!("{MESSAGES} messages delivered: {received} deliveries, {duplicates} duplicates, 0 lost");
+    assert!(duplicates <= 2 * 256 * 2, "{duplicates} duplicates: more than two windows per kill");
+}
+
+/// `tinymq pub` at QoS 1 every 100 ms under client id `dev`, with a will.
+fn device(address: SocketAddr, count: Option<&str>) -> Child {
+    let address = address.to_string();
+    let mut command = tinymq();
+    command.args(["pub", "--address", &address, "--client-id", "dev", "--topic", "alive/dev", "--message", "hi"]);
+    command.args(["--qos", "1", "--will-topic", "status/dev", "--will-message", "gone", "--will-qos", "1"]);
+    match count {
+        Some(count) => command.args(["--count", count]),
+        None => command.args(["--interval", "0.1"]),
+    };
+    command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn tinymq pub")
+}
+
+/// The next message on `topic`, skipping others, within [`WAIT`].
+fn next_on(client: &mut Client, topic: &str) -> Option<String> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(message) = client.recv_timeout(Duration::from_millis(100)).expect("receive")
+            && message.topic == topic
+        {
+            return Some(String::from_utf8_lossy(&message.payload).into_owned());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_will_fires_after_kill_9_of_its_client_and_not_after_a_clean_exit() {
+    let broker = BrokerProcess::start(&[]);
+    let address = broker.tcp_addr();
+    let mut watcher = options(address, "watcher").connect().expect("watcher connects");
+    watcher.subscribe_qos1("status/#").expect("QoS 1 subscription");
+    watcher.subscribe("alive/#").expect("subscription");
+    watcher.subscribe("sentinel").expect("subscription");
+
+    // A clean exit (Disconnect) discards the will: the sentinel published
+    // after it arrives with no will before it.
+    let mut clean = device(address, Some("1"));
+    let status = wait_child(&mut clean, WAIT).expect("tinymq pub --count 1 exits");
+    assert!(status.success(), "tinymq pub --qos 1 exits 0 once acknowledged: {status}");
+    let mut sentinel = options(address, "sentinel").connect().expect("connects");
+    sentinel.publish("sentinel", b"after the clean exit", false).expect("publish");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the sentinel never arrived");
+        let Some(message) = watcher.recv_timeout(Duration::from_millis(100)).expect("receive") else { continue };
+        assert_ne!(message.topic, "status/dev", "a will after a clean Disconnect");
+        if message.topic == "sentinel" {
+            break;
+        }
+    }
+
+    // Connected (its messages arrive), then SIGKILL: the will comes.
+    let mut lost = device(address, None);
+    assert_eq!(next_on(&mut watcher, "alive/dev").as_deref(), Some("hi"), "the device is connected");
+    lost.kill().expect("SIGKILL the client");
+    let _ = lost.wait();
+    assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will after kill -9");
+}

@@ -1,0 +1,305 @@
+//! The core `Broker`'s durable sessions on a virtual clock, driven the way
+//! the net shell drives them: a QoS 1 publish queued for an offline
+//! persistent session, the PubAck held under `immediate` durability,
+//! resend on reconnect, wills on a lost connection and not on a clean one,
+//! expiry, and a restart from the store's writes.
+
+use std::time::{Duration, Instant};
+
+use tinymq_core::auth::Identity;
+use tinymq_core::broker::{Broker, Origin, Routed, Rules, SessionHold, StoreAcks};
+use tinymq_core::client::{ClientConfig, ClientEvent, ClientSession, ClientWill};
+use tinymq_core::durable::{Departure, SessionId, SessionsConfig};
+use tinymq_core::http::clients::HttpClientId;
+use tinymq_core::http::service::SinkKind;
+use tinymq_core::store::{MemoryStore, Store};
+use tinymq_core::{Qos, Request, Session, SessionConfig, Step, SubscriberId};
+
+/// A connection by name, or a session's own router sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Sink {
+    Conn(&'static str),
+    Session(SessionId),
+}
+
+impl SinkKind for Sink {
+    fn http_client(&self) -> Option<HttpClientId> {
+        None
+    }
+
+    fn transport(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn session(&self) -> Option<SessionId> {
+        match self {
+            Sink::Session(id) => Some(*id),
+            Sink::Conn(_) => None,
+        }
+    }
+}
+
+const ORIGIN: Origin = Origin { unix_time: 1_700_000_000, ip: None };
+
+/// A client and its connection's broker side.
+struct Peer {
+    name: &'static str,
+    client: ClientSession,
+    session: Session,
+    subscriber: Option<SubscriberId>,
+    hold: Option<SessionHold>,
+    events: Vec<ClientEvent>,
+    /// Packet ids the broker holds for the store's commit.
+    held: Vec<u16>,
+}
+
+impl Peer {
+    fn connect(broker: &mut Broker<Sink>, now: Instant, name: &'static str, config: ClientConfig) -> Peer {
+        let mut client = ClientSession::new(&config, now).unwrap();
+        client.connect(now);
+        let mut peer = Peer {
+            name,
+            client,
+            session: Session::new(now, &SessionConfig::default()),
+            subscriber: None,
+            hold: None,
+            events: Vec::new(),
+            held: Vec::new(),
+        };
+        peer.exchange(broker, now);
+        peer
+    }
+
+    /// Moves bytes both ways until quiet; QoS 1 messages are acknowledged
+    /// by the client as it takes them.
+    fn exchange(&mut self, broker: &mut Broker<Sink>, now: Instant) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            if let Some(bytes) = self.client.poll_transmit() {
+                let bytes = bytes.to_vec();
+                self.client.advance_transmit(bytes.len());
+                self.input(broker, now, &bytes);
+                moved = true;
+            }
+            let mut out = Vec::new();
+            let mut slices: [&[u8]; 16] = [&[]; 16];
+            let n = self.session.outbound().front_slices(&mut slices);
+            slices[..n].iter().for_each(|s| out.extend_from_slice(s));
+            if !out.is_empty() {
+                self.session.outbound_mut().consume(out.len());
+                self.client.handle_input(now, &out).unwrap();
+                moved = true;
+            }
+            while let Some(event) = self.client.poll_event() {
+                self.events.push(event);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("never settles");
+    }
+
+    fn input(&mut self, broker: &mut Broker<Sink>, now: Instant, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let step = self.session.handle_input(now, bytes).unwrap();
+            let (consumed, request) = match step {
+                Step::Incomplete { .. } => return,
+                Step::Handled { consumed } => (consumed, None),
+                Step::Request { consumed, request } => (consumed, Some(request)),
+            };
+            bytes = &bytes[consumed..];
+            match request {
+                Some(Request::Connect { client_id, session: request, .. }) => {
+                    let answer = broker.handle_session_connect(
+                        &mut self.session,
+                        Sink::Conn(self.name),
+                        client_id,
+                        request,
+                        Ok(Identity::Anonymous),
+                        now,
+                        ORIGIN,
+                        Sink::Session,
+                    );
+                    self.subscriber = answer.effects.connected;
+                    self.hold = answer.hold;
+                    self.pump(broker, &answer.routed);
+                }
+                Some(request) => {
+                    let hold = self.hold.expect("connected");
+                    let answer = broker.handle_session_request(
+                        &mut self.session,
+                        self.subscriber,
+                        hold,
+                        Sink::Conn(self.name),
+                        request,
+                        ORIGIN,
+                        Sink::Session,
+                    );
+                    self.held.extend(answer.held_ack);
+                    self.pump(broker, &answer.routed);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Sends this connection's own queued messages (the only pump a
+    /// one-connection test needs to carry out).
+    fn pump(&mut self, broker: &mut Broker<Sink>, routed: &Routed<Sink>) {
+        if routed.pumps.contains(&Sink::Conn(self.name))
+            && let Some(hold) = self.hold
+        {
+            broker.transmit(hold.id, &mut self.session);
+        }
+    }
+
+    fn messages(&self) -> Vec<(Vec<u8>, bool)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                ClientEvent::Message { payload, dup, qos: Qos::AtLeastOnce, .. } => Some((payload.clone(), *dup)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn session_present(&self) -> Option<bool> {
+        self.events.iter().rev().find_map(|event| match event {
+            ClientEvent::Connected { session_present, .. } => Some(*session_present),
+            _ => None,
+        })
+    }
+}
+
+fn persistent(client_id: &str) -> ClientConfig {
+    ClientConfig { client_id: client_id.into(), persistent: true, ..ClientConfig::default() }
+}
+
+fn rules(store: StoreAcks) -> Rules {
+    Rules { store, sessions: SessionsConfig::default(), ..Rules::default() }
+}
+
+fn drain(broker: &mut Broker<Sink>, store: &mut MemoryStore) -> usize {
+    let ops: Vec<_> = std::iter::from_fn(|| broker.poll_store_op()).collect();
+    store.apply(&ops).unwrap();
+    ops.len()
+}
+
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn queued_while_offline_then_resent_and_acknowledged_after_the_commit() {
+    let now = start();
+    let mut broker = Broker::new(rules(StoreAcks::Immediate), 0);
+    let mut store = MemoryStore::new();
+    let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
+    assert_eq!(sub.session_present(), Some(false));
+    sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
+    sub.exchange(&mut broker, now);
+    let _ = broker.close_session(sub.hold.unwrap(), Departure::Lost, now, 1);
+    drain(&mut broker, &mut store);
+
+    let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
+    for i in 0..3u8 {
+        publisher.client.publish_qos1(now, "cmd/go", &[i], false).unwrap();
+    }
+    publisher.exchange(&mut broker, now);
+    // Immediate: nothing acknowledged before the queued messages are written.
+    assert_eq!(publisher.held.len(), 3);
+    assert!(!publisher.events.iter().any(|e| matches!(e, ClientEvent::Published { .. })));
+    assert_eq!(drain(&mut broker, &mut store), 3, "one PutQueued each");
+    assert_eq!(store.load_queued().unwrap().len(), 3);
+
+    let sub = Peer::connect(&mut broker, now, "sub2", persistent("device"));
+    assert_eq!(sub.session_present(), Some(true));
+    let got: Vec<u8> = sub.messages().iter().map(|(payload, _)| payload[0]).collect();
+    assert_eq!(got, vec![0, 1, 2], "in order, once each");
+    drain(&mut broker, &mut store);
+    assert!(store.load_queued().unwrap().is_empty(), "acknowledged messages leave the store");
+}
+
+#[test]
+fn in_flight_messages_are_resent_with_dup_after_a_lost_connection() {
+    let now = start();
+    let mut broker = Broker::new(rules(StoreAcks::Batched), 0);
+    let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
+    sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
+    sub.exchange(&mut broker, now);
+    let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
+    publisher.client.publish_qos1(now, "cmd/go", b"x", false).unwrap();
+    publisher.exchange(&mut broker, now);
+    // Batched: acknowledged once queued.
+    assert!(publisher.events.iter().any(|e| matches!(e, ClientEvent::Published { .. })));
+    let hold = sub.hold.unwrap();
+    // The shell's pump for the subscriber's loop: the message goes out, but
+    // the subscriber never reads it.
+    assert_eq!(broker.transmit(hold.id, &mut sub.session), 1);
+    let _ = broker.close_session(hold, Departure::Lost, now, 1);
+    let sub = Peer::connect(&mut broker, now, "sub2", persistent("device"));
+    assert_eq!(sub.messages(), vec![(b"x".to_vec(), true)]);
+}
+
+#[test]
+fn will_on_a_lost_connection_only() {
+    let now = start();
+    let mut broker = Broker::new(rules(StoreAcks::None), 0);
+    let mut watcher = Peer::connect(&mut broker, now, "watcher", persistent("watcher"));
+    watcher.client.subscribe_qos(now, "status/#", Qos::AtLeastOnce).unwrap();
+    watcher.exchange(&mut broker, now);
+    let will =
+        ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
+    let config = ClientConfig { client_id: "dev".into(), will: Some(will), ..ClientConfig::default() };
+
+    let clean = Peer::connect(&mut broker, now, "dev1", config.clone());
+    let routed = broker.close_session(clean.hold.unwrap(), Departure::Clean, now, 1);
+    assert!(routed.pumps.is_empty() && routed.deliveries.is_empty(), "no will after Disconnect");
+
+    let lost = Peer::connect(&mut broker, now, "dev2", config);
+    let routed = broker.close_session(lost.hold.unwrap(), Departure::Lost, now, 1);
+    assert_eq!(routed.pumps.as_slice(), &[Sink::Conn("watcher")]);
+    watcher.pump(&mut broker, &routed);
+    watcher.exchange(&mut broker, now);
+    assert_eq!(watcher.messages(), vec![(b"gone".to_vec(), false)]);
+}
+
+#[test]
+fn restored_from_the_store_after_a_kill_then_expired() {
+    let now = start();
+    let mut store = MemoryStore::new();
+    {
+        let mut broker = Broker::new(rules(StoreAcks::Batched), 0);
+        let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
+        sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
+        sub.exchange(&mut broker, now);
+        let _ = broker.close_session(sub.hold.unwrap(), Departure::Lost, now, 1);
+        let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
+        publisher.client.publish_qos1(now, "cmd/go", b"kept", false).unwrap();
+        publisher.exchange(&mut broker, now);
+        drain(&mut broker, &mut store);
+        // kill -9: only the store is left.
+    }
+    let mut broker = Broker::new(rules(StoreAcks::Batched), 0);
+    let routed =
+        broker.restore_sessions(now, 2, store.load_sessions().unwrap(), store.load_queued().unwrap(), Sink::Session);
+    assert!(routed.deliveries.is_empty());
+    assert_eq!(broker.sessions().persistent_len(), 1);
+
+    // A publish after the restart reaches the restored subscription too.
+    let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
+    publisher.client.publish_qos1(now, "cmd/go", b"new", false).unwrap();
+    publisher.exchange(&mut broker, now);
+    let sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
+    // A restored message may have been sent before the kill: DUP.
+    assert_eq!(sub.messages(), vec![(b"kept".to_vec(), true), (b"new".to_vec(), false)]);
+
+    let _ = broker.close_session(sub.hold.unwrap(), Departure::Clean, now, 3);
+    let deadline = broker.poll_session_timeout().expect("an offline session expires");
+    assert_eq!(broker.handle_session_timeout(deadline - Duration::from_secs(1)), 0);
+    assert_eq!(broker.handle_session_timeout(deadline), 1);
+    assert_eq!(broker.sessions().persistent_len(), 0);
+}
