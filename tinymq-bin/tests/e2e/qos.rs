@@ -173,3 +173,31 @@ fn a_will_fires_after_kill_9_of_its_client_and_not_after_a_clean_exit() {
     let _ = lost.wait();
     assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will after kill -9");
 }
+
+#[test]
+fn a_persistent_clients_will_fires_when_the_broker_restarts_after_a_kill_9() {
+    let data = ScratchDir::new();
+    let address = crate::support::free_address();
+    let mut broker = start(address, &data);
+    // The watcher is away during the restart: the will waits in its queue.
+    let mut watcher = options(address, "watcher").persistent_session(true).connect().expect("watcher connects");
+    watcher.subscribe_qos1("status/#").expect("QoS 1 subscription");
+    watcher.subscribe_qos1("alive/#").expect("QoS 1 subscription");
+    watcher.disconnect().expect("clean disconnect");
+    let mut device = options(address, "dev")
+        .persistent_session(true)
+        .will("status/dev", "gone", false, tinymq_net::Qos::AtLeastOnce)
+        .reconnect(false)
+        .connect()
+        .expect("device connects");
+    // Acknowledged under `immediate` once its copy for the watcher is
+    // committed, and the device's session (with its will) before it.
+    device.publish_qos1("alive/dev", b"hi", false).expect("publish");
+    assert_eq!(device.wait_acknowledged(WAIT).expect("acknowledged"), 0);
+
+    broker.kill();
+    let _broker = start(address, &data);
+    let mut watcher = options(address, "watcher").persistent_session(true).connect().expect("watcher reconnects");
+    assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will, published at the restart");
+    drop(device);
+}
