@@ -201,3 +201,29 @@ fn a_persistent_clients_will_fires_when_the_broker_restarts_after_a_kill_9() {
     assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will, published at the restart");
     drop(device);
 }
+
+#[test]
+fn pub_qos_1_exits_1_when_the_store_cannot_commit_what_it_queued() {
+    // redb's writes fail with EFBIG once the file outgrows 2 MB (see
+    // store_full_disk.rs): under `immediate` no PubAck may come then.
+    let data = ScratchDir::new();
+    let dir = data.path().to_str().expect("a UTF-8 path");
+    let endpoint = Endpoint::Tcp(crate::support::free_address());
+    let flags = ["--data", dir, "--durability", "immediate"];
+    let broker = BrokerProcess::start_at_via(endpoint, &["prlimit", "--fsize=2000000"], &flags).expect("broker starts");
+    let address = broker.tcp_addr();
+    let mut keeper = options(address, "keeper").persistent_session(true).connect().expect("keeper connects");
+    keeper.subscribe_qos1("big/#").expect("QoS 1 subscription");
+    keeper.disconnect().expect("clean disconnect");
+
+    let address = address.to_string();
+    let payload = "x".repeat(20_000);
+    let output = tinymq()
+        .args(["pub", "--address", &address, "--topic", "big/x", "--message", &payload, "--qos", "1"])
+        .args(["--count", "300", "--ack-timeout", "3"])
+        .output()
+        .expect("run tinymq pub");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("messages to big/x not acknowledged"), "names what was not: {stderr}");
+}

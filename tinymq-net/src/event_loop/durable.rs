@@ -178,7 +178,8 @@ impl EventLoop {
     /// they held go out.
     pub(super) fn acks_committed(&mut self, ticket: Ticket, result: Result<(), String>) {
         if let Err(error) = &result {
-            log::warn!("QoS 1 publishes not acknowledged: the store failed to commit them: {error}");
+            // The writer logs the failure itself, once.
+            log::debug!("QoS 1 publishes not acknowledged: the store failed to commit them: {error}");
         }
         while let Some(&(held, target, packet_id)) = self.held_acks.front() {
             if held > ticket {
