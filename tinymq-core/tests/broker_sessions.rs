@@ -303,3 +303,50 @@ fn restored_from_the_store_after_a_kill_then_expired() {
     assert_eq!(broker.handle_session_timeout(deadline), 1);
     assert_eq!(broker.sessions().persistent_len(), 0);
 }
+
+#[test]
+fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_nothing() {
+    let now = start();
+    let mut broker = Broker::new(rules(StoreAcks::None), 0);
+    let mut watcher = Peer::connect(&mut broker, now, "watcher", persistent("watcher"));
+    watcher.client.subscribe_qos(now, "status/#", Qos::AtLeastOnce).unwrap();
+    watcher.exchange(&mut broker, now);
+    let will =
+        ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
+    let config =
+        ClientConfig { client_id: "dev".into(), will: Some(will), persistent: true, ..ClientConfig::default() };
+    let first = Peer::connect(&mut broker, now, "dev1", config.clone());
+
+    // The same client id again: the first connection is taken over and its
+    // will published, as MQTT does.
+    let mut second = ClientSession::new(&config, now).unwrap();
+    second.connect(now);
+    let bytes = second.poll_transmit().unwrap().to_vec();
+    let mut session = Session::new(now, &SessionConfig::default());
+    let Ok(Step::Request { request: Request::Connect { client_id, session: asked, .. }, .. }) =
+        session.handle_input(now, &bytes)
+    else {
+        panic!("a Connect")
+    };
+    let answer = broker.handle_session_connect(
+        &mut session,
+        Sink::Conn("dev2"),
+        client_id,
+        asked,
+        Ok(Identity::Anonymous),
+        now,
+        ORIGIN,
+        Sink::Session,
+    );
+    assert_eq!(answer.effects.taken_over, Some(Sink::Conn("dev1")), "the first connection is told");
+    assert_eq!(answer.routed.pumps.as_slice(), &[Sink::Conn("watcher")], "the will is queued for the watcher");
+    watcher.pump(&mut broker, &answer.routed);
+    watcher.exchange(&mut broker, now);
+    assert_eq!(watcher.messages(), vec![(b"gone".to_vec(), false)]);
+
+    // The first connection's close, after the takeover, holds a stale token.
+    let routed = broker.close_session(first.hold.unwrap(), Departure::Lost, now, 1);
+    assert!(routed.pumps.is_empty() && routed.deliveries.is_empty(), "no second will");
+    let hold = answer.hold.expect("the second connection holds the session");
+    assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("dev2")), "still delivered to the second");
+}
