@@ -350,3 +350,26 @@ fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_noth
     let hold = answer.hold.expect("the second connection holds the session");
     assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("dev2")), "still delivered to the second");
 }
+
+#[test]
+fn a_session_refused_over_the_limit_takes_nothing_from_the_connection_holding_its_id() {
+    let now = start();
+    let sessions = SessionsConfig { max_sessions: 1, ..SessionsConfig::default() };
+    let mut broker = Broker::new(Rules { sessions, ..rules(StoreAcks::None) }, 0);
+    let _first = Peer::connect(&mut broker, now, "first", persistent("first"));
+    let holder =
+        Peer::connect(&mut broker, now, "holder", ClientConfig { client_id: "b".into(), ..Default::default() });
+
+    let mut refused = Peer::connect(&mut broker, now, "newcomer", persistent("b"));
+    assert_eq!(refused.hold, None);
+    assert!(refused.session.is_closed());
+    refused.exchange(&mut broker, now);
+    assert!(
+        refused.events.iter().any(|e| matches!(e, ClientEvent::Disconnected(reason) if reason.code == 9)),
+        "Disconnect 9: {:?}",
+        refused.events
+    );
+    let hold = holder.hold.expect("connected");
+    assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("holder")), "the holder keeps its session");
+    assert!(broker.router().clients(tinymq_core::NamespaceId::PUBLIC).any(|c| &**c.client_id == "b"));
+}

@@ -139,12 +139,26 @@ impl<S: Clone + SinkKind> Broker<S> {
                 return answer;
             }
         };
-        let key = SessionKey { namespace: self.router.namespace_name(namespace).clone(), client_id: client_id.into() };
-        // An assigned client id is new: it has no stored session to find.
-        let before = (!client_id.is_empty()).then(|| self.sessions.find(&key)).flatten();
+        let namespace_name = self.router.namespace_name(namespace).clone();
+        // A requested client id's session is opened before the id is
+        // claimed: a refusal then takes nothing from the client holding
+        // it. An assigned id is new, so its session is opened after.
+        let mut before = None;
+        let mut opened = None;
+        if !client_id.is_empty() {
+            let key = SessionKey { namespace: namespace_name.clone(), client_id: client_id.into() };
+            before = self.sessions.find(&key);
+            match self.sessions.open(&key, request) {
+                Ok(open) => opened = Some(open),
+                Err(refused) => {
+                    session.refuse(ReasonCode::TooManySessions, &refused.to_string());
+                    return answer;
+                }
+            }
+        }
         let claimed = register(&mut self.router, namespace, sink.clone(), client_id, origin);
-        let key = SessionKey { namespace: key.namespace, client_id: claimed.client_id.clone() };
-        let opened = match self.sessions.open(&key, request) {
+        let key = SessionKey { namespace: namespace_name, client_id: claimed.client_id.clone() };
+        let opened = match opened.map_or_else(|| self.sessions.open(&key, request), Ok) {
             Ok(opened) => opened,
             Err(refused) => {
                 self.router.remove_subscriber(claimed.id);
