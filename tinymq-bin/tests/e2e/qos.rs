@@ -227,3 +227,30 @@ fn pub_qos_1_exits_1_when_the_store_cannot_commit_what_it_queued() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("messages to big/x not acknowledged"), "names what was not: {stderr}");
 }
+
+#[test]
+fn bench_qos_1_acknowledges_and_delivers_every_message_and_leaves_no_session_behind() {
+    let data = ScratchDir::new();
+    let address = crate::support::free_address();
+    let mut broker = start(address, &data);
+    let address = address.to_string();
+    let output = tinymq()
+        .args(["bench", "--address", &address, "--qos", "1", "--count", "5000", "--window", "64"])
+        .output()
+        .expect("run tinymq bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("acknowledged: ") && stdout.contains("(5000 in "), "{stdout}");
+    assert!(stdout.contains("delivered: ") && stdout.lines().any(|l| l.contains("(5000 in ")), "{stdout}");
+    // A clean stop commits everything.
+    broker.stop();
+    // The subscriber's persistent session was discarded at the end: a
+    // restart on the same data restores none (logged before it listens).
+    let broker = start(crate::support::free_address(), &data);
+    let deadline = Instant::now() + WAIT;
+    while !broker.log().iter().any(|line| line.contains("listening on")) {
+        assert!(Instant::now() < deadline, "no 'listening on' line: {:?}", broker.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!broker.log().iter().any(|line| line.contains("stored sessions")), "{:?}", broker.log());
+}
