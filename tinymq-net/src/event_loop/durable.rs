@@ -10,11 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use tinymq_core::Will;
 use tinymq_core::broker::Broker;
-use tinymq_core::broker::{Routed, SessionHold};
+use tinymq_core::broker::{Effects, Origin, Routed, SessionHold};
 use tinymq_core::durable::{Departure, SessionRequest, WillMessage};
 use tinymq_core::store::StoreOp;
+use tinymq_core::{Request, Will};
 
 use super::EventLoop;
 use crate::shared::{ConnRef, Control, InboxItem, Shared, Sink};
@@ -95,6 +95,54 @@ impl EventLoop {
     /// Keeps the connection's hold from an accepted Connect.
     pub(super) fn keep_session(&mut self, token: usize, serial: u64, hold: SessionHold) {
         self.sessions.insert(token, ConnSession { serial, hold, clean: false });
+    }
+
+    /// A request of a connection holding a durable session, through the
+    /// core's session rules: the store writes go to the writer under the
+    /// lock, a QoS 1 PubAck is sent or held for their commit, and what the
+    /// rules routed is carried out. `None` if the connection is gone.
+    pub(super) fn handle_session_request(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        hold: SessionHold,
+        request: Request<'_>,
+        origin: Origin,
+        now: Instant,
+    ) -> Option<Effects<Sink>> {
+        if matches!(request, Request::Disconnect) {
+            self.mark_clean(token);
+        }
+        let conn = self.conns.get_mut(token).and_then(Option::as_mut)?;
+        let session = conn.proto.binary_session()?;
+        let shared = self.shared.clone();
+        let (answer, ticket) = {
+            let mut broker = shared.broker.write();
+            let mut answer = broker.handle_session_request(
+                session,
+                conn.subscriber,
+                hold,
+                Sink::Conn(me),
+                request,
+                origin,
+                Sink::Session,
+            );
+            let store = answer.effects.store.take().into_iter().chain(std::mem::take(&mut answer.routed.store));
+            let ticket = submit_session_ops(&shared, &mut broker, store);
+            (answer, ticket)
+        };
+        if let Some(packet_id) = answer.held_ack {
+            match ticket {
+                // `immediate`: the PubAck waits for the commit.
+                Some(ticket) => self.hold_ack(me, packet_id, ticket),
+                // Nothing to store: routed is all there is to do.
+                None => {
+                    let _ = session.ack(packet_id);
+                }
+            }
+        }
+        self.carry_out(answer.routed, now);
+        Some(answer.effects)
     }
 
     /// The client sent Disconnect.
