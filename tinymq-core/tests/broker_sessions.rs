@@ -151,7 +151,7 @@ impl Peer {
         if routed.pumps.contains(&Sink::Conn(self.name))
             && let Some(hold) = self.hold
         {
-            broker.transmit(hold.id, &mut self.session);
+            broker.transmit(hold, &mut self.session);
         }
     }
 
@@ -238,7 +238,7 @@ fn in_flight_messages_are_resent_with_dup_after_a_lost_connection() {
     let hold = sub.hold.unwrap();
     // The shell's pump for the subscriber's loop: the message goes out, but
     // the subscriber never reads it.
-    assert_eq!(broker.transmit(hold.id, &mut sub.session), 1);
+    assert_eq!(broker.transmit(hold, &mut sub.session), 1);
     let _ = broker.close_session(hold, Departure::Lost, now, 1);
     let sub = Peer::connect(&mut broker, now, "sub2", persistent("device"));
     assert_eq!(sub.messages(), vec![(b"x".to_vec(), true)]);
@@ -315,7 +315,9 @@ fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_noth
         ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
     let config =
         ClientConfig { client_id: "dev".into(), will: Some(will), persistent: true, ..ClientConfig::default() };
-    let first = Peer::connect(&mut broker, now, "dev1", config.clone());
+    let mut first = Peer::connect(&mut broker, now, "dev1", config.clone());
+    first.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
+    first.exchange(&mut broker, now);
 
     // The same client id again: the first connection is taken over and its
     // will published, as MQTT does.
@@ -349,6 +351,13 @@ fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_noth
     assert!(routed.pumps.is_empty() && routed.deliveries.is_empty(), "no second will");
     let hold = answer.hold.expect("the second connection holds the session");
     assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("dev2")), "still delivered to the second");
+
+    // A pump that reaches the first connection late sends it nothing: its
+    // successor gets the message.
+    watcher.client.publish_qos1(now, "cmd/x", b"for dev", false).unwrap();
+    watcher.exchange(&mut broker, now);
+    assert_eq!(broker.transmit(first.hold.unwrap(), &mut first.session), 0, "the old connection");
+    assert_eq!(broker.transmit(hold, &mut session), 1, "the new one");
 }
 
 #[test]

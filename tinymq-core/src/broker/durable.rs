@@ -266,13 +266,18 @@ impl<S: Clone + SinkKind> Broker<S> {
         answer
     }
 
-    /// Sends `hold`'s queued QoS 1 messages its window allows on its
+    /// Sends the queued QoS 1 messages `hold`'s window allows on its
     /// connection's `session`: resends first. Call it on the loop that
-    /// owns the connection, after each [`Routed::pumps`] naming it.
-    pub fn transmit(&mut self, id: SessionId, session: &mut Session) -> usize {
+    /// owns the connection, after each [`Routed::pumps`] naming it. A
+    /// connection taken over since (a stale hold) is sent nothing: its
+    /// successor gets the messages.
+    pub fn transmit(&mut self, hold: SessionHold, session: &mut Session) -> usize {
+        if !self.sessions.get(hold.id).is_some_and(|view| view.is_held_by(hold.token)) {
+            return 0;
+        }
         let mut sent = 0;
         while session.is_connected() {
-            let Some(transmit) = self.sessions.poll_transmit(id) else { break };
+            let Some(transmit) = self.sessions.poll_transmit(hold.id) else { break };
             if session.deliver_qos1(&transmit).is_err() {
                 break;
             }

@@ -192,7 +192,7 @@ impl EventLoop {
                 continue;
             }
             let Some(session) = conn.proto.binary_session() else { continue };
-            self.counted.messages_out += broker.transmit(hold.id, session) as u64;
+            self.counted.messages_out += broker.transmit(hold, session) as u64;
         }
         let _ = submit_session_ops(&shared, &mut broker, None);
         drop(broker);
