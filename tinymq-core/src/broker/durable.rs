@@ -207,7 +207,11 @@ impl<S: Clone + SinkKind> Broker<S> {
     ) -> SessionEffects<S> {
         let mut answer = SessionEffects { effects: Effects::default(), routed: Routed::default(), held_ack: None };
         let Some(id) = subscriber else { return answer };
+        // A connection taken over (and being closed) changes nothing of
+        // the session its successor holds.
+        let holds = self.sessions.get(hold.id).is_some_and(|view| view.is_held_by(hold.token));
         match request {
+            Request::Subscribe(..) | Request::Unsubscribe(_) if !holds => {}
             Request::Publish { topic, payload, retain, qos, packet_id } => {
                 let Some(namespace) = self.router.namespace_of(id) else { return answer };
                 let delivery = published(session, topic, payload, origin);
