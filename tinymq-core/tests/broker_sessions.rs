@@ -358,6 +358,13 @@ fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_noth
     watcher.exchange(&mut broker, now);
     assert_eq!(broker.transmit(first.hold.unwrap(), &mut first.session), 0, "the old connection");
     assert_eq!(broker.transmit(hold, &mut session), 1, "the new one");
+
+    // Nor does a Subscribe that reaches the broker from it late.
+    first.client.subscribe_qos(now, "other/#", Qos::AtLeastOnce).unwrap();
+    first.exchange(&mut broker, now);
+    let filters: Vec<&str> =
+        broker.sessions().get(hold.id).unwrap().subscriptions().iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(filters, ["cmd/#"], "the session keeps its successor's subscriptions");
 }
 
 #[test]
