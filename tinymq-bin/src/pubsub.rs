@@ -143,7 +143,7 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
     if args::help(&mut args, PUB_USAGE) {
         return Ok(());
     }
-    let options = client_options(&mut args)?;
+    let mut options = client_options(&mut args)?;
     let topic: Option<String> = args::opt(&mut args, "--topic")?;
     let message: Option<String> = args::opt(&mut args, "--message")?;
     let retain = args::switch(&mut args, "--retain");
@@ -152,6 +152,10 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
     let qos = args::opt(&mut args, "--qos")?.unwrap_or(QosFlag(Qos::AtMostOnce)).0;
     let ack_timeout: u64 = args::opt(&mut args, "--ack-timeout")?.unwrap_or(30);
     args::finish(args)?;
+    if qos == Qos::AtLeastOnce {
+        // Also bounds a wait for room in the window.
+        options = options.request_timeout(Duration::from_secs(ack_timeout.max(1)));
+    }
     let topic = topic.ok_or_else(|| UsageError("--topic is required".into()))?;
     let interval = match interval {
         Some(secs) if !(secs > 0.0 && secs.is_finite()) => {
@@ -187,7 +191,14 @@ pub fn run_pub(mut args: pico_args::Arguments) -> Outcome {
             break;
         }
         if qos == Qos::AtLeastOnce {
-            client.publish_qos1(&topic, &payload, retain).map_err(Failure::run)?;
+            if let Err(error) = client.publish_qos1(&topic, &payload, retain) {
+                let left = client.unacknowledged();
+                return Err(Failure::run(format!(
+                    "{error}: {left} of {published} messages to {topic} not acknowledged (the last {left} sent), \
+                     {} not sent",
+                    times.saturating_sub(published)
+                )));
+            }
             published += 1;
         } else {
             client.publish(&topic, &payload, retain).map_err(Failure::run)?;

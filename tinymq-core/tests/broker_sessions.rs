@@ -151,7 +151,7 @@ impl Peer {
         if routed.pumps.contains(&Sink::Conn(self.name))
             && let Some(hold) = self.hold
         {
-            broker.transmit(hold.id, &mut self.session);
+            broker.transmit(hold, &mut self.session);
         }
     }
 
@@ -238,7 +238,7 @@ fn in_flight_messages_are_resent_with_dup_after_a_lost_connection() {
     let hold = sub.hold.unwrap();
     // The shell's pump for the subscriber's loop: the message goes out, but
     // the subscriber never reads it.
-    assert_eq!(broker.transmit(hold.id, &mut sub.session), 1);
+    assert_eq!(broker.transmit(hold, &mut sub.session), 1);
     let _ = broker.close_session(hold, Departure::Lost, now, 1);
     let sub = Peer::connect(&mut broker, now, "sub2", persistent("device"));
     assert_eq!(sub.messages(), vec![(b"x".to_vec(), true)]);
@@ -302,4 +302,90 @@ fn restored_from_the_store_after_a_kill_then_expired() {
     assert_eq!(broker.handle_session_timeout(deadline - Duration::from_secs(1)), 0);
     assert_eq!(broker.handle_session_timeout(deadline), 1);
     assert_eq!(broker.sessions().persistent_len(), 0);
+}
+
+#[test]
+fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_nothing() {
+    let now = start();
+    let mut broker = Broker::new(rules(StoreAcks::None), 0);
+    let mut watcher = Peer::connect(&mut broker, now, "watcher", persistent("watcher"));
+    watcher.client.subscribe_qos(now, "status/#", Qos::AtLeastOnce).unwrap();
+    watcher.exchange(&mut broker, now);
+    let will =
+        ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
+    let config =
+        ClientConfig { client_id: "dev".into(), will: Some(will), persistent: true, ..ClientConfig::default() };
+    let mut first = Peer::connect(&mut broker, now, "dev1", config.clone());
+    first.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
+    first.exchange(&mut broker, now);
+
+    // The same client id again: the first connection is taken over and its
+    // will published, as MQTT does.
+    let mut second = ClientSession::new(&config, now).unwrap();
+    second.connect(now);
+    let bytes = second.poll_transmit().unwrap().to_vec();
+    let mut session = Session::new(now, &SessionConfig::default());
+    let Ok(Step::Request { request: Request::Connect { client_id, session: asked, .. }, .. }) =
+        session.handle_input(now, &bytes)
+    else {
+        panic!("a Connect")
+    };
+    let answer = broker.handle_session_connect(
+        &mut session,
+        Sink::Conn("dev2"),
+        client_id,
+        asked,
+        Ok(Identity::Anonymous),
+        now,
+        ORIGIN,
+        Sink::Session,
+    );
+    assert_eq!(answer.effects.taken_over, Some(Sink::Conn("dev1")), "the first connection is told");
+    assert_eq!(answer.routed.pumps.as_slice(), &[Sink::Conn("watcher")], "the will is queued for the watcher");
+    watcher.pump(&mut broker, &answer.routed);
+    watcher.exchange(&mut broker, now);
+    assert_eq!(watcher.messages(), vec![(b"gone".to_vec(), false)]);
+
+    // The first connection's close, after the takeover, holds a stale token.
+    let routed = broker.close_session(first.hold.unwrap(), Departure::Lost, now, 1);
+    assert!(routed.pumps.is_empty() && routed.deliveries.is_empty(), "no second will");
+    let hold = answer.hold.expect("the second connection holds the session");
+    assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("dev2")), "still delivered to the second");
+
+    // A pump that reaches the first connection late sends it nothing: its
+    // successor gets the message.
+    watcher.client.publish_qos1(now, "cmd/x", b"for dev", false).unwrap();
+    watcher.exchange(&mut broker, now);
+    assert_eq!(broker.transmit(first.hold.unwrap(), &mut first.session), 0, "the old connection");
+    assert_eq!(broker.transmit(hold, &mut session), 1, "the new one");
+
+    // Nor does a Subscribe that reaches the broker from it late.
+    first.client.subscribe_qos(now, "other/#", Qos::AtLeastOnce).unwrap();
+    first.exchange(&mut broker, now);
+    let filters: Vec<&str> =
+        broker.sessions().get(hold.id).unwrap().subscriptions().iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(filters, ["cmd/#"], "the session keeps its successor's subscriptions");
+}
+
+#[test]
+fn a_session_refused_over_the_limit_takes_nothing_from_the_connection_holding_its_id() {
+    let now = start();
+    let sessions = SessionsConfig { max_sessions: 1, ..SessionsConfig::default() };
+    let mut broker = Broker::new(Rules { sessions, ..rules(StoreAcks::None) }, 0);
+    let _first = Peer::connect(&mut broker, now, "first", persistent("first"));
+    let holder =
+        Peer::connect(&mut broker, now, "holder", ClientConfig { client_id: "b".into(), ..Default::default() });
+
+    let mut refused = Peer::connect(&mut broker, now, "newcomer", persistent("b"));
+    assert_eq!(refused.hold, None);
+    assert!(refused.session.is_closed());
+    refused.exchange(&mut broker, now);
+    assert!(
+        refused.events.iter().any(|e| matches!(e, ClientEvent::Disconnected(reason) if reason.code == 9)),
+        "Disconnect 9: {:?}",
+        refused.events
+    );
+    let hold = holder.hold.expect("connected");
+    assert_eq!(broker.session_conn(hold.id), Some(&Sink::Conn("holder")), "the holder keeps its session");
+    assert!(broker.router().clients(tinymq_core::NamespaceId::PUBLIC).any(|c| &**c.client_id == "b"));
 }

@@ -18,6 +18,21 @@
 //! `GET /ws` (the binary protocol) to WebSocket. MQTT clients use the same
 //! users, namespaces, limits and topic space as every other client.
 //!
+//! # Acknowledged delivery
+//!
+//! Binary-protocol clients may publish and subscribe at QoS 1 and keep a
+//! persistent session with a will ([`ClientOptions::persistent_session`],
+//! [`ClientOptions::will`], [`Client::publish_qos1`],
+//! [`Client::subscribe_qos1`]). The rules are the core broker's durable
+//! sessions; the loops carry them out: a session's QoS 1 messages go out
+//! from the loop that owns its connection, its records go to the store's
+//! writer, and under `immediate` [`Durability`] a PubAck waits for the
+//! commit of the queued copies (the loop does not). Sessions and their
+//! queued messages are loaded from the store at start, and the wills of
+//! clients that were connected when the broker stopped are published.
+//! [`BrokerBuilder::session_expiry`] and [`BrokerConfig::sessions`] set
+//! their limits.
+//!
 //! # Who may connect
 //!
 //! [`BrokerConfig::allowed_peers`] refuses peers outside an allow-list as
@@ -65,7 +80,8 @@
 //! Two kinds of helper thread keep slow work off the loops: the store's
 //! writer, which groups writes into one commit per interval, and the
 //! password verifiers. A request
-//! that waits for either (a commit under immediate durability, a password
+//! that waits for either (a commit under immediate durability, a QoS 1
+//! PubAck held for its commit, a password
 //! not verified before) holds only its own connection; the answer comes
 //! back through the loop's inbox.
 #![forbid(unsafe_code)]

@@ -173,3 +173,84 @@ fn a_will_fires_after_kill_9_of_its_client_and_not_after_a_clean_exit() {
     let _ = lost.wait();
     assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will after kill -9");
 }
+
+#[test]
+fn a_persistent_clients_will_fires_when_the_broker_restarts_after_a_kill_9() {
+    let data = ScratchDir::new();
+    let address = crate::support::free_address();
+    let mut broker = start(address, &data);
+    // The watcher is away during the restart: the will waits in its queue.
+    let mut watcher = options(address, "watcher").persistent_session(true).connect().expect("watcher connects");
+    watcher.subscribe_qos1("status/#").expect("QoS 1 subscription");
+    watcher.subscribe_qos1("alive/#").expect("QoS 1 subscription");
+    watcher.disconnect().expect("clean disconnect");
+    let mut device = options(address, "dev")
+        .persistent_session(true)
+        .will("status/dev", "gone", false, tinymq_net::Qos::AtLeastOnce)
+        .reconnect(false)
+        .connect()
+        .expect("device connects");
+    // Acknowledged under `immediate` once its copy for the watcher is
+    // committed, and the device's session (with its will) before it.
+    device.publish_qos1("alive/dev", b"hi", false).expect("publish");
+    assert_eq!(device.wait_acknowledged(WAIT).expect("acknowledged"), 0);
+
+    broker.kill();
+    let _broker = start(address, &data);
+    let mut watcher = options(address, "watcher").persistent_session(true).connect().expect("watcher reconnects");
+    assert_eq!(next_on(&mut watcher, "status/dev").as_deref(), Some("gone"), "the will, published at the restart");
+    drop(device);
+}
+
+#[test]
+fn pub_qos_1_exits_1_when_the_store_cannot_commit_what_it_queued() {
+    // redb's writes fail with EFBIG once the file outgrows 2 MB (see
+    // store_full_disk.rs): under `immediate` no PubAck may come then.
+    let data = ScratchDir::new();
+    let dir = data.path().to_str().expect("a UTF-8 path");
+    let endpoint = Endpoint::Tcp(crate::support::free_address());
+    let flags = ["--data", dir, "--durability", "immediate"];
+    let broker = BrokerProcess::start_at_via(endpoint, &["prlimit", "--fsize=2000000"], &flags).expect("broker starts");
+    let address = broker.tcp_addr();
+    let mut keeper = options(address, "keeper").persistent_session(true).connect().expect("keeper connects");
+    keeper.subscribe_qos1("big/#").expect("QoS 1 subscription");
+    keeper.disconnect().expect("clean disconnect");
+
+    let address = address.to_string();
+    let payload = "x".repeat(20_000);
+    let output = tinymq()
+        .args(["pub", "--address", &address, "--topic", "big/x", "--message", &payload, "--qos", "1"])
+        .args(["--count", "300", "--ack-timeout", "3"])
+        .output()
+        .expect("run tinymq pub");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("messages to big/x not acknowledged"), "names what was not: {stderr}");
+}
+
+#[test]
+fn bench_qos_1_acknowledges_and_delivers_every_message_and_leaves_no_session_behind() {
+    let data = ScratchDir::new();
+    let address = crate::support::free_address();
+    let mut broker = start(address, &data);
+    let address = address.to_string();
+    let output = tinymq()
+        .args(["bench", "--address", &address, "--qos", "1", "--count", "5000", "--window", "64"])
+        .output()
+        .expect("run tinymq bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("acknowledged: ") && stdout.contains("(5000 in "), "{stdout}");
+    assert!(stdout.contains("delivered: ") && stdout.lines().any(|l| l.contains("(5000 in ")), "{stdout}");
+    // A clean stop commits everything.
+    broker.stop();
+    // The subscriber's persistent session was discarded at the end: a
+    // restart on the same data restores none (logged before it listens).
+    let broker = start(crate::support::free_address(), &data);
+    let deadline = Instant::now() + WAIT;
+    while !broker.log().iter().any(|line| line.contains("listening on")) {
+        assert!(Instant::now() < deadline, "no 'listening on' line: {:?}", broker.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!broker.log().iter().any(|line| line.contains("stored sessions")), "{:?}", broker.log());
+}

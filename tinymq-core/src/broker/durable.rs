@@ -139,12 +139,26 @@ impl<S: Clone + SinkKind> Broker<S> {
                 return answer;
             }
         };
-        let key = SessionKey { namespace: self.router.namespace_name(namespace).clone(), client_id: client_id.into() };
-        // An assigned client id is new: it has no stored session to find.
-        let before = (!client_id.is_empty()).then(|| self.sessions.find(&key)).flatten();
+        let namespace_name = self.router.namespace_name(namespace).clone();
+        // A requested client id's session is opened before the id is
+        // claimed: a refusal then takes nothing from the client holding
+        // it. An assigned id is new, so its session is opened after.
+        let mut before = None;
+        let mut opened = None;
+        if !client_id.is_empty() {
+            let key = SessionKey { namespace: namespace_name.clone(), client_id: client_id.into() };
+            before = self.sessions.find(&key);
+            match self.sessions.open(&key, request) {
+                Ok(open) => opened = Some(open),
+                Err(refused) => {
+                    session.refuse(ReasonCode::TooManySessions, &refused.to_string());
+                    return answer;
+                }
+            }
+        }
         let claimed = register(&mut self.router, namespace, sink.clone(), client_id, origin);
-        let key = SessionKey { namespace: key.namespace, client_id: claimed.client_id.clone() };
-        let opened = match self.sessions.open(&key, request) {
+        let key = SessionKey { namespace: namespace_name, client_id: claimed.client_id.clone() };
+        let opened = match opened.map_or_else(|| self.sessions.open(&key, request), Ok) {
             Ok(opened) => opened,
             Err(refused) => {
                 self.router.remove_subscriber(claimed.id);
@@ -193,7 +207,11 @@ impl<S: Clone + SinkKind> Broker<S> {
     ) -> SessionEffects<S> {
         let mut answer = SessionEffects { effects: Effects::default(), routed: Routed::default(), held_ack: None };
         let Some(id) = subscriber else { return answer };
+        // A connection taken over (and being closed) changes nothing of
+        // the session its successor holds.
+        let holds = self.sessions.get(hold.id).is_some_and(|view| view.is_held_by(hold.token));
         match request {
+            Request::Subscribe(..) | Request::Unsubscribe(_) if !holds => {}
             Request::Publish { topic, payload, retain, qos, packet_id } => {
                 let Some(namespace) = self.router.namespace_of(id) else { return answer };
                 let delivery = published(session, topic, payload, origin);
@@ -252,13 +270,18 @@ impl<S: Clone + SinkKind> Broker<S> {
         answer
     }
 
-    /// Sends `hold`'s queued QoS 1 messages its window allows on its
+    /// Sends the queued QoS 1 messages `hold`'s window allows on its
     /// connection's `session`: resends first. Call it on the loop that
-    /// owns the connection, after each [`Routed::pumps`] naming it.
-    pub fn transmit(&mut self, id: SessionId, session: &mut Session) -> usize {
+    /// owns the connection, after each [`Routed::pumps`] naming it. A
+    /// connection taken over since (a stale hold) is sent nothing: its
+    /// successor gets the messages.
+    pub fn transmit(&mut self, hold: SessionHold, session: &mut Session) -> usize {
+        if !self.sessions.get(hold.id).is_some_and(|view| view.is_held_by(hold.token)) {
+            return 0;
+        }
         let mut sent = 0;
         while session.is_connected() {
-            let Some(transmit) = self.sessions.poll_transmit(id) else { break };
+            let Some(transmit) = self.sessions.poll_transmit(hold.id) else { break };
             if session.deliver_qos1(&transmit).is_err() {
                 break;
             }

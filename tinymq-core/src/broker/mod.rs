@@ -11,6 +11,12 @@
 //! | a peer connects | [`Broker::check_peer`] | refused while throttled |
 //! | a binary Connect's credentials are decided | [`Broker::handle_connect`] | [`Effects`]: ConnAck or Disconnect queued on the session, a takeover |
 //! | any other binary request | [`Broker::handle_request`] | [`Effects`]: receivers, a store write |
+//! | a binary Connect, with its durable session | [`Broker::handle_session_connect`] | [`SessionConnect`]: as above, the session's hold, a taken-over will |
+//! | a request of a session-holding connection | [`Broker::handle_session_request`] | [`SessionEffects`]: QoS 1 queued, a PubAck held for the commit |
+//! | a session has QoS 1 messages to send | [`Broker::transmit`] | the Publishes, on its connection |
+//! | a session's connection ends | [`Broker::close_session`] | [`Routed`]: the will, if lost |
+//! | sessions expire; the store loaded some | [`Broker::handle_session_timeout`], [`Broker::restore_sessions`] | |
+//! | after each session call | [`Broker::poll_store_op`] | the sessions' store writes, in order |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
 //! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`Effects`]: CONNACK or its refusal, a takeover |
 //! | any other MQTT request; a live MQTT publish | [`Broker::handle_mqtt_request`]; [`Broker::route_mqtt_live`] | [`Effects`] |

@@ -666,6 +666,12 @@ impl<'a> SessionView<'a> {
         self.state.online.is_some()
     }
 
+    /// Whether the connection holding `token` holds it now (not one taken
+    /// over since).
+    pub fn is_held_by(&self, token: ConnectionToken) -> bool {
+        self.state.online == Some(token)
+    }
+
     /// Whether it outlives its connection.
     pub fn is_persistent(&self) -> bool {
         self.state.persistent

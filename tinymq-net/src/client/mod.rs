@@ -47,11 +47,16 @@ pub use options::{Address, ClientError, ClientOptions, ReceivedMessage};
 /// later call returns the same error. With reconnecting off, any lost
 /// connection ends the client.
 ///
-/// Delivery is at most once, as the protocol has no publish acknowledgement:
-/// a publish that [`Client::publish`] wrote to the socket just before the
-/// broker died is lost. What the client knows (a closed socket, a lost
-/// connection) it does not drop: the publish is retried on the next
-/// connection within [`ClientOptions::request_timeout`], or fails.
+/// [`Client::publish`] is at most once: a publish it wrote to the socket
+/// just before the broker died is lost. What the client knows (a closed
+/// socket, a lost connection) it does not drop: the publish is retried on
+/// the next connection within [`ClientOptions::request_timeout`], or fails.
+/// [`Client::publish_qos1`] is at least once: the broker acknowledges it
+/// (once stored, under `--durability immediate`), and until then it is
+/// sent again on every new connection; [`Client::wait_acknowledged`]
+/// waits for the acknowledgements. [`Client::subscribe_qos1`] with
+/// [`ClientOptions::persistent_session`] gets the QoS 1 messages published
+/// while the client was away.
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -96,39 +96,10 @@ impl EventLoop {
                 self.sessions.get(&token).filter(|held| held.serial == conn.serial).map(|held| held.hold)
             {
                 // QoS 1, retained, subscriptions, PubAcks: the session rules.
-                if matches!(request, Request::Disconnect) {
-                    self.mark_clean(token);
-                }
-                let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else { return used };
-                let Some(session) = conn.proto.binary_session() else { return used };
-                let shared = self.shared.clone();
-                let (answer, ticket) = {
-                    let mut broker = shared.broker.write();
-                    let mut answer = broker.handle_session_request(
-                        session,
-                        conn.subscriber,
-                        hold,
-                        Sink::Conn(me),
-                        request,
-                        origin,
-                        Sink::Session,
-                    );
-                    let store = answer.effects.store.take().into_iter().chain(std::mem::take(&mut answer.routed.store));
-                    let ticket = submit_session_ops(&shared, &mut broker, store);
-                    (answer, ticket)
+                let Some(effects) = self.handle_session_request(token, me, hold, request, origin, now) else {
+                    return used;
                 };
-                if let Some(packet_id) = answer.held_ack {
-                    match ticket {
-                        // `immediate`: the PubAck waits for the commit.
-                        Some(ticket) => self.hold_ack(me, packet_id, ticket),
-                        // Nothing to store: routed is all there is to do.
-                        None => {
-                            let _ = session.ack(packet_id);
-                        }
-                    }
-                }
-                self.carry_out(answer.routed, now);
-                answer.effects
+                effects
             } else {
                 let mut broker = self.shared.broker.write();
                 let mut effects = broker.handle_request(session, conn.subscriber, Sink::Conn(me), request, origin);

@@ -10,11 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use tinymq_core::Will;
 use tinymq_core::broker::Broker;
-use tinymq_core::broker::{Routed, SessionHold};
+use tinymq_core::broker::{Effects, Origin, Routed, SessionHold};
 use tinymq_core::durable::{Departure, SessionRequest, WillMessage};
 use tinymq_core::store::StoreOp;
+use tinymq_core::{Request, Will};
 
 use super::EventLoop;
 use crate::shared::{ConnRef, Control, InboxItem, Shared, Sink};
@@ -97,6 +97,54 @@ impl EventLoop {
         self.sessions.insert(token, ConnSession { serial, hold, clean: false });
     }
 
+    /// A request of a connection holding a durable session, through the
+    /// core's session rules: the store writes go to the writer under the
+    /// lock, a QoS 1 PubAck is sent or held for their commit, and what the
+    /// rules routed is carried out. `None` if the connection is gone.
+    pub(super) fn handle_session_request(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        hold: SessionHold,
+        request: Request<'_>,
+        origin: Origin,
+        now: Instant,
+    ) -> Option<Effects<Sink>> {
+        if matches!(request, Request::Disconnect) {
+            self.mark_clean(token);
+        }
+        let conn = self.conns.get_mut(token).and_then(Option::as_mut)?;
+        let session = conn.proto.binary_session()?;
+        let shared = self.shared.clone();
+        let (answer, ticket) = {
+            let mut broker = shared.broker.write();
+            let mut answer = broker.handle_session_request(
+                session,
+                conn.subscriber,
+                hold,
+                Sink::Conn(me),
+                request,
+                origin,
+                Sink::Session,
+            );
+            let store = answer.effects.store.take().into_iter().chain(std::mem::take(&mut answer.routed.store));
+            let ticket = submit_session_ops(&shared, &mut broker, store);
+            (answer, ticket)
+        };
+        if let Some(packet_id) = answer.held_ack {
+            match ticket {
+                // `immediate`: the PubAck waits for the commit.
+                Some(ticket) => self.hold_ack(me, packet_id, ticket),
+                // Nothing to store: routed is all there is to do.
+                None => {
+                    let _ = session.ack(packet_id);
+                }
+            }
+        }
+        self.carry_out(answer.routed, now);
+        Some(answer.effects)
+    }
+
     /// The client sent Disconnect.
     pub(super) fn mark_clean(&mut self, token: usize) {
         if let Some(held) = self.sessions.get_mut(&token) {
@@ -144,7 +192,7 @@ impl EventLoop {
                 continue;
             }
             let Some(session) = conn.proto.binary_session() else { continue };
-            self.counted.messages_out += broker.transmit(hold.id, session) as u64;
+            self.counted.messages_out += broker.transmit(hold, session) as u64;
         }
         let _ = submit_session_ops(&shared, &mut broker, None);
         drop(broker);
@@ -178,7 +226,8 @@ impl EventLoop {
     /// they held go out.
     pub(super) fn acks_committed(&mut self, ticket: Ticket, result: Result<(), String>) {
         if let Err(error) = &result {
-            log::warn!("QoS 1 publishes not acknowledged: the store failed to commit them: {error}");
+            // The writer logs the failure itself, once.
+            log::debug!("QoS 1 publishes not acknowledged: the store failed to commit them: {error}");
         }
         while let Some(&(held, target, packet_id)) = self.held_acks.front() {
             if held > ticket {
