@@ -24,6 +24,7 @@ use tinymq_core::client::{ClientConfig, ClientError, ClientEvent, ClientSession}
 use tinymq_net::{Address, ClientOptions};
 
 use super::workload::{Settings, report_latencies};
+use super::{Joined, join_runs};
 use crate::broker::Network;
 
 fn options(settings: &Settings, address: &str, client_id: &str) -> ClientOptions {
@@ -148,24 +149,7 @@ pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
 
     ready.wait();
     let began = Instant::now();
-    let mut errors = Vec::new();
-    for publisher in publishers {
-        if let Err(error) = publisher.join().map_err(|_| "a publisher panicked".to_owned()).and_then(|r| r) {
-            errors.push(error);
-        }
-    }
-    let publish_secs = began.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    let mut last = began;
-    for subscriber in subscribers {
-        match subscriber.join().map_err(|_| "a subscriber panicked".to_owned()).and_then(|r| r) {
-            Ok((lat, at)) => {
-                latencies.extend(lat);
-                last = last.max(at);
-            }
-            Err(error) => errors.push(error),
-        }
-    }
+    let Joined { errors, publish_secs, mut latencies, last } = join_runs(publishers, subscribers, began);
     println!(
         "workload: tinymq QoS 1, {} publisher(s) (window {window}) -> {} persistent subscriber(s), {expected} messages of {} bytes",
         settings.publishers, settings.subscribers, settings.size

@@ -306,24 +306,7 @@ fn bench(settings: &Settings) -> Result<(), String> {
             }
         })
     };
-    let mut errors = Vec::new();
-    for publisher in publishers {
-        if let Err(error) = publisher.join().map_err(|_| "a publisher panicked".to_owned()).and_then(|r| r) {
-            errors.push(error);
-        }
-    }
-    let publish_secs = began.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    let mut last = began;
-    for subscriber in subscribers {
-        match subscriber.join().map_err(|_| "a subscriber panicked".to_owned()).and_then(|r| r) {
-            Ok((lat, at)) => {
-                latencies.extend(lat);
-                last = last.max(at);
-            }
-            Err(error) => errors.push(error),
-        }
-    }
+    let Joined { errors, publish_secs, mut latencies, last } = join_runs(publishers, subscribers, began);
     progress.store(0, Ordering::Relaxed);
     let _ = reporter.join();
     let rss_after = settings.pid.and_then(rss_kib);
@@ -387,4 +370,47 @@ fn handshakes(settings: &Settings, count: u64) -> Result<(), String> {
     println!("{count} {kind} (Connect, ConnAck, close), {} at a time", settings.parallel);
     println!("connections: {:.0}/s ({count} in {secs:.3} s)", count as f64 / secs);
     Ok(())
+}
+
+/// What a run's threads ended with.
+struct Joined<L> {
+    /// Every thread's error.
+    errors: Vec<String>,
+    /// Seconds from `began` until the last publisher finished.
+    publish_secs: f64,
+    /// Every subscriber's delivery latencies.
+    latencies: Vec<L>,
+    /// When the last subscriber saw its last delivery.
+    last: Instant,
+}
+
+/// A subscriber thread: its latencies and when its last delivery came.
+type SubscriberThread<L> = std::thread::JoinHandle<Result<(Vec<L>, Instant), String>>;
+
+/// Waits for the publishers, then the subscribers, of a run that began at
+/// `began` (every workload joins its threads this way).
+fn join_runs<P, L>(
+    publishers: Vec<std::thread::JoinHandle<Result<P, String>>>,
+    subscribers: Vec<SubscriberThread<L>>,
+    began: Instant,
+) -> Joined<L> {
+    let mut errors = Vec::new();
+    for publisher in publishers {
+        if let Err(error) = publisher.join().map_err(|_| "a publisher panicked".to_owned()).and_then(|r| r) {
+            errors.push(error);
+        }
+    }
+    let publish_secs = began.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut last = began;
+    for subscriber in subscribers {
+        match subscriber.join().map_err(|_| "a subscriber panicked".to_owned()).and_then(|r| r) {
+            Ok((lat, at)) => {
+                latencies.extend(lat);
+                last = last.max(at);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    Joined { errors, publish_secs, latencies, last }
 }
