@@ -10,9 +10,13 @@
 //!
 //! Moustique HTTP clients are kept the same way, one record per client
 //! (its first-seen time and its filters, see [`encode_http_client`]) under
-//! `namespace 0x00 client`. Their queues and last-seen times are not kept:
-//! a record changes only when a client is registered, subscribes to a new
-//! filter or is dropped, never on PICKUP.
+//! `namespace 0x00 client`. Their last-seen times are not kept: a record
+//! changes only when a client is registered, subscribes to a new filter or
+//! is dropped, never on PICKUP. Each message queued for a client's PICKUP
+//! is a record of its own ([`crate::http::queue_record`]), put when it is
+//! queued; a PICKUP deletes what it handed out with one ranged delete
+//! ([`StoreOp::DeleteHttpQueued`]), as does a full queue dropping its
+//! oldest and a client being dropped (its whole queue).
 //!
 //! Users are filed by name in a table of their own ([`StoreOp::PutUser`],
 //! record format in [`crate::auth`]).
@@ -28,9 +32,13 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::auth::UserRecord;
 pub use crate::durable::record::{SessionRecord, WillMessage, queued_key, session_key, split_queued_key};
+pub use crate::http::queue_record::{
+    decode_http_queued, encode_http_queued, http_queue_prefix, http_queued_key, split_http_queued_key,
+};
 use crate::message::Message;
 use crate::record::Record;
 pub use crate::record::RecordError;
@@ -230,6 +238,33 @@ pub enum StoreOp {
         /// Its sequence number in the session.
         seq: u64,
     },
+    /// Keep a message queued for a Moustique client's PICKUP. Its parts
+    /// are shared with the queue (one publish queues many copies).
+    PutHttpQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: Arc<str>,
+        /// The client's name.
+        client: Arc<str>,
+        /// Its sequence number in the client's queue.
+        seq: u64,
+        /// The message.
+        message: Message,
+        /// The clients its publish queued it for.
+        subscribers: Arc<[Arc<str>]>,
+    },
+    /// Forget the messages queued for a Moustique client with sequence
+    /// numbers in `from..below`: what a PICKUP handed out, what a full
+    /// queue dropped, or (`0..u64::MAX`) the queue of a dropped client.
+    DeleteHttpQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: Arc<str>,
+        /// The client's name.
+        client: Arc<str>,
+        /// The first sequence number removed.
+        from: u64,
+        /// The first sequence number kept.
+        below: u64,
+    },
 }
 
 impl StoreOp {
@@ -259,6 +294,8 @@ pub enum StoreTable {
     Sessions,
     /// Messages queued for sessions, by [`queued_key`].
     Queued,
+    /// Messages queued for Moustique clients, by [`http_queued_key`].
+    HttpQueued,
 }
 
 impl StoreOp {
@@ -290,6 +327,24 @@ impl StoreOp {
             | StoreOp::DeleteQueued { namespace, client_id, seq } => {
                 Some((StoreTable::Queued, queued_key(namespace, client_id, *seq)))
             }
+            StoreOp::PutHttpQueued { namespace, client, seq, .. } => {
+                Some((StoreTable::HttpQueued, http_queued_key(namespace, client, *seq)))
+            }
+            // Many records: see [`StoreOp::http_queue_range`].
+            StoreOp::DeleteHttpQueued { .. } => None,
+        }
+    }
+
+    /// The records a [`StoreOp::DeleteHttpQueued`] removes: the queue's
+    /// key prefix ([`http_queue_prefix`]) and the sequence numbers. It
+    /// touches no record outside them, so a writer may cancel the queued
+    /// puts it covers instead of treating it as a barrier.
+    pub fn http_queue_range(&self) -> Option<(Vec<u8>, std::ops::Range<u64>)> {
+        match self {
+            StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                Some((http_queue_prefix(namespace, client), *from..*below))
+            }
+            _ => None,
         }
     }
 }
@@ -350,6 +405,30 @@ pub struct StoredQueued {
     pub message: Message,
 }
 
+/// A message queued for a Moustique client, as loaded at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHttpQueued {
+    /// The user's name; empty for the public namespace.
+    pub namespace: String,
+    /// The client's name.
+    pub client: String,
+    /// Its sequence number in the client's queue.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+    /// The clients its publish queued it for.
+    pub subscribers: Vec<Arc<str>>,
+}
+
+impl StoredHttpQueued {
+    /// Decodes a key made by [`http_queued_key`] and its record.
+    pub fn decode(key: &[u8], record: &[u8]) -> Result<Self, RecordError> {
+        let (namespace, client, seq) = split_http_queued_key(key)?;
+        let (message, subscribers) = decode_http_queued(record)?;
+        Ok(StoredHttpQueued { namespace: namespace.to_owned(), client: client.to_owned(), seq, message, subscribers })
+    }
+}
+
 /// Durable state. [`Store::apply`] takes a batch of operations and makes
 /// them durable together (one transaction: all or none).
 pub trait Store {
@@ -378,6 +457,13 @@ pub trait Store {
     fn load_queued(&self) -> Result<Vec<StoredQueued>, Self::Error> {
         Ok(Vec::new())
     }
+
+    /// Every message queued for a Moustique client, in key order (by
+    /// client, then sequence). The default is for a store that does not
+    /// keep them: none.
+    fn load_http_queued(&self) -> Result<Vec<StoredHttpQueued>, Self::Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -389,6 +475,7 @@ pub struct MemoryStore {
     users: BTreeMap<String, Vec<u8>>,
     sessions: BTreeMap<Vec<u8>, Vec<u8>>,
     queued: BTreeMap<Vec<u8>, Vec<u8>>,
+    http_queued: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -427,6 +514,7 @@ impl Store for MemoryStore {
                     self.http_clients.retain(|key, _| !key.starts_with(&prefix));
                     self.sessions.retain(|key, _| !key.starts_with(&prefix));
                     self.queued.retain(|key, _| !key.starts_with(&prefix));
+                    self.http_queued.retain(|key, _| !key.starts_with(&prefix));
                 }
                 StoreOp::PutSession { namespace, client_id, record } => {
                     self.sessions.insert(session_key(namespace, client_id), record.encode());
@@ -443,6 +531,17 @@ impl Store for MemoryStore {
                 }
                 StoreOp::DeleteQueued { namespace, client_id, seq } => {
                     self.queued.remove(&queued_key(namespace, client_id, *seq));
+                }
+                StoreOp::PutHttpQueued { namespace, client, seq, message, subscribers } => {
+                    let record = encode_http_queued(message, subscribers);
+                    self.http_queued.insert(http_queued_key(namespace, client, *seq), record);
+                }
+                StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                    let range = http_queued_key(namespace, client, *from)..http_queued_key(namespace, client, *below);
+                    let doomed: Vec<Vec<u8>> = self.http_queued.range(range).map(|(key, _)| key.clone()).collect();
+                    for key in doomed {
+                        self.http_queued.remove(&key);
+                    }
                 }
             }
         }
@@ -487,6 +586,10 @@ impl Store for MemoryStore {
                 Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
             })
             .collect()
+    }
+
+    fn load_http_queued(&self) -> Result<Vec<StoredHttpQueued>, RecordError> {
+        self.http_queued.iter().map(|(key, record)| StoredHttpQueued::decode(key, record)).collect()
     }
 }
 
@@ -680,6 +783,47 @@ mod tests {
         );
         assert!(store.load_values().unwrap().is_empty(), "clients are not values");
         assert_eq!(split_http_client_key(&http_client_key("bob", "a\0b")), Ok(("bob", "a\0b")));
+    }
+
+    #[test]
+    fn the_memory_store_deletes_a_clients_queued_messages_by_range() {
+        let put = |ns: &str, client: &str, seq: u64| StoreOp::PutHttpQueued {
+            namespace: ns.into(),
+            client: client.into(),
+            seq,
+            message: message("t", seq.to_string().as_bytes(), None),
+            subscribers: vec![Arc::from(client)].into(),
+        };
+        let delete = |ns: &str, client: &str, from: u64, below: u64| StoreOp::DeleteHttpQueued {
+            namespace: ns.into(),
+            client: client.into(),
+            from,
+            below,
+        };
+        // A client whose name goes on from "c" with 0x00: not c's queue.
+        let longer = "c\0\0\0\0\0\0\0\0\u{1}";
+        let mut store = MemoryStore::new();
+        let mut ops: Vec<StoreOp> = (0..5).map(|seq| put("", "c", seq)).collect();
+        ops.extend([put("", longer, 0), put("alice", "c", 0), put("al", "c", 0), delete("", "c", 1, 3)]);
+        store.apply(&ops).unwrap();
+        let left = |store: &MemoryStore| -> Vec<(String, String, u64)> {
+            store.load_http_queued().unwrap().into_iter().map(|q| (q.namespace, q.client, q.seq)).collect()
+        };
+        let key = |ns: &str, c: &str, seq| (ns.to_owned(), c.to_owned(), seq);
+        assert_eq!(
+            left(&store),
+            [
+                key("", "c", 0),
+                key("", "c", 3),
+                key("", "c", 4),
+                key("", longer, 0),
+                key("al", "c", 0),
+                key("alice", "c", 0)
+            ]
+        );
+        store.apply(&[delete("", "c", 0, u64::MAX), StoreOp::DeleteUser { name: "al".into() }]).unwrap();
+        assert_eq!(left(&store), [key("", longer, 0), key("alice", "c", 0)]);
+        assert_eq!(store.load_http_queued().unwrap()[1].subscribers, [Arc::<str>::from("c")]);
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub use crate::publish::Published;
 use crate::publish::publish as publish_rule;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
 use crate::session::{Request, Session};
-use crate::store::{StoreOp, StoredHttpClient};
+use crate::store::{StoreOp, StoredHttpClient, StoredHttpQueued};
 use crate::topic::{Filter, TopicName};
 
 /// The broker's settings: who is let in, and what HTTP and the store
@@ -135,9 +135,13 @@ impl<S: Clone + SinkKind> Broker<S> {
     /// An empty broker, started at Unix second `started_unix` (for the
     /// HTTP figures' uptime).
     pub fn new(rules: Rules, started_unix: u64) -> Self {
+        let mut http = HttpState::new(&rules.http, started_unix);
+        if rules.store != StoreAcks::None {
+            http.clients.keep_store_writes();
+        }
         Broker {
             router: Router::new(),
-            http: HttpState::new(&rules.http, started_unix),
+            http,
             budgets: PeerBudgets::new(rules.budget),
             sessions: Sessions::new(rules.sessions),
             rules,
@@ -360,6 +364,20 @@ impl<S: Clone + SinkKind> Broker<S> {
     /// subscriptions; returns the deletes of their stored records.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<StoreOp> {
         service::expire_clients(&mut self.router, &mut self.http, now)
+    }
+
+    /// Puts the messages loaded from the store back in the Moustique
+    /// clients' queues, at start-up after [`Broker::restore_client`]:
+    /// `queued` in key order (by client, then sequence). Returns how many
+    /// were restored; the stored queues of clients not registered, and
+    /// what the queue bounds drop, are deleted ([`Broker::poll_store_op`]).
+    pub fn restore_http_queued(&mut self, queued: Vec<StoredHttpQueued>) -> usize {
+        let mut restored = 0;
+        for stored in queued {
+            let namespace = self.router.namespace(&stored.namespace);
+            restored += usize::from(self.http.clients.restore_queued(namespace, stored));
+        }
+        restored
     }
 
     /// Brings back a Moustique client loaded from the store, at start-up
