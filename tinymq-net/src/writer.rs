@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,50 +53,117 @@ type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Writes waiting for the next commit, at most one per record: a write to
 /// a record already queued replaces it where it stands.
+///
+/// A Moustique queue's ranged delete ([`StoreOp::http_queue_range`])
+/// undoes the queued puts it covers (a client that picks up within the
+/// interval costs the disk nothing but the delete) and joins a queued
+/// delete of the same queue whose range it meets; it touches nothing else,
+/// so it is no barrier to other records.
 #[derive(Default)]
 struct Pending {
-    ops: Vec<StoreOp>,
-    /// Where each queued record's operation is in `ops`. Holds only
-    /// operations queued after the last one without a single record, so
-    /// nothing is replaced across it.
+    /// In order; `None` for a put a later ranged delete undid.
+    ops: Vec<Option<StoreOp>>,
+    /// The `Some` in `ops`.
+    live: usize,
+    /// Where each queued record's operation is in `ops` (a queue's ranged
+    /// delete under its key prefix). Holds only operations queued after
+    /// the last one without a single record, so nothing is replaced
+    /// across it.
     slots: HashMap<(StoreTable, Vec<u8>), usize>,
 }
 
 impl Pending {
-    /// Queues `op`; true if it replaced a queued write to its record.
+    /// Queues `op`; true if it replaced (or joined) a queued write.
     fn push(&mut self, op: StoreOp) -> bool {
+        if let Some((prefix, range)) = op.http_queue_range() {
+            return self.push_queue_delete(op, prefix, range);
+        }
         match op.record() {
             Some(record) => match self.slots.entry(record) {
                 Entry::Occupied(slot) => {
-                    self.ops[*slot.get()] = op;
+                    self.ops[*slot.get()] = Some(op);
                     true
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(self.ops.len());
-                    self.ops.push(op);
+                    self.ops.push(Some(op));
+                    self.live += 1;
                     false
                 }
             },
             None => {
                 self.slots.clear();
-                self.ops.push(op);
+                self.ops.push(Some(op));
+                self.live += 1;
                 false
             }
         }
     }
 
+    /// Queues a Moustique queue's ranged delete: see the type's docs.
+    fn push_queue_delete(&mut self, op: StoreOp, prefix: Vec<u8>, range: Range<u64>) -> bool {
+        self.undo_puts(&prefix, &range);
+        let key = (StoreTable::HttpQueued, prefix);
+        if let Some(&at) = self.slots.get(&key)
+            && let Some(StoreOp::DeleteHttpQueued { from, below, .. }) = &mut self.ops[at]
+            && range.start <= *below
+            && *from <= range.end
+        {
+            // Where the queued one stands is early enough: every put the
+            // two cover, before or after it, is undone.
+            (*from, *below) = ((*from).min(range.start), (*below).max(range.end));
+            return true;
+        }
+        self.slots.insert(key, self.ops.len());
+        self.ops.push(Some(op));
+        self.live += 1;
+        false
+    }
+
+    /// Undoes the queued puts to the queue under `prefix` in `range`.
+    fn undo_puts(&mut self, prefix: &[u8], range: &Range<u64>) {
+        let mut undo = |ops: &mut Vec<Option<StoreOp>>, at: usize| {
+            if ops[at].take().is_some() {
+                self.live -= 1;
+            }
+        };
+        if range.end - range.start <= self.slots.len() as u64 {
+            let mut probe = (StoreTable::HttpQueued, prefix.to_vec());
+            for seq in range.clone() {
+                probe.1.truncate(prefix.len());
+                probe.1.extend_from_slice(&seq.to_be_bytes());
+                if let Some(at) = self.slots.remove(&probe) {
+                    undo(&mut self.ops, at);
+                }
+            }
+        } else {
+            let ops = &mut self.ops;
+            self.slots.retain(|(table, key), at| {
+                let covered = *table == StoreTable::HttpQueued
+                    && key.len() == prefix.len() + 8
+                    && key.starts_with(prefix)
+                    && range.contains(&u64::from_be_bytes(key[prefix.len()..].try_into().expect("8 bytes")));
+                if covered {
+                    undo(ops, *at);
+                }
+                !covered
+            });
+        }
+    }
+
     fn len(&self) -> usize {
-        self.ops.len()
+        self.live
     }
 
     fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.live == 0
     }
 
     /// Moves everything queued into `batch` (which must be empty).
     fn take(&mut self, batch: &mut Vec<StoreOp>) {
         debug_assert!(batch.is_empty());
-        std::mem::swap(batch, &mut self.ops);
+        batch.extend(self.ops.drain(..).flatten());
+        self.live = 0;
         self.slots.clear();
     }
 
@@ -104,7 +172,8 @@ impl Pending {
     fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
         let newer = std::mem::take(&mut self.ops);
         self.slots.clear();
-        for op in batch.drain(..).chain(newer) {
+        self.live = 0;
+        for op in batch.drain(..).chain(newer.into_iter().flatten()) {
             self.push(op);
         }
     }
@@ -536,6 +605,109 @@ mod tests {
         let figures = writer.figures();
         assert_eq!((figures.submitted, figures.committed), (100_002, 100_002));
         assert_eq!((figures.commits, figures.records_written, figures.pending), (1, 11, 0));
+    }
+
+    fn queued(client: &str, seq: u64) -> StoreOp {
+        let StoreOp::PutValue { message, .. } = put("", "t", &format!("{client}{seq}")) else { unreachable!() };
+        let subscribers: Arc<[Arc<str>]> = vec![Arc::from(client)].into();
+        StoreOp::PutHttpQueued { namespace: "".into(), client: client.into(), seq, message, subscribers }
+    }
+
+    fn picked(client: &str, from: u64, below: u64) -> StoreOp {
+        StoreOp::DeleteHttpQueued { namespace: "".into(), client: client.into(), from, below }
+    }
+
+    #[test]
+    fn a_pickup_undoes_the_queued_puts_it_covers_and_joins_the_last_delete() {
+        let mut pending = Pending::default();
+        let ops = [
+            queued("c", 0),
+            put("", "a", "1"),
+            queued("c", 1),
+            queued("c", 2),
+            picked("c", 0, 2),
+            put("", "a", "2"),
+            queued("c", 3),
+            picked("c", 2, 4),
+            queued("d", 0),
+        ];
+        for op in ops {
+            let _ = pending.push(op);
+        }
+        assert_eq!(pending.len(), 3);
+        let mut batch = Vec::new();
+        pending.take(&mut batch);
+        assert_eq!(batch, [put("", "a", "2"), picked("c", 0, 4), queued("d", 0)]);
+        assert!(pending.is_empty());
+    }
+
+    /// Random writes to two queues, values and a barrier: the coalesced
+    /// batch leaves a store exactly as the writes one by one do.
+    #[test]
+    fn coalesced_queue_writes_store_what_the_writes_one_by_one_do() {
+        use tinymq_core::store::MemoryStore;
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..300 {
+            // What earlier commits left: some messages of each queue.
+            let mut base = MemoryStore::new();
+            let mut seqs = [0u64; 2];
+            let mut oldest = [0u64; 2];
+            let clients = ["c", "c\0\0\0\0\0\0\0\0\u{1}"];
+            let mut committed = Vec::new();
+            for (i, client) in clients.iter().enumerate() {
+                for _ in 0..next(4) {
+                    committed.push(queued(client, seqs[i]));
+                    seqs[i] += 1;
+                }
+            }
+            base.apply(&committed).unwrap();
+            let mut ops = Vec::new();
+            for _ in 0..next(40) {
+                let i = next(2) as usize;
+                let client = clients[i];
+                match next(10) {
+                    0..=4 => {
+                        ops.push(queued(client, seqs[i]));
+                        seqs[i] += 1;
+                    }
+                    5 | 6 => {
+                        // A pickup, or a full queue dropping its oldest.
+                        let below = if next(2) == 0 { seqs[i] } else { oldest[i] + next(seqs[i] - oldest[i] + 1) };
+                        ops.push(picked(client, oldest[i], below));
+                        oldest[i] = below;
+                    }
+                    7 => {
+                        // The client is dropped; a new one of its name
+                        // numbers from 0 again.
+                        ops.push(picked(client, 0, u64::MAX));
+                        (seqs[i], oldest[i]) = (0, 0);
+                    }
+                    8 => ops.push(put("", "v", &next(3).to_string())),
+                    _ => ops.push(StoreOp::DeleteUser { name: "nobody".into() }),
+                }
+            }
+            let mut one_by_one = base.clone();
+            for op in &ops {
+                one_by_one.apply(std::slice::from_ref(op)).unwrap();
+            }
+            let mut pending = Pending::default();
+            for op in ops.iter().cloned() {
+                let _ = pending.push(op);
+            }
+            let mut batch = Vec::new();
+            pending.take(&mut batch);
+            assert!(batch.len() <= ops.len());
+            let mut coalesced = base.clone();
+            coalesced.apply(&batch).unwrap();
+            assert_eq!(coalesced.load_http_queued().unwrap(), one_by_one.load_http_queued().unwrap(), "{ops:#?}");
+            assert_eq!(coalesced.load_values().unwrap(), one_by_one.load_values().unwrap());
+        }
     }
 
     #[test]
