@@ -16,13 +16,13 @@
 //! | a session has QoS 1 messages to send | [`Broker::transmit`] | the Publishes, on its connection |
 //! | a session's connection ends | [`Broker::close_session`] | [`Routed`]: the will, if lost |
 //! | sessions expire; the store loaded some | [`Broker::handle_session_timeout`], [`Broker::restore_sessions`] | |
-//! | after each session call | [`Broker::poll_store_op`] | the sessions' store writes, in order |
+//! | after each session call, publish, PICKUP or expiry | [`Broker::poll_store_op`] | the sessions' and the Moustique queues' store writes, in order |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
 //! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`Effects`]: CONNACK or its refusal, a takeover |
 //! | any other MQTT request; a live MQTT publish | [`Broker::handle_mqtt_request`]; [`Broker::route_mqtt_live`] | [`Effects`] |
 //! | an MQTT client gone without DISCONNECT | [`Broker::publish_mqtt_will`] | [`Effects`] |
 //! | an HTTP request | [`Broker::handle_http`] | [`HttpEffects`](crate::http::service::HttpEffects): the reply, receivers, store writes |
-//! | an HTTP write's answer | [`Broker::answer_write`], [`commit_answer`] | now, after the commit, or 503 |
+//! | an HTTP write's answer; a PICKUP's | [`Broker::answer_write`], [`commit_answer`]; [`Broker::answer_pickup`] | now, after the commit, or 503 |
 //! | an in-process client | [`Broker::register`], [`Broker::subscribe`], [`Broker::publish`] | receivers, a takeover, a store write |
 //! | a connection closes | [`Broker::release`] | |
 //! | time passes | [`Broker::handle_timeout`] | store deletes of expired Moustique clients |
