@@ -103,6 +103,9 @@ impl Pending {
     /// Queues a Moustique queue's ranged delete: see the type's docs.
     fn push_queue_delete(&mut self, op: StoreOp, prefix: Vec<u8>, range: Range<u64>) -> bool {
         self.undo_puts(&prefix, &range);
+        if self.ops.len() > 2 * self.live + 4096 {
+            self.compact();
+        }
         let key = (StoreTable::HttpQueued, prefix);
         if let Some(&at) = self.slots.get(&key)
             && let Some(StoreOp::DeleteHttpQueued { from, below, .. }) = &mut self.ops[at]
@@ -148,6 +151,23 @@ impl Pending {
                 }
                 !covered
             });
+        }
+    }
+
+    /// Drops the undone puts' places, so that a queue that drops its
+    /// oldest on every put while the disk is slow holds no more than its
+    /// live writes (and those are bounded by the queues' own bounds: a
+    /// put past a full queue undoes the oldest one's).
+    fn compact(&mut self) {
+        let mut moved = Vec::with_capacity(self.ops.len());
+        let mut kept = 0;
+        for op in &self.ops {
+            moved.push(kept);
+            kept += usize::from(op.is_some());
+        }
+        self.ops.retain(Option::is_some);
+        for at in self.slots.values_mut() {
+            *at = moved[*at];
         }
     }
 
@@ -639,6 +659,29 @@ mod tests {
         pending.take(&mut batch);
         assert_eq!(batch, [put("", "a", "2"), picked("c", 0, 4), queued("d", 0)]);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_on_a_slow_disk_keeps_the_pending_writes_bounded() {
+        let mut pending = Pending::default();
+        // A queue of 100 that drops its oldest on every put, 100,000 times
+        // before one commit, with a value written now and then.
+        for seq in 0..100_000u64 {
+            let _ = pending.push(queued("c", seq));
+            if seq >= 100 {
+                let _ = pending.push(picked("c", seq - 100, seq - 99));
+            }
+            if seq % 1000 == 0 {
+                let _ = pending.push(put("", "v", &seq.to_string()));
+            }
+        }
+        assert_eq!(pending.len(), 100 + 1 + 1, "the live puts, the joined delete, the value");
+        assert!(pending.ops.len() < 2 * pending.len() + 4096 + 2, "{} places", pending.ops.len());
+        let mut batch = Vec::new();
+        pending.take(&mut batch);
+        assert_eq!(batch[0], put("", "v", "99000"), "the value replaced in its place");
+        assert_eq!(batch[1], picked("c", 0, 99_900));
+        assert_eq!(batch[2..], (99_900..100_000).map(|seq| queued("c", seq)).collect::<Vec<_>>()[..]);
     }
 
     /// Random writes to two queues, values and a barrier: the coalesced
