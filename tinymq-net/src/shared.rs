@@ -392,17 +392,24 @@ impl std::ops::DerefMut for BrokerGuard<'_> {
     }
 }
 
-impl Drop for BrokerGuard<'_> {
-    fn drop(&mut self) {
-        let Some(store) = &self.lock.store else { return };
+impl BrokerGuard<'_> {
+    /// Hands the broker's own store writes made so far to the writer; the
+    /// ticket that covers them, if there were any.
+    pub(crate) fn submit_store_ops(&mut self) -> Option<Ticket> {
+        let store = self.lock.store.as_ref()?;
         let mut written = 0;
-        while let Some(op) = self.broker.poll_store_op() {
-            let _ = store.submit(op);
-            written += 1;
-        }
+        let broker = &mut self.broker;
+        let ticket = store.submit_all(std::iter::from_fn(|| broker.poll_store_op()).inspect(|_| written += 1));
         if written > 0 {
             self.lock.writes.fetch_add(written, Ordering::Relaxed);
         }
+        ticket
+    }
+}
+
+impl Drop for BrokerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.submit_store_ops();
     }
 }
 

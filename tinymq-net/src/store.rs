@@ -45,7 +45,7 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 /// seq` ([`queued_key`]).
 const QUEUED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queued");
 
-use self::http_queued::HTTP_QUEUED;
+use self::http_queued::{HTTP_QUEUED, QueueWriter};
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -167,6 +167,7 @@ impl RedbStore {
             let mut values = txn.open_table(VALUES).map_err(|e| self.io(e))?;
             let mut http_clients = txn.open_table(HTTP_CLIENTS).map_err(|e| self.io(e))?;
             let mut http_queued = txn.open_table(HTTP_QUEUED).map_err(|e| self.io(e))?;
+            let mut queue_writer = QueueWriter::default();
             for op in ops {
                 match op {
                     StoreOp::PutValue { namespace, message } => {
@@ -236,7 +237,7 @@ impl RedbStore {
                             .map_err(|e| self.io(e))?;
                     }
                     StoreOp::PutHttpQueued { .. } | StoreOp::DeleteHttpQueued { .. } => {
-                        http_queued::write(&mut http_queued, op).map_err(|e| self.io(e))?;
+                        queue_writer.write(&mut http_queued, op).map_err(|e| self.io(e))?;
                     }
                 }
             }

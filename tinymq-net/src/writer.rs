@@ -11,8 +11,8 @@
 //! [`StoreWriter::failing`] until a commit succeeds again. A panic inside a
 //! commit fails that commit, not the thread.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -54,104 +54,101 @@ type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// Writes waiting for the next commit, at most one per record: a write to
 /// a record already queued replaces it where it stands.
 ///
-/// A Moustique queue's ranged delete ([`StoreOp::http_queue_range`])
+/// A Moustique queue's ranged delete ([`StoreOp::DeleteHttpQueued`])
 /// undoes the queued puts it covers (a client that picks up within the
 /// interval costs the disk nothing but the delete) and joins a queued
 /// delete of the same queue whose range it meets; it touches nothing else,
-/// so it is no barrier to other records.
+/// so it is no barrier to other records. A queue's puts are kept apart
+/// from the other records, in the order of their sequence numbers, so
+/// that a put and the delete that undoes it cost no key built and no hash
+/// of one.
 #[derive(Default)]
 struct Pending {
     /// In order; `None` for a put a later ranged delete undid.
     ops: Vec<Option<StoreOp>>,
     /// The `Some` in `ops`.
     live: usize,
-    /// Where each queued record's operation is in `ops` (a queue's ranged
-    /// delete under its key prefix). Holds only operations queued after
-    /// the last one without a single record, so nothing is replaced
-    /// across it.
+    /// Where each queued record's operation is in `ops`. Holds only
+    /// operations queued after the last one without a single record, so
+    /// nothing is replaced across it.
     slots: HashMap<(StoreTable, Vec<u8>), usize>,
+    /// The same for the Moustique queues, by namespace and client.
+    queues: HashMap<(Arc<str>, Arc<str>), QueueSlots>,
+}
+
+/// Where a Moustique queue's writes are in [`Pending::ops`].
+#[derive(Default)]
+struct QueueSlots {
+    /// Its puts, by ascending sequence number.
+    puts: VecDeque<(u64, usize)>,
+    /// Its ranged delete queued last, which a later one may join.
+    delete: Option<usize>,
 }
 
 impl Pending {
     /// Queues `op`; true if it replaced (or joined) a queued write.
     fn push(&mut self, op: StoreOp) -> bool {
-        if let Some((prefix, range)) = op.http_queue_range() {
-            return self.push_queue_delete(op, prefix, range);
-        }
-        match op.record() {
-            Some(record) => match self.slots.entry(record) {
-                Entry::Occupied(slot) => {
-                    self.ops[*slot.get()] = Some(op);
-                    true
+        match &op {
+            StoreOp::PutHttpQueued { namespace, client, seq, .. } => {
+                let slots = self.queues.entry((namespace.clone(), client.clone())).or_default();
+                if slots.puts.back().is_some_and(|&(last, _)| *seq <= last) {
+                    // Numbered again from the start (the client was dropped
+                    // and came back): what is queued before stays where it
+                    // is, and no later delete joins one before this put.
+                    *slots = QueueSlots::default();
                 }
-                Entry::Vacant(slot) => {
-                    slot.insert(self.ops.len());
-                    self.ops.push(Some(op));
-                    self.live += 1;
+                slots.puts.push_back((*seq, self.ops.len()));
+                self.append(op);
+                false
+            }
+            StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                let range = *from..*below;
+                let slots = self.queues.entry((namespace.clone(), client.clone())).or_default();
+                undo_puts(&mut self.ops, &mut self.live, slots, &range);
+                let joined = if let Some(at) = slots.delete
+                    && let Some(StoreOp::DeleteHttpQueued { from, below, .. }) = &mut self.ops[at]
+                    && range.start <= *below
+                    && *from <= range.end
+                {
+                    // Where the queued one stands is early enough: every put
+                    // the two cover, before or after it, is undone.
+                    (*from, *below) = ((*from).min(range.start), (*below).max(range.end));
+                    true
+                } else {
+                    slots.delete = Some(self.ops.len());
+                    self.append(op);
+                    false
+                };
+                if self.ops.len() > 2 * self.live + 4096 {
+                    self.compact();
+                }
+                joined
+            }
+            _ => match op.record() {
+                Some(record) => match self.slots.entry(record) {
+                    Entry::Occupied(slot) => {
+                        self.ops[*slot.get()] = Some(op);
+                        true
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(self.ops.len());
+                        self.append(op);
+                        false
+                    }
+                },
+                None => {
+                    self.slots.clear();
+                    self.queues.clear();
+                    self.append(op);
                     false
                 }
             },
-            None => {
-                self.slots.clear();
-                self.ops.push(Some(op));
-                self.live += 1;
-                false
-            }
         }
     }
 
-    /// Queues a Moustique queue's ranged delete: see the type's docs.
-    fn push_queue_delete(&mut self, op: StoreOp, prefix: Vec<u8>, range: Range<u64>) -> bool {
-        self.undo_puts(&prefix, &range);
-        if self.ops.len() > 2 * self.live + 4096 {
-            self.compact();
-        }
-        let key = (StoreTable::HttpQueued, prefix);
-        if let Some(&at) = self.slots.get(&key)
-            && let Some(StoreOp::DeleteHttpQueued { from, below, .. }) = &mut self.ops[at]
-            && range.start <= *below
-            && *from <= range.end
-        {
-            // Where the queued one stands is early enough: every put the
-            // two cover, before or after it, is undone.
-            (*from, *below) = ((*from).min(range.start), (*below).max(range.end));
-            return true;
-        }
-        self.slots.insert(key, self.ops.len());
+    fn append(&mut self, op: StoreOp) {
         self.ops.push(Some(op));
         self.live += 1;
-        false
-    }
-
-    /// Undoes the queued puts to the queue under `prefix` in `range`.
-    fn undo_puts(&mut self, prefix: &[u8], range: &Range<u64>) {
-        let mut undo = |ops: &mut Vec<Option<StoreOp>>, at: usize| {
-            if ops[at].take().is_some() {
-                self.live -= 1;
-            }
-        };
-        if range.end - range.start <= self.slots.len() as u64 {
-            let mut probe = (StoreTable::HttpQueued, prefix.to_vec());
-            for seq in range.clone() {
-                probe.1.truncate(prefix.len());
-                probe.1.extend_from_slice(&seq.to_be_bytes());
-                if let Some(at) = self.slots.remove(&probe) {
-                    undo(&mut self.ops, at);
-                }
-            }
-        } else {
-            let ops = &mut self.ops;
-            self.slots.retain(|(table, key), at| {
-                let covered = *table == StoreTable::HttpQueued
-                    && key.len() == prefix.len() + 8
-                    && key.starts_with(prefix)
-                    && range.contains(&u64::from_be_bytes(key[prefix.len()..].try_into().expect("8 bytes")));
-                if covered {
-                    undo(ops, *at);
-                }
-                !covered
-            });
-        }
     }
 
     /// Drops the undone puts' places, so that a queue that drops its
@@ -169,6 +166,14 @@ impl Pending {
         for at in self.slots.values_mut() {
             *at = moved[*at];
         }
+        for slots in self.queues.values_mut() {
+            for (_, at) in &mut slots.puts {
+                *at = moved[*at];
+            }
+            if let Some(at) = &mut slots.delete {
+                *at = moved[*at];
+            }
+        }
     }
 
     fn len(&self) -> usize {
@@ -185,6 +190,7 @@ impl Pending {
         batch.extend(self.ops.drain(..).flatten());
         self.live = 0;
         self.slots.clear();
+        self.queues.clear();
     }
 
     /// Puts a failed batch back in front of what was queued since: the
@@ -192,10 +198,41 @@ impl Pending {
     fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
         let newer = std::mem::take(&mut self.ops);
         self.slots.clear();
+        self.queues.clear();
         self.live = 0;
         for op in batch.drain(..).chain(newer.into_iter().flatten()) {
             self.push(op);
         }
+    }
+}
+
+/// Undoes the queued puts of a queue (`slots`) whose sequence numbers are
+/// in `range`: the oldest first, as pickups and full queues delete.
+fn undo_puts(ops: &mut [Option<StoreOp>], live: &mut usize, slots: &mut QueueSlots, range: &Range<u64>) {
+    let mut undo = |at: usize| {
+        if ops[at].take().is_some() {
+            *live -= 1;
+        }
+    };
+    while let Some(&(seq, at)) = slots.puts.front() {
+        if !range.contains(&seq) {
+            break;
+        }
+        slots.puts.pop_front();
+        undo(at);
+    }
+    // A range that does not start at the oldest queued put (none the broker
+    // makes): look through them all.
+    if slots.puts.front().is_some_and(|&(seq, _)| seq < range.start)
+        && slots.puts.back().is_some_and(|&(seq, _)| seq >= range.start)
+    {
+        slots.puts.retain(|&(seq, at)| {
+            let covered = range.contains(&seq);
+            if covered {
+                undo(at);
+            }
+            !covered
+        });
     }
 }
 
@@ -327,6 +364,29 @@ impl StoreWriter {
             self.shared.work.notify_one();
         }
         ticket
+    }
+
+    /// Queues writes in order, taking the queue's lock once for them all
+    /// (a publish to many Moustique clients makes many); the ticket of the
+    /// last, which covers them all, if there was any.
+    pub fn submit_all(&self, ops: impl IntoIterator<Item = StoreOp>) -> Option<Ticket> {
+        let mut ops = ops.into_iter().peekable();
+        ops.peek()?;
+        let mut queue = self.shared.queue.lock();
+        let was_empty = queue.pending.is_empty();
+        if was_empty {
+            queue.oldest = Some(Instant::now());
+        }
+        for op in ops {
+            queue.pending.push(op);
+            queue.submitted += 1;
+        }
+        let ticket = Ticket(queue.submitted);
+        drop(queue);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+        Some(ticket)
     }
 
     /// Waits until `ticket`'s write is committed; the error of the commit
@@ -696,7 +756,7 @@ mod tests {
             state ^= state << 17;
             state % bound
         };
-        for _ in 0..300 {
+        for _ in 0..1000 {
             // What earlier commits left: some messages of each queue.
             let mut base = MemoryStore::new();
             let mut seqs = [0u64; 2];

@@ -161,10 +161,7 @@ impl EventLoop {
             let client = effects.client_record.take().and_then(|op| shared.submit(op));
             // The Moustique queues' writes: a publish's puts, a PICKUP's
             // delete (the guard would hand them over too, without a ticket).
-            let mut queues = None;
-            while let Some(op) = broker.poll_store_op() {
-                queues = shared.submit(op).or(queues);
-            }
+            let queues = broker.submit_store_ops();
             // Tickets commit in order: the latest covers them all.
             let ticket = value.max(client).max(queues);
             let answer = if effects.picked_up > 0 {

@@ -4,8 +4,11 @@
 //! delete of the PICKUP that handed it out (or of the full queue that
 //! dropped it, or of its client being dropped).
 
+use std::sync::Arc;
+
 use redb::{Table, TableDefinition};
-use tinymq_core::store::{StoreOp, encode_http_queued, http_queued_key};
+use tinymq_core::Message;
+use tinymq_core::store::{StoreOp, encode_http_queued, http_queue_prefix, http_queued_key};
 
 /// Messages queued for Moustique clients, by `namespace 0x00 len(u32)
 /// client seq(u64)` ([`http_queued_key`]). A database written before
@@ -13,23 +16,50 @@ use tinymq_core::store::{StoreOp, encode_http_queued, http_queued_key};
 /// message, and the first write creates it.
 pub(super) const HTTP_QUEUED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("http_queued");
 
-/// Carries out a [`StoreOp::PutHttpQueued`] or
-/// [`StoreOp::DeleteHttpQueued`] (anything else is not this table's).
-pub(super) fn write(table: &mut Table<&[u8], &[u8]>, op: &StoreOp) -> Result<(), redb::StorageError> {
-    match op {
-        StoreOp::PutHttpQueued { namespace, client, seq, message, subscribers } => {
-            let key = http_queued_key(namespace, client, *seq);
-            table.insert(key.as_slice(), encode_http_queued(message, subscribers).as_slice())?;
+/// Writes the queues' records within one transaction. One publish queues
+/// the same message for many clients, in a row: its record is encoded
+/// once for them all, and the key is built in one buffer.
+#[derive(Default)]
+pub(super) struct QueueWriter {
+    key: Vec<u8>,
+    /// The message and subscribers `record` encodes.
+    last: Option<(Message, Arc<[Arc<str>]>)>,
+    record: Vec<u8>,
+}
+
+impl QueueWriter {
+    /// Carries out a [`StoreOp::PutHttpQueued`] or
+    /// [`StoreOp::DeleteHttpQueued`] (anything else is not this table's).
+    pub(super) fn write(&mut self, table: &mut Table<&[u8], &[u8]>, op: &StoreOp) -> Result<(), redb::StorageError> {
+        match op {
+            StoreOp::PutHttpQueued { namespace, client, seq, message, subscribers } => {
+                let same = self.last.as_ref().is_some_and(|(last, names)| {
+                    Arc::ptr_eq(&last.payload, &message.payload)
+                        && Arc::ptr_eq(&last.topic, &message.topic)
+                        && Arc::ptr_eq(&last.from, &message.from)
+                        && (last.updated_time, last.ip) == (message.updated_time, message.ip)
+                        && Arc::ptr_eq(names, subscribers)
+                });
+                if !same {
+                    self.record = encode_http_queued(message, subscribers);
+                    self.last = Some((message.clone(), subscribers.clone()));
+                }
+                self.key.clear();
+                self.key.extend_from_slice(&http_queue_prefix(namespace, client));
+                self.key.extend_from_slice(&seq.to_be_bytes());
+                table.insert(self.key.as_slice(), self.record.as_slice())?;
+            }
+            StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                // The client's name is length-prefixed in the key: every key
+                // in this range is one of its messages.
+                let (from, below) =
+                    (http_queued_key(namespace, client, *from), http_queued_key(namespace, client, *below));
+                table.retain_in(from.as_slice()..below.as_slice(), |_, _| false)?;
+            }
+            _ => {}
         }
-        StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
-            // The client's name is length-prefixed in the key: every key
-            // in this range is one of its messages.
-            let (from, below) = (http_queued_key(namespace, client, *from), http_queued_key(namespace, client, *below));
-            table.retain_in(from.as_slice()..below.as_slice(), |_, _| false)?;
-        }
-        _ => {}
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -87,6 +117,32 @@ mod tests {
         assert_eq!(&*loaded[0].message.payload, b"c-2");
         assert_eq!(loaded[0].subscribers, [Arc::<str>::from("c"), Arc::from("other")]);
         assert!(store.load_values().unwrap().is_empty(), "queued messages are not values");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_publish_queued_for_many_clients_is_stored_for_each() {
+        let dir = temp_dir("http-queued-shared");
+        let StoreOp::PutHttpQueued { message, subscribers, .. } = queued("", "a", 0) else { unreachable!() };
+        let put = |client: &str, seq, message: &tinymq_core::Message| StoreOp::PutHttpQueued {
+            namespace: "".into(),
+            client: client.into(),
+            seq,
+            message: message.clone(),
+            subscribers: subscribers.clone(),
+        };
+        let other = tinymq_core::Message { payload: b"other"[..].into(), ..message.clone() };
+        let ops = [put("a", 0, &message), put("b", 7, &message), put("c", 1, &other), put("d", 2, &message)];
+        let mut store = RedbStore::open(&dir).unwrap();
+        store.apply(&ops).unwrap();
+        let mut model = MemoryStore::new();
+        model.apply(&ops).unwrap();
+        let loaded = store.load_http_queued().unwrap();
+        assert_eq!(loaded, model.load_http_queued().unwrap());
+        let shown: Vec<(&str, u64, &[u8])> =
+            loaded.iter().map(|q| (q.client.as_str(), q.seq, &*q.message.payload)).collect();
+        assert_eq!(shown, [("a", 0, &b"a-0"[..]), ("b", 7, b"a-0"), ("c", 1, b"other"), ("d", 2, b"a-0")]);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
