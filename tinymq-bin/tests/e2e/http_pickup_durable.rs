@@ -2,7 +2,8 @@
 //! kill -9 of the real binary under `--durability immediate` loses no
 //! message whose publisher was answered (a POST's 200, a binary QoS 1
 //! PubAck), and brings back none a PICKUP handed out; a clean stop under
-//! `batched` keeps the whole queue. Subscribing and the PICKUPs after the
+//! `batched` keeps the whole queue; a will published at the restart is
+//! queued behind what was restored. Subscribing and the PICKUPs after the
 //! restart go through the real Moustique Python client from PyPI
 //! (tests/clients/real_pickup.py); the load and the PICKUPs under it are
 //! raw HTTP and our binary client.
@@ -207,4 +208,34 @@ fn a_clean_stop_under_batched_durability_keeps_the_whole_queue() {
     assert_eq!(numbers, expected, "exactly what was queued at the stop, in order");
     assert_eq!(back[0].field("from").str(), "UNKNOWN", "{}", back[0]);
     assert!(real_client(&broker, "stays", &["pickup"]).is_empty(), "picked up once");
+}
+
+#[test]
+fn a_will_published_at_the_restart_is_queued_behind_what_the_client_had() {
+    let data = ScratchDir::new();
+    let dir = data.path().to_str().expect("a UTF-8 path").to_owned();
+    let flags = ["--data", dir.as_str(), "--durability", "immediate"];
+    let mut broker = BrokerProcess::start_http(&flags);
+    assert!(real_client(&broker, "watcher", &["subscribe", "/status/#"]).is_empty());
+    let mut device = ClientOptions::new(Address::tcp(broker.tcp_addr().to_string()))
+        .client_id("dev")
+        .persistent_session(true)
+        .will("/status/dev", "gone", false, tinymq_net::Qos::AtLeastOnce)
+        .reconnect(false)
+        .request_timeout(WAIT)
+        .connect()
+        .expect("the device connects");
+    // Acknowledged under `immediate` once its copy in the watcher's queue
+    // is committed.
+    device.publish_qos1("/status/dev", b"alive", false).expect("publish");
+    assert_eq!(device.wait_acknowledged(WAIT).expect("acknowledged"), 0);
+
+    // The device was connected: its will is published when the broker
+    // starts again, after the queues are back.
+    broker.kill();
+    let broker = BrokerProcess::start_http(&flags);
+    let picked = real_client(&broker, "watcher", &["pickup"]);
+    let texts: Vec<&str> = picked.iter().map(|m| m.field("message").str()).collect();
+    assert_eq!(texts, ["alive", "gone"], "{picked:?}");
+    drop(device);
 }
