@@ -19,6 +19,30 @@ use crate::store::put_field;
 
 const QUEUED_V1: u8 = 1;
 
+/// A message queued for a Moustique client, as loaded at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHttpQueued {
+    /// The user's name; empty for the public namespace.
+    pub namespace: String,
+    /// The client's name.
+    pub client: String,
+    /// Its sequence number in the client's queue.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+    /// The clients its publish queued it for.
+    pub subscribers: Vec<Arc<str>>,
+}
+
+impl StoredHttpQueued {
+    /// Decodes a key made by [`http_queued_key`] and its record.
+    pub fn decode(key: &[u8], record: &[u8]) -> Result<Self, RecordError> {
+        let (namespace, client, seq) = split_http_queued_key(key)?;
+        let (message, subscribers) = decode_http_queued(record)?;
+        Ok(StoredHttpQueued { namespace: namespace.to_owned(), client: client.to_owned(), seq, message, subscribers })
+    }
+}
+
 /// The part of [`http_queued_key`] shared by one client's whole queue.
 pub fn http_queue_prefix(namespace: &str, client: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(namespace.len() + 5 + client.len() + 8);
@@ -98,6 +122,7 @@ pub fn decode_http_queued(record: &[u8]) -> Result<(Message, Vec<Arc<str>>), Rec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{MemoryStore, Store, StoreOp};
 
     fn message() -> Message {
         Message {
@@ -161,5 +186,46 @@ mod tests {
             assert!(split_http_queued_key(&key[..cut]).is_err(), "cut at {cut}");
         }
         assert_eq!(split_http_queued_key(&[key.as_slice(), b"x"].concat()), Err(RecordError::BadKey));
+    }
+
+    #[test]
+    fn the_memory_store_deletes_a_clients_queued_messages_by_range() {
+        let put = |ns: &str, client: &str, seq: u64| StoreOp::PutHttpQueued {
+            namespace: ns.into(),
+            client: client.into(),
+            seq,
+            message: Message { payload: seq.to_string().as_bytes().into(), ..message() },
+            subscribers: vec![Arc::from(client)].into(),
+        };
+        let delete = |ns: &str, client: &str, from: u64, below: u64| StoreOp::DeleteHttpQueued {
+            namespace: ns.into(),
+            client: client.into(),
+            from,
+            below,
+        };
+        // A client whose name goes on from "c" with 0x00: not c's queue.
+        let longer = "c\0\0\0\0\0\0\0\0\u{1}";
+        let mut store = MemoryStore::new();
+        let mut ops: Vec<StoreOp> = (0..5).map(|seq| put("", "c", seq)).collect();
+        ops.extend([put("", longer, 0), put("alice", "c", 0), put("al", "c", 0), delete("", "c", 1, 3)]);
+        store.apply(&ops).unwrap();
+        let left = |store: &MemoryStore| -> Vec<(String, String, u64)> {
+            store.load_http_queued().unwrap().into_iter().map(|q| (q.namespace, q.client, q.seq)).collect()
+        };
+        let key = |ns: &str, c: &str, seq| (ns.to_owned(), c.to_owned(), seq);
+        assert_eq!(
+            left(&store),
+            [
+                key("", "c", 0),
+                key("", "c", 3),
+                key("", "c", 4),
+                key("", longer, 0),
+                key("al", "c", 0),
+                key("alice", "c", 0)
+            ]
+        );
+        store.apply(&[delete("", "c", 0, u64::MAX), StoreOp::DeleteUser { name: "al".into() }]).unwrap();
+        assert_eq!(left(&store), [key("", longer, 0), key("alice", "c", 0)]);
+        assert_eq!(store.load_http_queued().unwrap()[1].subscribers, [Arc::<str>::from("c")]);
     }
 }
