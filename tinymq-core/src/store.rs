@@ -330,21 +330,9 @@ impl StoreOp {
             StoreOp::PutHttpQueued { namespace, client, seq, .. } => {
                 Some((StoreTable::HttpQueued, http_queued_key(namespace, client, *seq)))
             }
-            // Many records: see [`StoreOp::http_queue_range`].
+            // Many records, all in one client's queue: a writer may undo
+            // the queued puts it covers rather than treat it as a barrier.
             StoreOp::DeleteHttpQueued { .. } => None,
-        }
-    }
-
-    /// The records a [`StoreOp::DeleteHttpQueued`] removes: the queue's
-    /// key prefix ([`http_queue_prefix`]) and the sequence numbers. It
-    /// touches no record outside them, so a writer may cancel the queued
-    /// puts it covers instead of treating it as a barrier.
-    pub fn http_queue_range(&self) -> Option<(Vec<u8>, std::ops::Range<u64>)> {
-        match self {
-            StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
-                Some((http_queue_prefix(namespace, client), *from..*below))
-            }
-            _ => None,
         }
     }
 }
