@@ -471,6 +471,8 @@ impl Shared {
                 .collect(),
             store_commit_seconds: store.commit_seconds,
             bridges: self.bridges.iter().map(BridgeStats::figures).collect(),
+            // The broker counts the sessions, in `fill_figures`.
+            sessions: Default::default(),
         }
     }
 
