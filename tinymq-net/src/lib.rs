@@ -115,9 +115,10 @@ pub use config_file::{
     LogLevel, LogSection, Network, StoreSection, TlsSection,
 };
 pub use error::Error;
-pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
+pub use local::{LocalClient, LocalOptions, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 pub use store::{DATABASE_FILE, RedbStore, StoreError};
 pub use tinymq_core::Qos;
+pub use tinymq_core::durable::SessionFigures;
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;
