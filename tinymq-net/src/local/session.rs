@@ -83,7 +83,7 @@ impl LocalClient {
     }
 
     /// Subscribes to `filter` at QoS 1: messages published at QoS 1 (by
-    /// any transport) are queued in the client's session until it
+    /// binary and in-process clients) are queued in the client's session until it
     /// acknowledges them, and, with a persistent session, kept while it
     /// is away. Others arrive at QoS 0. Stored values it matches arrive
     /// first, at QoS 0, marked retained.
