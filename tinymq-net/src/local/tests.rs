@@ -150,3 +150,34 @@ fn a_persistent_session_survives_a_restart_on_the_same_data_dir() {
     broker.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn in_process_and_binary_clients_share_one_client_id_space_for_sessions() {
+    let broker = Broker::builder().listen_tcp("127.0.0.1:0".parse().unwrap()).threads(1).start().unwrap();
+    let options = || crate::ClientOptions::new(broker.tcp_addr().unwrap()).client_id("dev").persistent_session(true);
+    let mut device = options().connect().unwrap();
+    device.subscribe_qos1("cmd/#").unwrap();
+    device.disconnect().unwrap();
+    broker.client("operator").unwrap().publish_qos1("cmd/reboot", b"now").unwrap();
+    assert_eq!(broker.stats().sessions.queued, 1, "queued for the binary client while it is away");
+
+    // An in-process client with its id resumes its session.
+    let local = broker.local_client(LocalOptions::new("dev").persistent_session(true)).unwrap();
+    assert!(local.session_present());
+    let message = local.recv_timeout(WAIT).unwrap().expect("the queued command");
+    assert_eq!((message.topic(), message.payload(), message.qos()), ("cmd/reboot", &b"now"[..], Qos::AtLeastOnce));
+
+    // And the binary client takes it back: the in-process one is told.
+    let mut device = options().connect().unwrap();
+    assert!(device.session_present());
+    assert!(matches!(
+        local.recv_timeout(WAIT),
+        Err(crate::Error::SessionClosed(tinymq_core::ReasonCode::SessionTakenOver))
+    ));
+    broker.client("operator").unwrap().publish_qos1("cmd/update", b"v2").unwrap();
+    let message = device.recv_timeout(WAIT).unwrap().expect("the next command, to the binary client");
+    assert_eq!(message.payload, b"v2");
+    device.disconnect().unwrap();
+    drop(local);
+    broker.shutdown();
+}
