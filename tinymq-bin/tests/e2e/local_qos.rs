@@ -304,3 +304,18 @@ fn an_in_process_qos1_publish_reaches_tinymq_sub_with_a_session_also_while_it_is
     assert_eq!(watcher_lines(watcher(&address, 2)), ["out/b three", "out/b four"], "delivered on its return");
     broker.shutdown();
 }
+
+#[test]
+fn bench_in_process_at_qos_1_delivers_every_message_through_the_sessions() {
+    let output = tinymq()
+        .args(["bench", "--in-process", "--qos", "1", "--count", "20000", "--subscribers", "2"])
+        .output()
+        .expect("run tinymq bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("QoS 1, one per publish_qos1"), "{stdout}");
+    assert!(stdout.contains("delivered: ") && stdout.contains("(40000 in "), "every copy delivered: {stdout}");
+    assert!(!stdout.contains("lost:"), "{stdout}");
+    let refused = tinymq().args(["bench", "--in-process", "--qos", "1", "--batch", "4"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(2), "a usage error: {refused:?}");
+}
