@@ -158,7 +158,10 @@ impl LocalClient {
     /// acknowledges itself. Takes the broker's lock: never call it under
     /// the queue's.
     pub(super) fn take_session(&self, max: usize) -> Vec<Transmit> {
-        if max == 0 || !self.inbox.session_ready.swap(false, Ordering::AcqRel) {
+        // Read before it is written: a stream of QoS 0 messages polls this
+        // at each receive, and a load leaves the cache line shared.
+        let ready = &self.inbox.session_ready;
+        if max == 0 || !ready.load(Ordering::Acquire) || !ready.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
         let mut taken = Vec::new();
