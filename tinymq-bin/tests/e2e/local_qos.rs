@@ -24,6 +24,9 @@ use tinymq_net::{Broker, Durability, LocalOptions, Qos};
 const CHILD_DATA: &str = "TINYMQ_E2E_LOCAL_QOS_DATA";
 /// How many QoS 1 messages the child publishes in-process (0: none).
 const CHILD_PUBLISH: &str = "TINYMQ_E2E_LOCAL_QOS_PUBLISH";
+/// The child's subscriber acknowledges the messages numbered below this
+/// (0: none), saying `done N` once `ack` returned.
+const CHILD_ACK_BELOW: &str = "TINYMQ_E2E_LOCAL_QOS_ACK_BELOW";
 /// What the child's lines start with, among the test harness's own.
 const MARK: &str = "@@local-qos ";
 
@@ -36,8 +39,9 @@ const RUN_DEADLINE: Duration = Duration::from_secs(120);
 const PUBLISHED: u64 = 600;
 
 /// A program embedding the broker: a persistent in-process subscriber
-/// `svc` on `jobs/#` at QoS 1 that never acknowledges (it "crashes"
-/// mid-message, every time), and, if asked, an in-process publisher of
+/// `svc` on `jobs/#` at QoS 1 that acknowledges the messages numbered
+/// below [`CHILD_ACK_BELOW`] and no others (it "crashes" mid-message
+/// from then on), and, if asked, an in-process publisher of
 /// QoS 1 messages under `--durability immediate`, which says `acked N`
 /// once `publish_qos1` returned for message N. Then it waits to be
 /// killed.
@@ -45,7 +49,8 @@ const PUBLISHED: u64 = 600;
 #[ignore = "the embedding program the tests in this module start as a child process"]
 fn embedded_child() {
     let Some(data) = std::env::var_os(CHILD_DATA) else { return };
-    let publish: u64 = std::env::var(CHILD_PUBLISH).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let number = |name: &str| std::env::var(name).ok().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let (publish, ack_below) = (number(CHILD_PUBLISH), number(CHILD_ACK_BELOW));
     let say = |line: String| eprintln!("{MARK}{line}");
     let loopback = "127.0.0.1:0".parse().unwrap();
     let broker = Broker::builder()
@@ -67,6 +72,10 @@ fn embedded_child() {
                 if let Some(message) = received {
                     let payload = String::from_utf8_lossy(message.payload());
                     say(format!("got {payload} {} {:?}", message.is_duplicate(), message.qos()));
+                    if payload.parse::<u64>().is_ok_and(|n| n < ack_below) {
+                        assert!(svc.ack(&message).expect("acknowledged and committed"));
+                        say(format!("done {payload}"));
+                    }
                 }
             }
         });
@@ -93,11 +102,12 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(data: &ScratchDir, publish: u64) -> Embedded {
+    fn start(data: &ScratchDir, publish: u64, ack_below: u64) -> Embedded {
         let mut child = Command::new(std::env::current_exe().expect("the test binary"))
             .args(["local_qos::embedded_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_DATA, data.path())
             .env(CHILD_PUBLISH, publish.to_string())
+            .env(CHILD_ACK_BELOW, ack_below.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -160,7 +170,7 @@ fn sample(metrics: &str, series: &str) -> Option<u64> {
 fn every_committed_in_process_publish_reaches_the_persistent_in_process_subscriber_after_kill_9() {
     let data = ScratchDir::new();
     let deadline = Instant::now() + RUN_DEADLINE;
-    let mut first = Embedded::start(&data, PUBLISHED);
+    let mut first = Embedded::start(&data, PUBLISHED, 0);
     assert!(!first.session_present, "a new data directory");
     // Killed mid-run, once a third is acknowledged (committed).
     let mut acked = 0;
@@ -183,7 +193,7 @@ fn every_committed_in_process_publish_reaches_the_persistent_in_process_subscrib
 
     // Started again on the same data: every acknowledged message comes
     // back to the subscriber, in order, at least once.
-    let second = Embedded::start(&data, 0);
+    let second = Embedded::start(&data, 0, 0);
     assert!(second.session_present, "the stored session was resumed");
     let mut next = 0u64;
     let mut deliveries = 0;
@@ -230,6 +240,47 @@ fn every_committed_in_process_publish_reaches_the_persistent_in_process_subscrib
     // A binary client over the child's TCP listener is in the same
     // client-id space: nothing to assert beyond the address being live.
     std::net::TcpStream::connect_timeout(&second.tcp, WAIT).expect("the embedded broker's TCP listener");
+}
+
+#[test]
+fn a_message_the_in_process_subscriber_acknowledged_is_not_delivered_again_after_kill_9() {
+    const DONE: u64 = 100;
+    let data = ScratchDir::new();
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let mut first = Embedded::start(&data, PUBLISHED, DONE);
+    // Killed once the subscriber has finished (acknowledged, under
+    // `immediate` committed) the first hundred.
+    let mut published = 0;
+    let mut done = 0;
+    while done < DONE {
+        let line = first.next_line(deadline).expect("the child runs");
+        published += u64::from(line.starts_with("acked "));
+        done += u64::from(line.starts_with("done "));
+    }
+    first.child.kill().expect("SIGKILL the embedding program");
+    let _ = first.child.wait();
+    while let Some(line) = first.next_line(deadline) {
+        published += u64::from(line.starts_with("acked "));
+    }
+    eprintln!("killed with SIGKILL after {done} messages done and {published} published");
+
+    let second = Embedded::start(&data, 0, 0);
+    assert!(second.session_present);
+    let mut next = DONE;
+    while next < published {
+        let line = second.next_line(deadline).expect("the restarted child runs");
+        let Some(got) = line.strip_prefix("got ") else { continue };
+        let n: u64 = got.split(' ').next().unwrap().parse().unwrap();
+        assert!(n >= DONE, "message {n} was acknowledged before the kill, and came back");
+        if n < next {
+            continue;
+        }
+        assert_eq!(n, next, "first deliveries in the order published");
+        next += 1;
+    }
+    let metrics = curl(second.http, "/metrics");
+    let queued = sample(&metrics, "tinymq_qos1_queued_messages").unwrap();
+    assert!(queued >= published - DONE && queued <= PUBLISHED - DONE, "{queued} queued: {metrics}");
 }
 
 /// A broker in this process with a TCP listener.

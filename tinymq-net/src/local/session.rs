@@ -119,9 +119,41 @@ impl LocalClient {
         self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         routed.store.clear();
         self.shared.carry_out(routed);
+        self.wait_committed(ticket)
+    }
+
+    /// Acknowledges a QoS 1 message received with
+    /// [`LocalOptions::manual_ack`]: it is done, and leaves the session
+    /// (and the store). With a data directory and
+    /// [`Durability::Immediate`], returns once that is committed: a
+    /// message acknowledged is not delivered again, even after a kill -9
+    /// (under `batched`, one acknowledged in the last commit interval may
+    /// be). Returns whether it was waiting for this: `false` for a QoS 0
+    /// message, one acknowledged already (or on receipt), or one whose
+    /// session this client no longer holds (taken over).
+    pub fn ack(&self, message: &super::Received) -> Result<bool, Error> {
+        if message.packet_id == 0 {
+            return Ok(false);
+        }
+        let (acked, ticket) = {
+            let mut broker = self.shared.broker.write();
+            let acked = broker.local_ack(self.hold, message.packet_id);
+            (acked, self.submit_session_ops(&mut broker))
+        };
+        if !acked {
+            return Ok(false);
+        }
+        // The window has room for another.
+        self.inbox.wake_session();
+        self.wait_committed(ticket)?;
+        Ok(true)
+    }
+
+    /// Under [`Durability::Immediate`], waits for the commit of `ticket`'s
+    /// write (on this thread; no event loop waits).
+    fn wait_committed(&self, ticket: Option<Ticket>) -> Result<(), Error> {
         let Some(ticket) = ticket else { return Ok(()) };
         if self.shared.config.durability != Durability::Immediate {
-            // Queued in memory: what `batched` promises.
             return Ok(());
         }
         let store = self.shared.store.as_ref().expect("a ticket needs a store");
@@ -129,28 +161,6 @@ impl LocalClient {
             self.shared.stats.store_failures.fetch_add(1, Ordering::Relaxed);
             Error::Store(error)
         })
-    }
-
-    /// Acknowledges a QoS 1 message received with
-    /// [`LocalOptions::manual_ack`]: it is done, and leaves the session
-    /// (and the store). Returns whether it was waiting for this: `false`
-    /// for a QoS 0 message, one acknowledged already (or on receipt), or
-    /// one whose session this client no longer holds (taken over).
-    pub fn ack(&self, message: &super::Received) -> Result<bool, Error> {
-        if message.packet_id == 0 {
-            return Ok(false);
-        }
-        let acked = {
-            let mut broker = self.shared.broker.write();
-            let acked = broker.local_ack(self.hold, message.packet_id);
-            self.submit_session_ops(&mut broker);
-            acked
-        };
-        if acked {
-            // The window has room for another.
-            self.inbox.wake_session();
-        }
-        Ok(acked)
     }
 
     /// Takes up to `max` QoS 1 messages from the client's session, if it
