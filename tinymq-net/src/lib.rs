@@ -33,6 +33,14 @@
 //! [`BrokerBuilder::session_expiry`] and [`BrokerConfig::sessions`] set
 //! their limits.
 //!
+//! In-process clients have sessions among them (one client-id space):
+//! [`Broker::local_client`] with [`LocalOptions`] keeps one across drops
+//! and restarts and acknowledges QoS 1 messages on receipt or with
+//! [`LocalClient::ack`]; [`LocalClient::publish_qos1`] and
+//! [`LocalClient::subscribe_qos1`]. A session's QoS 1 messages stay in it
+//! until its client takes them; under `immediate` the calling thread, never
+//! a loop, waits for the commit of a publish or an acknowledgement.
+//!
 //! # Who may connect
 //!
 //! [`BrokerConfig::allowed_peers`] refuses peers outside an allow-list as
