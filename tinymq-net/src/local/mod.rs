@@ -25,7 +25,9 @@ mod session;
 pub use session::LocalOptions;
 
 /// A client living in the broker's process. Dropping it removes its
-/// subscriptions.
+/// subscriptions, unless its session is persistent
+/// ([`LocalOptions::persistent_session`]): then they, and the QoS 1
+/// messages they match, wait for the next client with its id.
 #[derive(Debug)]
 pub struct LocalClient {
     shared: Arc<Shared>,
