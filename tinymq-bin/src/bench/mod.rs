@@ -66,7 +66,7 @@ Options:
                        broker's RSS per connection (needs --pid)
   --in-process         instead: start a broker inside this process and drive it
                        through in-process clients (no sockets): --publishers,
-                       --subscribers, --count, --size, --topic apply
+                       --subscribers, --count, --size, --topic, --qos apply
   --batch N            with --in-process: publish N messages per call
                        (LocalClient::publish_many) [default: 1, publish]
   --handshakes N       instead (tinymq only): open N connections (Connect, ConnAck,
@@ -120,7 +120,10 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if settings.qos > 1 || (settings.qos == 1 && settings.protocol == Protocol::Nats) {
         return Err(UsageError("--qos: 0 or 1, and 1 not with --protocol nats".into()).into());
     }
-    if settings.qos == 1 && settings.protocol == Protocol::Tinymq {
+    if settings.qos == 1 && settings.in_process && settings.batch > 1 {
+        return Err(UsageError("--batch: only at --qos 0 (an in-process QoS 1 publish is one message)".into()).into());
+    }
+    if settings.qos == 1 && settings.protocol == Protocol::Tinymq && !settings.in_process {
         return acknowledged::bench(&settings, window.max(1)).map_err(Failure::run);
     }
     if settings.size < 8 {

@@ -25,6 +25,7 @@ mod http_limits;
 mod http_moustique;
 mod http_plain;
 mod keepalive;
+mod local_qos;
 mod malformed;
 mod moustique_real_clients;
 mod mqtt;

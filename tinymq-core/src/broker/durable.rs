@@ -34,6 +34,9 @@ use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredQueued, StoredSession};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
+mod local;
+pub use local::LocalSession;
+
 /// A connection's hold on its durable session, from
 /// [`Broker::handle_session_connect`]: kept with the connection and given
 /// back with each later call.

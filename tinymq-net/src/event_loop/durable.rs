@@ -164,7 +164,15 @@ impl EventLoop {
             self.dispatch(delivery, receivers, now);
         }
         for sink in routed.pumps {
-            let Sink::Conn(target) = sink else { continue };
+            let target = match sink {
+                Sink::Conn(target) => target,
+                // An in-process client takes its QoS 1 messages itself.
+                Sink::Local(inbox) => {
+                    inbox.wake_session();
+                    continue;
+                }
+                Sink::Http(_) | Sink::Session(_) => continue,
+            };
             if target.loop_index() == self.index {
                 self.pumps.push(target);
             } else {
