@@ -21,13 +21,20 @@
 //! sends (an MQTT 5 DISCONNECT with its reason, a CONNACK refusal, or
 //! nothing in 3.1.1); only this connection is affected.
 //!
-//! # Sessions are not kept
+//! # Sessions that outlive the connection
 //!
-//! Subscriptions and unacknowledged QoS 1 deliveries live as long as the
-//! network connection. A CONNECT with Clean Session 0 (3.1.1) or a
-//! Session Expiry Interval (5) is accepted, but CONNACK always says
-//! Session Present 0, and in MQTT 5 carries Session Expiry Interval 0 so
-//! the client knows nothing is kept.
+//! A CONNECT with Clean Session 0 (3.1.1) or a Session Expiry Interval
+//! (5) asks for a session kept after the connection
+//! ([`ServerSession::persistence`]). The broker keeps it in its durable
+//! sessions ([`crate::durable::Sessions`], the binary protocol's) and
+//! accepts with [`ServerSession::accept_session`]: the session is then
+//! *durable*. Its subscriptions and QoS 1 deliveries are the broker's, not
+//! this connection's: QoS 1 messages come from the session's queue through
+//! [`ServerSession::deliver_qos1`] (resends with DUP first), each PUBACK
+//! goes to the broker as [`Request::PubAck`], and whatever
+//! [`ServerSession::deliver`] gets goes at QoS 0 (the broker's rules chose
+//! it). Any other session lives as long as its connection: subscriptions
+//! and unacknowledged QoS 1 deliveries are this value's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,6 +136,13 @@ pub enum Request<'a> {
         /// The entries, in order.
         filters: Vec<Subscription>,
     },
+    /// A PUBACK from the client of a durable session (see the module
+    /// docs): the broker's queue holds the delivery. A session that is
+    /// not durable handles PUBACK itself.
+    PubAck {
+        /// The packet id acknowledged.
+        packet_id: u16,
+    },
     /// Subscriptions to remove; answer with [`ServerSession::unsub_ack`].
     Unsubscribe {
         /// The packet id for UNSUBACK.
@@ -214,6 +228,10 @@ pub struct ServerSession {
     namespace: Option<NamespaceId>,
     /// Session Expiry Interval asked for in CONNECT (MQTT 5).
     expiry_asked: u32,
+    /// Clean Session (3.1.1) or Clean Start (5) of the CONNECT.
+    clean_start: bool,
+    /// The session is the broker's durable one (see the module docs).
+    durable: bool,
     will: Option<Box<WillMessage>>,
     /// A refusal decided at the door (peer not allowed, throttled): the
     /// CONNECT is answered with it, in the client's version.
@@ -243,6 +261,8 @@ impl ServerSession {
             client_id: None,
             namespace: None,
             expiry_asked: 0,
+            clean_start: true,
+            durable: false,
             will: None,
             door_refusal: None,
             aliases: Vec::new(),
@@ -277,6 +297,33 @@ impl ServerSession {
     /// The client id its CONNECT asked for, while it awaits its answer.
     pub fn requested_client_id(&self) -> Option<&str> {
         self.requested.as_deref()
+    }
+
+    /// What the CONNECT asked of its session: `None` for one that ends
+    /// with the connection, `Some(secs)` for one kept that long after it
+    /// (3.1.1 Clean Session 0: 0, the broker's default; MQTT 5: the
+    /// Session Expiry Interval, which the broker caps).
+    pub fn persistence(&self) -> Option<u32> {
+        match self.version? {
+            ProtocolVersion::V311 => (!self.clean_start).then_some(0),
+            ProtocolVersion::V5 => (self.expiry_asked > 0).then_some(self.expiry_asked),
+        }
+    }
+
+    /// Whether the CONNECT asked to start afresh (Clean Session or Clean
+    /// Start): a stored session of its client id is discarded.
+    pub fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    /// Whether the session is the broker's durable one.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// The will its CONNECT carried, while it is this value's.
+    pub fn will(&self) -> Option<&WillMessage> {
+        self.will.as_deref()
     }
 
     /// Whether CONNECT was accepted and the session is not closed.
@@ -354,6 +401,7 @@ impl ServerSession {
                 Some(request) => request,
                 None => return Ok(Step::Handled { consumed }),
             },
+            Packet::PubAck(ack) if self.durable => Request::PubAck { packet_id: ack.packet_id },
             Packet::PubAck(ack) => {
                 self.outgoing.acknowledged(ack.packet_id);
                 self.send_waiting()?;
@@ -457,6 +505,7 @@ impl ServerSession {
             }));
         }
         let properties = connect.properties;
+        self.clean_start = connect.clean_start;
         self.expiry_asked = properties.session_expiry_interval().unwrap_or(0);
         self.outgoing.limit_window(properties.receive_maximum().unwrap_or(u16::MAX));
         self.client_max_packet = properties.maximum_packet_size().map_or(usize::MAX, |max| max as usize);
@@ -532,15 +581,52 @@ impl ServerSession {
     /// Accepts the CONNECT: the client holds `client_id` (`assigned` when
     /// the broker chose it) in `namespace`; CONNACK is queued.
     pub fn accept(&mut self, client_id: Arc<str>, assigned: bool, namespace: NamespaceId) {
+        // Not kept: an MQTT 5 client that asked for an expiry is told 0
+        // (MQTT 5 section 3.2.2.3.2).
+        let expiry = (self.expiry_asked > 0).then_some(0);
+        self.accept_with(client_id, assigned, namespace, false, expiry);
+    }
+
+    /// Accepts the CONNECT with the broker's durable session: as
+    /// [`ServerSession::accept`], and CONNACK says whether a stored session
+    /// was resumed (`session_present`) and, to an MQTT 5 client, the
+    /// expiry granted when it is not what was asked. The will is the
+    /// session's from now on (the broker keeps it), so
+    /// [`ServerSession::take_will`] gives none.
+    pub fn accept_session(
+        &mut self,
+        client_id: Arc<str>,
+        assigned: bool,
+        namespace: NamespaceId,
+        session_present: bool,
+        expiry_secs: u32,
+    ) {
+        if self.state != State::Connecting {
+            return;
+        }
+        let expiry =
+            (self.version == Some(ProtocolVersion::V5) && expiry_secs != self.expiry_asked).then_some(expiry_secs);
+        self.durable = true;
+        self.will = None;
+        self.accept_with(client_id, assigned, namespace, session_present, expiry);
+    }
+
+    fn accept_with(
+        &mut self,
+        client_id: Arc<str>,
+        assigned: bool,
+        namespace: NamespaceId,
+        session_present: bool,
+        expiry: Option<u32>,
+    ) {
         if self.state != State::Connecting {
             return;
         }
         let version = self.version.unwrap_or(ProtocolVersion::V311);
         let mut properties = PropertiesBuf::new();
         if version == ProtocolVersion::V5 {
-            if self.expiry_asked > 0 {
-                // Sessions are not kept: say so (MQTT 5 section 3.2.2.3.2).
-                properties.push(Property::SessionExpiryInterval(0));
+            if let Some(expiry) = expiry {
+                properties.push(Property::SessionExpiryInterval(expiry));
             }
             if assigned {
                 properties.push(Property::AssignedClientIdentifier(&client_id));
@@ -553,7 +639,7 @@ impl ServerSession {
                 .push(Property::SubscriptionIdentifierAvailable(0))
                 .push(Property::SharedSubscriptionAvailable(0));
         }
-        let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+        let ack = ConnAck { session_present, code: 0, properties: properties.as_properties() };
         self.outbound.push_final(&encode::to_vec(&Packet::ConnAck(ack), version));
         self.requested = None;
         self.client_id = Some(client_id);
@@ -656,6 +742,11 @@ impl ServerSession {
             State::Connected => {}
             State::Closed(reason) => return Err(Closed { reason }),
             State::AwaitingConnect | State::Connecting => return Ok(()),
+        }
+        if self.durable {
+            // The session's rules chose QoS 0 for it, and its filters are
+            // the broker's (the router matched it already).
+            return self.send_publish(delivery, QoS::AtMostOnce, false);
         }
         let message = delivery.message();
         // A QoS 0 message to a client without No Local subscriptions goes
