@@ -28,6 +28,7 @@ mod keepalive;
 mod malformed;
 mod moustique_real_clients;
 mod mqtt;
+mod mqtt_sessions;
 mod observability;
 mod persistence_restart;
 mod pubsub;

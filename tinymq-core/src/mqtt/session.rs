@@ -51,6 +51,7 @@ use crate::session::{Closed, Credentials};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 mod delivery;
+mod durable;
 
 pub(crate) use delivery::forwarded;
 
@@ -297,33 +298,6 @@ impl ServerSession {
     /// The client id its CONNECT asked for, while it awaits its answer.
     pub fn requested_client_id(&self) -> Option<&str> {
         self.requested.as_deref()
-    }
-
-    /// What the CONNECT asked of its session: `None` for one that ends
-    /// with the connection, `Some(secs)` for one kept that long after it
-    /// (3.1.1 Clean Session 0: 0, the broker's default; MQTT 5: the
-    /// Session Expiry Interval, which the broker caps).
-    pub fn persistence(&self) -> Option<u32> {
-        match self.version? {
-            ProtocolVersion::V311 => (!self.clean_start).then_some(0),
-            ProtocolVersion::V5 => (self.expiry_asked > 0).then_some(self.expiry_asked),
-        }
-    }
-
-    /// Whether the CONNECT asked to start afresh (Clean Session or Clean
-    /// Start): a stored session of its client id is discarded.
-    pub fn clean_start(&self) -> bool {
-        self.clean_start
-    }
-
-    /// Whether the session is the broker's durable one.
-    pub fn is_durable(&self) -> bool {
-        self.durable
-    }
-
-    /// The will its CONNECT carried, while it is this value's.
-    pub fn will(&self) -> Option<&WillMessage> {
-        self.will.as_deref()
     }
 
     /// Whether CONNECT was accepted and the session is not closed.
@@ -587,31 +561,7 @@ impl ServerSession {
         self.accept_with(client_id, assigned, namespace, false, expiry);
     }
 
-    /// Accepts the CONNECT with the broker's durable session: as
-    /// [`ServerSession::accept`], and CONNACK says whether a stored session
-    /// was resumed (`session_present`) and, to an MQTT 5 client, the
-    /// expiry granted when it is not what was asked. The will is the
-    /// session's from now on (the broker keeps it), so
-    /// [`ServerSession::take_will`] gives none.
-    pub fn accept_session(
-        &mut self,
-        client_id: Arc<str>,
-        assigned: bool,
-        namespace: NamespaceId,
-        session_present: bool,
-        expiry_secs: u32,
-    ) {
-        if self.state != State::Connecting {
-            return;
-        }
-        let expiry =
-            (self.version == Some(ProtocolVersion::V5) && expiry_secs != self.expiry_asked).then_some(expiry_secs);
-        self.durable = true;
-        self.will = None;
-        self.accept_with(client_id, assigned, namespace, session_present, expiry);
-    }
-
-    fn accept_with(
+    pub(super) fn accept_with(
         &mut self,
         client_id: Arc<str>,
         assigned: bool,
