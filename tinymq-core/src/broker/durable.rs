@@ -1,5 +1,6 @@
 //! The broker's side of acknowledged delivery: the durable [`Sessions`]
-//! of binary connections, wired to the router.
+//! of binary connections (and of MQTT ones, `mqtt.rs`), wired to the
+//! router.
 //!
 //! Each session that needs one has a router subscriber of its own whose
 //! sink is the session (`session_sink(id)`, recognised by

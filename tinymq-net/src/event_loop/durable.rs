@@ -1,9 +1,9 @@
-//! Acknowledged delivery in the loop: each binary connection's hold on its
-//! durable session (kept here, not in the connection's slot, which stays
-//! small), the sessions' QoS 1 messages sent on the loop that owns their
-//! connection, the store writes the sessions make, PubAcks held for the
-//! commit under `--durability immediate`, closes with the right departure
-//! (and so wills), and loop 0's session expiry.
+//! Acknowledged delivery in the loop: each binary or MQTT connection's
+//! hold on its durable session (kept here, not in the connection's slot,
+//! which stays small), the sessions' QoS 1 messages sent on the loop that
+//! owns their connection, the store writes the sessions make, PubAcks and
+//! PUBACKs held for the commit under `--durability immediate`, closes with
+//! the right departure (and so wills), and loop 0's session expiry.
 //!
 //! Every rule is the core broker's (`tinymq_core::broker::Broker`'s
 //! session methods); this file only carries out what they answer.
