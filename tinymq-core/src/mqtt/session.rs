@@ -233,6 +233,11 @@ pub struct ServerSession {
     clean_start: bool,
     /// The session is the broker's durable one (see the module docs).
     durable: bool,
+    /// The client's QoS 1 PUBLISHes not yet PUBACKed (held for a commit):
+    /// at `max_inflight` the session reads no more until some are.
+    unacked: u16,
+    /// The client's DISCONNECT asked for its will (MQTT 5 0x04).
+    will_on_disconnect: bool,
     will: Option<Box<WillMessage>>,
     /// A refusal decided at the door (peer not allowed, throttled): the
     /// CONNECT is answered with it, in the client's version.
@@ -264,6 +269,8 @@ impl ServerSession {
             expiry_asked: 0,
             clean_start: true,
             durable: false,
+            unacked: 0,
+            will_on_disconnect: false,
             will: None,
             door_refusal: None,
             aliases: Vec::new(),
@@ -326,8 +333,12 @@ impl ServerSession {
 
     /// Whether the shell should read more: not after close, not while
     /// CONNECT awaits its answer, not while half the queue is unread.
+    /// And not while `max_inflight` of its QoS 1 PUBLISHes await their
+    /// PUBACK (held for the store's commit).
     pub fn wants_read(&self) -> bool {
-        !matches!(self.state, State::Closed(_) | State::Connecting) && self.outbound.len() < self.outbound.limit() / 2
+        !matches!(self.state, State::Closed(_) | State::Connecting)
+            && self.outbound.len() < self.outbound.limit() / 2
+            && self.unacked < self.config.max_inflight
     }
 
     /// Bytes waiting to be sent.
@@ -414,7 +425,8 @@ impl ServerSession {
                     return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
                 }
                 // 0x04 "disconnect with will message" keeps the will.
-                if disconnect.reason != ReasonCode::DisconnectWithWill as u8 {
+                self.will_on_disconnect = disconnect.reason == ReasonCode::DisconnectWithWill as u8;
+                if !self.will_on_disconnect {
                     self.will = None;
                 }
                 self.state = State::Closed(None);
@@ -494,6 +506,10 @@ impl ServerSession {
 
     fn inbound_publish<'a>(&mut self, publish: Publish<'a>) -> Result<Option<Request<'a>>, Closed> {
         let topic = self.resolve_topic(&publish)?;
+        if publish.packet_id.is_some() {
+            // Every QoS 1 PUBLISH gets its PUBACK, now or after a commit.
+            self.unacked = self.unacked.saturating_add(1);
+        }
         if topic.starts_with('$') {
             // `$` topics are the broker's own: dropped, as mosquitto does,
             // and a QoS 1 one is acknowledged (MQTT 5: not authorized).
@@ -657,6 +673,7 @@ impl ServerSession {
 
     /// Acknowledges a QoS 1 PUBLISH (the reason goes only to MQTT 5).
     pub fn pub_ack(&mut self, packet_id: u16, reason: ReasonCode) {
+        self.unacked = self.unacked.saturating_sub(1);
         let ack = Ack { packet_id, reason: reason as u8, properties: Default::default() };
         let _ = self.queue(&Packet::PubAck(ack));
     }

@@ -79,7 +79,9 @@ impl EventLoop {
                     )
                 }
                 request if hold.is_some() || matches!(request, Request::Publish { qos: QoS::AtLeastOnce, .. }) => {
-                    if matches!(request, Request::Disconnect) {
+                    // DISCONNECT 0x04 keeps the will: the session's end
+                    // stays a lost one.
+                    if matches!(request, Request::Disconnect) && !session.disconnected_with_will() {
                         self.mark_clean(token);
                     }
                     let Some(effects) = self.handle_mqtt_session_request(token, me, hold, request, origin, now) else {

@@ -31,6 +31,13 @@ impl ServerSession {
         self.durable
     }
 
+    /// Whether the client's DISCONNECT asked for its will to be published
+    /// all the same (MQTT 5 reason 0x04): a durable session's will is the
+    /// broker's, so the broker must be told.
+    pub fn disconnected_with_will(&self) -> bool {
+        self.will_on_disconnect
+    }
+
     /// The will its CONNECT carried, while it is this value's.
     pub fn will(&self) -> Option<&WillMessage> {
         self.will.as_deref()
@@ -204,6 +211,39 @@ mod tests {
             session.handle_input(now(), &puback),
             Ok(Step::Request { request: Request::PubAck { packet_id: 7 }, consumed: 4 })
         ));
+    }
+
+    #[test]
+    fn a_publisher_waiting_for_max_inflight_pubacks_is_not_read() {
+        use crate::mqtt::packet::{Disconnect, Publish};
+        let version = ProtocolVersion::V5;
+        let mut session = connecting(version, true, 0);
+        session.config.max_inflight = 2;
+        session.accept("pub".into(), false, namespace());
+        let publish = |id| {
+            let publish = Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: "t",
+                packet_id: Some(id),
+                properties: Properties::EMPTY,
+                payload: b"x",
+            };
+            to_vec(&Packet::Publish(publish), version)
+        };
+        for id in [1, 2] {
+            assert!(session.wants_read());
+            let bytes = publish(id);
+            assert!(matches!(session.handle_input(now(), &bytes), Ok(Step::Request { .. })));
+        }
+        assert!(!session.wants_read(), "two PUBACKs held for a commit: nothing more is read");
+        session.pub_ack(1, crate::mqtt::ReasonCode::Success);
+        assert!(session.wants_read());
+        // DISCONNECT 0x04 is told to the broker, which holds the will.
+        let bye = Disconnect { reason: 0x04, properties: Properties::EMPTY };
+        let _ = session.handle_input(now(), &to_vec(&Packet::Disconnect(bye), version));
+        assert!(session.disconnected_with_will());
     }
 
     #[test]
