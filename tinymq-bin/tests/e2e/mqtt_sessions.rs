@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::mqtt::wait_listening;
 use crate::support::tools::{client_script, python_with_requests, require_tool};
-use crate::support::{BrokerProcess, ScratchDir, free_address};
+use crate::support::{BrokerProcess, ScratchDir, free_address, run_tinymq};
 
 /// tinymq with an MQTT listener on `mqtt`, its store in `data` (the same
 /// directory makes a restart) and `extra` flags.
@@ -217,4 +217,43 @@ fn mosquitto_clients_resume_a_session_with_dash_c() {
     let stdout = String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{stdout}{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["mq/x 1 m0", "mq/x 1 m1", "mq/x 1 m2"]);
+}
+
+#[test]
+fn an_mqtt_client_and_a_binary_client_with_one_id_share_one_session() {
+    let data = ScratchDir::new();
+    let mqtt = free_address();
+    let broker = start(&data, mqtt, &["--durability", "immediate"]);
+    let binary = broker.tcp_addr().to_string();
+    let publish = |message: &str| {
+        let output =
+            run_tinymq(&["pub", "--address", &binary, "--qos", "1", "--topic", "both/x", "--message", message]);
+        assert!(output.status.success(), "{output:?}");
+    };
+    // The session is made over MQTT, a message queued in it...
+    paho(mqtt, "311", &["open", "shared", "keep", "0", "both/#"]);
+    publish("m1");
+    // ...and taken by a binary client resuming it.
+    let output = run_tinymq(&[
+        "sub",
+        "--address",
+        &binary,
+        "--topic",
+        "both/#",
+        "--qos",
+        "1",
+        "--session",
+        "--client-id",
+        "shared",
+        "--count",
+        "1",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "both/x m1");
+    // The other way: queued while the binary client is away, taken over
+    // MQTT, where the session is still present.
+    publish("m2");
+    let received = paho(mqtt, "311", &["receive", "shared", "0", "1"]);
+    assert!(received[0].starts_with("present 1"), "{received:?}");
+    assert_eq!(messages(&received), [("m2".to_owned(), false)]);
 }
