@@ -52,51 +52,80 @@ type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Writes waiting for the next commit, at most one per record: a write to
 /// a record already queued replaces it where it stands.
+///
+/// A queued QoS 1 message acknowledged before the commit that would have
+/// stored it (its `DeleteQueued` replacing its `PutQueued` here) leaves
+/// nothing to write: both go. Its record cannot be in the store already
+/// (a session's sequence numbers are not reused until `DeleteSession`,
+/// which is never replaced across), so the store ends as if both were
+/// committed. With a subscriber that keeps up, that is most messages.
 #[derive(Default)]
 struct Pending {
-    ops: Vec<StoreOp>,
+    /// `None`: a write cancelled by a later one, still holding its ticket's
+    /// place (the tickets up to it commit with the next commit, even one
+    /// with nothing left to write).
+    ops: Vec<Option<StoreOp>>,
     /// Where each queued record's operation is in `ops`. Holds only
     /// operations queued after the last one without a single record, so
     /// nothing is replaced across it.
     slots: HashMap<(StoreTable, Vec<u8>), usize>,
+    /// Writes in `ops` not cancelled.
+    live: usize,
 }
 
 impl Pending {
-    /// Queues `op`; true if it replaced a queued write to its record.
+    /// Queues `op`; true if it replaced (or cancelled) a queued write to
+    /// its record.
     fn push(&mut self, op: StoreOp) -> bool {
         match op.record() {
             Some(record) => match self.slots.entry(record) {
                 Entry::Occupied(slot) => {
-                    self.ops[*slot.get()] = op;
+                    let at = *slot.get();
+                    let queued = &mut self.ops[at];
+                    if matches!(op, StoreOp::DeleteQueued { .. }) && matches!(queued, Some(StoreOp::PutQueued { .. })) {
+                        *queued = None;
+                        slot.remove();
+                        self.live -= 1;
+                    } else {
+                        self.live += usize::from(queued.is_none());
+                        *queued = Some(op);
+                    }
                     true
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(self.ops.len());
-                    self.ops.push(op);
+                    self.ops.push(Some(op));
+                    self.live += 1;
                     false
                 }
             },
             None => {
                 self.slots.clear();
-                self.ops.push(op);
+                self.ops.push(Some(op));
+                self.live += 1;
                 false
             }
         }
     }
 
+    /// Writes queued, those cancelled not counted.
     fn len(&self) -> usize {
-        self.ops.len()
+        self.live
     }
 
+    /// Whether nothing waits for a commit (not even a cancelled write's
+    /// ticket).
     fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
-    /// Moves everything queued into `batch` (which must be empty).
+    /// Moves everything queued into `batch` (which must be empty); it may
+    /// be empty if every write was cancelled.
     fn take(&mut self, batch: &mut Vec<StoreOp>) {
         debug_assert!(batch.is_empty());
-        std::mem::swap(batch, &mut self.ops);
+        batch.extend(self.ops.drain(..).flatten());
         self.slots.clear();
+        self.live = 0;
     }
 
     /// Puts a failed batch back in front of what was queued since: the
@@ -104,7 +133,8 @@ impl Pending {
     fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
         let newer = std::mem::take(&mut self.ops);
         self.slots.clear();
-        for op in batch.drain(..).chain(newer) {
+        self.live = 0;
+        for op in batch.drain(..).chain(newer.into_iter().flatten()) {
             self.push(op);
         }
     }
@@ -351,7 +381,10 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
         let stopping = queue.stopping;
         drop(queue);
         let started = Instant::now();
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| store.apply(&batch))) {
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // Every write cancelled: the tickets commit with no transaction.
+            if batch.is_empty() { Ok(()) } else { store.apply(&batch) }
+        })) {
             Ok(result) => result.map_err(|error| one_line(&error.to_string())),
             Err(panic) => Err(panic_text(panic.as_ref())),
         };
@@ -503,6 +536,51 @@ mod tests {
             assert!(Instant::now() < deadline, "still waiting for {what}");
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    fn queued(seq: u64, put: bool) -> StoreOp {
+        let (namespace, client_id) = ("".to_owned(), "sub".to_owned());
+        if !put {
+            return StoreOp::DeleteQueued { namespace, client_id, seq };
+        }
+        let message = tinymq_core::Message {
+            topic: "q".into(),
+            payload: b"m"[..].into(),
+            from: "pub".into(),
+            updated_time: 0,
+            ip: None,
+        };
+        StoreOp::PutQueued { namespace, client_id, seq, message }
+    }
+
+    #[test]
+    fn a_queued_message_acknowledged_before_its_commit_is_never_written() {
+        let store = Scripted::default();
+        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_secs(60))).unwrap();
+        let tickets = [
+            writer.submit(queued(1, true)),
+            writer.submit(queued(2, true)),
+            writer.submit(queued(1, false)),
+            // A delete of a message stored by an earlier commit is kept.
+            writer.submit(queued(0, false)),
+        ];
+        assert_eq!(writer.figures().pending, 2);
+        writer.shutdown();
+        for ticket in tickets {
+            assert_eq!(writer.wait(ticket), Ok(()));
+        }
+        assert_eq!(*store.batches.lock(), [vec![queued(2, true), queued(0, false)]]);
+        // Nothing left to write at all: the tickets commit with no
+        // transaction.
+        let store = Scripted::default();
+        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_secs(60))).unwrap();
+        let tickets = [writer.submit(queued(5, true)), writer.submit(queued(5, false))];
+        assert_eq!(writer.figures().pending, 0);
+        writer.shutdown();
+        for ticket in tickets {
+            assert_eq!(writer.wait(ticket), Ok(()));
+        }
+        assert!(store.batches.lock().is_empty());
     }
 
     #[test]

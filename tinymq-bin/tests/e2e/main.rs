@@ -29,6 +29,7 @@ mod local_qos;
 mod malformed;
 mod moustique_real_clients;
 mod mqtt;
+mod mqtt_sessions;
 mod observability;
 mod persistence_restart;
 mod pubsub;

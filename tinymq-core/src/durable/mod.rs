@@ -615,6 +615,15 @@ impl Sessions {
         Some(transmit)
     }
 
+    /// [`Sessions::poll_transmit`] within a window narrower than the
+    /// queue's for this connection (see
+    /// [`DeliveryQueue::poll_transmit_within`]).
+    pub fn poll_transmit_within(&mut self, id: SessionId, window: usize) -> Option<Transmit> {
+        let state = self.state_mut(id)?;
+        state.online?;
+        state.queue.poll_transmit_within(window)
+    }
+
     /// `id`'s client acknowledged `packet_id`. The message's sequence
     /// number, or `None` for an id not in flight (ignored).
     pub fn ack(&mut self, id: SessionId, packet_id: u16) -> Option<u64> {
@@ -744,6 +753,12 @@ impl<'a> SessionView<'a> {
     /// Its QoS 1 queue.
     pub fn queue(&self) -> &'a DeliveryQueue {
         &self.state.queue
+    }
+
+    /// How long it outlives its connection: what its Connect asked,
+    /// capped by [`SessionsConfig::session_expiry`].
+    pub fn expiry(&self) -> Duration {
+        self.state.expiry
     }
 
     /// Its will, if it has one.
