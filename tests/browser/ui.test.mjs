@@ -285,6 +285,12 @@ try {
   await page.waitForFunction(() => Number(document.getElementById('total-in').textContent.replace(/\D/g, '')) >= 3,
     null, { timeout: LOAD_MS }).catch(async () => fail('messages in: ' + (await text('#total-in'))));
   log('lists the TCP clients and connections; ' + (await text('#total-in')) + ' messages in');
+  // Each connected binary client holds a session (not persistent here).
+  await page.waitForFunction(() => {
+    const shown = /^(\d+) \((\d+)\)$/.exec(document.getElementById('sessions').textContent);
+    return shown && Number(shown[1]) >= 2 && /^\d+$/.test(document.getElementById('qos1-queued').textContent);
+  }, null, { timeout: LOAD_MS }).catch(async () => fail('sessions: ' + (await text('#sessions'))));
+  log('shows ' + (await text('#sessions')) + ' sessions (persistent), ' + (await text('#qos1-queued')) + ' QoS 1 queued');
 
   // Bridges: a card with each one's state, or none at all.
   if (args.bridge) {

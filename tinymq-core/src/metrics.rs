@@ -72,6 +72,9 @@ pub struct Figures {
     pub threads: Option<u64>,
     /// The bridges (NATS or MQTT), in the order they were configured.
     pub bridges: Vec<BridgeFigures>,
+    /// The durable sessions and their QoS 1 queues (the broker fills
+    /// them, in [`Broker::fill_figures`](crate::broker::Broker::fill_figures)).
+    pub sessions: crate::durable::SessionFigures,
 }
 
 /// One bridge's state and counters.

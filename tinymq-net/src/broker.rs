@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use mio::{Poll, Waker};
 use tinymq_core::broker::{Broker as CoreBroker, Rules};
+use tinymq_core::durable::SessionFigures;
 use tinymq_core::store::{Store, StoreOp, StoredHttpClient, StoredHttpQueued, StoredQueued, StoredSession};
 use tinymq_core::{Delivery, ReasonCode};
 
@@ -15,7 +16,7 @@ use crate::Error;
 use crate::config::BrokerBuilder;
 use crate::event_loop::EventLoop;
 use crate::flow;
-use crate::local::LocalClient;
+use crate::local::{LocalClient, LocalOptions};
 use crate::shared::{LoopHandle, Shared, Sink, unix_time};
 use crate::store::RedbStore;
 use crate::transport::{ListenAddr, Listener};
@@ -287,9 +288,21 @@ impl Broker {
     }
 
     /// An in-process client with id `client_id` (empty: the broker assigns
-    /// one). A client id already in use is taken over.
+    /// one), whose session ends with it. A client id already in use, by a
+    /// client of any transport, is taken over.
     pub fn client(&self, client_id: &str) -> Result<LocalClient, Error> {
-        LocalClient::new(self.shared.clone(), client_id)
+        self.local_client(LocalOptions::new(client_id))
+    }
+
+    /// An in-process client opened as `options` say: a persistent session
+    /// (kept while it is away and across restarts), QoS 1 messages
+    /// acknowledged on receipt or explicitly. Its session lives among the
+    /// binary clients' (one client-id space): a client id in use is taken
+    /// over, and a stored session of it is resumed, or discarded when
+    /// `options` ask for none. [`Error::SessionClosed`] with
+    /// `TooManySessions` refuses a persistent session over the limit.
+    pub fn local_client(&self, options: LocalOptions) -> Result<LocalClient, Error> {
+        LocalClient::new(self.shared.clone(), options)
     }
 
     /// A snapshot of the broker's counters.
@@ -407,6 +420,8 @@ pub struct BrokerStats {
     pub store_failed_commits: u64,
     /// Writes whose writer was told the store failed them.
     pub store_failures: u64,
+    /// The durable sessions and their QoS 1 queues.
+    pub sessions: SessionFigures,
 }
 
 impl BrokerStats {
@@ -437,6 +452,7 @@ impl BrokerStats {
             store_commits: store.commits,
             store_failed_commits: store.failed_commits,
             store_failures: s.store_failures.load(Relaxed),
+            sessions: broker.sessions().figures(),
         }
     }
 }

@@ -33,6 +33,14 @@
 //! [`BrokerBuilder::session_expiry`] and [`BrokerConfig::sessions`] set
 //! their limits.
 //!
+//! In-process clients have sessions among them (one client-id space):
+//! [`Broker::local_client`] with [`LocalOptions`] keeps one across drops
+//! and restarts and acknowledges QoS 1 messages on receipt or with
+//! [`LocalClient::ack`]; [`LocalClient::publish_qos1`] and
+//! [`LocalClient::subscribe_qos1`]. A session's QoS 1 messages stay in it
+//! until its client takes them; under `immediate` the calling thread, never
+//! a loop, waits for the commit of a publish or an acknowledgement.
+//!
 //! # Who may connect
 //!
 //! [`BrokerConfig::allowed_peers`] refuses peers outside an allow-list as
@@ -116,9 +124,10 @@ pub use config_file::{
     LogLevel, LogSection, Network, StoreSection, TlsSection,
 };
 pub use error::Error;
-pub use local::{LocalClient, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
+pub use local::{LocalClient, LocalOptions, Received, ReceivedBatch, ReceivedIter, ReceivedRef};
 pub use store::{DATABASE_FILE, RedbStore, StoreError};
 pub use tinymq_core::Qos;
+pub use tinymq_core::durable::SessionFigures;
 pub use tinymq_core::http::clients::HttpClientLimits;
 pub use tinymq_core::http::conn::HttpConnConfig;
 pub use tinymq_core::http::request::HttpLimits;

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::Waker;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tinymq_core::auth::{AuthError, Identity, Throttled};
-use tinymq_core::broker::{Broker, BrokerEvent, StoreAcks};
+use tinymq_core::broker::{Broker, BrokerEvent, Routed, StoreAcks};
 use tinymq_core::durable::SessionId;
 use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
@@ -547,6 +547,8 @@ impl Shared {
                 .collect(),
             store_commit_seconds: store.commit_seconds,
             bridges: self.bridges.iter().map(BridgeStats::figures).collect(),
+            // The broker counts the sessions, in `fill_figures`.
+            sessions: Default::default(),
         }
     }
 
@@ -620,14 +622,45 @@ impl Shared {
         let mut resolved: Vec<Sink> =
             receivers.iter().filter(|sink| !matches!(sink, Sink::Session(_))).cloned().collect();
         for sink in receivers {
-            if let Sink::Session(id) = sink
-                && let Some(Sink::Conn(conn)) = broker.session_conn(*id)
-                && !resolved.iter().any(|held| matches!(held, Sink::Conn(other) if other == conn))
-            {
-                resolved.push(Sink::Conn(*conn));
+            let Sink::Session(id) = sink else { continue };
+            match broker.session_conn(*id) {
+                Some(Sink::Conn(conn))
+                    if !resolved.iter().any(|held| matches!(held, Sink::Conn(other) if other == conn)) =>
+                {
+                    resolved.push(Sink::Conn(*conn))
+                }
+                // An in-process client's session.
+                Some(Sink::Local(inbox))
+                    if !resolved.iter().any(|held| matches!(held, Sink::Local(other) if Arc::ptr_eq(other, inbox))) =>
+                {
+                    resolved.push(Sink::Local(inbox.clone()))
+                }
+                _ => {}
             }
         }
         Some(resolved)
+    }
+
+    /// Carries out, from a thread that is no event loop (an in-process
+    /// client's), what a session rule routed: QoS 0 deliveries now, QoS 1
+    /// sends on the loops owning the connections, in-process clients
+    /// woken to take theirs. Its store writes were submitted under the
+    /// broker's lock.
+    pub(crate) fn carry_out(&self, routed: Routed<Sink>) {
+        self.stats.messages_out.fetch_add(routed.queued as u64, Ordering::Relaxed);
+        if routed.dropped > 0 {
+            log::debug!("{} QoS 1 messages dropped: session queues full", routed.dropped);
+        }
+        for (delivery, receivers) in &routed.deliveries {
+            self.dispatch(std::slice::from_ref(delivery), receivers, WhenFull::Wait);
+        }
+        for sink in routed.pumps {
+            match sink {
+                Sink::Conn(target) => self.send(target.loop_index(), InboxItem::Pump(target)),
+                Sink::Local(inbox) => inbox.wake_session(),
+                Sink::Http(_) | Sink::Session(_) => {}
+            }
+        }
     }
 
     /// Queues the live Publish frames of `payloads` from an in-process

@@ -102,6 +102,13 @@ impl Client {
     /// Connects and waits for the broker to accept: ConnAck, CONNACK, or
     /// the PONG that follows NATS's CONNECT.
     pub fn connect(settings: &Settings, client_id: &str) -> Result<Client, String> {
+        let mut out = Vec::new();
+        settings.protocol.encode_connect(client_id, &mut out);
+        Self::connect_with(settings, &out)
+    }
+
+    /// [`Client::connect`] with the connect request given, encoded.
+    pub fn connect_with(settings: &Settings, connect: &[u8]) -> Result<Client, String> {
         let conn = Conn::open(settings).map_err(|e| format!("cannot connect to {}: {e}", settings.address))?;
         let limits = FrameLimits { max_payload_len: 64 << 20, ..FrameLimits::default() };
         let mut client = Client {
@@ -114,10 +121,8 @@ impl Client {
             replies: Vec::new(),
             qos: settings.qos,
         };
-        let mut out = Vec::new();
-        settings.protocol.encode_connect(client_id, &mut out);
         // Over TLS this write and the read below make the handshake.
-        client.write(&out)?;
+        client.write(connect)?;
         client.confirm()?;
         Ok(client)
     }
@@ -177,6 +182,29 @@ impl Client {
         };
         set(&self.conn, false).map_err(|e| e.to_string())?;
         result
+    }
+
+    /// Waits for the broker's next bytes and returns how many MQTT PUBACKs
+    /// came (at least one): a windowed QoS 1 publisher's acknowledgements.
+    pub fn read_pubacks(&mut self) -> Result<u64, String> {
+        loop {
+            let mut acks = 0;
+            while let Some((event, consumed)) = self.protocol.parse(&self.decoder, &self.buf[self.start..self.end])? {
+                self.start += consumed;
+                acks += u64::from(matches!(event, Event::PubAck));
+            }
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if acks > 0 {
+                return Ok(acks);
+            }
+            let n = self.conn.read(&mut self.buf[self.end..]).map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return Err("the broker closed the connection".into());
+            }
+            self.end += n;
+        }
     }
 
     /// Ends the connection as a well-behaved client does (TLS: close_notify).

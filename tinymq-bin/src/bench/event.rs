@@ -10,6 +10,8 @@ pub enum Event<'a> {
     MessageToAck(&'a [u8], u16),
     /// ConnAck or SubAck (tinymq, MQTT).
     Ack,
+    /// An MQTT PUBACK: the broker took one of our QoS 1 publishes.
+    PubAck,
     /// A keep-alive probe from the server; NATS wants a PONG back.
     Ping,
     /// The answer to our ping.

@@ -1,7 +1,10 @@
 //! `tinymq bench --in-process`: a broker started inside this process and
 //! driven through its in-process clients, no socket on the way. It measures
 //! what an embedding service gets: publish on one thread, receive on
-//! another.
+//! another. With `--qos 1`, each publish is `publish_qos1` and each
+//! subscription `subscribe_qos1`: the messages go through the
+//! subscribers' sessions (in memory: nothing is stored) and are
+//! acknowledged as `recv_many` takes them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -27,7 +30,11 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     let mut subscribers = Vec::new();
     for i in 0..settings.subscribers {
         let client = broker.client(&format!("bench-sub-{i}")).map_err(|e| e.to_string())?;
-        client.subscribe(&settings.topic).map_err(|e| e.to_string())?;
+        let subscribed = match settings.qos {
+            1 => client.subscribe_qos1(&settings.topic),
+            _ => client.subscribe(&settings.topic),
+        };
+        subscribed.map_err(|e| e.to_string())?;
         let (ready, publishing, timeout) = (ready.clone(), publishing.clone(), settings.timeout);
         subscribers.push(std::thread::spawn(move || -> Result<(Vec<u32>, u64, Instant), String> {
             let mut latencies = Vec::with_capacity(per_sub.min(10_000_000) as usize);
@@ -65,7 +72,7 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     for i in 0..settings.publishers {
         let client = broker.client(&format!("bench-pub-{i}")).map_err(|e| e.to_string())?;
         let (ready, topic, count, size) = (ready.clone(), settings.topic.clone(), settings.count, settings.size);
-        let batch = settings.batch as u64;
+        let (batch, qos1) = (settings.batch as u64, settings.qos == 1);
         publishers.push(std::thread::spawn(move || -> Result<Instant, String> {
             let mut payloads = vec![vec![0x5a; size]; batch.min(count) as usize];
             ready.wait();
@@ -75,7 +82,9 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
                 for payload in &mut payloads[..n] {
                     payload[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
                 }
-                if n == 1 {
+                if qos1 {
+                    client.publish_qos1(&topic, &payloads[0]).map_err(|e| e.to_string())?;
+                } else if n == 1 {
                     client.publish(&topic, &payloads[0]).map_err(|e| e.to_string())?;
                 } else {
                     client.publish_many(&topic, &payloads[..n]).map_err(|e| e.to_string())?;
@@ -101,14 +110,19 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     }
     let published = settings.count * settings.publishers as u64;
     let expected = per_sub * settings.subscribers as u64;
-    let drops = broker.stats().local_queue_drops;
+    let stats = broker.stats();
+    let drops = stats.local_queue_drops + stats.sessions.dropped;
     println!(
         "workload: in-process, {} publisher(s) -> {} subscriber(s), {} messages of {} bytes, {}",
         settings.publishers,
         settings.subscribers,
         settings.count,
         settings.size,
-        if settings.batch > 1 { format!("{} per publish_many", settings.batch) } else { "one per publish".into() }
+        match (settings.qos, settings.batch) {
+            (1, _) => "QoS 1, one per publish_qos1".into(),
+            (_, 1) => "one per publish".to_owned(),
+            (_, batch) => format!("{batch} per publish_many"),
+        }
     );
     let secs = |at: Instant| at.duration_since(start).as_secs_f64();
     println!(
@@ -118,7 +132,10 @@ fn run(broker: &Broker, settings: &Settings) -> Result<(), String> {
     );
     println!("delivered: {:.0} msg/s ({delivered} in {:.3} s)", delivered as f64 / secs(last), secs(last));
     if delivered < expected {
-        println!("lost: {} of {expected} (dropped from full in-process queues: {drops})", expected - delivered);
+        println!(
+            "lost: {} of {expected} (dropped from full in-process or session queues: {drops})",
+            expected - delivered
+        );
     }
     report_latencies(&mut latencies);
     if delivered < expected { Err(format!("{} messages were not delivered", expected - delivered)) } else { Ok(()) }

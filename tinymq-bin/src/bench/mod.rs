@@ -16,6 +16,7 @@ mod client;
 mod event;
 mod in_process;
 mod mqtt;
+mod mqtt_acknowledged;
 mod nats;
 mod protocol;
 mod workload;
@@ -43,11 +44,11 @@ latency percentiles.
 Options:
   --protocol P         tinymq, nats (nats-server's text protocol) or mqtt
                        (MQTT 3.1.1, e.g. mosquitto or tinymq --mqtt) [default: tinymq]
-  --qos 0|1            publish and subscribe at this QoS; 1 acknowledges every delivery
-                       (mqtt: PUBACK; tinymq: publishers keep --window messages in flight
-                       and wait for every PubAck, subscribers hold persistent sessions)
-                       [default: 0]
-  --window N           tinymq --qos 1: unacknowledged publishes per publisher [default: 1024]
+  --qos 0|1            publish and subscribe at this QoS; 1 acknowledges every delivery:
+                       publishers keep --window messages in flight and wait for every
+                       PubAck (PUBACK), subscribers hold persistent sessions (mqtt:
+                       Clean Session 0) [default: 0]
+  --window N           --qos 1: unacknowledged publishes per publisher [default: 1024]
   --network tcp|unix   [default: tcp]
   --address ADDR       broker address [default: 127.0.0.1:1883 for tinymq and
                        mqtt, 127.0.0.1:4222 for nats]
@@ -66,7 +67,7 @@ Options:
                        broker's RSS per connection (needs --pid)
   --in-process         instead: start a broker inside this process and drive it
                        through in-process clients (no sockets): --publishers,
-                       --subscribers, --count, --size, --topic apply
+                       --subscribers, --count, --size, --topic, --qos apply
   --batch N            with --in-process: publish N messages per call
                        (LocalClient::publish_many) [default: 1, publish]
   --handshakes N       instead (tinymq only): open N connections (Connect, ConnAck,
@@ -120,11 +121,17 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
     if settings.qos > 1 || (settings.qos == 1 && settings.protocol == Protocol::Nats) {
         return Err(UsageError("--qos: 0 or 1, and 1 not with --protocol nats".into()).into());
     }
-    if settings.qos == 1 && settings.protocol == Protocol::Tinymq {
+    if settings.qos == 1 && settings.in_process && settings.batch > 1 {
+        return Err(UsageError("--batch: only at --qos 0 (an in-process QoS 1 publish is one message)".into()).into());
+    }
+    if settings.qos == 1 && settings.protocol == Protocol::Tinymq && !settings.in_process {
         return acknowledged::bench(&settings, window.max(1)).map_err(Failure::run);
     }
     if settings.size < 8 {
         return Err(UsageError("--size: at least 8 bytes (the payload carries a time stamp)".into()).into());
+    }
+    if settings.qos == 1 && settings.protocol == Protocol::Mqtt {
+        return mqtt_acknowledged::bench(&settings, window.max(1)).map_err(Failure::run);
     }
     if settings.publishers == 0 {
         return Err(UsageError("--publishers: at least 1".into()).into());

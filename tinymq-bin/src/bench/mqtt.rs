@@ -1,4 +1,4 @@
-//! The part of MQTT 3.1.1 the bench speaks: CONNECT (clean session),
+//! The part of MQTT 3.1.1 the bench speaks: CONNECT (clean session or not),
 //! SUBSCRIBE, PUBLISH at QoS 0 or 1, PUBACK and PINGREQ out; CONNACK,
 //! SUBACK, PUBLISH (acknowledged when QoS 1), PUBACK and PINGRESP in.
 
@@ -54,11 +54,17 @@ fn push_str(s: &[u8], out: &mut Vec<u8>) {
 
 /// CONNECT with a clean session.
 pub fn encode_connect(client_id: &str, out: &mut Vec<u8>) {
+    encode_connect_session(client_id, true, out);
+}
+
+/// CONNECT with a clean session, or (`clean` false) one the broker keeps
+/// after the connection.
+pub fn encode_connect_session(client_id: &str, clean: bool, out: &mut Vec<u8>) {
     out.push(CONNECT);
     push_remaining_len(10 + 2 + client_id.len(), out);
     push_str(b"MQTT", out);
     out.push(4); // protocol level: 3.1.1
-    out.push(0x02); // clean session
+    out.push(if clean { 0x02 } else { 0 }); // clean session
     out.extend_from_slice(&KEEP_ALIVE_SECS.to_be_bytes());
     push_str(client_id.as_bytes(), out);
 }
@@ -133,7 +139,7 @@ pub fn parse(input: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
             }
         }
         // The broker's answer to our QoS 1 PUBLISH.
-        PUBACK => Event::Other,
+        PUBACK => Event::PubAck,
         CONNACK => match body {
             [_, 0] => Event::Ack,
             [_, code] => return Err(format!("the broker refused the connection (CONNACK return code {code})")),
@@ -188,6 +194,9 @@ mod tests {
         let mut out = Vec::new();
         encode_connect("c1", &mut out);
         assert_eq!(out, hex("10 0e 0004 4d515454 04 02 012c 0002 6331"));
+        out.clear();
+        encode_connect_session("c1", false, &mut out);
+        assert_eq!(out, hex("10 0e 0004 4d515454 04 00 012c 0002 6331"));
         out.clear();
         encode_subscribe("a/b", 0, &mut out);
         assert_eq!(out, hex("82 08 0001 0003 612f62 00"));

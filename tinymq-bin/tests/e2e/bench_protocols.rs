@@ -142,11 +142,28 @@ fn mosquitto_delivers_everything() {
     idle_reported("mqtt", mosquitto.address, mosquitto.child.id());
 }
 
-/// `--qos 1`: every delivery acknowledged, all 40000 arrive.
+/// `--qos 1`: every publish acknowledged within the window, every delivery
+/// acknowledged, all 40000 arrive.
 fn all_delivered_at_qos_1(address: SocketAddr) {
     let address = address.to_string();
-    let args = ["--protocol", "mqtt", "--qos", "1", "--address", &address, "--count", "20000", "--subscribers", "2"];
+    let args = [
+        "--protocol",
+        "mqtt",
+        "--qos",
+        "1",
+        "--window",
+        "100",
+        "--address",
+        &address,
+        "--count",
+        "20000",
+        "--subscribers",
+        "2",
+    ];
     let stdout = bench(&args);
+    let workload = "workload: mqtt QoS 1, 1 publisher(s) (window 100) -> 2 subscriber(s) with kept sessions";
+    assert!(stdout.starts_with(workload), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("acknowledged: ") && l.contains("(20000 in ")), "{stdout}");
     assert_eq!(delivered(&stdout), 40_000, "{stdout}");
 }
 

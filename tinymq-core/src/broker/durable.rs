@@ -1,5 +1,6 @@
 //! The broker's side of acknowledged delivery: the durable [`Sessions`]
-//! of binary connections, wired to the router.
+//! of binary connections (and of MQTT ones, `mqtt.rs`), wired to the
+//! router.
 //!
 //! Each session that needs one has a router subscriber of its own whose
 //! sink is the session (`session_sink(id)`, recognised by
@@ -33,6 +34,9 @@ use crate::router::{Delivery, NamespaceId, SubscriberId};
 use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredQueued, StoredSession};
 use crate::topic::{Filter, TopicLimits, TopicName};
+
+mod local;
+pub use local::LocalSession;
 
 /// A connection's hold on its durable session, from
 /// [`Broker::handle_session_connect`]: kept with the connection and given
@@ -127,11 +131,30 @@ impl<S: Clone + SinkKind> Broker<S> {
         origin: Origin,
         session_sink: impl Fn(SessionId) -> S,
     ) -> SessionConnect<S> {
+        if !session.is_connecting() {
+            return SessionConnect { effects: Effects::default(), hold: None, routed: Routed::default() };
+        }
+        let caller = self.charged_caller(caller, origin.ip, now);
+        self.open_session(session, sink, client_id, request, caller, origin, session_sink)
+    }
+
+    /// [`Broker::handle_session_connect`] for either face, its caller
+    /// charged: admitted, the session opened, the client id claimed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open_session(
+        &mut self,
+        session: &mut impl Connecting,
+        sink: S,
+        client_id: &str,
+        request: SessionRequest<'_>,
+        caller: Result<Identity, AuthError>,
+        origin: Origin,
+        session_sink: impl Fn(SessionId) -> S,
+    ) -> SessionConnect<S> {
         let mut answer = SessionConnect { effects: Effects::default(), hold: None, routed: Routed::default() };
         if !session.is_connecting() {
             return answer;
         }
-        let caller = self.charged_caller(caller, origin.ip, now);
         let namespace = match admit(&mut self.router, self.rules.http.allow_anonymous, caller) {
             Ok(namespace) => namespace,
             Err(text) => {
@@ -186,7 +209,9 @@ impl<S: Clone + SinkKind> Broker<S> {
         if let Some(will) = opened.taken_over_will {
             self.publish_will(&key, &will, origin.unix_time, &mut answer.routed);
         }
-        session.accept_session(claimed.client_id, opened.session_present);
+        let expiry = self.sessions.get(opened.id).map_or(0, |view| view.expiry().as_secs());
+        let expiry = u32::try_from(expiry).unwrap_or(u32::MAX);
+        session.accept(claimed.client_id, client_id.is_empty(), namespace, opened.session_present, expiry);
         answer.hold = Some(SessionHold { id: opened.id, token: opened.token });
         answer
     }
@@ -385,21 +410,34 @@ impl<S: Clone + SinkKind> Broker<S> {
         routed
     }
 
-    fn unsubscribe_session(&mut self, id: SessionId, filter: &Filter) {
+    /// The router subscriber of `id`'s session, added on first need.
+    pub(super) fn session_subscriber(
+        &mut self,
+        id: SessionId,
+        session_sink: impl Fn(SessionId) -> S,
+    ) -> Option<SubscriberId> {
+        let slot = self.slots.get_mut(&id)?;
+        if slot.subscriber.is_none() {
+            slot.subscriber = Some(self.router.add_subscriber(slot.namespace, session_sink(id)));
+        }
+        slot.subscriber
+    }
+
+    pub(super) fn unsubscribe_session(&mut self, id: SessionId, filter: &Filter) {
         self.sessions.unsubscribe(id, filter);
         if let Some(own) = self.slots.get(&id).and_then(|slot| slot.subscriber) {
             self.router.unsubscribe(own, filter);
         }
     }
 
-    fn drop_slot(&mut self, id: SessionId) {
+    pub(super) fn drop_slot(&mut self, id: SessionId) {
         if let Some(own) = self.slots.remove(&id).and_then(|slot| slot.subscriber) {
             self.router.remove_subscriber(own);
         }
     }
 
     /// A will, published through the one publish rule from its client.
-    fn publish_will(&mut self, key: &SessionKey, will: &WillMessage, unix_now: u64, routed: &mut Routed<S>) {
+    pub(super) fn publish_will(&mut self, key: &SessionKey, will: &WillMessage, unix_now: u64, routed: &mut Routed<S>) {
         // Checked at Connect; a will stored by an older broker with other
         // limits is dropped rather than trusted.
         let Ok(topic) = TopicName::new(&will.topic, &TopicLimits::default()) else { return };
@@ -410,8 +448,9 @@ impl<S: Clone + SinkKind> Broker<S> {
 
     /// The one publish rule, then the sessions among the receivers: a QoS 1
     /// message for a QoS 1 subscription is queued, anything else goes to
-    /// the session's connection, if any, at QoS 0.
-    fn route_qos(
+    /// the session's connection, if any, at QoS 0. Whether it reached a
+    /// subscriber (or was stored).
+    pub(super) fn route_qos(
         &mut self,
         namespace: NamespaceId,
         topic: TopicName<'_>,
@@ -419,8 +458,9 @@ impl<S: Clone + SinkKind> Broker<S> {
         retain: bool,
         qos: Qos,
         routed: &mut Routed<S>,
-    ) {
+    ) -> bool {
         let published = self.publish(namespace, topic, &delivery, retain);
+        let reached = !published.receivers.is_empty() || published.store.is_some() || published.queued > 0;
         routed.queued += published.queued;
         routed.store.extend(published.store);
         let mut receivers: SmallVec<[S; 4]> = SmallVec::new();
@@ -444,6 +484,34 @@ impl<S: Clone + SinkKind> Broker<S> {
         if !receivers.is_empty() {
             routed.deliveries.push((delivery, receivers));
         }
+        reached
+    }
+}
+
+/// A connection whose Connect opens a durable session: the binary
+/// [`Session`] or an MQTT [`ServerSession`](crate::mqtt::ServerSession).
+pub(super) trait Connecting {
+    /// Whether its Connect awaits the broker's answer.
+    fn is_connecting(&self) -> bool;
+    /// Refuses the Connect for `reason`.
+    fn refuse(&mut self, reason: ReasonCode, text: &str);
+    /// Accepts it: the client holds `client_id` (`assigned` by the broker)
+    /// in `namespace`; `resumed` a stored session whose expiry is
+    /// `expiry_secs`.
+    fn accept(&mut self, client_id: Arc<str>, assigned: bool, namespace: NamespaceId, resumed: bool, expiry_secs: u32);
+}
+
+impl Connecting for Session {
+    fn is_connecting(&self) -> bool {
+        Session::is_connecting(self)
+    }
+
+    fn refuse(&mut self, reason: ReasonCode, text: &str) {
+        let _ = Session::refuse(self, reason, text);
+    }
+
+    fn accept(&mut self, client_id: Arc<str>, _: bool, _: NamespaceId, resumed: bool, _: u32) {
+        self.accept_session(client_id, resumed);
     }
 }
 

@@ -83,10 +83,10 @@ impl<S: Clone + SinkKind> Broker<S> {
             HttpInput::Call(call, caller) => {
                 let caller = self.charged_caller(caller, context.ip, context.now);
                 let throttled = matches!(caller, Err(AuthError::Throttled { .. }));
-                let Broker { router, http, budgets, rules, throttled_requests, .. } = self;
+                let Broker { router, http, budgets, rules, throttled_requests, sessions, .. } = self;
                 let figures = || {
                     let mut figures = figures();
-                    fill_figures(budgets, *throttled_requests, &mut figures, context.now);
+                    fill_figures(budgets, *throttled_requests, sessions, &mut figures, context.now);
                     figures
                 };
                 let effects =

@@ -18,7 +18,10 @@
 //! | sessions expire; the store loaded some | [`Broker::handle_session_timeout`], [`Broker::restore_sessions`] | |
 //! | after each session call, publish, PICKUP or expiry | [`Broker::poll_store_op`] | the sessions' and the Moustique queues' store writes, in order |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
-//! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`Effects`]: CONNACK or its refusal, a takeover |
+//! | an in-process client's durable session | [`Broker::open_local_session`], [`Broker::subscribe_local_session`], [`Broker::publish_local`] (QoS 1), [`Broker::local_transmit`], [`Broker::local_ack`], [`Broker::close_local_session`] | [`LocalSession`], [`Routed`] |
+//! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`SessionConnect`]: CONNACK or its refusal, a takeover, a kept session's hold |
+//! | an MQTT QoS 1 publish; any request of a kept MQTT session | [`Broker::handle_mqtt_session_request`] | [`SessionEffects`]: QoS 1 queued, a PUBACK held for the commit |
+//! | a kept MQTT session has QoS 1 messages to send | [`Broker::transmit_mqtt`] | the PUBLISHes, on its connection |
 //! | any other MQTT request; a live MQTT publish | [`Broker::handle_mqtt_request`]; [`Broker::route_mqtt_live`] | [`Effects`] |
 //! | an MQTT client gone without DISCONNECT | [`Broker::publish_mqtt_will`] | [`Effects`] |
 //! | an HTTP request | [`Broker::handle_http`] | [`HttpEffects`](crate::http::service::HttpEffects): the reply, receivers, store writes |
@@ -56,7 +59,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use self::durable::{Routed, SessionConnect, SessionEffects, SessionHold};
+pub use self::durable::{LocalSession, Routed, SessionConnect, SessionEffects, SessionHold};
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
     AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish, publish_live, published,
@@ -395,9 +398,9 @@ impl<S: Clone + SinkKind> Broker<S> {
     // Figures.
 
     /// Adds the broker's own figures to those the shell counted: the
-    /// peers' budgets and the throttled requests.
+    /// peers' budgets, the throttled requests and the durable sessions.
     pub fn fill_figures(&self, figures: &mut Figures, now: Instant) {
-        fill_figures(&self.budgets, self.throttled_requests, figures, now);
+        fill_figures(&self.budgets, self.throttled_requests, &self.sessions, figures, now);
     }
 
     /// Requests, connections and logins refused for a spent budget.
@@ -411,7 +414,14 @@ impl<S: Clone + SinkKind> Broker<S> {
     }
 }
 
-fn fill_figures(budgets: &PeerBudgets, throttled_requests: u64, figures: &mut Figures, now: Instant) {
+fn fill_figures(
+    budgets: &PeerBudgets,
+    throttled_requests: u64,
+    sessions: &Sessions,
+    figures: &mut Figures,
+    now: Instant,
+) {
+    figures.sessions = sessions.figures();
     figures.throttled_requests += throttled_requests;
     figures.throttled_peers = budgets.throttled_count(now) as u64;
     figures.peers = budgets.peers(now);

@@ -282,6 +282,38 @@ pub struct Sessions {
     persistent: usize,
     ops: VecDeque<StoreOp>,
     next_token: u64,
+    counts: QosCounts,
+}
+
+/// What the sessions' QoS 1 queues did since start, for the figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct QosCounts {
+    acknowledged: u64,
+    resent: u64,
+    dropped: u64,
+}
+
+/// The sessions and their QoS 1 queues in numbers, for STATS and
+/// `/metrics`: see [`Sessions::figures`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionFigures {
+    /// Sessions held, with a connection or not.
+    pub total: u64,
+    /// Sessions that outlive their connection.
+    pub persistent: u64,
+    /// Sessions a connection (or an in-process client) holds now.
+    pub online: u64,
+    /// QoS 1 messages held in the queues, in flight included.
+    pub queued: u64,
+    /// QoS 1 messages sent and not yet acknowledged.
+    pub inflight: u64,
+    /// QoS 1 messages acknowledged by their subscriber, since start.
+    pub acknowledged: u64,
+    /// QoS 1 messages sent again (DUP), since start: after a reconnect or
+    /// a restart.
+    pub resent: u64,
+    /// QoS 1 messages a full session queue refused, since start.
+    pub dropped: u64,
 }
 
 impl Sessions {
@@ -296,6 +328,7 @@ impl Sessions {
             persistent: 0,
             ops: VecDeque::new(),
             next_token: 1,
+            counts: QosCounts::default(),
         }
     }
 
@@ -558,6 +591,9 @@ impl Sessions {
             let (namespace, client_id) = (state.key.namespace.to_string(), state.key.client_id.to_string());
             self.ops.push_back(StoreOp::PutQueued { namespace, client_id, seq, message });
         }
+        if result.is_err() {
+            self.counts.dropped += 1;
+        }
         Some(result)
     }
 
@@ -574,7 +610,18 @@ impl Sessions {
     pub fn poll_transmit(&mut self, id: SessionId) -> Option<Transmit> {
         let state = self.state_mut(id)?;
         state.online?;
-        state.queue.poll_transmit()
+        let transmit = state.queue.poll_transmit()?;
+        self.counts.resent += u64::from(transmit.dup);
+        Some(transmit)
+    }
+
+    /// [`Sessions::poll_transmit`] within a window narrower than the
+    /// queue's for this connection (see
+    /// [`DeliveryQueue::poll_transmit_within`]).
+    pub fn poll_transmit_within(&mut self, id: SessionId, window: usize) -> Option<Transmit> {
+        let state = self.state_mut(id)?;
+        state.online?;
+        state.queue.poll_transmit_within(window)
     }
 
     /// `id`'s client acknowledged `packet_id`. The message's sequence
@@ -586,6 +633,7 @@ impl Sessions {
             let op = delete_queued(&state.key, seq);
             self.ops.push_back(op);
         }
+        self.counts.acknowledged += 1;
         Some(seq)
     }
 
@@ -647,6 +695,26 @@ impl Sessions {
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
+
+    /// The sessions and their queues in numbers. The gauges are summed
+    /// over every session: call it for a statistics call, not per message.
+    pub fn figures(&self) -> SessionFigures {
+        let QosCounts { acknowledged, resent, dropped } = self.counts;
+        let mut figures = SessionFigures {
+            total: self.len() as u64,
+            persistent: self.persistent as u64,
+            acknowledged,
+            resent,
+            dropped,
+            ..SessionFigures::default()
+        };
+        for (_, view) in self.iter() {
+            figures.online += u64::from(view.is_online());
+            figures.queued += view.queue().len() as u64;
+            figures.inflight += view.queue().inflight() as u64;
+        }
+        figures
+    }
 }
 
 /// A read-only look at one session.
@@ -685,6 +753,12 @@ impl<'a> SessionView<'a> {
     /// Its QoS 1 queue.
     pub fn queue(&self) -> &'a DeliveryQueue {
         &self.state.queue
+    }
+
+    /// How long it outlives its connection: what its Connect asked,
+    /// capped by [`SessionsConfig::session_expiry`].
+    pub fn expiry(&self) -> Duration {
+        self.state.expiry
     }
 
     /// Its will, if it has one.

@@ -161,6 +161,14 @@ impl DeliveryQueue {
     /// allows one: a resend of an in-flight message first, then the oldest
     /// waiting one, which takes a packet id.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.poll_transmit_within(usize::from(self.limits.max_inflight))
+    }
+
+    /// [`DeliveryQueue::poll_transmit`] with the window narrowed to
+    /// `window` for this connection (an MQTT 5 client's Receive Maximum):
+    /// resends still go out, new messages only while fewer than `window`
+    /// are in flight.
+    pub fn poll_transmit_within(&mut self, window: usize) -> Option<Transmit> {
         if self.sent < self.inflight {
             let entry = &mut self.entries[self.sent];
             self.sent += 1;
@@ -172,7 +180,8 @@ impl DeliveryQueue {
                 seq: entry.seq,
             });
         }
-        if self.inflight >= usize::from(self.limits.max_inflight) || self.inflight >= self.entries.len() {
+        let window = window.min(usize::from(self.limits.max_inflight));
+        if self.inflight >= window || self.inflight >= self.entries.len() {
             return None;
         }
         let packet_id = self.free_packet_id();
@@ -310,6 +319,26 @@ mod tests {
         let again: Vec<_> = std::iter::from_fn(|| queue.poll_transmit()).collect();
         let seen: Vec<_> = again.iter().map(|t| (payload(t), t.packet_id, t.dup)).collect();
         assert_eq!(seen, [(1, 2, true), (2, 3, true), (3, 4, false)]);
+    }
+
+    #[test]
+    fn a_narrower_window_holds_back_new_messages_but_not_resends() {
+        let mut queue = DeliveryQueue::new(limits(4, 10));
+        for n in 0..4 {
+            queue.push(message(n)).unwrap();
+        }
+        let first: Vec<_> = std::iter::from_fn(|| queue.poll_transmit_within(3)).collect();
+        assert_eq!(first.iter().map(payload).collect::<Vec<_>>(), [0, 1, 2]);
+        // A client that reconnects with Receive Maximum 1 still gets all
+        // three resends, and nothing new until two are acknowledged.
+        queue.reconnected();
+        let again: Vec<_> = std::iter::from_fn(|| queue.poll_transmit_within(1)).collect();
+        assert_eq!(again.iter().map(|t| (payload(t), t.dup)).collect::<Vec<_>>(), [(0, true), (1, true), (2, true)]);
+        queue.ack(again[0].packet_id);
+        assert!(queue.poll_transmit_within(1).is_none());
+        queue.ack(again[1].packet_id);
+        queue.ack(again[2].packet_id);
+        assert_eq!(queue.poll_transmit_within(1).map(|t| payload(&t)), Some(3));
     }
 
     #[test]

@@ -309,3 +309,32 @@ fn a_restart_after_any_step_rebuilds_the_persistent_sessions() {
         }
     }
 }
+
+#[test]
+fn figures_count_sessions_queues_acks_resends_and_drops() {
+    let queue = QueueLimits { max_messages: 3, ..QueueLimits::default() };
+    let mut sessions = Sessions::new(SessionsConfig { queue, ..SessionsConfig::default() });
+    assert_eq!(sessions.figures(), SessionFigures::default());
+    let kept = sessions.open(&key("kept"), persistent()).unwrap();
+    let _clean = sessions.open(&key("clean"), SessionRequest::default()).unwrap();
+    let id = kept.id;
+    for text in ["a", "b", "c", "d"] {
+        let _ = sessions.enqueue(id, delivery(text));
+    }
+    let first = sessions.poll_transmit(id).unwrap();
+    let _second = sessions.poll_transmit(id).unwrap();
+    let figures = sessions.figures();
+    assert_eq!((figures.total, figures.persistent, figures.online), (2, 1, 2));
+    assert_eq!((figures.queued, figures.inflight, figures.dropped), (3, 2, 1), "the fourth refused");
+    assert_eq!((figures.acknowledged, figures.resent), (0, 0));
+
+    // Away and back: the one still in flight is sent again, with DUP.
+    assert_eq!(sessions.ack(id, first.packet_id), Some(first.seq));
+    sessions.close(epoch(), 1, id, kept.token, Departure::Lost);
+    assert_eq!(sessions.figures().online, 1, "only the clean one is connected");
+    let _back = sessions.open(&key("kept"), persistent()).unwrap();
+    let resent = sessions.poll_transmit(id).unwrap();
+    assert!(resent.dup);
+    let figures = sessions.figures();
+    assert_eq!((figures.acknowledged, figures.resent, figures.queued, figures.inflight), (1, 1, 2, 1));
+}

@@ -36,16 +36,7 @@ pub fn connect<S: Clone>(
     if !session.is_connecting() {
         return effects;
     }
-    let refusal = match &caller {
-        Ok(Identity::Anonymous) if !allow_anonymous => Some(ReasonCode::NotAuthorized),
-        Ok(_) => None,
-        Err(AuthError::WrongCredentials) => Some(ReasonCode::BadUserNameOrPassword),
-        Err(AuthError::CredentialsRequired) => Some(ReasonCode::NotAuthorized),
-        Err(_) => Some(ReasonCode::ServerBusy),
-    };
-    if let Some(reason) = refusal {
-        let text = caller.err().map_or(AuthError::CredentialsRequired.text(), |error| error.text());
-        session.refuse_connect(reason, text);
+    if refused(session, allow_anonymous, &caller) {
         return effects;
     }
     let Ok(namespace) = broker::admit(router, allow_anonymous, caller) else { return effects };
@@ -55,6 +46,26 @@ pub fn connect<S: Clone>(
     session.accept(claimed.client_id, requested.is_empty(), namespace);
     effects.connected = Some(claimed.id);
     effects
+}
+
+/// Refuses a CONNECT whose `caller` may not connect with the CONNACK code
+/// for why (bad user name or password, not authorized, server busy);
+/// whether it was refused.
+pub(crate) fn refused(
+    session: &mut ServerSession,
+    allow_anonymous: bool,
+    caller: &Result<Identity, AuthError>,
+) -> bool {
+    let refusal = match caller {
+        Ok(Identity::Anonymous) if !allow_anonymous => ReasonCode::NotAuthorized,
+        Ok(_) => return false,
+        Err(AuthError::WrongCredentials) => ReasonCode::BadUserNameOrPassword,
+        Err(AuthError::CredentialsRequired) => ReasonCode::NotAuthorized,
+        Err(_) => ReasonCode::ServerBusy,
+    };
+    let text = caller.as_ref().err().map_or(AuthError::CredentialsRequired.text(), |error| error.text());
+    session.refuse_connect(refusal, text);
+    true
 }
 
 /// Carries out a request other than CONNECT from `session`, whose router
@@ -131,8 +142,9 @@ pub fn execute<S: Clone>(
             session.unsub_ack(packet_id, &codes);
         }
         Request::Disconnect => broker::release(router, Some(id)),
-        // Answered by `connect`.
-        Request::Connect { .. } => {}
+        // Answered by `connect`; a durable session's PUBACK is the
+        // broker's sessions' (`Broker::handle_mqtt_session_request`).
+        Request::Connect { .. } | Request::PubAck { .. } => {}
     }
     Effects::default()
 }
@@ -172,7 +184,7 @@ pub fn publish_live<S: Clone>(
 
 /// The message a PUBLISH or will carries, stamped with the client id
 /// (`from`) and `origin`.
-fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: Origin) -> Message {
+pub(crate) fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: Origin) -> Message {
     Message {
         topic,
         payload,
@@ -180,6 +192,19 @@ fn message(from: Option<Arc<str>>, topic: Arc<str>, payload: Arc<[u8]>, origin: 
         updated_time: origin.unix_time,
         ip: origin.ip,
     }
+}
+
+/// The delivery of a PUBLISH from `from`, kept at its `qos` with its
+/// forwarded `properties` for MQTT receivers.
+pub(crate) fn forwarded_message(
+    from: Option<Arc<str>>,
+    topic: Arc<str>,
+    payload: &[u8],
+    qos: QoS,
+    properties: Properties<'_>,
+    origin: Origin,
+) -> Arc<Delivery> {
+    Delivery::from_mqtt(message(from, topic, payload.into(), origin), qos, forwarded(properties))
 }
 
 /// An MQTT message through the common publish rule, kept at its `qos`

@@ -21,13 +21,20 @@
 //! sends (an MQTT 5 DISCONNECT with its reason, a CONNACK refusal, or
 //! nothing in 3.1.1); only this connection is affected.
 //!
-//! # Sessions are not kept
+//! # Sessions that outlive the connection
 //!
-//! Subscriptions and unacknowledged QoS 1 deliveries live as long as the
-//! network connection. A CONNECT with Clean Session 0 (3.1.1) or a
-//! Session Expiry Interval (5) is accepted, but CONNACK always says
-//! Session Present 0, and in MQTT 5 carries Session Expiry Interval 0 so
-//! the client knows nothing is kept.
+//! A CONNECT with Clean Session 0 (3.1.1) or a Session Expiry Interval
+//! (5) asks for a session kept after the connection
+//! ([`ServerSession::persistence`]). The broker keeps it in its durable
+//! sessions ([`crate::durable::Sessions`], the binary protocol's) and
+//! accepts with [`ServerSession::accept_session`]: the session is then
+//! *durable*. Its subscriptions and QoS 1 deliveries are the broker's, not
+//! this connection's: QoS 1 messages come from the session's queue through
+//! [`ServerSession::deliver_qos1`] (resends with DUP first), each PUBACK
+//! goes to the broker as [`Request::PubAck`], and whatever
+//! [`ServerSession::deliver`] gets goes at QoS 0 (the broker's rules chose
+//! it). Any other session lives as long as its connection: subscriptions
+//! and unacknowledged QoS 1 deliveries are this value's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +51,7 @@ use crate::session::{Closed, Credentials};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 mod delivery;
+mod durable;
 
 pub(crate) use delivery::forwarded;
 
@@ -128,6 +136,13 @@ pub enum Request<'a> {
         packet_id: u16,
         /// The entries, in order.
         filters: Vec<Subscription>,
+    },
+    /// A PUBACK from the client of a durable session (see the module
+    /// docs): the broker's queue holds the delivery. A session that is
+    /// not durable handles PUBACK itself.
+    PubAck {
+        /// The packet id acknowledged.
+        packet_id: u16,
     },
     /// Subscriptions to remove; answer with [`ServerSession::unsub_ack`].
     Unsubscribe {
@@ -214,6 +229,15 @@ pub struct ServerSession {
     namespace: Option<NamespaceId>,
     /// Session Expiry Interval asked for in CONNECT (MQTT 5).
     expiry_asked: u32,
+    /// Clean Session (3.1.1) or Clean Start (5) of the CONNECT.
+    clean_start: bool,
+    /// The session is the broker's durable one (see the module docs).
+    durable: bool,
+    /// The client's QoS 1 PUBLISHes not yet PUBACKed (held for a commit):
+    /// at `max_inflight` the session reads no more until some are.
+    unacked: u16,
+    /// The client's DISCONNECT asked for its will (MQTT 5 0x04).
+    will_on_disconnect: bool,
     will: Option<Box<WillMessage>>,
     /// A refusal decided at the door (peer not allowed, throttled): the
     /// CONNECT is answered with it, in the client's version.
@@ -243,6 +267,10 @@ impl ServerSession {
             client_id: None,
             namespace: None,
             expiry_asked: 0,
+            clean_start: true,
+            durable: false,
+            unacked: 0,
+            will_on_disconnect: false,
             will: None,
             door_refusal: None,
             aliases: Vec::new(),
@@ -305,8 +333,12 @@ impl ServerSession {
 
     /// Whether the shell should read more: not after close, not while
     /// CONNECT awaits its answer, not while half the queue is unread.
+    /// And not while `max_inflight` of its QoS 1 PUBLISHes await their
+    /// PUBACK (held for the store's commit).
     pub fn wants_read(&self) -> bool {
-        !matches!(self.state, State::Closed(_) | State::Connecting) && self.outbound.len() < self.outbound.limit() / 2
+        !matches!(self.state, State::Closed(_) | State::Connecting)
+            && self.outbound.len() < self.outbound.limit() / 2
+            && self.unacked < self.config.max_inflight
     }
 
     /// Bytes waiting to be sent.
@@ -354,6 +386,7 @@ impl ServerSession {
                 Some(request) => request,
                 None => return Ok(Step::Handled { consumed }),
             },
+            Packet::PubAck(ack) if self.durable => Request::PubAck { packet_id: ack.packet_id },
             Packet::PubAck(ack) => {
                 self.outgoing.acknowledged(ack.packet_id);
                 self.send_waiting()?;
@@ -392,7 +425,8 @@ impl ServerSession {
                     return Err(self.close_with(Cause::ProtocolError, ReasonCode::ProtocolError, text));
                 }
                 // 0x04 "disconnect with will message" keeps the will.
-                if disconnect.reason != ReasonCode::DisconnectWithWill as u8 {
+                self.will_on_disconnect = disconnect.reason == ReasonCode::DisconnectWithWill as u8;
+                if !self.will_on_disconnect {
                     self.will = None;
                 }
                 self.state = State::Closed(None);
@@ -457,6 +491,7 @@ impl ServerSession {
             }));
         }
         let properties = connect.properties;
+        self.clean_start = connect.clean_start;
         self.expiry_asked = properties.session_expiry_interval().unwrap_or(0);
         self.outgoing.limit_window(properties.receive_maximum().unwrap_or(u16::MAX));
         self.client_max_packet = properties.maximum_packet_size().map_or(usize::MAX, |max| max as usize);
@@ -471,6 +506,10 @@ impl ServerSession {
 
     fn inbound_publish<'a>(&mut self, publish: Publish<'a>) -> Result<Option<Request<'a>>, Closed> {
         let topic = self.resolve_topic(&publish)?;
+        if publish.packet_id.is_some() {
+            // Every QoS 1 PUBLISH gets its PUBACK, now or after a commit.
+            self.unacked = self.unacked.saturating_add(1);
+        }
         if topic.starts_with('$') {
             // `$` topics are the broker's own: dropped, as mosquitto does,
             // and a QoS 1 one is acknowledged (MQTT 5: not authorized).
@@ -532,15 +571,28 @@ impl ServerSession {
     /// Accepts the CONNECT: the client holds `client_id` (`assigned` when
     /// the broker chose it) in `namespace`; CONNACK is queued.
     pub fn accept(&mut self, client_id: Arc<str>, assigned: bool, namespace: NamespaceId) {
+        // Not kept: an MQTT 5 client that asked for an expiry is told 0
+        // (MQTT 5 section 3.2.2.3.2).
+        let expiry = (self.expiry_asked > 0).then_some(0);
+        self.accept_with(client_id, assigned, namespace, false, expiry);
+    }
+
+    pub(super) fn accept_with(
+        &mut self,
+        client_id: Arc<str>,
+        assigned: bool,
+        namespace: NamespaceId,
+        session_present: bool,
+        expiry: Option<u32>,
+    ) {
         if self.state != State::Connecting {
             return;
         }
         let version = self.version.unwrap_or(ProtocolVersion::V311);
         let mut properties = PropertiesBuf::new();
         if version == ProtocolVersion::V5 {
-            if self.expiry_asked > 0 {
-                // Sessions are not kept: say so (MQTT 5 section 3.2.2.3.2).
-                properties.push(Property::SessionExpiryInterval(0));
+            if let Some(expiry) = expiry {
+                properties.push(Property::SessionExpiryInterval(expiry));
             }
             if assigned {
                 properties.push(Property::AssignedClientIdentifier(&client_id));
@@ -553,7 +605,7 @@ impl ServerSession {
                 .push(Property::SubscriptionIdentifierAvailable(0))
                 .push(Property::SharedSubscriptionAvailable(0));
         }
-        let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+        let ack = ConnAck { session_present, code: 0, properties: properties.as_properties() };
         self.outbound.push_final(&encode::to_vec(&Packet::ConnAck(ack), version));
         self.requested = None;
         self.client_id = Some(client_id);
@@ -621,6 +673,7 @@ impl ServerSession {
 
     /// Acknowledges a QoS 1 PUBLISH (the reason goes only to MQTT 5).
     pub fn pub_ack(&mut self, packet_id: u16, reason: ReasonCode) {
+        self.unacked = self.unacked.saturating_sub(1);
         let ack = Ack { packet_id, reason: reason as u8, properties: Default::default() };
         let _ = self.queue(&Packet::PubAck(ack));
     }
@@ -656,6 +709,11 @@ impl ServerSession {
             State::Connected => {}
             State::Closed(reason) => return Err(Closed { reason }),
             State::AwaitingConnect | State::Connecting => return Ok(()),
+        }
+        if self.durable {
+            // The session's rules chose QoS 0 for it, and its filters are
+            // the broker's (the router matched it already).
+            return self.send_publish(delivery, QoS::AtMostOnce, false);
         }
         let message = delivery.message();
         // A QoS 0 message to a client without No Local subscriptions goes

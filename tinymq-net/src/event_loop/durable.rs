@@ -1,9 +1,9 @@
-//! Acknowledged delivery in the loop: each binary connection's hold on its
-//! durable session (kept here, not in the connection's slot, which stays
-//! small), the sessions' QoS 1 messages sent on the loop that owns their
-//! connection, the store writes the sessions make, PubAcks held for the
-//! commit under `--durability immediate`, closes with the right departure
-//! (and so wills), and loop 0's session expiry.
+//! Acknowledged delivery in the loop: each binary or MQTT connection's
+//! hold on its durable session (kept here, not in the connection's slot,
+//! which stays small), the sessions' QoS 1 messages sent on the loop that
+//! owns their connection, the store writes the sessions make, PubAcks and
+//! PUBACKs held for the commit under `--durability immediate`, closes with
+//! the right departure (and so wills), and loop 0's session expiry.
 //!
 //! Every rule is the core broker's (`tinymq_core::broker::Broker`'s
 //! session methods); this file only carries out what they answer.
@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use tinymq_core::broker::Broker;
 use tinymq_core::broker::{Effects, Origin, Routed, SessionHold};
 use tinymq_core::durable::{Departure, SessionRequest, WillMessage};
+use tinymq_core::mqtt::ReasonCode;
 use tinymq_core::store::StoreOp;
 use tinymq_core::{Request, Will};
 
 use super::EventLoop;
+use crate::proto::Proto;
 use crate::shared::{ConnRef, Control, InboxItem, Shared, Sink};
 use crate::writer::Ticket;
 
@@ -164,7 +166,15 @@ impl EventLoop {
             self.dispatch(delivery, receivers, now);
         }
         for sink in routed.pumps {
-            let Sink::Conn(target) = sink else { continue };
+            let target = match sink {
+                Sink::Conn(target) => target,
+                // An in-process client takes its QoS 1 messages itself.
+                Sink::Local(inbox) => {
+                    inbox.wake_session();
+                    continue;
+                }
+                Sink::Http(_) | Sink::Session(_) => continue,
+            };
             if target.loop_index() == self.index {
                 self.pumps.push(target);
             } else {
@@ -191,8 +201,12 @@ impl EventLoop {
             if conn.serial != target.serial {
                 continue;
             }
-            let Some(session) = conn.proto.binary_session() else { continue };
-            self.counted.messages_out += broker.transmit(hold, session) as u64;
+            let sent = match &mut conn.proto {
+                Proto::Binary(session) => broker.transmit(hold, session),
+                Proto::Mqtt(session) => broker.transmit_mqtt(hold, session),
+                Proto::Http(_) => continue,
+            };
+            self.counted.messages_out += sent as u64;
         }
         let _ = submit_session_ops(&shared, &mut broker, None);
         drop(broker);
@@ -243,8 +257,12 @@ impl EventLoop {
             if conn.serial != target.serial {
                 continue;
             }
-            if let Some(session) = conn.proto.binary_session() {
-                let _ = session.ack(packet_id);
+            match &mut conn.proto {
+                Proto::Binary(session) => {
+                    let _ = session.ack(packet_id);
+                }
+                Proto::Mqtt(session) => session.pub_ack(packet_id, ReasonCode::Success),
+                Proto::Http(_) => {}
             }
             self.mark_dirty(target.token());
             // A publisher with a full window stopped reading.

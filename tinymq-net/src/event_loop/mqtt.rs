@@ -2,14 +2,21 @@
 //! same users, budgets and namespaces as the binary protocol's), requests
 //! through the core's MQTT rules, and the will of a connection that ends
 //! without a clean DISCONNECT.
+//!
+//! A connection holding a durable session (Clean Session 0, or an MQTT 5
+//! Session Expiry Interval) keeps its hold in the loop's sessions, as a
+//! binary one does (`durable.rs`): its requests, and every client's QoS 1
+//! publishes, go through the core's session rules, with the PUBACK held
+//! for the store's commit under `--durability immediate`.
 
 use std::time::Instant;
 
 use tinymq_core::auth::{AuthError, Identity};
-use tinymq_core::broker::{Effects, Origin};
-use tinymq_core::mqtt::{Request, Step};
+use tinymq_core::broker::{Effects, Origin, SessionHold};
+use tinymq_core::mqtt::{QoS, ReasonCode, Request, Step};
 
 use super::EventLoop;
+use super::durable::submit_session_ops;
 use super::slot::Held;
 use crate::shared::{ConnRef, Sink, log_events, unix_time};
 use crate::users::Decision;
@@ -52,27 +59,85 @@ impl EventLoop {
                 self.counted.messages_in += 1;
             }
             let origin = Origin { unix_time: self.unix_now, ip: conn.peer_ip };
-            let effects =
-                if let Request::Publish { topic, payload, retain: false, qos, packet_id, properties } = request {
+            let hold = self.sessions.get(&token).filter(|held| held.serial == conn.serial).map(|held| held.hold);
+            let effects = match request {
+                Request::Publish { topic, payload, retain: false, qos: QoS::AtMostOnce, packet_id, properties } => {
                     // Live traffic changes nothing in the router: routed under
                     // the shared lock, from the connection's cache.
                     let routes = conn.routes.get_or_insert_with(Box::default);
                     let subscriber = conn.subscriber;
                     self.shared.broker.read().route_mqtt_live(
-                        routes, session, subscriber, topic, payload, qos, packet_id, properties, origin,
+                        routes,
+                        session,
+                        subscriber,
+                        topic,
+                        payload,
+                        QoS::AtMostOnce,
+                        packet_id,
+                        properties,
+                        origin,
                     )
-                } else {
+                }
+                request if hold.is_some() || matches!(request, Request::Publish { qos: QoS::AtLeastOnce, .. }) => {
+                    // DISCONNECT 0x04 keeps the will: the session's end
+                    // stays a lost one.
+                    if matches!(request, Request::Disconnect) && !session.disconnected_with_will() {
+                        self.mark_clean(token);
+                    }
+                    let Some(effects) = self.handle_mqtt_session_request(token, me, hold, request, origin, now) else {
+                        return used;
+                    };
+                    effects
+                }
+                request => {
                     let mut broker = self.shared.broker.write();
                     let mut effects = broker.handle_mqtt_request(session, conn.subscriber, request, origin);
-                    // Submitted under the lock, as a binary publish's is. A
-                    // QoS 1 PUBACK does not wait for the commit.
+                    // Submitted under the lock, as a binary publish's is.
                     if let Some(op) = effects.store.take() {
                         let _ = self.shared.submit(op);
                     }
                     effects
-                };
+                }
+            };
             self.apply_effects(token, effects, now);
         }
+    }
+
+    /// A request through the core's MQTT session rules (`hold`: the
+    /// connection's durable session, if it holds one): the store writes go
+    /// to the writer under the lock, a QoS 1 PUBACK is sent or held for
+    /// their commit, and what the rules routed is carried out. `None` if
+    /// the connection is gone.
+    fn handle_mqtt_session_request(
+        &mut self,
+        token: usize,
+        me: ConnRef,
+        hold: Option<SessionHold>,
+        request: Request<'_>,
+        origin: Origin,
+        now: Instant,
+    ) -> Option<Effects<Sink>> {
+        let conn = self.conns.get_mut(token).and_then(Option::as_mut)?;
+        let session = conn.proto.mqtt_session()?;
+        let shared = self.shared.clone();
+        let (answer, ticket) = {
+            let mut broker = shared.broker.write();
+            let mut answer =
+                broker.handle_mqtt_session_request(session, conn.subscriber, hold, request, origin, Sink::Session);
+            let store = answer.effects.store.take().into_iter().chain(std::mem::take(&mut answer.routed.store));
+            let ticket = submit_session_ops(&shared, &mut broker, store);
+            (answer, ticket)
+        };
+        if let Some(packet_id) = answer.held_ack {
+            match ticket {
+                // `immediate`: the PUBACK waits for the commit.
+                Some(ticket) => self.hold_ack(me, packet_id, ticket),
+                // Nothing to store: routed is all there is to do.
+                None => session.pub_ack(packet_id, ReasonCode::Success),
+            }
+        }
+        self.carry_out(answer.routed, now);
+        Some(answer.effects)
     }
 
     /// Answers a CONNECT whose credentials are decided. A wrong password
@@ -88,11 +153,14 @@ impl EventLoop {
         let peer_ip = conn.peer_ip;
         let Some(session) = conn.proto.mqtt_session() else { return };
         let origin = Origin { unix_time: unix_time(), ip: peer_ip };
-        let effects = {
-            let mut broker = self.shared.broker.write();
-            let effects = broker.handle_mqtt_connect(session, Sink::Conn(me), caller, now, origin);
+        let shared = self.shared.clone();
+        let answer = {
+            let mut broker = shared.broker.write();
+            let mut answer = broker.handle_mqtt_connect(session, Sink::Conn(me), caller, now, origin, Sink::Session);
             log_events(&mut broker);
-            effects
+            let store = std::mem::take(&mut answer.routed.store);
+            let _ = submit_session_ops(&shared, &mut broker, store);
+            answer
         };
         match (session.client_id(), session.close_reason()) {
             (Some(client_id), _) => {
@@ -101,7 +169,13 @@ impl EventLoop {
             (None, Some(reason)) => log::debug!("MQTT connection {}:{} refused: {reason:?}", self.index, conn.serial),
             (None, None) => {}
         }
-        self.apply_effects(token, effects, now);
+        if let Some(hold) = answer.hold {
+            let serial = conn.serial;
+            self.keep_session(token, serial, hold);
+        }
+        self.apply_effects(token, answer.effects, now);
+        // A resumed session's resends, once CONNACK is out.
+        self.carry_out(answer.routed, now);
     }
 
     /// Publishes the will of an MQTT connection that is ending, if it has

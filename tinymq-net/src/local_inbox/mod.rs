@@ -71,6 +71,11 @@ pub(crate) struct LocalInbox {
     pub(crate) queued: Flag,
     /// Set when `queue.closed` is: a publish checks it without the lock.
     pub(crate) closed: AtomicBool,
+    /// The client's durable session may have QoS 1 messages for it (they
+    /// stay in the broker's session queue until the client takes them):
+    /// set by [`LocalInbox::wake_session`], cleared by the client before
+    /// it looks.
+    pub(crate) session_ready: AtomicBool,
     /// The broker's count of in-process queues more than half full that
     /// have not dropped anything since their client last took from them
     /// ([`Shared::local_filling`](crate::shared::Shared::local_filling)):
@@ -96,6 +101,7 @@ impl LocalInbox {
             wait: config.local_queue_wait,
             queued: Flag(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
+            session_ready: AtomicBool::new(false),
             filling,
         }
     }
@@ -202,6 +208,17 @@ impl LocalInbox {
         self.update_filling(&mut queue);
         drop(queue);
         self.room.notify_all();
+    }
+
+    /// The client's session has QoS 1 messages to take: wakes a receiver
+    /// waiting on the queue. The flag is set before the queue's lock is
+    /// taken, and a receiver checks it under that lock before it sleeps,
+    /// so the wake is not lost. Never called with the broker's lock held
+    /// by a thread that then waits on this queue.
+    pub(crate) fn wake_session(&self) {
+        self.session_ready.store(true, Ordering::Release);
+        drop(self.queue.lock());
+        self.ready.notify_all();
     }
 
     pub(crate) fn close(&self, reason: ReasonCode) {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tinymq_core::{Delivery, Message};
+use tinymq_core::{Delivery, Message, Qos};
 
 /// A message received by an in-process client. It owns its payload (or
 /// shares the broker's copy of a large one).
@@ -19,9 +19,30 @@ use tinymq_core::{Delivery, Message};
 pub struct Received {
     message: Message,
     retained: bool,
+    /// The packet id of a QoS 1 message from the client's session (for
+    /// [`LocalClient::ack`](crate::LocalClient::ack)); 0 at QoS 0.
+    pub(crate) packet_id: u16,
+    dup: bool,
 }
 
 impl Received {
+    /// A QoS 1 message taken from the client's session.
+    pub(crate) fn qos1(message: Message, packet_id: u16, dup: bool) -> Self {
+        Received { message, retained: false, packet_id, dup }
+    }
+    /// The QoS it was delivered at: [`Qos::AtLeastOnce`] for a message of
+    /// a QoS 1 subscription published at QoS 1, which the client
+    /// acknowledges (on receipt, or with
+    /// [`LocalClient::ack`](crate::LocalClient::ack)).
+    pub fn qos(&self) -> Qos {
+        if self.packet_id == 0 { Qos::AtMostOnce } else { Qos::AtLeastOnce }
+    }
+    /// Whether this QoS 1 message may have been received before (by this
+    /// client id, before a restart or a takeover): at-least-once delivery
+    /// means duplicates are possible, and this says when.
+    pub fn is_duplicate(&self) -> bool {
+        self.dup
+    }
     /// The topic it was published to.
     pub fn topic(&self) -> &str {
         &self.message.topic
@@ -94,7 +115,7 @@ impl<'a> ReceivedRef<'a> {
                 ip: self.ip,
             },
         };
-        Received { message, retained: self.retained }
+        Received { message, retained: self.retained, packet_id: 0, dup: false }
     }
 }
 

@@ -12,6 +12,13 @@ use tinymq_core::store::{StoreOp, StoreTable};
 /// Writes waiting for the next commit, at most one per record: a write to
 /// a record already queued replaces it where it stands.
 ///
+/// A queued QoS 1 message acknowledged before the commit that would have
+/// stored it (its `DeleteQueued` replacing its `PutQueued` here) leaves
+/// nothing to write: both go. Its record cannot be in the store already
+/// (a session's sequence numbers are not reused until `DeleteSession`,
+/// which is never replaced across), so the store ends as if both were
+/// committed. With a subscriber that keeps up, that is most messages.
+///
 /// A Moustique queue's ranged delete ([`StoreOp::DeleteHttpQueued`])
 /// undoes the queued puts it covers (a client that picks up within the
 /// interval costs the disk nothing but the delete) and joins a queued
@@ -22,7 +29,10 @@ use tinymq_core::store::{StoreOp, StoreTable};
 /// of one.
 #[derive(Default)]
 pub(super) struct Pending {
-    /// In order; `None` for a put a later ranged delete undid.
+    /// In order; `None` for a write cancelled by a later one (a session's
+    /// put by its delete, a Moustique queue's put by a ranged delete): it
+    /// held a ticket, which commits with the next commit, even one with
+    /// nothing left to write.
     ops: Vec<Option<StoreOp>>,
     /// The `Some` in `ops`.
     live: usize,
@@ -85,7 +95,18 @@ impl Pending {
             _ => match op.record() {
                 Some(record) => match self.slots.entry(record) {
                     Entry::Occupied(slot) => {
-                        self.ops[*slot.get()] = Some(op);
+                        let at = *slot.get();
+                        let queued = &mut self.ops[at];
+                        if matches!(op, StoreOp::DeleteQueued { .. })
+                            && matches!(queued, Some(StoreOp::PutQueued { .. }))
+                        {
+                            *queued = None;
+                            slot.remove();
+                            self.live -= 1;
+                        } else {
+                            self.live += usize::from(queued.is_none());
+                            *queued = Some(op);
+                        }
                         true
                     }
                     Entry::Vacant(slot) => {
@@ -138,11 +159,14 @@ impl Pending {
         self.live
     }
 
+    /// Whether nothing waits for a commit (not even a cancelled write's
+    /// ticket).
     pub(super) fn is_empty(&self) -> bool {
-        self.live == 0
+        self.ops.is_empty()
     }
 
-    /// Moves everything queued into `batch` (which must be empty).
+    /// Moves everything queued into `batch` (which must be empty); it may
+    /// be empty if every write was cancelled.
     pub(super) fn take(&mut self, batch: &mut Vec<StoreOp>) {
         debug_assert!(batch.is_empty());
         batch.extend(self.ops.drain(..).flatten());

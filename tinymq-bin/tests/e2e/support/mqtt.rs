@@ -301,7 +301,7 @@ impl Drop for Subscriber {
 }
 
 /// Waits until something accepts connections on `address`.
-fn wait_listening(address: SocketAddr, what: &str) {
+pub fn wait_listening(address: SocketAddr, what: &str) {
     let deadline = Instant::now() + START_DEADLINE;
     while TcpStream::connect(address).is_err() {
         assert!(Instant::now() < deadline, "{what} not listening on {address} after {START_DEADLINE:?}");

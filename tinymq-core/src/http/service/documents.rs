@@ -64,9 +64,11 @@ pub(super) struct StatsDocument<'a> {
     memory_usage: String,
     messages_in: u64,
     messages_out: u64,
+    qos1: Qos1Document,
     refused_connections: u64,
     refused_peers: u64,
     requests: Requests,
+    sessions: SessionsDocument,
     slow_consumer_drops: u64,
     started: String,
     started_unix: u64,
@@ -119,7 +121,26 @@ struct ClientCounts {
 struct Drops {
     local_queue: u64,
     queue_overflow: u64,
+    session_queue: u64,
     slow_consumer: u64,
+}
+
+/// STATS' `qos1`: the sessions' QoS 1 queues.
+#[derive(Serialize)]
+struct Qos1Document {
+    acknowledged: u64,
+    dropped: u64,
+    inflight: u64,
+    queued: u64,
+    resent: u64,
+}
+
+/// STATS' `sessions`: the durable sessions.
+#[derive(Serialize)]
+struct SessionsDocument {
+    online: u64,
+    persistent: u64,
+    total: u64,
 }
 
 /// STATS' `requests`: all HTTP requests, and three kinds of them.
@@ -204,6 +225,7 @@ pub(super) fn stats_document<'a, S: Clone>(
         dropped: Drops {
             local_queue: figures.local_queue_drops,
             queue_overflow: state.clients.dropped_total(),
+            session_queue: figures.sessions.dropped,
             slow_consumer: figures.slow_consumer_drops,
         },
         goroutines: figures.threads.unwrap_or(0),
@@ -212,6 +234,13 @@ pub(super) fn stats_document<'a, S: Clone>(
         memory_usage,
         messages_in: figures.messages_in,
         messages_out: figures.messages_out,
+        qos1: Qos1Document {
+            acknowledged: figures.sessions.acknowledged,
+            dropped: figures.sessions.dropped,
+            inflight: figures.sessions.inflight,
+            queued: figures.sessions.queued,
+            resent: figures.sessions.resent,
+        },
         refused_connections: figures.refused_connections,
         refused_peers: figures.refused_peers,
         requests: Requests {
@@ -221,6 +250,11 @@ pub(super) fn stats_document<'a, S: Clone>(
             pickups: RateDocument::new(&state.pickups, unix, uptime),
             processed: RateDocument::new(&state.processed, unix, uptime),
             total: requests.total,
+        },
+        sessions: SessionsDocument {
+            online: figures.sessions.online,
+            persistent: figures.sessions.persistent,
+            total: figures.sessions.total,
         },
         slow_consumer_drops: figures.slow_consumer_drops,
         started: nice_datetime(state.started_unix),
@@ -613,7 +647,12 @@ mod tests {
             }
         }
         assert_eq!(stats["deliveries"], 7);
-        assert_eq!(stats["dropped"], json!({"slow_consumer": 1, "queue_overflow": 0, "local_queue": 2}));
+        assert_eq!(
+            stats["dropped"],
+            json!({"slow_consumer": 1, "queue_overflow": 0, "local_queue": 2, "session_queue": 4})
+        );
+        assert_eq!(stats["sessions"], json!({"total": 3, "persistent": 2, "online": 1}));
+        assert_eq!(stats["qos1"], json!({"queued": 5, "inflight": 2, "acknowledged": 9, "resent": 1, "dropped": 4}));
         assert_eq!(stats["disconnects"], json!({"protocol_error": 3, "slow_consumer": 1}));
         assert_eq!(stats["store_commit_seconds"]["count"], 5);
         assert_eq!(stats["http_responses"]["404"], 1);

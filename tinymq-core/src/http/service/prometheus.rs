@@ -65,13 +65,38 @@ pub(super) fn metrics_text<S: Clone>(router: &Router<S>, state: &HttpState, figu
         ("{reason=\"slow_consumer\"}".to_owned(), figures.slow_consumer_drops),
         ("{reason=\"queue_overflow\"}".to_owned(), state.clients.dropped_total()),
         ("{reason=\"local_queue\"}".to_owned(), figures.local_queue_drops),
+        ("{reason=\"session_queue\"}".to_owned(), figures.sessions.dropped),
     ];
     metric(
         "dropped_messages_total",
         "counter",
         "Drops by reason: subscribers cut as slow consumers, messages dropped from full HTTP client \
-         queues (queue_overflow) and from full in-process queues (local_queue).",
+         queues (queue_overflow), from full in-process queues (local_queue) and QoS 1 messages refused \
+         by full session queues (session_queue).",
         &drops,
+    );
+    let sessions = &figures.sessions;
+    metric("sessions", "gauge", "Durable sessions held, with a connection or not.", &one(sessions.total));
+    metric("sessions_persistent", "gauge", "Sessions that outlive their connection.", &one(sessions.persistent));
+    metric("sessions_online", "gauge", "Sessions a connection or in-process client holds.", &one(sessions.online));
+    metric(
+        "qos1_queued_messages",
+        "gauge",
+        "QoS 1 messages in session queues, in flight included.",
+        &one(sessions.queued),
+    );
+    metric("qos1_inflight_messages", "gauge", "QoS 1 messages sent and not yet acknowledged.", &one(sessions.inflight));
+    metric(
+        "qos1_acknowledged_total",
+        "counter",
+        "QoS 1 messages acknowledged by their subscriber.",
+        &one(sessions.acknowledged),
+    );
+    metric(
+        "qos1_resent_total",
+        "counter",
+        "QoS 1 messages sent again (DUP) after a reconnect or restart.",
+        &one(sessions.resent),
     );
     let disconnects: Vec<(String, u64)> =
         figures.disconnects.iter().map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)).collect();
@@ -271,7 +296,10 @@ mod tests {
         let _ = broker.request("GET /nowhere HTTP/1.1\r\n\r\n");
         let _ = broker.request("GET /api/v1/health HTTP/1.1\r\n\r\n");
         let text = metrics_text(&broker.router, &broker.state, &busy_figures());
-        let valid_name = |n: &str| n.starts_with("tinymq_") && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        // Prometheus allows digits after the first character (`qos1`).
+        let valid_name = |n: &str| {
+            n.starts_with("tinymq_") && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
         let mut help = HashSet::new();
         let mut kinds = std::collections::HashMap::new();
         let mut buckets: Vec<(String, f64)> = Vec::new();
@@ -328,6 +356,14 @@ mod tests {
             "tinymq_dropped_messages_total{reason=\"slow_consumer\"} 1",
             "tinymq_dropped_messages_total{reason=\"local_queue\"} 2",
             "tinymq_dropped_messages_total{reason=\"queue_overflow\"} 0",
+            "tinymq_dropped_messages_total{reason=\"session_queue\"} 4",
+            "tinymq_sessions 3",
+            "tinymq_sessions_persistent 2",
+            "tinymq_sessions_online 1",
+            "tinymq_qos1_queued_messages 5",
+            "tinymq_qos1_inflight_messages 2",
+            "tinymq_qos1_acknowledged_total 9",
+            "tinymq_qos1_resent_total 1",
             "tinymq_disconnects_total{reason=\"protocol_error\"} 3",
             "tinymq_http_requests_total{status=\"404\"} 1",
             "tinymq_store_commit_seconds_bucket{le=\"0.0005\"} 1",

@@ -148,6 +148,16 @@ pub(super) fn busy_figures() -> Figures {
         messages_out: 7,
         slow_consumer_drops: 1,
         local_queue_drops: 2,
+        sessions: crate::durable::SessionFigures {
+            total: 3,
+            persistent: 2,
+            online: 1,
+            queued: 5,
+            inflight: 2,
+            acknowledged: 9,
+            resent: 1,
+            dropped: 4,
+        },
         disconnects: vec![("protocol_error", 3), ("slow_consumer", 1)],
         store_commit_seconds: commits,
         ..Figures::default()

@@ -98,6 +98,9 @@ async function refreshStats() {
   $('value-count').textContent = stats.values.toLocaleString();
   $('http-clients').textContent = stats.clients.subscribers.toLocaleString();
   $('requests').textContent = stats.requests.total.toLocaleString();
+  const sessions = stats.sessions || { total: 0, persistent: 0 };
+  $('sessions').textContent = `${sessions.total.toLocaleString()} (${sessions.persistent.toLocaleString()})`;
+  $('qos1-queued').textContent = ((stats.qos1 || {}).queued || 0).toLocaleString();
   const transports = Object.entries(stats.connections || {}).sort(([a], [b]) => a.localeCompare(b));
   $('connections').replaceChildren(...transports.map(([name, n]) => row([name, n], ['', 'num'])));
   // Present only when the broker has bridges.

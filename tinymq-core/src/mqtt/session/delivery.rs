@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::ServerSession;
 use crate::codec::ReasonCode as Cause;
+use crate::durable::Transmit;
 use crate::mqtt::encode;
 use crate::mqtt::packet::{Packet, Properties, PropertiesBuf, Property, ProtocolVersion, Publish, QoS};
 use crate::router::Delivery;
@@ -131,12 +132,12 @@ impl ServerSession {
             return Ok(());
         }
         if qos == QoS::AtMostOnce {
-            return self.write_publish(delivery, qos, None, retain);
+            return self.write_publish(delivery, qos, None, retain, false);
         }
         if self.outgoing.waiting.is_empty()
             && let Some(packet_id) = self.outgoing.claim()
         {
-            return self.write_publish(delivery, qos, Some(packet_id), retain);
+            return self.write_publish(delivery, qos, Some(packet_id), retain, false);
         }
         let size = message.topic.len() + message.payload.len();
         if self.outbound.len() + self.outgoing.waiting_bytes + size > self.outbound.limit() {
@@ -154,9 +155,32 @@ impl ServerSession {
             let Some((delivery, retain)) = self.outgoing.waiting.pop_front() else { break };
             let message = delivery.message();
             self.outgoing.waiting_bytes -= message.topic.len() + message.payload.len();
-            self.write_publish(&delivery, QoS::AtLeastOnce, Some(packet_id), retain)?;
+            self.write_publish(&delivery, QoS::AtLeastOnce, Some(packet_id), retain, false)?;
         }
         Ok(())
+    }
+
+    /// Sends a QoS 1 message of the durable session's queue, with its
+    /// packet id and DUP as the queue says. `Ok(false)`: it is larger than
+    /// the client's Maximum Packet Size and was not sent; acknowledge it
+    /// for the client, as if delivered (MQTT 5 section 3.1.2.11.4).
+    pub fn deliver_qos1(&mut self, transmit: &Transmit) -> Result<bool, Closed> {
+        let Some(version) = self.version else { return Ok(true) };
+        let message = transmit.delivery.message();
+        let properties = transmit.delivery.mqtt_properties().len();
+        if publish_size(version, &message.topic, message.payload.len(), QoS::AtLeastOnce, properties)
+            > self.client_max_packet
+        {
+            return Ok(false);
+        }
+        self.write_publish(&transmit.delivery, QoS::AtLeastOnce, Some(transmit.packet_id), false, transmit.dup)?;
+        Ok(true)
+    }
+
+    /// The most QoS 1 deliveries the client takes unacknowledged: the
+    /// broker's maximum, lowered to its Receive Maximum.
+    pub fn receive_window(&self) -> u16 {
+        self.outgoing.window
     }
 
     fn write_publish(
@@ -165,11 +189,12 @@ impl ServerSession {
         qos: QoS,
         packet_id: Option<u16>,
         retain: bool,
+        dup: bool,
     ) -> Result<(), Closed> {
         let Some(version) = self.version else { return Ok(()) };
         let message = delivery.message();
         let publish = Publish {
-            dup: false,
+            dup,
             qos,
             retain,
             topic: &message.topic,

@@ -6,9 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use tinymq_core::broker;
+use tinymq_core::broker::{self, LocalSession, SessionHold};
+use tinymq_core::durable::Transmit;
 use tinymq_core::outbound::COPY_BELOW as FRAME_COPY_BELOW;
-use tinymq_core::{Delivery, Filter, Frame, Message, NamespaceId, ReasonCode, RouteCache, SubscriberId, TopicName};
+use tinymq_core::{
+    Delivery, Filter, Frame, Message, NamespaceId, Qos, ReasonCode, RouteCache, SubscriberId, TopicName,
+};
 
 use crate::Error;
 use crate::flow;
@@ -17,8 +20,14 @@ pub use crate::local_inbox::{Received, ReceivedBatch, ReceivedIter, ReceivedRef}
 use crate::shared::{Batch, Shared, Sink};
 use crate::writer::Durability;
 
+mod session;
+
+pub use session::LocalOptions;
+
 /// A client living in the broker's process. Dropping it removes its
-/// subscriptions.
+/// subscriptions, unless its session is persistent
+/// ([`LocalOptions::persistent_session`]): then they, and the QoS 1
+/// messages they match, wait for the next client with its id.
 #[derive(Debug)]
 pub struct LocalClient {
     shared: Arc<Shared>,
@@ -30,6 +39,12 @@ pub struct LocalClient {
     /// publishes to one topic over and over neither walks the trie nor
     /// allocates a topic name each time.
     last: Mutex<LastTopic>,
+    /// Its hold on its durable session (see [`LocalOptions`]).
+    hold: SessionHold,
+    session_present: bool,
+    /// QoS 1 messages wait for [`LocalClient::ack`] rather than being
+    /// acknowledged as they are received.
+    manual_ack: bool,
 }
 
 #[derive(Default)]
@@ -52,14 +67,35 @@ impl std::fmt::Debug for LastTopic {
 }
 
 impl LocalClient {
-    pub(crate) fn new(shared: Arc<Shared>, client_id: &str) -> Result<Self, Error> {
+    pub(crate) fn new(shared: Arc<Shared>, options: LocalOptions) -> Result<Self, Error> {
         if shared.is_shutting_down() {
             return Err(Error::BrokerStopped);
         }
         let inbox = Arc::new(LocalInbox::new(&shared.config, shared.local_filling.clone()));
         let namespace = NamespaceId::PUBLIC;
         let origin = broker::Origin { unix_time: crate::shared::unix_time(), ip: None };
-        let registered = shared.broker.write().register(namespace, Sink::Local(inbox.clone()), client_id, origin);
+        let opened = {
+            let mut broker = shared.broker.write();
+            let opened = broker.open_local_session(
+                namespace,
+                Sink::Local(inbox.clone()),
+                &options.client_id,
+                options.persistent_session,
+                origin,
+                Sink::Session,
+            );
+            // Submitted under the lock, in the order the broker made them.
+            if let Ok(opened) = &opened {
+                for op in opened.routed.store.iter().cloned() {
+                    let _ = shared.submit(op);
+                }
+            }
+            while let Some(op) = broker.poll_store_op() {
+                let _ = shared.submit(op);
+            }
+            opened.map_err(|_| session::too_many_sessions())?
+        };
+        let LocalSession { registered, hold, session_present, mut routed } = opened;
         let (id, client_id) = (registered.id, registered.client_id);
         match registered.taken_over {
             Some(Sink::Conn(old)) => {
@@ -69,7 +105,23 @@ impl LocalClient {
             // Moustique clients hold no client id in the router.
             Some(Sink::Http(_) | Sink::Session(_)) | None => {}
         }
-        Ok(LocalClient { shared, id, namespace, client_id, inbox, last: Mutex::default() })
+        routed.store.clear();
+        shared.carry_out(routed);
+        if session_present {
+            // Its queue may hold what waited for it.
+            inbox.session_ready.store(true, Ordering::Release);
+        }
+        Ok(LocalClient {
+            shared,
+            id,
+            namespace,
+            client_id,
+            inbox,
+            last: Mutex::default(),
+            hold,
+            session_present,
+            manual_ack: options.manual_ack,
+        })
     }
 
     /// This client's id (assigned by the broker when none was asked for).
@@ -222,26 +274,47 @@ impl LocalClient {
         Delivery::new(Message { topic, payload: payload.into(), from: self.client_id.clone(), updated_time, ip: None })
     }
 
-    /// Subscribes to `filter`; stored values it matches arrive first, marked
-    /// retained.
+    /// Subscribes to `filter` at QoS 0; stored values it matches arrive
+    /// first, marked retained. A persistent session keeps the filter while
+    /// the client is away (its QoS 0 messages meanwhile are not kept).
     pub fn subscribe(&self, filter: &str) -> Result<(), Error> {
+        self.subscribe_with(filter, Qos::AtMostOnce)
+    }
+
+    fn subscribe_with(&self, filter: &str, qos: Qos) -> Result<(), Error> {
         self.check_open()?;
-        let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
-            .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        let values = self.shared.broker.write().subscribe(self.id, filter);
+        let filter = self.filter(filter)?;
+        let values = {
+            let mut broker = self.shared.broker.write();
+            let values = broker.subscribe_local_session(self.id, self.hold, filter, qos, Sink::Session);
+            self.submit_session_ops(&mut broker);
+            values
+        };
         self.inbox.push_all(&values, true, WhenFull::DropOldest);
         Ok(())
     }
 
-    /// Removes a subscription; `false` if the client did not hold it.
-    pub fn unsubscribe(&self, filter: &str) -> Result<bool, Error> {
-        let filter = Filter::new(filter, &self.shared.config.session.topic_limits)
-            .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })?;
-        Ok(self.shared.broker.write().unsubscribe(self.id, &filter))
+    fn filter(&self, filter: &str) -> Result<Filter, Error> {
+        Filter::new(filter, &self.shared.config.session.topic_limits)
+            .map_err(|source| Error::InvalidTopic { topic: filter.to_owned(), source })
     }
 
-    /// The next message, if one is queued.
+    /// Removes a subscription (of either QoS); `false` if the client did
+    /// not hold it.
+    pub fn unsubscribe(&self, filter: &str) -> Result<bool, Error> {
+        let filter = self.filter(filter)?;
+        let mut broker = self.shared.broker.write();
+        let held = broker.unsubscribe_local_session(self.id, self.hold, &filter);
+        self.submit_session_ops(&mut broker);
+        Ok(held)
+    }
+
+    /// The next message, if one is queued: a QoS 1 message of the
+    /// client's session first.
     pub fn try_recv(&self) -> Result<Option<Received>, Error> {
+        if let Some(transmit) = self.take_session(1).pop() {
+            return Ok(Some(received(&transmit)));
+        }
         let mut queue = self.inbox.queue.lock();
         match queue.pending.pop_with(|message| message.to_received()) {
             Some(message) => {
@@ -256,54 +329,94 @@ impl LocalClient {
     /// (waiting up to `timeout` for the first); returns how many. The
     /// queue and the batch swap buffers, so a consumer that reuses its
     /// batch receives without allocating: the fastest way to read a stream.
+    ///
+    /// QoS 1 messages of the client's session come too (acknowledged as
+    /// they are taken), unless it acknowledges with [`LocalClient::ack`]:
+    /// a batch holds no packet ids, so such a client takes them with
+    /// [`LocalClient::recv_timeout`], [`LocalClient::try_recv`] or
+    /// [`LocalClient::recv_batch`].
     pub fn recv_many(&self, batch: &mut ReceivedBatch, timeout: Duration) -> Result<usize, Error> {
         batch.pending.clear();
-        let taken = self.wait(timeout, true, |pending| {
-            (!pending.is_empty()).then(|| std::mem::swap(pending, &mut batch.pending))
+        let session_max = if self.manual_ack { 0 } else { SESSION_BATCH };
+        let taken = self.wait(timeout, true, session_max, |taken| match taken {
+            Taken::Session(transmits) => {
+                for transmit in &transmits {
+                    batch.pending.push_delivery(&transmit.delivery, false);
+                }
+                Some(())
+            }
+            Taken::Inbox(pending) => (!pending.is_empty()).then(|| std::mem::swap(pending, &mut batch.pending)),
         })?;
         Ok(taken.map_or(0, |()| batch.len()))
     }
 
     /// Moves every queued message to `out` (waiting up to `timeout` for the
     /// first); returns how many. One lock for the lot; [`recv_many`] also
-    /// saves the allocation of each message.
+    /// saves the allocation of each message. QoS 1 messages of the
+    /// client's session come in batches of their own, before the rest.
     ///
     /// [`recv_many`]: LocalClient::recv_many
     pub fn recv_batch(&self, out: &mut Vec<Received>, timeout: Duration) -> Result<usize, Error> {
-        let taken = self.wait(timeout, true, |pending| (!pending.is_empty()).then(|| std::mem::take(pending)))?;
-        let Some(taken) = taken else { return Ok(0) };
+        let taken = self.wait(timeout, true, SESSION_BATCH, |taken| match taken {
+            Taken::Session(transmits) => Some(Owned::Session(transmits)),
+            Taken::Inbox(pending) => (!pending.is_empty()).then(|| Owned::Inbox(std::mem::take(pending))),
+        })?;
         // Copied out after the lock is let go.
-        out.extend(taken.iter().map(|message| message.to_received()));
-        Ok(taken.len())
+        let count = match taken {
+            None => 0,
+            Some(Owned::Session(transmits)) => {
+                out.extend(transmits.iter().map(received));
+                transmits.len()
+            }
+            Some(Owned::Inbox(pending)) => {
+                out.extend(pending.iter().map(|message| message.to_received()));
+                pending.len()
+            }
+        };
+        Ok(count)
     }
 
     /// The next message, waiting up to `timeout`; `Ok(None)` on time-out.
+    /// A QoS 1 message of the client's session comes first.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Received>, Error> {
-        self.wait(timeout, false, |pending| pending.pop_with(|message| message.to_received()))
+        self.wait(timeout, false, 1, |taken| match taken {
+            Taken::Session(transmits) => transmits.first().map(received),
+            Taken::Inbox(pending) => pending.pop_with(|message| message.to_received()),
+        })
     }
 
-    /// Waits up to `timeout` until `take` finds something in the queue
-    /// (spinning a little first if `spin`). Queued messages are taken even
-    /// after the client is closed.
+    /// Waits up to `timeout` until `take` finds something: up to
+    /// `session_max` QoS 1 messages of the client's session, or the
+    /// queue (spinning a little first if `spin`). Queued messages are
+    /// taken even after the client is closed.
     fn wait<R>(
         &self,
         timeout: Duration,
         spin: bool,
-        mut take: impl FnMut(&mut Pending) -> Option<R>,
+        session_max: usize,
+        mut take: impl FnMut(Taken<'_>) -> Option<R>,
     ) -> Result<Option<R>, Error> {
         let deadline = Instant::now().checked_add(timeout);
         if spin {
             for _ in 0..SPINS {
-                if self.inbox.queued.0.load(Ordering::Acquire) {
+                if self.inbox.queued.0.load(Ordering::Acquire) || self.inbox.session_ready.load(Ordering::Relaxed) {
                     break;
                 }
                 std::hint::spin_loop();
             }
         }
-        let mut queue = self.inbox.queue.lock();
         let mut timed_out = false;
         loop {
-            if let Some(taken) = take(&mut queue.pending) {
+            // Not under the queue's lock: the broker's is taken first
+            // wherever both are.
+            let transmits = self.take_session(session_max);
+            if !transmits.is_empty()
+                && let Some(taken) = take(Taken::Session(transmits))
+            {
+                return Ok(Some(taken));
+            }
+            let mut queue = self.inbox.queue.lock();
+            if let Some(taken) = take(Taken::Inbox(&mut queue.pending)) {
                 self.inbox.taken(queue);
                 return Ok(Some(taken));
             }
@@ -316,10 +429,36 @@ impl LocalClient {
             if timed_out {
                 return Ok(None);
             }
+            if session_max > 0 && self.inbox.session_ready.load(Ordering::Acquire) {
+                continue;
+            }
             timed_out = wait_until(&self.inbox.ready, &mut queue, deadline);
         }
     }
 }
+
+/// Where [`LocalClient::wait`] found messages.
+enum Taken<'a> {
+    /// QoS 1 messages of the client's session, oldest first.
+    Session(Vec<Transmit>),
+    /// The client's queue.
+    Inbox(&'a mut Pending),
+}
+
+/// What [`LocalClient::recv_batch`] took, to copy out after the lock.
+enum Owned {
+    Session(Vec<Transmit>),
+    Inbox(Pending),
+}
+
+/// A QoS 1 message from the client's session, as the client receives it.
+fn received(transmit: &Transmit) -> Received {
+    Received::qos1(transmit.delivery.message().clone(), transmit.packet_id, transmit.dup)
+}
+
+/// QoS 1 messages a batch receive takes from the session at most, under
+/// one lock of the broker.
+const SESSION_BATCH: usize = 1024;
 
 fn unix_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -337,10 +476,17 @@ fn closed_error(reason: ReasonCode) -> Error {
 
 impl Drop for LocalClient {
     fn drop(&mut self) {
-        self.shared.broker.write().release(Some(self.id));
+        {
+            let mut broker = self.shared.broker.write();
+            broker.close_local_session(self.id, self.hold, Instant::now(), crate::shared::unix_time());
+            self.submit_session_ops(&mut broker);
+        }
         // A publisher that routed to this client before it went may still
         // push to (or wait for room in) its queue: closed, it drops those
         // at once. No one is left to read the reason.
         self.inbox.close(ReasonCode::ShuttingDown);
     }
 }
+
+#[cfg(test)]
+mod tests;
