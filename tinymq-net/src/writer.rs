@@ -59,6 +59,10 @@ struct Queue {
     oldest: Option<Instant>,
     /// Callbacks waiting for tickets to commit, in ticket order.
     waiters: Vec<(u64, Notify)>,
+    /// Callbacks waiting for tickets to be durable, in ticket order: told
+    /// by the commit that succeeds (a failed one keeps them for the
+    /// retry), or when the writer stops.
+    durable_waiters: Vec<(u64, Notify)>,
     /// Tickets handed out so far; every ticket up to `committed` is
     /// durable (its write, or a later one to the same record, committed).
     submitted: u64,
@@ -236,6 +240,30 @@ impl StoreWriter {
         }
     }
 
+    /// Calls `notify` once `ticket`'s write is committed (at once if it
+    /// is). Unlike [`Self::on_commit`], a failed commit does not tell it:
+    /// the write stays queued and `notify` waits for the retry that
+    /// commits it. It is told an error only when the writer stops first.
+    /// It runs on the writer's thread: it must only hand the news on.
+    pub fn on_durable(&self, ticket: Ticket, notify: impl FnOnce(Result<(), String>) + Send + 'static) {
+        let mut queue = self.shared.queue.lock();
+        let now = if queue.committed >= ticket.0 {
+            Some(Ok(()))
+        } else {
+            queue.stopped.then(|| Err("the store has stopped".to_owned()))
+        };
+        match now {
+            Some(result) => {
+                drop(queue);
+                notify(result);
+            }
+            None => {
+                let at = queue.durable_waiters.partition_point(|(t, _)| *t <= ticket.0);
+                queue.durable_waiters.insert(at, (ticket.0, Box::new(notify)));
+            }
+        }
+    }
+
     /// The error of the last commit while no later one has succeeded:
     /// writes made meanwhile are not durable (yet).
     pub fn failing(&self) -> Option<String> {
@@ -324,10 +352,13 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
         };
         queue = shared.queue.lock();
         let split = queue.waiters.partition_point(|(ticket, _)| *ticket <= through);
-        let ready: Vec<(u64, Notify)> = queue.waiters.drain(..split).collect();
+        let mut ready: Vec<(u64, Notify)> = queue.waiters.drain(..split).collect();
         let outcome = match result {
             Ok(()) => {
                 queue.committed = through;
+                let durable = queue.durable_waiters.partition_point(|(ticket, _)| *ticket <= through);
+                let durable: Vec<(u64, Notify)> = queue.durable_waiters.drain(..durable).collect();
+                ready.extend(durable);
                 queue.commits += 1;
                 queue.commit_seconds.record(started.elapsed());
                 queue.records_written += batch.len() as u64;
@@ -370,7 +401,8 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
         }
     }
     queue.stopped = true;
-    let left: Vec<(u64, Notify)> = queue.waiters.drain(..).collect();
+    let mut left: Vec<(u64, Notify)> = queue.waiters.drain(..).collect();
+    left.append(&mut queue.durable_waiters);
     drop(queue);
     shared.done.notify_all();
     for (_, notify) in left {
@@ -571,6 +603,43 @@ mod tests {
         assert_eq!(writer.wait(lost), Ok(()), "the kept write is durable now");
         let written: Vec<_> = store.batches.lock().iter().flat_map(|b| described(b)).collect();
         assert_eq!(written, [("".into(), "a".into(), "1".into()), ("".into(), "b".into(), "2".into())]);
+    }
+
+    #[test]
+    fn a_durable_waiter_sits_out_failed_commits_and_is_told_by_the_retry() {
+        let store = Scripted::default();
+        store.fail.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
+        let kept = writer.submit(put("", "a", "1"));
+        let (durable_tx, durable) = std::sync::mpsc::channel();
+        writer.on_durable(kept, move |result| durable_tx.send(result).unwrap());
+        let (commit_tx, committed) = std::sync::mpsc::channel();
+        writer.on_commit(kept, move |result| commit_tx.send(result).unwrap());
+        let failed = committed.recv_timeout(Duration::from_secs(10)).expect("the commit's outcome");
+        assert!(failed.is_err(), "{failed:?}");
+        assert_eq!(durable.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty), "not told of the failure");
+
+        // The disk recovers: the retry, with nothing new submitted, commits
+        // the kept write and tells the durable waiter.
+        store.fail.store(false, Ordering::SeqCst);
+        assert_eq!(durable.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
+        assert_eq!(writer.failing(), None);
+        // Registered after the commit: told at once.
+        let (late_tx, late) = std::sync::mpsc::channel();
+        writer.on_durable(kept, move |result| late_tx.send(result).unwrap());
+        assert_eq!(late.try_recv(), Ok(Ok(())));
+    }
+
+    #[test]
+    fn a_durable_waiter_is_told_an_error_when_the_writer_stops_first() {
+        let store = Scripted::default();
+        store.fail.store(true, Ordering::SeqCst);
+        let writer = StoreWriter::spawn(store.clone(), Durability::Immediate).unwrap();
+        let kept = writer.submit(put("", "a", "1"));
+        let (tx, told) = std::sync::mpsc::channel();
+        writer.on_durable(kept, move |result| tx.send(result).unwrap());
+        writer.shutdown();
+        assert!(told.try_recv().expect("told by the stop").is_err());
     }
 
     #[test]

@@ -23,8 +23,8 @@ use tinymq_core::Qos;
 use tinymq_core::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use tinymq_net::{Address, ClientOptions};
 
-use super::workload::{Settings, report_latencies};
-use super::{Joined, join_runs};
+use super::join_runs;
+use super::workload::Settings;
 use crate::broker::Network;
 
 fn options(settings: &Settings, address: &str, client_id: &str) -> ClientOptions {
@@ -149,21 +149,11 @@ pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
 
     ready.wait();
     let began = Instant::now();
-    let Joined { errors, publish_secs, mut latencies, last } = join_runs(publishers, subscribers, began);
-    println!(
+    let workload = format!(
         "workload: tinymq QoS 1, {} publisher(s) (window {window}) -> {} persistent subscriber(s), {expected} messages of {} bytes",
         settings.publishers, settings.subscribers, settings.size
     );
-    println!("acknowledged: {:.0} msg/s ({expected} in {publish_secs:.3} s)", expected as f64 / publish_secs);
-    if settings.subscribers > 0 {
-        let secs = last.duration_since(began).as_secs_f64();
-        println!("delivered: {:.0} msg/s ({} in {secs:.3} s)", latencies.len() as f64 / secs, latencies.len());
-        report_latencies(&mut latencies);
-    }
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
-    Ok(())
+    join_runs(publishers, subscribers, began).report_acknowledged(&workload, expected, settings.subscribers, began)
 }
 
 /// One connection driven by a [`ClientSession`] on a blocking socket.

@@ -391,6 +391,39 @@ struct Joined<L> {
     last: Instant,
 }
 
+impl Joined<u32> {
+    /// Prints an acknowledged run's figures after its `workload` line:
+    /// the publishers' acknowledged rate, then the deliveries' rate and
+    /// latencies; the threads' errors, if any, after.
+    fn report_acknowledged(
+        mut self,
+        workload: &str,
+        expected: u64,
+        subscribers: usize,
+        began: Instant,
+    ) -> Result<(), String> {
+        println!("{workload}");
+        println!(
+            "acknowledged: {:.0} msg/s ({expected} in {:.3} s)",
+            expected as f64 / self.publish_secs,
+            self.publish_secs
+        );
+        if subscribers > 0 {
+            let secs = self.last.duration_since(began).as_secs_f64();
+            println!(
+                "delivered: {:.0} msg/s ({} in {secs:.3} s)",
+                self.latencies.len() as f64 / secs,
+                self.latencies.len()
+            );
+            workload::report_latencies(&mut self.latencies);
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors.join("; "));
+        }
+        Ok(())
+    }
+}
+
 /// A subscriber thread: its latencies and when its last delivery came.
 type SubscriberThread<L> = std::thread::JoinHandle<Result<(Vec<L>, Instant), String>>;
 

@@ -13,9 +13,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use super::client::Client;
+use super::join_runs;
 use super::mqtt;
-use super::workload::{Settings, report_latencies};
-use super::{Joined, join_runs};
+use super::workload::Settings;
 
 pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
     let topic = settings.protocol.topic(&settings.topic);
@@ -91,19 +91,9 @@ pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
 
     ready.wait();
     let began = Instant::now();
-    let Joined { errors, publish_secs, mut latencies, last } = join_runs(publishers, subscribers, began);
-    println!(
+    let workload = format!(
         "workload: mqtt QoS 1, {} publisher(s) (window {window}) -> {} subscriber(s) with kept sessions, {expected} messages of {} bytes",
         settings.publishers, settings.subscribers, settings.size
     );
-    println!("acknowledged: {:.0} msg/s ({expected} in {publish_secs:.3} s)", expected as f64 / publish_secs);
-    if settings.subscribers > 0 {
-        let secs = last.duration_since(began).as_secs_f64();
-        println!("delivered: {:.0} msg/s ({} in {secs:.3} s)", latencies.len() as f64 / secs, latencies.len());
-        report_latencies(&mut latencies);
-    }
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
-    Ok(())
+    join_runs(publishers, subscribers, began).report_acknowledged(&workload, expected, settings.subscribers, began)
 }

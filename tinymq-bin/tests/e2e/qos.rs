@@ -203,14 +203,17 @@ fn a_persistent_clients_will_fires_when_the_broker_restarts_after_a_kill_9() {
 }
 
 #[test]
-fn pub_qos_1_exits_1_when_the_store_cannot_commit_what_it_queued() {
+fn pubacks_wait_while_the_store_cannot_commit_and_go_out_when_it_recovers() {
     // redb's writes fail with EFBIG once the file outgrows 2 MB (see
-    // store_full_disk.rs): under `immediate` no PubAck may come then.
+    // store_full_disk.rs): under `immediate` no PubAck may come then; the
+    // writer keeps the writes and retries them, so once the limit is
+    // lifted the PubAcks go out, to a publisher that never reconnected.
     let data = ScratchDir::new();
     let dir = data.path().to_str().expect("a UTF-8 path");
     let endpoint = Endpoint::Tcp(crate::support::free_address());
     let flags = ["--data", dir, "--durability", "immediate"];
-    let broker = BrokerProcess::start_at_via(endpoint, &["prlimit", "--fsize=2000000"], &flags).expect("broker starts");
+    let broker = BrokerProcess::start_at_via(endpoint, &["prlimit", "--fsize=2000000:unlimited"], &flags)
+        .expect("broker starts");
     let address = broker.tcp_addr();
     let mut keeper = options(address, "keeper").persistent_session(true).connect().expect("keeper connects");
     keeper.subscribe_qos1("big/#").expect("QoS 1 subscription");
@@ -226,6 +229,34 @@ fn pub_qos_1_exits_1_when_the_store_cannot_commit_what_it_queued() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("messages to big/x not acknowledged"), "names what was not: {stderr}");
+
+    // A connected publisher's PubAcks are held while commits fail.
+    let mut publisher = options(broker.tcp_addr(), "publisher").connect().expect("publisher connects");
+    for _ in 0..10 {
+        publisher.publish_qos1("big/y", payload.as_bytes(), false).expect("publish");
+    }
+    let held = publisher.wait_acknowledged(Duration::from_secs(1)).expect("still connected");
+    assert_eq!(held, 10, "no PubAck while the store fails");
+    // Space returns on the running broker: the retry commits the kept
+    // writes, and the held PubAcks go out on the same connection.
+    let lifted = std::process::Command::new("prlimit")
+        .args(["--pid", &broker.pid().to_string(), "--fsize=unlimited:unlimited"])
+        .status()
+        .expect("run prlimit");
+    assert!(lifted.success(), "prlimit --pid: {lifted}");
+    assert_eq!(publisher.wait_acknowledged(WAIT * 4).expect("acknowledged"), 0, "every PubAck, after the retry");
+    // And the subscriber's session has every one of them.
+    let mut keeper = options(broker.tcp_addr(), "keeper").persistent_session(true).connect().expect("keeper returns");
+    let deadline = Instant::now() + WAIT * 4;
+    let mut from_publisher = 0;
+    while from_publisher < 10 {
+        assert!(Instant::now() < deadline, "{from_publisher} of 10 of big/y delivered");
+        if let Some(message) = keeper.recv_timeout(Duration::from_millis(200)).expect("receive")
+            && message.topic == "big/y"
+        {
+            from_publisher += 1;
+        }
+    }
 }
 
 #[test]

@@ -261,16 +261,7 @@ impl<S: Clone + SinkKind> Broker<S> {
                         self.handle_request(session, subscriber, sink, Request::Subscribe(filter, qos), origin);
                     return answer;
                 }
-                let Some(slot) = self.slots.get(&hold.id) else { return answer };
-                let namespace = slot.namespace;
-                let own = match slot.subscriber {
-                    Some(own) => own,
-                    None => {
-                        let own = self.router.add_subscriber(namespace, session_sink(hold.id));
-                        self.slots.get_mut(&hold.id).expect("found above").subscriber = Some(own);
-                        own
-                    }
-                };
+                let Some(own) = self.session_subscriber(hold.id, &session_sink) else { return answer };
                 self.router.unsubscribe(id, &filter);
                 self.sessions.subscribe(hold.id, filter.clone(), qos);
                 session.sub_ack_qos(filter.as_str(), qos);
@@ -410,7 +401,8 @@ impl<S: Clone + SinkKind> Broker<S> {
         routed
     }
 
-    /// The router subscriber of `id`'s session, added on first need.
+    /// The router subscriber holding `id`'s filters, added on first need;
+    /// `None` for a session that has ended.
     pub(super) fn session_subscriber(
         &mut self,
         id: SessionId,

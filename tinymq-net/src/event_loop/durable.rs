@@ -224,7 +224,10 @@ impl EventLoop {
     }
 
     /// Asks the writer to tell this loop when the last held PubAck's write
-    /// is committed: once per turn, not once per publish.
+    /// is committed: once per turn, not once per publish. A failed commit
+    /// does not tell it: the writer keeps the writes and retries them, and
+    /// the PubAcks go out with the retry that commits them (meanwhile the
+    /// publisher's window fills and it is not read).
     pub(super) fn wait_for_acks(&mut self) {
         let Some(&(ticket, _, _)) = self.held_acks.back() else { return };
         if self.acks_waited.is_some_and(|waited| waited >= ticket) {
@@ -233,23 +236,24 @@ impl EventLoop {
         let Some(store) = self.shared.store.as_ref() else { return };
         self.acks_waited = Some(ticket);
         let (shared, index) = (self.shared.clone(), self.index);
-        store.on_commit(ticket, move |result| shared.send(index, Control::AcksCommitted(ticket, result).into()));
+        store.on_durable(ticket, move |result| shared.send(index, Control::AcksCommitted(ticket, result).into()));
     }
 
-    /// The writes up to `ticket` are committed (or failed): the PubAcks
-    /// they held go out.
+    /// The writes up to `ticket` are committed (or the writer stopped
+    /// first): the PubAcks they held go out.
     pub(super) fn acks_committed(&mut self, ticket: Ticket, result: Result<(), String>) {
         if let Err(error) = &result {
-            // The writer logs the failure itself, once.
-            log::debug!("QoS 1 publishes not acknowledged: the store failed to commit them: {error}");
+            // Only a writer that stopped first says so: the broker is
+            // stopping, and its connections with it.
+            log::debug!("QoS 1 publishes not acknowledged: {error}");
         }
         while let Some(&(held, target, packet_id)) = self.held_acks.front() {
             if held > ticket {
                 break;
             }
             self.held_acks.pop_front();
-            // A write that failed is not acknowledged: the client sends it
-            // again on its next connection.
+            // A write that was not committed is not acknowledged: the
+            // client sends it again on its next connection.
             if result.is_err() {
                 continue;
             }

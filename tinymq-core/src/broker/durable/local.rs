@@ -112,16 +112,7 @@ impl<S: Clone + SinkKind> Broker<S> {
             self.unsubscribe_session(hold.id, &filter);
             return subscribe(&mut self.router, subscriber, filter);
         }
-        let Some(slot) = self.slots.get(&hold.id) else { return Vec::new() };
-        let namespace = slot.namespace;
-        let own = match slot.subscriber {
-            Some(own) => own,
-            None => {
-                let own = self.router.add_subscriber(namespace, session_sink(hold.id));
-                self.slots.get_mut(&hold.id).expect("found above").subscriber = Some(own);
-                own
-            }
-        };
+        let Some(own) = self.session_subscriber(hold.id, session_sink) else { return Vec::new() };
         self.router.unsubscribe(subscriber, &filter);
         self.sessions.subscribe(hold.id, filter.clone(), qos);
         subscribe(&mut self.router, own, filter)
