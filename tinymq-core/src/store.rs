@@ -10,9 +10,13 @@
 //!
 //! Moustique HTTP clients are kept the same way, one record per client
 //! (its first-seen time and its filters, see [`encode_http_client`]) under
-//! `namespace 0x00 client`. Their queues and last-seen times are not kept:
-//! a record changes only when a client is registered, subscribes to a new
-//! filter or is dropped, never on PICKUP.
+//! `namespace 0x00 client`. Their last-seen times are not kept: a record
+//! changes only when a client is registered, subscribes to a new filter or
+//! is dropped, never on PICKUP. Each message queued for a client's PICKUP
+//! is a record of its own ([`crate::http::queue_record`]), put when it is
+//! queued; a PICKUP deletes what it handed out with one ranged delete
+//! ([`StoreOp::DeleteHttpQueued`]), as does a full queue dropping its
+//! oldest and a client being dropped (its whole queue).
 //!
 //! Users are filed by name in a table of their own ([`StoreOp::PutUser`],
 //! record format in [`crate::auth`]).
@@ -28,9 +32,13 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::auth::UserRecord;
 pub use crate::durable::record::{SessionRecord, WillMessage, queued_key, session_key, split_queued_key};
+pub use crate::http::queue_record::{
+    StoredHttpQueued, decode_http_queued, encode_http_queued, http_queue_prefix, http_queued_key, split_http_queued_key,
+};
 use crate::message::Message;
 use crate::record::Record;
 pub use crate::record::RecordError;
@@ -230,6 +238,33 @@ pub enum StoreOp {
         /// Its sequence number in the session.
         seq: u64,
     },
+    /// Keep a message queued for a Moustique client's PICKUP. Its parts
+    /// are shared with the queue (one publish queues many copies).
+    PutHttpQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: Arc<str>,
+        /// The client's name.
+        client: Arc<str>,
+        /// Its sequence number in the client's queue.
+        seq: u64,
+        /// The message.
+        message: Message,
+        /// The clients its publish queued it for.
+        subscribers: Arc<[Arc<str>]>,
+    },
+    /// Forget the messages queued for a Moustique client with sequence
+    /// numbers in `from..below`: what a PICKUP handed out, what a full
+    /// queue dropped, or (`0..u64::MAX`) the queue of a dropped client.
+    DeleteHttpQueued {
+        /// The user's name; empty for the public namespace.
+        namespace: Arc<str>,
+        /// The client's name.
+        client: Arc<str>,
+        /// The first sequence number removed.
+        from: u64,
+        /// The first sequence number kept.
+        below: u64,
+    },
 }
 
 impl StoreOp {
@@ -259,6 +294,8 @@ pub enum StoreTable {
     Sessions,
     /// Messages queued for sessions, by [`queued_key`].
     Queued,
+    /// Messages queued for Moustique clients, by [`http_queued_key`].
+    HttpQueued,
 }
 
 impl StoreOp {
@@ -290,6 +327,12 @@ impl StoreOp {
             | StoreOp::DeleteQueued { namespace, client_id, seq } => {
                 Some((StoreTable::Queued, queued_key(namespace, client_id, *seq)))
             }
+            StoreOp::PutHttpQueued { namespace, client, seq, .. } => {
+                Some((StoreTable::HttpQueued, http_queued_key(namespace, client, *seq)))
+            }
+            // Many records, all in one client's queue: a writer may undo
+            // the queued puts it covers rather than treat it as a barrier.
+            StoreOp::DeleteHttpQueued { .. } => None,
         }
     }
 }
@@ -378,6 +421,13 @@ pub trait Store {
     fn load_queued(&self) -> Result<Vec<StoredQueued>, Self::Error> {
         Ok(Vec::new())
     }
+
+    /// Every message queued for a Moustique client, in key order (by
+    /// client, then sequence). The default is for a store that does not
+    /// keep them: none.
+    fn load_http_queued(&self) -> Result<Vec<StoredHttpQueued>, Self::Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// A [`Store`] that keeps everything in memory: for `--in-memory`, tests,
@@ -389,6 +439,7 @@ pub struct MemoryStore {
     users: BTreeMap<String, Vec<u8>>,
     sessions: BTreeMap<Vec<u8>, Vec<u8>>,
     queued: BTreeMap<Vec<u8>, Vec<u8>>,
+    http_queued: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -427,6 +478,7 @@ impl Store for MemoryStore {
                     self.http_clients.retain(|key, _| !key.starts_with(&prefix));
                     self.sessions.retain(|key, _| !key.starts_with(&prefix));
                     self.queued.retain(|key, _| !key.starts_with(&prefix));
+                    self.http_queued.retain(|key, _| !key.starts_with(&prefix));
                 }
                 StoreOp::PutSession { namespace, client_id, record } => {
                     self.sessions.insert(session_key(namespace, client_id), record.encode());
@@ -443,6 +495,17 @@ impl Store for MemoryStore {
                 }
                 StoreOp::DeleteQueued { namespace, client_id, seq } => {
                     self.queued.remove(&queued_key(namespace, client_id, *seq));
+                }
+                StoreOp::PutHttpQueued { namespace, client, seq, message, subscribers } => {
+                    let record = encode_http_queued(message, subscribers);
+                    self.http_queued.insert(http_queued_key(namespace, client, *seq), record);
+                }
+                StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                    let range = http_queued_key(namespace, client, *from)..http_queued_key(namespace, client, *below);
+                    let doomed: Vec<Vec<u8>> = self.http_queued.range(range).map(|(key, _)| key.clone()).collect();
+                    for key in doomed {
+                        self.http_queued.remove(&key);
+                    }
                 }
             }
         }
@@ -487,6 +550,10 @@ impl Store for MemoryStore {
                 Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
             })
             .collect()
+    }
+
+    fn load_http_queued(&self) -> Result<Vec<StoredHttpQueued>, RecordError> {
+        self.http_queued.iter().map(|(key, record)| StoredHttpQueued::decode(key, record)).collect()
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use mio::{Poll, Waker};
 use tinymq_core::broker::{Broker as CoreBroker, Rules};
 use tinymq_core::durable::SessionFigures;
-use tinymq_core::store::{Store, StoreOp, StoredHttpClient, StoredQueued, StoredSession};
+use tinymq_core::store::{Store, StoreOp, StoredHttpClient, StoredHttpQueued, StoredQueued, StoredSession};
 use tinymq_core::{Delivery, ReasonCode};
 
 use crate::Error;
@@ -60,17 +60,23 @@ impl BrokerBuilder {
                 let sessions = store.load_sessions()?;
                 let queued = store.load_queued()?;
                 let path = store.path().to_owned();
+                let http = config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Https(_)));
+                // Their queues only with the clients (see below).
+                let http_queued = if http { store.load_http_queued()? } else { Vec::new() };
                 let writer = StoreWriter::spawn(store, config.durability).map_err(Error::EventLoop)?;
-                restore_sessions(&mut broker, sessions, queued, &writer);
-                if config.listeners.iter().any(|l| matches!(l, ListenAddr::Http(_) | ListenAddr::Https(_))) {
-                    restore_http_clients(&mut broker, clients, &writer, &path);
+                // The Moustique clients and their queues first: the wills
+                // the sessions' restore publishes are queued behind what
+                // the clients had.
+                if http {
+                    restore_http_clients(&mut broker, clients, http_queued, &writer, &path);
                 } else if !clients.is_empty() {
                     // Nobody could pick up, and nothing would expire them
                     // (expiry runs with the HTTP listener): their queues
-                    // would only fill. They stay stored for the next start
-                    // with HTTP.
+                    // would only fill. They stay stored, with what was
+                    // queued for them, for the next start with HTTP.
                     log::info!("{} stored HTTP clients not loaded: no HTTP listener", clients.len());
                 }
+                restore_sessions(&mut broker, sessions, queued, &writer);
                 Some(writer)
             }
         };
@@ -150,15 +156,17 @@ fn restore_sessions(
     }
 }
 
-/// Brings the stored Moustique clients back, subscribed, with empty queues.
-/// Their timeouts count from now: the time the broker was down is not time
-/// a client was silent, and one that is really gone is dropped a timeout
-/// after the start. Clients beyond the registry's limit (lowered since they
-/// were stored) are not restored and their records are deleted, so the
-/// store says what the broker holds.
+/// Brings the stored Moustique clients back, subscribed, with what was
+/// queued for their PICKUP, in order. Their timeouts count from now: the
+/// time the broker was down is not time a client was silent, and one that
+/// is really gone is dropped a timeout after the start. Clients beyond the
+/// registry's limit (lowered since they were stored) are not restored and
+/// their records and queues are deleted, as is what queue bounds lowered
+/// since drop, so the store says what the broker holds.
 fn restore_http_clients(
     broker: &mut CoreBroker<Sink>,
     clients: Vec<StoredHttpClient>,
+    queued: Vec<StoredHttpQueued>,
     writer: &StoreWriter,
     path: &Path,
 ) {
@@ -174,7 +182,17 @@ fn restore_http_clients(
             let _ = writer.submit(StoreOp::DeleteHttpClient { namespace, client: name });
         }
     }
-    log::info!("loaded {restored} HTTP clients with {subscriptions} subscriptions from {}", path.display());
+    let (stored, messages) = (queued.len(), broker.restore_http_queued(queued));
+    while let Some(op) = broker.poll_store_op() {
+        let _ = writer.submit(op);
+    }
+    log::info!(
+        "loaded {restored} HTTP clients with {subscriptions} subscriptions and {messages} queued messages from {}",
+        path.display()
+    );
+    if messages < stored {
+        log::warn!("{} stored messages queued for HTTP clients that were not restored were dropped", stored - messages);
+    }
     if refused > 0 {
         log::warn!(
             "{refused} stored HTTP clients over the limit of {} were dropped",
@@ -410,7 +428,7 @@ impl BrokerStats {
     fn read(shared: &Shared) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &shared.stats;
-        let store = shared.store.as_ref().map(crate::writer::StoreWriter::figures).unwrap_or_default();
+        let store = shared.store.as_ref().map(|store| store.figures()).unwrap_or_default();
         let broker = shared.broker.read();
         let router = broker.router();
         BrokerStats {
@@ -429,7 +447,7 @@ impl BrokerStats {
             subscribers: router.subscriber_count() as u64,
             subscriptions: router.subscription_count() as u64,
             values: router.value_count() as u64,
-            store_writes: s.store_writes.load(Relaxed),
+            store_writes: s.store_writes.load(Relaxed) + shared.broker.writes(),
             store_committed_writes: store.committed,
             store_commits: store.commits,
             store_failed_commits: store.failed_commits,

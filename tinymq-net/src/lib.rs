@@ -59,7 +59,8 @@
 //! # Storage and users
 //!
 //! [`BrokerBuilder::data_dir`] keeps stored values, Moustique HTTP clients
-//! and users in a redb database ([`RedbStore`], the file
+//! with what is queued for their PICKUP, persistent sessions and users in
+//! a redb database ([`RedbStore`], the file
 //! [`DATABASE_FILE`]); [`Durability`] says when a write is durable.
 //! [`new_user`] makes a user record (salted PBKDF2) for
 //! [`BrokerBuilder::user`] or for the store. redb asserts on some damaged

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tinymq_core::auth::{AuthError, Identity, Throttled};
 use tinymq_core::broker::{Broker, BrokerEvent, Routed, StoreAcks};
 use tinymq_core::durable::SessionId;
@@ -321,10 +321,10 @@ pub(crate) struct Shared {
     /// The core's broker: the router, the Moustique clients' queues, the
     /// peers' budgets and every rule. Live publishes only read it, so the
     /// loops route them side by side; everything else writes.
-    pub(crate) broker: RwLock<Broker<Sink>>,
+    pub(crate) broker: BrokerLock,
     pub(crate) started: Instant,
     /// The store's writer thread; `None` for an in-memory broker.
-    pub(crate) store: Option<StoreWriter>,
+    pub(crate) store: Option<Arc<StoreWriter>>,
     /// The users, and the threads that check their passwords.
     pub(crate) auth: Authenticator,
     pub(crate) loops: Vec<LoopHandle>,
@@ -338,6 +338,81 @@ pub(crate) struct Shared {
     shutting_down: AtomicBool,
 }
 
+/// The core broker behind its read-write lock, with the store's writer.
+///
+/// A write guard hands the broker's own store writes (the Moustique
+/// queues' puts and deletes, the sessions' writes;
+/// [`Broker::poll_store_op`]) to the writer before it lets the broker go:
+/// every call that may publish, pick up or expire changes the queues, and
+/// none can forget to drain them, and they reach the writer in the order
+/// the broker made them (a PICKUP's delete after the puts it covers). A
+/// caller that needs the ticket of those writes (an answer held for the
+/// commit) drains them itself first, under the same guard.
+pub(crate) struct BrokerLock {
+    lock: RwLock<Broker<Sink>>,
+    store: Option<Arc<StoreWriter>>,
+    /// Writes the guards handed to the store.
+    writes: AtomicU64,
+}
+
+impl BrokerLock {
+    /// The broker, to read (live routing, figures).
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Broker<Sink>> {
+        self.lock.read()
+    }
+
+    /// The broker, to change; see the type's docs.
+    pub(crate) fn write(&self) -> BrokerGuard<'_> {
+        BrokerGuard { broker: self.lock.write(), lock: self }
+    }
+
+    /// Writes the guards handed to the store so far.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// The broker borrowed to change it, from [`BrokerLock::write`].
+pub(crate) struct BrokerGuard<'a> {
+    broker: RwLockWriteGuard<'a, Broker<Sink>>,
+    lock: &'a BrokerLock,
+}
+
+impl std::ops::Deref for BrokerGuard<'_> {
+    type Target = Broker<Sink>;
+
+    fn deref(&self) -> &Broker<Sink> {
+        &self.broker
+    }
+}
+
+impl std::ops::DerefMut for BrokerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Broker<Sink> {
+        &mut self.broker
+    }
+}
+
+impl BrokerGuard<'_> {
+    /// Hands the broker's own store writes made so far to the writer; the
+    /// ticket that covers them, if there were any.
+    pub(crate) fn submit_store_ops(&mut self) -> Option<Ticket> {
+        let store = self.lock.store.as_ref()?;
+        let mut written = 0;
+        let broker = &mut self.broker;
+        let ticket = store.submit_all(std::iter::from_fn(|| broker.poll_store_op()).inspect(|_| written += 1));
+        if written > 0 {
+            self.lock.writes.fetch_add(written, Ordering::Relaxed);
+        }
+        ticket
+    }
+}
+
+impl Drop for BrokerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.submit_store_ops();
+    }
+}
+
 impl Shared {
     pub(crate) fn new(
         config: BrokerConfig,
@@ -346,10 +421,11 @@ impl Shared {
         auth: Authenticator,
         loops: Vec<LoopHandle>,
     ) -> Self {
+        let store = store.map(Arc::new);
         Shared {
             bridges: config.bridges.iter().map(BridgeStats::new).collect(),
             config,
-            broker: RwLock::new(broker),
+            broker: BrokerLock { lock: RwLock::new(broker), store: store.clone(), writes: AtomicU64::new(0) },
             started: Instant::now(),
             store,
             auth,
@@ -434,7 +510,7 @@ impl Shared {
     pub(crate) fn shell_figures(&self) -> Figures {
         let s = &self.stats;
         let (rss_bytes, threads) = process_figures();
-        let store = self.store.as_ref().map(StoreWriter::figures).unwrap_or_default();
+        let store = self.store.as_ref().map(|store| store.figures()).unwrap_or_default();
         Figures {
             connections: Transport::ALL
                 .iter()
@@ -456,7 +532,7 @@ impl Shared {
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
             slow_consumer_drops: s.slow_consumer_drops.load(Ordering::Relaxed),
             local_queue_drops: s.local_queue_drops.load(Ordering::Relaxed),
-            store_writes: s.store_writes.load(Ordering::Relaxed),
+            store_writes: s.store_writes.load(Ordering::Relaxed) + self.broker.writes(),
             store_committed_writes: store.committed,
             store_records_written: store.records_written,
             store_commits: store.commits,

@@ -3,8 +3,8 @@
 //! Writes reach it through the writer thread ([`crate::writer`]), which
 //! groups them into one transaction per commit.
 //!
-//! Stored values and Moustique HTTP clients (with their filters) go
-//! through it. Users live in a table of their own, written by `tinymq user`
+//! Stored values, Moustique HTTP clients (with their filters) and the
+//! messages queued for their PICKUP ([`http_queued`]) go through it. Users live in a table of their own, written by `tinymq user`
 //! while no broker runs and read once at start.
 //!
 //! # Failures
@@ -16,6 +16,8 @@
 //! fails drops the database, and the next one reopens it (redb refuses all
 //! work after an I/O error until it is reopened).
 
+mod http_queued;
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
 use tinymq_core::store::{SessionRecord, StoredQueued, StoredSession, queued_key, session_key, split_queued_key};
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
-use tinymq_core::store::{StoredHttpClient, encode_http_client, http_client_key};
+use tinymq_core::store::{StoredHttpClient, StoredHttpQueued, encode_http_client, http_client_key};
 
 /// Stored values (retained messages and PUTVAL values), by
 /// `namespace 0x00 topic`.
@@ -42,6 +44,8 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 /// QoS 1 messages queued for sessions, by `namespace 0x00 client_id 0x00
 /// seq` ([`queued_key`]).
 const QUEUED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queued");
+
+use self::http_queued::{HTTP_QUEUED, QueueWriter};
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "tinymq.redb";
@@ -162,6 +166,8 @@ impl RedbStore {
         {
             let mut values = txn.open_table(VALUES).map_err(|e| self.io(e))?;
             let mut http_clients = txn.open_table(HTTP_CLIENTS).map_err(|e| self.io(e))?;
+            let mut http_queued = txn.open_table(HTTP_QUEUED).map_err(|e| self.io(e))?;
+            let mut queue_writer = QueueWriter::default();
             for op in ops {
                 match op {
                     StoreOp::PutValue { namespace, message } => {
@@ -194,6 +200,7 @@ impl RedbStore {
                         sessions.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
                         let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
                         queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
+                        http_queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
                     }
                     StoreOp::PutSession { namespace, client_id, record } => {
                         let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
@@ -228,6 +235,9 @@ impl RedbStore {
                             .map_err(|e| self.io(e))?
                             .remove(key.as_slice())
                             .map_err(|e| self.io(e))?;
+                    }
+                    StoreOp::PutHttpQueued { .. } | StoreOp::DeleteHttpQueued { .. } => {
+                        queue_writer.write(&mut http_queued, op).map_err(|e| self.io(e))?;
                     }
                 }
             }
@@ -336,6 +346,13 @@ impl Store for RedbStore {
             let (namespace, client_id) = split_value_key(key).map_err(record_error)?;
             let record = SessionRecord::decode(record).map_err(record_error)?;
             Ok(StoredSession { namespace: namespace.to_owned(), client_id: client_id.to_owned(), record })
+        })
+    }
+
+    fn load_http_queued(&self) -> Result<Vec<StoredHttpQueued>, StoreError> {
+        self.load_table(HTTP_QUEUED, |key, record| {
+            StoredHttpQueued::decode(key, record)
+                .map_err(|source| StoreError::Record { path: self.path.clone(), source })
         })
     }
 

@@ -11,8 +11,8 @@
 //! [`StoreWriter::failing`] until a commit succeeds again. A panic inside a
 //! commit fails that commit, not the thread.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+mod pending;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tinymq_core::metrics::DurationHistogram;
-use tinymq_core::store::{Store, StoreOp, StoreTable};
+use tinymq_core::store::{Store, StoreOp};
 
+use self::pending::Pending;
 use crate::store::{one_line, panic_text};
 
 /// The first retry of a failed commit waits this long; each further
@@ -49,96 +50,6 @@ pub struct Ticket(u64);
 /// Called once a write is committed, or with the error of the commit that
 /// failed.
 type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// Writes waiting for the next commit, at most one per record: a write to
-/// a record already queued replaces it where it stands.
-///
-/// A queued QoS 1 message acknowledged before the commit that would have
-/// stored it (its `DeleteQueued` replacing its `PutQueued` here) leaves
-/// nothing to write: both go. Its record cannot be in the store already
-/// (a session's sequence numbers are not reused until `DeleteSession`,
-/// which is never replaced across), so the store ends as if both were
-/// committed. With a subscriber that keeps up, that is most messages.
-#[derive(Default)]
-struct Pending {
-    /// `None`: a write cancelled by a later one, still holding its ticket's
-    /// place (the tickets up to it commit with the next commit, even one
-    /// with nothing left to write).
-    ops: Vec<Option<StoreOp>>,
-    /// Where each queued record's operation is in `ops`. Holds only
-    /// operations queued after the last one without a single record, so
-    /// nothing is replaced across it.
-    slots: HashMap<(StoreTable, Vec<u8>), usize>,
-    /// Writes in `ops` not cancelled.
-    live: usize,
-}
-
-impl Pending {
-    /// Queues `op`; true if it replaced (or cancelled) a queued write to
-    /// its record.
-    fn push(&mut self, op: StoreOp) -> bool {
-        match op.record() {
-            Some(record) => match self.slots.entry(record) {
-                Entry::Occupied(slot) => {
-                    let at = *slot.get();
-                    let queued = &mut self.ops[at];
-                    if matches!(op, StoreOp::DeleteQueued { .. }) && matches!(queued, Some(StoreOp::PutQueued { .. })) {
-                        *queued = None;
-                        slot.remove();
-                        self.live -= 1;
-                    } else {
-                        self.live += usize::from(queued.is_none());
-                        *queued = Some(op);
-                    }
-                    true
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(self.ops.len());
-                    self.ops.push(Some(op));
-                    self.live += 1;
-                    false
-                }
-            },
-            None => {
-                self.slots.clear();
-                self.ops.push(Some(op));
-                self.live += 1;
-                false
-            }
-        }
-    }
-
-    /// Writes queued, those cancelled not counted.
-    fn len(&self) -> usize {
-        self.live
-    }
-
-    /// Whether nothing waits for a commit (not even a cancelled write's
-    /// ticket).
-    fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Moves everything queued into `batch` (which must be empty); it may
-    /// be empty if every write was cancelled.
-    fn take(&mut self, batch: &mut Vec<StoreOp>) {
-        debug_assert!(batch.is_empty());
-        batch.extend(self.ops.drain(..).flatten());
-        self.slots.clear();
-        self.live = 0;
-    }
-
-    /// Puts a failed batch back in front of what was queued since: the
-    /// newer writes still replace the older ones.
-    fn requeue(&mut self, batch: &mut Vec<StoreOp>) {
-        let newer = std::mem::take(&mut self.ops);
-        self.slots.clear();
-        self.live = 0;
-        for op in batch.drain(..).chain(newer.into_iter().flatten()) {
-            self.push(op);
-        }
-    }
-}
 
 #[derive(Default)]
 struct Queue {
@@ -272,6 +183,29 @@ impl StoreWriter {
             self.shared.work.notify_one();
         }
         ticket
+    }
+
+    /// Queues writes in order, taking the queue's lock once for them all
+    /// (a publish to many Moustique clients makes many); the ticket of the
+    /// last, which covers them all, if there was any.
+    pub fn submit_all(&self, ops: impl IntoIterator<Item = StoreOp>) -> Option<Ticket> {
+        let mut ops = ops.into_iter().peekable();
+        ops.peek()?;
+        let mut queue = self.shared.queue.lock();
+        let was_empty = queue.pending.is_empty();
+        if was_empty {
+            queue.oldest = Some(Instant::now());
+        }
+        for op in ops {
+            queue.pending.push(op);
+            queue.submitted += 1;
+        }
+        let ticket = Ticket(queue.submitted);
+        drop(queue);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+        Some(ticket)
     }
 
     /// Waits until `ticket`'s write is committed; the error of the commit

@@ -23,6 +23,7 @@ mod hostile_http;
 mod http_durability;
 mod http_limits;
 mod http_moustique;
+mod http_pickup_durable;
 mod http_plain;
 mod keepalive;
 mod local_qos;

@@ -342,10 +342,16 @@ impl<S: Clone + SinkKind> Broker<S> {
         expired.len()
     }
 
-    /// The next session write for the store, oldest first: drain it after
-    /// every session call, under the same borrow, into the store's writer.
+    /// The next session or Moustique-queue write for the store, oldest
+    /// first (each kind in the order made; they touch different tables):
+    /// drain it after every call that may publish, pick up or expire,
+    /// under the same borrow, into the store's writer.
     pub fn poll_store_op(&mut self) -> Option<StoreOp> {
-        self.sessions.poll_store_op()
+        if let Some(op) = self.sessions.poll_store_op() {
+            return Some(op);
+        }
+        let router = &self.router;
+        self.http.clients.poll_store_op(|namespace| router.namespace_name(namespace).clone())
     }
 
     /// The connection of the session a router sink names, for a QoS 0

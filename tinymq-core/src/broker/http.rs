@@ -126,4 +126,17 @@ impl<S: Clone + SinkKind> Broker<S> {
             (StoreAcks::Batched | StoreAcks::None, _) => WriteAnswer::Now,
         }
     }
+
+    /// When the reply to a PICKUP that took `picked_up` messages (and so
+    /// deleted them from the store) goes out: after the delete's commit
+    /// under [`StoreAcks::Immediate`], so a message answered is never
+    /// handed out again after a crash; now otherwise. Its reply goes out
+    /// whatever the commit did: the messages have left the queue, and a
+    /// delete that failed only means they may come again after a restart.
+    pub fn answer_pickup(&self, picked_up: usize) -> WriteAnswer {
+        match self.rules.store {
+            StoreAcks::Immediate if picked_up > 0 => WriteAnswer::AfterCommit,
+            _ => WriteAnswer::Now,
+        }
+    }
 }

@@ -16,7 +16,7 @@
 //! | a session has QoS 1 messages to send | [`Broker::transmit`] | the Publishes, on its connection |
 //! | a session's connection ends | [`Broker::close_session`] | [`Routed`]: the will, if lost |
 //! | sessions expire; the store loaded some | [`Broker::handle_session_timeout`], [`Broker::restore_sessions`] | |
-//! | after each session call | [`Broker::poll_store_op`] | the sessions' store writes, in order |
+//! | after each session call, publish, PICKUP or expiry | [`Broker::poll_store_op`] | the sessions' and the Moustique queues' store writes, in order |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
 //! | an in-process client's durable session | [`Broker::open_local_session`], [`Broker::subscribe_local_session`], [`Broker::publish_local`] (QoS 1), [`Broker::local_transmit`], [`Broker::local_ack`], [`Broker::close_local_session`] | [`LocalSession`], [`Routed`] |
 //! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`SessionConnect`]: CONNACK or its refusal, a takeover, a kept session's hold |
@@ -25,7 +25,7 @@
 //! | any other MQTT request; a live MQTT publish | [`Broker::handle_mqtt_request`]; [`Broker::route_mqtt_live`] | [`Effects`] |
 //! | an MQTT client gone without DISCONNECT | [`Broker::publish_mqtt_will`] | [`Effects`] |
 //! | an HTTP request | [`Broker::handle_http`] | [`HttpEffects`](crate::http::service::HttpEffects): the reply, receivers, store writes |
-//! | an HTTP write's answer | [`Broker::answer_write`], [`commit_answer`] | now, after the commit, or 503 |
+//! | an HTTP write's answer; a PICKUP's | [`Broker::answer_write`], [`commit_answer`]; [`Broker::answer_pickup`] | now, after the commit, or 503 |
 //! | an in-process client | [`Broker::register`], [`Broker::subscribe`], [`Broker::publish`] | receivers, a takeover, a store write |
 //! | a connection closes | [`Broker::release`] | |
 //! | time passes | [`Broker::handle_timeout`] | store deletes of expired Moustique clients |
@@ -75,7 +75,7 @@ pub use crate::publish::Published;
 use crate::publish::publish as publish_rule;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
 use crate::session::{Request, Session};
-use crate::store::{StoreOp, StoredHttpClient};
+use crate::store::{StoreOp, StoredHttpClient, StoredHttpQueued};
 use crate::topic::{Filter, TopicName};
 
 /// The broker's settings: who is let in, and what HTTP and the store
@@ -138,9 +138,13 @@ impl<S: Clone + SinkKind> Broker<S> {
     /// An empty broker, started at Unix second `started_unix` (for the
     /// HTTP figures' uptime).
     pub fn new(rules: Rules, started_unix: u64) -> Self {
+        let mut http = HttpState::new(&rules.http, started_unix);
+        if rules.store != StoreAcks::None {
+            http.clients.keep_store_writes();
+        }
         Broker {
             router: Router::new(),
-            http: HttpState::new(&rules.http, started_unix),
+            http,
             budgets: PeerBudgets::new(rules.budget),
             sessions: Sessions::new(rules.sessions),
             rules,
@@ -363,6 +367,20 @@ impl<S: Clone + SinkKind> Broker<S> {
     /// subscriptions; returns the deletes of their stored records.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<StoreOp> {
         service::expire_clients(&mut self.router, &mut self.http, now)
+    }
+
+    /// Puts the messages loaded from the store back in the Moustique
+    /// clients' queues, at start-up after [`Broker::restore_client`]:
+    /// `queued` in key order (by client, then sequence). Returns how many
+    /// were restored; the stored queues of clients not registered, and
+    /// what the queue bounds drop, are deleted ([`Broker::poll_store_op`]).
+    pub fn restore_http_queued(&mut self, queued: Vec<StoredHttpQueued>) -> usize {
+        let mut restored = 0;
+        for stored in queued {
+            let namespace = self.router.namespace(&stored.namespace);
+            restored += usize::from(self.http.clients.restore_queued(namespace, stored));
+        }
+        restored
     }
 
     /// Brings back a Moustique client loaded from the store, at start-up

@@ -6,6 +6,13 @@
 //! filters (PICKUP groups by them) and what CLIENTS shows. The router holds
 //! the client's subscriptions under a [`SubscriberId`] whose sink names the
 //! client's [`HttpClientId`].
+//!
+//! With a store ([`HttpClients::keep_store_writes`]), every change to a
+//! queue also yields its store write, drained with
+//! [`HttpClients::poll_store_op`] in the order made: a put per message
+//! queued (numbered per client), and one ranged delete for what a PICKUP
+//! handed out, what a full queue dropped, or the queue of a client that is
+//! dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -15,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::service::SinkKind;
 use crate::publish::Queues;
 use crate::router::{Delivery, NamespaceId, SubscriberId};
+use crate::store::{StoreOp, StoredHttpQueued};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
 /// Bounds on HTTP clients.
@@ -62,8 +70,11 @@ pub struct HttpClient {
     pub subscriber: SubscriberId,
     /// Its filters, in the order it subscribed.
     pub filters: Vec<Filter>,
-    queue: VecDeque<Queued>,
+    /// The queue, each message with its sequence number (its store key).
+    queue: VecDeque<(u64, Queued)>,
     queued_bytes: usize,
+    /// The sequence number of the next message queued.
+    next_seq: u64,
     /// Unix seconds of its first request.
     pub first_seen: u64,
     /// Unix seconds of its latest PICKUP or SUBSCRIBE.
@@ -96,6 +107,16 @@ pub struct HttpClients {
     registered: usize,
     dropped_total: u64,
     expired_total: u64,
+    /// The queues' store writes not yet drained; `None` without a store.
+    writes: Option<VecDeque<QueueWrite>>,
+}
+
+/// A change to a queue for the store, until [`HttpClients::poll_store_op`]
+/// names its namespace (the registry knows only the id).
+#[derive(Debug)]
+enum QueueWrite {
+    Put { namespace: NamespaceId, client: Arc<str>, seq: u64, queued: Queued },
+    Delete { namespace: NamespaceId, client: Arc<str>, from: u64, below: u64 },
 }
 
 /// A message in a client's queue, with the names of every client its
@@ -135,7 +156,41 @@ impl HttpClients {
             registered: 0,
             dropped_total: 0,
             expired_total: 0,
+            writes: None,
         }
+    }
+
+    /// From now on every change to a queue yields its store write, for
+    /// [`Self::poll_store_op`]: for a broker with a store, set before any
+    /// client registers.
+    pub fn keep_store_writes(&mut self) {
+        self.writes.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Whether store writes wait in [`Self::poll_store_op`].
+    pub fn has_store_ops(&self) -> bool {
+        self.writes.as_ref().is_some_and(|writes| !writes.is_empty())
+    }
+
+    /// The queues' next store write, oldest first; `namespace_name` names
+    /// a namespace (the router's
+    /// [`namespace_name`](crate::router::Router::namespace_name)). Drain it
+    /// after every change, under the same borrow, into the store's writer:
+    /// a PICKUP's delete must not reach the store before the puts it
+    /// covers.
+    pub fn poll_store_op(&mut self, namespace_name: impl Fn(NamespaceId) -> Arc<str>) -> Option<StoreOp> {
+        Some(match self.writes.as_mut()?.pop_front()? {
+            QueueWrite::Put { namespace, client, seq, queued } => StoreOp::PutHttpQueued {
+                namespace: namespace_name(namespace),
+                client,
+                seq,
+                message: queued.delivery.message().clone(),
+                subscribers: queued.subscribers,
+            },
+            QueueWrite::Delete { namespace, client, from, below } => {
+                StoreOp::DeleteHttpQueued { namespace: namespace_name(namespace), client, from, below }
+            }
+        })
     }
 
     /// The limits in force.
@@ -214,6 +269,7 @@ impl HttpClients {
             filters: Vec::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            next_seq: 0,
             first_seen: unix_time,
             latest_pickup: unix_time,
             last_seen: now,
@@ -290,34 +346,89 @@ impl HttpClients {
     /// Queues a message for the client, dropping its oldest message when
     /// the queue is full. False for a client that is gone.
     fn push(&mut self, id: HttpClientId, queued: &Queued) -> bool {
+        let Some(seq) = self.get(id).map(|client| client.next_seq) else { return false };
+        self.enqueue(id, seq, queued.clone(), true)
+    }
+
+    /// Queues `queued` as message `seq` of the client (`put`: with its
+    /// store write), dropping its oldest messages while the queue is full.
+    fn enqueue(&mut self, id: HttpClientId, seq: u64, queued: Queued, put: bool) -> bool {
         let HttpClientLimits { queue_size, queue_bytes, .. } = self.limits;
-        let Some(client) = self.get_mut(id) else { return false };
+        let HttpClients { slots, writes, dropped_total, .. } = self;
+        let Some(client) = slots.get_mut(id.index as usize).and_then(Option::as_mut) else { return false };
+        if client.generation != id.generation {
+            return false;
+        }
         let size = queued.delivery.message().payload.len();
-        let mut dropped = 0;
+        // The sequence numbers dropped, and how many.
+        let (mut dropped, mut count) = (None::<(u64, u64)>, 0);
         while !client.queue.is_empty()
             && (client.queue.len() >= queue_size.max(1) || client.queued_bytes + size > queue_bytes)
         {
-            if let Some(oldest) = client.queue.pop_front() {
-                client.queued_bytes -= oldest.delivery.message().payload.len();
-            }
-            dropped += 1;
+            let Some((oldest, message)) = client.queue.pop_front() else { break };
+            client.queued_bytes -= message.delivery.message().payload.len();
+            dropped = Some((dropped.map_or(oldest, |(from, _)| from), oldest + 1));
+            count += 1;
+        }
+        client.dropped += count;
+        *dropped_total += count;
+        if let (Some((from, below)), Some(writes)) = (dropped, writes.as_mut()) {
+            let (namespace, client) = (client.namespace, client.name.clone());
+            writes.push_back(QueueWrite::Delete { namespace, client, from, below });
         }
         client.queued_bytes += size;
-        client.queue.push_back(queued.clone());
-        client.dropped += dropped;
-        self.dropped_total += dropped;
+        client.next_seq = client.next_seq.max(seq + 1);
+        if put && let Some(writes) = writes {
+            writes.push_back(QueueWrite::Put {
+                namespace: client.namespace,
+                client: client.name.clone(),
+                seq,
+                queued: queued.clone(),
+            });
+        }
+        client.queue.push_back((seq, queued));
         true
+    }
+
+    /// Puts a message loaded from the store back in its client's queue
+    /// (loaded in key order: by client, then sequence), at start-up after
+    /// the clients are restored. The queue bounds apply: what they drop is
+    /// deleted from the store. False for a client that is not registered:
+    /// its stored queue is deleted.
+    pub fn restore_queued(&mut self, namespace: NamespaceId, stored: StoredHttpQueued) -> bool {
+        let Some(id) = self.find(namespace, &stored.client) else {
+            if let Some(writes) = &mut self.writes {
+                let forgotten = matches!(writes.back(), Some(QueueWrite::Delete { namespace: n, client, below: u64::MAX, .. })
+                    if *n == namespace && **client == *stored.client);
+                if !forgotten {
+                    let client = stored.client.as_str().into();
+                    writes.push_back(QueueWrite::Delete { namespace, client, from: 0, below: u64::MAX });
+                }
+            }
+            return false;
+        };
+        let subscribers: Arc<[Arc<str>]> = stored.subscribers.into();
+        let queued = Queued { delivery: Delivery::new(stored.message), subscribers };
+        self.enqueue(id, stored.seq, queued, false)
     }
 
     /// Takes everything queued for the client, grouped under each of its
     /// filters that matches (a message under two matching filters appears
     /// under both), filters in subscription order.
     pub fn pickup(&mut self, id: HttpClientId) -> Pickup {
-        let Some(client) = self.get_mut(id) else { return Vec::new() };
+        let HttpClients { slots, writes, .. } = self;
+        let Some(client) = slots.get_mut(id.index as usize).and_then(Option::as_mut) else { return Vec::new() };
+        if client.generation != id.generation {
+            return Vec::new();
+        }
         let queue = std::mem::take(&mut client.queue);
         client.queued_bytes = 0;
+        if let (Some(writes), Some((from, _)), Some((last, _))) = (writes, queue.front(), queue.back()) {
+            let (namespace, client) = (client.namespace, client.name.clone());
+            writes.push_back(QueueWrite::Delete { namespace, client, from: *from, below: last + 1 });
+        }
         let mut groups: Pickup = client.filters.iter().map(|f| (f.clone(), Vec::new())).collect();
-        for queued in queue {
+        for (_, queued) in queue {
             let Ok(topic) = TopicName::new(&queued.delivery.message().topic, &TopicLimits::UNBOUNDED) else { continue };
             for (filter, messages) in &mut groups {
                 if filter.matches(topic) {
@@ -340,6 +451,12 @@ impl HttpClients {
         self.registered -= 1;
         self.generations[id.index as usize] = self.generations[id.index as usize].wrapping_add(1);
         self.free.push(id.index);
+        if let Some(writes) = &mut self.writes
+            && !client.queue.is_empty()
+        {
+            let (namespace, name) = (client.namespace, client.name.clone());
+            writes.push_back(QueueWrite::Delete { namespace, client: name, from: 0, below: u64::MAX });
+        }
         Some(client)
     }
 
@@ -466,6 +583,136 @@ mod tests {
         assert_eq!(clients.find(NamespaceId::PUBLIC, "busy"), Some(busy));
         assert_eq!(clients.push_to_all([idle].into_iter(), &delivery("t", "x")), 0, "a stale id is ignored");
         assert_eq!(clients.expired_total(), 1);
+    }
+
+    /// A registry that keeps store writes, with one client "c" under "#".
+    fn stored_registry(limits: HttpClientLimits) -> (HttpClients, HttpClientId, Instant) {
+        let (mut clients, mut router, now) = registry(limits);
+        clients.keep_store_writes();
+        let id = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id))
+            .unwrap();
+        clients.subscribe(id, filter("#"));
+        (clients, id, now)
+    }
+
+    /// The store writes waiting, each as (seq or range, payload or "delete").
+    fn drained(clients: &mut HttpClients) -> Vec<(String, String)> {
+        std::iter::from_fn(|| clients.poll_store_op(|_| "ns".into()))
+            .map(|op| match op {
+                StoreOp::PutHttpQueued { namespace, client, seq, message, subscribers } => {
+                    assert_eq!((&*namespace, &*client), ("ns", "c"));
+                    assert_eq!(subscribers.iter().map(|s| &**s).collect::<Vec<_>>(), ["c"]);
+                    (seq.to_string(), String::from_utf8_lossy(&message.payload).into_owned())
+                }
+                StoreOp::DeleteHttpQueued { namespace, client, from, below } => {
+                    assert_eq!((&*namespace, &*client), ("ns", "c"));
+                    (format!("{from}..{below}"), "delete".into())
+                }
+                op => panic!("unexpected {op:?}"),
+            })
+            .collect()
+    }
+
+    fn pair(a: &str, b: &str) -> (String, String) {
+        (a.into(), b.into())
+    }
+
+    #[test]
+    fn queueing_puts_each_message_and_pickup_deletes_them_in_one_range() {
+        let (mut clients, id, _) = stored_registry(HttpClientLimits::default());
+        for payload in ["a", "b", "c"] {
+            clients.push_to_all([id].into_iter(), &delivery("t", payload));
+        }
+        assert!(clients.has_store_ops());
+        assert_eq!(drained(&mut clients), [pair("0", "a"), pair("1", "b"), pair("2", "c")]);
+        assert!(!clients.has_store_ops());
+        assert_eq!(clients.pickup(id)[0].1.len(), 3);
+        assert_eq!(drained(&mut clients), [pair("0..3", "delete")], "one ranged delete");
+        assert!(clients.pickup(id).is_empty());
+        assert!(drained(&mut clients).is_empty(), "an empty pickup writes nothing");
+        clients.push_to_all([id].into_iter(), &delivery("t", "d"));
+        assert_eq!(drained(&mut clients), [pair("3", "d")], "numbers go on after a pickup");
+    }
+
+    #[test]
+    fn a_full_queue_deletes_what_it_drops() {
+        let limits = HttpClientLimits { queue_size: 2, ..Default::default() };
+        let (mut clients, id, _) = stored_registry(limits);
+        for payload in ["a", "b", "c"] {
+            clients.push_to_all([id].into_iter(), &delivery("t", payload));
+        }
+        assert_eq!(drained(&mut clients), [pair("0", "a"), pair("1", "b"), pair("0..1", "delete"), pair("2", "c")]);
+        // A message bigger than the byte bound drops everything before it.
+        let limits = HttpClientLimits { queue_bytes: 4, ..Default::default() };
+        let (mut clients, id, _) = stored_registry(limits);
+        for payload in ["ab", "cd", "efghij"] {
+            clients.push_to_all([id].into_iter(), &delivery("t", payload));
+        }
+        assert_eq!(
+            drained(&mut clients),
+            [pair("0", "ab"), pair("1", "cd"), pair("0..2", "delete"), pair("2", "efghij")]
+        );
+    }
+
+    #[test]
+    fn a_dropped_client_deletes_its_queue_and_an_empty_one_writes_nothing() {
+        let limits = HttpClientLimits { timeout: Duration::from_secs(10), ..Default::default() };
+        let (mut clients, id, start) = stored_registry(limits);
+        clients.push_to_all([id].into_iter(), &delivery("t", "a"));
+        let _ = drained(&mut clients);
+        assert_eq!(clients.expire(start + Duration::from_secs(10)).len(), 1);
+        assert_eq!(drained(&mut clients), [pair(&format!("0..{}", u64::MAX), "delete")]);
+        let (mut clients, id, start) = stored_registry(limits);
+        clients.push_to_all([id].into_iter(), &delivery("t", "a"));
+        let _ = clients.pickup(id);
+        let _ = drained(&mut clients);
+        assert_eq!(clients.expire(start + Duration::from_secs(10)).len(), 1);
+        assert!(drained(&mut clients).is_empty(), "nothing stored is left to delete");
+    }
+
+    #[test]
+    fn restored_messages_come_back_in_order_and_numbering_goes_on() {
+        let limits = HttpClientLimits { queue_size: 3, ..Default::default() };
+        let (mut clients, id, _) = stored_registry(limits);
+        let stored = |client: &str, seq: u64, payload: &str| StoredHttpQueued {
+            namespace: String::new(),
+            client: client.into(),
+            seq,
+            message: delivery("t", payload).message().clone(),
+            subscribers: vec!["c".into()],
+        };
+        // Four stored under a bound of three (lowered since): the oldest goes.
+        for (seq, payload) in [(5, "a"), (6, "b"), (8, "c"), (9, "d")] {
+            assert!(clients.restore_queued(NamespaceId::PUBLIC, stored("c", seq, payload)));
+        }
+        assert_eq!(drained(&mut clients), [pair("5..6", "delete")], "restoring puts nothing back");
+        // A client that was not restored: its queue is deleted, once.
+        assert!(!clients.restore_queued(NamespaceId::PUBLIC, stored("gone", 0, "x")));
+        assert!(!clients.restore_queued(NamespaceId::PUBLIC, stored("gone", 1, "y")));
+        let forgotten: Vec<StoreOp> = std::iter::from_fn(|| clients.poll_store_op(|_| "".into())).collect();
+        assert_eq!(
+            forgotten,
+            [StoreOp::DeleteHttpQueued { namespace: "".into(), client: "gone".into(), from: 0, below: u64::MAX }]
+        );
+        clients.push_to_all([id].into_iter(), &delivery("t", "e"));
+        assert_eq!(drained(&mut clients), [pair("6..7", "delete"), pair("10", "e")]);
+        let picked = clients.pickup(id);
+        let payloads: Vec<_> = picked[0].1.iter().map(|q| q.delivery.message().payload.to_vec()).collect();
+        assert_eq!(payloads, [b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+        assert_eq!(&*picked[0].1[0].subscribers, [Arc::<str>::from("c")], "as stored");
+        assert_eq!(drained(&mut clients), [pair("8..11", "delete")]);
+    }
+
+    #[test]
+    fn without_a_store_nothing_is_kept_for_it() {
+        let (mut clients, mut router, now) = registry(HttpClientLimits::default());
+        let id = clients
+            .register(NamespaceId::PUBLIC, "c", now, 0, None, |id| router.add_subscriber(NamespaceId::PUBLIC, id))
+            .unwrap();
+        clients.push_to_all([id].into_iter(), &delivery("t", "a"));
+        let _ = clients.pickup(id);
+        assert!(!clients.has_store_ops() && clients.poll_store_op(|_| "".into()).is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `service::status_page` | the HTML `/STATUS` page |
 //! | `service::prometheus` | the `/metrics` text |
 //! | [`clients`] | Moustique clients and their PICKUP queues |
+//! | [`queue_record`] | a queued message's stored record and key |
 //! | [`conn`] | one connection: framing, keep-alive, timeouts, event streams |
 //! | [`response`] | responses as bytes |
 //! | [`json`] | the message object |
@@ -25,6 +26,7 @@ pub mod clients;
 pub mod conn;
 pub mod encoding;
 pub mod json;
+pub mod queue_record;
 pub mod request;
 pub mod response;
 pub mod service;

@@ -129,6 +129,9 @@ pub struct HttpEffects<S> {
     /// A Moustique client was registered or took a new filter: its record,
     /// for the store. `None` for a SUBSCRIBE to a filter it held already.
     pub client_record: Option<StoreOp>,
+    /// Messages a PICKUP took from its client's queue (their store delete
+    /// is among the broker's store writes).
+    pub picked_up: usize,
     /// The caller's address had no budget left for a bad request: the
     /// reply is a 429, and the connection should close after it.
     pub throttled: bool,
@@ -143,6 +146,7 @@ impl<S> HttpEffects<S> {
             queued: 0,
             stored: None,
             client_record: None,
+            picked_up: 0,
             throttled: false,
         }
     }
@@ -340,6 +344,7 @@ pub(super) fn publish<S: Clone + SinkKind>(
         queued: published.queued,
         stored,
         client_record: None,
+        picked_up: 0,
         throttled: false,
     }
 }

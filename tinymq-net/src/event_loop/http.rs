@@ -159,10 +159,17 @@ impl EventLoop {
                 .as_ref()
                 .and_then(|(namespace, delivery)| shared.submit(StoreOp::of_value(namespace, delivery.message())));
             let client = effects.client_record.take().and_then(|op| shared.submit(op));
-            // Tickets commit in order: the later one covers both.
-            let ticket = value.max(client);
-            let failing = ticket.and(shared.store_failing());
-            let answer = broker.answer_write(effects.reply.status(), ticket.is_some(), failing.as_deref());
+            // The Moustique queues' writes: a publish's puts, a PICKUP's
+            // delete (the guard would hand them over too, without a ticket).
+            let queues = broker.submit_store_ops();
+            // Tickets commit in order: the latest covers them all.
+            let ticket = value.max(client).max(queues);
+            let answer = if effects.picked_up > 0 {
+                broker.answer_pickup(effects.picked_up)
+            } else {
+                let failing = ticket.and(shared.store_failing());
+                broker.answer_write(effects.reply.status(), ticket.is_some(), failing.as_deref())
+            };
             (effects, ticket, answer)
         };
         let mut deferred = false;
@@ -179,8 +186,11 @@ impl EventLoop {
                 deferred = true;
                 let notify = shared.clone();
                 let store = shared.store.as_ref().expect("a ticket comes from the store");
+                let pickup = effects.picked_up > 0;
                 store.on_commit(ticket, move |result| {
-                    let answer = result.map(|()| response);
+                    // A PICKUP's messages have left the queue: they go out
+                    // whatever the commit did (see `answer_pickup`).
+                    let answer = if pickup { Ok(response) } else { result.map(|()| response) };
                     notify.send(me.loop_index(), Control::Committed(me, answer).into());
                 });
             }

@@ -176,6 +176,7 @@ fn pickup<S>(state: &mut HttpState, namespace: NamespaceId, client: &str, contex
         return moustique(&resubscribe_document(unix), context);
     };
     state.clients.touch(id, context.now, unix, context.ip);
+    let picked_up = state.clients.get(id).map_or(0, |c| c.queued());
     let groups: BTreeMap<String, Vec<Value>> = state
         .clients
         .pickup(id)
@@ -188,7 +189,7 @@ fn pickup<S>(state: &mut HttpState, namespace: NamespaceId, client: &str, contex
             (filter.as_str().to_owned(), list)
         })
         .collect();
-    moustique(&groups, context)
+    HttpEffects { picked_up, ..moustique(&groups, context) }
 }
 
 /// Moustique `/PUTVAL`: store without publishing (an empty value deletes).
