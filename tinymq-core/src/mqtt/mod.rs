@@ -94,6 +94,7 @@
 pub mod broker;
 mod client;
 mod client_options;
+mod client_qos;
 mod decode;
 mod encode;
 mod packet;
@@ -104,6 +105,7 @@ mod tests;
 
 pub use client::{ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError};
 pub use client_options::{MqttClientConfig, MqttLevel, MqttVersion};
+pub use client_qos::AckTicket;
 pub use decode::{ConnectError, DecodeError, Decoded, Decoder, MAX_REMAINING_LENGTH, Refusal};
 pub use encode::{encode, to_vec};
 pub use packet::{
