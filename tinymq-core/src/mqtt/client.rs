@@ -10,11 +10,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::client_options::{MqttClientConfig, MqttLevel, MqttVersion};
-use super::client_qos::{AckTicket, InFlight, Unacked};
 use super::decode::{DecodeError, Decoded, Decoder};
 use super::encode::encode;
 use super::packet::*;
 use crate::outbound::Outbound;
+
+#[path = "client_qos.rs"]
+mod qos;
+pub use qos::AckTicket;
+use qos::{InFlight, Unacked};
 
 /// The user property naming the broker a bridged message came from.
 pub const ORIGIN_PROPERTY: &str = "tinymq-origin";
@@ -341,11 +345,6 @@ impl MqttClient {
         &self.stats
     }
 
-    /// QoS 1 publishes sent and not yet acknowledged.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// The filters subscribed on every connection.
     pub fn filters(&self) -> &[String] {
         &self.filters
@@ -607,30 +606,6 @@ impl MqttClient {
         self.events.push_back(MqttEvent::Connected { server, level: self.level });
     }
 
-    /// Sends every publish still in flight again, with DUP, in the order
-    /// first sent: at QoS 1 a connection that ended took no PUBACK for
-    /// them. Bounded by the window, so queued past the outbound limit.
-    fn resend_in_flight(&mut self) {
-        let (version, v5) = (self.level.version(), self.level == MqttLevel::V5);
-        let properties = if v5 { self.properties.as_properties() } else { Properties::EMPTY };
-        let mut bytes = Vec::new();
-        for unacked in self.in_flight.iter() {
-            let publish = Publish {
-                dup: true,
-                qos: QoS::AtLeastOnce,
-                retain: unacked.retain && self.retain_available,
-                topic: &unacked.topic,
-                packet_id: Some(unacked.packet_id),
-                properties,
-                payload: &unacked.payload,
-            };
-            bytes.clear();
-            encode(&Packet::Publish(publish), version, &mut bytes);
-            self.outbound.push_final(&bytes);
-            self.stats.resent += 1;
-        }
-    }
-
     fn handle_publish(&mut self, publish: &Publish<'_>) {
         let mut ticket = None;
         if let Some(packet_id) = publish.packet_id {
@@ -727,22 +702,6 @@ impl MqttClient {
             self.filters.push(filter.to_owned());
         }
         Ok(())
-    }
-
-    /// Acknowledges a QoS 1 message received ([`MqttMessage::ack`]): its
-    /// PUBACK is queued, unless the connection it came on has ended.
-    pub fn ack(&mut self, ticket: AckTicket) {
-        let open = matches!(self.state, State::AwaitingSubAck { .. } | State::Connected { .. });
-        if open && ticket.connection == self.connection {
-            self.queue_puback(ticket.packet_id);
-        }
-    }
-
-    fn queue_puback(&mut self, packet_id: u16) {
-        let ack = Ack { packet_id, reason: 0, properties: Properties::EMPTY };
-        let mut bytes = Vec::new();
-        encode(&Packet::PubAck(ack), self.level.version(), &mut bytes);
-        self.outbound.push_final(&bytes);
     }
 
     /// Queues a PUBLISH at the configured QoS. Refused, with nothing

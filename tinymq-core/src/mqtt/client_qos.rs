@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 
+use super::{Ack, MqttClient, MqttLevel, Packet, Properties, Publish, QoS, State, encode};
+
 /// A publish sent at QoS 1 and not yet acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Unacked {
@@ -88,4 +90,51 @@ pub struct AckTicket {
     pub connection: u64,
     /// Its packet id on that connection.
     pub packet_id: u16,
+}
+
+impl MqttClient {
+    /// QoS 1 publishes sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Sends every publish still in flight again, with DUP, in the order
+    /// first sent: at QoS 1 a connection that ended took no PUBACK for
+    /// them. Bounded by the window, so queued past the outbound limit.
+    pub(super) fn resend_in_flight(&mut self) {
+        let (version, v5) = (self.level.version(), self.level == MqttLevel::V5);
+        let properties = if v5 { self.properties.as_properties() } else { Properties::EMPTY };
+        let mut bytes = Vec::new();
+        for unacked in self.in_flight.iter() {
+            let publish = Publish {
+                dup: true,
+                qos: QoS::AtLeastOnce,
+                retain: unacked.retain && self.retain_available,
+                topic: &unacked.topic,
+                packet_id: Some(unacked.packet_id),
+                properties,
+                payload: &unacked.payload,
+            };
+            bytes.clear();
+            encode(&Packet::Publish(publish), version, &mut bytes);
+            self.outbound.push_final(&bytes);
+            self.stats.resent += 1;
+        }
+    }
+
+    /// Acknowledges a QoS 1 message received ([`MqttMessage::ack`]): its
+    /// PUBACK is queued, unless the connection it came on has ended.
+    pub fn ack(&mut self, ticket: AckTicket) {
+        let open = matches!(self.state, State::AwaitingSubAck { .. } | State::Connected { .. });
+        if open && ticket.connection == self.connection {
+            self.queue_puback(ticket.packet_id);
+        }
+    }
+
+    pub(super) fn queue_puback(&mut self, packet_id: u16) {
+        let ack = Ack { packet_id, reason: 0, properties: Properties::EMPTY };
+        let mut bytes = Vec::new();
+        encode(&Packet::PubAck(ack), self.level.version(), &mut bytes);
+        self.outbound.push_final(&bytes);
+    }
 }

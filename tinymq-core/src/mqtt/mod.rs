@@ -94,7 +94,6 @@
 pub mod broker;
 mod client;
 mod client_options;
-mod client_qos;
 mod decode;
 mod encode;
 mod packet;
@@ -103,9 +102,10 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use client::{ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError};
+pub use client::{
+    AckTicket, ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError,
+};
 pub use client_options::{MqttClientConfig, MqttLevel, MqttVersion};
-pub use client_qos::AckTicket;
 pub use decode::{ConnectError, DecodeError, Decoded, Decoder, MAX_REMAINING_LENGTH, Refusal};
 pub use encode::{encode, to_vec};
 pub use packet::{
