@@ -27,13 +27,16 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
-use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, TopicLimits, TopicName};
+use tinymq_core::mqtt::AckTicket;
+use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, TopicLimits, TopicName};
 
 use super::EventLoop;
+use super::durable::submit_session_ops;
 use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
 use crate::flow::{self, READ_CHUNK};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
+use crate::writer::Ticket;
 
 #[path = "bridge_link.rs"]
 mod link;
@@ -70,6 +73,10 @@ pub(super) struct Bridge {
     connecting: bool,
     queue: VecDeque<Queued>,
     queue_limit: usize,
+    /// QoS 1 (MQTT): what does not fit the output buffer or the in-flight
+    /// window is held, not dropped, and messages taken in are routed to
+    /// durable sessions as QoS 1 and acknowledged once safe.
+    qos1: bool,
     /// Output was queued this turn: flush at its end.
     dirty: bool,
     /// Connections made: every one after the first is a reconnect.
@@ -78,8 +85,7 @@ pub(super) struct Bridge {
     server_said: Option<String>,
     /// Ciphertext read from a TLS socket, kept for the next read.
     cipher: Vec<u8>,
-    /// Its unsent output is over the pressure mark, counted in loop 0's
-    /// pressure: publishers feeding it are read slower, as for any
+    /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
 }
@@ -121,6 +127,7 @@ impl Bridge {
             connecting: false,
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
+            qos1: config.qos == 1,
             dirty: false,
             connects: 0,
             server_said: None,
@@ -131,6 +138,13 @@ impl Bridge {
 
     fn token(&self) -> Token {
         Token(BRIDGE_TOKEN_BASE + self.index)
+    }
+
+    /// Whether publishers feeding it must be slowed: its unsent output is
+    /// over the pressure mark, or (QoS 1, where the far side's PUBACKs set
+    /// the pace) what it holds is over half its bound.
+    fn behind(&self) -> bool {
+        flow::over_pressure_mark(self.client.outbound()) || (self.qos1 && self.queue.len() > self.queue_limit / 2)
     }
 
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
@@ -148,7 +162,10 @@ impl Bridge {
                     BridgeStats::add(&stats.messages_out, 1);
                     return true;
                 }
-                Err(Refused::NotConnected) => {}
+                // Held: not connected, a full QoS 1 window, or (at QoS 1)
+                // a full buffer.
+                Err(Refused::NotConnected | Refused::Window) => {}
+                Err(Refused::Full) if self.qos1 => {}
                 // Over the buffer (the far side is not reading fast
                 // enough), or never sendable: dropped and counted.
                 Err(Refused::Full) => {
@@ -177,7 +194,8 @@ impl Bridge {
         while let Some(queued) = self.queue.front() {
             match self.client.publish(&self.checked, &queued.subject, queued.retained, &queued.payload) {
                 Ok(()) => BridgeStats::add(&stats.messages_out, 1),
-                Err(Refused::NotConnected) => break,
+                // Wait for a PUBACK.
+                Err(Refused::NotConnected | Refused::Window) => break,
                 // Full: wait for the socket to take some, unless nothing
                 // is queued (then it can never fit).
                 Err(Refused::Full) if !self.client.outbound().is_empty() => break,
@@ -423,18 +441,47 @@ impl EventLoop {
     }
 
     /// Publishes a message from the far side here, to every receiver but
-    /// the bridge itself.
+    /// the bridge itself; a QoS 1 one is acknowledged once routed, or once
+    /// its writes are committed under `--durability immediate`. One this
+    /// broker does not take (too large, its own, outside the `in`
+    /// filters) is acknowledged too: sent again, it would be refused again.
     fn bridge_in(&mut self, index: usize, message: &Incoming, now: Instant) {
+        let commit = self.route_in(index, message, now);
+        let Some(ack) = message.ack else { return };
+        match commit {
+            Some(ticket) => {
+                let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, ack.connection, Transport::Tcp);
+                self.hold_ack(me, ack.packet_id, ticket);
+            }
+            None => self.bridges[index].client.ack(ack),
+        }
+        self.bridges[index].dirty = true;
+    }
+
+    /// A PUBACK held for the store's commit, for bridge `target`: its
+    /// serial is the connection the message came on.
+    pub(super) fn bridge_ack(&mut self, target: ConnRef, packet_id: u16) {
+        let Some(bridge) = self.bridges.get_mut(target.token() - BRIDGE_TOKEN_BASE) else { return };
+        bridge.client.ack(AckTicket { connection: target.serial, packet_id });
+        bridge.dirty = true;
+    }
+
+    /// [`EventLoop::bridge_in`]'s routing: the commit its acknowledgement
+    /// must wait for, if any.
+    fn route_in(&mut self, index: usize, message: &Incoming, now: Instant) -> Option<Ticket> {
         let limits = self.shared.config.session.topic_limits;
         let max_payload = self.shared.config.session.frame_limits.max_payload_len;
         let bridge = &self.bridges[index];
         if message.payload.len() > max_payload {
             BridgeStats::add(&self.shared.bridges[index].drops, 1);
-            return;
+            return None;
         }
-        let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
+        let (delivery, retained) = bridge.inbound(message, &limits, self.unix_now)?;
         let (me, namespace) = (bridge.me, bridge.namespace);
-        let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
+        let name = TopicName::new(&delivery.message().topic, &limits).ok()?;
+        if message.ack.is_some() {
+            return self.route_in_qos1(index, name, delivery.clone(), retained, now);
+        }
         let mut receivers = {
             let mut broker = self.shared.broker.write();
             let published = broker.publish(namespace, name, &delivery, retained);
@@ -453,6 +500,37 @@ impl EventLoop {
         if !receivers.is_empty() {
             self.dispatch(&delivery, &receivers, now);
         }
+        None
+    }
+
+    /// A QoS 1 message from the far side: routed by the session rules, so
+    /// a durable session's QoS 1 subscription queues it (and stores it)
+    /// as it would a client's QoS 1 publish.
+    fn route_in_qos1(
+        &mut self,
+        index: usize,
+        name: TopicName<'_>,
+        delivery: Arc<Delivery>,
+        retained: bool,
+        now: Instant,
+    ) -> Option<Ticket> {
+        let (me, namespace) = (self.bridges[index].me, self.bridges[index].namespace);
+        let shared = self.shared.clone();
+        let (mut routed, commit) = {
+            let mut broker = shared.broker.write();
+            let mut routed = broker.publish_qos(namespace, name, delivery, retained, Qos::AtLeastOnce);
+            let ticket = submit_session_ops(&shared, &mut broker, std::mem::take(&mut routed.store));
+            (routed, ticket.filter(|_| broker.acks_after_commit()))
+        };
+        // The loop stops here: what came from the bridge does not go back.
+        for (_, receivers) in &mut routed.deliveries {
+            receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
+        }
+        routed.deliveries.retain(|(_, receivers)| !receivers.is_empty());
+        BridgeStats::add(&shared.bridges[index].messages_in, 1);
+        self.counted.messages_in += 1;
+        self.carry_out(routed, now);
+        commit
     }
 
     /// A delivery for bridge `target`: out to the far side, marked
@@ -479,7 +557,7 @@ impl EventLoop {
             Mapping::Mqtt(prefix) => prefix.to_remote(topic),
         };
         let sent = bridge.send(subject, retained, payload, &self.shared.bridges[index]);
-        if !bridge.pressing && flow::over_pressure_mark(bridge.client.outbound()) {
+        if !bridge.pressing && bridge.behind() {
             bridge.pressing = true;
             self.shared.loops[self.index].press(true);
         }
@@ -545,7 +623,7 @@ impl EventLoop {
                     break;
                 }
             }
-            if bridge.pressing && !flow::over_pressure_mark(bridge.client.outbound()) {
+            if bridge.pressing && !bridge.behind() {
                 bridge.pressing = false;
                 self.shared.loops[self.index].press(false);
             }
@@ -559,13 +637,15 @@ impl EventLoop {
 }
 
 impl Drop for Bridge {
-    /// The broker stops: what the bridge still holds is lost (QoS 0, and
-    /// nothing is written to disk for it), and the log says how much.
+    /// The broker stops: what the bridge still holds is lost (at QoS 0
+    /// and 1 alike: nothing is written to disk for it), and the log says
+    /// how much.
     fn drop(&mut self) {
-        let (held, unsent) = (self.queue.len(), self.client.outbound().len());
-        if held > 0 || unsent > 0 {
+        let (held, unsent, in_flight) = (self.queue.len(), self.client.outbound().len(), self.client.in_flight());
+        if held > 0 || unsent > 0 || in_flight > 0 {
             log::warn!(
-                "bridge {} stops with {held} messages held for {} and {unsent} bytes unsent: they are lost",
+                "bridge {} stops with {held} messages held for {}, {in_flight} not acknowledged and {unsent} bytes \
+                 unsent: they are lost",
                 self.index,
                 self.client.server()
             );
