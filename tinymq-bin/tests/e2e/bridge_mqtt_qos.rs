@@ -2,9 +2,10 @@
 //! `mosquitto`: out, a mosquitto frozen (SIGSTOP) while the bridge sends,
 //! then killed with SIGKILL and restarted on its persistence file, and a
 //! persistent `mosquitto_sub -c -q 1` gets every message; in, tinymq
-//! killed with SIGKILL while `mosquitto_pub -q 1` publishes, and a durable
-//! QoS 1 session on the restarted tinymq gets every message. Duplicates
-//! (at-least-once resends) are counted, never a loss.
+//! killed with SIGKILL while `mosquitto_pub -q 1` publishes, and again
+//! while its bridge takes the messages in, and a durable QoS 1 session on
+//! the restarted tinymq gets every message. Duplicates (at-least-once
+//! resends) are counted, never a loss.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -100,13 +101,15 @@ fn qos_1_out_loses_nothing_when_mosquitto_is_killed_mid_stream_and_restarted() {
     eprintln!("{N} messages through a kill -9 of mosquitto: 0 lost, {duplicates} duplicates");
 }
 
-/// A tinymq on `address` with its store in `data` (commit before
-/// acknowledging), bridging `down/#` in at QoS 1 from `mosquitto`. A
-/// restart can meet the port briefly held: tried again until the deadline.
-fn bridged_in(address: SocketAddr, data: &ScratchDir, mosquitto: &Mosquitto) -> BrokerProcess {
-    let (dir, url) = (data.path().to_str().expect("a UTF-8 path"), mosquitto.url());
+/// A tinymq on `address` (and HTTP on `http`) with its store in `data`
+/// (commit before acknowledging), bridging `down/#` in at QoS 1 from
+/// `mosquitto`. A restart can meet the ports briefly held: tried again
+/// until the deadline.
+fn bridged_in(address: SocketAddr, http: SocketAddr, data: &ScratchDir, mosquitto: &Mosquitto) -> BrokerProcess {
+    let (dir, url, http) = (data.path().to_str().expect("a UTF-8 path"), mosquitto.url(), http.to_string());
     let flags = ["--data", dir, "--durability", "immediate", "--bridge", &url, "--bridge-in", "down/#"];
-    let flags = [&flags[..], &["--bridge-qos", "1", "--broker-id", "A", "--sys-interval", "0"]].concat();
+    let flags =
+        [&flags[..], &["--bridge-qos", "1", "--broker-id", "A", "--sys-interval", "0", "--http", &http]].concat();
     let deadline = Instant::now() + WAIT * 4;
     loop {
         match BrokerProcess::start_at(Endpoint::Tcp(address), &flags) {
@@ -127,13 +130,13 @@ fn keeper(address: SocketAddr) -> tinymq_net::Client {
 }
 
 #[test]
-fn qos_1_in_reaches_a_durable_session_through_a_kill_9_of_tinymq() {
-    const N: usize = 300;
+fn qos_1_in_reaches_a_durable_session_through_two_kill_9s_of_tinymq() {
+    const N: usize = 2000;
     let deadline = Instant::now() + RUN_DEADLINE;
     let mosquitto = Mosquitto::start();
     let data = ScratchDir::new();
-    let address = free_address();
-    let mut a = bridged_in(address, &data, &mosquitto);
+    let (address, http) = (free_address(), free_address());
+    let mut a = bridged_in(address, http, &data, &mosquitto);
     // A persistent QoS 1 session here, away from now on.
     let mut client = keeper(address);
     client.subscribe_qos1("down/#").expect("QoS 1 subscription");
@@ -151,13 +154,23 @@ fn qos_1_in_reaches_a_durable_session_through_a_kill_9_of_tinymq() {
         "the bridge's session on mosquitto is persistent (clean start off)"
     );
 
-    // tinymq is killed: the first half waits in the bridge's session on
-    // mosquitto; the second is published once it is back.
+    // tinymq is killed: the first three quarters wait in the bridge's
+    // session on mosquitto.
     a.kill();
     let numbers: Vec<String> = (0..N).map(|n| n.to_string()).collect();
-    mosquitto.publish_lines_with("down/n", &numbers[..N / 2], &["-q", "1"]);
-    let a = bridged_in(address, &data, &mosquitto);
-    mosquitto.publish_lines_with("down/n", &numbers[N / 2..], &["-q", "1"]);
+    mosquitto.publish_lines_with("down/n", &numbers[..N * 3 / 4], &["-q", "1"]);
+    // Back, it takes them in; killed again part way, with messages routed
+    // and not yet committed, committed and not yet acknowledged, and sent
+    // by mosquitto and not yet read.
+    let mut a = bridged_in(address, http, &data, &mosquitto);
+    let taken = eventually(RUN_DEADLINE, "some messages taken in", || {
+        let taken = figure(&bridge_stats(&a), "messages_in");
+        (taken >= (N / 5) as u64).then_some(taken)
+    });
+    a.kill();
+    eprintln!("killed tinymq with {taken} messages taken in");
+    let a = bridged_in(address, http, &data, &mosquitto);
+    mosquitto.publish_lines_with("down/n", &numbers[N * 3 / 4..], &["-q", "1"]);
 
     let mut client = keeper(address);
     assert!(client.session_present(), "the stored session was resumed");
@@ -185,5 +198,5 @@ fn qos_1_in_reaches_a_durable_session_through_a_kill_9_of_tinymq() {
         (acks >= N).then_some(())
     });
     drop(a);
-    eprintln!("{N} messages into a durable session through a kill -9 of tinymq: 0 lost, {duplicates} duplicates");
+    eprintln!("{N} messages into a durable session through two kill -9s of tinymq: 0 lost, {duplicates} duplicates");
 }
