@@ -28,12 +28,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
 use tinymq_core::mqtt::AckTicket;
-use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, TopicLimits, TopicName};
+use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
 
 use super::EventLoop;
 use super::durable::submit_session_ops;
 use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
-use crate::flow::{self, READ_CHUNK};
+use crate::flow::{self, READ_BUDGET, READ_CHUNK, STALL};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
 use crate::writer::Ticket;
@@ -85,6 +85,16 @@ pub(super) struct Bridge {
     server_said: Option<String>,
     /// Ciphertext read from a TLS socket, kept for the next read.
     cipher: Vec<u8>,
+    /// Its socket is read again then (not at a readiness event): it was
+    /// left with bytes unread because what it feeds is behind, or for the
+    /// others' turn.
+    read_at: Option<Instant>,
+    /// The loops its last chunk of messages from the far side went to.
+    fed_loops: u64,
+    /// What came in last: a stream on one subject (the common case) is
+    /// mapped, checked against the `in` filters and routed once, and its
+    /// topic and sender allocated once, not for every message.
+    last_in: LastIn,
     /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
@@ -132,6 +142,9 @@ impl Bridge {
             connects: 0,
             server_said: None,
             cipher: Vec::new(),
+            read_at: None,
+            fed_loops: 0,
+            last_in: LastIn::default(),
             pressing: false,
         })
     }
@@ -149,7 +162,10 @@ impl Bridge {
 
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.client.poll_timeout()
+        match (self.client.poll_timeout(), self.read_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Queues a message for the far side: sent now when connected (and
@@ -210,34 +226,65 @@ impl Bridge {
     /// The message as it is published here, or `None` (counted by the
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
-    fn inbound(&self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
+    fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
         let origin = message.origin.as_deref();
         if origin == Some(&*self.broker_id) {
             return None;
         }
-        let (topic, sender) = match &self.checked.mapping {
-            Mapping::Nats(mapping) => match mapping.subject_to_topic(&message.name, limits) {
-                Ok(topic) => (topic, NATS_SENDER),
-                Err(error) => {
-                    log::debug!("bridge {}: {error}", self.index);
-                    return None;
-                }
-            },
-            Mapping::Mqtt(prefix) => (prefix.to_local(&message.name)?.to_owned(), MQTT_SENDER),
-        };
-        let name = TopicName::new(&topic, limits).ok()?;
-        if !self.checked.inbound.iter().any(|filter| filter.matches(name)) {
-            return None;
+        if self.last_in.name != message.name || self.last_in.name.is_empty() {
+            let topic = self.topic_of(&message.name, limits);
+            self.last_in.name.clone_from(&message.name);
+            self.last_in.topic = topic;
         }
+        let topic = self.last_in.topic.clone()?;
+        let sender = match &self.checked.mapping {
+            Mapping::Nats(_) => NATS_SENDER,
+            Mapping::Mqtt(_) => MQTT_SENDER,
+        };
+        let from_name = origin.unwrap_or(sender);
+        let from = match &self.last_in.from {
+            Some(from) if **from == *from_name => from.clone(),
+            _ => self.last_in.from.insert(from_name.into()).clone(),
+        };
         let delivery = Delivery::new(Message {
-            topic: topic.as_str().into(),
+            topic,
             payload: message.payload.as_slice().into(),
-            from: origin.unwrap_or(sender).into(),
+            from,
             updated_time: unix_now,
             ip: None,
         });
         Some((delivery, message.retained))
     }
+
+    /// The topic here for the far side's `name`, if it maps to one that
+    /// an `in` filter matches.
+    fn topic_of(&self, name: &str, limits: &TopicLimits) -> Option<Arc<str>> {
+        let topic = match &self.checked.mapping {
+            Mapping::Nats(mapping) => match mapping.subject_to_topic(name, limits) {
+                Ok(topic) => topic,
+                Err(error) => {
+                    log::debug!("bridge {}: {error}", self.index);
+                    return None;
+                }
+            },
+            Mapping::Mqtt(prefix) => prefix.to_local(name)?.to_owned(),
+        };
+        let checked = TopicName::new(&topic, limits).ok()?;
+        self.checked.inbound.iter().any(|filter| filter.matches(checked)).then(|| topic.as_str().into())
+    }
+}
+
+/// The last far-side name taken in, as [`Bridge::inbound`] mapped it, and
+/// the last sender and route.
+#[derive(Default)]
+struct LastIn {
+    /// The far side's name and the topic here (`None`: not taken in).
+    name: String,
+    topic: Option<Arc<str>>,
+    from: Option<Arc<str>>,
+    routes: RouteCache<Sink>,
+    /// The receivers of a message being dispatched (kept for its capacity).
+    receivers: Vec<Sink>,
 }
 
 /// `host:port` as an address, resolved when it is not one already.
@@ -269,6 +316,11 @@ impl EventLoop {
             }
             if bridge.socket.is_none() {
                 self.dial(index, now);
+            } else if bridge.read_at.is_some_and(|at| at <= now) {
+                // Bytes left unread: read on (a client timer a little
+                // early is harmless: it checks its own times).
+                bridge.read_at = None;
+                self.bridge_read(index, now);
             } else if let Err(error) = bridge.client.handle_timeout(now) {
                 self.bridge_failed(index, &error.to_string(), now);
             } else {
@@ -303,6 +355,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(socket.tcp_mut());
         }
         bridge.connecting = false;
+        bridge.read_at = None;
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
             self.shared.loops[self.index].press(false);
@@ -364,13 +417,34 @@ impl EventLoop {
         self.bridge_events(index, now);
     }
 
+    /// Reads the socket until `WouldBlock`, publishing here chunk by chunk.
+    /// Inbound flow control: when what the last chunk fed (a loop with a
+    /// slow subscriber) is behind, the rest is left in the socket for a
+    /// [`STALL`], as a publisher feeding it is read, so TCP (and the far
+    /// side's own buffer) holds it rather than a subscriber here being
+    /// cut; and after [`READ_BUDGET`] chunks the loop's other connections
+    /// have their turn.
     fn bridge_read(&mut self, index: usize, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         if scratch.is_empty() {
             scratch = vec![0; READ_CHUNK];
         }
         let mut cipher = std::mem::take(&mut self.bridges[index].cipher);
+        let mut chunks = 0;
         let failure = loop {
+            if chunks > 0 {
+                let bridge = &self.bridges[index];
+                let behind = bridge.fed_loops != 0
+                    && flow::feeds_a_loop_behind(
+                        &self.shared,
+                        (0..self.shared.loops.len()).filter(|&i| bridge.fed_loops & flow::loop_bit(i) != 0),
+                    );
+                if behind || chunks == READ_BUDGET {
+                    self.bridges[index].read_at = Some(if behind { now + STALL } else { now });
+                    break None;
+                }
+            }
+            chunks += 1;
             let bridge = &mut self.bridges[index];
             let Some(socket) = bridge.socket.as_mut() else { break None };
             match socket.read(&mut scratch, &mut cipher) {
@@ -389,7 +463,9 @@ impl EventLoop {
                     }
                     // Published here chunk by chunk, so a burst from NATS
                     // is not all held as events first.
+                    self.fed_loops = 0;
                     self.bridge_events(index, now);
+                    self.bridges[index].fed_loops = std::mem::take(&mut self.fed_loops);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -471,16 +547,44 @@ impl EventLoop {
     fn route_in(&mut self, index: usize, message: &Incoming, now: Instant) -> Option<Ticket> {
         let limits = self.shared.config.session.topic_limits;
         let max_payload = self.shared.config.session.frame_limits.max_payload_len;
-        let bridge = &self.bridges[index];
+        let unix_now = self.unix_now;
+        let bridge = &mut self.bridges[index];
         if message.payload.len() > max_payload {
             BridgeStats::add(&self.shared.bridges[index].drops, 1);
             return None;
         }
-        let (delivery, retained) = bridge.inbound(message, &limits, self.unix_now)?;
+        let (delivery, retained) = bridge.inbound(message, &limits, unix_now)?;
         let (me, namespace) = (bridge.me, bridge.namespace);
         let name = TopicName::new(&delivery.message().topic, &limits).ok()?;
         if message.ack.is_some() {
             return self.route_in_qos1(index, name, delivery.clone(), retained, now);
+        }
+        if !retained {
+            // Changes nothing in the router: routed under the shared lock,
+            // from the cache while the subscriptions stay as they were.
+            let last = &mut self.bridges[index].last_in;
+            let mut receivers = std::mem::take(&mut last.receivers);
+            receivers.extend(
+                self.shared
+                    .broker
+                    .read()
+                    .route_live_in(&mut last.routes, namespace, name)
+                    .iter()
+                    .filter(
+                        // The loop stops here: what came from the bridge does
+                        // not go back.
+                        |sink| !matches!(sink, Sink::Conn(target) if *target == me),
+                    )
+                    .cloned(),
+            );
+            BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
+            self.counted.messages_in += 1;
+            if !receivers.is_empty() {
+                self.dispatch(&delivery, &receivers, now);
+            }
+            receivers.clear();
+            self.bridges[index].last_in.receivers = receivers;
+            return None;
         }
         let mut receivers = {
             let mut broker = self.shared.broker.write();
