@@ -95,6 +95,8 @@ pub(super) struct Bridge {
     /// mapped, checked against the `in` filters and routed once, and its
     /// topic and sender allocated once, not for every message.
     last_in: LastIn,
+    /// The last topic sent out, and its far-side name.
+    last_out: (String, String),
     /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
@@ -145,6 +147,7 @@ impl Bridge {
             read_at: None,
             fed_loops: 0,
             last_in: LastIn::default(),
+            last_out: (String::new(), String::new()),
             pressing: false,
         })
     }
@@ -170,9 +173,9 @@ impl Bridge {
 
     /// Queues a message for the far side: sent now when connected (and
     /// nothing older waits), else held up to the bound. `false`: dropped.
-    fn send(&mut self, subject: String, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
+    fn send(&mut self, subject: &str, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
         if self.queue.is_empty() {
-            match self.client.publish(&self.checked, &subject, retained, payload) {
+            match self.client.publish(&self.checked, subject, retained, payload) {
                 Ok(()) => {
                     self.dirty = true;
                     BridgeStats::add(&stats.messages_out, 1);
@@ -200,7 +203,7 @@ impl Bridge {
             BridgeStats::add(&stats.drops, 1);
             return false;
         }
-        self.queue.push_back(Queued { subject, retained, payload: payload.into() });
+        self.queue.push_back(Queued { subject: subject.to_owned(), retained, payload: payload.into() });
         stats.queued.store(self.queue.len() as u64, Ordering::Relaxed);
         true
     }
@@ -227,7 +230,7 @@ impl Bridge {
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
     fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
-        let origin = message.origin.as_deref();
+        let origin = message.origin();
         if origin == Some(&*self.broker_id) {
             return None;
         }
@@ -655,12 +658,17 @@ impl EventLoop {
     fn bridge_out(&mut self, target: ConnRef, topic: &str, payload: &[u8], retained: bool) {
         let index = target.token() - BRIDGE_TOKEN_BASE;
         let Some(bridge) = self.bridges.get_mut(index) else { return };
-        let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
-        let subject = match &bridge.checked.mapping {
-            Mapping::Nats(mapping) => mapping.topic_to_subject(name),
-            Mapping::Mqtt(prefix) => prefix.to_remote(topic),
-        };
-        let sent = bridge.send(subject, retained, payload, &self.shared.bridges[index]);
+        // A stream on one topic is mapped once.
+        let (last_topic, mut subject) = std::mem::take(&mut bridge.last_out);
+        if last_topic != topic || last_topic.is_empty() {
+            let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
+            subject = match &bridge.checked.mapping {
+                Mapping::Nats(mapping) => mapping.topic_to_subject(name),
+                Mapping::Mqtt(prefix) => prefix.to_remote(topic),
+            };
+        }
+        let sent = bridge.send(&subject, retained, payload, &self.shared.bridges[index]);
+        bridge.last_out = if last_topic == topic { (last_topic, subject) } else { (topic.to_owned(), subject) };
         if !bridge.pressing && bridge.behind() {
             bridge.pressing = true;
             self.shared.loops[self.index].press(true);

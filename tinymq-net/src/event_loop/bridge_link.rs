@@ -3,12 +3,13 @@
 //! socket it talks through, plain or TLS ([`LinkSocket`]).
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use tinymq_core::Outbound;
 use tinymq_core::mqtt::{self, AckTicket, MqttClient, MqttClientConfig, MqttEvent, QoS};
-use tinymq_core::nats::{self, Credentials as NatsCredentials, NatsClient, NatsConfig, NatsEvent};
+use tinymq_core::nats::{self, Credentials as NatsCredentials, Headers, NatsClient, NatsConfig, NatsEvent};
 
 use crate::bridge::{BridgeConfig, BridgeKind, Checked, Mapping};
 use crate::tls::{ClientTls, TlsStream};
@@ -19,10 +20,23 @@ pub(super) struct Incoming {
     pub(super) name: String,
     pub(super) payload: Vec<u8>,
     pub(super) retained: bool,
-    /// The broker it came from, if it says.
+    /// The broker it came from, if it says (MQTT).
     pub(super) origin: Option<String>,
+    /// Its headers (NATS), shared with the messages before it that had
+    /// the same: the origin is read from them, not copied.
+    pub(super) headers: Option<Arc<Headers>>,
     /// QoS 1 (MQTT): what acknowledges it, once it is safe here.
     pub(super) ack: Option<AckTicket>,
+}
+
+impl Incoming {
+    /// The broker it came from, if it says.
+    pub(super) fn origin(&self) -> Option<&str> {
+        match &self.headers {
+            Some(headers) => headers.origin(),
+            None => self.origin.as_deref(),
+        }
+    }
 }
 
 /// What a [`Link`] reports, in the protocol's place.
@@ -230,7 +244,8 @@ impl Link {
                     NatsEvent::Connected { server, .. } => LinkEvent::Connected(server),
                     NatsEvent::Message(message) => LinkEvent::Message(Incoming {
                         retained: message.headers.is_retained(),
-                        origin: message.headers.origin().map(str::to_owned),
+                        origin: None,
+                        headers: Some(message.headers),
                         name: message.subject,
                         payload: message.payload,
                         ack: None,
@@ -251,6 +266,7 @@ impl Link {
                     payload: message.payload,
                     retained: message.retain,
                     origin: message.origin,
+                    headers: None,
                     ack: message.ack,
                 }),
                 MqttEvent::SubscriptionRefused { filter, code } => {
