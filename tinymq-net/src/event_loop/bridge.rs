@@ -411,7 +411,10 @@ impl EventLoop {
                 }
             }
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        // A read put off (see `bridge_read`) waits for its time: new bytes
+        // arriving meanwhile do not cut the stall short.
+        let deferred = self.bridges[index].read_at.is_some();
+        if (event.is_readable() || event.is_read_closed() || event.is_error()) && !deferred {
             self.bridge_read(index, now);
         }
         if let Some(bridge) = self.bridges.get_mut(index) {
