@@ -4,7 +4,9 @@
 # --protocol mqtt: MQTT 3.1.1, QoS 0), interleaved, then p50/p99 at 10k
 # msg/s for both and each broker's bridge figures. Loopback only, ports
 # 24501-24602. COUNT=200000 messages per run; RATE=N to publish at N msg/s
-# rather than as fast as possible. Needs mosquitto.
+# rather than as fast as possible; QOS=1 bridges at QoS 1 both ways
+# (--bridge-qos 1: each message kept until mosquitto's PUBACK, and taken
+# in at QoS 1). Needs mosquitto.
 set -u
 MQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 cd "$(dirname "$0")/.."
@@ -15,8 +17,9 @@ printf 'listener 24501 127.0.0.1\nallow_anonymous true\npersistence false\nmax_q
 $MQ -c $D/mosquitto.conf > $D/mosquitto.log 2>&1 &
 sleep 0.5
 MQTT=mqtt://127.0.0.1:24501
-$BIN broker --in-memory --http 127.0.0.1:24601 --sys-interval 0 --address 127.0.0.1:24511 --broker-id A --bridge $MQTT --bridge-out 'bench/#' > $D/a.log 2>&1 &
-$BIN broker --in-memory --http 127.0.0.1:24602 --sys-interval 0 --address 127.0.0.1:24512 --broker-id B --bridge $MQTT --bridge-in 'bench/#' > $D/b.log 2>&1 &
+QOS_FLAGS=${QOS:+--bridge-qos $QOS}
+$BIN broker --in-memory --http 127.0.0.1:24601 --sys-interval 0 --address 127.0.0.1:24511 --broker-id A --bridge $MQTT --bridge-out 'bench/#' $QOS_FLAGS > $D/a.log 2>&1 &
+$BIN broker --in-memory --http 127.0.0.1:24602 --sys-interval 0 --address 127.0.0.1:24512 --broker-id B --bridge $MQTT --bridge-in 'bench/#' $QOS_FLAGS > $D/b.log 2>&1 &
 sleep 1.5
 for round in 1 2 3; do
   echo "round $round mosquitto alone: $($BIN bench --protocol mqtt --topic other/a --address 127.0.0.1:24501 --count ${COUNT:-200000} ${RATE:+--rate $RATE} 2>&1 | grep -E '^delivered|error' )"

@@ -76,6 +76,9 @@ Options:
   --bridge-ca FILE          PEM CA the far side's TLS certificate must be issued by (needed with
                             tls:// and mqtts://)
   --bridge-namespace USER   bridge USER's namespace instead of the public one
+  --bridge-qos 0|1          MQTT bridges: QoS of every message bridged, both ways; 1 keeps each until
+                            the far side acknowledges it, over a persistent session named after
+                            --broker-id (then required) [default: 0]
   --broker-id ID            this broker's id in the bridge's origin header (NATS) or user property
                             (MQTT 5); brokers bridging the same subjects need different ids
                             [default: tinymq-PID-TIME]
@@ -400,6 +403,7 @@ struct BridgeFlags {
     queue: Option<usize>,
     ca_file: Option<PathBuf>,
     namespace: Option<String>,
+    qos: Option<u8>,
     broker_id: Option<String>,
 }
 
@@ -414,6 +418,7 @@ impl BridgeFlags {
             queue: args::opt(args, "--bridge-queue")?,
             ca_file: args::opt(args, "--bridge-ca")?,
             namespace: args::opt(args, "--bridge-namespace")?,
+            qos: args::opt(args, "--bridge-qos")?,
             broker_id: args::opt(args, "--broker-id")?,
         })
     }
@@ -429,6 +434,7 @@ impl BridgeFlags {
                 ("--bridge-queue", self.queue.is_some()),
                 ("--bridge-ca", self.ca_file.is_some()),
                 ("--bridge-namespace", self.namespace.is_some()),
+                ("--bridge-qos", self.qos.is_some()),
                 ("--broker-id", self.broker_id.is_some()),
             ];
             return match stray.iter().find(|(_, given)| *given) {
@@ -444,6 +450,11 @@ impl BridgeFlags {
         if self.out.is_empty() && self.inbound.is_empty() && self.both.is_empty() {
             return Err(UsageError("--bridge: needs --bridge-out, --bridge-in or --bridge-both".into()));
         }
+        if self.qos.is_some_and(|qos| qos > 0) && self.broker_id.is_none() {
+            return Err(UsageError(
+                "--bridge-qos 1: needs --broker-id, the same across restarts: it names the far side's session".into(),
+            ));
+        }
         let broker_id = self.broker_id.unwrap_or_else(tinymq_net::default_broker_id);
         let mut bridge = tinymq_net::BridgeConfig::new(servers, broker_id);
         bridge.out = self.out.into_iter().chain(self.both.iter().cloned()).collect();
@@ -454,6 +465,7 @@ impl BridgeFlags {
         }
         bridge.ca_file = self.ca_file;
         bridge.namespace = self.namespace.unwrap_or_default();
+        bridge.qos = self.qos.unwrap_or(0);
         Ok(Some(bridge))
     }
 }

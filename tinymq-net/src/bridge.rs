@@ -82,6 +82,14 @@ pub struct BridgeConfig {
     /// The namespace bridged: a user's name, or empty for the public one
     /// (the default). One namespace a bridge; several bridges for several.
     pub namespace: String,
+    /// MQTT bridges: the QoS of every message bridged, both ways, whatever
+    /// QoS it was published with here or there (as Mosquitto's bridge
+    /// gives each topic one QoS). 0 (the default) or 1: at 1 each message
+    /// sent is kept until the far side acknowledges it and sent again
+    /// after a reconnect, messages taken in are acknowledged once routed
+    /// here (committed, under `--durability immediate`), and the session
+    /// on the far side is persistent, named after `broker_id`.
+    pub qos: u8,
 }
 
 impl std::fmt::Debug for BridgeConfig {
@@ -103,6 +111,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("ca_file", &self.ca_file)
             .field("mqtt_version", &self.mqtt_version)
             .field("namespace", &self.namespace)
+            .field("qos", &self.qos)
             .finish()
     }
 }
@@ -224,6 +233,7 @@ impl BridgeConfig {
             ca_file: None,
             mqtt_version: MqttVersion::Auto,
             namespace: String::new(),
+            qos: 0,
         }
     }
 
@@ -268,6 +278,13 @@ impl BridgeConfig {
         };
         if self.broker_id.is_empty() {
             return Err(bad("a bridge needs a broker id".into()));
+        }
+        match (self.qos, self.kind) {
+            (0, _) | (1, BridgeKind::Mqtt) => {}
+            (1, BridgeKind::Nats) => {
+                return Err(bad("qos 1: NATS core has no acknowledgements; only MQTT bridges take qos 1".into()));
+            }
+            (qos, _) => return Err(bad(format!("qos {qos}: 0 or 1 (QoS 2 is not bridged)"))),
         }
         if self.kind == BridgeKind::Mqtt && self.broker_id.len() > 1024 {
             return Err(bad("broker id: longer than 1024 bytes".into()));

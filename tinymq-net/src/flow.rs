@@ -34,7 +34,7 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// Chunks of [`READ_CHUNK`] read from one connection before the others'
 /// turn.
-const READ_BUDGET: usize = 16;
+pub(crate) const READ_BUDGET: usize = 16;
 /// A connection whose unsent output is over `1 / PRESSURE_FRACTION` of its
 /// queue limit puts its loop under pressure.
 const PRESSURE_FRACTION: usize = 8;

@@ -14,6 +14,7 @@ mod auth;
 mod bench_protocols;
 mod bridge;
 mod bridge_mqtt;
+mod bridge_mqtt_qos;
 mod bridge_secure;
 mod cli;
 mod config;

@@ -328,6 +328,32 @@ impl<S: Clone + SinkKind> Broker<S> {
         routed
     }
 
+    /// A publish at `qos` from no session of this broker (a bridge's
+    /// message from the far side): the one publish rule, then the durable
+    /// sessions among the receivers, as a session's own publish is routed.
+    /// The sessions' writes come from [`Broker::poll_store_op`]; whether
+    /// the sender's acknowledgement waits for their commit is
+    /// [`Broker::acks_after_commit`].
+    pub fn publish_qos(
+        &mut self,
+        namespace: NamespaceId,
+        topic: TopicName<'_>,
+        delivery: Arc<Delivery>,
+        retain: bool,
+        qos: Qos,
+    ) -> Routed<S> {
+        let mut routed = Routed::default();
+        self.route_qos(namespace, topic, delivery, retain, qos, &mut routed);
+        routed
+    }
+
+    /// Whether a QoS 1 publish is acknowledged only once the store has
+    /// committed its writes (`--durability immediate`), rather than once
+    /// it is routed.
+    pub fn acks_after_commit(&self) -> bool {
+        matches!(self.rules.store, super::StoreAcks::Immediate)
+    }
+
     /// When [`Broker::handle_session_timeout`] must next be called.
     pub fn poll_session_timeout(&self) -> Option<Instant> {
         self.sessions.poll_timeout()

@@ -1,4 +1,5 @@
-//! [`MqttClient`]: the client side of MQTT for the bridge, sans-IO, QoS 0.
+//! [`MqttClient`]: the client side of MQTT for the bridge, sans-IO, at
+//! QoS 0 or QoS 1 (see [`MqttClientConfig::qos`]).
 //!
 //! It owns what outlives a connection (the server list, the subscriptions,
 //! the protocol level that worked, the reconnect backoff) and what belongs
@@ -13,6 +14,11 @@ use super::decode::{DecodeError, Decoded, Decoder};
 use super::encode::encode;
 use super::packet::*;
 use crate::outbound::Outbound;
+
+#[path = "client_qos.rs"]
+mod qos;
+pub use qos::AckTicket;
+use qos::{InFlight, Unacked};
 
 /// The user property naming the broker a bridged message came from.
 pub const ORIGIN_PROPERTY: &str = "tinymq-origin";
@@ -29,6 +35,9 @@ pub struct MqttMessage {
     pub retain: bool,
     /// The [`ORIGIN_PROPERTY`], if it has one.
     pub origin: Option<String>,
+    /// A QoS 1 message (on a client at QoS 1): what acknowledges it, to
+    /// hand to [`MqttClient::ack`] once it is safe. `None` for QoS 0.
+    pub ack: Option<AckTicket>,
 }
 
 /// What the client tells its owner.
@@ -121,6 +130,12 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
+    /// QoS 1: the in-flight window is full; a PUBACK makes room.
+    #[error("{limit} QoS 1 publishes already wait for PUBACK")]
+    WindowFull {
+        /// The window's size on this connection.
+        limit: usize,
+    },
 }
 
 /// Counters, as plain data.
@@ -136,6 +151,10 @@ pub struct MqttStats {
     pub messages_invalid: u64,
     /// Connections that reached [`MqttEvent::Connected`].
     pub connects: u64,
+    /// QoS 1 publishes the server acknowledged.
+    pub acked_out: u64,
+    /// QoS 1 publishes sent again, with DUP, on a later connection.
+    pub resent: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +254,11 @@ pub struct MqttClient {
     decoder: Decoder,
     filters: Vec<String>,
     next_packet_id: u16,
+    /// QoS 1 publishes not yet acknowledged, across connections.
+    in_flight: InFlight,
+    /// Connections opened (CONNECT queued), counted from 1: the
+    /// [`AckTicket`]s of an older one acknowledge nothing.
+    connection: u64,
     /// The publish properties: the origin (MQTT 5).
     properties: PropertiesBuf,
     input: Vec<u8>,
@@ -288,6 +312,8 @@ impl MqttClient {
             decoder: Decoder::new(config.max_packet_size, QoS::AtLeastOnce),
             filters: Vec::new(),
             next_packet_id: 0,
+            in_flight: InFlight::new(config.max_inflight),
+            connection: 0,
             properties,
             input: Vec::new(),
             outbound: Outbound::new(config.max_outbound),
@@ -364,6 +390,9 @@ impl MqttClient {
             return;
         }
         let keep_alive = u16::try_from(self.config.keep_alive.as_secs()).unwrap_or(u16::MAX);
+        // At QoS 1 the session is kept on the server while we are away:
+        // our subscriptions stay, and what is published on them waits.
+        let persistent = self.config.qos == QoS::AtLeastOnce;
         let mut properties = PropertiesBuf::new();
         if self.level == MqttLevel::V5 {
             // Topic aliases stay off (the default maximum of 0), and what
@@ -371,11 +400,15 @@ impl MqttClient {
             properties.push(Property::MaximumPacketSize(
                 u32::try_from(self.config.max_packet_size).unwrap_or(u32::MAX).max(1),
             ));
+            if persistent {
+                properties.push(Property::SessionExpiryInterval(self.config.session_expiry));
+            }
         }
+        self.connection += 1;
         let connect = Connect {
             version: self.level.version(),
             client_id: &self.config.client_id,
-            clean_start: true,
+            clean_start: !persistent,
             keep_alive,
             will: None,
             username: self.config.username.as_deref(),
@@ -494,6 +527,14 @@ impl MqttClient {
                 self.handle_publish(&publish);
                 Ok(())
             }
+            (_, Packet::PubAck(ack)) => {
+                // An id not in flight (acknowledged twice, across a
+                // reconnect) is nothing to do.
+                if self.in_flight.ack(ack.packet_id) {
+                    self.stats.acked_out += 1;
+                }
+                Ok(())
+            }
             (State::Connected { next_ping, .. }, Packet::PingResp) => {
                 self.state = State::Connected { next_ping, ping_sent: false };
                 Ok(())
@@ -534,6 +575,8 @@ impl MqttClient {
         if ack.properties.iter().any(|p| p == Property::RetainAvailable(0)) {
             self.retain_available = false;
         }
+        self.in_flight.set_receive_maximum(ack.properties.receive_maximum());
+        self.resend_in_flight();
         if self.filters.is_empty() {
             self.reach_connected(now);
             return Ok(());
@@ -541,7 +584,7 @@ impl MqttClient {
         let packet_id = self.packet_id();
         let no_local = self.level == MqttLevel::V5;
         let options =
-            SubscriptionOptions { qos: QoS::AtMostOnce, no_local, retain_as_published: no_local, retain_handling: 0 };
+            SubscriptionOptions { qos: self.config.qos, no_local, retain_as_published: no_local, retain_handling: 0 };
         let subscribe = Subscribe {
             packet_id,
             properties: Properties::EMPTY,
@@ -564,15 +607,21 @@ impl MqttClient {
     }
 
     fn handle_publish(&mut self, publish: &Publish<'_>) {
+        let mut ticket = None;
         if let Some(packet_id) = publish.packet_id {
-            // We subscribe at QoS 0; a server that sends QoS 1 anyway is
-            // acknowledged, so it does not send it again.
-            let ack = Ack { packet_id, reason: 0, properties: Properties::EMPTY };
-            let mut bytes = Vec::new();
-            encode(&Packet::PubAck(ack), self.level.version(), &mut bytes);
-            self.outbound.push_final(&bytes);
+            if self.config.qos == QoS::AtLeastOnce {
+                // The owner acknowledges it once it is safe.
+                ticket = Some(AckTicket { connection: self.connection, packet_id });
+            } else {
+                // We subscribe at QoS 0; a server that sends QoS 1 anyway
+                // is acknowledged, so it does not send it again.
+                self.queue_puback(packet_id);
+            }
         }
         if publish.topic.is_empty() {
+            if let Some(ticket) = ticket {
+                self.ack(ticket);
+            }
             self.stats.messages_invalid += 1;
             return;
         }
@@ -585,7 +634,10 @@ impl MqttClient {
             payload: publish.payload.to_vec(),
             retain: publish.retain,
             origin,
+            ack: ticket,
         };
+        // A QoS 1 message dropped here is not acknowledged: the server
+        // sends it again on the next connection.
         if self.events.len() >= self.config.max_pending_events {
             self.dropped += 1;
             self.stats.events_dropped += 1;
@@ -652,22 +704,25 @@ impl MqttClient {
         Ok(())
     }
 
-    /// Queues a QoS 0 PUBLISH. Refused, with nothing queued, when not
-    /// connected, when it cannot be sent, or when the outbound queue is
-    /// full. An empty retained payload deletes the topic's value on the
-    /// server. A server without retained messages (MQTT 5's Retain
-    /// Available 0) gets every publish live: a retained one would cost the
-    /// connection.
+    /// Queues a PUBLISH at the configured QoS. Refused, with nothing
+    /// queued, when not connected, when it cannot be sent, when the
+    /// outbound queue is full, or (QoS 1) when the in-flight window is.
+    /// A QoS 1 publish is kept until the server acknowledges it, and sent
+    /// again on every new connection until then. An empty retained
+    /// payload deletes the topic's value on the server. A server without
+    /// retained messages (MQTT 5's Retain Available 0) gets every publish
+    /// live: a retained one would cost the connection.
     pub fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), SendError> {
         let retain = retain && self.retain_available;
         if !self.is_connected() {
             return Err(SendError::NotConnected);
         }
         check_topic(topic)?;
-        let properties = if self.level == MqttLevel::V5 { self.properties.as_properties() } else { Properties::EMPTY };
-        let properties_len = if self.level == MqttLevel::V5 { properties.as_bytes().len() + 4 } else { 0 };
-        // Fixed header (at most 5), topic, properties, payload.
-        let size = 5 + 2 + topic.len() + properties_len + payload.len();
+        let qos = self.config.qos;
+        let v5 = self.level == MqttLevel::V5;
+        let properties_len = if v5 { self.properties.as_properties().as_bytes().len() + 4 } else { 0 };
+        // Fixed header (at most 5), topic, packet id, properties, payload.
+        let size = 5 + 2 + topic.len() + 2 + properties_len + payload.len();
         let max = self.max_send.min(self.config.max_outbound);
         if size > max {
             return Err(SendError::PacketTooLarge { size, max });
@@ -676,18 +731,32 @@ impl MqttClient {
         if self.outbound.len() + size > limit {
             return Err(SendError::OutboundFull { limit });
         }
-        let publish = Publish { dup: false, qos: QoS::AtMostOnce, retain, topic, packet_id: None, properties, payload };
+        if qos == QoS::AtLeastOnce && self.in_flight.is_full() {
+            return Err(SendError::WindowFull { limit: self.in_flight.len() });
+        }
+        let packet_id = (qos == QoS::AtLeastOnce).then(|| self.packet_id());
+        let properties = if v5 { self.properties.as_properties() } else { Properties::EMPTY };
+        let publish = Publish { dup: false, qos, retain, topic, packet_id, properties, payload };
         let version = self.level.version();
         self.outbound
             .push_with(|out| encode(&Packet::Publish(publish), version, out))
             .map_err(|_| SendError::OutboundFull { limit })?;
+        if let Some(packet_id) = packet_id {
+            let unacked = Unacked { packet_id, topic: topic.to_owned(), payload: payload.to_vec(), retain };
+            self.in_flight.push(unacked);
+        }
         self.stats.messages_out += 1;
         Ok(())
     }
 
+    /// The next packet id that no publish in flight holds.
     fn packet_id(&mut self) -> u16 {
-        self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-        self.next_packet_id
+        loop {
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.in_flight.contains(self.next_packet_id) {
+                return self.next_packet_id;
+            }
+        }
     }
 }
 

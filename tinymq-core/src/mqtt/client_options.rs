@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::packet::ProtocolVersion;
+use super::packet::{ProtocolVersion, QoS};
 
 /// Which protocol level to speak.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,6 +82,17 @@ pub struct MqttClientConfig {
     pub max_pending_events: usize,
     /// Largest packet taken from the server (default 1 MiB + 4 KiB).
     pub max_packet_size: usize,
+    /// The QoS of every publish and subscription (default QoS 0). At QoS 1
+    /// the session on the server is persistent (clean start off, and
+    /// [`MqttClientConfig::session_expiry`] at MQTT 5): a stable
+    /// `client_id` finds what was published while the client was away.
+    pub qos: QoS,
+    /// QoS 1 publishes sent before a PUBACK must come (default 64; the
+    /// server's Receive Maximum lowers it).
+    pub max_inflight: u16,
+    /// MQTT 5, QoS 1: seconds the server keeps the session after the
+    /// connection ends (default one day).
+    pub session_expiry: u32,
 }
 
 impl std::fmt::Debug for MqttClientConfig {
@@ -95,6 +106,7 @@ impl std::fmt::Debug for MqttClientConfig {
             .field("version", &self.version)
             .field("origin", &self.origin)
             .field("keep_alive", &self.keep_alive)
+            .field("qos", &self.qos)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +128,9 @@ impl MqttClientConfig {
             max_outbound: 8 << 20,
             max_pending_events: 1 << 16,
             max_packet_size: (1 << 20) + 4096,
+            qos: QoS::AtMostOnce,
+            max_inflight: 64,
+            session_expiry: 86_400,
         }
     }
 }

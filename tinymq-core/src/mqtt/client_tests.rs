@@ -148,6 +148,7 @@ fn publishes_carry_the_origin_and_received_ones_say_theirs() {
             payload: b"v".to_vec(),
             retain,
             origin: origin.map(str::to_owned),
+            ack: None,
         })
     };
     assert_eq!(client.poll_event(), Some(message("site/b", true, Some("B"))));
@@ -332,4 +333,186 @@ fn a_server_without_retained_messages_gets_every_publish_live() {
     client.publish("t", b"v", true).unwrap();
     let out = packets(&sent(&mut client), ProtocolVersion::V5);
     assert!(out[0].contains("retain: false"), "{out:?}");
+}
+
+// QoS 1: the persistent session, the in-flight window, resends with DUP
+// after a reconnect, and PUBACKs the owner gives for what it received.
+
+fn qos1_config(max_inflight: u16) -> MqttClientConfig {
+    let mut config = config();
+    config.qos = QoS::AtLeastOnce;
+    config.max_inflight = max_inflight;
+    config
+}
+
+fn puback(packet_id: u16) -> Vec<u8> {
+    to_vec(&Packet::PubAck(Ack { packet_id, reason: 0, properties: Properties::EMPTY }), ProtocolVersion::V5)
+}
+
+/// Dials, sends CONNECT and answers it with `connack`; returns what the
+/// client sent after CONNACK.
+fn handshake(client: &mut MqttClient, now: Instant, connack: &[u8]) -> Vec<String> {
+    assert!(client.next_server(now).is_some());
+    client.handle_connected(now);
+    sent(client);
+    client.handle_input(now, connack).unwrap();
+    packets(&sent(client), ProtocolVersion::V5)
+}
+
+#[test]
+fn at_qos_1_the_session_is_persistent_and_subscriptions_are_qos_1() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(8), now);
+    client.subscribe("site/#").unwrap();
+    let _ = client.next_server(now);
+    client.handle_connected(now);
+    let connect = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(connect[0].contains("clean_start: false"), "{connect:?}");
+    let mut expected = PropertiesBuf::new();
+    expected.push(Property::MaximumPacketSize((1 << 20) + 4096));
+    expected.push(Property::SessionExpiryInterval(86_400));
+    assert!(connect[0].contains(&format!("{:?}", expected.as_properties())), "{connect:?}");
+    client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
+    let subscribe = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(subscribe[0].contains("qos: AtLeastOnce"), "{subscribe:?}");
+}
+
+#[test]
+fn the_window_holds_qos_1_publishes_until_puback_in_any_order() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(2), now);
+    let after = handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    assert!(after.is_empty(), "nothing to subscribe, nothing in flight: {after:?}");
+    assert!(client.is_connected());
+    client.publish("t/1", b"one", false).unwrap();
+    client.publish("t/2", b"two", true).unwrap();
+    assert!(matches!(client.publish("t/3", b"three", false), Err(SendError::WindowFull { limit: 2 })));
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert_eq!(out.len(), 2, "the refused one was not queued: {out:?}");
+    assert!(
+        out[0].contains("dup: false, qos: AtLeastOnce, retain: false, topic: \"t/1\", packet_id: Some(1)"),
+        "{out:?}"
+    );
+    assert!(out[1].contains("topic: \"t/2\", packet_id: Some(2)"), "{out:?}");
+    assert_eq!(client.in_flight(), 2);
+
+    // The second acknowledged first: room for one more.
+    client.handle_input(now, &puback(2)).unwrap();
+    assert_eq!(client.in_flight(), 1);
+    client.publish("t/3", b"three", false).unwrap();
+    assert!(matches!(client.publish("t/4", b"four", false), Err(SendError::WindowFull { .. })));
+    // An id not in flight changes nothing.
+    client.handle_input(now, &puback(2)).unwrap();
+    client.handle_input(now, &puback(77)).unwrap();
+    assert_eq!(client.in_flight(), 2);
+    client.handle_input(now, &[puback(1), puback(3)].concat()).unwrap();
+    assert_eq!(client.in_flight(), 0);
+    assert_eq!(client.stats().acked_out, 3);
+}
+
+#[test]
+fn what_was_in_flight_is_sent_again_with_dup_on_the_next_connection_before_subscribe() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(16), now);
+    client.subscribe("in/#").unwrap();
+    handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    client.handle_input(now, &suback(ProtocolVersion::V5, 1, &[1])).unwrap();
+    for n in 0..3 {
+        client.publish("out/n", format!("{n}").as_bytes(), false).unwrap();
+    }
+    sent(&mut client);
+    client.handle_input(now, &puback(2)).unwrap();
+
+    // SUBSCRIBE took id 1, the publishes 2 to 4. The connection is lost:
+    // 3 and 4 are not acknowledged.
+    client.handle_disconnected(now);
+    assert!(matches!(client.publish("out/n", b"x", false), Err(SendError::NotConnected)));
+    let later = now + Duration::from_secs(10);
+    let after = handshake(&mut client, later, &connack(ProtocolVersion::V5, 0));
+    assert_eq!(after.len(), 3, "two resends, then SUBSCRIBE: {after:?}");
+    assert!(
+        after[0].contains("dup: true, qos: AtLeastOnce, retain: false, topic: \"out/n\", packet_id: Some(3)"),
+        "{after:?}"
+    );
+    assert!(after[0].contains("payload: [49]"), "{after:?}");
+    assert!(after[1].contains("dup: true") && after[1].contains("packet_id: Some(4)"), "{after:?}");
+    assert!(after[2].starts_with("Subscribe"), "{after:?}");
+    assert_eq!(client.stats().resent, 2);
+    // New publishes take ids the window does not hold.
+    client.handle_input(later, &suback(ProtocolVersion::V5, 5, &[1])).unwrap();
+    client.publish("out/n", b"new", false).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(out[0].contains("dup: false") && out[0].contains("packet_id: Some(6)"), "{out:?}");
+    client.handle_input(later, &[puback(3), puback(4), puback(6)].concat()).unwrap();
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[test]
+fn the_servers_receive_maximum_narrows_the_window_and_ids_in_flight_are_skipped() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(64), now);
+    let mut properties = PropertiesBuf::new();
+    properties.push(Property::ReceiveMaximum(1));
+    let ack = ConnAck { session_present: true, code: 0, properties: properties.as_properties() };
+    handshake(&mut client, now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5));
+    client.next_packet_id = u16::MAX - 1;
+    client.publish("t", b"a", false).unwrap();
+    assert!(matches!(client.publish("t", b"b", false), Err(SendError::WindowFull { limit: 1 })));
+    client.handle_input(now, &puback(u16::MAX)).unwrap();
+    // Past 65535 the ids wrap to 1, never 0.
+    client.publish("t", b"b", false).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(out[1].contains("packet_id: Some(1)"), "{out:?}");
+
+    // An id still in flight is not handed out again.
+    let mut client = MqttClient::new(qos1_config(4), now);
+    handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    client.publish("t", b"a", false).unwrap();
+    client.next_packet_id = 0;
+    client.publish("t", b"b", false).unwrap();
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(out[1].contains("packet_id: Some(2)"), "{out:?}");
+}
+
+#[test]
+fn a_qos_1_message_received_is_acknowledged_only_when_the_owner_says_and_on_its_connection() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(8), now);
+    client.subscribe("in/#").unwrap();
+    handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    // A queued message may come before SUBACK on a resumed session.
+    let publish = |packet_id| Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "in/a",
+        packet_id: Some(packet_id),
+        properties: Properties::EMPTY,
+        payload: b"m",
+    };
+    client.handle_input(now, &to_vec(&Packet::Publish(publish(7)), ProtocolVersion::V5)).unwrap();
+    client.handle_input(now, &suback(ProtocolVersion::V5, 1, &[1])).unwrap();
+    assert!(sent(&mut client).is_empty(), "no PUBACK before the owner's ack");
+    let Some(MqttEvent::Message(message)) = client.poll_event() else { panic!("a message first") };
+    let ticket = message.ack.expect("a QoS 1 message carries its ticket");
+    assert_eq!(ticket.packet_id, 7);
+    client.ack(ticket);
+    assert_eq!(
+        packets(&sent(&mut client), ProtocolVersion::V5),
+        [format!("{:?}", Packet::PubAck(Ack { packet_id: 7, reason: 0, properties: Properties::EMPTY }))]
+    );
+
+    // A ticket from a connection that ended acknowledges nothing.
+    client.handle_input(now, &to_vec(&Packet::Publish(publish(8)), ProtocolVersion::V5)).unwrap();
+    let stale = loop {
+        match client.poll_event() {
+            Some(MqttEvent::Message(message)) => break message.ack.unwrap(),
+            Some(_) => continue,
+            None => panic!("the second message"),
+        }
+    };
+    client.handle_disconnected(now);
+    handshake(&mut client, now + Duration::from_secs(10), &connack(ProtocolVersion::V5, 0));
+    client.ack(stale);
+    assert!(sent(&mut client).is_empty(), "a stale ticket sent a PUBACK");
 }

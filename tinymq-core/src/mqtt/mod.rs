@@ -102,7 +102,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use client::{ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError};
+pub use client::{
+    AckTicket, ConnectionError, MqttClient, MqttEvent, MqttMessage, MqttStats, ORIGIN_PROPERTY, SendError,
+};
 pub use client_options::{MqttClientConfig, MqttLevel, MqttVersion};
 pub use decode::{ConnectError, DecodeError, Decoded, Decoder, MAX_REMAINING_LENGTH, Refusal};
 pub use encode::{encode, to_vec};

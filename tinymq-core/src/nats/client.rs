@@ -6,6 +6,7 @@
 //! socket and the clock; see the calling order in [`super`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::codec::{self, ClientOp, Msg, ParseError, ParseLimits, Parsed, ServerOp, SubjectError};
@@ -81,8 +82,9 @@ pub struct NatsMessage {
     pub subject: String,
     /// The reply subject, if any.
     pub reply: Option<String>,
-    /// Its headers (empty for `MSG`).
-    pub headers: Headers,
+    /// Its headers (empty for `MSG`). Shared: a stream of messages with
+    /// the same header block (a bridge's origin) is parsed once.
+    pub headers: Arc<Headers>,
     /// Its payload.
     pub payload: Vec<u8>,
 }
@@ -288,6 +290,8 @@ pub struct NatsClient {
     next_sid: u64,
     /// Bytes of a partial operation.
     input: Vec<u8>,
+    /// The last header block received, and what it parsed to.
+    last_headers: (Vec<u8>, Arc<Headers>),
     outbound: Outbound,
     events: VecDeque<NatsEvent>,
     /// Events dropped since the last [`NatsEvent::SlowConsumer`].
@@ -325,6 +329,7 @@ impl NatsClient {
             subscriptions: BTreeMap::new(),
             next_sid: 1,
             input: Vec::new(),
+            last_headers: (Vec::new(), Arc::default()),
             outbound: Outbound::new(config.max_outbound),
             events: VecDeque::new(),
             dropped: 0,
@@ -551,7 +556,15 @@ impl NatsClient {
         };
         let subject = std::str::from_utf8(msg.subject).ok();
         let reply = msg.reply.map(std::str::from_utf8).transpose().ok();
-        let headers = msg.headers.map(Headers::parse).transpose().ok();
+        let headers = match msg.headers {
+            None => Some(Arc::default()),
+            Some(block) if !block.is_empty() && block == self.last_headers.0 => Some(self.last_headers.1.clone()),
+            Some(block) => Headers::parse(block).ok().map(|headers| {
+                let headers = Arc::new(headers);
+                self.last_headers = (block.to_vec(), headers.clone());
+                headers
+            }),
+        };
         let (Some(subject), Some(reply), Some(headers)) = (subject, reply, headers) else {
             self.stats.messages_invalid += 1;
             return;
@@ -560,7 +573,7 @@ impl NatsClient {
             sid,
             subject: subject.to_owned(),
             reply: reply.map(str::to_owned),
-            headers: headers.unwrap_or_default(),
+            headers,
             payload: msg.payload.to_vec(),
         };
         if self.push_event(NatsEvent::Message(message)) {

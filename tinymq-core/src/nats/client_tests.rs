@@ -99,14 +99,14 @@ MSG p.c 99 1\r\nz\r\nMSG p.\xff 1 1\r\nz\r\nHMSG p.d 1 17 17\r\nNATS/1.0\r\nbad\
             sid,
             subject: "p.a".into(),
             reply: None,
-            headers: Headers::new(),
+            headers: Headers::new().into(),
             payload: b"hi".to_vec(),
         }),
         NatsEvent::Message(NatsMessage {
             sid,
             subject: "p.b".into(),
             reply: Some("inbox.1".into()),
-            headers: Headers::for_bridge("x", false).unwrap(),
+            headers: Headers::for_bridge("x", false).unwrap().into(),
             payload: b"yes".to_vec(),
         }),
     ];
@@ -360,4 +360,25 @@ fn with_tls_the_handshake_waits_for_the_shell_to_start_tls_after_info() {
     plain.handle_connected(now);
     let error = plain.handle_input(now, b"INFO {\"headers\":true,\"tls_required\":true}\r\n").unwrap_err();
     assert_eq!(error, ConnectionError::TlsRequired);
+}
+
+#[test]
+fn a_repeated_header_block_is_parsed_once_and_shared() {
+    let now = epoch();
+    let mut client = NatsClient::new(config(), now);
+    client.subscribe("p.*").unwrap();
+    connect(&mut client, now);
+    let x = b"HMSG p.a 1 30 31\r\nNATS/1.0\r\nTinymq-Origin: x\r\n\r\n1\r\n";
+    let y = b"HMSG p.a 1 30 31\r\nNATS/1.0\r\nTinymq-Origin: y\r\n\r\n3\r\n";
+    client.handle_input(now, &[&x[..], x, y, b"MSG p.a 1 1\r\n4\r\n"].concat()).unwrap();
+    let headers: Vec<std::sync::Arc<Headers>> = events(&mut client)
+        .into_iter()
+        .filter_map(|event| match event {
+            NatsEvent::Message(message) => Some(message.headers),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(headers.len(), 4);
+    assert!(std::sync::Arc::ptr_eq(&headers[0], &headers[1]), "the same block, parsed once");
+    assert_eq!((headers[1].origin(), headers[2].origin(), headers[3].origin()), (Some("x"), Some("y"), None));
 }

@@ -51,6 +51,9 @@ pub struct BridgeSection {
     pub mqtt_version: Option<String>,
     /// The user whose namespace is bridged (default: the public one).
     pub namespace: Option<String>,
+    /// MQTT bridges: 0 (the default) or 1, the QoS of every message
+    /// bridged; 1 needs a `broker_id`, which names the far side's session.
+    pub qos: Option<u8>,
 }
 
 impl BridgeSection {
@@ -61,6 +64,12 @@ impl BridgeSection {
             return Err(invalid(
                 &key("servers"),
                 "a bridge needs at least one server, nats://HOST:PORT or mqtt://HOST:PORT",
+            ));
+        }
+        if self.qos.is_some_and(|qos| qos > 0) && self.broker_id.is_none() {
+            return Err(invalid(
+                &key("broker_id"),
+                "qos = 1 needs a broker_id that stays the same across restarts: it names the far side's session",
             ));
         }
         let broker_id = self.broker_id.clone().unwrap_or_else(crate::bridge::default_broker_id);
@@ -85,6 +94,7 @@ impl BridgeSection {
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
         bridge.namespace = self.namespace.clone().unwrap_or_default();
+        bridge.qos = self.qos.unwrap_or(0);
         bridge.out = self.out.iter().chain(&self.both).cloned().collect();
         bridge.inbound = self.inbound.iter().chain(&self.both).cloned().collect();
         bridge.prefix = self.prefix.clone().unwrap_or_default();

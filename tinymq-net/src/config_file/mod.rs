@@ -710,6 +710,10 @@ sys_interval_secs = {sys_interval}
 # ca_file = "/etc/tinymq/far-side-ca.pem"
 # MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
 # mqtt_version = "5"
+# MQTT: the QoS of every message bridged, both ways: 0, or 1 (kept until the
+# far side acknowledges it, over a persistent session named after broker_id,
+# which must then be set).
+# qos = 0
 # The user whose namespace is bridged. Default: the public namespace.
 # namespace = "alice"
 # Filters whose messages are sent to NATS.

@@ -75,7 +75,7 @@ fn every_key_in_the_printed_file_has_a_comment() {
         let above = lines[i - 1];
         assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
     }
-    assert_eq!(keys, 51, "every key counted:\n{printed}");
+    assert_eq!(keys, 52, "every key counted:\n{printed}");
 }
 
 #[test]
@@ -245,4 +245,17 @@ fn mqtt_bridges_credentials_and_tls_keys_are_read_and_checked() {
     assert!(wildcard_prefix.contains("wildcards"), "{wildcard_prefix}");
     let password_alone = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\npassword = \"p\"");
     assert!(password_alone.contains("user name"), "{password_alone}");
+}
+
+#[test]
+fn a_qos_1_bridge_is_mqtt_with_a_broker_id() {
+    let qos1 = settings("[[bridge]]\nservers = [\"mqtt://h:1\"]\nboth = [\"a/#\"]\nqos = 1\nbroker_id = \"edge-1\"");
+    assert_eq!((qos1.bridges[0].qos, qos1.bridges[0].broker_id.as_str()), (1, "edge-1"));
+    assert_eq!(settings("[[bridge]]\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]").bridges[0].qos, 0, "the default");
+    let no_id = error("[[bridge]]\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]\nqos = 1");
+    assert!(no_id.contains("bridge[1].broker_id") && no_id.contains("session"), "{no_id}");
+    let nats = error("[[bridge]]\nservers = [\"nats://h:1\"]\nout = [\"a\"]\nqos = 1\nbroker_id = \"x\"");
+    assert!(nats.contains("only MQTT bridges take qos 1"), "{nats}");
+    let qos2 = error("[[bridge]]\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]\nqos = 2\nbroker_id = \"x\"");
+    assert!(qos2.contains("QoS 2 is not bridged"), "{qos2}");
 }

@@ -27,13 +27,16 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
-use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, TopicLimits, TopicName};
+use tinymq_core::mqtt::AckTicket;
+use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
 
 use super::EventLoop;
+use super::durable::submit_session_ops;
 use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
-use crate::flow::{self, READ_CHUNK};
+use crate::flow::{self, READ_BUDGET, READ_CHUNK, STALL};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
+use crate::writer::Ticket;
 
 #[path = "bridge_link.rs"]
 mod link;
@@ -70,6 +73,10 @@ pub(super) struct Bridge {
     connecting: bool,
     queue: VecDeque<Queued>,
     queue_limit: usize,
+    /// QoS 1 (MQTT): what does not fit the output buffer or the in-flight
+    /// window is held, not dropped, and messages taken in are routed to
+    /// durable sessions as QoS 1 and acknowledged once safe.
+    qos1: bool,
     /// Output was queued this turn: flush at its end.
     dirty: bool,
     /// Connections made: every one after the first is a reconnect.
@@ -78,8 +85,19 @@ pub(super) struct Bridge {
     server_said: Option<String>,
     /// Ciphertext read from a TLS socket, kept for the next read.
     cipher: Vec<u8>,
-    /// Its unsent output is over the pressure mark, counted in loop 0's
-    /// pressure: publishers feeding it are read slower, as for any
+    /// Its socket is read again then (not at a readiness event): it was
+    /// left with bytes unread because what it feeds is behind, or for the
+    /// others' turn.
+    read_at: Option<Instant>,
+    /// The loops its last chunk of messages from the far side went to.
+    fed_loops: u64,
+    /// What came in last: a stream on one subject (the common case) is
+    /// mapped, checked against the `in` filters and routed once, and its
+    /// topic and sender allocated once, not for every message.
+    last_in: LastIn,
+    /// The last topic sent out, and its far-side name.
+    last_out: (String, String),
+    /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
 }
@@ -121,10 +139,15 @@ impl Bridge {
             connecting: false,
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
+            qos1: config.qos == 1,
             dirty: false,
             connects: 0,
             server_said: None,
             cipher: Vec::new(),
+            read_at: None,
+            fed_loops: 0,
+            last_in: LastIn::default(),
+            last_out: (String::new(), String::new()),
             pressing: false,
         })
     }
@@ -133,22 +156,35 @@ impl Bridge {
         Token(BRIDGE_TOKEN_BASE + self.index)
     }
 
+    /// Whether publishers feeding it must be slowed: its unsent output is
+    /// over the pressure mark, or (QoS 1, where the far side's PUBACKs set
+    /// the pace) what it holds is over half its bound.
+    fn behind(&self) -> bool {
+        flow::over_pressure_mark(self.client.outbound()) || (self.qos1 && self.queue.len() > self.queue_limit / 2)
+    }
+
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.client.poll_timeout()
+        match (self.client.poll_timeout(), self.read_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Queues a message for the far side: sent now when connected (and
     /// nothing older waits), else held up to the bound. `false`: dropped.
-    fn send(&mut self, subject: String, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
+    fn send(&mut self, subject: &str, retained: bool, payload: &[u8], stats: &BridgeStats) -> bool {
         if self.queue.is_empty() {
-            match self.client.publish(&self.checked, &subject, retained, payload) {
+            match self.client.publish(&self.checked, subject, retained, payload) {
                 Ok(()) => {
                     self.dirty = true;
                     BridgeStats::add(&stats.messages_out, 1);
                     return true;
                 }
-                Err(Refused::NotConnected) => {}
+                // Held: not connected, a full QoS 1 window, or (at QoS 1)
+                // a full buffer.
+                Err(Refused::NotConnected | Refused::Window) => {}
+                Err(Refused::Full) if self.qos1 => {}
                 // Over the buffer (the far side is not reading fast
                 // enough), or never sendable: dropped and counted.
                 Err(Refused::Full) => {
@@ -167,7 +203,7 @@ impl Bridge {
             BridgeStats::add(&stats.drops, 1);
             return false;
         }
-        self.queue.push_back(Queued { subject, retained, payload: payload.into() });
+        self.queue.push_back(Queued { subject: subject.to_owned(), retained, payload: payload.into() });
         stats.queued.store(self.queue.len() as u64, Ordering::Relaxed);
         true
     }
@@ -177,7 +213,8 @@ impl Bridge {
         while let Some(queued) = self.queue.front() {
             match self.client.publish(&self.checked, &queued.subject, queued.retained, &queued.payload) {
                 Ok(()) => BridgeStats::add(&stats.messages_out, 1),
-                Err(Refused::NotConnected) => break,
+                // Wait for a PUBACK.
+                Err(Refused::NotConnected | Refused::Window) => break,
                 // Full: wait for the socket to take some, unless nothing
                 // is queued (then it can never fit).
                 Err(Refused::Full) if !self.client.outbound().is_empty() => break,
@@ -192,34 +229,65 @@ impl Bridge {
     /// The message as it is published here, or `None` (counted by the
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
-    fn inbound(&self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
-        let origin = message.origin.as_deref();
+    fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
+        let origin = message.origin();
         if origin == Some(&*self.broker_id) {
             return None;
         }
-        let (topic, sender) = match &self.checked.mapping {
-            Mapping::Nats(mapping) => match mapping.subject_to_topic(&message.name, limits) {
-                Ok(topic) => (topic, NATS_SENDER),
-                Err(error) => {
-                    log::debug!("bridge {}: {error}", self.index);
-                    return None;
-                }
-            },
-            Mapping::Mqtt(prefix) => (prefix.to_local(&message.name)?.to_owned(), MQTT_SENDER),
-        };
-        let name = TopicName::new(&topic, limits).ok()?;
-        if !self.checked.inbound.iter().any(|filter| filter.matches(name)) {
-            return None;
+        if self.last_in.name != message.name || self.last_in.name.is_empty() {
+            let topic = self.topic_of(&message.name, limits);
+            self.last_in.name.clone_from(&message.name);
+            self.last_in.topic = topic;
         }
+        let topic = self.last_in.topic.clone()?;
+        let sender = match &self.checked.mapping {
+            Mapping::Nats(_) => NATS_SENDER,
+            Mapping::Mqtt(_) => MQTT_SENDER,
+        };
+        let from_name = origin.unwrap_or(sender);
+        let from = match &self.last_in.from {
+            Some(from) if **from == *from_name => from.clone(),
+            _ => self.last_in.from.insert(from_name.into()).clone(),
+        };
         let delivery = Delivery::new(Message {
-            topic: topic.as_str().into(),
+            topic,
             payload: message.payload.as_slice().into(),
-            from: origin.unwrap_or(sender).into(),
+            from,
             updated_time: unix_now,
             ip: None,
         });
         Some((delivery, message.retained))
     }
+
+    /// The topic here for the far side's `name`, if it maps to one that
+    /// an `in` filter matches.
+    fn topic_of(&self, name: &str, limits: &TopicLimits) -> Option<Arc<str>> {
+        let topic = match &self.checked.mapping {
+            Mapping::Nats(mapping) => match mapping.subject_to_topic(name, limits) {
+                Ok(topic) => topic,
+                Err(error) => {
+                    log::debug!("bridge {}: {error}", self.index);
+                    return None;
+                }
+            },
+            Mapping::Mqtt(prefix) => prefix.to_local(name)?.to_owned(),
+        };
+        let checked = TopicName::new(&topic, limits).ok()?;
+        self.checked.inbound.iter().any(|filter| filter.matches(checked)).then(|| topic.as_str().into())
+    }
+}
+
+/// The last far-side name taken in, as [`Bridge::inbound`] mapped it, and
+/// the last sender and route.
+#[derive(Default)]
+struct LastIn {
+    /// The far side's name and the topic here (`None`: not taken in).
+    name: String,
+    topic: Option<Arc<str>>,
+    from: Option<Arc<str>>,
+    routes: RouteCache<Sink>,
+    /// The receivers of a message being dispatched (kept for its capacity).
+    receivers: Vec<Sink>,
 }
 
 /// `host:port` as an address, resolved when it is not one already.
@@ -251,6 +319,11 @@ impl EventLoop {
             }
             if bridge.socket.is_none() {
                 self.dial(index, now);
+            } else if bridge.read_at.is_some_and(|at| at <= now) {
+                // Bytes left unread: read on (a client timer a little
+                // early is harmless: it checks its own times).
+                bridge.read_at = None;
+                self.bridge_read(index, now);
             } else if let Err(error) = bridge.client.handle_timeout(now) {
                 self.bridge_failed(index, &error.to_string(), now);
             } else {
@@ -285,6 +358,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(socket.tcp_mut());
         }
         bridge.connecting = false;
+        bridge.read_at = None;
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
             self.shared.loops[self.index].press(false);
@@ -337,7 +411,10 @@ impl EventLoop {
                 }
             }
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        // A read put off (see `bridge_read`) waits for its time: new bytes
+        // arriving meanwhile do not cut the stall short.
+        let deferred = self.bridges[index].read_at.is_some();
+        if (event.is_readable() || event.is_read_closed() || event.is_error()) && !deferred {
             self.bridge_read(index, now);
         }
         if let Some(bridge) = self.bridges.get_mut(index) {
@@ -346,13 +423,34 @@ impl EventLoop {
         self.bridge_events(index, now);
     }
 
+    /// Reads the socket until `WouldBlock`, publishing here chunk by chunk.
+    /// Inbound flow control: when what the last chunk fed (a loop with a
+    /// slow subscriber) is behind, the rest is left in the socket for a
+    /// [`STALL`], as a publisher feeding it is read, so TCP (and the far
+    /// side's own buffer) holds it rather than a subscriber here being
+    /// cut; and after [`READ_BUDGET`] chunks the loop's other connections
+    /// have their turn.
     fn bridge_read(&mut self, index: usize, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         if scratch.is_empty() {
             scratch = vec![0; READ_CHUNK];
         }
         let mut cipher = std::mem::take(&mut self.bridges[index].cipher);
+        let mut chunks = 0;
         let failure = loop {
+            if chunks > 0 {
+                let bridge = &self.bridges[index];
+                let behind = bridge.fed_loops != 0
+                    && flow::feeds_a_loop_behind(
+                        &self.shared,
+                        (0..self.shared.loops.len()).filter(|&i| bridge.fed_loops & flow::loop_bit(i) != 0),
+                    );
+                if behind || chunks == READ_BUDGET {
+                    self.bridges[index].read_at = Some(if behind { now + STALL } else { now });
+                    break None;
+                }
+            }
+            chunks += 1;
             let bridge = &mut self.bridges[index];
             let Some(socket) = bridge.socket.as_mut() else { break None };
             match socket.read(&mut scratch, &mut cipher) {
@@ -371,7 +469,9 @@ impl EventLoop {
                     }
                     // Published here chunk by chunk, so a burst from NATS
                     // is not all held as events first.
+                    self.fed_loops = 0;
                     self.bridge_events(index, now);
+                    self.bridges[index].fed_loops = std::mem::take(&mut self.fed_loops);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -423,18 +523,75 @@ impl EventLoop {
     }
 
     /// Publishes a message from the far side here, to every receiver but
-    /// the bridge itself.
+    /// the bridge itself; a QoS 1 one is acknowledged once routed, or once
+    /// its writes are committed under `--durability immediate`. One this
+    /// broker does not take (too large, its own, outside the `in`
+    /// filters) is acknowledged too: sent again, it would be refused again.
     fn bridge_in(&mut self, index: usize, message: &Incoming, now: Instant) {
+        let commit = self.route_in(index, message, now);
+        let Some(ack) = message.ack else { return };
+        match commit {
+            Some(ticket) => {
+                let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, ack.connection, Transport::Tcp);
+                self.hold_ack(me, ack.packet_id, ticket);
+            }
+            None => self.bridges[index].client.ack(ack),
+        }
+        self.bridges[index].dirty = true;
+    }
+
+    /// A PUBACK held for the store's commit, for bridge `target`: its
+    /// serial is the connection the message came on.
+    pub(super) fn bridge_ack(&mut self, target: ConnRef, packet_id: u16) {
+        let Some(bridge) = self.bridges.get_mut(target.token() - BRIDGE_TOKEN_BASE) else { return };
+        bridge.client.ack(AckTicket { connection: target.serial, packet_id });
+        bridge.dirty = true;
+    }
+
+    /// [`EventLoop::bridge_in`]'s routing: the commit its acknowledgement
+    /// must wait for, if any.
+    fn route_in(&mut self, index: usize, message: &Incoming, now: Instant) -> Option<Ticket> {
         let limits = self.shared.config.session.topic_limits;
         let max_payload = self.shared.config.session.frame_limits.max_payload_len;
-        let bridge = &self.bridges[index];
+        let unix_now = self.unix_now;
+        let bridge = &mut self.bridges[index];
         if message.payload.len() > max_payload {
             BridgeStats::add(&self.shared.bridges[index].drops, 1);
-            return;
+            return None;
         }
-        let Some((delivery, retained)) = bridge.inbound(message, &limits, self.unix_now) else { return };
+        let (delivery, retained) = bridge.inbound(message, &limits, unix_now)?;
         let (me, namespace) = (bridge.me, bridge.namespace);
-        let Ok(name) = TopicName::new(&delivery.message().topic, &limits) else { return };
+        let name = TopicName::new(&delivery.message().topic, &limits).ok()?;
+        if message.ack.is_some() {
+            return self.route_in_qos1(index, name, delivery.clone(), retained, now);
+        }
+        if !retained {
+            // Changes nothing in the router: routed under the shared lock,
+            // from the cache while the subscriptions stay as they were.
+            let last = &mut self.bridges[index].last_in;
+            let mut receivers = std::mem::take(&mut last.receivers);
+            receivers.extend(
+                self.shared
+                    .broker
+                    .read()
+                    .route_live_in(&mut last.routes, namespace, name)
+                    .iter()
+                    .filter(
+                        // The loop stops here: what came from the bridge does
+                        // not go back.
+                        |sink| !matches!(sink, Sink::Conn(target) if *target == me),
+                    )
+                    .cloned(),
+            );
+            BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
+            self.counted.messages_in += 1;
+            if !receivers.is_empty() {
+                self.dispatch(&delivery, &receivers, now);
+            }
+            receivers.clear();
+            self.bridges[index].last_in.receivers = receivers;
+            return None;
+        }
         let mut receivers = {
             let mut broker = self.shared.broker.write();
             let published = broker.publish(namespace, name, &delivery, retained);
@@ -453,6 +610,37 @@ impl EventLoop {
         if !receivers.is_empty() {
             self.dispatch(&delivery, &receivers, now);
         }
+        None
+    }
+
+    /// A QoS 1 message from the far side: routed by the session rules, so
+    /// a durable session's QoS 1 subscription queues it (and stores it)
+    /// as it would a client's QoS 1 publish.
+    fn route_in_qos1(
+        &mut self,
+        index: usize,
+        name: TopicName<'_>,
+        delivery: Arc<Delivery>,
+        retained: bool,
+        now: Instant,
+    ) -> Option<Ticket> {
+        let (me, namespace) = (self.bridges[index].me, self.bridges[index].namespace);
+        let shared = self.shared.clone();
+        let (mut routed, commit) = {
+            let mut broker = shared.broker.write();
+            let mut routed = broker.publish_qos(namespace, name, delivery, retained, Qos::AtLeastOnce);
+            let ticket = submit_session_ops(&shared, &mut broker, std::mem::take(&mut routed.store));
+            (routed, ticket.filter(|_| broker.acks_after_commit()))
+        };
+        // The loop stops here: what came from the bridge does not go back.
+        for (_, receivers) in &mut routed.deliveries {
+            receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
+        }
+        routed.deliveries.retain(|(_, receivers)| !receivers.is_empty());
+        BridgeStats::add(&shared.bridges[index].messages_in, 1);
+        self.counted.messages_in += 1;
+        self.carry_out(routed, now);
+        commit
     }
 
     /// A delivery for bridge `target`: out to the far side, marked
@@ -473,13 +661,18 @@ impl EventLoop {
     fn bridge_out(&mut self, target: ConnRef, topic: &str, payload: &[u8], retained: bool) {
         let index = target.token() - BRIDGE_TOKEN_BASE;
         let Some(bridge) = self.bridges.get_mut(index) else { return };
-        let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
-        let subject = match &bridge.checked.mapping {
-            Mapping::Nats(mapping) => mapping.topic_to_subject(name),
-            Mapping::Mqtt(prefix) => prefix.to_remote(topic),
-        };
-        let sent = bridge.send(subject, retained, payload, &self.shared.bridges[index]);
-        if !bridge.pressing && flow::over_pressure_mark(bridge.client.outbound()) {
+        // A stream on one topic is mapped once.
+        let (last_topic, mut subject) = std::mem::take(&mut bridge.last_out);
+        if last_topic != topic || last_topic.is_empty() {
+            let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
+            subject = match &bridge.checked.mapping {
+                Mapping::Nats(mapping) => mapping.topic_to_subject(name),
+                Mapping::Mqtt(prefix) => prefix.to_remote(topic),
+            };
+        }
+        let sent = bridge.send(&subject, retained, payload, &self.shared.bridges[index]);
+        bridge.last_out = if last_topic == topic { (last_topic, subject) } else { (topic.to_owned(), subject) };
+        if !bridge.pressing && bridge.behind() {
             bridge.pressing = true;
             self.shared.loops[self.index].press(true);
         }
@@ -545,7 +738,7 @@ impl EventLoop {
                     break;
                 }
             }
-            if bridge.pressing && !flow::over_pressure_mark(bridge.client.outbound()) {
+            if bridge.pressing && !bridge.behind() {
                 bridge.pressing = false;
                 self.shared.loops[self.index].press(false);
             }
@@ -559,13 +752,15 @@ impl EventLoop {
 }
 
 impl Drop for Bridge {
-    /// The broker stops: what the bridge still holds is lost (QoS 0, and
-    /// nothing is written to disk for it), and the log says how much.
+    /// The broker stops: what the bridge still holds is lost (at QoS 0
+    /// and 1 alike: nothing is written to disk for it), and the log says
+    /// how much.
     fn drop(&mut self) {
-        let (held, unsent) = (self.queue.len(), self.client.outbound().len());
-        if held > 0 || unsent > 0 {
+        let (held, unsent, in_flight) = (self.queue.len(), self.client.outbound().len(), self.client.in_flight());
+        if held > 0 || unsent > 0 || in_flight > 0 {
             log::warn!(
-                "bridge {} stops with {held} messages held for {} and {unsent} bytes unsent: they are lost",
+                "bridge {} stops with {held} messages held for {}, {in_flight} not acknowledged and {unsent} bytes \
+                 unsent: they are lost",
                 self.index,
                 self.client.server()
             );

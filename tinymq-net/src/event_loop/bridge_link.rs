@@ -3,12 +3,13 @@
 //! socket it talks through, plain or TLS ([`LinkSocket`]).
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use tinymq_core::Outbound;
-use tinymq_core::mqtt::{self, MqttClient, MqttClientConfig, MqttEvent};
-use tinymq_core::nats::{self, Credentials as NatsCredentials, NatsClient, NatsConfig, NatsEvent};
+use tinymq_core::mqtt::{self, AckTicket, MqttClient, MqttClientConfig, MqttEvent, QoS};
+use tinymq_core::nats::{self, Credentials as NatsCredentials, Headers, NatsClient, NatsConfig, NatsEvent};
 
 use crate::bridge::{BridgeConfig, BridgeKind, Checked, Mapping};
 use crate::tls::{ClientTls, TlsStream};
@@ -19,8 +20,23 @@ pub(super) struct Incoming {
     pub(super) name: String,
     pub(super) payload: Vec<u8>,
     pub(super) retained: bool,
-    /// The broker it came from, if it says.
+    /// The broker it came from, if it says (MQTT).
     pub(super) origin: Option<String>,
+    /// Its headers (NATS), shared with the messages before it that had
+    /// the same: the origin is read from them, not copied.
+    pub(super) headers: Option<Arc<Headers>>,
+    /// QoS 1 (MQTT): what acknowledges it, once it is safe here.
+    pub(super) ack: Option<AckTicket>,
+}
+
+impl Incoming {
+    /// The broker it came from, if it says.
+    pub(super) fn origin(&self) -> Option<&str> {
+        match &self.headers {
+            Some(headers) => headers.origin(),
+            None => self.origin.as_deref(),
+        }
+    }
 }
 
 /// What a [`Link`] reports, in the protocol's place.
@@ -41,6 +57,8 @@ pub(super) enum Refused {
     NotConnected,
     /// The output buffer is full: hold it until the socket takes some.
     Full,
+    /// QoS 1: the in-flight window is full: hold it until a PUBACK.
+    Window,
     /// It can never be sent (too large, a bad name): drop it.
     Unsendable(String),
 }
@@ -83,6 +101,9 @@ impl Link {
                 mqtt.password = credentials.password.clone();
                 mqtt.version = config.mqtt_version;
                 mqtt.origin = config.broker_id.clone();
+                if config.qos == 1 {
+                    mqtt.qos = QoS::AtLeastOnce;
+                }
                 let mut client = MqttClient::new(mqtt, now);
                 for filter in &subjects {
                     client.subscribe(filter).map_err(|e| io::Error::other(format!("bridge filter {filter:?}: {e}")))?;
@@ -195,8 +216,24 @@ impl Link {
             Link::Mqtt(c) => c.publish(name, payload, retained).map_err(|e| match e {
                 mqtt::SendError::NotConnected => Refused::NotConnected,
                 mqtt::SendError::OutboundFull { .. } => Refused::Full,
+                mqtt::SendError::WindowFull { .. } => Refused::Window,
                 other => Refused::Unsendable(other.to_string()),
             }),
+        }
+    }
+
+    /// Acknowledges a QoS 1 message from the far side.
+    pub(super) fn ack(&mut self, ticket: AckTicket) {
+        if let Link::Mqtt(c) = self {
+            c.ack(ticket);
+        }
+    }
+
+    /// QoS 1 publishes waiting for the far side's acknowledgement.
+    pub(super) fn in_flight(&self) -> usize {
+        match self {
+            Link::Nats(_) => 0,
+            Link::Mqtt(c) => c.in_flight(),
         }
     }
 
@@ -207,9 +244,11 @@ impl Link {
                     NatsEvent::Connected { server, .. } => LinkEvent::Connected(server),
                     NatsEvent::Message(message) => LinkEvent::Message(Incoming {
                         retained: message.headers.is_retained(),
-                        origin: message.headers.origin().map(str::to_owned),
+                        origin: None,
+                        headers: Some(message.headers),
                         name: message.subject,
                         payload: message.payload,
+                        ack: None,
                     }),
                     NatsEvent::Error { kind, text } => LinkEvent::Error(format!("-ERR {text} ({kind:?})")),
                     NatsEvent::SlowConsumer { dropped } => LinkEvent::Dropped(dropped),
@@ -227,6 +266,8 @@ impl Link {
                     payload: message.payload,
                     retained: message.retain,
                     origin: message.origin,
+                    headers: None,
+                    ack: message.ack,
                 }),
                 MqttEvent::SubscriptionRefused { filter, code } => {
                     LinkEvent::Error(format!("the server refused the subscription to {filter:?} (code {code:#04x})"))

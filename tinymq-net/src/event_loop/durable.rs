@@ -257,6 +257,10 @@ impl EventLoop {
             if result.is_err() {
                 continue;
             }
+            if self.is_bridge_token(target.token()) {
+                self.bridge_ack(target, packet_id);
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { continue };
             if conn.serial != target.serial {
                 continue;

@@ -71,6 +71,25 @@ impl Mosquitto {
         broker
     }
 
+    /// A broker on `address` keeping its sessions and queued messages in
+    /// `store` (made writable for the `mosquitto` user it may drop to),
+    /// saved after every change: a restart on the same `store` after a
+    /// kill -9 finds them.
+    pub fn start_persistent(address: SocketAddr, store: &std::path::Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o777)).expect("chmod the store");
+        let extra = format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
+            store.display()
+        );
+        Self::start_with(address, &extra)
+    }
+
+    /// Its process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -115,9 +134,15 @@ impl Mosquitto {
     /// `mosquitto_sub` on `filter` as client `id`, returned once mosquitto
     /// has its subscription.
     pub fn subscribe(&self, id: &str, filter: &str) -> MosquittoSub {
+        self.subscribe_with(id, filter, &[])
+    }
+
+    /// [`Mosquitto::subscribe`] with more `mosquitto_sub` flags (`-c -q 1`).
+    pub fn subscribe_with(&self, id: &str, filter: &str, extra: &[&str]) -> MosquittoSub {
         let program = require_tool("mosquitto_sub", "apt-get install mosquitto-clients");
         let mut child = Command::new(program)
             .args(["-h", "127.0.0.1", "-p", &self.address.port().to_string(), "-i", id, "-t", filter])
+            .args(extra)
             // Topic, retain flag, payload in hex: binary payloads survive.
             .args(["-F", "%t %r %x"])
             .stdin(Stdio::null())
@@ -161,9 +186,15 @@ impl Mosquitto {
     /// `mosquitto_pub -l`: each of `lines` a message to `topic`, on one
     /// connection, in order; waits for it to finish.
     pub fn publish_lines(&self, topic: &str, lines: &[String]) {
+        self.publish_lines_with(topic, lines, &[]);
+    }
+
+    /// [`Mosquitto::publish_lines`] with more `mosquitto_pub` flags (`-q 1`).
+    pub fn publish_lines_with(&self, topic: &str, lines: &[String], extra: &[&str]) {
         let program = require_tool("mosquitto_pub", "apt-get install mosquitto-clients");
         let mut child = Command::new(program)
             .args(["-h", "127.0.0.1", "-p", &self.address.port().to_string(), "-t", topic, "-l"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
