@@ -89,13 +89,16 @@ impl Outbound {
     /// Appends bytes written by `write` into the owned tail. The limit is
     /// checked after writing; on overflow the bytes are removed again.
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Overflow> {
+        let (len, limit) = (self.len, self.limit);
         let tail = self.tail();
         let before = tail.len();
         write(tail);
         let added = tail.len() - before;
-        if self.len + added > self.limit {
-            self.tail().truncate(before);
-            return Err(Overflow { limit: self.limit });
+        if len + added > limit {
+            // This chunk, not `self.tail()`: the write may have filled it,
+            // and a new tail would leave the refused bytes queued.
+            tail.truncate(before);
+            return Err(Overflow { limit });
         }
         self.len += added;
         Ok(())
@@ -213,5 +216,18 @@ mod tests {
         assert_eq!(out.push_with(|b| b.extend_from_slice(&[1; 300])), Err(Overflow { limit: 600 }));
         assert_eq!(out.len(), 400);
         assert_eq!(drain(&mut out, 7), vec![7u8; 400]);
+    }
+
+    #[test]
+    fn a_refused_push_that_filled_the_owned_tail_leaves_nothing_behind() {
+        let mut out = Outbound::new(OWNED_CHUNK + 100);
+        out.push_with(|b| b.resize(OWNED_CHUNK - 10, 1)).unwrap();
+        // Takes the tail past OWNED_CHUNK and the queue past its limit.
+        assert_eq!(out.push_with(|b| b.extend_from_slice(&[2; 200])), Err(Overflow { limit: OWNED_CHUNK + 100 }));
+        assert_eq!(out.len(), OWNED_CHUNK - 10);
+        out.push_with(|b| b.extend_from_slice(&[3; 50])).unwrap();
+        let mut expected = vec![1u8; OWNED_CHUNK - 10];
+        expected.extend_from_slice(&[3; 50]);
+        assert_eq!(drain(&mut out, 4096), expected);
     }
 }
