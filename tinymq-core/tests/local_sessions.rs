@@ -64,7 +64,7 @@ fn delivery(topic: &str, payload: &str) -> Arc<Delivery> {
 /// Publishes `payload` to `topic` at `qos` from an in-process client.
 fn publish(broker: &mut Broker<Sink>, topic: &str, payload: &str, qos: Qos) -> tinymq_core::broker::Routed<Sink> {
     let name = TopicName::new(topic, &TopicLimits::default()).unwrap();
-    broker.publish_local(NamespaceId::PUBLIC, name, delivery(topic, payload), false, qos)
+    broker.publish_qos(NamespaceId::PUBLIC, name, delivery(topic, payload), false, qos)
 }
 
 fn drain(broker: &mut Broker<Sink>, store: &mut MemoryStore) -> Vec<StoreOp> {

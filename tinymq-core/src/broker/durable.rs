@@ -328,11 +328,13 @@ impl<S: Clone + SinkKind> Broker<S> {
         routed
     }
 
-    /// A publish at `qos` from no session of this broker (a bridge's
-    /// message from the far side): the one publish rule, then the durable
-    /// sessions among the receivers, as a session's own publish is routed.
-    /// The sessions' writes come from [`Broker::poll_store_op`]; whether
-    /// the sender's acknowledgement waits for their commit is
+    /// A publish at `qos` from no connection's session (an in-process
+    /// client's, or a bridge's message from the far side): the one publish
+    /// rule, then the durable sessions among the receivers, as a session's
+    /// own publish is routed: QoS 1 copies for QoS 1 subscriptions are
+    /// queued in their sessions, the rest returned to move at QoS 0. The
+    /// sessions' writes come from [`Broker::poll_store_op`]; whether the
+    /// sender's acknowledgement waits for their commit is
     /// [`Broker::acks_after_commit`].
     pub fn publish_qos(
         &mut self,

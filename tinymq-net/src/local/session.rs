@@ -108,7 +108,7 @@ impl LocalClient {
         let delivery = self.message(topic.into(), payload, unix_seconds());
         let (mut routed, ticket) = {
             let mut broker = self.shared.broker.write();
-            let mut routed = broker.publish_local(self.namespace, name, delivery, false, Qos::AtLeastOnce);
+            let mut routed = broker.publish_qos(self.namespace, name, delivery, false, Qos::AtLeastOnce);
             let mut ticket = None;
             for op in std::mem::take(&mut routed.store) {
                 ticket = self.shared.submit(op).or(ticket);

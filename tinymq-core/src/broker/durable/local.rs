@@ -19,7 +19,7 @@ use crate::codec::Qos;
 use crate::durable::{Departure, SessionId, SessionKey, SessionRequest, TooManySessions, Transmit};
 use crate::http::service::SinkKind;
 use crate::router::{Delivery, NamespaceId, SubscriberId};
-use crate::topic::{Filter, TopicName};
+use crate::topic::Filter;
 
 /// What [`Broker::open_local_session`] did.
 #[derive(Debug)]
@@ -128,25 +128,6 @@ impl<S: Clone + SinkKind> Broker<S> {
             self.unsubscribe_session(hold.id, filter);
         }
         self.router.unsubscribe(subscriber, filter) || in_session
-    }
-
-    /// An in-process publish at `qos` through the one publish rule: QoS 1
-    /// copies for QoS 1 subscriptions are queued in their sessions (their
-    /// writes come from [`Broker::poll_store_op`]), the rest returned to
-    /// move at QoS 0. Once this returns, the publish is acknowledged as
-    /// far as the broker goes; under `--durability immediate` the shell
-    /// returns to the publisher once the store has committed the writes.
-    pub fn publish_local(
-        &mut self,
-        namespace: NamespaceId,
-        topic: TopicName<'_>,
-        delivery: Arc<Delivery>,
-        retain: bool,
-        qos: Qos,
-    ) -> Routed<S> {
-        let mut routed = Routed::default();
-        self.route_qos(namespace, topic, delivery, retain, qos, &mut routed);
-        routed
     }
 
     /// The in-process client holding `hold` takes its next QoS 1 message,
