@@ -88,10 +88,17 @@ pub(crate) fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Encodes a stored message: version, updated_time, then topic, payload,
 /// from and ip (text, empty for none), each length-prefixed.
 pub fn encode_message(message: &Message) -> Vec<u8> {
+    put_message(RECORD_V1, message, 0)
+}
+
+/// `version`, then `message`'s fields as [`encode_message`] lays them, in
+/// a buffer with room for `more` bytes after them.
+pub(crate) fn put_message(version: u8, message: &Message, more: usize) -> Vec<u8> {
     let ip = message.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut out =
-        Vec::with_capacity(1 + 8 + 16 + message.topic.len() + message.payload.len() + message.from.len() + ip.len());
-    out.push(RECORD_V1);
+    let mut out = Vec::with_capacity(
+        1 + 8 + 16 + message.topic.len() + message.payload.len() + message.from.len() + ip.len() + more,
+    );
+    out.push(version);
     out.extend_from_slice(&message.updated_time.to_be_bytes());
     put_field(&mut out, message.topic.as_bytes());
     put_field(&mut out, &message.payload);
@@ -104,9 +111,16 @@ pub fn encode_message(message: &Message) -> Vec<u8> {
 /// a store file can be damaged.
 pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
     let mut reader = Record::new(record);
-    let version = reader.byte()?;
-    if version != RECORD_V1 {
-        return Err(RecordError::UnknownVersion(version));
+    let message = read_message(&mut reader, RECORD_V1)?;
+    reader.finish()?;
+    Ok(message)
+}
+
+/// Reads what [`put_message`] wrote, checking its version is `version`.
+pub(crate) fn read_message(reader: &mut Record<'_>, version: u8) -> Result<Message, RecordError> {
+    let found = reader.byte()?;
+    if found != version {
+        return Err(RecordError::UnknownVersion(found));
     }
     let updated_time = reader.u64()?;
     let topic = reader.text("topic")?;
@@ -116,7 +130,6 @@ pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
         "" => None,
         text => Some(text.parse::<IpAddr>().map_err(|_| RecordError::Malformed("ip"))?),
     };
-    reader.finish()?;
     Ok(Message { topic: topic.into(), payload: payload.into(), from: from.into(), updated_time, ip })
 }
 

@@ -10,12 +10,11 @@
 //! {subscriber}*`, fields length-prefixed (u32): the message, and the
 //! names of the clients its publish queued it for (PICKUP shows them).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::message::Message;
 use crate::record::{Record, RecordError};
-use crate::store::put_field;
+use crate::store::{put_field, put_message, read_message};
 
 const QUEUED_V1: u8 = 1;
 
@@ -74,17 +73,8 @@ pub fn split_http_queued_key(key: &[u8]) -> Result<(&str, &str, u64), RecordErro
 
 /// Encodes a queued message and the clients it was queued for.
 pub fn encode_http_queued(message: &Message, subscribers: &[Arc<str>]) -> Vec<u8> {
-    let ip = message.ip.map(|ip| ip.to_string()).unwrap_or_default();
     let names: usize = subscribers.iter().map(|s| 4 + s.len()).sum();
-    let mut out = Vec::with_capacity(
-        1 + 8 + 16 + message.topic.len() + message.payload.len() + message.from.len() + ip.len() + 4 + names,
-    );
-    out.push(QUEUED_V1);
-    out.extend_from_slice(&message.updated_time.to_be_bytes());
-    put_field(&mut out, message.topic.as_bytes());
-    put_field(&mut out, &message.payload);
-    put_field(&mut out, message.from.as_bytes());
-    put_field(&mut out, ip.as_bytes());
+    let mut out = put_message(QUEUED_V1, message, 4 + names);
     out.extend_from_slice(&u32::try_from(subscribers.len()).expect("under 2^32 clients").to_be_bytes());
     for name in subscribers {
         put_field(&mut out, name.as_bytes());
@@ -97,25 +87,13 @@ pub fn encode_http_queued(message: &Message, subscribers: &[Arc<str>]) -> Vec<u8
 /// claims.
 pub fn decode_http_queued(record: &[u8]) -> Result<(Message, Vec<Arc<str>>), RecordError> {
     let mut reader = Record::new(record);
-    let version = reader.byte()?;
-    if version != QUEUED_V1 {
-        return Err(RecordError::UnknownVersion(version));
-    }
-    let updated_time = reader.u64()?;
-    let topic = reader.text("topic")?;
-    let payload = reader.field()?;
-    let from = reader.text("from")?;
-    let ip = match reader.text("ip")? {
-        "" => None,
-        text => Some(text.parse::<IpAddr>().map_err(|_| RecordError::Malformed("ip"))?),
-    };
+    let message = read_message(&mut reader, QUEUED_V1)?;
     let count = reader.u32()?;
     let mut subscribers = Vec::new();
     for _ in 0..count {
         subscribers.push(Arc::from(reader.text("subscriber")?));
     }
     reader.finish()?;
-    let message = Message { topic: topic.into(), payload: payload.into(), from: from.into(), updated_time, ip };
     Ok((message, subscribers))
 }
 
