@@ -230,13 +230,7 @@ impl LocalClient {
     /// (`Immediate`) or the store is failing (`Batched`); the message was
     /// delivered all the same.
     pub fn publish_retained(&self, topic: &str, payload: &[u8]) -> Result<usize, Error> {
-        self.check_open()?;
-        let name = self.topic_name(topic)?;
-        let max = self.shared.config.session.frame_limits.max_payload_len;
-        if payload.len() > max {
-            return Err(Error::PayloadTooLarge { len: payload.len(), max });
-        }
-        let delivery = self.message(topic.into(), payload, unix_seconds());
+        let (name, delivery) = self.one_message(topic, payload)?;
         let (published, ticket) = {
             let mut broker = self.shared.broker.write();
             let mut published = broker.publish(self.namespace, name, &delivery, true);
@@ -268,6 +262,18 @@ impl LocalClient {
     fn topic_name<'t>(&self, topic: &'t str) -> Result<TopicName<'t>, Error> {
         TopicName::new(topic, &self.shared.config.session.topic_limits)
             .map_err(|source| Error::InvalidTopic { topic: topic.to_owned(), source })
+    }
+
+    /// One message to publish now, once the client is open, `topic` a
+    /// topic name and `payload` within the limit.
+    fn one_message<'t>(&self, topic: &'t str, payload: &[u8]) -> Result<(TopicName<'t>, Arc<Delivery>), Error> {
+        self.check_open()?;
+        let name = self.topic_name(topic)?;
+        let max = self.shared.config.session.frame_limits.max_payload_len;
+        if payload.len() > max {
+            return Err(Error::PayloadTooLarge { len: payload.len(), max });
+        }
+        Ok((name, self.message(topic.into(), payload, unix_seconds())))
     }
 
     fn message(&self, topic: Arc<str>, payload: &[u8], updated_time: u64) -> Arc<Delivery> {

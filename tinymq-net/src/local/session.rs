@@ -10,7 +10,7 @@ use tinymq_core::broker::Broker;
 use tinymq_core::durable::Transmit;
 use tinymq_core::{Qos, ReasonCode};
 
-use super::{LocalClient, unix_seconds};
+use super::LocalClient;
 use crate::Error;
 use crate::shared::Sink;
 use crate::writer::{Durability, Ticket};
@@ -99,13 +99,7 @@ impl LocalClient {
     /// [`Error::Store`] says the commit failed: the message was delivered
     /// to whoever was online, but may not survive a restart.
     pub fn publish_qos1(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
-        self.check_open()?;
-        let name = self.topic_name(topic)?;
-        let max = self.shared.config.session.frame_limits.max_payload_len;
-        if payload.len() > max {
-            return Err(Error::PayloadTooLarge { len: payload.len(), max });
-        }
-        let delivery = self.message(topic.into(), payload, unix_seconds());
+        let (name, delivery) = self.one_message(topic, payload)?;
         let (mut routed, ticket) = {
             let mut broker = self.shared.broker.write();
             let mut routed = broker.publish_qos(self.namespace, name, delivery, false, Qos::AtLeastOnce);
