@@ -76,6 +76,11 @@ pub struct BridgeConfig {
     /// The CA certificates (PEM) the far side's certificate must be issued
     /// by; required with TLS (there is no system trust store).
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM chain, the bridge's first) to present to
+    /// a far side that requires one (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
     /// The MQTT protocol level (MQTT bridges only; default 5 with a
     /// fallback to 3.1.1).
     pub mqtt_version: MqttVersion,
@@ -109,6 +114,8 @@ impl std::fmt::Debug for BridgeConfig {
             .field("token", &self.token.as_ref().map(|_| "<token>"))
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .field("mqtt_version", &self.mqtt_version)
             .field("namespace", &self.namespace)
             .field("qos", &self.qos)
@@ -231,6 +238,8 @@ impl BridgeConfig {
             token: None,
             tls: false,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
             mqtt_version: MqttVersion::Auto,
             namespace: String::new(),
             qos: 0,
@@ -312,11 +321,22 @@ impl BridgeConfig {
                 return Err(bad(format!("the {what} is longer than 65535 bytes")));
             }
         }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(bad("a client certificate needs both cert_file and key_file".into()));
+        }
         let tls = if self.tls || urls.iter().any(ServerUrl::tls) {
             let Some(ca_file) = &self.ca_file else {
                 return Err(bad("TLS to the far side needs ca_file, the CA that issued its certificate".into()));
             };
-            Some(ClientTls::with_ca_file(ca_file).map_err(|e| bad(e.to_string()))?)
+            let ca = ClientTls::with_ca_file(ca_file).map_err(|e| bad(e.to_string()))?;
+            match (&self.cert_file, &self.key_file) {
+                (Some(cert), Some(key)) => {
+                    Some(ca.with_client_cert_files(cert, key).map_err(|e| bad(format!("client certificate: {e}")))?)
+                }
+                _ => Some(ca),
+            }
+        } else if self.cert_file.is_some() {
+            return Err(bad("a client certificate (cert_file, key_file) needs TLS to the far side".into()));
         } else {
             None
         };

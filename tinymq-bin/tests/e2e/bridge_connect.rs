@@ -2,10 +2,16 @@
 //! event loop), client certificates (mutual TLS) and NATS NKEYs, against
 //! a real `nats-server` and `mosquitto`.
 
-use crate::bridge::bridge_stats;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::bridge::{bridge_stats, wait_connected};
 use crate::bridge_secure::{assert_delivery, bridged, wait_refused};
 use crate::support::http::{Json, JsonExt};
+use crate::support::mosquitto::{Mosquitto, SubMessage};
 use crate::support::nats::NatsServer;
+use crate::support::tools::require_tool;
+use crate::support::{TestPki, free_address, run_tinymq};
 
 #[test]
 fn a_nats_server_given_by_host_name_is_resolved_and_carries_messages() {
@@ -34,4 +40,156 @@ fn a_name_that_does_not_resolve_leaves_the_bridge_down_and_the_broker_serving() 
     crate::support::http::eventually(crate::support::WAIT * 2, "a second attempt", || {
         broker.log().iter().filter(|line| line.contains("cannot resolve")).nth(1).map(|_| ())
     });
+}
+
+/// Runs `openssl` with `args`, which must succeed.
+fn openssl(args: &[&str]) {
+    let openssl = require_tool("openssl", "apt-get install openssl");
+    let output = Command::new(openssl).args(args).output().expect("run openssl");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The client key in SEC1 form (`EC PRIVATE KEY`), beside the PKCS#8 one.
+fn sec1_client_key(pki: &TestPki) -> PathBuf {
+    let sec1 = pki.dir().join("client-key-sec1.pem");
+    openssl(&["ec", "-in", TestPki::arg(&pki.client_key), "-out", TestPki::arg(&sec1)]);
+    assert!(std::fs::read_to_string(&sec1).unwrap().contains("BEGIN EC PRIVATE KEY"), "not SEC1");
+    sec1
+}
+
+/// An RSA client certificate the test CA issues, made with `openssl`, and
+/// its key in PKCS#1 form (`RSA PRIVATE KEY`).
+fn rsa_client_cert(pki: &TestPki) -> (PathBuf, PathBuf) {
+    let path = |name: &str| pki.dir().join(name);
+    let arg = |name: &str| path(name).to_str().unwrap().to_owned();
+    std::fs::write(path("client.ext"), "extendedKeyUsage = clientAuth\n").unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=tinymq rsa bridge",
+        "-keyout",
+        &arg("rsa-key8.pem"),
+        "-out",
+        &arg("rsa.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &arg("rsa.csr"),
+        "-CA",
+        TestPki::arg(&pki.ca),
+        "-CAkey",
+        TestPki::arg(&pki.ca_key),
+        "-set_serial",
+        "7",
+        "-days",
+        "2",
+        "-extfile",
+        &arg("client.ext"),
+        "-out",
+        &arg("rsa.pem"),
+    ]);
+    openssl(&["rsa", "-in", &arg("rsa-key8.pem"), "-traditional", "-out", &arg("rsa-key1.pem")]);
+    assert!(std::fs::read_to_string(path("rsa-key1.pem")).unwrap().contains("BEGIN RSA PRIVATE KEY"), "not PKCS#1");
+    (path("rsa.pem"), path("rsa-key1.pem"))
+}
+
+#[test]
+fn client_certificates_reach_a_nats_server_that_verifies_them() {
+    let pki = TestPki::generate();
+    let arg = TestPki::arg;
+    let nats = NatsServer::start_with(&[
+        "--tlsverify",
+        "--tlscert",
+        arg(&pki.cert),
+        "--tlskey",
+        arg(&pki.key),
+        "--tlscacert",
+        arg(&pki.ca),
+    ]);
+    let url = nats.url().replace("nats://", "tls://");
+    let ca = arg(&pki.ca);
+    // PKCS#8 (EC) on one side, PKCS#1 (RSA) on the other.
+    let cert = ["--bridge-ca", ca, "--bridge-cert", arg(&pki.client_cert), "--bridge-key", arg(&pki.client_key)];
+    let a = bridged(&url, "A", &[&["--bridge-out", "s/#"][..], &cert].concat());
+    let (rsa, rsa_key) = rsa_client_cert(&pki);
+    let b = bridged(
+        &url,
+        "B",
+        &["--bridge-in", "s/#", "--bridge-ca", ca, "--bridge-cert", arg(&rsa), "--bridge-key", arg(&rsa_key)],
+    );
+    assert_delivery(&a, &b);
+
+    // Without a client certificate: refused, and the broker serves on.
+    let without = bridged(&url, "C", &["--bridge-out", "s/#", "--bridge-ca", ca]);
+    let stats = wait_refused(&without, "certificate");
+    assert_eq!(stats.field("connected"), &Json::Bool(false), "{stats}");
+    let mut subscriber = without.connect("sub");
+    subscriber.subscribe("s/#");
+    without.connect("pub").publish("s/t", b"served");
+    assert_eq!(subscriber.recv_publish().payload, b"served");
+}
+
+#[test]
+fn client_certificates_reach_a_mosquitto_that_requires_them() {
+    let pki = TestPki::generate();
+    let tls = free_address();
+    let extra = format!(
+        "listener {} {}\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        tls.port(),
+        tls.ip(),
+        pki.ca.display(),
+        pki.cert.display(),
+        pki.key.display()
+    );
+    let mosquitto = Mosquitto::start_with(free_address(), &extra);
+    let url = format!("mqtts://{tls}");
+    let ca = TestPki::arg(&pki.ca);
+    let sec1 = sec1_client_key(&pki);
+    let cert =
+        ["--bridge-ca", ca, "--bridge-cert", TestPki::arg(&pki.client_cert), "--bridge-key", TestPki::arg(&sec1)];
+    let a = bridged(&url, "A", &[&["--bridge-out", "s/#"][..], &cert].concat());
+    wait_connected(&a);
+    let mut far = mosquitto.subscribe("far", "s/#");
+    a.connect("pub").publish("s/t", b"mutual");
+    assert_eq!(far.recv(), SubMessage { topic: "s/t".into(), retain: false, payload: b"mutual".to_vec() });
+
+    let without = bridged(&url, "B", &["--bridge-out", "s/#", "--bridge-ca", ca]);
+    let stats = wait_refused(&without, "certificate");
+    assert_eq!(stats.field("connected"), &Json::Bool(false), "{stats}");
+}
+
+#[test]
+fn client_certificate_files_that_cannot_be_used_stop_the_start() {
+    let pki = TestPki::generate();
+    let ca = TestPki::arg(&pki.ca);
+    let start = |cert: &str, key: &str| {
+        let output = run_tinymq(&[
+            "broker",
+            "--address",
+            "127.0.0.1:0",
+            "--bridge",
+            "tls://127.0.0.1:1",
+            "--bridge-out",
+            "s/#",
+            "--bridge-ca",
+            ca,
+            "--bridge-cert",
+            cert,
+            "--bridge-key",
+            key,
+        ]);
+        assert!(!output.status.success(), "started with {cert} and {key}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let missing = start("/nonexistent/client.pem", TestPki::arg(&pki.client_key));
+    assert!(missing.contains("/nonexistent/client.pem"), "{missing}");
+    // A certificate where the key should be.
+    let not_a_key = start(TestPki::arg(&pki.client_cert), TestPki::arg(&pki.client_cert));
+    assert!(not_a_key.contains("no private key"), "{not_a_key}");
 }

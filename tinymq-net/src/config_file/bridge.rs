@@ -46,6 +46,11 @@ pub struct BridgeSection {
     /// The CA certificates (PEM) the far side's certificate is checked
     /// against; required with TLS.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for a far side that requires one
+    /// (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
     /// MQTT bridges: `"5"` (falling back to 3.1.1 when refused, the
     /// default) or `"3.1.1"`.
     pub mqtt_version: Option<String>,
@@ -93,6 +98,8 @@ impl BridgeSection {
         bridge.token = self.token.clone();
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
+        bridge.cert_file = self.cert_file.clone();
+        bridge.key_file = self.key_file.clone();
         bridge.namespace = self.namespace.clone().unwrap_or_default();
         bridge.qos = self.qos.unwrap_or(0);
         bridge.out = self.out.iter().chain(&self.both).cloned().collect();

@@ -708,6 +708,11 @@ sys_interval_secs = {sys_interval}
 # tls = false
 # The PEM CA the far side's certificate must be issued by; needed with TLS.
 # ca_file = "/etc/tinymq/far-side-ca.pem"
+# A client certificate (PEM), for a far side that requires one (mutual
+# TLS); needs TLS and key_file.
+# cert_file = "/etc/tinymq/bridge-cert.pem"
+# Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+# key_file = "/etc/tinymq/bridge-key.pem"
 # MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
 # mqtt_version = "5"
 # MQTT: the QoS of every message bridged, both ways: 0, or 1 (kept until the
