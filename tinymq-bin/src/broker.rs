@@ -75,6 +75,8 @@ Options:
   --bridge-queue N          messages held while the bridge is down; more are dropped [default: 10000]
   --bridge-ca FILE          PEM CA the far side's TLS certificate must be issued by (needed with
                             tls:// and mqtts://)
+  --bridge-nkey FILE        NATS: a file holding a user's NKEY seed (SU...); CONNECT carries its public
+                            key and its signature of the server's nonce
   --bridge-cert FILE        PEM client certificate to present to a far side that requires one
                             (mutual TLS; needs TLS and --bridge-key)
   --bridge-key FILE         the private key of --bridge-cert (PEM: PKCS#8, PKCS#1 or SEC1)
@@ -405,6 +407,7 @@ struct BridgeFlags {
     prefix: Option<String>,
     queue: Option<usize>,
     ca_file: Option<PathBuf>,
+    nkey_seed_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     namespace: Option<String>,
@@ -422,6 +425,7 @@ impl BridgeFlags {
             prefix: args::opt(args, "--bridge-prefix")?,
             queue: args::opt(args, "--bridge-queue")?,
             ca_file: args::opt(args, "--bridge-ca")?,
+            nkey_seed_file: args::opt(args, "--bridge-nkey")?,
             cert_file: args::opt(args, "--bridge-cert")?,
             key_file: args::opt(args, "--bridge-key")?,
             namespace: args::opt(args, "--bridge-namespace")?,
@@ -440,6 +444,7 @@ impl BridgeFlags {
                 ("--bridge-prefix", self.prefix.is_some()),
                 ("--bridge-queue", self.queue.is_some()),
                 ("--bridge-ca", self.ca_file.is_some()),
+                ("--bridge-nkey", self.nkey_seed_file.is_some()),
                 ("--bridge-cert", self.cert_file.is_some()),
                 ("--bridge-key", self.key_file.is_some()),
                 ("--bridge-namespace", self.namespace.is_some()),
@@ -473,6 +478,7 @@ impl BridgeFlags {
             bridge.queue_limit = queue;
         }
         bridge.ca_file = self.ca_file;
+        bridge.nkey_seed_file = self.nkey_seed_file;
         bridge.cert_file = self.cert_file;
         bridge.key_file = self.key_file;
         bridge.namespace = self.namespace.unwrap_or_default();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use tinymq_core::metrics::BridgeFigures;
 use tinymq_core::mqtt::MqttVersion;
-use tinymq_core::nats::{Headers, SubjectMapping};
+use tinymq_core::nats::{Headers, NkeySeed, SubjectMapping};
 use tinymq_core::{Filter, TopicLimits, TopicName};
 
 use crate::error::Error;
@@ -71,6 +71,11 @@ pub struct BridgeConfig {
     pub password: Option<String>,
     /// NATS `auth_token`; a NATS URL's `token@` is used when this is not set.
     pub token: Option<String>,
+    /// NATS bridges: a file holding a user's NKEY seed (`SU...`, as `nk`
+    /// and `nsc` write it): CONNECT carries its public key and its
+    /// signature of the server's nonce. Read at the start; the seed is
+    /// never shown.
+    pub nkey_seed_file: Option<PathBuf>,
     /// Speak TLS to the far side; `tls://` and `mqtts://` servers turn it on.
     pub tls: bool,
     /// The CA certificates (PEM) the far side's certificate must be issued
@@ -112,6 +117,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<password>"))
             .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .field("nkey_seed_file", &self.nkey_seed_file)
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("cert_file", &self.cert_file)
@@ -169,16 +175,19 @@ pub(crate) struct Credentials {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    /// A NATS user's NKEY.
+    pub(crate) nkey: Option<NkeySeed>,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Credentials({:?}, password: {}, token: {})",
+            "Credentials({:?}, password: {}, token: {}, nkey: {:?})",
             self.username,
             self.password.is_some(),
-            self.token.is_some()
+            self.token.is_some(),
+            self.nkey.as_ref().map(NkeySeed::public_key)
         )
     }
 }
@@ -236,6 +245,7 @@ impl BridgeConfig {
             username: None,
             password: None,
             token: None,
+            nkey_seed_file: None,
             tls: false,
             ca_file: None,
             cert_file: None,
@@ -301,8 +311,12 @@ impl BridgeConfig {
         let live = Headers::for_bridge(&self.broker_id, false).map_err(|e| bad(format!("broker id: {e}")))?;
         let retained = Headers::for_bridge(&self.broker_id, true).map_err(|e| bad(format!("broker id: {e}")))?;
         let from_url = urls.iter().find(|u| u.user.is_some());
-        let mut credentials =
-            Credentials { username: self.username.clone(), password: self.password.clone(), token: self.token.clone() };
+        let mut credentials = Credentials {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            nkey: None,
+        };
         if credentials == Credentials::default()
             && let Some(url) = from_url
         {
@@ -311,6 +325,18 @@ impl BridgeConfig {
                 (None, BridgeKind::Nats) => credentials.token = url.user.clone(),
                 _ => (credentials.username, credentials.password) = (url.user.clone(), url.password.clone()),
             }
+        }
+        if let Some(path) = &self.nkey_seed_file {
+            if self.kind != BridgeKind::Nats {
+                return Err(bad("nkey_seed_file: NKEYs are NATS credentials; MQTT bridges take a user name".into()));
+            }
+            if credentials != Credentials::default() {
+                return Err(bad("nkey_seed_file: NKEY credentials replace a user name, password or token".into()));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("nkey_seed_file {}: cannot read it: {e}", path.display())))?;
+            credentials.nkey =
+                Some(NkeySeed::from_text(&text).map_err(|e| bad(format!("nkey_seed_file {}: {e}", path.display())))?);
         }
         if credentials.password.is_some() && credentials.username.is_none() {
             return Err(bad("a password needs a user name".into()));

@@ -1,6 +1,7 @@
 //! Bridge connection setup: servers given by host name (resolved off the
 //! event loop), client certificates (mutual TLS) and NATS NKEYs, against
-//! a real `nats-server` and `mosquitto`.
+//! a real `nats-server` and `mosquitto`. The NKEY tests make their keys
+//! with tinymq's own NKEY code: nats-server checking them checks it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,8 @@ use crate::support::http::{Json, JsonExt};
 use crate::support::mosquitto::{Mosquitto, SubMessage};
 use crate::support::nats::NatsServer;
 use crate::support::tools::require_tool;
-use crate::support::{TestPki, free_address, run_tinymq};
+use crate::support::{BrokerProcess, ScratchDir, TestPki, free_address, run_tinymq};
+use tinymq_core::nats::NkeySeed;
 
 #[test]
 fn a_nats_server_given_by_host_name_is_resolved_and_carries_messages() {
@@ -168,9 +170,12 @@ fn client_certificates_reach_a_mosquitto_that_requires_them() {
 fn client_certificate_files_that_cannot_be_used_stop_the_start() {
     let pki = TestPki::generate();
     let ca = TestPki::arg(&pki.ca);
+    let data = ScratchDir::new();
     let start = |cert: &str, key: &str| {
         let output = run_tinymq(&[
             "broker",
+            "--data",
+            data.path().to_str().unwrap(),
             "--address",
             "127.0.0.1:0",
             "--bridge",
@@ -192,4 +197,77 @@ fn client_certificate_files_that_cannot_be_used_stop_the_start() {
     // A certificate where the key should be.
     let not_a_key = start(TestPki::arg(&pki.client_cert), TestPki::arg(&pki.client_cert));
     assert!(not_a_key.contains("no private key"), "{not_a_key}");
+}
+
+/// A new NATS user: its seed made by tinymq's own NKEY code from 32
+/// random bytes, written to `dir/NAME.nk`.
+fn new_nkey_user(dir: &ScratchDir, name: &str) -> (NkeySeed, PathBuf) {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut bytes).unwrap();
+    let seed = NkeySeed::from_ed25519_seed(bytes);
+    let path = dir.path().join(format!("{name}.nk"));
+    std::fs::write(&path, format!("{}\n", seed.to_text())).unwrap();
+    (seed, path)
+}
+
+#[test]
+fn an_nkey_user_is_let_in_by_nats_server_and_a_wrong_key_is_refused() {
+    let dir = ScratchDir::new();
+    let (seed, seed_file) = new_nkey_user(&dir, "bridge");
+    let (stranger, stranger_file) = new_nkey_user(&dir, "stranger");
+    let config = dir.path().join("nats.conf");
+    // nats-server decodes the public key (base32, prefix, CRC) and checks
+    // the signature of its nonce against it: our encoding and signing both.
+    std::fs::write(&config, format!("authorization {{\n  users = [ {{ nkey: {} }} ]\n}}\n", seed.public_key()))
+        .unwrap();
+    let nats = NatsServer::start_with(&["-c", config.to_str().unwrap()]);
+    let nkey = |file: &PathBuf| file.to_str().unwrap().to_owned();
+    let a = bridged(&nats.url(), "A", &["--bridge-out", "s/#", "--bridge-nkey", &nkey(&seed_file)]);
+    // The config file's key, for the other side.
+    let table = format!(
+        "[[bridge]]\nservers = [\"{}\"]\nin = [\"s/#\"]\nbroker_id = \"B\"\nnkey_seed_file = \"{}\"\n",
+        nats.url(),
+        seed_file.display()
+    );
+    std::fs::write(dir.path().join("b.toml"), table).unwrap();
+    let b =
+        BrokerProcess::start_http(&["--config", dir.path().join("b.toml").to_str().unwrap(), "--sys-interval", "0"]);
+    assert_delivery(&a, &b);
+    for broker in [&a, &b] {
+        assert!(!broker.log().iter().any(|line| line.contains(&seed.to_text())), "the seed in the log");
+        let stats = bridge_stats(broker).to_string();
+        assert!(!stats.contains(&seed.to_text()), "the seed in STATS: {stats}");
+    }
+
+    let wrong = bridged(&nats.url(), "C", &["--bridge-out", "s/#", "--bridge-nkey", &nkey(&stranger_file)]);
+    let stats = wait_refused(&wrong, "authorization violation");
+    assert_eq!(stats.field("connected"), &Json::Bool(false), "{stats}");
+    assert!(!wrong.log().iter().any(|line| line.contains(&stranger.to_text())), "the seed in the log");
+    // Without credentials: refused as well.
+    let none = bridged(&nats.url(), "D", &["--bridge-out", "s/#"]);
+    wait_refused(&none, "authorization violation");
+}
+
+#[test]
+fn a_seed_file_that_is_not_a_user_seed_stops_the_start() {
+    let dir = ScratchDir::new();
+    let bad = dir.path().join("bad.nk");
+    std::fs::write(&bad, "SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43AZY\n").unwrap();
+    let output = run_tinymq(&[
+        "broker",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--address",
+        "127.0.0.1:0",
+        "--bridge",
+        "nats://127.0.0.1:1",
+        "--bridge-out",
+        "s/#",
+        "--bridge-nkey",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success(), "started with a bad seed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.nk") && stderr.contains("checksum"), "{stderr}");
+    assert!(!stderr.contains("SUAKYRHV"), "the seed in the error: {stderr}");
 }

@@ -41,6 +41,8 @@ pub struct BridgeSection {
     pub password: Option<String>,
     /// NATS authentication token.
     pub token: Option<String>,
+    /// NATS bridges: a file holding a user's NKEY seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
     /// TLS to the far side (also on with `tls://` or `mqtts://` servers).
     pub tls: Option<bool>,
     /// The CA certificates (PEM) the far side's certificate is checked
@@ -96,6 +98,7 @@ impl BridgeSection {
         bridge.username = self.username.clone();
         bridge.password = self.password.clone();
         bridge.token = self.token.clone();
+        bridge.nkey_seed_file = self.nkey_seed_file.clone();
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
         bridge.cert_file = self.cert_file.clone();

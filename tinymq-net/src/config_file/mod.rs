@@ -704,6 +704,9 @@ sys_interval_secs = {sys_interval}
 # password = "secret"
 # A NATS authentication token, instead of a user name and password.
 # token = "s3cr3t"
+# NATS: a file holding a user's NKEY seed (SU..., as nk or nsc write it),
+# instead of the above: CONNECT carries its public key and signs the nonce.
+# nkey_seed_file = "/etc/tinymq/bridge.nk"
 # TLS to the far side (on too with tls:// or mqtts:// servers).
 # tls = false
 # The PEM CA the far side's certificate must be issued by; needed with TLS.

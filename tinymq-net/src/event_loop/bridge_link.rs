@@ -77,13 +77,14 @@ impl Link {
             BridgeKind::Nats => {
                 let mut nats = NatsConfig { servers: checked.servers.clone(), ..NatsConfig::default() };
                 nats.connect.name = format!("tinymq {}", config.broker_id);
-                nats.connect.credentials = match (&credentials.username, &credentials.token) {
-                    (Some(user), _) => NatsCredentials::UserPassword {
+                nats.connect.credentials = match (&credentials.username, &credentials.token, &credentials.nkey) {
+                    (Some(user), _, _) => NatsCredentials::UserPassword {
                         user: user.clone(),
                         password: credentials.password.clone().unwrap_or_default(),
                     },
-                    (None, Some(token)) => NatsCredentials::Token(token.clone()),
-                    (None, None) => NatsCredentials::None,
+                    (None, Some(token), _) => NatsCredentials::Token(token.clone()),
+                    (None, None, Some(seed)) => NatsCredentials::Nkey(seed.clone()),
+                    (None, None, None) => NatsCredentials::None,
                 };
                 nats.tls = checked.tls.is_some();
                 let mut client = NatsClient::new(nats, now);
