@@ -77,6 +77,8 @@ Options:
                             tls:// and mqtts://)
   --bridge-nkey FILE        NATS: a file holding a user's NKEY seed (SU...); CONNECT carries its public
                             key and its signature of the server's nonce
+  --bridge-creds FILE       NATS in operator mode: a .creds file (user JWT and seed); CONNECT carries
+                            the JWT and the seed's signature of the server's nonce
   --bridge-cert FILE        PEM client certificate to present to a far side that requires one
                             (mutual TLS; needs TLS and --bridge-key)
   --bridge-key FILE         the private key of --bridge-cert (PEM: PKCS#8, PKCS#1 or SEC1)
@@ -408,6 +410,7 @@ struct BridgeFlags {
     queue: Option<usize>,
     ca_file: Option<PathBuf>,
     nkey_seed_file: Option<PathBuf>,
+    creds_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     namespace: Option<String>,
@@ -426,6 +429,7 @@ impl BridgeFlags {
             queue: args::opt(args, "--bridge-queue")?,
             ca_file: args::opt(args, "--bridge-ca")?,
             nkey_seed_file: args::opt(args, "--bridge-nkey")?,
+            creds_file: args::opt(args, "--bridge-creds")?,
             cert_file: args::opt(args, "--bridge-cert")?,
             key_file: args::opt(args, "--bridge-key")?,
             namespace: args::opt(args, "--bridge-namespace")?,
@@ -445,6 +449,7 @@ impl BridgeFlags {
                 ("--bridge-queue", self.queue.is_some()),
                 ("--bridge-ca", self.ca_file.is_some()),
                 ("--bridge-nkey", self.nkey_seed_file.is_some()),
+                ("--bridge-creds", self.creds_file.is_some()),
                 ("--bridge-cert", self.cert_file.is_some()),
                 ("--bridge-key", self.key_file.is_some()),
                 ("--bridge-namespace", self.namespace.is_some()),
@@ -479,6 +484,7 @@ impl BridgeFlags {
         }
         bridge.ca_file = self.ca_file;
         bridge.nkey_seed_file = self.nkey_seed_file;
+        bridge.creds_file = self.creds_file;
         bridge.cert_file = self.cert_file;
         bridge.key_file = self.key_file;
         bridge.namespace = self.namespace.unwrap_or_default();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use tinymq_core::metrics::BridgeFigures;
 use tinymq_core::mqtt::MqttVersion;
-use tinymq_core::nats::{Headers, NkeySeed, SubjectMapping};
+use tinymq_core::nats::{Headers, NkeySeed, SubjectMapping, UserCreds};
 use tinymq_core::{Filter, TopicLimits, TopicName};
 
 use crate::error::Error;
@@ -76,6 +76,10 @@ pub struct BridgeConfig {
     /// signature of the server's nonce. Read at the start; the seed is
     /// never shown.
     pub nkey_seed_file: Option<PathBuf>,
+    /// NATS bridges: a `.creds` file (a user JWT and its seed, as `nsc`
+    /// writes it) for a server in operator mode: CONNECT carries the JWT
+    /// and the seed's signature of the nonce. Read at the start.
+    pub creds_file: Option<PathBuf>,
     /// Speak TLS to the far side; `tls://` and `mqtts://` servers turn it on.
     pub tls: bool,
     /// The CA certificates (PEM) the far side's certificate must be issued
@@ -118,6 +122,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("password", &self.password.as_ref().map(|_| "<password>"))
             .field("token", &self.token.as_ref().map(|_| "<token>"))
             .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("creds_file", &self.creds_file)
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("cert_file", &self.cert_file)
@@ -177,17 +182,20 @@ pub(crate) struct Credentials {
     pub(crate) token: Option<String>,
     /// A NATS user's NKEY.
     pub(crate) nkey: Option<NkeySeed>,
+    /// A NATS user's JWT and seed.
+    pub(crate) creds: Option<UserCreds>,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Credentials({:?}, password: {}, token: {}, nkey: {:?})",
+            "Credentials({:?}, password: {}, token: {}, nkey: {:?}, creds: {:?})",
             self.username,
             self.password.is_some(),
             self.token.is_some(),
-            self.nkey.as_ref().map(NkeySeed::public_key)
+            self.nkey.as_ref().map(NkeySeed::public_key),
+            self.creds.as_ref().map(|c| c.seed.public_key())
         )
     }
 }
@@ -246,6 +254,7 @@ impl BridgeConfig {
             password: None,
             token: None,
             nkey_seed_file: None,
+            creds_file: None,
             tls: false,
             ca_file: None,
             cert_file: None,
@@ -316,6 +325,7 @@ impl BridgeConfig {
             password: self.password.clone(),
             token: self.token.clone(),
             nkey: None,
+            creds: None,
         };
         if credentials == Credentials::default()
             && let Some(url) = from_url
@@ -326,17 +336,23 @@ impl BridgeConfig {
                 _ => (credentials.username, credentials.password) = (url.user.clone(), url.password.clone()),
             }
         }
-        if let Some(path) = &self.nkey_seed_file {
+        for (key, path) in [("nkey_seed_file", &self.nkey_seed_file), ("creds_file", &self.creds_file)] {
+            let Some(path) = path else { continue };
             if self.kind != BridgeKind::Nats {
-                return Err(bad("nkey_seed_file: NKEYs are NATS credentials; MQTT bridges take a user name".into()));
+                return Err(bad(format!("{key}: NATS credentials; MQTT bridges take a user name")));
             }
             if credentials != Credentials::default() {
-                return Err(bad("nkey_seed_file: NKEY credentials replace a user name, password or token".into()));
+                return Err(bad(format!(
+                    "{key}: replaces a user name, password, token or other NATS credentials; give one"
+                )));
             }
             let text = std::fs::read_to_string(path)
-                .map_err(|e| bad(format!("nkey_seed_file {}: cannot read it: {e}", path.display())))?;
-            credentials.nkey =
-                Some(NkeySeed::from_text(&text).map_err(|e| bad(format!("nkey_seed_file {}: {e}", path.display())))?);
+                .map_err(|e| bad(format!("{key} {}: cannot read it: {e}", path.display())))?;
+            let wrong = |e: tinymq_core::nats::NkeyError| bad(format!("{key} {}: {e}", path.display()));
+            match key {
+                "nkey_seed_file" => credentials.nkey = Some(NkeySeed::from_text(&text).map_err(wrong)?),
+                _ => credentials.creds = Some(UserCreds::from_text(&text).map_err(wrong)?),
+            }
         }
         if credentials.password.is_some() && credentials.username.is_none() {
             return Err(bad("a password needs a user name".into()));

@@ -13,7 +13,7 @@ use crate::support::mosquitto::{Mosquitto, SubMessage};
 use crate::support::nats::NatsServer;
 use crate::support::tools::require_tool;
 use crate::support::{BrokerProcess, ScratchDir, TestPki, free_address, run_tinymq};
-use tinymq_core::nats::NkeySeed;
+use tinymq_core::nats::{NkeyKind, NkeySeed, UserCreds};
 
 #[test]
 fn a_nats_server_given_by_host_name_is_resolved_and_carries_messages() {
@@ -270,4 +270,84 @@ fn a_seed_file_that_is_not_a_user_seed_stops_the_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.nk") && stderr.contains("checksum"), "{stderr}");
     assert!(!stderr.contains("SUAKYRHV"), "the seed in the error: {stderr}");
+}
+
+/// A key of `kind` from 32 random bytes.
+fn random_key(kind: NkeyKind) -> NkeySeed {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut bytes).unwrap();
+    NkeySeed::new(kind, bytes)
+}
+
+/// A NATS JWT (v2) with `claims`, issued and signed by `issuer` for
+/// `subject`: header and claims base64url, then the Ed25519 signature of
+/// both (the `base64` crate and ring's, not only the broker's code).
+fn nats_jwt(issuer: &NkeySeed, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{name}{now}"), "iat": now, "iss": issuer.public_key(), "sub": subject, "name": name,
+        "nats": nats,
+    });
+    let payload = b64(claims.to_string().as_bytes());
+    let signed = format!("{header}.{payload}");
+    let sig = issuer.sign(signed.as_bytes());
+    format!("{signed}.{sig}")
+}
+
+#[test]
+fn a_creds_file_connects_to_nats_server_in_operator_mode() {
+    let dir = ScratchDir::new();
+    let operator = random_key(NkeyKind::Operator);
+    let account = random_key(NkeyKind::Account);
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1
+    });
+    let operator_jwt =
+        nats_jwt(&operator, &operator.public_key(), "op", serde_json::json!({"type": "operator", "version": 2}));
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "acc",
+        serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
+    );
+    let user_creds = |signer: &NkeySeed, name: &str| {
+        let user = random_key(NkeyKind::User);
+        let jwt = nats_jwt(
+            signer,
+            &user.public_key(),
+            name,
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2
+            }),
+        );
+        let path = dir.path().join(format!("{name}.creds"));
+        std::fs::write(&path, UserCreds { jwt, seed: user }.to_text()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let operator_file = dir.path().join("operator.jwt");
+    std::fs::write(&operator_file, &operator_jwt).unwrap();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{}\"\n}}\n",
+            operator_file.display(),
+            account.public_key(),
+            account_jwt
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with(&["-c", config.to_str().unwrap()]);
+    let a = bridged(&nats.url(), "A", &["--bridge-out", "s/#", "--bridge-creds", &user_creds(&account, "a")]);
+    let b = bridged(&nats.url(), "B", &["--bridge-in", "s/#", "--bridge-creds", &user_creds(&account, "b")]);
+    assert_delivery(&a, &b);
+
+    // A user JWT signed by an account the server does not know.
+    let stranger = random_key(NkeyKind::Account);
+    let wrong = bridged(&nats.url(), "C", &["--bridge-out", "s/#", "--bridge-creds", &user_creds(&stranger, "c")]);
+    let stats = wait_refused(&wrong, "authorization violation");
+    assert_eq!(stats.field("connected"), &Json::Bool(false), "{stats}");
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::nkey::NkeySeed;
+use super::nkey::{NkeySeed, UserCreds};
 
 /// At most this many `connect_urls` are taken from one INFO, so that a
 /// server cannot grow the client's server list without bound.
@@ -84,6 +84,9 @@ pub enum Credentials {
     Token(String),
     /// `nkey`, and `sig`: the seed's signature of the server's nonce.
     Nkey(NkeySeed),
+    /// `jwt`, and `sig` (signed with the user's seed): a `.creds` file,
+    /// for a server in operator mode.
+    Jwt(UserCreds),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -94,6 +97,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::UserPassword { user, .. } => write!(f, "UserPassword({user:?}, <password>)"),
             Credentials::Token(_) => f.write_str("Token(<token>)"),
             Credentials::Nkey(seed) => write!(f, "Nkey({})", seed.public_key()),
+            Credentials::Jwt(creds) => write!(f, "Jwt({})", creds.seed.public_key()),
         }
     }
 }
@@ -152,6 +156,12 @@ impl ConnectOptions {
                     map.insert("sig".into(), json!(seed.sign(nonce.as_bytes())));
                 }
             }
+            Credentials::Jwt(creds) => {
+                map.insert("jwt".into(), json!(creds.jwt));
+                if !nonce.is_empty() {
+                    map.insert("sig".into(), json!(creds.seed.sign(nonce.as_bytes())));
+                }
+            }
         }
         Value::Object(map).to_string()
     }
@@ -208,6 +218,11 @@ mod tests {
         assert_eq!(value["sig"], json!(seed.sign(info.nonce.as_bytes())));
         assert!(!options.to_json(&info.nonce).contains(&seed.to_text()), "the seed in CONNECT");
         assert!(!format!("{options:?}").contains(&seed.to_text()), "the seed in Debug");
+        let creds = UserCreds { jwt: "a.b.c".into(), seed: seed.clone() };
+        let jwt = ConnectOptions { credentials: Credentials::Jwt(creds), ..ConnectOptions::default() };
+        let value: Value = serde_json::from_str(&jwt.to_json(&info.nonce)).unwrap();
+        assert_eq!((&value["jwt"], &value["sig"]), (&json!("a.b.c"), &json!(seed.sign(info.nonce.as_bytes()))));
+        assert!(!format!("{jwt:?}").contains(&seed.to_text()), "the seed in Debug");
         // No nonce, nothing to sign: the key alone.
         let unsigned: Value = serde_json::from_str(&options.to_json("")).unwrap();
         assert!(unsigned.get("sig").is_none() && unsigned["nkey"] == json!(seed.public_key()));

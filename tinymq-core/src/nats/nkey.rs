@@ -5,6 +5,11 @@
 //! key and a CRC-16/XMODEM of both, little-endian. A public user key has
 //! one prefix byte, `20 << 3` (`U...`); a seed two, packing the seed
 //! prefix `18 << 3` and the user prefix so that the text starts `SU`.
+//! Accounts (`A...`) and operators (`O...`) are written the same way with
+//! their own prefix; only users connect, the others sign JWTs.
+//!
+//! A `.creds` file ([`UserCreds`]) holds a user's JWT and seed, each
+//! between `-----BEGIN ...-----` and `------END ...------` lines.
 
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -13,6 +18,28 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 const SEED_PREFIX: u8 = 18 << 3;
 /// The prefix byte of a user key (`U`).
 const USER_PREFIX: u8 = 20 << 3;
+
+/// Whose key an NKEY is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NkeyKind {
+    /// A user (`U...`): what connects.
+    User,
+    /// An account (`A...`): signs its users' JWTs.
+    Account,
+    /// An operator (`O...`): signs its accounts' JWTs.
+    Operator,
+}
+
+impl NkeyKind {
+    fn prefix(self) -> u8 {
+        match self {
+            NkeyKind::User => USER_PREFIX,
+            NkeyKind::Account => 0,
+            NkeyKind::Operator => 14 << 3,
+        }
+    }
+}
 /// Two prefix bytes, the 32-byte seed, two CRC bytes.
 const SEED_LEN: usize = 2 + 32 + 2;
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -30,11 +57,15 @@ pub enum NkeyError {
     /// A seed, but not a user's (an account's, an operator's...).
     #[error("not a user's NKEY seed (a user seed starts with SU)")]
     NotUser,
+    /// A `.creds` file without a JWT block and a seed block after it.
+    #[error("not a NATS .creds file: no {0} block (-----BEGIN ...----- / ------END ...------)")]
+    Creds(&'static str),
 }
 
 /// A NATS user's NKEY seed: what signs the server's nonce.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NkeySeed {
+    kind: NkeyKind,
     seed: [u8; 32],
     public: [u8; 32],
 }
@@ -72,27 +103,33 @@ impl NkeySeed {
     /// The user whose Ed25519 private key is `seed` (32 random bytes make
     /// a new user).
     pub fn from_ed25519_seed(seed: [u8; 32]) -> Self {
+        Self::new(NkeyKind::User, seed)
+    }
+
+    /// The `kind` of key whose Ed25519 private key is `seed`.
+    pub fn new(kind: NkeyKind, seed: [u8; 32]) -> Self {
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("any 32 bytes are an Ed25519 seed");
         let mut public = [0; 32];
         public.copy_from_slice(pair.public_key().as_ref());
-        NkeySeed { seed, public }
+        NkeySeed { kind, seed, public }
     }
 
-    /// The seed as NATS writes it, `SU...`: a secret.
+    /// The seed as NATS writes it, `SU...` for a user: a secret.
     pub fn to_text(&self) -> String {
+        let prefix = self.kind.prefix();
         let mut raw = Vec::with_capacity(SEED_LEN);
-        raw.push(SEED_PREFIX | USER_PREFIX >> 5);
-        raw.push((USER_PREFIX & 0b1_1111) << 3);
+        raw.push(SEED_PREFIX | prefix >> 5);
+        raw.push((prefix & 0b1_1111) << 3);
         raw.extend_from_slice(&self.seed);
         raw.extend_from_slice(&crc16(&raw).to_le_bytes());
         base32_encode(&raw)
     }
 
-    /// The public key, `U...`: CONNECT's `nkey`, and what the server's
-    /// configuration lists.
+    /// The public key, `U...` for a user: CONNECT's `nkey`, and what the
+    /// server's configuration lists.
     pub fn public_key(&self) -> String {
         let mut raw = Vec::with_capacity(1 + 32 + 2);
-        raw.push(USER_PREFIX);
+        raw.push(self.kind.prefix());
         raw.extend_from_slice(&self.public);
         raw.extend_from_slice(&crc16(&raw).to_le_bytes());
         base32_encode(&raw)
@@ -103,6 +140,52 @@ impl NkeySeed {
     pub fn sign(&self, nonce: &[u8]) -> String {
         let pair = Ed25519KeyPair::from_seed_unchecked(&self.seed).expect("checked when made");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.sign(nonce))
+    }
+}
+
+/// A NATS `.creds` file: a user's JWT (issued by its account, in operator
+/// mode) and the user's seed, which signs the server's nonce.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserCreds {
+    /// The user JWT, sent in CONNECT as `jwt`.
+    pub jwt: String,
+    /// The user's seed.
+    pub seed: NkeySeed,
+}
+
+impl std::fmt::Debug for UserCreds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserCreds({})", self.seed.public_key())
+    }
+}
+
+impl UserCreds {
+    /// Reads a `.creds` file's text: the first block is the JWT, the
+    /// second the user seed (`nsc` and the nkeys library write them so).
+    pub fn from_text(text: &str) -> Result<Self, NkeyError> {
+        let mut blocks = Vec::new();
+        let mut lines = text.lines().map(str::trim);
+        while let Some(line) = lines.next() {
+            if line.starts_with("---") && line.contains("BEGIN") {
+                blocks.extend(lines.next().filter(|l| !l.is_empty() && !l.starts_with("---")));
+            }
+        }
+        let jwt = blocks.first().ok_or(NkeyError::Creds("JWT"))?;
+        let seed = blocks.get(1).ok_or(NkeyError::Creds("seed"))?;
+        if jwt.split('.').count() != 3 {
+            return Err(NkeyError::Creds("JWT"));
+        }
+        Ok(UserCreds { jwt: (*jwt).to_owned(), seed: NkeySeed::from_text(seed)? })
+    }
+
+    /// The text of a `.creds` file for `jwt` and `seed`, as `nsc` writes it.
+    pub fn to_text(&self) -> String {
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            self.jwt,
+            self.seed.to_text()
+        )
     }
 }
 
@@ -194,6 +277,38 @@ mod tests {
         let account = base32_encode(&raw);
         assert!(account.starts_with("SA"), "{account}");
         assert_eq!(NkeySeed::from_text(&account), Err(NkeyError::NotUser));
+    }
+
+    #[test]
+    fn a_creds_file_gives_its_jwt_and_seed() {
+        // The nkeys project's test file (creds_utils_test.go), cut down.
+        let jwt = "eyJ0eXAiOiJqd3QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVREU2In0.c_XQT04wEoVVNDRjPHeKwe17BO";
+        let text = format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\nSUAOTBNEUHZDFJT3EUMELT7MQTP24JF3XVCXQNDSCU74G5IU6VAJBKH5LI\n\
+             ------END USER NKEY SEED------\n"
+        );
+        let creds = UserCreds::from_text(&text).unwrap();
+        assert_eq!(creds.jwt, jwt);
+        // The JWT of the original names this user as its subject.
+        assert_eq!(creds.seed.public_key(), "UDE6WTGLTTPCRJRJCKBJRGVNZTLIVR7LEEELR4CYWWWBKJS7XYIKXDUU");
+        assert_eq!(UserCreds::from_text(&creds.to_text()).unwrap(), creds);
+        assert_eq!(UserCreds::from_text(&text.replace("\n", "\r\n")).unwrap(), creds);
+        assert!(!format!("{creds:?}").contains("SUAOT"), "the seed in Debug");
+        assert_eq!(UserCreds::from_text(README_SEED), Err(NkeyError::Creds("JWT")));
+        let jwt_only = text.split("\n\n").next().unwrap();
+        assert_eq!(UserCreds::from_text(jwt_only), Err(NkeyError::Creds("seed")));
+    }
+
+    #[test]
+    fn account_and_operator_keys_have_their_prefixes() {
+        let account = NkeySeed::new(NkeyKind::Account, [1; 32]);
+        let operator = NkeySeed::new(NkeyKind::Operator, [1; 32]);
+        assert!(account.public_key().starts_with('A') && account.to_text().starts_with("SA"));
+        assert!(operator.public_key().starts_with('O') && operator.to_text().starts_with("SO"));
+        assert_eq!(NkeySeed::from_text(&operator.to_text()), Err(NkeyError::NotUser));
     }
 
     #[test]

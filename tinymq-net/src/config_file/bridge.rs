@@ -43,6 +43,8 @@ pub struct BridgeSection {
     pub token: Option<String>,
     /// NATS bridges: a file holding a user's NKEY seed (`SU...`).
     pub nkey_seed_file: Option<PathBuf>,
+    /// NATS bridges: a `.creds` file (user JWT and seed).
+    pub creds_file: Option<PathBuf>,
     /// TLS to the far side (also on with `tls://` or `mqtts://` servers).
     pub tls: Option<bool>,
     /// The CA certificates (PEM) the far side's certificate is checked
@@ -99,6 +101,7 @@ impl BridgeSection {
         bridge.password = self.password.clone();
         bridge.token = self.token.clone();
         bridge.nkey_seed_file = self.nkey_seed_file.clone();
+        bridge.creds_file = self.creds_file.clone();
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
         bridge.cert_file = self.cert_file.clone();

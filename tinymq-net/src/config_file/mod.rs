@@ -707,6 +707,9 @@ sys_interval_secs = {sys_interval}
 # NATS: a file holding a user's NKEY seed (SU..., as nk or nsc write it),
 # instead of the above: CONNECT carries its public key and signs the nonce.
 # nkey_seed_file = "/etc/tinymq/bridge.nk"
+# NATS in operator mode: a .creds file (the user's JWT and seed, as nsc
+# writes it), instead of the above: CONNECT carries the JWT, signs the nonce.
+# creds_file = "/etc/tinymq/bridge.creds"
 # TLS to the far side (on too with tls:// or mqtts:// servers).
 # tls = false
 # The PEM CA the far side's certificate must be issued by; needed with TLS.
