@@ -75,6 +75,13 @@ Options:
   --bridge-queue N          messages held while the bridge is down; more are dropped [default: 10000]
   --bridge-ca FILE          PEM CA the far side's TLS certificate must be issued by (needed with
                             tls:// and mqtts://)
+  --bridge-nkey FILE        NATS: a file holding a user's NKEY seed (SU...); CONNECT carries its public
+                            key and its signature of the server's nonce
+  --bridge-creds FILE       NATS in operator mode: a .creds file (user JWT and seed); CONNECT carries
+                            the JWT and the seed's signature of the server's nonce
+  --bridge-cert FILE        PEM client certificate to present to a far side that requires one
+                            (mutual TLS; needs TLS and --bridge-key)
+  --bridge-key FILE         the private key of --bridge-cert (PEM: PKCS#8, PKCS#1 or SEC1)
   --bridge-namespace USER   bridge USER's namespace instead of the public one
   --bridge-qos 0|1          MQTT bridges: QoS of every message bridged, both ways; 1 keeps each until
                             the far side acknowledges it, over a persistent session named after
@@ -402,6 +409,10 @@ struct BridgeFlags {
     prefix: Option<String>,
     queue: Option<usize>,
     ca_file: Option<PathBuf>,
+    nkey_seed_file: Option<PathBuf>,
+    creds_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
     namespace: Option<String>,
     qos: Option<u8>,
     broker_id: Option<String>,
@@ -417,6 +428,10 @@ impl BridgeFlags {
             prefix: args::opt(args, "--bridge-prefix")?,
             queue: args::opt(args, "--bridge-queue")?,
             ca_file: args::opt(args, "--bridge-ca")?,
+            nkey_seed_file: args::opt(args, "--bridge-nkey")?,
+            creds_file: args::opt(args, "--bridge-creds")?,
+            cert_file: args::opt(args, "--bridge-cert")?,
+            key_file: args::opt(args, "--bridge-key")?,
             namespace: args::opt(args, "--bridge-namespace")?,
             qos: args::opt(args, "--bridge-qos")?,
             broker_id: args::opt(args, "--broker-id")?,
@@ -433,6 +448,10 @@ impl BridgeFlags {
                 ("--bridge-prefix", self.prefix.is_some()),
                 ("--bridge-queue", self.queue.is_some()),
                 ("--bridge-ca", self.ca_file.is_some()),
+                ("--bridge-nkey", self.nkey_seed_file.is_some()),
+                ("--bridge-creds", self.creds_file.is_some()),
+                ("--bridge-cert", self.cert_file.is_some()),
+                ("--bridge-key", self.key_file.is_some()),
                 ("--bridge-namespace", self.namespace.is_some()),
                 ("--bridge-qos", self.qos.is_some()),
                 ("--broker-id", self.broker_id.is_some()),
@@ -464,6 +483,10 @@ impl BridgeFlags {
             bridge.queue_limit = queue;
         }
         bridge.ca_file = self.ca_file;
+        bridge.nkey_seed_file = self.nkey_seed_file;
+        bridge.creds_file = self.creds_file;
+        bridge.cert_file = self.cert_file;
+        bridge.key_file = self.key_file;
         bridge.namespace = self.namespace.unwrap_or_default();
         bridge.qos = self.qos.unwrap_or(0);
         Ok(Some(bridge))

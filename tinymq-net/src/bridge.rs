@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use tinymq_core::metrics::BridgeFigures;
 use tinymq_core::mqtt::MqttVersion;
-use tinymq_core::nats::{Headers, SubjectMapping};
+use tinymq_core::nats::{Headers, NkeySeed, SubjectMapping, UserCreds};
 use tinymq_core::{Filter, TopicLimits, TopicName};
 
 use crate::error::Error;
@@ -71,11 +71,25 @@ pub struct BridgeConfig {
     pub password: Option<String>,
     /// NATS `auth_token`; a NATS URL's `token@` is used when this is not set.
     pub token: Option<String>,
+    /// NATS bridges: a file holding a user's NKEY seed (`SU...`, as `nk`
+    /// and `nsc` write it): CONNECT carries its public key and its
+    /// signature of the server's nonce. Read at the start; the seed is
+    /// never shown.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// NATS bridges: a `.creds` file (a user JWT and its seed, as `nsc`
+    /// writes it) for a server in operator mode: CONNECT carries the JWT
+    /// and the seed's signature of the nonce. Read at the start.
+    pub creds_file: Option<PathBuf>,
     /// Speak TLS to the far side; `tls://` and `mqtts://` servers turn it on.
     pub tls: bool,
     /// The CA certificates (PEM) the far side's certificate must be issued
     /// by; required with TLS (there is no system trust store).
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM chain, the bridge's first) to present to
+    /// a far side that requires one (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
     /// The MQTT protocol level (MQTT bridges only; default 5 with a
     /// fallback to 3.1.1).
     pub mqtt_version: MqttVersion,
@@ -107,8 +121,12 @@ impl std::fmt::Debug for BridgeConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<password>"))
             .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("creds_file", &self.creds_file)
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .field("mqtt_version", &self.mqtt_version)
             .field("namespace", &self.namespace)
             .field("qos", &self.qos)
@@ -162,16 +180,22 @@ pub(crate) struct Credentials {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    /// A NATS user's NKEY.
+    pub(crate) nkey: Option<NkeySeed>,
+    /// A NATS user's JWT and seed.
+    pub(crate) creds: Option<UserCreds>,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Credentials({:?}, password: {}, token: {})",
+            "Credentials({:?}, password: {}, token: {}, nkey: {:?}, creds: {:?})",
             self.username,
             self.password.is_some(),
-            self.token.is_some()
+            self.token.is_some(),
+            self.nkey.as_ref().map(NkeySeed::public_key),
+            self.creds.as_ref().map(|c| c.seed.public_key())
         )
     }
 }
@@ -229,8 +253,12 @@ impl BridgeConfig {
             username: None,
             password: None,
             token: None,
+            nkey_seed_file: None,
+            creds_file: None,
             tls: false,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
             mqtt_version: MqttVersion::Auto,
             namespace: String::new(),
             qos: 0,
@@ -292,8 +320,13 @@ impl BridgeConfig {
         let live = Headers::for_bridge(&self.broker_id, false).map_err(|e| bad(format!("broker id: {e}")))?;
         let retained = Headers::for_bridge(&self.broker_id, true).map_err(|e| bad(format!("broker id: {e}")))?;
         let from_url = urls.iter().find(|u| u.user.is_some());
-        let mut credentials =
-            Credentials { username: self.username.clone(), password: self.password.clone(), token: self.token.clone() };
+        let mut credentials = Credentials {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            nkey: None,
+            creds: None,
+        };
         if credentials == Credentials::default()
             && let Some(url) = from_url
         {
@@ -301,6 +334,24 @@ impl BridgeConfig {
                 // NATS' `nats://TOKEN@host`.
                 (None, BridgeKind::Nats) => credentials.token = url.user.clone(),
                 _ => (credentials.username, credentials.password) = (url.user.clone(), url.password.clone()),
+            }
+        }
+        for (key, path) in [("nkey_seed_file", &self.nkey_seed_file), ("creds_file", &self.creds_file)] {
+            let Some(path) = path else { continue };
+            if self.kind != BridgeKind::Nats {
+                return Err(bad(format!("{key}: NATS credentials; MQTT bridges take a user name")));
+            }
+            if credentials != Credentials::default() {
+                return Err(bad(format!(
+                    "{key}: replaces a user name, password, token or other NATS credentials; give one"
+                )));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("{key} {}: cannot read it: {e}", path.display())))?;
+            let wrong = |e: tinymq_core::nats::NkeyError| bad(format!("{key} {}: {e}", path.display()));
+            match key {
+                "nkey_seed_file" => credentials.nkey = Some(NkeySeed::from_text(&text).map_err(wrong)?),
+                _ => credentials.creds = Some(UserCreds::from_text(&text).map_err(wrong)?),
             }
         }
         if credentials.password.is_some() && credentials.username.is_none() {
@@ -312,11 +363,22 @@ impl BridgeConfig {
                 return Err(bad(format!("the {what} is longer than 65535 bytes")));
             }
         }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(bad("a client certificate needs both cert_file and key_file".into()));
+        }
         let tls = if self.tls || urls.iter().any(ServerUrl::tls) {
             let Some(ca_file) = &self.ca_file else {
                 return Err(bad("TLS to the far side needs ca_file, the CA that issued its certificate".into()));
             };
-            Some(ClientTls::with_ca_file(ca_file).map_err(|e| bad(e.to_string()))?)
+            let ca = ClientTls::with_ca_file(ca_file).map_err(|e| bad(e.to_string()))?;
+            match (&self.cert_file, &self.key_file) {
+                (Some(cert), Some(key)) => {
+                    Some(ca.with_client_cert_files(cert, key).map_err(|e| bad(format!("client certificate: {e}")))?)
+                }
+                _ => Some(ca),
+            }
+        } else if self.cert_file.is_some() {
+            return Err(bad("a client certificate (cert_file, key_file) needs TLS to the far side".into()));
         } else {
             None
         };

@@ -107,7 +107,7 @@ impl BrokerBuilder {
         for _ in 0..config.threads.max(1) {
             let poll = Poll::new().map_err(Error::EventLoop)?;
             let waker = Waker::new(poll.registry(), EventLoop::waker_token()).map_err(Error::EventLoop)?;
-            handles.push(LoopHandle::new(waker, flow::pressure_mark(config.session.outbound_limit)));
+            handles.push(LoopHandle::new(Arc::new(waker), flow::pressure_mark(config.session.outbound_limit)));
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(config, broker, store, auth, handles));

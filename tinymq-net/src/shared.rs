@@ -192,7 +192,9 @@ impl Batch {
 const BACKLOG_MARK: usize = 16 * 1024;
 
 pub(crate) struct LoopHandle {
-    pub(crate) waker: Waker,
+    /// Shared with the bridges' resolver thread (loop 0), which wakes the
+    /// loop with its answers.
+    pub(crate) waker: Arc<Waker>,
     inbox: Mutex<Batch>,
     /// Whether `inbox` holds items: the loop checks it before each of its
     /// own deliveries, so it reads a flag rather than take the lock.
@@ -209,7 +211,7 @@ pub(crate) struct LoopHandle {
 }
 
 impl LoopHandle {
-    pub(crate) fn new(waker: Waker, pressure_bytes: usize) -> Self {
+    pub(crate) fn new(waker: Arc<Waker>, pressure_bytes: usize) -> Self {
         LoopHandle {
             waker,
             inbox: Mutex::new(Batch::default()),

@@ -153,6 +153,9 @@ impl ServerTls {
 #[derive(Clone, Debug)]
 pub struct ClientTls {
     config: Arc<ClientConfig>,
+    /// The CAs trusted, kept to add a client certificate; `None` for
+    /// [`ClientTls::insecure`].
+    roots: Option<RootCertStore>,
 }
 
 impl ClientTls {
@@ -184,9 +187,39 @@ impl ClientTls {
         let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(rejected)?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
             .with_no_client_auth();
-        Ok(ClientTls { config: Arc::new(config) })
+        Ok(ClientTls { config: Arc::new(config), roots: Some(roots) })
+    }
+
+    /// Also presents a client certificate, for servers that require one
+    /// (mutual TLS): `cert` holds the chain (the client's certificate
+    /// first), `key` its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    /// Fails if a file cannot be read or used, or on an insecure client.
+    pub fn with_client_cert_files(self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let chain = parse_certificates(&read_pem_file(cert)?, &cert.display().to_string())?;
+        let key_der = parse_key(&read_pem_file(key)?, &key.display().to_string())?;
+        self.with_client_cert(chain, key_der, &format!("{} with {}", cert.display(), key.display()))
+    }
+
+    fn with_client_cert(
+        self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        origin: &str,
+    ) -> Result<Self, TlsError> {
+        let rejected = |source| TlsError::Rejected { origin: origin.to_owned(), source };
+        let Some(roots) = self.roots else {
+            return Err(TlsError::Pem { origin: origin.to_owned(), reason: "an insecure client has no CA".into() });
+        };
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(rejected)?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(chain, key)
+            .map_err(rejected)?;
+        Ok(ClientTls { config: Arc::new(config), roots: Some(roots) })
     }
 
     /// Encrypts but accepts any certificate: anyone on the path can pose as
@@ -200,7 +233,7 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        ClientTls { config: Arc::new(config) }
+        ClientTls { config: Arc::new(config), roots: None }
     }
 
     /// Turns off session resumption, so every connection makes a full
@@ -208,7 +241,7 @@ impl ClientTls {
     pub fn without_resumption(self) -> Self {
         let mut config = (*self.config).clone();
         config.resumption = rustls::client::Resumption::disabled();
-        ClientTls { config: Arc::new(config) }
+        ClientTls { config: Arc::new(config), roots: self.roots }
     }
 
     /// The rustls configuration, for a client built on other I/O.

@@ -14,7 +14,7 @@ use crate::support::nats::NatsServer;
 use crate::support::tools::require_tool;
 use crate::support::{BrokerProcess, ScratchDir, TestPki, WAIT, free_address};
 
-fn bridged(url: &str, id: &str, flags: &[&str]) -> BrokerProcess {
+pub(crate) fn bridged(url: &str, id: &str, flags: &[&str]) -> BrokerProcess {
     let mut args = vec!["--bridge", url, "--broker-id", id, "--sys-interval", "0"];
     args.extend_from_slice(flags);
     BrokerProcess::start_http(&args)
@@ -22,7 +22,7 @@ fn bridged(url: &str, id: &str, flags: &[&str]) -> BrokerProcess {
 
 /// Waits until the bridge's last error contains `words`, and checks that
 /// it is down.
-fn wait_refused(broker: &BrokerProcess, words: &str) -> Json {
+pub(crate) fn wait_refused(broker: &BrokerProcess, words: &str) -> Json {
     eventually(WAIT * 2, &format!("the bridge's last error says {words:?}"), || {
         let bridge = bridge_stats(broker);
         let error = bridge.field("last_error");
@@ -32,7 +32,7 @@ fn wait_refused(broker: &BrokerProcess, words: &str) -> Json {
 
 /// A message posted on `from` (bridging `out`) reaches a subscriber on `to`
 /// (bridging `in`): both bridges up, through the server.
-fn assert_delivery(from: &BrokerProcess, to: &BrokerProcess) {
+pub(crate) fn assert_delivery(from: &BrokerProcess, to: &BrokerProcess) {
     let mut subscriber = to.connect("on-to");
     subscriber.subscribe("s/#");
     wait_connected(from);

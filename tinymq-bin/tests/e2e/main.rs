@@ -13,6 +13,7 @@ mod access;
 mod auth;
 mod bench_protocols;
 mod bridge;
+mod bridge_connect;
 mod bridge_mqtt;
 mod bridge_mqtt_qos;
 mod bridge_secure;

@@ -271,7 +271,6 @@ enum State {
 #[derive(Debug)]
 pub struct NatsClient {
     config: NatsConfig,
-    connect_json: String,
     state: State,
     /// Whether the current connection reached Connected, so that its loss
     /// is reported.
@@ -316,7 +315,6 @@ impl NatsClient {
             }
         }
         NatsClient {
-            connect_json: config.connect.to_json(),
             state: State::Idle,
             was_connected: false,
             servers,
@@ -540,7 +538,9 @@ impl NatsClient {
     /// CONNECT, then every subscription, then the PING whose PONG says the
     /// server took them (an authorization failure comes as -ERR before it).
     fn send_handshake(&mut self, now: Instant) {
-        push_control(&mut self.outbound, &ClientOp::Connect(&self.connect_json));
+        // Made per connection: NKEY credentials sign this server's nonce.
+        let connect = self.config.connect.to_json(&self.info.nonce);
+        push_control(&mut self.outbound, &ClientOp::Connect(&connect));
         for (sid, subject) in &self.subscriptions {
             push_control(&mut self.outbound, &ClientOp::Sub { subject, queue: None, sid: sid.0 });
         }

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::nkey::{NkeySeed, UserCreds};
+
 /// At most this many `connect_urls` are taken from one INFO, so that a
 /// server cannot grow the client's server list without bound.
 pub const MAX_CONNECT_URLS: usize = 64;
@@ -28,6 +30,8 @@ pub struct ServerInfo {
     /// The server is in lame duck mode: it will close soon, so the client
     /// should move to another server.
     pub lame_duck: bool,
+    /// What an NKEY user signs in CONNECT (empty if the server sent none).
+    pub nonce: String,
 }
 
 /// INFO JSON that cannot be read.
@@ -58,6 +62,7 @@ impl ServerInfo {
             tls_required: flag("tls_required"),
             connect_urls,
             lame_duck: flag("ldm"),
+            nonce: text("nonce"),
         })
     }
 }
@@ -77,6 +82,11 @@ pub enum Credentials {
     },
     /// `auth_token`.
     Token(String),
+    /// `nkey`, and `sig`: the seed's signature of the server's nonce.
+    Nkey(NkeySeed),
+    /// `jwt`, and `sig` (signed with the user's seed): a `.creds` file,
+    /// for a server in operator mode.
+    Jwt(UserCreds),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -86,6 +96,8 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::UserPassword { user, .. } => write!(f, "UserPassword({user:?}, <password>)"),
             Credentials::Token(_) => f.write_str("Token(<token>)"),
+            Credentials::Nkey(seed) => write!(f, "Nkey({})", seed.public_key()),
+            Credentials::Jwt(creds) => write!(f, "Jwt({})", creds.seed.public_key()),
         }
     }
 }
@@ -116,7 +128,8 @@ impl ConnectOptions {
     /// The CONNECT JSON. `verbose` is off (no `+OK` per operation),
     /// `pedantic` off, `headers` on, and `protocol` 1 so that the server
     /// sends INFO again when the cluster changes (new `connect_urls`).
-    pub fn to_json(&self) -> String {
+    /// `nonce` is the INFO's, which NKEY credentials sign.
+    pub fn to_json(&self, nonce: &str) -> String {
         let mut map = Map::new();
         map.insert("verbose".into(), json!(false));
         map.insert("pedantic".into(), json!(false));
@@ -136,6 +149,18 @@ impl ConnectOptions {
             }
             Credentials::Token(token) => {
                 map.insert("auth_token".into(), json!(token));
+            }
+            Credentials::Nkey(seed) => {
+                map.insert("nkey".into(), json!(seed.public_key()));
+                if !nonce.is_empty() {
+                    map.insert("sig".into(), json!(seed.sign(nonce.as_bytes())));
+                }
+            }
+            Credentials::Jwt(creds) => {
+                map.insert("jwt".into(), json!(creds.jwt));
+                if !nonce.is_empty() {
+                    map.insert("sig".into(), json!(creds.seed.sign(nonce.as_bytes())));
+                }
             }
         }
         Value::Object(map).to_string()
@@ -168,7 +193,7 @@ mod tests {
             credentials: Credentials::UserPassword { user: "u".into(), password: "p\"w".into() },
             ..ConnectOptions::default()
         };
-        let value: Value = serde_json::from_str(&options.to_json()).unwrap();
+        let value: Value = serde_json::from_str(&options.to_json("")).unwrap();
         assert_eq!(value["verbose"], json!(false));
         assert_eq!(value["pedantic"], json!(false));
         assert_eq!(value["headers"], json!(true));
@@ -178,7 +203,28 @@ mod tests {
         assert_eq!(value["pass"], json!("p\"w"));
         assert!(value.get("auth_token").is_none());
         let token = ConnectOptions { credentials: Credentials::Token("t".into()), ..ConnectOptions::default() };
-        assert!(token.to_json().contains(r#""auth_token":"t""#));
+        assert!(token.to_json("").contains(r#""auth_token":"t""#));
         assert!(!format!("{:?}", options).contains("p\\\"w"));
+    }
+
+    #[test]
+    fn nkey_credentials_sign_the_nonce_of_the_info() {
+        let info = ServerInfo::from_json(r#"{"server_id":"N","headers":true,"nonce":"p0ajk8hJqkvQ_2Q"}"#).unwrap();
+        assert_eq!(info.nonce, "p0ajk8hJqkvQ_2Q");
+        let seed = NkeySeed::from_ed25519_seed([9; 32]);
+        let options = ConnectOptions { credentials: Credentials::Nkey(seed.clone()), ..ConnectOptions::default() };
+        let value: Value = serde_json::from_str(&options.to_json(&info.nonce)).unwrap();
+        assert_eq!(value["nkey"], json!(seed.public_key()));
+        assert_eq!(value["sig"], json!(seed.sign(info.nonce.as_bytes())));
+        assert!(!options.to_json(&info.nonce).contains(&seed.to_text()), "the seed in CONNECT");
+        assert!(!format!("{options:?}").contains(&seed.to_text()), "the seed in Debug");
+        let creds = UserCreds { jwt: "a.b.c".into(), seed: seed.clone() };
+        let jwt = ConnectOptions { credentials: Credentials::Jwt(creds), ..ConnectOptions::default() };
+        let value: Value = serde_json::from_str(&jwt.to_json(&info.nonce)).unwrap();
+        assert_eq!((&value["jwt"], &value["sig"]), (&json!("a.b.c"), &json!(seed.sign(info.nonce.as_bytes()))));
+        assert!(!format!("{jwt:?}").contains(&seed.to_text()), "the seed in Debug");
+        // No nonce, nothing to sign: the key alone.
+        let unsigned: Value = serde_json::from_str(&options.to_json("")).unwrap();
+        assert!(unsigned.get("sig").is_none() && unsigned["nkey"] == json!(seed.public_key()));
     }
 }

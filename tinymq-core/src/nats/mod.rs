@@ -8,6 +8,7 @@
 //! | `info` | [`ServerInfo`] from INFO's JSON, [`ConnectOptions`] to CONNECT's |
 //! | `client` | [`NatsClient`]: handshake, subscriptions, keep-alive, server list and backoff |
 //! | `mapping` | [`SubjectMapping`]: topics and filters to subjects and back, with the escaping scheme |
+//! | `nkey` | [`NkeySeed`]: a user's NKEY seed, its public key, and the signature of the server's nonce; [`UserCreds`], a `.creds` file |
 //!
 //! # Calling order
 //!
@@ -70,6 +71,7 @@ mod codec;
 mod headers;
 mod info;
 mod mapping;
+mod nkey;
 
 pub use client::{
     ConnectionError, NatsClient, NatsConfig, NatsEvent, NatsMessage, NatsStats, SendError, ServerErrorKind, Sid,
@@ -81,3 +83,4 @@ pub use codec::{
 pub use headers::{HeaderError, Headers, ORIGIN_HEADER, RETAIN_HEADER, RETAIN_VALUE};
 pub use info::{ConnectOptions, Credentials, InfoError, MAX_CONNECT_URLS, ServerInfo};
 pub use mapping::{MappingError, SubjectMapping};
+pub use nkey::{NkeyError, NkeyKind, NkeySeed, UserCreds};

@@ -41,11 +41,20 @@ pub struct BridgeSection {
     pub password: Option<String>,
     /// NATS authentication token.
     pub token: Option<String>,
+    /// NATS bridges: a file holding a user's NKEY seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// NATS bridges: a `.creds` file (user JWT and seed).
+    pub creds_file: Option<PathBuf>,
     /// TLS to the far side (also on with `tls://` or `mqtts://` servers).
     pub tls: Option<bool>,
     /// The CA certificates (PEM) the far side's certificate is checked
     /// against; required with TLS.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for a far side that requires one
+    /// (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
     /// MQTT bridges: `"5"` (falling back to 3.1.1 when refused, the
     /// default) or `"3.1.1"`.
     pub mqtt_version: Option<String>,
@@ -91,8 +100,12 @@ impl BridgeSection {
         bridge.username = self.username.clone();
         bridge.password = self.password.clone();
         bridge.token = self.token.clone();
+        bridge.nkey_seed_file = self.nkey_seed_file.clone();
+        bridge.creds_file = self.creds_file.clone();
         bridge.tls = self.tls.unwrap_or(false);
         bridge.ca_file = self.ca_file.clone();
+        bridge.cert_file = self.cert_file.clone();
+        bridge.key_file = self.key_file.clone();
         bridge.namespace = self.namespace.clone().unwrap_or_default();
         bridge.qos = self.qos.unwrap_or(0);
         bridge.out = self.out.iter().chain(&self.both).cloned().collect();

@@ -704,10 +704,21 @@ sys_interval_secs = {sys_interval}
 # password = "secret"
 # A NATS authentication token, instead of a user name and password.
 # token = "s3cr3t"
+# NATS: a file holding a user's NKEY seed (SU..., as nk or nsc write it),
+# instead of the above: CONNECT carries its public key and signs the nonce.
+# nkey_seed_file = "/etc/tinymq/bridge.nk"
+# NATS in operator mode: a .creds file (the user's JWT and seed, as nsc
+# writes it), instead of the above: CONNECT carries the JWT, signs the nonce.
+# creds_file = "/etc/tinymq/bridge.creds"
 # TLS to the far side (on too with tls:// or mqtts:// servers).
 # tls = false
 # The PEM CA the far side's certificate must be issued by; needed with TLS.
 # ca_file = "/etc/tinymq/far-side-ca.pem"
+# A client certificate (PEM), for a far side that requires one (mutual
+# TLS); needs TLS and key_file.
+# cert_file = "/etc/tinymq/bridge-cert.pem"
+# Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+# key_file = "/etc/tinymq/bridge-key.pem"
 # MQTT: "5" (with No Local; falls back to 3.1.1 if refused) or "3.1.1".
 # mqtt_version = "5"
 # MQTT: the QoS of every message bridged, both ways: 0, or 1 (kept until the

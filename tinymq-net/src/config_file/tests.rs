@@ -75,7 +75,7 @@ fn every_key_in_the_printed_file_has_a_comment() {
         let above = lines[i - 1];
         assert!(above.starts_with('#') && key_of(above).is_none(), "line {}: {key} has no comment", i + 1);
     }
-    assert_eq!(keys, 52, "every key counted:\n{printed}");
+    assert_eq!(keys, 56, "every key counted:\n{printed}");
 }
 
 #[test]
@@ -174,6 +174,10 @@ fn bridge_tables_are_read_and_checked() {
     let example: String = printed[start..]
         .lines()
         .filter(|line| !line.starts_with("# ") || line.starts_with("# [[") || line.contains(" = "))
+        // A client certificate needs TLS, which the example leaves off.
+        .filter(|line| !line.starts_with("# cert_file") && !line.starts_with("# key_file"))
+        // An NKEY replaces the user name and password the example has.
+        .filter(|line| !line.starts_with("# nkey_seed_file") && !line.starts_with("# creds_file"))
         .map(|line| line.trim_start_matches("# "))
         .collect::<Vec<_>>()
         .join("\n");
@@ -245,6 +249,17 @@ fn mqtt_bridges_credentials_and_tls_keys_are_read_and_checked() {
     assert!(wildcard_prefix.contains("wildcards"), "{wildcard_prefix}");
     let password_alone = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\npassword = \"p\"");
     assert!(password_alone.contains("user name"), "{password_alone}");
+    let cert_alone =
+        error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"");
+    assert!(cert_alone.contains("needs TLS"), "{cert_alone}");
+    let nkey_missing = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\nnkey_seed_file = \"/nonexistent.nk\"");
+    assert!(nkey_missing.contains("/nonexistent.nk"), "{nkey_missing}");
+    let nkey_mqtt = error("[[bridge]]\nservers = [\"mqtt://h:1\"]\nout = [\"a\"]\nnkey_seed_file = \"/x.nk\"");
+    assert!(nkey_mqtt.contains("NATS credentials"), "{nkey_mqtt}");
+    let two = error("[[bridge]]\nservers = [\"h:1\"]\nout = [\"a\"]\ntoken = \"t\"\ncreds_file = \"/x.creds\"");
+    assert!(two.contains("creds_file: replaces"), "{two}");
+    let no_key = error("[[bridge]]\nservers = [\"tls://h:1\"]\nout = [\"a\"]\ncert_file = \"c.pem\"");
+    assert!(no_key.contains("both cert_file and key_file"), "{no_key}");
 }
 
 #[test]

@@ -14,12 +14,14 @@
 //! what other brokers would send back.
 //!
 //! Nothing here blocks: connecting, reading and writing all stop at
-//! `WouldBlock`. A server name that is not an IP address is resolved when
-//! it is dialed, which can wait for DNS; give addresses.
+//! `WouldBlock`, and a server given by name rather than address is
+//! resolved on a thread of its own ([`Resolver`]) that wakes the loop with
+//! the answer; the bridge is dialing meanwhile, within its handshake
+//! timeout.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -41,6 +43,10 @@ use crate::writer::Ticket;
 #[path = "bridge_link.rs"]
 mod link;
 use link::{Incoming, Link, LinkEvent, LinkSocket, Refused};
+
+#[path = "bridge_resolve.rs"]
+mod resolve;
+pub(crate) use resolve::Resolver;
 
 /// Bridge `i` has token `BRIDGE_TOKEN_BASE + i`, as a mio token and in its
 /// [`ConnRef`]: far above any slab slot, below the listeners' tokens.
@@ -69,6 +75,8 @@ pub(super) struct Bridge {
     /// Its sink in the router.
     me: ConnRef,
     socket: Option<LinkSocket>,
+    /// The server's name is being resolved: the serial of the lookup.
+    resolving: Option<u64>,
     /// The socket is dialing: the first writable event says how it went.
     connecting: bool,
     queue: VecDeque<Queued>,
@@ -136,6 +144,7 @@ impl Bridge {
             broker_id: config.broker_id.as_str().into(),
             me,
             socket: None,
+            resolving: None,
             connecting: false,
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
@@ -290,14 +299,6 @@ struct LastIn {
     receivers: Vec<Sink>,
 }
 
-/// `host:port` as an address, resolved when it is not one already.
-fn resolve(server: &str) -> io::Result<SocketAddr> {
-    if let Ok(address) = server.parse() {
-        return Ok(address);
-    }
-    server.to_socket_addrs()?.next().ok_or_else(|| io::Error::other("the name resolves to no address"))
-}
-
 impl EventLoop {
     /// Whether `token` is a bridge's.
     pub(super) fn is_bridge_token(&self, token: usize) -> bool {
@@ -317,7 +318,7 @@ impl EventLoop {
             if bridge.deadline().is_none_or(|at| at > now) {
                 continue;
             }
-            if bridge.socket.is_none() {
+            if bridge.socket.is_none() && bridge.resolving.is_none() {
                 self.dial(index, now);
             } else if bridge.read_at.is_some_and(|at| at <= now) {
                 // Bytes left unread: read on (a client timer a little
@@ -325,7 +326,11 @@ impl EventLoop {
                 bridge.read_at = None;
                 self.bridge_read(index, now);
             } else if let Err(error) = bridge.client.handle_timeout(now) {
-                self.bridge_failed(index, &error.to_string(), now);
+                let why = match bridge.resolving {
+                    Some(_) => format!("cannot resolve {}: {error}", bridge.client.server()),
+                    None => error.to_string(),
+                };
+                self.bridge_failed(index, &why, now);
             } else {
                 bridge.dirty = true;
             }
@@ -333,17 +338,58 @@ impl EventLoop {
         }
     }
 
+    /// Dials the bridge's next server: at once when it is an address, else
+    /// once the resolver thread has its address.
     fn dial(&mut self, index: usize, now: Instant) {
         let bridge = &mut self.bridges[index];
         let Some(server) = bridge.client.next_server(now) else { return };
+        if let Ok(address) = server.parse::<SocketAddr>() {
+            return self.connect(index, address, now);
+        }
+        let resolver = self.resolver.get_or_insert_with(|| Resolver::new(self.shared.loops[0].waker.clone()));
+        match resolver.lookup(index, &server) {
+            Ok(serial) => {
+                log::debug!("bridge {index}: resolving {server}");
+                bridge.resolving = Some(serial);
+            }
+            Err(error) => self.bridge_failed(index, &format!("cannot resolve {server}: {error}"), now),
+        }
+    }
+
+    /// Dials the bridges whose server names were resolved.
+    pub(super) fn bridges_resolved(&mut self, now: Instant) {
+        let Some(resolver) = &self.resolver else { return };
+        let mut answers = Vec::new();
+        resolver.take_answers(&mut answers);
+        for answer in answers {
+            let Some(bridge) = self.bridges.get_mut(answer.bridge) else { continue };
+            if bridge.resolving != Some(answer.serial) {
+                continue;
+            }
+            bridge.resolving = None;
+            match answer.result {
+                Ok(address) => self.connect(answer.bridge, address, now),
+                Err(error) => {
+                    let why = format!("cannot resolve {}: {error}", bridge.client.server());
+                    self.bridge_failed(answer.bridge, &why, now);
+                }
+            }
+            self.bridge_events(answer.bridge, now);
+        }
+    }
+
+    /// Opens the bridge's socket to `address`, non-blocking.
+    fn connect(&mut self, index: usize, address: SocketAddr, now: Instant) {
+        let bridge = &mut self.bridges[index];
+        let server = bridge.client.server();
         let token = bridge.token();
-        let dialed = resolve(&server).and_then(TcpStream::connect).and_then(|mut socket| {
+        let dialed = TcpStream::connect(address).and_then(|mut socket| {
             self.poll.registry().register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
             Ok(socket)
         });
         match dialed {
             Ok(socket) => {
-                log::debug!("bridge {index}: dialing {server}");
+                log::debug!("bridge {index}: dialing {server} ({address})");
                 bridge.socket = Some(LinkSocket::Plain(socket));
                 bridge.connecting = true;
             }
@@ -358,6 +404,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(socket.tcp_mut());
         }
         bridge.connecting = false;
+        bridge.resolving = None;
         bridge.read_at = None;
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {

@@ -77,13 +77,20 @@ impl Link {
             BridgeKind::Nats => {
                 let mut nats = NatsConfig { servers: checked.servers.clone(), ..NatsConfig::default() };
                 nats.connect.name = format!("tinymq {}", config.broker_id);
-                nats.connect.credentials = match (&credentials.username, &credentials.token) {
-                    (Some(user), _) => NatsCredentials::UserPassword {
+                // `validate` lets only one kind through.
+                nats.connect.credentials = if let Some(user) = &credentials.username {
+                    NatsCredentials::UserPassword {
                         user: user.clone(),
                         password: credentials.password.clone().unwrap_or_default(),
-                    },
-                    (None, Some(token)) => NatsCredentials::Token(token.clone()),
-                    (None, None) => NatsCredentials::None,
+                    }
+                } else if let Some(token) = &credentials.token {
+                    NatsCredentials::Token(token.clone())
+                } else if let Some(seed) = &credentials.nkey {
+                    NatsCredentials::Nkey(seed.clone())
+                } else if let Some(creds) = &credentials.creds {
+                    NatsCredentials::Jwt(creds.clone())
+                } else {
+                    NatsCredentials::None
                 };
                 nats.tls = checked.tls.is_some();
                 let mut client = NatsClient::new(nats, now);

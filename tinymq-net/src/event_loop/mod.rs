@@ -167,6 +167,8 @@ pub(crate) struct EventLoop {
     sys_at: Option<Instant>,
     /// The NATS bridges (loop 0 only).
     bridges: Vec<bridge::Bridge>,
+    /// Resolves the bridges' server names (loop 0, started at the first).
+    resolver: Option<bridge::Resolver>,
     /// Each binary connection's hold on its durable session, by token.
     sessions: HashMap<usize, durable::ConnSession>,
     /// This loop's connections whose sessions have QoS 1 messages to send.
@@ -228,6 +230,7 @@ impl EventLoop {
             refusing: 0,
             sys_at,
             bridges,
+            resolver: None,
             sessions: HashMap::new(),
             pumps: Vec::new(),
             held_acks: VecDeque::new(),
@@ -288,6 +291,7 @@ impl EventLoop {
             }
             self.fire_timers(now);
             if !self.bridges.is_empty() {
+                self.bridges_resolved(now);
                 self.bridge_timers(now);
             }
             if self.housekeeping_at.is_some_and(|at| now >= at) {
