@@ -234,9 +234,10 @@ impl Bridge {
         if origin == Some(&*self.broker_id) {
             return None;
         }
-        if self.last_in.name != message.name || self.last_in.name.is_empty() {
+        let same = Arc::ptr_eq(&self.last_in.name, &message.name) || *self.last_in.name == *message.name;
+        if !same || self.last_in.name.is_empty() {
             let topic = self.topic_of(&message.name, limits);
-            self.last_in.name.clone_from(&message.name);
+            self.last_in.name = message.name.clone();
             self.last_in.topic = topic;
         }
         let topic = self.last_in.topic.clone()?;
@@ -249,13 +250,8 @@ impl Bridge {
             Some(from) if **from == *from_name => from.clone(),
             _ => self.last_in.from.insert(from_name.into()).clone(),
         };
-        let delivery = Delivery::new(Message {
-            topic,
-            payload: message.payload.as_slice().into(),
-            from,
-            updated_time: unix_now,
-            ip: None,
-        });
+        let delivery =
+            Delivery::new(Message { topic, payload: message.payload.clone(), from, updated_time: unix_now, ip: None });
         Some((delivery, message.retained))
     }
 
@@ -282,7 +278,7 @@ impl Bridge {
 #[derive(Default)]
 struct LastIn {
     /// The far side's name and the topic here (`None`: not taken in).
-    name: String,
+    name: Arc<str>,
     topic: Option<Arc<str>>,
     from: Option<Arc<str>>,
     routes: RouteCache<Sink>,

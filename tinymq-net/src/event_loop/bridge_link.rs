@@ -16,9 +16,11 @@ use crate::tls::{ClientTls, TlsStream};
 
 /// A message from the far side, its name still the far side's.
 pub(super) struct Incoming {
-    /// The subject or topic.
-    pub(super) name: String,
-    pub(super) payload: Vec<u8>,
+    /// The subject or topic (NATS: shared with the message before it on
+    /// the same subject).
+    pub(super) name: Arc<str>,
+    /// Allocated once (NATS): it becomes the message's payload here.
+    pub(super) payload: Arc<[u8]>,
     pub(super) retained: bool,
     /// The broker it came from, if it says (MQTT).
     pub(super) origin: Option<String>,
@@ -262,8 +264,8 @@ impl Link {
                     LinkEvent::Connected(server)
                 }
                 MqttEvent::Message(message) => LinkEvent::Message(Incoming {
-                    name: message.topic,
-                    payload: message.payload,
+                    name: message.topic.into(),
+                    payload: message.payload.into(),
                     retained: message.retain,
                     origin: message.origin,
                     headers: None,
