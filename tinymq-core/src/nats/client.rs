@@ -139,12 +139,13 @@ pub enum NatsEvent {
     Connected {
         /// The address dialed.
         server: String,
-        /// The server's INFO.
-        info: ServerInfo,
+        /// The server's INFO (boxed, as in `Info`: events are moved
+        /// through a queue, one per message, so the rare ones stay small).
+        info: Box<ServerInfo>,
     },
     /// A later INFO: the cluster changed (new `connect_urls`, already merged
     /// into the server list) or the server enters lame duck mode.
-    Info(ServerInfo),
+    Info(Box<ServerInfo>),
     /// A message on one of our subscriptions.
     Message(NatsMessage),
     /// A `-ERR` from the server.
@@ -505,7 +506,7 @@ impl NatsClient {
                     }
                 } else {
                     self.info = info.clone();
-                    self.push_event(NatsEvent::Info(info));
+                    self.push_event(NatsEvent::Info(Box::new(info)));
                 }
             }
             _ if awaiting_info => return Err(ConnectionError::Unexpected(op_name(&op))),
@@ -518,7 +519,7 @@ impl NatsClient {
                     self.was_connected = true;
                     self.stats.connects += 1;
                     let server = self.server().unwrap_or_default().to_owned();
-                    self.events.push_back(NatsEvent::Connected { server, info: self.info.clone() });
+                    self.events.push_back(NatsEvent::Connected { server, info: Box::new(self.info.clone()) });
                 }
                 State::Connected { pings_out, .. } => *pings_out = 0,
                 _ => {}

@@ -28,6 +28,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
 use tinymq_core::mqtt::AckTicket;
+use tinymq_core::nats::Headers;
 use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
 
 use super::EventLoop;
@@ -230,8 +231,27 @@ impl Bridge {
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
     fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
-        let origin = message.origin();
-        if origin == Some(&*self.broker_id) {
+        // A stream from one broker shares one header block (NATS): what it
+        // says is read once.
+        let same_headers = match (&self.last_in.headers, &message.headers) {
+            (Some(last), Some(headers)) => Arc::ptr_eq(last, headers),
+            _ => false,
+        };
+        if !same_headers || self.last_in.from.is_none() {
+            let origin = message.origin();
+            let sender = match &self.checked.mapping {
+                Mapping::Nats(_) => NATS_SENDER,
+                Mapping::Mqtt(_) => MQTT_SENDER,
+            };
+            let from_name = origin.unwrap_or(sender);
+            if self.last_in.from.as_deref() != Some(from_name) {
+                self.last_in.from = Some(from_name.into());
+            }
+            self.last_in.own = origin == Some(&*self.broker_id);
+            self.last_in.retained = message.retained();
+            self.last_in.headers = message.headers.clone();
+        }
+        if self.last_in.own {
             return None;
         }
         let same = Arc::ptr_eq(&self.last_in.name, &message.name) || *self.last_in.name == *message.name;
@@ -241,18 +261,10 @@ impl Bridge {
             self.last_in.topic = topic;
         }
         let topic = self.last_in.topic.clone()?;
-        let sender = match &self.checked.mapping {
-            Mapping::Nats(_) => NATS_SENDER,
-            Mapping::Mqtt(_) => MQTT_SENDER,
-        };
-        let from_name = origin.unwrap_or(sender);
-        let from = match &self.last_in.from {
-            Some(from) if **from == *from_name => from.clone(),
-            _ => self.last_in.from.insert(from_name.into()).clone(),
-        };
+        let from = self.last_in.from.clone()?;
         let delivery =
             Delivery::new(Message { topic, payload: message.payload.clone(), from, updated_time: unix_now, ip: None });
-        Some((delivery, message.retained))
+        Some((delivery, self.last_in.retained))
     }
 
     /// The topic here for the far side's `name`, if it maps to one that
@@ -280,7 +292,12 @@ struct LastIn {
     /// The far side's name and the topic here (`None`: not taken in).
     name: Arc<str>,
     topic: Option<Arc<str>>,
+    /// The last header block (NATS) and what it says: the sender, whether
+    /// it is this broker's own message, whether it is retained.
+    headers: Option<Arc<Headers>>,
     from: Option<Arc<str>>,
+    own: bool,
+    retained: bool,
     routes: RouteCache<Sink>,
     /// The receivers of a message being dispatched (kept for its capacity).
     receivers: Vec<Sink>,

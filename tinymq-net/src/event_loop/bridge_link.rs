@@ -21,6 +21,7 @@ pub(super) struct Incoming {
     pub(super) name: Arc<str>,
     /// Allocated once (NATS): it becomes the message's payload here.
     pub(super) payload: Arc<[u8]>,
+    /// Retained (MQTT; a NATS message says so in its headers).
     pub(super) retained: bool,
     /// The broker it came from, if it says (MQTT).
     pub(super) origin: Option<String>,
@@ -37,6 +38,14 @@ impl Incoming {
         match &self.headers {
             Some(headers) => headers.origin(),
             None => self.origin.as_deref(),
+        }
+    }
+
+    /// Whether it was published retained.
+    pub(super) fn retained(&self) -> bool {
+        match &self.headers {
+            Some(headers) => headers.is_retained(),
+            None => self.retained,
         }
     }
 }
@@ -245,7 +254,7 @@ impl Link {
                 return Some(match c.poll_event()? {
                     NatsEvent::Connected { server, .. } => LinkEvent::Connected(server),
                     NatsEvent::Message(message) => LinkEvent::Message(Incoming {
-                        retained: message.headers.is_retained(),
+                        retained: false,
                         origin: None,
                         headers: Some(message.headers),
                         name: message.subject,
