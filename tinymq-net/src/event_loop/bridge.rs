@@ -101,6 +101,11 @@ pub(super) struct Bridge {
     /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
+    /// Its unsent output is over [`flow::over_choke_mark`], counted in loop
+    /// 0's choked: publishers feeding it are read slower still, rather
+    /// than fill the buffer into drops (a NATS server slower than the
+    /// pressed pace).
+    choking: bool,
 }
 
 impl Bridge {
@@ -150,6 +155,7 @@ impl Bridge {
             last_in: LastIn::default(),
             last_out: (String::new(), String::new()),
             pressing: false,
+            choking: false,
         })
     }
 
@@ -375,6 +381,9 @@ impl EventLoop {
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
             self.shared.loops[self.index].press(false);
+        }
+        if std::mem::take(&mut bridge.choking) {
+            self.shared.loops[self.index].choke(false);
         }
         let stats = &self.shared.bridges[index];
         stats.connected.store(false, Ordering::Relaxed);
@@ -689,6 +698,10 @@ impl EventLoop {
             bridge.pressing = true;
             self.shared.loops[self.index].press(true);
         }
+        if !bridge.choking && flow::over_choke_mark(bridge.client.outbound()) {
+            bridge.choking = true;
+            self.shared.loops[self.index].choke(true);
+        }
         if sent {
             self.counted.messages_out += 1;
         }
@@ -754,6 +767,10 @@ impl EventLoop {
             if bridge.pressing && !bridge.behind() {
                 bridge.pressing = false;
                 self.shared.loops[self.index].press(false);
+            }
+            if bridge.choking && !flow::over_choke_mark(bridge.client.outbound()) {
+                bridge.choking = false;
+                self.shared.loops[self.index].choke(false);
             }
             if let Some(why) = failure {
                 let server = bridge.client.server();
