@@ -73,7 +73,7 @@ fn feed(limits: ParseLimits, chunks: &[&[u8]]) -> Run {
             assert!(message.payload.len() <= limits.max_payload);
             if let Ok(topic) = mapping.subject_to_topic(&message.subject, &TopicLimits::UNBOUNDED) {
                 let name = tinymq_core::TopicName::new(&topic, &TopicLimits::UNBOUNDED).unwrap();
-                assert_eq!(mapping.topic_to_subject(name), message.subject);
+                assert_eq!(mapping.topic_to_subject(name), *message.subject);
             }
         }
     }

@@ -39,6 +39,10 @@ pub(crate) const READ_BUDGET: usize = 16;
 /// queue limit puts its loop under pressure.
 const PRESSURE_FRACTION: usize = 8;
 
+/// How much longer than [`STALL`] a publisher feeding a loop that is
+/// choked waits: its pace is a quarter of the pressed one.
+const CHOKED_STALLS: u32 = 4;
+
 /// The pressure mark of a connection whose output queue holds `limit`
 /// bytes: over it, the connection puts its loop behind.
 pub(crate) fn pressure_mark(limit: usize) -> usize {
@@ -48,6 +52,12 @@ pub(crate) fn pressure_mark(limit: usize) -> usize {
 /// Whether a connection's unsent output is over the pressure mark.
 pub(crate) fn over_pressure_mark(outbound: &Outbound) -> bool {
     outbound.len() > pressure_mark(outbound.limit())
+}
+
+/// Whether a connection's unsent output is over the choke mark, half its
+/// limit: what it is fed must slow down further, or soon be dropped.
+pub(crate) fn over_choke_mark(outbound: &Outbound) -> bool {
+    outbound.len() > outbound.limit() / 2
 }
 
 /// `index`'s bit in a set of loops (loops past 63 share the last bit).
@@ -81,8 +91,10 @@ pub(crate) fn local_queues_filling(shared: &Shared) -> bool {
     shared.local_filling.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
-/// When a network connection's next read goes ahead, if not now: after a
-/// [`STALL`] when its last publish fed a loop that is behind (`fed_loops`,
+/// When a network connection's next read goes ahead, if not now: after
+/// [`CHOKED_STALLS`] stalls when its last publish fed a loop that is
+/// choked (see [`over_choke_mark`]); after a [`STALL`] when it fed a loop
+/// that is behind (`fed_loops`,
 /// [`loop_bit`]s) or a filling in-process queue (`fed_local`); at the next
 /// turn when it had its [`READ_BUDGET`] of `chunks` this turn. A `pass`
 /// (its read was put off last time) reads once whatever the pressure, so
@@ -98,6 +110,8 @@ pub(crate) fn read_deferred_until(
     if pass {
         // Read once whatever the pressure.
         None
+    } else if fed_loops != 0 && loops_in(fed_loops, shared.loops.len()).any(|index| shared.loops[index].choked()) {
+        Some(now + STALL * CHOKED_STALLS)
     } else if (fed_loops != 0 && feeds_a_loop_behind(shared, loops_in(fed_loops, shared.loops.len())))
         || (fed_local && local_queues_filling(shared))
     {

@@ -204,6 +204,9 @@ pub(crate) struct LoopHandle {
     /// The loop's connections whose unsent output is over the pressure
     /// mark (see [`LoopHandle::under_pressure`]).
     pressed: AtomicUsize,
+    /// The loop's connections whose unsent output is over the choke mark
+    /// (see [`LoopHandle::choked`]).
+    choked: AtomicUsize,
     /// Delivery bytes in `inbox`.
     backlog_bytes: AtomicUsize,
     /// The pressure mark: a connection's unsent bytes, or the inbox's.
@@ -218,6 +221,7 @@ impl LoopHandle {
             has_items: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
             pressed: AtomicUsize::new(0),
+            choked: AtomicUsize::new(0),
             backlog_bytes: AtomicUsize::new(0),
             pressure_bytes,
         }
@@ -243,6 +247,22 @@ impl LoopHandle {
             self.pressed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.pressed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a receiver here is far behind: its unsent output is over
+    /// the choke mark (half its limit), so its drops are near. Publishers
+    /// feeding it are read slower still (see [`crate::flow`]).
+    pub(crate) fn choked(&self) -> bool {
+        self.choked.load(Ordering::Relaxed) > 0
+    }
+
+    /// One more (`true`) or one fewer connection over the choke mark.
+    pub(crate) fn choke(&self, on: bool) {
+        if on {
+            self.choked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.choked.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -759,4 +779,24 @@ fn process_figures() -> (Option<u64>, Option<u64>) {
             .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
     };
     (field("VmRSS:").map(|kib| kib * 1024), field("Threads:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_is_choked_while_one_of_its_connections_is_and_choked_is_not_pressed() {
+        let poll = mio::Poll::new().unwrap();
+        let handle = LoopHandle::new(Waker::new(poll.registry(), mio::Token(0)).unwrap(), 1024);
+        assert!(!handle.choked());
+        handle.choke(true);
+        handle.choke(true);
+        handle.choke(false);
+        assert!(handle.choked());
+        // Choked counts apart from pressed: the bridge sets both.
+        assert!(!handle.under_pressure());
+        handle.choke(false);
+        assert!(!handle.choked());
+    }
 }

@@ -78,15 +78,16 @@ pub struct Sid(pub u64);
 pub struct NatsMessage {
     /// The subscription it came for.
     pub sid: Sid,
-    /// The subject it was published to.
-    pub subject: String,
+    /// The subject it was published to. Shared with the message before it
+    /// when they have the same (a stream on one subject allocates it once).
+    pub subject: Arc<str>,
     /// The reply subject, if any.
     pub reply: Option<String>,
     /// Its headers (empty for `MSG`). Shared: a stream of messages with
     /// the same header block (a bridge's origin) is parsed once.
     pub headers: Arc<Headers>,
-    /// Its payload.
-    pub payload: Vec<u8>,
+    /// Its payload, allocated once: a broker shares it with its subscribers.
+    pub payload: Arc<[u8]>,
 }
 
 /// What a `-ERR` is about, from its text (the server's wording).
@@ -138,12 +139,13 @@ pub enum NatsEvent {
     Connected {
         /// The address dialed.
         server: String,
-        /// The server's INFO.
-        info: ServerInfo,
+        /// The server's INFO (boxed, as in `Info`: events are moved
+        /// through a queue, one per message, so the rare ones stay small).
+        info: Box<ServerInfo>,
     },
     /// A later INFO: the cluster changed (new `connect_urls`, already merged
     /// into the server list) or the server enters lame duck mode.
-    Info(ServerInfo),
+    Info(Box<ServerInfo>),
     /// A message on one of our subscriptions.
     Message(NatsMessage),
     /// A `-ERR` from the server.
@@ -291,6 +293,12 @@ pub struct NatsClient {
     input: Vec<u8>,
     /// The last header block received, and what it parsed to.
     last_headers: (Vec<u8>, Arc<Headers>),
+    /// The last subject [`NatsClient::publish`] checked and found sendable:
+    /// a stream on one subject is checked once.
+    last_published: String,
+    /// The subject of the last message received, shared with the next one
+    /// if it has the same.
+    last_subject: Arc<str>,
     outbound: Outbound,
     events: VecDeque<NatsEvent>,
     /// Events dropped since the last [`NatsEvent::SlowConsumer`].
@@ -328,6 +336,8 @@ impl NatsClient {
             next_sid: 1,
             input: Vec::new(),
             last_headers: (Vec::new(), Arc::default()),
+            last_published: String::new(),
+            last_subject: "".into(),
             outbound: Outbound::new(config.max_outbound),
             events: VecDeque::new(),
             dropped: 0,
@@ -494,7 +504,7 @@ impl NatsClient {
                     }
                 } else {
                     self.info = info.clone();
-                    self.push_event(NatsEvent::Info(info));
+                    self.push_event(NatsEvent::Info(Box::new(info)));
                 }
             }
             _ if awaiting_info => return Err(ConnectionError::Unexpected(op_name(&op))),
@@ -507,7 +517,7 @@ impl NatsClient {
                     self.was_connected = true;
                     self.stats.connects += 1;
                     let server = self.server().unwrap_or_default().to_owned();
-                    self.events.push_back(NatsEvent::Connected { server, info: self.info.clone() });
+                    self.events.push_back(NatsEvent::Connected { server, info: Box::new(self.info.clone()) });
                 }
                 State::Connected { pings_out, .. } => *pings_out = 0,
                 _ => {}
@@ -569,12 +579,15 @@ impl NatsClient {
             self.stats.messages_invalid += 1;
             return;
         };
+        if *self.last_subject != *subject {
+            self.last_subject = subject.into();
+        }
         let message = NatsMessage {
             sid,
-            subject: subject.to_owned(),
+            subject: self.last_subject.clone(),
             reply: reply.map(str::to_owned),
             headers,
-            payload: msg.payload.to_vec(),
+            payload: msg.payload.into(),
         };
         if self.push_event(NatsEvent::Message(message)) {
             self.stats.messages_in += 1;
@@ -692,16 +705,25 @@ impl NatsClient {
         if !self.handshake_sent() {
             return Err(SendError::NotConnected);
         }
-        codec::check_subject(subject, false)?;
-        let size = headers.map_or(0, Headers::encoded_len) + payload.len();
+        if subject != self.last_published || subject.is_empty() {
+            codec::check_subject(subject, false)?;
+            self.last_published.clear();
+            self.last_published.push_str(subject);
+        }
+        let header_len = headers.map_or(0, Headers::encoded_len);
+        let size = header_len + payload.len();
         let max = if self.info.max_payload > 0 { self.info.max_payload } else { codec::DEFAULT_MAX_PAYLOAD };
         if size > max {
             return Err(SendError::PayloadTooLarge { size, max });
         }
         let op = ClientOp::Pub { subject, reply: None, headers, payload };
-        check_line(&op)?;
+        let line = op.control_line_len();
+        if line > codec::MAX_CONTROL_LINE {
+            return Err(SendError::LineTooLong { len: line, max: codec::MAX_CONTROL_LINE });
+        }
         let limit = self.outbound.limit();
-        if self.outbound.len() + op.control_line_len() + 2 + op.body_len() > limit {
+        // The control line, its `\r\n`, the body and its `\r\n`.
+        if self.outbound.len() + line + 2 + size + 2 > limit {
             return Err(SendError::OutboundFull { limit });
         }
         self.outbound.push_with(|out| op.encode(out)).map_err(|_| SendError::OutboundFull { limit })?;

@@ -100,14 +100,14 @@ MSG p.c 99 1\r\nz\r\nMSG p.\xff 1 1\r\nz\r\nHMSG p.d 1 17 17\r\nNATS/1.0\r\nbad\
             subject: "p.a".into(),
             reply: None,
             headers: Headers::new().into(),
-            payload: b"hi".to_vec(),
+            payload: b"hi"[..].into(),
         }),
         NatsEvent::Message(NatsMessage {
             sid,
             subject: "p.b".into(),
             reply: Some("inbox.1".into()),
             headers: Headers::for_bridge("x", false).unwrap().into(),
-            payload: b"yes".to_vec(),
+            payload: b"yes"[..].into(),
         }),
     ];
     assert_eq!(got, expected);

@@ -14,8 +14,6 @@
 //! declared size as soon as its control line has arrived, so the caller never
 //! buffers more than one operation within [`ParseLimits`].
 
-use std::fmt::Write as _;
-
 use super::headers::Headers;
 
 /// The server's default `max_control_line` (`MAX_CONTROL_LINE_SIZE`): a
@@ -400,54 +398,57 @@ pub enum ClientOp<'a> {
 }
 
 impl ClientOp<'_> {
-    /// Appends the operation's wire form to `out`.
+    /// Appends the operation's wire form to `out`. Written straight into
+    /// `out`, numbers without `fmt`: a bridge encodes one PUB per message.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        // Writing to a String cannot fail; the bytes are moved in at the end.
-        let mut line = String::new();
         match *self {
             ClientOp::Connect(json) => {
                 out.extend_from_slice(b"CONNECT ");
                 out.extend_from_slice(json.as_bytes());
             }
             ClientOp::Pub { subject, reply, headers, payload } => {
-                let hpub = headers.is_some();
-                line.push_str(if hpub { "HPUB " } else { "PUB " });
-                line.push_str(subject);
+                out.extend_from_slice(if headers.is_some() { b"HPUB " } else { b"PUB " });
+                out.extend_from_slice(subject.as_bytes());
                 if let Some(reply) = reply {
-                    line.push(' ');
-                    line.push_str(reply);
+                    out.push(b' ');
+                    out.extend_from_slice(reply.as_bytes());
                 }
                 if let Some(headers) = headers {
                     let header_len = headers.encoded_len();
-                    let _ = write!(line, " {header_len} {}\r\n", header_len + payload.len());
-                    out.extend_from_slice(line.as_bytes());
+                    out.push(b' ');
+                    push_decimal(out, header_len as u64);
+                    out.push(b' ');
+                    push_decimal(out, (header_len + payload.len()) as u64);
+                    out.extend_from_slice(b"\r\n");
                     headers.encode(out);
                 } else {
-                    let _ = write!(line, " {}\r\n", payload.len());
-                    out.extend_from_slice(line.as_bytes());
+                    out.push(b' ');
+                    push_decimal(out, payload.len() as u64);
+                    out.extend_from_slice(b"\r\n");
                 }
                 out.extend_from_slice(payload);
-                line.clear();
             }
             ClientOp::Sub { subject, queue, sid } => {
-                line.push_str("SUB ");
-                line.push_str(subject);
+                out.extend_from_slice(b"SUB ");
+                out.extend_from_slice(subject.as_bytes());
                 if let Some(queue) = queue {
-                    line.push(' ');
-                    line.push_str(queue);
+                    out.push(b' ');
+                    out.extend_from_slice(queue.as_bytes());
                 }
-                let _ = write!(line, " {sid}");
+                out.push(b' ');
+                push_decimal(out, sid);
             }
             ClientOp::Unsub { sid, max_msgs } => {
-                let _ = write!(line, "UNSUB {sid}");
+                out.extend_from_slice(b"UNSUB ");
+                push_decimal(out, sid);
                 if let Some(max) = max_msgs {
-                    let _ = write!(line, " {max}");
+                    out.push(b' ');
+                    push_decimal(out, max);
                 }
             }
-            ClientOp::Ping => line.push_str("PING"),
-            ClientOp::Pong => line.push_str("PONG"),
+            ClientOp::Ping => out.extend_from_slice(b"PING"),
+            ClientOp::Pong => out.extend_from_slice(b"PONG"),
         }
-        out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
 
@@ -482,6 +483,21 @@ impl ClientOp<'_> {
             _ => 0,
         }
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn digits(mut n: usize) -> usize {
@@ -664,6 +680,8 @@ mod tests {
             (ClientOp::Sub { subject: "BAR", queue: Some("G1"), sid: 44 }, b"SUB BAR G1 44\r\n"),
             (ClientOp::Unsub { sid: 1, max_msgs: None }, b"UNSUB 1\r\n"),
             (ClientOp::Unsub { sid: 1, max_msgs: Some(5) }, b"UNSUB 1 5\r\n"),
+            (ClientOp::Unsub { sid: 1_000_000_007, max_msgs: Some(10) }, b"UNSUB 1000000007 10\r\n"),
+            (ClientOp::Unsub { sid: u64::MAX, max_msgs: Some(0) }, b"UNSUB 18446744073709551615 0\r\n"),
             (ClientOp::Ping, b"PING\r\n"),
             (ClientOp::Pong, b"PONG\r\n"),
         ];

@@ -60,7 +60,7 @@
 //! client.handle_input(now, b"PONG\r\nHMSG tinymq.site1.a 1 30 32\r\nNATS/1.0\r\nTinymq-Retain: 1\r\n\r\nhi\r\n").unwrap();
 //! assert!(matches!(client.poll_event(), Some(NatsEvent::Connected { .. })));
 //! let Some(NatsEvent::Message(message)) = client.poll_event() else { panic!() };
-//! assert_eq!((message.sid, message.subject.as_str(), &message.payload[..]), (sid, "tinymq.site1.a", &b"hi"[..]));
+//! assert_eq!((message.sid, &*message.subject, &message.payload[..]), (sid, "tinymq.site1.a", &b"hi"[..]));
 //! assert!(message.headers.is_retained());
 //!
 //! client.publish("tinymq.site1.b", Some(&Headers::for_bridge("broker-1", false).unwrap()), b"42").unwrap();

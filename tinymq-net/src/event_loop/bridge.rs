@@ -30,6 +30,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
 use tinymq_core::mqtt::AckTicket;
+use tinymq_core::nats::Headers;
 use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
 
 use super::EventLoop;
@@ -108,6 +109,11 @@ pub(super) struct Bridge {
     /// It is [`Bridge::behind`], counted in loop 0's pressure: publishers feeding it are read slower, as for any
     /// connection, rather than outrun it into drops.
     pressing: bool,
+    /// Its unsent output is over [`flow::over_choke_mark`], counted in loop
+    /// 0's choked: publishers feeding it are read slower still, rather
+    /// than fill the buffer into drops (a NATS server slower than the
+    /// pressed pace).
+    choking: bool,
 }
 
 impl Bridge {
@@ -158,6 +164,7 @@ impl Bridge {
             last_in: LastIn::default(),
             last_out: (String::new(), String::new()),
             pressing: false,
+            choking: false,
         })
     }
 
@@ -239,33 +246,40 @@ impl Bridge {
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
     fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
-        let origin = message.origin();
-        if origin == Some(&*self.broker_id) {
+        // A stream from one broker shares one header block (NATS): what it
+        // says is read once.
+        let same_headers = match (&self.last_in.headers, &message.headers) {
+            (Some(last), Some(headers)) => Arc::ptr_eq(last, headers),
+            _ => false,
+        };
+        if !same_headers || self.last_in.from.is_none() {
+            let origin = message.origin();
+            let sender = match &self.checked.mapping {
+                Mapping::Nats(_) => NATS_SENDER,
+                Mapping::Mqtt(_) => MQTT_SENDER,
+            };
+            let from_name = origin.unwrap_or(sender);
+            if self.last_in.from.as_deref() != Some(from_name) {
+                self.last_in.from = Some(from_name.into());
+            }
+            self.last_in.own = origin == Some(&*self.broker_id);
+            self.last_in.retained = message.retained();
+            self.last_in.headers = message.headers.clone();
+        }
+        if self.last_in.own {
             return None;
         }
-        if self.last_in.name != message.name || self.last_in.name.is_empty() {
+        let same = Arc::ptr_eq(&self.last_in.name, &message.name) || *self.last_in.name == *message.name;
+        if !same || self.last_in.name.is_empty() {
             let topic = self.topic_of(&message.name, limits);
-            self.last_in.name.clone_from(&message.name);
+            self.last_in.name = message.name.clone();
             self.last_in.topic = topic;
         }
         let topic = self.last_in.topic.clone()?;
-        let sender = match &self.checked.mapping {
-            Mapping::Nats(_) => NATS_SENDER,
-            Mapping::Mqtt(_) => MQTT_SENDER,
-        };
-        let from_name = origin.unwrap_or(sender);
-        let from = match &self.last_in.from {
-            Some(from) if **from == *from_name => from.clone(),
-            _ => self.last_in.from.insert(from_name.into()).clone(),
-        };
-        let delivery = Delivery::new(Message {
-            topic,
-            payload: message.payload.as_slice().into(),
-            from,
-            updated_time: unix_now,
-            ip: None,
-        });
-        Some((delivery, message.retained))
+        let from = self.last_in.from.clone()?;
+        let delivery =
+            Delivery::new(Message { topic, payload: message.payload.clone(), from, updated_time: unix_now, ip: None });
+        Some((delivery, self.last_in.retained))
     }
 
     /// The topic here for the far side's `name`, if it maps to one that
@@ -291,9 +305,14 @@ impl Bridge {
 #[derive(Default)]
 struct LastIn {
     /// The far side's name and the topic here (`None`: not taken in).
-    name: String,
+    name: Arc<str>,
     topic: Option<Arc<str>>,
+    /// The last header block (NATS) and what it says: the sender, whether
+    /// it is this broker's own message, whether it is retained.
+    headers: Option<Arc<Headers>>,
     from: Option<Arc<str>>,
+    own: bool,
+    retained: bool,
     routes: RouteCache<Sink>,
     /// The receivers of a message being dispatched (kept for its capacity).
     receivers: Vec<Sink>,
@@ -409,6 +428,9 @@ impl EventLoop {
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
             self.shared.loops[self.index].press(false);
+        }
+        if std::mem::take(&mut bridge.choking) {
+            self.shared.loops[self.index].choke(false);
         }
         let stats = &self.shared.bridges[index];
         stats.connected.store(false, Ordering::Relaxed);
@@ -723,6 +745,10 @@ impl EventLoop {
             bridge.pressing = true;
             self.shared.loops[self.index].press(true);
         }
+        if !bridge.choking && flow::over_choke_mark(bridge.client.outbound()) {
+            bridge.choking = true;
+            self.shared.loops[self.index].choke(true);
+        }
         if sent {
             self.counted.messages_out += 1;
         }
@@ -788,6 +814,10 @@ impl EventLoop {
             if bridge.pressing && !bridge.behind() {
                 bridge.pressing = false;
                 self.shared.loops[self.index].press(false);
+            }
+            if bridge.choking && !flow::over_choke_mark(bridge.client.outbound()) {
+                bridge.choking = false;
+                self.shared.loops[self.index].choke(false);
             }
             if let Some(why) = failure {
                 let server = bridge.client.server();

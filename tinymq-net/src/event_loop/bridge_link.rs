@@ -16,9 +16,12 @@ use crate::tls::{ClientTls, TlsStream};
 
 /// A message from the far side, its name still the far side's.
 pub(super) struct Incoming {
-    /// The subject or topic.
-    pub(super) name: String,
-    pub(super) payload: Vec<u8>,
+    /// The subject or topic (NATS: shared with the message before it on
+    /// the same subject).
+    pub(super) name: Arc<str>,
+    /// Allocated once (NATS): it becomes the message's payload here.
+    pub(super) payload: Arc<[u8]>,
+    /// Retained (MQTT; a NATS message says so in its headers).
     pub(super) retained: bool,
     /// The broker it came from, if it says (MQTT).
     pub(super) origin: Option<String>,
@@ -35,6 +38,14 @@ impl Incoming {
         match &self.headers {
             Some(headers) => headers.origin(),
             None => self.origin.as_deref(),
+        }
+    }
+
+    /// Whether it was published retained.
+    pub(super) fn retained(&self) -> bool {
+        match &self.headers {
+            Some(headers) => headers.is_retained(),
+            None => self.retained,
         }
     }
 }
@@ -250,7 +261,7 @@ impl Link {
                 return Some(match c.poll_event()? {
                     NatsEvent::Connected { server, .. } => LinkEvent::Connected(server),
                     NatsEvent::Message(message) => LinkEvent::Message(Incoming {
-                        retained: message.headers.is_retained(),
+                        retained: false,
                         origin: None,
                         headers: Some(message.headers),
                         name: message.subject,
@@ -269,8 +280,8 @@ impl Link {
                     LinkEvent::Connected(server)
                 }
                 MqttEvent::Message(message) => LinkEvent::Message(Incoming {
-                    name: message.topic,
-                    payload: message.payload,
+                    name: message.topic.into(),
+                    payload: message.payload.into(),
                     retained: message.retain,
                     origin: message.origin,
                     headers: None,
