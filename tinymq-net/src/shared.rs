@@ -788,7 +788,7 @@ mod tests {
     #[test]
     fn a_loop_is_choked_while_one_of_its_connections_is_and_choked_is_not_pressed() {
         let poll = mio::Poll::new().unwrap();
-        let handle = LoopHandle::new(Waker::new(poll.registry(), mio::Token(0)).unwrap(), 1024);
+        let handle = LoopHandle::new(Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap()), 1024);
         assert!(!handle.choked());
         handle.choke(true);
         handle.choke(true);
