@@ -345,6 +345,7 @@ pub fn run(mut args: pico_args::Arguments) -> Outcome {
         }
         config.session.max_inflight = window;
         config.sessions.queue.max_inflight = window;
+        config.mqtt.max_inflight = window;
     }
     if let Some(secs) = session_expiry {
         config.sessions.session_expiry = Duration::from_secs(secs);

@@ -35,7 +35,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::UserRecord;
-pub use crate::durable::record::{SessionRecord, WillMessage, queued_key, session_key, split_queued_key};
+pub use crate::durable::record::{
+    SessionRecord, WillMessage, queued_key, queued_key_into, session_key, split_queued_key,
+};
 pub use crate::http::queue_record::{
     StoredHttpQueued, decode_http_queued, encode_http_queued, http_queue_prefix, http_queued_key, split_http_queued_key,
 };
@@ -88,23 +90,29 @@ pub(crate) fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Encodes a stored message: version, updated_time, then topic, payload,
 /// from and ip (text, empty for none), each length-prefixed.
 pub fn encode_message(message: &Message) -> Vec<u8> {
-    put_message(RECORD_V1, message, 0)
+    let mut out = Vec::new();
+    encode_message_into(message, &mut out);
+    out
 }
 
-/// `version`, then `message`'s fields as [`encode_message`] lays them, in
-/// a buffer with room for `more` bytes after them.
-pub(crate) fn put_message(version: u8, message: &Message, more: usize) -> Vec<u8> {
+/// [`encode_message`] into `out` (cleared first), so that a writer storing
+/// many records reuses one buffer.
+pub fn encode_message_into(message: &Message, out: &mut Vec<u8>) {
+    out.clear();
+    put_message(RECORD_V1, message, 0, out);
+}
+
+/// `version`, then `message`'s fields as [`encode_message`] lays them,
+/// appended to `out` with room for `more` bytes after them.
+pub(crate) fn put_message(version: u8, message: &Message, more: usize, out: &mut Vec<u8>) {
     let ip = message.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut out = Vec::with_capacity(
-        1 + 8 + 16 + message.topic.len() + message.payload.len() + message.from.len() + ip.len() + more,
-    );
+    out.reserve(1 + 8 + 16 + message.topic.len() + message.payload.len() + message.from.len() + ip.len() + more);
     out.push(version);
     out.extend_from_slice(&message.updated_time.to_be_bytes());
-    put_field(&mut out, message.topic.as_bytes());
-    put_field(&mut out, &message.payload);
-    put_field(&mut out, message.from.as_bytes());
-    put_field(&mut out, ip.as_bytes());
-    out
+    put_field(out, message.topic.as_bytes());
+    put_field(out, &message.payload);
+    put_field(out, message.from.as_bytes());
+    put_field(out, ip.as_bytes());
 }
 
 /// Decodes a record made by [`encode_message`]. Never panics on bad input:

@@ -137,7 +137,10 @@ impl Default for BrokerConfig {
             tls: None,
             sys_interval: Duration::from_secs(10),
             bridges: Vec::new(),
-            mqtt: MqttSessionConfig::default(),
+            // The same window as the binary face: the core's default of 64
+            // held an MQTT subscriber to a sixteenth of the binary one's
+            // and it fell behind its publisher under `batched`.
+            mqtt: MqttSessionConfig { max_inflight: DEFAULT_MAX_INFLIGHT, ..MqttSessionConfig::default() },
             sessions: SessionsConfig {
                 queue: QueueLimits { max_inflight: DEFAULT_MAX_INFLIGHT, ..QueueLimits::default() },
                 ..SessionsConfig::default()

@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
-use tinymq_core::store::{SessionRecord, StoredQueued, StoredSession, queued_key, session_key, split_queued_key};
+use tinymq_core::store::{
+    SessionRecord, StoredQueued, StoredSession, encode_message_into, queued_key, queued_key_into, session_key,
+    split_queued_key,
+};
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 use tinymq_core::store::{StoredHttpClient, StoredHttpQueued, encode_http_client, http_client_key};
 
@@ -167,7 +170,13 @@ impl RedbStore {
             let mut values = txn.open_table(VALUES).map_err(|e| self.io(e))?;
             let mut http_clients = txn.open_table(HTTP_CLIENTS).map_err(|e| self.io(e))?;
             let mut http_queued = txn.open_table(HTTP_QUEUED).map_err(|e| self.io(e))?;
+            // Opened once per commit, not per record: a commit under load
+            // carries thousands of queued messages' puts and deletes.
+            let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
+            let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
             let mut queue_writer = QueueWriter::default();
+            // Reused for every queued message's key and record.
+            let (mut key, mut record) = (Vec::new(), Vec::new());
             for op in ops {
                 match op {
                     StoreOp::PutValue { namespace, message } => {
@@ -196,45 +205,35 @@ impl RedbStore {
                         values.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
                         // And its Moustique clients and sessions, filed the same way.
                         http_clients.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
-                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
                         sessions.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
-                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
                         queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
                         http_queued.retain_in(from.as_slice()..to.as_slice(), |_, _| false).map_err(|e| self.io(e))?;
                     }
                     StoreOp::PutSession { namespace, client_id, record } => {
-                        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.io(e))?;
                         let key = session_key(namespace, client_id);
                         sessions.insert(key.as_slice(), record.encode().as_slice()).map_err(|e| self.io(e))?;
                     }
                     StoreOp::DeleteSession { namespace, client_id } => {
                         let key = session_key(namespace, client_id);
-                        txn.open_table(SESSIONS)
-                            .map_err(|e| self.io(e))?
-                            .remove(key.as_slice())
-                            .map_err(|e| self.io(e))?;
+                        sessions.remove(key.as_slice()).map_err(|e| self.io(e))?;
                         // Its queued messages: every sequence number after `key 0x00`
                         // (and only those: a longer key in that range is another
                         // client's, whose id goes on with 0x00).
                         let (from, to) =
                             (queued_key(namespace, client_id, 0), queued_key(namespace, client_id, u64::MAX));
-                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
                         let len = from.len();
                         queued
                             .retain_in(from.as_slice()..=to.as_slice(), |k, _| k.len() != len)
                             .map_err(|e| self.io(e))?;
                     }
                     StoreOp::PutQueued { namespace, client_id, seq, message } => {
-                        let mut queued = txn.open_table(QUEUED).map_err(|e| self.io(e))?;
-                        let key = queued_key(namespace, client_id, *seq);
-                        queued.insert(key.as_slice(), encode_message(message).as_slice()).map_err(|e| self.io(e))?;
+                        queued_key_into(namespace, client_id, *seq, &mut key);
+                        encode_message_into(message, &mut record);
+                        queued.insert(key.as_slice(), record.as_slice()).map_err(|e| self.io(e))?;
                     }
                     StoreOp::DeleteQueued { namespace, client_id, seq } => {
-                        let key = queued_key(namespace, client_id, *seq);
-                        txn.open_table(QUEUED)
-                            .map_err(|e| self.io(e))?
-                            .remove(key.as_slice())
-                            .map_err(|e| self.io(e))?;
+                        queued_key_into(namespace, client_id, *seq, &mut key);
+                        queued.remove(key.as_slice()).map_err(|e| self.io(e))?;
                     }
                     StoreOp::PutHttpQueued { .. } | StoreOp::DeleteHttpQueued { .. } => {
                         queue_writer.write(&mut http_queued, op).map_err(|e| self.io(e))?;

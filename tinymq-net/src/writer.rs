@@ -53,10 +53,21 @@ type Notify = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 #[derive(Default)]
 struct Queue {
+    /// The writes the next commit carries.
     pending: Pending,
-    /// When the oldest queued write arrived: a batched commit is due one
-    /// interval later.
-    oldest: Option<Instant>,
+    /// Under `batched`, writes held back for half an interval before they
+    /// join `pending`: an acknowledgement arriving meanwhile cancels its
+    /// queued message's put here or in `pending`, so that a subscriber
+    /// that keeps up costs the disk nothing. Empty under `immediate`.
+    fresh: Pending,
+    /// When the oldest write in `fresh` arrived.
+    fresh_oldest: Option<Instant>,
+    /// Every ticket up to this one is in `pending` (or committed).
+    due_through: u64,
+    /// When `pending` is to be committed under `batched`.
+    due_at: Option<Instant>,
+    /// Writes go through `fresh` (`batched`).
+    hold: bool,
     /// Callbacks waiting for tickets to commit, in ticket order.
     waiters: Vec<(u64, Notify)>,
     /// Callbacks waiting for tickets to be durable, in ticket order: told
@@ -84,6 +95,59 @@ struct Queue {
 }
 
 impl Queue {
+    /// Queues `op` and hands out its ticket.
+    fn push(&mut self, op: StoreOp) -> u64 {
+        self.submitted += 1;
+        // A failing store commits everything at once when it recovers.
+        if !self.hold || self.failing.is_some() {
+            self.pending.push(op);
+            return self.submitted;
+        }
+        if self.fresh.is_empty() {
+            self.fresh_oldest = Some(Instant::now());
+        }
+        // An acknowledgement whose message's put waits in `pending`
+        // cancels it there, unless something in `fresh` stands between.
+        if matches!(op, StoreOp::DeleteQueued { .. })
+            && self.fresh.reaches_back()
+            && let Some(record) = op.record()
+            && !self.fresh.holds(&record)
+            && self.pending.cancel_queued_put(&record)
+        {
+            self.fresh.hold_ticket();
+        } else {
+            self.fresh.push(op);
+        }
+        self.submitted
+    }
+
+    /// Whether nothing waits for a commit.
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.fresh.is_empty()
+    }
+
+    /// Moves the held writes into the (empty) `pending`: they are due
+    /// half an interval from now, and no later than one interval after
+    /// the oldest of them arrived.
+    fn shift(&mut self, now: Instant, interval: Duration) {
+        debug_assert!(self.pending.is_empty());
+        std::mem::swap(&mut self.pending, &mut self.fresh);
+        self.due_through = self.submitted;
+        self.due_at = Some((now + interval / 2).min(self.fresh_oldest.take().unwrap_or(now) + interval));
+    }
+
+    /// Moves everything queued into `batch`; the ticket it carries up to.
+    fn take_all(&mut self, batch: &mut Vec<StoreOp>) -> u64 {
+        self.pending.take(batch);
+        let mut fresh = Vec::new();
+        self.fresh.take(&mut fresh);
+        batch.append(&mut fresh);
+        self.fresh_oldest = None;
+        self.due_at = None;
+        self.due_through = self.submitted;
+        self.submitted
+    }
+
     /// What a waiter on `ticket` is told now, if its fate is known.
     fn outcome(&self, ticket: u64) -> Option<Result<(), String>> {
         if self.committed >= ticket {
@@ -153,8 +217,9 @@ impl std::fmt::Debug for StoreWriter {
 impl StoreWriter {
     /// Starts the writer thread over `store`.
     pub fn spawn<S: Store + Send + 'static>(mut store: S, durability: Durability) -> std::io::Result<Self> {
+        let queue = Queue { hold: matches!(durability, Durability::Batched(_)), ..Queue::default() };
         let shared = Arc::new(WriterShared {
-            queue: Mutex::default(),
+            queue: Mutex::new(queue),
             work: Condvar::new(),
             done: Condvar::new(),
             failing: AtomicBool::new(false),
@@ -169,13 +234,8 @@ impl StoreWriter {
     /// Queues a write; it is committed with the next group.
     pub fn submit(&self, op: StoreOp) -> Ticket {
         let mut queue = self.shared.queue.lock();
-        let was_empty = queue.pending.is_empty();
-        if was_empty {
-            queue.oldest = Some(Instant::now());
-        }
-        queue.pending.push(op);
-        queue.submitted += 1;
-        let ticket = Ticket(queue.submitted);
+        let was_empty = queue.idle();
+        let ticket = Ticket(queue.push(op));
         drop(queue);
         // The writer waits for work only on an empty queue; otherwise it
         // is committing or letting the interval fill the batch.
@@ -192,13 +252,9 @@ impl StoreWriter {
         let mut ops = ops.into_iter().peekable();
         ops.peek()?;
         let mut queue = self.shared.queue.lock();
-        let was_empty = queue.pending.is_empty();
-        if was_empty {
-            queue.oldest = Some(Instant::now());
-        }
+        let was_empty = queue.idle();
         for op in ops {
-            queue.pending.push(op);
-            queue.submitted += 1;
+            queue.push(op);
         }
         let ticket = Ticket(queue.submitted);
         drop(queue);
@@ -288,7 +344,7 @@ impl StoreWriter {
             commits: queue.commits,
             failed_commits: queue.failed_commits,
             records_written: queue.records_written,
-            pending: queue.pending.len() as u64,
+            pending: (queue.pending.len() + queue.fresh.len()) as u64,
             failing: queue.failing.clone(),
             commit_seconds: queue.commit_seconds.clone(),
         }
@@ -321,25 +377,42 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
     let mut logged: Option<String> = None;
     let mut queue = shared.queue.lock();
     loop {
-        while queue.pending.is_empty() && !queue.stopping {
+        while queue.idle() && !queue.stopping {
             shared.work.wait(&mut queue);
         }
-        if queue.pending.is_empty() {
+        if queue.idle() {
             break;
         }
         let now = Instant::now();
         let until = match (durability, queue.failing.is_some()) {
             (Durability::Batched(interval), true) => Some(now + interval.max(retry)),
             (Durability::Immediate, true) => Some(now + retry),
-            // Let the interval fill the batch: one commit for all.
-            (Durability::Batched(interval), false) => Some(queue.oldest.unwrap_or(now) + interval),
+            // Held writes only: they become due half an interval after
+            // the first arrived.
+            (Durability::Batched(interval), false) if queue.pending.is_empty() && !queue.stopping => {
+                let until = queue.fresh_oldest.unwrap_or(now) + interval / 2;
+                while !queue.stopping && !shared.work.wait_until(&mut queue, until).timed_out() {}
+                if !queue.stopping {
+                    queue.shift(Instant::now(), interval);
+                }
+                continue;
+            }
+            (Durability::Batched(_), false) => queue.due_at,
             (Durability::Immediate, false) => None,
         };
         if let Some(until) = until {
             while !queue.stopping && !shared.work.wait_until(&mut queue, until).timed_out() {}
         }
-        queue.pending.take(&mut batch);
-        let through = queue.submitted;
+        let through = match durability {
+            Durability::Batched(interval) if !queue.stopping && queue.failing.is_none() => {
+                // Commit what is due; what was held meanwhile is due next.
+                queue.pending.take(&mut batch);
+                let through = queue.due_through;
+                queue.shift(Instant::now(), interval);
+                through
+            }
+            _ => queue.take_all(&mut batch),
+        };
         let stopping = queue.stopping;
         drop(queue);
         let started = Instant::now();
@@ -382,6 +455,19 @@ fn write_loop<S: Store>(store: &mut S, shared: &WriterShared, durability: Durabi
                         logged = Some(error.clone());
                     }
                     queue.pending.requeue(&mut batch);
+                    // Until a commit succeeds nothing is held back: later
+                    // writes queue behind the held ones.
+                    if !queue.fresh.is_empty() {
+                        let mut fresh = Vec::new();
+                        queue.fresh.take(&mut fresh);
+                        for op in fresh {
+                            let _ = queue.pending.push(op);
+                        }
+                        // Its tickets (a cancelled write's too) wait for
+                        // the retry.
+                        queue.pending.hold_ticket();
+                    }
+                    queue.fresh_oldest = None;
                     retry = (retry * 2).min(RETRY_MAX);
                 }
                 queue.failing = Some(error.clone());
@@ -547,6 +633,53 @@ mod tests {
             assert_eq!(writer.wait(ticket), Ok(()));
         }
         assert!(store.batches.lock().is_empty());
+    }
+
+    #[test]
+    fn under_batched_an_ack_cancels_its_messages_put_held_for_the_next_commit() {
+        let mut queue = Queue { hold: true, ..Queue::default() };
+        let interval = Duration::from_secs(1);
+        assert_eq!([queue.push(queued(1, true)), queue.push(queued(2, true)), queue.push(queued(3, true))], [1, 2, 3]);
+        // Half an interval on, they are due at the next commit.
+        queue.shift(Instant::now(), interval);
+        assert_eq!(queue.due_through, 3);
+        // Acknowledged before that commit: its put goes, and so does the
+        // delete, whose ticket still commits (with the writes held now).
+        assert_eq!(queue.push(queued(1, false)), 4);
+        // A session's delete stands between the put of 3 and this delete
+        // of 2: kept, as are the puts it follows.
+        let _ = queue.push(StoreOp::DeleteSession { namespace: String::new(), client_id: "sub".into() });
+        let _ = queue.push(queued(2, false));
+        let mut due = Vec::new();
+        queue.pending.take(&mut due);
+        assert_eq!(due, [queued(2, true), queued(3, true)]);
+        assert!(!queue.fresh.is_empty(), "the cancelled delete's ticket waits for the next commit");
+        let mut held = Vec::new();
+        let through = queue.take_all(&mut held);
+        assert_eq!(through, 6);
+        assert_eq!(
+            held,
+            [StoreOp::DeleteSession { namespace: String::new(), client_id: "sub".into() }, queued(2, false)]
+        );
+        // Under immediate nothing is held: a delete meets its put only in
+        // the same pending batch.
+        let mut queue = Queue::default();
+        let _ = queue.push(queued(1, true));
+        assert!(queue.fresh.is_empty());
+        assert_eq!(queue.pending.len(), 1);
+    }
+
+    #[test]
+    fn a_batched_writer_commits_held_writes_within_the_interval() {
+        let store = Scripted::default();
+        let writer = StoreWriter::spawn(store.clone(), Durability::Batched(Duration::from_millis(20))).unwrap();
+        let put = writer.submit(queued(7, true));
+        // No shutdown: the held put must reach the store by itself.
+        assert_eq!(writer.wait(put), Ok(()));
+        assert_eq!(*store.batches.lock(), [vec![queued(7, true)]]);
+        let ack = writer.submit(queued(7, false));
+        assert_eq!(writer.wait(ack), Ok(()));
+        assert_eq!(store.batches.lock().last(), Some(&vec![queued(7, false)]));
     }
 
     #[test]

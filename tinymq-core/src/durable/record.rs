@@ -117,10 +117,20 @@ pub fn session_key(namespace: &str, client_id: &str) -> Vec<u8> {
 /// the sequence number big-endian, so a session's messages sort in order
 /// and share a prefix.
 pub fn queued_key(namespace: &str, client_id: &str, seq: u64) -> Vec<u8> {
-    let mut key = session_key(namespace, client_id);
+    let mut key = Vec::with_capacity(namespace.len() + client_id.len() + 10);
+    queued_key_into(namespace, client_id, seq, &mut key);
+    key
+}
+
+/// [`queued_key`] into `key` (cleared first), so that a writer storing
+/// many records reuses one buffer.
+pub fn queued_key_into(namespace: &str, client_id: &str, seq: u64, key: &mut Vec<u8>) {
+    key.clear();
+    key.extend_from_slice(namespace.as_bytes());
+    key.push(0);
+    key.extend_from_slice(client_id.as_bytes());
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
-    key
 }
 
 /// Splits a key made by [`queued_key`]: namespace, client id, sequence.

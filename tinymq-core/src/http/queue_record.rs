@@ -74,7 +74,8 @@ pub fn split_http_queued_key(key: &[u8]) -> Result<(&str, &str, u64), RecordErro
 /// Encodes a queued message and the clients it was queued for.
 pub fn encode_http_queued(message: &Message, subscribers: &[Arc<str>]) -> Vec<u8> {
     let names: usize = subscribers.iter().map(|s| 4 + s.len()).sum();
-    let mut out = put_message(QUEUED_V1, message, 4 + names);
+    let mut out = Vec::new();
+    put_message(QUEUED_V1, message, 4 + names, &mut out);
     out.extend_from_slice(&u32::try_from(subscribers.len()).expect("under 2^32 clients").to_be_bytes());
     for name in subscribers {
         put_field(&mut out, name.as_bytes());

@@ -1,7 +1,6 @@
 //! `[mqtt]`: the MQTT listeners and the settings of MQTT sessions.
 
 use serde::Deserialize;
-use tinymq_core::mqtt::SessionConfig as MqttSessionConfig;
 
 use super::{ConfigError, at_least_one, invalid, socket_addr};
 use crate::config::BrokerConfig;
@@ -55,7 +54,7 @@ impl MqttSection {
 
 /// The `[mqtt]` part of the printed default file.
 pub(super) fn default_text() -> String {
-    let defaults = MqttSessionConfig::default();
+    let defaults = crate::BrokerConfig::default().mqtt;
     format!(
         r##"# MQTT 3.1.1 and 5.0 clients (README.md, "MQTT and WebSocket"): the
 # same topics, users and limits as every other face.
@@ -94,5 +93,15 @@ mod tests {
         let error = ConfigFile::parse("[mqtt]\ntls_address = \"127.0.0.1:8884\"\n").unwrap().broker_config();
         assert!(error.unwrap_err().to_string().contains("mqtt.tls_address"));
         assert!(ConfigFile::parse("[mqtt]\nmax_inflight = 0\n").unwrap().broker_config().is_err());
+    }
+
+    #[test]
+    fn an_mqtt_client_has_the_binary_faces_window_by_default() {
+        let config = crate::BrokerConfig::default();
+        assert_eq!(config.mqtt_session().max_inflight, 1024);
+        assert_eq!(config.mqtt_session().max_inflight, config.session.max_inflight);
+        assert!(ConfigFile::default_text().contains("\nmax_inflight = 1024\n"));
+        let config = ConfigFile::parse("").unwrap().broker_config().unwrap();
+        assert_eq!(config.mqtt.max_inflight, 1024);
     }
 }

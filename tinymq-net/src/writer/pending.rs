@@ -42,6 +42,9 @@ pub(super) struct Pending {
     slots: HashMap<(StoreTable, Vec<u8>), usize>,
     /// The same for the Moustique queues, by namespace and client.
     queues: HashMap<(Arc<str>, Arc<str>), QueueSlots>,
+    /// An operation without a single record was queued since the last
+    /// take: nothing after it may reach back past it.
+    barrier: bool,
 }
 
 /// Where a Moustique queue's writes are in [`Pending::ops`].
@@ -118,11 +121,45 @@ impl Pending {
                 None => {
                     self.slots.clear();
                     self.queues.clear();
+                    self.barrier = true;
                     self.append(op);
                     false
                 }
             },
         }
+    }
+
+    /// Whether a write queued now could replace or cancel one queued
+    /// before: false once an operation without a single record (a
+    /// session's or user's delete) has been queued.
+    pub(super) fn reaches_back(&self) -> bool {
+        !self.barrier
+    }
+
+    /// Whether a write to `record` is queued here since the last barrier.
+    pub(super) fn holds(&self, record: &(StoreTable, Vec<u8>)) -> bool {
+        self.slots.contains_key(record)
+    }
+
+    /// Cancels the queued [`StoreOp::PutQueued`] of `record` (the message a
+    /// later `DeleteQueued` acknowledges), if that is what is queued for
+    /// it; true if it did.
+    pub(super) fn cancel_queued_put(&mut self, record: &(StoreTable, Vec<u8>)) -> bool {
+        let Some(&at) = self.slots.get(record) else { return false };
+        if !matches!(self.ops[at], Some(StoreOp::PutQueued { .. })) {
+            return false;
+        }
+        self.ops[at] = None;
+        self.slots.remove(record);
+        self.live -= 1;
+        true
+    }
+
+    /// Holds a place for a ticket whose write left nothing to do (it
+    /// cancelled a write queued elsewhere): it commits with the next
+    /// commit of this queue.
+    pub(super) fn hold_ticket(&mut self) {
+        self.ops.push(None);
     }
 
     fn append(&mut self, op: StoreOp) {
@@ -173,6 +210,7 @@ impl Pending {
         self.live = 0;
         self.slots.clear();
         self.queues.clear();
+        self.barrier = false;
     }
 
     /// Puts a failed batch back in front of what was queued since: the
@@ -182,6 +220,7 @@ impl Pending {
         self.slots.clear();
         self.queues.clear();
         self.live = 0;
+        self.barrier = false;
         for op in batch.drain(..).chain(newer.into_iter().flatten()) {
             self.push(op);
         }
