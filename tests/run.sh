@@ -6,7 +6,7 @@
 #   bash tests/run.sh -- --nocapture  # arguments go to cargo test
 #
 # On Debian (apt-get; sudo when not root) it installs: curl, python3 with
-# venv, chromium and a font for its screenshots, nats-server, mosquitto,
+# venv, chromium and a font for its screenshots, nats-server, mosquitto, openssl,
 # and node and npm when node is missing (a node from elsewhere, e.g.
 # NodeSource's, is used as it is: Debian's npm would conflict with it).
 # Then playwright-core for the browser test (npm ci of
@@ -33,6 +33,8 @@ have npm || missing+=(npm)
 have nats-server || missing+=(nats-server)
 have mosquitto || missing+=(mosquitto)
 have mosquitto_pub || missing+=(mosquitto-clients)
+# The bridge mutual-TLS tests make an RSA PKCS#1 key with it.
+have openssl || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]}"
