@@ -63,6 +63,7 @@ for round in $(seq 1 ${ROUNDS:-3}); do
 done
 uptime
 $BIN bench --address 127.0.0.1:24301 --sub-address 127.0.0.1:24302 --count 30000 --rate 10000 2>&1 | grep -E 'latency'
+[ -z "${BASE:-}" ] || $BIN bench --address 127.0.0.1:24311 --sub-address 127.0.0.1:24312 --count 30000 --rate 10000 2>&1 | sed 's/^latency/BASE latency/' | grep -E 'latency'
 $BIN bench --protocol nats --topic other/a --address 127.0.0.1:24221 --sub-address 127.0.0.1:24222 --count 30000 --rate 10000 2>&1 | grep -E 'latency'
 for p in 24401 24402 ${BASE:+24411 24412}; do
   curl -s 127.0.0.1:$p/api/v1/stats | python3 -c "import json,sys; b=json.load(sys.stdin)['bridges'][0]; print($p, {k: b[k] for k in ('messages_in','messages_out','drops','reconnects','last_error')})"

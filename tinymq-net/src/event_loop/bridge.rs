@@ -403,6 +403,9 @@ impl EventLoop {
         let server = bridge.client.server();
         let token = bridge.token();
         let dialed = TcpStream::connect(address).and_then(|mut socket| {
+            // The bridge writes whole batches itself: Nagle would only hold
+            // the tail of one back for the peer's delayed ACK (40 ms).
+            socket.set_nodelay(true)?;
             self.poll.registry().register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
             Ok(socket)
         });
