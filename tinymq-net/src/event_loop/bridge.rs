@@ -80,6 +80,12 @@ pub(super) struct Bridge {
     resolving: Option<u64>,
     /// The socket is dialing: the first writable event says how it went.
     connecting: bool,
+    /// The server's addresses not dialed yet in this attempt: when one
+    /// cannot be reached, the next is tried at once (a name with an IPv6
+    /// and an IPv4 address, the server on one of them).
+    addresses: VecDeque<SocketAddr>,
+    /// The address being dialed or connected to.
+    address: Option<SocketAddr>,
     queue: VecDeque<Queued>,
     queue_limit: usize,
     /// QoS 1 (MQTT): what does not fit the output buffer or the in-flight
@@ -152,6 +158,8 @@ impl Bridge {
             socket: None,
             resolving: None,
             connecting: false,
+            addresses: VecDeque::new(),
+            address: None,
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
             qos1: config.qos == 1,
@@ -363,7 +371,7 @@ impl EventLoop {
         let bridge = &mut self.bridges[index];
         let Some(server) = bridge.client.next_server(now) else { return };
         if let Ok(address) = server.parse::<SocketAddr>() {
-            return self.connect(index, address, now);
+            return self.connect(index, vec![address], now);
         }
         let resolver = self.resolver.get_or_insert_with(|| Resolver::new(self.shared.loops[0].waker.clone()));
         match resolver.lookup(index, &server) {
@@ -387,7 +395,7 @@ impl EventLoop {
             }
             bridge.resolving = None;
             match answer.result {
-                Ok(address) => self.connect(answer.bridge, address, now),
+                Ok(addresses) => self.connect(answer.bridge, addresses, now),
                 Err(error) => {
                     let why = format!("cannot resolve {}: {error}", bridge.client.server());
                     self.bridge_failed(answer.bridge, &why, now);
@@ -397,9 +405,22 @@ impl EventLoop {
         }
     }
 
-    /// Opens the bridge's socket to `address`, non-blocking.
-    fn connect(&mut self, index: usize, address: SocketAddr, now: Instant) {
+    /// Opens the bridge's socket to the first of `addresses` that takes it,
+    /// non-blocking.
+    fn connect(&mut self, index: usize, addresses: Vec<SocketAddr>, now: Instant) {
+        self.bridges[index].addresses = addresses.into();
+        self.connect_next(index, now);
+    }
+
+    /// Dials the bridge's next address; when none is left, the attempt has
+    /// failed (and the client schedules the next server).
+    fn connect_next(&mut self, index: usize, now: Instant) {
         let bridge = &mut self.bridges[index];
+        let Some(address) = bridge.addresses.pop_front() else {
+            let server = bridge.client.server();
+            return self.bridge_failed(index, &format!("cannot connect to {server}: no address left"), now);
+        };
+        bridge.address = Some(address);
         let server = bridge.client.server();
         let token = bridge.token();
         let dialed = TcpStream::connect(address).and_then(|mut socket| {
@@ -415,8 +436,25 @@ impl EventLoop {
                 bridge.socket = Some(LinkSocket::Plain(socket));
                 bridge.connecting = true;
             }
-            Err(error) => self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now),
+            Err(error) => self.dial_failed(index, error, now),
         }
+    }
+
+    /// Dialing the bridge's current address failed: the next one is tried,
+    /// or, with none left, the attempt has failed.
+    fn dial_failed(&mut self, index: usize, error: io::Error, now: Instant) {
+        let bridge = &mut self.bridges[index];
+        let server = bridge.client.server();
+        let address = bridge.address.map(|a| a.to_string()).unwrap_or_default();
+        if bridge.addresses.is_empty() {
+            return self.bridge_failed(index, &format!("cannot connect to {server} ({address}): {error}"), now);
+        }
+        log::debug!("bridge {index}: cannot connect to {server} ({address}): {error}; trying its next address");
+        if let Some(mut socket) = bridge.socket.take() {
+            let _ = self.poll.registry().deregister(socket.tcp_mut());
+        }
+        bridge.connecting = false;
+        self.connect_next(index, now);
     }
 
     /// Drops the bridge's connection; the client schedules the next one.
@@ -427,6 +465,7 @@ impl EventLoop {
         }
         bridge.connecting = false;
         bridge.resolving = None;
+        bridge.addresses.clear();
         bridge.read_at = None;
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
@@ -456,8 +495,7 @@ impl EventLoop {
             // Writable (or an error) ends the dial; anything else is spurious.
             match socket.take_error() {
                 Ok(Some(error)) | Err(error) => {
-                    let server = bridge.client.server();
-                    self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
+                    self.dial_failed(index, error, now);
                     return self.bridge_events(index, now);
                 }
                 Ok(None) => {}
@@ -465,6 +503,7 @@ impl EventLoop {
             match socket.peer_addr() {
                 Ok(_) => {
                     bridge.connecting = false;
+                    bridge.addresses.clear();
                     bridge.client.handle_connected(now);
                     // MQTT speaks TLS from the start (NATS after INFO).
                     if matches!(bridge.client, Link::Mqtt(_))
@@ -477,8 +516,7 @@ impl EventLoop {
                 }
                 Err(error) if error.kind() == io::ErrorKind::NotConnected && !event.is_error() => return,
                 Err(error) => {
-                    let server = bridge.client.server();
-                    self.bridge_failed(index, &format!("cannot connect to {server}: {error}"), now);
+                    self.dial_failed(index, error, now);
                     return self.bridge_events(index, now);
                 }
             }

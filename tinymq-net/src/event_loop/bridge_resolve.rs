@@ -1,6 +1,8 @@
 //! Bridge servers given by host name, resolved on a thread of their own:
 //! the system resolver blocks for as long as DNS takes, and loop 0 serves
-//! clients meanwhile. The loop hands a name over with
+//! clients meanwhile, and every address the name has is given back: the
+//! bridge dials them in turn (a `localhost` that is `::1` first, with the
+//! server listening on `127.0.0.1` only, is still reached). The loop hands a name over with
 //! [`Resolver::lookup`]; the thread wakes it when the answer is in, and
 //! the loop takes it with [`Resolver::take_answers`].
 
@@ -26,7 +28,9 @@ pub(crate) struct Answer {
     /// The [`Resolver::lookup`] it answers: a bridge that gave up on a
     /// lookup (its handshake timed out) ignores a late answer.
     pub(crate) serial: u64,
-    pub(crate) result: io::Result<SocketAddr>,
+    /// Every address the name resolved to, in the resolver's order; never
+    /// empty.
+    pub(crate) result: io::Result<Vec<SocketAddr>>,
 }
 
 #[derive(Default)]
@@ -93,9 +97,18 @@ impl Drop for Resolver {
     }
 }
 
-/// `host:port` as an address: the first the name resolves to.
-fn resolve(host_port: &str) -> io::Result<SocketAddr> {
-    host_port.to_socket_addrs()?.next().ok_or_else(|| io::Error::other("the name resolves to no address"))
+/// `host:port` as the addresses the name resolves to, each once, in order.
+fn resolve(host_port: &str) -> io::Result<Vec<SocketAddr>> {
+    let mut addresses: Vec<SocketAddr> = Vec::new();
+    for address in host_port.to_socket_addrs()? {
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    if addresses.is_empty() {
+        return Err(io::Error::other("the name resolves to no address"));
+    }
+    Ok(addresses)
 }
 
 #[cfg(test)]
@@ -124,7 +137,10 @@ mod tests {
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
         let mut resolver = Resolver::new(waker);
         let localhost = answer(&mut resolver, &mut poll, "localhost:4222").result.unwrap();
-        assert!(localhost.ip().is_loopback() && localhost.port() == 4222, "{localhost}");
+        assert!(!localhost.is_empty());
+        for address in &localhost {
+            assert!(address.ip().is_loopback() && address.port() == 4222, "{localhost:?}");
+        }
         let error = answer(&mut resolver, &mut poll, "no-such-host.invalid:4222").result.unwrap_err();
         assert!(!error.to_string().is_empty());
     }
