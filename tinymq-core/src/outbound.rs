@@ -27,6 +27,13 @@ impl Chunk {
 /// Owned chunks grow to this size before a new one starts, so the queue of
 /// a connection that receives only small frames stays short.
 const OWNED_CHUNK: usize = 16 * 1024;
+/// Room past [`OWNED_CHUNK`] that a chunk started after a full one is
+/// allocated with, so the frame that crosses the mark fits too: a stream of
+/// owned bytes allocates each chunk once, never grows it (growing by
+/// doubling copied each byte about twice more, an eighth of a bridge's
+/// time). The first chunk of a queue starts empty and grows: a connection
+/// queueing a small frame holds a small buffer.
+const OWNED_ROOM: usize = 2 * 1024;
 /// Shared frames smaller than this are copied into the owned tail instead:
 /// one memcpy is cheaper than one more iovec and a refcount.
 pub const COPY_BELOW: usize = 256;
@@ -39,7 +46,18 @@ pub struct Outbound {
     front_offset: usize,
     len: usize,
     limit: usize,
+    /// Full-size owned chunks already sent, used again for the next ones
+    /// rather than freed and allocated again.
+    spares: Vec<Vec<u8>>,
+    /// How many spares are kept when the queue empties: none for a
+    /// connection (an idle one holds no buffer), a few for a client that
+    /// streams (a bridge), whose buffers the allocator would otherwise give
+    /// back to the system and fault in again every turn.
+    keep_spares: usize,
 }
+
+/// Spares kept while a queue has bytes: enough for a socket write.
+const SPARES: usize = 8;
 
 /// The queue is over its limit: the peer is not reading fast enough.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +70,13 @@ pub struct Overflow {
 impl Outbound {
     /// An empty queue that refuses pushes past `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Outbound { chunks: VecDeque::new(), front_offset: 0, len: 0, limit }
+        Outbound { chunks: VecDeque::new(), front_offset: 0, len: 0, limit, spares: Vec::new(), keep_spares: 0 }
+    }
+
+    /// An empty queue for a client that streams to one server (a bridge):
+    /// it keeps a few sent chunks for the next bytes even when emptied.
+    pub fn streaming(limit: usize) -> Self {
+        Outbound { keep_spares: SPARES, ..Outbound::new(limit) }
     }
 
     /// Unsent bytes.
@@ -112,12 +136,20 @@ impl Outbound {
     }
 
     fn tail(&mut self) -> &mut Vec<u8> {
-        let start_new = match self.chunks.back() {
-            Some(Chunk::Owned(bytes)) => bytes.len() >= OWNED_CHUNK,
-            _ => true,
+        let (start_new, after_full) = match self.chunks.back() {
+            Some(Chunk::Owned(bytes)) => (bytes.len() >= OWNED_CHUNK, true),
+            _ => (true, false),
         };
         if start_new {
-            self.chunks.push_back(Chunk::Owned(Vec::new()));
+            // Full size only in a stream of owned bytes (or a streaming
+            // client's empty queue): small frames between shared ones get
+            // small chunks, so the memory held stays near `len`.
+            let chunk = if after_full || (self.keep_spares > 0 && self.chunks.is_empty()) {
+                self.spares.pop().unwrap_or_else(|| Vec::with_capacity(OWNED_CHUNK + OWNED_ROOM))
+            } else {
+                Vec::new()
+            };
+            self.chunks.push_back(Chunk::Owned(chunk));
         }
         match self.chunks.back_mut() {
             Some(Chunk::Owned(bytes)) => bytes,
@@ -154,12 +186,20 @@ impl Outbound {
                 return;
             }
             sent -= remaining;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned(mut bytes)) = self.chunks.pop_front()
+                && bytes.capacity() >= OWNED_CHUNK
+                && self.spares.len() < SPARES
+            {
+                bytes.clear();
+                self.spares.push(bytes);
+            }
             self.front_offset = 0;
         }
         if self.len == 0 {
-            // Drop the owned tail too, so an idle connection holds no buffer.
+            // Drop the owned tail too, so an idle connection holds no buffer
+            // (a streaming client keeps its few spares).
             self.chunks.clear();
+            self.spares.truncate(self.keep_spares);
             self.front_offset = 0;
         }
     }
@@ -205,6 +245,54 @@ mod tests {
             assert_eq!(drain(&mut out, step), expected, "step {step}");
             assert!(out.chunks.is_empty());
         }
+    }
+
+    /// The capacity of the buffers the queue holds, sent or not.
+    fn held(out: &Outbound) -> usize {
+        let owned = |chunk: &Chunk| if let Chunk::Owned(bytes) = chunk { bytes.capacity() } else { 0 };
+        out.chunks.iter().map(owned).sum::<usize>() + out.spares.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    #[test]
+    fn a_stream_of_owned_bytes_reuses_its_chunks_and_an_idle_queue_holds_none() {
+        for streaming in [false, true] {
+            let mut out = if streaming { Outbound::streaming(1 << 20) } else { Outbound::new(1 << 20) };
+            let mut expected = Vec::new();
+            let mut spares_after_first = 0;
+            for round in 0..3u8 {
+                for i in 0..7000u32 {
+                    let frame = [round, i as u8, (i >> 8) as u8, 0xAB, 0xCD, 0xEF, 0x01, 0x23];
+                    out.push_with(|b| b.extend_from_slice(&frame)).unwrap();
+                    expected.extend_from_slice(&frame);
+                }
+                // Four chunks: none grew past its size.
+                assert_eq!(out.chunks.len(), 4);
+                for chunk in &out.chunks {
+                    assert!(chunk.bytes().len() <= OWNED_CHUNK + 8, "a chunk of {}", chunk.bytes().len());
+                }
+                assert_eq!(drain(&mut out, 5000), expected);
+                expected.clear();
+                assert!(out.chunks.is_empty());
+                if !streaming {
+                    assert_eq!(held(&out), 0, "an emptied queue holds no buffer");
+                } else if round == 0 {
+                    spares_after_first = out.spares.len();
+                    assert!((3..=SPARES).contains(&spares_after_first), "{spares_after_first} spares");
+                } else {
+                    // The same chunks served again: none allocated.
+                    assert_eq!(out.spares.len(), spares_after_first, "round {round}");
+                }
+            }
+        }
+        // Small frames between shared ones get small chunks: what is held
+        // stays near what is queued.
+        let mut out = Outbound::new(1 << 20);
+        let big: Arc<[u8]> = vec![9u8; 1000].into();
+        for _ in 0..100 {
+            out.push_shared(&big).unwrap();
+            out.push_with(|b| b.extend_from_slice(b"ack")).unwrap();
+        }
+        assert!(held(&out) < 100 * 64, "{} bytes held for 300 owned", held(&out));
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl MqttClient {
             connection: 0,
             properties,
             input: Vec::new(),
-            outbound: Outbound::new(config.max_outbound),
+            outbound: Outbound::streaming(config.max_outbound),
             events: VecDeque::new(),
             dropped: 0,
             stats: MqttStats::default(),
@@ -436,7 +436,7 @@ impl MqttClient {
         }
         self.state = State::Idle;
         self.input = Vec::new();
-        self.outbound = Outbound::new(self.config.max_outbound);
+        self.outbound = Outbound::streaming(self.config.max_outbound);
         self.keep_alive = self.config.keep_alive;
         self.max_send = super::decode::MAX_REMAINING_LENGTH;
         self.retain_available = true;

@@ -338,7 +338,7 @@ impl NatsClient {
             last_headers: (Vec::new(), Arc::default()),
             last_published: String::new(),
             last_subject: "".into(),
-            outbound: Outbound::new(config.max_outbound),
+            outbound: Outbound::streaming(config.max_outbound),
             events: VecDeque::new(),
             dropped: 0,
             stats: NatsStats::default(),
@@ -427,7 +427,7 @@ impl NatsClient {
         }
         self.state = State::Idle;
         self.input = Vec::new();
-        self.outbound = Outbound::new(self.config.max_outbound);
+        self.outbound = Outbound::streaming(self.config.max_outbound);
         self.limits = self.config.limits;
         self.failures = self.failures.saturating_add(1);
         let doublings = (self.failures - 1).min(16);
