@@ -475,6 +475,7 @@ impl EventLoop {
         bridge.connecting = false;
         bridge.resolving = None;
         bridge.addresses.clear();
+        bridge.write_blocked = false;
         bridge.read_at = None;
         bridge.client.handle_disconnected(now);
         if std::mem::take(&mut bridge.pressing) {
@@ -803,8 +804,15 @@ impl EventLoop {
         if sent {
             self.counted.messages_out += 1;
         }
-        if bridge.client.outbound().len() >= WRITE_AT && !bridge.write_blocked {
-            self.flush_bridges(Instant::now());
+        // Plain TCP only (TLS holds ciphertext of its own), and a failure
+        // is left for the turn's flush to handle: this may be in the
+        // middle of a fan-out.
+        if bridge.client.outbound().len() >= WRITE_AT
+            && !bridge.write_blocked
+            && !bridge.connecting
+            && matches!(bridge.socket, Some(LinkSocket::Plain(_)))
+        {
+            bridge.write_blocked = bridge.write_out(&mut self.counted.bytes_out).unwrap_or(true);
         }
     }
 
@@ -826,35 +834,13 @@ impl EventLoop {
                 failure = Some(error.to_string());
             }
             while failure.is_none() {
-                let mut blocked = false;
-                while !bridge.client.outbound().is_empty() {
-                    let Some(socket) = bridge.socket.as_mut() else { break };
-                    let result = {
-                        let mut slices: [&[u8]; 16] = [&[]; 16];
-                        let n = bridge.client.outbound().front_slices(&mut slices);
-                        let iovecs: SmallVec<[IoSlice<'_>; 16]> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
-                        socket.write_vectored(&iovecs)
-                    };
-                    match result {
-                        Ok(0) => {
-                            failure = Some("the connection is closed".to_owned());
-                            break;
-                        }
-                        Ok(written) => {
-                            bridge.client.outbound_mut().consume(written);
-                            self.counted.bytes_out += written as u64;
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                            blocked = true;
-                            break;
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                        Err(error) => {
-                            failure = Some(error.to_string());
-                            break;
-                        }
+                let blocked = match bridge.write_out(&mut self.counted.bytes_out) {
+                    Ok(blocked) => blocked,
+                    Err(why) => {
+                        failure = Some(why);
+                        false
                     }
-                }
+                };
                 bridge.write_blocked = blocked;
                 // What was held while the buffer was full fits now.
                 let held = bridge.queue.len();
@@ -901,6 +887,31 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
+    /// Writes its unsent output until the socket takes no more (`true`:
+    /// `WouldBlock`) or there is none; `Err`: the connection failed.
+    fn write_out(&mut self, bytes_out: &mut u64) -> Result<bool, String> {
+        while !self.client.outbound().is_empty() {
+            let Some(socket) = self.socket.as_mut() else { break };
+            let result = {
+                let mut slices: [&[u8]; 16] = [&[]; 16];
+                let n = self.client.outbound().front_slices(&mut slices);
+                let iovecs: SmallVec<[IoSlice<'_>; 16]> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
+                socket.write_vectored(&iovecs)
+            };
+            match result {
+                Ok(0) => return Err("the connection is closed".to_owned()),
+                Ok(written) => {
+                    self.client.outbound_mut().consume(written);
+                    *bytes_out += written as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(false)
+    }
+
     /// Starts TLS on the socket if the bridge speaks it.
     fn upgrade(&mut self) -> io::Result<()> {
         let Some(tls) = &self.checked.tls else { return Ok(()) };
