@@ -24,6 +24,7 @@
 //! | [`nats`] | the NATS bridge's core: the NATS client protocol and [`nats::NatsClient`], topic ↔ subject mapping |
 //! | [`metrics`] | the broker's figures and the store's commit-latency histogram, as plain data |
 //! | [`store`] | what is kept across restarts: record formats, [`store::Store`] |
+//! | `reconnect` (private) | what the bridge's clients share across connections: the server list and its backoff, the partial packet held between reads |
 //! | `record` (private) | the byte reader of stored records, shared by [`store`] and [`auth`] |
 //! | [`auth`] | users: the stored record, [`auth::Identity`], why credentials fail; the peer [`auth::AllowList`] and [`auth::PeerBudgets`] |
 //!
@@ -95,6 +96,7 @@ pub mod mqtt;
 pub mod nats;
 pub mod outbound;
 pub mod publish;
+mod reconnect;
 mod record;
 pub mod router;
 pub mod session;

@@ -117,27 +117,34 @@ pub enum Request<'a> {
     },
 }
 
-/// One step of [`Session::handle_input`].
+/// One step of a session's `handle_input`, of either protocol: `R` is what
+/// a frame or packet asks of the broker ([`Step`] here, and
+/// [`crate::mqtt::Step`]).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step<'a> {
-    /// More bytes are needed; `needed` is the total the next frame needs.
+pub enum InputStep<R> {
+    /// More bytes are needed; `needed` is the total the next frame or
+    /// packet needs.
     Incomplete {
-        /// Bytes the next frame needs in all (a lower bound).
+        /// Bytes the next frame or packet needs in all (a lower bound).
         needed: usize,
     },
-    /// A frame was handled inside the session (a Ping).
+    /// A frame or packet was handled inside the session (a ping, an MQTT
+    /// PUBACK, ...).
     Handled {
         /// Bytes to drop from the input.
         consumed: usize,
     },
-    /// A frame the broker must act on.
+    /// A frame or packet the broker must act on.
     Request {
         /// Bytes to drop from the input (after acting: `request` borrows them).
         consumed: usize,
         /// What to do.
-        request: Request<'a>,
+        request: R,
     },
 }
+
+/// One step of [`Session::handle_input`].
+pub type Step<'a> = InputStep<Request<'a>>;
 
 /// The session is closed; a Disconnect carrying `reason` is queued unless the
 /// client closed it.

@@ -70,6 +70,12 @@ impl Peer {
         peer
     }
 
+    /// Subscribes to `filter` at QoS 1 and moves bytes until quiet.
+    fn subscribe_qos1(&mut self, broker: &mut Broker<Sink>, now: Instant, filter: &str) {
+        self.client.subscribe_qos(now, filter, Qos::AtLeastOnce).unwrap();
+        self.exchange(broker, now);
+    }
+
     /// Moves bytes both ways until quiet; QoS 1 messages are acknowledged
     /// by the client as it takes them.
     fn exchange(&mut self, broker: &mut Broker<Sink>, now: Instant) {
@@ -173,6 +179,19 @@ impl Peer {
     }
 }
 
+/// A persistent peer subscribed at QoS 1 to `status/#`, where
+/// [`gone_will`] goes.
+fn status_watcher(broker: &mut Broker<Sink>, now: Instant) -> Peer {
+    let mut watcher = Peer::connect(broker, now, "watcher", persistent("watcher"));
+    watcher.subscribe_qos1(broker, now, "status/#");
+    watcher
+}
+
+/// A QoS 1 will saying "gone" on `status/dev`.
+fn gone_will() -> ClientWill {
+    ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce }
+}
+
 fn persistent(client_id: &str) -> ClientConfig {
     ClientConfig { client_id: client_id.into(), persistent: true, ..ClientConfig::default() }
 }
@@ -199,8 +218,7 @@ fn queued_while_offline_then_resent_and_acknowledged_after_the_commit() {
     let mut store = MemoryStore::new();
     let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
     assert_eq!(sub.session_present(), Some(false));
-    sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
-    sub.exchange(&mut broker, now);
+    sub.subscribe_qos1(&mut broker, now, "cmd/#");
     let _ = broker.close_session(sub.hold.unwrap(), Departure::Lost, now, 1);
     drain(&mut broker, &mut store);
 
@@ -228,8 +246,7 @@ fn in_flight_messages_are_resent_with_dup_after_a_lost_connection() {
     let now = start();
     let mut broker = Broker::new(rules(StoreAcks::Batched), 0);
     let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
-    sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
-    sub.exchange(&mut broker, now);
+    sub.subscribe_qos1(&mut broker, now, "cmd/#");
     let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
     publisher.client.publish_qos1(now, "cmd/go", b"x", false).unwrap();
     publisher.exchange(&mut broker, now);
@@ -248,11 +265,8 @@ fn in_flight_messages_are_resent_with_dup_after_a_lost_connection() {
 fn will_on_a_lost_connection_only() {
     let now = start();
     let mut broker = Broker::new(rules(StoreAcks::None), 0);
-    let mut watcher = Peer::connect(&mut broker, now, "watcher", persistent("watcher"));
-    watcher.client.subscribe_qos(now, "status/#", Qos::AtLeastOnce).unwrap();
-    watcher.exchange(&mut broker, now);
-    let will =
-        ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
+    let mut watcher = status_watcher(&mut broker, now);
+    let will = gone_will();
     let config = ClientConfig { client_id: "dev".into(), will: Some(will), ..ClientConfig::default() };
 
     let clean = Peer::connect(&mut broker, now, "dev1", config.clone());
@@ -274,8 +288,7 @@ fn restored_from_the_store_after_a_kill_then_expired() {
     {
         let mut broker = Broker::new(rules(StoreAcks::Batched), 0);
         let mut sub = Peer::connect(&mut broker, now, "sub", persistent("device"));
-        sub.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
-        sub.exchange(&mut broker, now);
+        sub.subscribe_qos1(&mut broker, now, "cmd/#");
         let _ = broker.close_session(sub.hold.unwrap(), Departure::Lost, now, 1);
         let mut publisher = Peer::connect(&mut broker, now, "pub", ClientConfig::default());
         publisher.client.publish_qos1(now, "cmd/go", b"kept", false).unwrap();
@@ -308,16 +321,12 @@ fn restored_from_the_store_after_a_kill_then_expired() {
 fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_nothing() {
     let now = start();
     let mut broker = Broker::new(rules(StoreAcks::None), 0);
-    let mut watcher = Peer::connect(&mut broker, now, "watcher", persistent("watcher"));
-    watcher.client.subscribe_qos(now, "status/#", Qos::AtLeastOnce).unwrap();
-    watcher.exchange(&mut broker, now);
-    let will =
-        ClientWill { topic: "status/dev".into(), payload: b"gone".to_vec(), retain: false, qos: Qos::AtLeastOnce };
+    let mut watcher = status_watcher(&mut broker, now);
+    let will = gone_will();
     let config =
         ClientConfig { client_id: "dev".into(), will: Some(will), persistent: true, ..ClientConfig::default() };
     let mut first = Peer::connect(&mut broker, now, "dev1", config.clone());
-    first.client.subscribe_qos(now, "cmd/#", Qos::AtLeastOnce).unwrap();
-    first.exchange(&mut broker, now);
+    first.subscribe_qos1(&mut broker, now, "cmd/#");
 
     // The same client id again: the first connection is taken over and its
     // will published, as MQTT does.
@@ -360,8 +369,7 @@ fn a_takeover_publishes_the_old_connections_will_and_its_late_close_changes_noth
     assert_eq!(broker.transmit(hold, &mut session), 1, "the new one");
 
     // Nor does a Subscribe that reaches the broker from it late.
-    first.client.subscribe_qos(now, "other/#", Qos::AtLeastOnce).unwrap();
-    first.exchange(&mut broker, now);
+    first.subscribe_qos1(&mut broker, now, "other/#");
     let filters: Vec<&str> =
         broker.sessions().get(hold.id).unwrap().subscriptions().iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(filters, ["cmd/#"], "the session keeps its successor's subscriptions");

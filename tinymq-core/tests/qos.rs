@@ -37,8 +37,7 @@ fn broker_with_window(max_inflight: u16) -> Broker {
 
 /// A persistent QoS 1 subscriber to `filter`, connected.
 fn online_subscriber(broker: &mut Broker, config: ClientConfig, filter: &str) -> Peer {
-    let mut sub = Peer::new(broker, config);
-    sub.connect(broker);
+    let mut sub = Peer::connected(broker, config);
     sub.client.subscribe_qos(broker.now, filter, Qos::AtLeastOnce).unwrap();
     sub.run(broker);
     sub
@@ -78,8 +77,7 @@ fn texts(messages: &[(String, Vec<u8>, bool)]) -> Vec<String> {
 fn an_offline_persistent_session_gets_every_acknowledged_message_in_order() {
     let mut broker = broker();
     let mut sub = offline_subscriber(&mut broker, "sub", "a/#");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     assert_eq!(publish_all(&mut broker, &mut publisher, "a/b", "m", 500), 500);
 
     sub.connect(&mut broker);
@@ -95,8 +93,7 @@ fn an_offline_persistent_session_gets_every_acknowledged_message_in_order() {
 fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
     let mut broker = broker();
     let mut sub = online_subscriber(&mut broker, persistent("sub"), "a/#");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     for n in 0..3 {
         publisher.client.publish_qos1(broker.now, "a/b", format!("{n}").as_bytes(), false).unwrap();
     }
@@ -119,8 +116,7 @@ fn unacknowledged_deliveries_are_resent_after_a_reconnect_with_dup() {
 fn the_in_flight_window_holds_the_rest_in_the_queue() {
     let mut broker = broker_with_window(4);
     let mut sub = online_subscriber(&mut broker, persistent("sub"), "a");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     for n in 0..10 {
         publisher.client.publish_qos1(broker.now, "a", &[n], false).unwrap();
     }
@@ -140,8 +136,7 @@ fn a_full_queue_drops_the_newest_for_that_session_only() {
     let mut broker = Broker::new(SessionConfig::default(), SessionsConfig { queue: limits, ..Default::default() });
     let mut sub = offline_subscriber(&mut broker, "sub", "a");
     let mut other = offline_subscriber(&mut broker, "other", "b");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     assert_eq!(publish_all(&mut broker, &mut publisher, "a", "m", 15), 15, "the publisher's acks do not depend on it");
     publish_all(&mut broker, &mut publisher, "b", "o", 3);
     assert_eq!(broker.session("sub").unwrap().queue().dropped(), 5);
@@ -156,8 +151,7 @@ fn an_offline_session_expires_and_is_forgotten() {
     let config = SessionsConfig { session_expiry: Duration::from_secs(3600), ..Default::default() };
     let mut broker = Broker::new(SessionConfig::default(), config);
     let mut sub = offline_subscriber(&mut broker, "sub", "a");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     publish_all(&mut broker, &mut publisher, "a", "m", 3);
     assert_eq!(broker.store.load_queued().unwrap().len(), 3);
 
@@ -178,8 +172,7 @@ fn a_session_asks_for_a_shorter_expiry_but_never_a_longer_one() {
     let mut broker = Broker::new(SessionConfig::default(), config);
     for (asked, lives) in [(10, 10), (1000, 100)] {
         let id = format!("s{asked}");
-        let mut peer = Peer::new(&broker, ClientConfig { session_expiry: asked, ..persistent(&id) });
-        peer.connect(&mut broker);
+        let mut peer = Peer::connected(&mut broker, ClientConfig { session_expiry: asked, ..persistent(&id) });
         peer.cut(&mut broker);
         broker.advance(Duration::from_secs(lives - 1));
         assert!(broker.session(&id).is_some(), "{id}");
@@ -192,13 +185,11 @@ fn a_session_asks_for_a_shorter_expiry_but_never_a_longer_one() {
 fn queued_messages_and_subscriptions_survive_a_kill_9() {
     let mut broker = broker();
     let mut sub = offline_subscriber(&mut broker, "sub", "a/#");
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     assert_eq!(publish_all(&mut broker, &mut publisher, "a/b", "m", 50), 50);
 
     let mut broker = broker.restart(SessionsConfig::default());
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     assert_eq!(publish_all(&mut broker, &mut publisher, "a/c", "n", 10), 10, "the subscription was restored");
 
     sub.connect(&mut broker);
@@ -215,8 +206,7 @@ fn a_will_is_published_on_every_lost_connection_and_not_on_disconnect() {
         SessionConfig { outbound_limit: 4096, keep_alive: Duration::from_secs(10), ..SessionConfig::default() };
     let mut broker = Broker::new(config, Default::default());
     // Persistent, so it keeps its wills through its own keep-alive timeout.
-    let mut watcher = Peer::new(&broker, persistent("watcher"));
-    watcher.connect(&mut broker);
+    let mut watcher = Peer::connected(&mut broker, persistent("watcher"));
     watcher.client.subscribe_qos(broker.now, "will/#", Qos::AtLeastOnce).unwrap();
     watcher.run(&mut broker);
     let with_will = |id: &str| ClientConfig {
@@ -231,37 +221,29 @@ fn a_will_is_published_on_every_lost_connection_and_not_on_disconnect() {
     };
 
     // A clean Disconnect: no will.
-    let mut clean = Peer::new(&broker, with_will("clean"));
-    clean.connect(&mut broker);
+    let mut clean = Peer::connected(&mut broker, with_will("clean"));
     clean.disconnect(&mut broker);
     // A reset connection.
-    let mut reset = Peer::new(&broker, with_will("reset"));
-    reset.connect(&mut broker);
+    let mut reset = Peer::connected(&mut broker, with_will("reset"));
     reset.cut(&mut broker);
     // A protocol error (a PubAck with packet id 0).
-    let mut broken = Peer::new(&broker, with_will("broken"));
-    broken.connect(&mut broker);
+    let broken = Peer::connected(&mut broker, with_will("broken"));
     broker.input(broken.conn.unwrap(), &[0x0a, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]);
     assert_eq!(broker.conns[broken.conn.unwrap()].session.close_reason(), Some(Some(ReasonCode::ProtocolError)));
     // A takeover by a new connection under the same id.
-    let mut first = Peer::new(&broker, with_will("taken"));
-    first.connect(&mut broker);
-    let mut second = Peer::new(&broker, plain("taken"));
-    second.connect(&mut broker);
+    let mut first = Peer::connected(&mut broker, with_will("taken"));
+    let _second = Peer::connected(&mut broker, plain("taken"));
     first.run(&mut broker);
     assert_eq!(first.disconnected(), Some(ReasonCode::SessionTakenOver as u8));
     // A keep-alive timeout: the client goes silent.
-    let mut silent = Peer::new(&broker, with_will("silent"));
-    silent.connect(&mut broker);
+    let _silent = Peer::connected(&mut broker, with_will("silent"));
     broker.advance(Duration::from_secs(16));
     // A slow consumer: subscribed, never reading, its queue overflows.
-    let mut slow = Peer::new(&broker, with_will("slow"));
-    slow.connect(&mut broker);
+    let mut slow = Peer::connected(&mut broker, with_will("slow"));
     slow.client.subscribe(broker.now, "flood").unwrap();
     slow.run(&mut broker);
     let slow_conn = slow.conn.take().unwrap();
-    let mut flooder = Peer::new(&broker, plain("flooder"));
-    flooder.connect(&mut broker);
+    let mut flooder = Peer::connected(&mut broker, plain("flooder"));
     for _ in 0..20 {
         flooder.client.publish(broker.now, "flood", &[0; 512], false).unwrap();
     }
@@ -378,8 +360,7 @@ fn order_holds_per_publisher_per_topic_through_cuts_and_duplicates_are_counted()
 #[test]
 fn malformed_qos_frames_close_only_their_own_connection() {
     let mut broker = broker();
-    let mut bystander = Peer::new(&broker, plain("bystander"));
-    bystander.connect(&mut broker);
+    let mut bystander = Peer::connected(&mut broker, plain("bystander"));
     bystander.client.subscribe(broker.now, "a").unwrap();
     bystander.run(&mut broker);
     let connect = Frame::connect("bad", b"").to_vec();
@@ -417,8 +398,7 @@ fn malformed_qos_frames_close_only_their_own_connection() {
         assert_eq!(broker.conns[conn].session.close_reason(), Some(Some(reason)), "{name}");
         assert!(!broker.conns[conn].session.outbound().is_empty(), "{name}: a Disconnect is queued");
     }
-    let mut publisher = Peer::new(&broker, plain("pub"));
-    publisher.connect(&mut broker);
+    let mut publisher = Peer::connected(&mut broker, plain("pub"));
     publisher.client.publish(broker.now, "a", b"still here", false).unwrap();
     publisher.run(&mut broker);
     bystander.run(&mut broker);
@@ -476,8 +456,7 @@ fn measure_the_core_qos1_path() {
     for window in [16u16, 256, 1024] {
         let mut broker = broker_with_window(window);
         let mut sub = online_subscriber(&mut broker, ClientConfig { max_inflight: window, ..persistent("sub") }, "a");
-        let mut publisher = Peer::new(&broker, ClientConfig { max_inflight: window, ..plain("pub") });
-        publisher.connect(&mut broker);
+        let mut publisher = Peer::connected(&mut broker, ClientConfig { max_inflight: window, ..plain("pub") });
         let payload = [7u8; 64];
         let started = std::time::Instant::now();
         let mut sent = 0;

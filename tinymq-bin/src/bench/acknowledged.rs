@@ -23,7 +23,7 @@ use tinymq_core::Qos;
 use tinymq_core::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use tinymq_net::{Address, ClientOptions};
 
-use super::join_runs;
+use super::finish_acknowledged;
 use super::workload::Settings;
 use crate::broker::Network;
 
@@ -147,13 +147,7 @@ pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
         }));
     }
 
-    ready.wait();
-    let began = Instant::now();
-    let workload = format!(
-        "workload: tinymq QoS 1, {} publisher(s) (window {window}) -> {} persistent subscriber(s), {expected} messages of {} bytes",
-        settings.publishers, settings.subscribers, settings.size
-    );
-    join_runs(publishers, subscribers, began).report_acknowledged(&workload, expected, settings.subscribers, began)
+    finish_acknowledged(&ready, publishers, subscribers, settings, window, "tinymq", "persistent subscriber(s)")
 }
 
 /// One connection driven by a [`ClientSession`] on a blocking socket.

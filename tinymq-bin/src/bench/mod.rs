@@ -391,37 +391,46 @@ struct Joined<L> {
     last: Instant,
 }
 
-impl Joined<u32> {
-    /// Prints an acknowledged run's figures after its `workload` line:
-    /// the publishers' acknowledged rate, then the deliveries' rate and
-    /// latencies; the threads' errors, if any, after.
-    fn report_acknowledged(
-        mut self,
-        workload: &str,
-        expected: u64,
-        subscribers: usize,
-        began: Instant,
-    ) -> Result<(), String> {
-        println!("{workload}");
+/// Ends an acknowledged run (`--qos 1`): lets its threads go at `ready`,
+/// joins them, and prints its workload line (`face` names the protocol,
+/// `subscriber_kind` what its subscribers are), the publishers'
+/// acknowledged rate, then the deliveries' rate and latencies; the
+/// threads' errors, if any, after.
+fn finish_acknowledged<P>(
+    ready: &Barrier,
+    publishers: Vec<std::thread::JoinHandle<Result<P, String>>>,
+    subscribers: Vec<SubscriberThread<u32>>,
+    settings: &Settings,
+    window: u16,
+    face: &str,
+    subscriber_kind: &str,
+) -> Result<(), String> {
+    ready.wait();
+    let began = Instant::now();
+    let expected = settings.count * settings.publishers as u64;
+    let mut joined = join_runs(publishers, subscribers, began);
+    println!(
+        "workload: {face} QoS 1, {} publisher(s) (window {window}) -> {} {subscriber_kind}, {expected} messages of {} bytes",
+        settings.publishers, settings.subscribers, settings.size
+    );
+    println!(
+        "acknowledged: {:.0} msg/s ({expected} in {:.3} s)",
+        expected as f64 / joined.publish_secs,
+        joined.publish_secs
+    );
+    if settings.subscribers > 0 {
+        let secs = joined.last.duration_since(began).as_secs_f64();
         println!(
-            "acknowledged: {:.0} msg/s ({expected} in {:.3} s)",
-            expected as f64 / self.publish_secs,
-            self.publish_secs
+            "delivered: {:.0} msg/s ({} in {secs:.3} s)",
+            joined.latencies.len() as f64 / secs,
+            joined.latencies.len()
         );
-        if subscribers > 0 {
-            let secs = self.last.duration_since(began).as_secs_f64();
-            println!(
-                "delivered: {:.0} msg/s ({} in {secs:.3} s)",
-                self.latencies.len() as f64 / secs,
-                self.latencies.len()
-            );
-            workload::report_latencies(&mut self.latencies);
-        }
-        if !self.errors.is_empty() {
-            return Err(self.errors.join("; "));
-        }
-        Ok(())
+        workload::report_latencies(&mut joined.latencies);
     }
+    if !joined.errors.is_empty() {
+        return Err(joined.errors.join("; "));
+    }
+    Ok(())
 }
 
 /// A subscriber thread: its latencies and when its last delivery came.

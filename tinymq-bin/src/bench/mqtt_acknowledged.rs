@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use super::client::Client;
-use super::join_runs;
+use super::finish_acknowledged;
 use super::mqtt;
 use super::workload::Settings;
 
@@ -89,11 +89,5 @@ pub(super) fn bench(settings: &Settings, window: u16) -> Result<(), String> {
         }));
     }
 
-    ready.wait();
-    let began = Instant::now();
-    let workload = format!(
-        "workload: mqtt QoS 1, {} publisher(s) (window {window}) -> {} subscriber(s) with kept sessions, {expected} messages of {} bytes",
-        settings.publishers, settings.subscribers, settings.size
-    );
-    join_runs(publishers, subscribers, began).report_acknowledged(&workload, expected, settings.subscribers, began)
+    finish_acknowledged(&ready, publishers, subscribers, settings, window, "mqtt", "subscriber(s) with kept sessions")
 }

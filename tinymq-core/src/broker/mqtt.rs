@@ -24,7 +24,7 @@ use crate::auth::{AuthError, Identity};
 use crate::codec::{Qos, Will};
 use crate::durable::{Departure, SessionId, SessionKey, SessionRequest};
 use crate::http::service::SinkKind;
-use crate::mqtt::broker::{forwarded_message, refused};
+use crate::mqtt::broker::{answer_subscribe, forwarded_message, refused};
 use crate::mqtt::{self, Properties, QoS, ReasonCode, Request, ServerSession, WillMessage};
 use crate::router::{NamespaceId, RouteCache, SubscriberId};
 use crate::topic::{TopicLimits, TopicName};
@@ -149,39 +149,17 @@ impl<S: Clone + SinkKind> Broker<S> {
             }
             (Request::Subscribe { packet_id, filters }, Some(hold)) => {
                 let Some(own) = self.session_subscriber(hold.id, session_sink) else { return answer };
-                let mut codes = Vec::with_capacity(filters.len());
-                let mut values = Vec::new();
-                for entry in filters {
-                    let filter = match entry.filter {
-                        Ok(filter) => filter,
-                        Err(reason) => {
-                            let v5 = session.version() == Some(mqtt::ProtocolVersion::V5);
-                            codes.push(if v5 { reason as u8 } else { 0x80 });
-                            continue;
-                        }
-                    };
-                    let granted = entry.options.qos.min(QoS::AtLeastOnce);
-                    codes.push(granted as u8);
+                // Stored values go at QoS 0: the session's packet ids are
+                // its queue's.
+                answer_subscribe(session, packet_id, filters, QoS::AtMostOnce, |_, filter, _, granted| {
                     let existed = self
                         .sessions
                         .get(hold.id)
                         .is_some_and(|view| view.subscriptions().iter().any(|(held, _)| *held == filter));
                     self.router.unsubscribe(id, &filter);
                     self.sessions.subscribe(hold.id, filter.clone(), codec_qos(granted));
-                    let stored = subscribe(&mut self.router, own, filter);
-                    // Retain Handling: 0 sends stored values, 1 only for a
-                    // new subscription, 2 never.
-                    if entry.options.retain_handling == 0 || (entry.options.retain_handling == 1 && !existed) {
-                        values.extend(stored);
-                    }
-                }
-                session.sub_ack(packet_id, &codes);
-                // At QoS 0: the session's packet ids are its queue's.
-                for value in values {
-                    if session.deliver_retained(&value, QoS::AtMostOnce).is_err() {
-                        break;
-                    }
-                }
+                    (existed, subscribe(&mut self.router, own, filter))
+                });
             }
             (Request::Unsubscribe { packet_id, filters }, Some(hold)) => {
                 let codes: Vec<u8> = filters

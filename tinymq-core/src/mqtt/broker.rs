@@ -11,13 +11,13 @@
 
 use std::sync::Arc;
 
-use super::packet::{Properties, ProtocolVersion, QoS, ReasonCode};
-use super::session::{Request, ServerSession, WillMessage, forwarded};
+use super::packet::{Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
+use super::session::{Request, ServerSession, Subscription, WillMessage, forwarded};
 use crate::auth::{AuthError, Identity};
 use crate::broker::{self, Effects, Origin};
 use crate::message::Message;
 use crate::router::{Delivery, NamespaceId, RouteCache, Router, SubscriberId};
-use crate::topic::{TopicLimits, TopicName};
+use crate::topic::{Filter, TopicLimits, TopicName};
 
 /// Answers a CONNECT whose credentials were checked (`caller`): refused
 /// with the CONNACK code for why (bad user name or password, not
@@ -82,7 +82,6 @@ pub fn execute<S: Clone>(
 ) -> Effects<S> {
     let Some(id) = subscriber else { return Effects::default() };
     let Some(namespace) = router.namespace_of(id) else { return Effects::default() };
-    let v5 = session.version() == Some(ProtocolVersion::V5);
     match request {
         Request::Publish { topic, payload, retain, qos, packet_id, properties } => {
             let from = session.client_id().cloned();
@@ -95,37 +94,10 @@ pub fn execute<S: Clone>(
             return effects;
         }
         Request::Subscribe { packet_id, filters } => {
-            let mut codes = Vec::with_capacity(filters.len());
-            let mut values = Vec::new();
-            for entry in filters {
-                let filter = match entry.filter {
-                    Ok(filter) => filter,
-                    Err(reason) => {
-                        codes.push(if v5 { reason as u8 } else { 0x80 });
-                        continue;
-                    }
-                };
-                let existed = session.granted(&filter, entry.options);
-                let granted = entry.options.qos.min(QoS::AtLeastOnce);
-                codes.push(granted as u8);
-                let stored = broker::subscribe(router, id, filter);
-                // Retain Handling: 0 sends stored values, 1 only for a new
-                // subscription, 2 never.
-                let send = match entry.options.retain_handling {
-                    0 => true,
-                    1 => !existed,
-                    _ => false,
-                };
-                if send {
-                    values.extend(stored.into_iter().map(|value| (value, granted)));
-                }
-            }
-            session.sub_ack(packet_id, &codes);
-            for (value, granted) in values {
-                if session.deliver_retained(&value, granted).is_err() {
-                    break;
-                }
-            }
+            answer_subscribe(session, packet_id, filters, QoS::AtLeastOnce, |session, filter, options, _| {
+                let existed = session.granted(&filter, options);
+                (existed, broker::subscribe(router, id, filter))
+            });
         }
         Request::Unsubscribe { packet_id, filters } => {
             let codes: Vec<u8> = filters
@@ -147,6 +119,51 @@ pub fn execute<S: Clone>(
         Request::Connect { .. } | Request::PubAck { .. } => {}
     }
     Effects::default()
+}
+
+/// Answers a SUBSCRIBE's `filters`: each valid one goes to `subscribe`
+/// with its options and the QoS granted (at most 1), which subscribes it
+/// and returns whether it was held before and the stored values it
+/// matches. SUBACK grants that QoS, or refuses a filter with its reason
+/// code (MQTT 5) or 0x80 (3.1.1); then the stored values that Retain
+/// Handling lets through (0: all, 1: for a new subscription, 2: none) are
+/// sent at the granted QoS, at most `retained_qos`.
+pub(crate) fn answer_subscribe(
+    session: &mut ServerSession,
+    packet_id: u16,
+    filters: Vec<Subscription>,
+    retained_qos: QoS,
+    mut subscribe: impl FnMut(&mut ServerSession, Filter, SubscriptionOptions, QoS) -> (bool, Vec<Arc<Delivery>>),
+) {
+    let v5 = session.version() == Some(ProtocolVersion::V5);
+    let mut codes = Vec::with_capacity(filters.len());
+    let mut values = Vec::new();
+    for entry in filters {
+        let filter = match entry.filter {
+            Ok(filter) => filter,
+            Err(reason) => {
+                codes.push(if v5 { reason as u8 } else { 0x80 });
+                continue;
+            }
+        };
+        let granted = entry.options.qos.min(QoS::AtLeastOnce);
+        codes.push(granted as u8);
+        let (existed, stored) = subscribe(session, filter, entry.options, granted);
+        let send = match entry.options.retain_handling {
+            0 => true,
+            1 => !existed,
+            _ => false,
+        };
+        if send {
+            values.extend(stored.into_iter().map(|value| (value, granted.min(retained_qos))));
+        }
+    }
+    session.sub_ack(packet_id, &codes);
+    for (value, qos) in values {
+        if session.deliver_retained(&value, qos).is_err() {
+            break;
+        }
+    }
 }
 
 /// A PUBLISH without RETAIN: it changes nothing in the router, so a shell

@@ -14,6 +14,7 @@ use super::decode::{DecodeError, Decoded, Decoder};
 use super::encode::encode;
 use super::packet::*;
 use crate::outbound::Outbound;
+use crate::reconnect::{self, Reconnect};
 
 #[path = "client_qos.rs"]
 mod qos;
@@ -237,15 +238,12 @@ enum State {
 #[derive(Debug)]
 pub struct MqttClient {
     config: MqttClientConfig,
-    servers: Vec<String>,
-    current: usize,
+    reconnect: Reconnect,
     state: State,
     level: MqttLevel,
     was_connected: bool,
     /// The server refused our level: try it again at once, one level down.
     fall_back: bool,
-    failures: u32,
-    retry_at: Instant,
     keep_alive: Duration,
     /// The server's Maximum Packet Size (MQTT 5), else the codec's limit.
     max_send: usize,
@@ -286,26 +284,19 @@ impl MqttClient {
     /// A client with `config`, created at `now`; the first server is due
     /// at once.
     pub fn new(config: MqttClientConfig, now: Instant) -> Self {
-        let mut servers: Vec<String> = Vec::new();
-        for server in config.servers.iter().map(|s| normalize(s)) {
-            if !server.is_empty() && !servers.contains(&server) {
-                servers.push(server);
-            }
-        }
+        let servers = config.servers.iter().map(|s| normalize(s));
+        let reconnect = Reconnect::new(servers, config.reconnect_min, config.reconnect_max, now);
         let level = if config.version == MqttVersion::V311 { MqttLevel::V311Bridge } else { MqttLevel::V5 };
         let mut properties = PropertiesBuf::new();
         if !config.origin.is_empty() && config.origin.len() <= usize::from(u16::MAX) {
             properties.push(Property::UserProperty(ORIGIN_PROPERTY, &config.origin));
         }
         MqttClient {
-            current: servers.len().saturating_sub(1),
-            servers,
+            reconnect,
             state: State::Idle,
             level,
             was_connected: false,
             fall_back: false,
-            failures: 0,
-            retry_at: now,
             keep_alive: config.keep_alive,
             max_send: super::decode::MAX_REMAINING_LENGTH,
             retain_available: true,
@@ -324,9 +315,10 @@ impl MqttClient {
         }
     }
 
-    /// The server of the current or last connection.
+    /// The server of the current or last connection (before the first,
+    /// the last one configured).
     pub fn server(&self) -> Option<&str> {
-        self.servers.get(self.current).map(String::as_str)
+        self.reconnect.server().or_else(|| self.reconnect.servers().last().map(String::as_str))
     }
 
     /// The level the current or next connection uses.
@@ -370,12 +362,12 @@ impl MqttClient {
     /// is under way; each failed attempt doubles the wait (capped).
     #[must_use]
     pub fn next_server(&mut self, now: Instant) -> Option<&str> {
-        if self.state != State::Idle || now < self.retry_at || self.servers.is_empty() {
+        if self.state != State::Idle {
             return None;
         }
-        self.current = self.current.wrapping_add(1) % self.servers.len();
+        let server = self.reconnect.next_server(now)?;
         self.state = State::Dialing { since: now };
-        Some(&self.servers[self.current])
+        Some(server)
     }
 
     /// The socket to the server [`MqttClient::next_server`] named is open
@@ -441,14 +433,10 @@ impl MqttClient {
         self.max_send = super::decode::MAX_REMAINING_LENGTH;
         self.retain_available = true;
         if std::mem::take(&mut self.fall_back) {
-            self.current = (self.current + self.servers.len() - 1) % self.servers.len();
-            self.retry_at = now;
-            return;
+            self.reconnect.retry_same(now);
+        } else {
+            self.reconnect.failed(now);
         }
-        self.failures = self.failures.saturating_add(1);
-        let doublings = (self.failures - 1).min(16);
-        let delay = self.config.reconnect_min.saturating_mul(1 << doublings).min(self.config.reconnect_max);
-        self.retry_at = now + delay;
     }
 
     /// Takes bytes read from the socket. On an error the connection is
@@ -459,30 +447,12 @@ impl MqttClient {
             return Ok(());
         }
         let mut held = std::mem::take(&mut self.input);
-        let result = if held.is_empty() {
-            let result = self.handle_packets(now, bytes);
-            if let Ok(consumed) = result {
-                held.extend_from_slice(&bytes[consumed..]);
-            }
-            result
-        } else {
-            held.extend_from_slice(bytes);
-            let result = self.handle_packets(now, &held);
-            if let Ok(consumed) = result {
-                held.drain(..consumed);
-            }
-            result
-        };
-        match result {
-            Ok(_) => {
-                self.input = held;
-                Ok(())
-            }
-            Err(error) => {
-                self.state = State::Failed;
-                Err(error)
-            }
+        if let Err(error) = reconnect::feed(&mut held, bytes, |bytes| self.handle_packets(now, bytes)) {
+            self.state = State::Failed;
+            return Err(error);
         }
+        self.input = held;
+        Ok(())
     }
 
     fn handle_packets(&mut self, now: Instant, bytes: &[u8]) -> Result<usize, ConnectionError> {
@@ -599,7 +569,7 @@ impl MqttClient {
 
     fn reach_connected(&mut self, now: Instant) {
         self.state = State::Connected { next_ping: now + self.keep_alive, ping_sent: false };
-        self.failures = 0;
+        self.reconnect.connected();
         self.was_connected = true;
         self.stats.connects += 1;
         let server = self.server().unwrap_or_default().to_owned();
@@ -676,7 +646,7 @@ impl MqttClient {
     /// [`MqttClient::next_server`]) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Idle => (!self.servers.is_empty()).then_some(self.retry_at),
+            State::Idle => self.reconnect.retry_at(),
             State::Dialing { since } | State::AwaitingConnAck { since } | State::AwaitingSubAck { since, .. } => {
                 Some(since + self.config.handshake_timeout)
             }

@@ -62,14 +62,28 @@ fn suback(version: ProtocolVersion, packet_id: u16, codes: &[u8]) -> Vec<u8> {
     to_vec(&Packet::SubAck(SubAck { packet_id, properties: Properties::EMPTY, codes }), version)
 }
 
-/// A client connected at MQTT 5 to the first server, subscribed to `filters`.
-fn connected(now: Instant, filters: &[&str]) -> MqttClient {
-    let mut client = MqttClient::new(config(), now);
+/// A client subscribed to `filters` whose socket to the first server just
+/// opened: CONNECT is queued.
+fn dialed(config: MqttClientConfig, filters: &[&str], now: Instant) -> MqttClient {
+    let mut client = MqttClient::new(config, now);
     for filter in filters {
         client.subscribe(filter).unwrap();
     }
-    assert_eq!(client.next_server(now), Some("10.0.0.1:1883"));
+    let _ = client.next_server(now);
     client.handle_connected(now);
+    client
+}
+
+/// An MQTT 5 CONNACK accepting the connection, with `properties`.
+fn connack_with(properties: &PropertiesBuf) -> Vec<u8> {
+    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
+    to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)
+}
+
+/// A client connected at MQTT 5 to the first server, subscribed to `filters`.
+fn connected(now: Instant, filters: &[&str]) -> MqttClient {
+    let mut client = dialed(config(), filters, now);
+    assert_eq!(client.server(), Some("10.0.0.1:1883"));
     sent(&mut client);
     client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
     sent(&mut client);
@@ -160,10 +174,7 @@ fn publishes_carry_the_origin_and_received_ones_say_theirs() {
 #[test]
 fn a_server_refusing_mqtt_5_is_tried_with_the_bridge_bit_then_plain_3_1_1() {
     let now = epoch();
-    let mut client = MqttClient::new(config(), now);
-    client.subscribe("a/#").unwrap();
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config(), &["a/#"], now);
     sent(&mut client);
     // A 3.1.1 server's CONNACK "unacceptable protocol version".
     let error = client.handle_input(now, &connack(ProtocolVersion::V311, 1)).unwrap_err();
@@ -205,9 +216,7 @@ fn bad_credentials_are_not_a_reason_to_change_level() {
     config.username = Some("u".into());
     config.password = Some("secret".into());
     assert!(!format!("{config:?}").contains("secret"));
-    let mut client = MqttClient::new(config, now);
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config, &[], now);
     let connect = packets(&sent(&mut client), ProtocolVersion::V5);
     assert!(connect[0].contains("username: Some(\"u\"), password: Some([115, 101, 99"), "{connect:?}");
     let error = client.handle_input(now, &connack(ProtocolVersion::V5, 0x86)).unwrap_err();
@@ -237,14 +246,11 @@ fn keep_alive_sends_pingreq_and_a_missing_pingresp_fails_the_connection() {
 #[test]
 fn the_servers_keep_alive_and_maximum_packet_size_are_obeyed() {
     let now = epoch();
-    let mut client = MqttClient::new(config(), now);
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config(), &[], now);
     sent(&mut client);
     let mut properties = PropertiesBuf::new();
     properties.push(Property::ServerKeepAlive(5)).push(Property::MaximumPacketSize(64));
-    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
-    client.handle_input(now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)).unwrap();
+    client.handle_input(now, &connack_with(&properties)).unwrap();
     assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(5)));
     assert!(matches!(client.publish("t", &[0; 100], false), Err(SendError::PacketTooLarge { max: 64, .. })));
     client.publish("t", &[0; 10], false).unwrap();
@@ -253,9 +259,7 @@ fn the_servers_keep_alive_and_maximum_packet_size_are_obeyed() {
 #[test]
 fn no_connack_in_time_fails_and_reconnects_back_off() {
     let start = epoch();
-    let mut client = MqttClient::new(config(), start);
-    let _ = client.next_server(start);
-    client.handle_connected(start);
+    let mut client = dialed(config(), &[], start);
     let deadline = client.poll_timeout().unwrap();
     assert_eq!(deadline, start + Duration::from_secs(5));
     assert!(client.handle_timeout(deadline - Duration::from_millis(1)).is_ok());
@@ -272,9 +276,7 @@ fn no_connack_in_time_fails_and_reconnects_back_off() {
 #[test]
 fn garbage_and_unexpected_packets_end_the_connection_without_panicking() {
     let now = epoch();
-    let mut client = MqttClient::new(config(), now);
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config(), &[], now);
     assert!(matches!(client.handle_input(now, &[0xd0, 0]), Err(ConnectionError::Unexpected("PINGRESP"))));
     client.handle_disconnected(now);
 
@@ -294,10 +296,7 @@ fn a_pending_event_queue_is_bounded() {
     let now = epoch();
     let mut config = config();
     config.max_pending_events = 2;
-    let mut client = MqttClient::new(config, now);
-    client.subscribe("#").unwrap();
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config, &["#"], now);
     client.handle_input(now, &connack(ProtocolVersion::V5, 0)).unwrap();
     client.handle_input(now, &suback(ProtocolVersion::V5, 1, &[0])).unwrap();
     let publish = Publish {
@@ -322,14 +321,11 @@ fn a_pending_event_queue_is_bounded() {
 #[test]
 fn a_server_without_retained_messages_gets_every_publish_live() {
     let now = epoch();
-    let mut client = MqttClient::new(config(), now);
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(config(), &[], now);
     sent(&mut client);
     let mut properties = PropertiesBuf::new();
     properties.push(Property::RetainAvailable(0));
-    let ack = ConnAck { session_present: false, code: 0, properties: properties.as_properties() };
-    client.handle_input(now, &to_vec(&Packet::ConnAck(ack), ProtocolVersion::V5)).unwrap();
+    client.handle_input(now, &connack_with(&properties)).unwrap();
     client.publish("t", b"v", true).unwrap();
     let out = packets(&sent(&mut client), ProtocolVersion::V5);
     assert!(out[0].contains("retain: false"), "{out:?}");
@@ -362,10 +358,7 @@ fn handshake(client: &mut MqttClient, now: Instant, connack: &[u8]) -> Vec<Strin
 #[test]
 fn at_qos_1_the_session_is_persistent_and_subscriptions_are_qos_1() {
     let now = epoch();
-    let mut client = MqttClient::new(qos1_config(8), now);
-    client.subscribe("site/#").unwrap();
-    let _ = client.next_server(now);
-    client.handle_connected(now);
+    let mut client = dialed(qos1_config(8), &["site/#"], now);
     let connect = packets(&sent(&mut client), ProtocolVersion::V5);
     assert!(connect[0].contains("clean_start: false"), "{connect:?}");
     let mut expected = PropertiesBuf::new();

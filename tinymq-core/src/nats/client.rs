@@ -13,6 +13,7 @@ use super::codec::{self, ClientOp, Msg, ParseError, ParseLimits, Parsed, ServerO
 use super::headers::Headers;
 use super::info::{ConnectOptions, InfoError, MAX_CONNECT_URLS, ServerInfo};
 use crate::outbound::Outbound;
+use crate::reconnect::{self, Reconnect};
 
 /// Settings of a [`NatsClient`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,13 +278,8 @@ pub struct NatsClient {
     /// Whether the current connection reached Connected, so that its loss
     /// is reported.
     was_connected: bool,
-    /// Configured servers first, then discovered ones, without duplicates.
-    servers: Vec<String>,
-    /// Index of the server dialed last.
-    current: usize,
-    /// Attempts since the last connection that reached Connected.
-    failures: u32,
-    retry_at: Instant,
+    /// Configured servers first, then discovered ones, and the backoff.
+    reconnect: Reconnect,
     info: ServerInfo,
     /// Limits for the current connection (`max_payload` lowered by INFO).
     limits: ParseLimits,
@@ -316,20 +312,12 @@ impl NatsClient {
     /// A client with `config`, created at `now`; the first server is due at
     /// once.
     pub fn new(config: NatsConfig, now: Instant) -> Self {
-        let mut servers: Vec<String> = Vec::new();
-        for server in config.servers.iter().map(|s| normalize(s)) {
-            if !server.is_empty() && !servers.contains(&server) {
-                servers.push(server);
-            }
-        }
+        let servers = config.servers.iter().map(|s| normalize(s));
+        let reconnect = Reconnect::new(servers, config.reconnect_min, config.reconnect_max, now);
         NatsClient {
             state: State::Idle,
             was_connected: false,
-            servers,
-            // The first call to next_server moves to index 0.
-            current: usize::MAX,
-            failures: 0,
-            retry_at: now,
+            reconnect,
             info: ServerInfo::default(),
             limits: config.limits,
             subscriptions: BTreeMap::new(),
@@ -348,12 +336,12 @@ impl NatsClient {
 
     /// The servers tried in turn: configured, then discovered.
     pub fn servers(&self) -> &[String] {
-        &self.servers
+        self.reconnect.servers()
     }
 
     /// The server of the current or last connection.
     pub fn server(&self) -> Option<&str> {
-        self.servers.get(self.current).map(String::as_str)
+        self.reconnect.server()
     }
 
     /// The last INFO of the current or last connection.
@@ -399,12 +387,12 @@ impl NatsClient {
     /// that reaches [`NatsEvent::Connected`] resets it.
     #[must_use]
     pub fn next_server(&mut self, now: Instant) -> Option<&str> {
-        if self.state != State::Idle || now < self.retry_at || self.servers.is_empty() {
+        if self.state != State::Idle {
             return None;
         }
-        self.current = self.current.wrapping_add(1) % self.servers.len();
+        let server = self.reconnect.next_server(now)?;
         self.state = State::Dialing { since: now };
-        Some(&self.servers[self.current])
+        Some(server)
     }
 
     /// The connection to the server [`NatsClient::next_server`] named is
@@ -429,10 +417,7 @@ impl NatsClient {
         self.input = Vec::new();
         self.outbound = Outbound::streaming(self.config.max_outbound);
         self.limits = self.config.limits;
-        self.failures = self.failures.saturating_add(1);
-        let doublings = (self.failures - 1).min(16);
-        let delay = self.config.reconnect_min.saturating_mul(1 << doublings).min(self.config.reconnect_max);
-        self.retry_at = now + delay;
+        self.reconnect.failed(now);
     }
 
     /// Takes bytes read from the socket. On an error the connection is
@@ -442,31 +427,12 @@ impl NatsClient {
             return Ok(());
         }
         let mut held = std::mem::take(&mut self.input);
-        let result = if held.is_empty() {
-            // The common case parses straight from the read buffer.
-            let result = self.handle_ops(now, bytes);
-            if let Ok(consumed) = result {
-                held.extend_from_slice(&bytes[consumed..]);
-            }
-            result
-        } else {
-            held.extend_from_slice(bytes);
-            let result = self.handle_ops(now, &held);
-            if let Ok(consumed) = result {
-                held.drain(..consumed);
-            }
-            result
-        };
-        match result {
-            Ok(_) => {
-                self.input = held;
-                Ok(())
-            }
-            Err(error) => {
-                self.state = State::Failed;
-                Err(error)
-            }
+        if let Err(error) = reconnect::feed(&mut held, bytes, |bytes| self.handle_ops(now, bytes)) {
+            self.state = State::Failed;
+            return Err(error);
         }
+        self.input = held;
+        Ok(())
     }
 
     /// Handles every whole operation at the start of `bytes`; returns the
@@ -513,7 +479,7 @@ impl NatsClient {
             ServerOp::Pong => match &mut self.state {
                 State::AwaitingPong { .. } => {
                     self.state = State::Connected { next_ping: now + self.config.ping_interval, pings_out: 0 };
-                    self.failures = 0;
+                    self.reconnect.connected();
                     self.was_connected = true;
                     self.stats.connects += 1;
                     let server = self.server().unwrap_or_default().to_owned();
@@ -607,14 +573,7 @@ impl NatsClient {
 
     fn merge_servers(&mut self, urls: &[String]) {
         let cap = self.config.servers.len() + MAX_CONNECT_URLS;
-        for url in urls.iter().map(|u| normalize(u)) {
-            if self.servers.len() >= cap {
-                break;
-            }
-            if !url.is_empty() && !self.servers.contains(&url) {
-                self.servers.push(url);
-            }
-        }
+        self.reconnect.add_servers(urls.iter().map(|u| normalize(u)), cap);
     }
 
     /// Call at [`NatsClient::poll_timeout`]: sends PING when due, and fails
@@ -651,7 +610,7 @@ impl NatsClient {
     /// [`NatsClient::next_server`]) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Idle => (!self.servers.is_empty()).then_some(self.retry_at),
+            State::Idle => self.reconnect.retry_at(),
             State::Dialing { since }
             | State::AwaitingInfo { since }
             | State::AwaitingTls { since }

@@ -324,6 +324,13 @@ impl Peer {
         }
     }
 
+    /// A peer with `config`, connected ([`Peer::connect`]).
+    pub fn connected(broker: &mut Broker, config: ClientConfig) -> Self {
+        let mut peer = Peer::new(broker, config);
+        peer.connect(broker);
+        peer
+    }
+
     /// Opens a connection and runs it until quiet.
     pub fn connect(&mut self, broker: &mut Broker) {
         self.conn = Some(broker.open());

@@ -509,11 +509,11 @@ mod tests {
     use crate::http::encoding::{Encoding, decode_value};
     use crate::http::response;
     use crate::http::service::test_broker::{Broker, TestSink, busy_figures, json};
-    use crate::http::service::{HttpConfig, Reply, serve};
+    use crate::http::service::{HttpConfig, Reply};
     use serde_json::json;
 
     use crate::topic::{Filter, TopicLimits};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn moustique_documents_have_moustiques_shapes() {
@@ -564,11 +564,9 @@ mod tests {
         assert_eq!(log["total"], lines.len(), "nine calls before; LOG is logged once answered");
     }
 
-    #[test]
-    fn crooks_and_peer_hosts_say_who_when_and_why() {
-        let mut broker = Broker::new(HttpConfig::default());
-        let now = broker.now;
-        let peer = PeerReport {
+    /// A peer throttled for wrong credentials, as of `now`.
+    fn crook(now: Instant) -> PeerReport {
+        PeerReport {
             peer: "192.0.2.9".into(),
             faults: 21,
             last_fault: crate::auth::Fault::WrongCredentials,
@@ -576,22 +574,18 @@ mod tests {
             last: now - Duration::from_secs(1),
             throttled_since: Some(now - Duration::from_secs(2)),
             retry_after: Duration::from_millis(2500),
-        };
-        let figures = || Figures { peers: vec![peer.clone()], ..Figures::default() };
+        }
+    }
+
+    #[test]
+    fn crooks_and_peer_hosts_say_who_when_and_why() {
+        let mut broker = Broker::new(HttpConfig::default());
+        let now = broker.now;
+        let figures = || Figures { peers: vec![crook(now)], ..Figures::default() };
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let context = Context { now, unix_time: 2_000, ip: Some(ip), encoding: Encoding::Legacy };
         let serve_call = |broker: &mut Broker, call: Call| {
-            let effects = serve(
-                &mut broker.router,
-                &mut broker.state,
-                &broker.config,
-                call,
-                Ok(Identity::Anonymous),
-                context,
-                TestSink::Conn("x"),
-                TestSink::Http,
-                figures,
-            );
+            let effects = broker.serve_as(call, Ok(Identity::Anonymous), context, figures);
             let Reply::Response(response) = effects.reply else { panic!("not a response") };
             json(&String::from_utf8(decode_value(&response.body, Encoding::Legacy)).unwrap())
         };
@@ -672,32 +666,14 @@ mod tests {
             threads: Some(7),
             rss_bytes: Some(12_345_678),
             store_error: Some("disk full".into()),
-            peers: vec![PeerReport {
-                peer: "192.0.2.9".into(),
-                faults: 21,
-                last_fault: crate::auth::Fault::WrongCredentials,
-                first: now - Duration::from_secs(60),
-                last: now - Duration::from_secs(1),
-                throttled_since: Some(now - Duration::from_secs(2)),
-                retry_after: Duration::from_millis(2500),
-            }],
+            peers: vec![crook(now)],
             ..busy_figures()
         };
         let limits = TopicLimits::default();
         let filter = |text: &str| Filter::new(text, &limits).unwrap();
         let serve_call = |broker: &mut Broker, call: Call, unix_time: u64| {
             let context = Context { now, unix_time, ip: Some(ip), encoding: Encoding::Current };
-            let effects = serve(
-                &mut broker.router,
-                &mut broker.state,
-                &broker.config,
-                call,
-                Ok(Identity::Anonymous),
-                context,
-                TestSink::Conn("stream"),
-                TestSink::Http,
-                figures,
-            );
+            let effects = broker.serve_as(call, Ok(Identity::Anonymous), context, figures);
             match effects.reply {
                 Reply::Response(response) if response.content_type == response::TEXT => {
                     String::from_utf8(decode_value(&response.body, Encoding::Current)).unwrap()

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Context, HttpConfig, HttpEffects, HttpState, Reply, SinkKind, handle, parse, serve};
+use super::{Call, Context, HttpConfig, HttpEffects, HttpState, Reply, SinkKind, handle, parse, serve};
 use crate::auth::{AuthError, Identity};
 use crate::http::clients::HttpClientId;
 use crate::http::encoding::{Encoding, decode_value, encode_value};
@@ -78,16 +78,27 @@ impl Broker {
         };
         let request = parse(&head, &raw.as_bytes()[head_len..], &self.config).expect("a valid call");
         let context = Context { now: self.now, unix_time: 2_000, ip: None, encoding: Encoding::Current };
+        self.serve_as(request.call, caller, context, Figures::default)
+    }
+
+    /// Serves `call` as `caller` in `context`, with the shell's `figures`.
+    pub(super) fn serve_as(
+        &mut self,
+        call: Call,
+        caller: Result<Identity, AuthError>,
+        context: Context,
+        figures: impl FnOnce() -> Figures,
+    ) -> HttpEffects<TestSink> {
         serve(
             &mut self.router,
             &mut self.state,
             &self.config,
-            request.call,
+            call,
             caller,
             context,
             TestSink::Conn("stream"),
             TestSink::Http,
-            Figures::default,
+            figures,
         )
     }
 

@@ -8,8 +8,8 @@ use super::*;
 use crate::auth::{AuthError, Identity};
 use crate::broker::{Effects, Origin};
 use crate::message::Message;
-use crate::mqtt::packet::{Connect, Properties, Subscribe, SubscribeFilter, Will};
-use crate::mqtt::{Decoder, broker, to_vec};
+use crate::mqtt::packet::{Connect, Properties, Publish, Subscribe, SubscribeFilter, Will};
+use crate::mqtt::{Decoded, Decoder, broker, to_vec};
 use crate::router::Router;
 
 use ProtocolVersion::{V5, V311};
