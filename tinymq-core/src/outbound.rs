@@ -46,17 +46,16 @@ pub struct Outbound {
     front_offset: usize,
     len: usize,
     limit: usize,
-    /// Full-size owned chunks already sent, used again for the next ones
-    /// rather than freed and allocated again.
-    spares: Vec<Vec<u8>>,
-    /// How many spares are kept when the queue empties: none for a
-    /// connection (an idle one holds no buffer), a few for a client that
-    /// streams (a bridge), whose buffers the allocator would otherwise give
-    /// back to the system and fault in again every turn.
-    keep_spares: usize,
+    /// A client that streams to one server (a bridge): full-size owned
+    /// chunks already sent, kept (up to [`SPARES`], even when the queue
+    /// empties) for the next bytes, rather than given back to the allocator,
+    /// which gave them back to the system, to be faulted in again every
+    /// turn. `None` for a connection: an idle one holds no buffer (and the
+    /// slot stays one pointer larger, not a `Vec`).
+    spares: Option<Box<Vec<Vec<u8>>>>,
 }
 
-/// Spares kept while a queue has bytes: enough for a socket write.
+/// Spares a streaming queue keeps: enough for a socket write.
 const SPARES: usize = 8;
 
 /// The queue is over its limit: the peer is not reading fast enough.
@@ -70,13 +69,13 @@ pub struct Overflow {
 impl Outbound {
     /// An empty queue that refuses pushes past `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Outbound { chunks: VecDeque::new(), front_offset: 0, len: 0, limit, spares: Vec::new(), keep_spares: 0 }
+        Outbound { chunks: VecDeque::new(), front_offset: 0, len: 0, limit, spares: None }
     }
 
     /// An empty queue for a client that streams to one server (a bridge):
     /// it keeps a few sent chunks for the next bytes even when emptied.
     pub fn streaming(limit: usize) -> Self {
-        Outbound { keep_spares: SPARES, ..Outbound::new(limit) }
+        Outbound { spares: Some(Box::default()), ..Outbound::new(limit) }
     }
 
     /// Unsent bytes.
@@ -144,8 +143,9 @@ impl Outbound {
             // Full size only in a stream of owned bytes (or a streaming
             // client's empty queue): small frames between shared ones get
             // small chunks, so the memory held stays near `len`.
-            let chunk = if after_full || (self.keep_spares > 0 && self.chunks.is_empty()) {
-                self.spares.pop().unwrap_or_else(|| Vec::with_capacity(OWNED_CHUNK + OWNED_ROOM))
+            let chunk = if after_full || (self.spares.is_some() && self.chunks.is_empty()) {
+                let spare = self.spares.as_mut().and_then(|spares| spares.pop());
+                spare.unwrap_or_else(|| Vec::with_capacity(OWNED_CHUNK + OWNED_ROOM))
             } else {
                 Vec::new()
             };
@@ -188,10 +188,11 @@ impl Outbound {
             sent -= remaining;
             if let Some(Chunk::Owned(mut bytes)) = self.chunks.pop_front()
                 && bytes.capacity() >= OWNED_CHUNK
-                && self.spares.len() < SPARES
+                && let Some(spares) = self.spares.as_mut()
+                && spares.len() < SPARES
             {
                 bytes.clear();
-                self.spares.push(bytes);
+                spares.push(bytes);
             }
             self.front_offset = 0;
         }
@@ -199,7 +200,6 @@ impl Outbound {
             // Drop the owned tail too, so an idle connection holds no buffer
             // (a streaming client keeps its few spares).
             self.chunks.clear();
-            self.spares.truncate(self.keep_spares);
             self.front_offset = 0;
         }
     }
@@ -250,7 +250,8 @@ mod tests {
     /// The capacity of the buffers the queue holds, sent or not.
     fn held(out: &Outbound) -> usize {
         let owned = |chunk: &Chunk| if let Chunk::Owned(bytes) = chunk { bytes.capacity() } else { 0 };
-        out.chunks.iter().map(owned).sum::<usize>() + out.spares.iter().map(Vec::capacity).sum::<usize>()
+        let spares = out.spares.iter().flat_map(|spares| spares.iter());
+        out.chunks.iter().map(owned).sum::<usize>() + spares.map(Vec::capacity).sum::<usize>()
     }
 
     #[test]
@@ -276,11 +277,15 @@ mod tests {
                 if !streaming {
                     assert_eq!(held(&out), 0, "an emptied queue holds no buffer");
                 } else if round == 0 {
-                    spares_after_first = out.spares.len();
+                    spares_after_first = out.spares.as_ref().map_or(0, |spares| spares.len());
                     assert!((3..=SPARES).contains(&spares_after_first), "{spares_after_first} spares");
                 } else {
                     // The same chunks served again: none allocated.
-                    assert_eq!(out.spares.len(), spares_after_first, "round {round}");
+                    assert_eq!(
+                        out.spares.as_ref().map_or(0, |spares| spares.len()),
+                        spares_after_first,
+                        "round {round}"
+                    );
                 }
             }
         }
