@@ -52,6 +52,7 @@ pub struct Outbound {
     /// which gave them back to the system, to be faulted in again every
     /// turn. `None` for a connection: an idle one holds no buffer (and the
     /// slot stays one pointer larger, not a `Vec`).
+    #[allow(clippy::box_collection, reason = "one pointer in every connection's slot, not a Vec's three words")]
     spares: Option<Box<Vec<Vec<u8>>>>,
 }
 
