@@ -13,6 +13,7 @@ use tinymq_core::{Qos, ReasonCode, Request, Step};
 
 use super::EventLoop;
 use super::durable::{HeldSession, submit_session_ops};
+use super::fanout::Live;
 use super::slot::Held;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, Sink, log_events, unix_time};
@@ -86,7 +87,8 @@ impl EventLoop {
                     let mut encoded = std::mem::take(&mut self.encoded);
                     encoded.clear();
                     frame.encode(&mut encoded);
-                    self.dispatch_encoded(&encoded, &receivers, now);
+                    let live = Live { topic: topic.as_str(), payload };
+                    self.dispatch_encoded(&encoded, live, &receivers, now);
                     self.encoded = encoded;
                     continue;
                 }

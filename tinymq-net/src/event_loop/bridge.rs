@@ -771,7 +771,14 @@ impl EventLoop {
         self.bridge_out(target, &message.topic, &message.payload, delivery.is_retained());
     }
 
-    /// A live Publish frame (the binary fast path) for bridge `target`.
+    /// A live publish (the binary fast path) for bridge `target`, on this
+    /// loop: its topic and payload as decoded.
+    pub(super) fn bridge_deliver_live(&mut self, target: ConnRef, topic: &str, payload: &[u8]) {
+        self.bridge_out(target, topic, payload, false);
+    }
+
+    /// A live Publish frame (the binary fast path) for bridge `target`,
+    /// from another loop.
     pub(super) fn bridge_deliver_encoded(&mut self, target: ConnRef, frame: &[u8]) {
         let decoder = Decoder::new(self.shared.config.session.frame_limits);
         if let Ok(Decoded::Frame { frame, .. }) = decoder.decode(frame) {

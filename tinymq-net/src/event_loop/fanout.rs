@@ -15,6 +15,13 @@ use crate::local_inbox::WhenFull;
 use crate::proto::Proto;
 use crate::shared::{ConnRef, Control, InboxItem, Sink};
 
+/// A live publish's topic and payload, beside its encoded frame.
+#[derive(Clone, Copy)]
+pub(super) struct Live<'a> {
+    pub(super) topic: &'a str,
+    pub(super) payload: &'a [u8],
+}
+
 /// Inbox items handled between flushes of the connections they reached.
 const DRAIN_FLUSH: usize = 1024;
 
@@ -66,8 +73,8 @@ impl EventLoop {
     }
 
     /// [`EventLoop::dispatch`] for a frame already encoded, to binary
-    /// connections only.
-    pub(super) fn dispatch_encoded(&mut self, frame: &[u8], receivers: &[Sink], now: Instant) {
+    /// connections only; `live` is what it carries, for a bridge here.
+    pub(super) fn dispatch_encoded(&mut self, frame: &[u8], live: Live<'_>, receivers: &[Sink], now: Instant) {
         self.take_inbox(now);
         // Where this frame's bytes already are, per other loop: receivers
         // on one loop share them.
@@ -77,7 +84,13 @@ impl EventLoop {
             let index = target.loop_index();
             self.fed_loops |= loop_bit(index);
             if index == self.index {
-                self.deliver_encoded(*target, frame, now);
+                if target.token() >= BRIDGE_TOKEN_BASE {
+                    // The frame's topic and payload as they were decoded:
+                    // not decoded again from its bytes.
+                    self.bridge_deliver_live(*target, live.topic, live.payload);
+                } else {
+                    self.deliver_encoded(*target, frame, now);
+                }
                 continue;
             }
             let batch = &mut self.outbox[index];
