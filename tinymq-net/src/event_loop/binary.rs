@@ -22,7 +22,7 @@ use crate::users::Decision;
 /// Whether a receiver takes the binary protocol's frames (an SSE stream
 /// and an MQTT client take a [`Delivery`](tinymq_core::Delivery) of their
 /// own).
-fn is_binary_conn(sink: &Sink) -> bool {
+pub(super) fn is_binary_conn(sink: &Sink) -> bool {
     matches!(sink, Sink::Conn(target) if target.transport.takes_binary_frames())
 }
 

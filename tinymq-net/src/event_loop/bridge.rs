@@ -31,10 +31,13 @@ use mio::{Interest, Token};
 use smallvec::SmallVec;
 use tinymq_core::mqtt::AckTicket;
 use tinymq_core::nats::Headers;
-use tinymq_core::{Decoded, Decoder, Delivery, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
+use tinymq_core::outbound::COPY_BELOW;
+use tinymq_core::{Decoded, Decoder, Delivery, Frame, Message, NamespaceId, Qos, RouteCache, TopicLimits, TopicName};
 
 use super::EventLoop;
+use super::binary::is_binary_conn;
 use super::durable::submit_session_ops;
+use super::fanout::Live;
 use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
 use crate::flow::{self, READ_BUDGET, READ_CHUNK, STALL};
 use crate::shared::{ConnRef, Shared, Sink};
@@ -262,7 +265,7 @@ impl Bridge {
     /// The message as it is published here, or `None` (counted by the
     /// caller as nothing) when it is this broker's own, maps to no topic,
     /// or matches no `in` filter.
-    fn inbound(&mut self, message: &Incoming, limits: &TopicLimits, unix_now: u64) -> Option<(Arc<Delivery>, bool)> {
+    fn inbound(&mut self, message: &Incoming, limits: &TopicLimits) -> Option<(Arc<str>, Arc<str>, bool)> {
         // A stream from one broker shares one header block (NATS): what it
         // says is read once.
         let same_headers = match (&self.last_in.headers, &message.headers) {
@@ -294,9 +297,7 @@ impl Bridge {
         }
         let topic = self.last_in.topic.clone()?;
         let from = self.last_in.from.clone()?;
-        let delivery =
-            Delivery::new(Message { topic, payload: message.payload.clone(), from, updated_time: unix_now, ip: None });
-        Some((delivery, self.last_in.retained))
+        Some((topic, from, self.last_in.retained))
     }
 
     /// The topic here for the far side's `name`, if it maps to one that
@@ -680,11 +681,17 @@ impl EventLoop {
             BridgeStats::add(&self.shared.bridges[index].drops, 1);
             return None;
         }
-        let (delivery, retained) = bridge.inbound(message, &limits, unix_now)?;
+        let (topic, from, retained) = bridge.inbound(message, &limits)?;
         let (me, namespace) = (bridge.me, bridge.namespace);
-        let name = TopicName::new(&delivery.message().topic, &limits).ok()?;
+        let name = TopicName::new(&topic, &limits).ok()?;
+        let delivery = || {
+            let payload = message.payload.clone();
+            let message =
+                Message { topic: topic.clone(), payload, from: from.clone(), updated_time: unix_now, ip: None };
+            Delivery::new(message)
+        };
         if message.ack.is_some() {
-            return self.route_in_qos1(index, name, delivery.clone(), retained, now);
+            return self.route_in_qos1(index, name, delivery(), retained, now);
         }
         if !retained {
             // Changes nothing in the router: routed under the shared lock,
@@ -706,13 +713,24 @@ impl EventLoop {
             );
             BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
             self.counted.messages_in += 1;
-            if !receivers.is_empty() {
-                self.dispatch(&delivery, &receivers, now);
+            let frame = Frame::publish(&topic, &message.payload, &from, false);
+            if frame.encoded_len() < COPY_BELOW && receivers.iter().all(is_binary_conn) {
+                // As a publisher's small frame for binary receivers: its
+                // bytes copied to each, no shared delivery built.
+                let mut encoded = std::mem::take(&mut self.encoded);
+                encoded.clear();
+                frame.encode(&mut encoded);
+                let live = Live { topic: &topic, payload: &message.payload };
+                self.dispatch_encoded(&encoded, live, &receivers, now);
+                self.encoded = encoded;
+            } else if !receivers.is_empty() {
+                self.dispatch(&delivery(), &receivers, now);
             }
             receivers.clear();
             self.bridges[index].last_in.receivers = receivers;
             return None;
         }
+        let delivery = delivery();
         let mut receivers = {
             let mut broker = self.shared.broker.write();
             let published = broker.publish(namespace, name, &delivery, retained);
