@@ -24,7 +24,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -66,6 +66,11 @@ const MQTT_SENDER: &str = "mqtt";
 /// allocated, touched and given back to the system every turn (a tenth of
 /// a bridge's time went to page faults).
 const WRITE_AT: usize = 64 * 1024;
+/// How long an address that is not the server's last may take to answer a
+/// dial before the next is tried (a blackholed IPv6 route, where the SYN
+/// is never answered): the last one has what is left of the handshake
+/// timeout.
+const DIAL_STEP: Duration = Duration::from_secs(1);
 
 /// A message for the far side held while the bridge is down.
 struct Queued {
@@ -94,6 +99,8 @@ pub(super) struct Bridge {
     addresses: VecDeque<SocketAddr>,
     /// The address being dialed or connected to.
     address: Option<SocketAddr>,
+    /// When to give up on the address being dialed for the next one.
+    dial_deadline: Option<Instant>,
     queue: VecDeque<Queued>,
     queue_limit: usize,
     /// QoS 1 (MQTT): what does not fit the output buffer or the in-flight
@@ -171,6 +178,7 @@ impl Bridge {
             connecting: false,
             addresses: VecDeque::new(),
             address: None,
+            dial_deadline: None,
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
             qos1: config.qos == 1,
@@ -201,10 +209,7 @@ impl Bridge {
 
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        match (self.client.poll_timeout(), self.read_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.client.poll_timeout(), self.read_at, self.dial_deadline].into_iter().flatten().min()
     }
 
     /// Queues a message for the far side: sent now when connected (and
@@ -357,6 +362,8 @@ impl EventLoop {
             }
             if bridge.socket.is_none() && bridge.resolving.is_none() {
                 self.dial(index, now);
+            } else if bridge.connecting && bridge.dial_deadline.is_some_and(|at| at <= now) {
+                self.dial_failed(index, io::ErrorKind::TimedOut.into(), now);
             } else if bridge.read_at.is_some_and(|at| at <= now) {
                 // Bytes left unread: read on (a client timer a little
                 // early is harmless: it checks its own times).
@@ -431,6 +438,7 @@ impl EventLoop {
             return self.bridge_failed(index, &format!("cannot connect to {server}: no address left"), now);
         };
         bridge.address = Some(address);
+        bridge.dial_deadline = (!bridge.addresses.is_empty()).then(|| now + DIAL_STEP);
         let server = bridge.client.server();
         let token = bridge.token();
         let dialed = TcpStream::connect(address).and_then(|mut socket| {
@@ -476,6 +484,7 @@ impl EventLoop {
         bridge.connecting = false;
         bridge.resolving = None;
         bridge.addresses.clear();
+        bridge.dial_deadline = None;
         bridge.write_blocked = false;
         bridge.read_at = None;
         bridge.client.handle_disconnected(now);
@@ -515,6 +524,7 @@ impl EventLoop {
                 Ok(_) => {
                     bridge.connecting = false;
                     bridge.addresses.clear();
+                    bridge.dial_deadline = None;
                     bridge.client.handle_connected(now);
                     // MQTT speaks TLS from the start (NATS after INFO).
                     if matches!(bridge.client, Link::Mqtt(_))
