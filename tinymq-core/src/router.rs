@@ -137,6 +137,23 @@ impl<S> Default for RouteCache<S> {
     }
 }
 
+impl<S> RouteCache<S> {
+    /// The sinks found last, if they were found for `topic` in `namespace`
+    /// and the router is still at `version` ([`Router::version`]): a shell
+    /// that publishes the version where its threads read it without the
+    /// router's lock answers a stream on one topic without taking the lock
+    /// for every message.
+    pub fn current(&self, version: u64, namespace: NamespaceId, topic: &str) -> Option<&[S]> {
+        let hit = self.version == Some(version) && self.namespace == namespace && self.topic == topic;
+        hit.then_some(&self.sinks[..])
+    }
+
+    /// The namespace of the last route (the public one before any).
+    pub fn namespace(&self) -> NamespaceId {
+        self.namespace
+    }
+}
+
 /// What [`Router::publish`] did with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[must_use]
@@ -219,6 +236,12 @@ impl<S: Clone> Router<S> {
             subscription_count: 0,
             version: 0,
         }
+    }
+
+    /// Its version: bumped by every change to who receives what, so equal
+    /// versions route every topic alike.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The namespace of user `name`, created on first use; the empty name

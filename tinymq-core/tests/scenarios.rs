@@ -440,3 +440,29 @@ fn a_cached_route_follows_every_change_to_the_subscriptions() {
     assert_eq!(router.route_cached(&mut cache, other, topic), [3]);
     assert!(router.route_cached(&mut cache, ns, topic).is_empty());
 }
+
+#[test]
+fn a_cached_route_is_current_only_for_its_topic_namespace_and_version() {
+    let limits = TopicLimits::default();
+    let topic = TopicName::new("a/b", &limits).unwrap();
+    let mut router: Router<u32> = Router::new();
+    let mut cache = tinymq_core::RouteCache::default();
+    let ns = NamespaceId::PUBLIC;
+    let one = router.add_subscriber(ns, 1);
+    router.subscribe(one, tinymq_core::Filter::new("a/#", &limits).unwrap());
+    assert_eq!(cache.current(router.version(), ns, "a/b"), None, "nothing routed yet");
+    assert_eq!(router.route_cached(&mut cache, ns, topic), [1]);
+    let version = router.version();
+    assert_eq!(cache.current(version, ns, "a/b"), Some(&[1][..]));
+    assert_eq!(cache.current(version, ns, "a/c"), None);
+    assert_eq!(cache.current(version, router.namespace("user"), "a/b"), None);
+    // Any change to the subscriptions moves the version on.
+    let two = router.add_subscriber(ns, 2);
+    router.subscribe(two, tinymq_core::Filter::new("#", &limits).unwrap());
+    assert_ne!(router.version(), version);
+    assert_eq!(cache.current(router.version(), ns, "a/b"), None);
+    router.remove_subscriber(one);
+    let before = router.version();
+    router.remove_subscriber(two);
+    assert_ne!(router.version(), before);
+}

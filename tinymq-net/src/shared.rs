@@ -15,7 +15,7 @@ use tinymq_core::http::clients::HttpClientId;
 use tinymq_core::http::response::Response;
 use tinymq_core::http::service::SinkKind;
 use tinymq_core::metrics::Figures;
-use tinymq_core::{Delivery, Frame, ReasonCode};
+use tinymq_core::{Delivery, Frame, NamespaceId, ReasonCode, RouteCache, TopicName};
 
 use crate::bridge::BridgeStats;
 use crate::config::BrokerConfig;
@@ -375,6 +375,10 @@ pub(crate) struct BrokerLock {
     store: Option<Arc<StoreWriter>>,
     /// Writes the guards handed to the store.
     writes: AtomicU64,
+    /// The router's version ([`Router::version`]) as the last write left
+    /// it, stored before that write's lock is released: a live publisher
+    /// whose cached route is of this version routes without the lock.
+    router_version: AtomicU64,
 }
 
 impl BrokerLock {
@@ -391,6 +395,24 @@ impl BrokerLock {
     /// Writes the guards handed to the store so far.
     pub(crate) fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// The receivers of a live publish to `topic`, from `cache` when the
+    /// router has not changed since (a stream on one topic: no lock, and
+    /// no write to the lock's shared cache line, per message), else
+    /// routed under the shared lock by `route`.
+    pub(crate) fn route_live<'c>(
+        &self,
+        cache: &'c mut RouteCache<Sink>,
+        namespace: NamespaceId,
+        topic: TopicName<'_>,
+        route: impl FnOnce(&Broker<Sink>, &'c mut RouteCache<Sink>) -> &'c [Sink],
+    ) -> &'c [Sink] {
+        let version = self.router_version.load(Ordering::Acquire);
+        if cache.current(version, namespace, topic.as_str()).is_some() {
+            return cache.current(version, namespace, topic.as_str()).unwrap_or_default();
+        }
+        route(&self.lock.read(), cache)
     }
 }
 
@@ -432,6 +454,10 @@ impl BrokerGuard<'_> {
 impl Drop for BrokerGuard<'_> {
     fn drop(&mut self) {
         let _ = self.submit_store_ops();
+        // Before the lock is released (the guard's field drops after this):
+        // a reader that still sees the old version routes as before the
+        // write, one that sees the new one takes the lock and waits.
+        self.lock.router_version.store(self.broker.router().version(), Ordering::Release);
     }
 }
 
@@ -447,7 +473,12 @@ impl Shared {
         Shared {
             bridges: config.bridges.iter().map(BridgeStats::new).collect(),
             config,
-            broker: BrokerLock { lock: RwLock::new(broker), store: store.clone(), writes: AtomicU64::new(0) },
+            broker: BrokerLock {
+                router_version: AtomicU64::new(broker.router().version()),
+                lock: RwLock::new(broker),
+                store: store.clone(),
+                writes: AtomicU64::new(0),
+            },
             started: Instant::now(),
             store,
             auth,

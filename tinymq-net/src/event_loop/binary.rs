@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 use tinymq_core::auth::{AuthError, Identity};
-use tinymq_core::broker::{self, Origin};
+use tinymq_core::broker::{self, Broker, Origin};
 use tinymq_core::durable::SessionRequest;
 use tinymq_core::outbound::COPY_BELOW;
 use tinymq_core::{Qos, ReasonCode, Request, Step};
@@ -75,7 +75,12 @@ impl EventLoop {
                 // from its cache of its last topic's receivers.
                 let receivers: SmallVec<[Sink; 4]> = {
                     let routes = conn.routes.get_or_insert_with(Box::default);
-                    self.shared.broker.read().route_live(routes, conn.subscriber, topic).into()
+                    // The connection's namespace is its cache's, once it
+                    // has routed (before, the cache is never current).
+                    let namespace = routes.namespace();
+                    let subscriber = conn.subscriber;
+                    let route = |broker: &Broker<Sink>, routes| broker.route_live(routes, subscriber, topic);
+                    self.shared.broker.route_live(routes, namespace, topic, route).into()
                 };
                 if receivers.is_empty() {
                     continue;

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
+use tinymq_core::broker::Broker;
 use tinymq_core::mqtt::AckTicket;
 use tinymq_core::nats::Headers;
 use tinymq_core::outbound::COPY_BELOW;
@@ -708,11 +709,11 @@ impl EventLoop {
             // from the cache while the subscriptions stay as they were.
             let last = &mut self.bridges[index].last_in;
             let mut receivers = std::mem::take(&mut last.receivers);
+            let route = |broker: &Broker<Sink>, routes| broker.route_live_in(routes, namespace, name);
             receivers.extend(
                 self.shared
                     .broker
-                    .read()
-                    .route_live_in(&mut last.routes, namespace, name)
+                    .route_live(&mut last.routes, namespace, name, route)
                     .iter()
                     .filter(
                         // The loop stops here: what came from the bridge does
