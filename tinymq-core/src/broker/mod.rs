@@ -59,7 +59,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use self::durable::{LocalSession, Routed, SessionConnect, SessionEffects, SessionHold};
+pub use self::durable::{
+    BRIDGE_NAMESPACE, LocalSession, Routed, SessionConnect, SessionEffects, SessionHold, bridge_session_key,
+    is_bridge_session,
+};
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
     AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish, publish_live, published,
