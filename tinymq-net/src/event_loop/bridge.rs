@@ -100,6 +100,8 @@ pub(super) struct Bridge {
     pending: Option<Transmit>,
     /// Durable: messages the session holds and has not sent.
     held: usize,
+    /// Durable: messages the session holds, in flight included.
+    kept: usize,
     /// Durable: the highest sequence number sent, so a resend is not
     /// counted in `messages_out` again.
     sent_seq: u64,
@@ -200,9 +202,11 @@ impl Bridge {
             incoming: Vec::new(),
             pending: None,
             held: 0,
+            kept: 0,
             sent_seq: 0,
             queue_drops: 0,
-            dirty: false,
+            // Durable: the first flush shows what was kept in `queued`.
+            dirty: hold.is_some(),
             connects: 0,
             server_said: None,
             cipher: Vec::new(),
@@ -301,6 +305,7 @@ impl Bridge {
         BridgeStats::add(&stats.drops, dropped.saturating_sub(self.queue_drops));
         self.queue_drops = dropped;
         self.held = len.saturating_sub(in_flight);
+        self.kept = len;
         stats.queued.store(self.held as u64, Ordering::Relaxed);
         if sent > 0 {
             self.dirty = true;
@@ -1059,18 +1064,22 @@ impl EventLoop {
 }
 
 impl Drop for Bridge {
-    /// The broker stops: what the bridge still holds is lost (at QoS 0
-    /// and 1 alike: nothing is written to disk for it), and the log says
-    /// how much.
+    /// The broker stops: what the bridge still holds is lost (NATS, QoS 0,
+    /// or QoS 1 without a store: nothing is written to disk for it), or,
+    /// durable, kept in the store; the log says how much.
     fn drop(&mut self) {
         if self.durable.is_some() {
-            // Its messages are in the store until the far side has them.
-            log::info!(
-                "bridge {} stops with {} messages not sent to {}: kept in the store, sent on the next start",
-                self.index,
-                self.held + self.incoming.len(),
-                self.client.server()
-            );
+            // Its queue is in the store until the far side acknowledges
+            // it; what reached it this very turn at QoS 0 was not queued.
+            let (kept, lost) = (self.kept, self.incoming.len());
+            if kept > 0 || lost > 0 {
+                log::info!(
+                    "bridge {} stops with {kept} messages not acknowledged by {}: kept in the store, sent on the \
+                     next start ({lost} that reached it this turn at QoS 0 are lost)",
+                    self.index,
+                    self.client.server()
+                );
+            }
             return;
         }
         let (held, unsent, in_flight) = (self.queue.len(), self.client.outbound().len(), self.client.in_flight());
