@@ -159,3 +159,37 @@ fn over_the_bridge_queue_the_newest_are_dropped_and_counted_and_the_rest_kept() 
         seen.insert(number);
     }
 }
+
+#[test]
+fn under_batched_a_clean_stop_keeps_the_bridges_queue_for_the_next_start() {
+    const N: u64 = 300;
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let data = ScratchDir::new();
+    let (address, http, far) = (free_address(), free_address(), free_address());
+    // `batched` acknowledges once queued; the write follows within the
+    // interval, and a clean stop commits what it was given.
+    let mut a = bridged_out(address, http, &data, far, "batched");
+    publish_acknowledged(address, 0..N);
+    assert_eq!(figure(&bridge_stats(&a), "queued"), N);
+    a.stop();
+    assert!(
+        a.log().iter().any(|line| line.contains(&format!("{N} messages not acknowledged")) && line.contains("kept")),
+        "the stop says what is kept: {:?}",
+        a.log()
+    );
+
+    let mosquitto = Mosquitto::start_at(far);
+    let mut sub = mosquitto.subscribe_with("far-b", "up/#", &["-c", "-q", "1"]);
+    let a = bridged_out(address, http, &data, far, "batched");
+    eventually(WAIT, "what was kept shown as queued or sent", || {
+        let stats = bridge_stats(&a);
+        (figure(&stats, "queued") + figure(&stats, "messages_out") == N).then_some(())
+    });
+    let mut seen = HashSet::new();
+    while (seen.len() as u64) < N {
+        assert!(Instant::now() < deadline, "only {} of {N} messages reached mosquitto_sub", seen.len());
+        let Some(message) = sub.next_within(Duration::from_millis(500)) else { continue };
+        let number: u64 = String::from_utf8(message.payload).unwrap().parse().expect("a number");
+        seen.insert(number);
+    }
+}
