@@ -15,6 +15,7 @@ mod bench_protocols;
 mod bridge;
 mod bridge_connect;
 mod bridge_mqtt;
+mod bridge_mqtt_durable;
 mod bridge_mqtt_qos;
 mod bridge_secure;
 mod cli;

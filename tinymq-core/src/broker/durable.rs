@@ -35,7 +35,9 @@ use crate::session::{Request, Session};
 use crate::store::{StoreOp, StoredQueued, StoredSession};
 use crate::topic::{Filter, TopicLimits, TopicName};
 
+mod bridge;
 mod local;
+pub use bridge::{BRIDGE_NAMESPACE, bridge_session_key, is_bridge_session};
 pub use local::LocalSession;
 
 /// A connection's hold on its durable session, from
@@ -414,6 +416,12 @@ impl<S: Clone + SinkKind> Broker<S> {
             })
             .collect();
         for (id, namespace_name, filters) in restored {
+            if &*namespace_name == BRIDGE_NAMESPACE {
+                // A bridge's out-queue: its subscriber is made in the
+                // bridge's namespace when the bridge opens it.
+                self.slots.insert(id, SessionSlot { subscriber: None, conn: None, namespace: NamespaceId::PUBLIC });
+                continue;
+            }
             let namespace = self.router.namespace(&namespace_name);
             let subscriber = self.router.add_subscriber(namespace, session_sink(id));
             for filter in filters {
@@ -479,6 +487,22 @@ impl<S: Clone + SinkKind> Broker<S> {
         qos: Qos,
         routed: &mut Routed<S>,
     ) -> bool {
+        self.route_qos_except(namespace, topic, delivery, retain, qos, None, routed)
+    }
+
+    /// [`Broker::route_qos`], the session `except` (a bridge's, for what
+    /// came in through it) left out.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn route_qos_except(
+        &mut self,
+        namespace: NamespaceId,
+        topic: TopicName<'_>,
+        delivery: Arc<Delivery>,
+        retain: bool,
+        qos: Qos,
+        except: Option<SessionId>,
+        routed: &mut Routed<S>,
+    ) -> bool {
         let published = self.publish(namespace, topic, &delivery, retain);
         let reached = !published.receivers.is_empty() || published.store.is_some() || published.queued > 0;
         routed.queued += published.queued;
@@ -489,12 +513,21 @@ impl<S: Clone + SinkKind> Broker<S> {
                 receivers.push(sink);
                 continue;
             };
+            if except == Some(id) {
+                continue;
+            }
             let granted = self.sessions.subscription_qos(id, topic).unwrap_or(Qos::AtMostOnce);
             let conn = self.slots.get(&id).and_then(|slot| slot.conn.clone());
             if qos.min(granted) == Qos::AtLeastOnce {
                 match self.sessions.enqueue(id, delivery.clone()) {
                     Some(Ok(_)) => routed.pumps.extend(conn),
-                    Some(Err(_)) => routed.dropped += 1,
+                    Some(Err(_)) => {
+                        routed.dropped += 1;
+                        // A bridge counts its drops in its own figures.
+                        if self.sessions.get(id).is_some_and(|view| is_bridge_session(view.key())) {
+                            routed.pumps.extend(conn);
+                        }
+                    }
                     None => {}
                 }
             } else {

@@ -19,6 +19,7 @@
 //! | after each session call, publish, PICKUP or expiry | [`Broker::poll_store_op`] | the sessions' and the Moustique queues' store writes, in order |
 //! | a live binary or in-process publish | [`Broker::route_live`] | the receivers, under a shared borrow |
 //! | an in-process client's durable session | [`Broker::open_local_session`], [`Broker::subscribe_local_session`], [`Broker::publish_qos`] (QoS 1), [`Broker::local_transmit`], [`Broker::local_ack`], [`Broker::close_local_session`] | [`LocalSession`], [`Routed`] |
+//! | a QoS 1 MQTT bridge's stored out-queue | [`Broker::open_bridge_session`], [`Broker::bridge_enqueue`], [`Broker::bridge_transmit`], [`Broker::bridge_acked`], [`Broker::bridge_resend`], [`Broker::publish_qos_from_bridge`] | [`SessionHold`], the messages to send |
 //! | an MQTT CONNECT's credentials are decided | [`Broker::handle_mqtt_connect`] | [`SessionConnect`]: CONNACK or its refusal, a takeover, a kept session's hold |
 //! | an MQTT QoS 1 publish; any request of a kept MQTT session | [`Broker::handle_mqtt_session_request`] | [`SessionEffects`]: QoS 1 queued, a PUBACK held for the commit |
 //! | a kept MQTT session has QoS 1 messages to send | [`Broker::transmit_mqtt`] | the PUBLISHes, on its connection |
@@ -59,7 +60,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use self::durable::{LocalSession, Routed, SessionConnect, SessionEffects, SessionHold};
+pub use self::durable::{
+    BRIDGE_NAMESPACE, LocalSession, Routed, SessionConnect, SessionEffects, SessionHold, bridge_session_key,
+    is_bridge_session,
+};
 pub use self::http::{HttpInput, StoreAcks, WriteAnswer, commit_answer};
 pub use self::rules::{
     AuthResult, Effects, Origin, Registered, admit, connect, execute, live_frame, publish, publish_live, published,

@@ -624,6 +624,23 @@ impl Sessions {
         state.queue.poll_transmit_within(window)
     }
 
+    /// Sets the limits of `id`'s queue, in place of the sessions' (see
+    /// [`DeliveryQueue::set_limits`]): a bridge's out-queue has its own.
+    pub fn set_queue_limits(&mut self, id: SessionId, limits: QueueLimits) {
+        if let Some(state) = self.state_mut(id) {
+            state.queue.set_limits(limits);
+        }
+    }
+
+    /// `id`'s messages in flight are to be sent again, with DUP, before
+    /// anything new: its holder has a new connection of its own (a bridge
+    /// reconnected) without opening the session again.
+    pub fn resend(&mut self, id: SessionId) {
+        if let Some(state) = self.state_mut(id) {
+            state.queue.reconnected();
+        }
+    }
+
     /// `id`'s client acknowledged `packet_id`. The message's sequence
     /// number, or `None` for an id not in flight (ignored).
     pub fn ack(&mut self, id: SessionId, packet_id: u16) -> Option<u64> {

@@ -263,6 +263,14 @@ impl DeliveryQueue {
     pub fn limits(&self) -> &QueueLimits {
         &self.limits
     }
+
+    /// Sets other limits (a bridge's own bound, narrower than the
+    /// sessions'). What is held stays, over them or not: new messages are
+    /// refused until it is under; a window narrower than the messages in
+    /// flight sends nothing new until enough are acknowledged.
+    pub fn set_limits(&mut self, limits: QueueLimits) {
+        self.limits = QueueLimits { max_inflight: limits.max_inflight.max(1), ..limits };
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +380,23 @@ mod tests {
         by_bytes.ack(sent.packet_id);
         assert_eq!(by_bytes.push(message(3)), Ok(3));
         assert_eq!(by_bytes.bytes(), 2 * size);
+    }
+
+    #[test]
+    fn narrower_limits_keep_what_is_held_and_refuse_new_until_under() {
+        let mut queue = DeliveryQueue::new(limits(4, 10));
+        for n in 0..4 {
+            queue.push(message(n)).unwrap();
+        }
+        queue.set_limits(limits(0, 3));
+        assert_eq!(queue.limits().max_inflight, 1, "a window is at least 1");
+        assert_eq!((queue.len(), queue.push(message(4))), (4, Err(QueueFull)));
+        let sent = queue.poll_transmit().unwrap();
+        assert!(queue.poll_transmit().is_none(), "a window of 1");
+        queue.ack(sent.packet_id);
+        let next = queue.poll_transmit().unwrap();
+        queue.ack(next.packet_id);
+        assert_eq!(queue.push(message(5)), Ok(5));
     }
 
     #[test]

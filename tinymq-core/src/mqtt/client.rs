@@ -60,6 +60,13 @@ pub enum MqttEvent {
         /// The code.
         code: u8,
     },
+    /// The server acknowledged a QoS 1 publish the client keeps no copy
+    /// of (sent with [`MqttClient::publish_with_id`]), or one it did not
+    /// send on this connection (a late or repeated PUBACK, to ignore).
+    PubAck {
+        /// Its packet id.
+        packet_id: u16,
+    },
     /// Events were dropped: the owner did not take them.
     SlowConsumer {
         /// How many since the last such event.
@@ -502,6 +509,11 @@ impl MqttClient {
                 // reconnect) is nothing to do.
                 if self.in_flight.ack(ack.packet_id) {
                     self.stats.acked_out += 1;
+                } else if self.events.len() < self.config.max_pending_events {
+                    // Perhaps one of the owner's (`publish_with_id`): it
+                    // knows its ids. Past the bound it is not told, and
+                    // sends the message again on the next connection.
+                    self.events.push_back(MqttEvent::PubAck { packet_id: ack.packet_id });
                 }
                 Ok(())
             }
@@ -683,12 +695,51 @@ impl MqttClient {
     /// retained messages (MQTT 5's Retain Available 0) gets every publish
     /// live: a retained one would cost the connection.
     pub fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), SendError> {
+        self.queue_publish(topic, payload, retain, self.config.qos, None, false)
+    }
+
+    /// Queues a PUBLISH at QoS 1 with `packet_id`, DUP set if `dup`, for
+    /// an owner that keeps its own window of unacknowledged publishes (a
+    /// bridge whose out-queue is a stored session): the client keeps no
+    /// copy, does not send it again, and reports its PUBACK as
+    /// [`MqttEvent::PubAck`]. The owner keeps within [`MqttClient::send_window`],
+    /// sends what was in flight again on each new connection, and uses
+    /// only this for QoS 1 (its ids are the owner's). Refused, with
+    /// nothing queued, as [`MqttClient::publish`] is, but for the window.
+    pub fn publish_with_id(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        packet_id: u16,
+        dup: bool,
+    ) -> Result<(), SendError> {
+        let packet_id = packet_id.max(1);
+        self.queue_publish(topic, payload, retain, QoS::AtLeastOnce, Some(packet_id), dup)
+    }
+
+    /// Publishes sent and not yet acknowledged this connection may hold:
+    /// the configured window, or the server's Receive Maximum if lower.
+    pub fn send_window(&self) -> usize {
+        self.in_flight.limit()
+    }
+
+    /// Encodes and queues a PUBLISH; `packet_id` is the caller's (`None`:
+    /// taken here at QoS 1, and the copy kept in the window).
+    fn queue_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        qos: QoS,
+        packet_id: Option<u16>,
+        dup: bool,
+    ) -> Result<(), SendError> {
         let retain = retain && self.retain_available;
         if !self.is_connected() {
             return Err(SendError::NotConnected);
         }
         check_topic(topic)?;
-        let qos = self.config.qos;
         let v5 = self.level == MqttLevel::V5;
         let properties_len = if v5 { self.properties.as_properties().as_bytes().len() + 4 } else { 0 };
         // Fixed header (at most 5), topic, packet id, properties, payload.
@@ -701,17 +752,18 @@ impl MqttClient {
         if self.outbound.len() + size > limit {
             return Err(SendError::OutboundFull { limit });
         }
-        if qos == QoS::AtLeastOnce && self.in_flight.is_full() {
+        let own = packet_id.is_none() && qos == QoS::AtLeastOnce;
+        if own && self.in_flight.is_full() {
             return Err(SendError::WindowFull { limit: self.in_flight.len() });
         }
-        let packet_id = (qos == QoS::AtLeastOnce).then(|| self.packet_id());
+        let packet_id = packet_id.or_else(|| own.then(|| self.packet_id()));
         let properties = if v5 { self.properties.as_properties() } else { Properties::EMPTY };
-        let publish = Publish { dup: false, qos, retain, topic, packet_id, properties, payload };
+        let publish = Publish { dup, qos, retain, topic, packet_id, properties, payload };
         let version = self.level.version();
         self.outbound
             .push_with(|out| encode(&Packet::Publish(publish), version, out))
             .map_err(|_| SendError::OutboundFull { limit })?;
-        if let Some(packet_id) = packet_id {
+        if let Some(packet_id) = packet_id.filter(|_| own) {
             let unacked = Unacked { packet_id, topic: topic.to_owned(), payload: payload.to_vec(), retain };
             self.in_flight.push(unacked);
         }

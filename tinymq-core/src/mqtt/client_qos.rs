@@ -47,6 +47,10 @@ impl InFlight {
         self.window.len()
     }
 
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub(super) fn is_full(&self) -> bool {
         self.window.len() >= self.limit
     }

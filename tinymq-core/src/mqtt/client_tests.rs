@@ -371,6 +371,38 @@ fn at_qos_1_the_session_is_persistent_and_subscriptions_are_qos_1() {
 }
 
 #[test]
+fn publishes_with_the_owners_ids_are_not_kept_and_their_pubacks_are_reported() {
+    let now = epoch();
+    let mut client = MqttClient::new(qos1_config(2), now);
+    assert_eq!(client.publish_with_id("t/0", b"zero", false, 9, false), Err(SendError::NotConnected));
+    handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    while client.poll_event().is_some() {}
+    assert_eq!(client.send_window(), 2);
+    // The owner keeps the window: the client takes more than its own.
+    client.publish_with_id("t/1", b"one", false, 7, false).unwrap();
+    client.publish_with_id("t/2", b"two", true, 8, true).unwrap();
+    client.publish_with_id("t/3", b"three", false, 9, false).unwrap();
+    assert_eq!(client.in_flight(), 0, "no copy kept");
+    let out = packets(&sent(&mut client), ProtocolVersion::V5);
+    assert!(
+        out[0].contains("dup: false, qos: AtLeastOnce, retain: false, topic: \"t/1\", packet_id: Some(7)"),
+        "{out:?}"
+    );
+    assert!(
+        out[1].contains("dup: true, qos: AtLeastOnce, retain: true, topic: \"t/2\", packet_id: Some(8)"),
+        "{out:?}"
+    );
+    client.handle_input(now, &[puback(8), puback(7)].concat()).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert_eq!(events, [MqttEvent::PubAck { packet_id: 8 }, MqttEvent::PubAck { packet_id: 7 }]);
+    // Nothing is sent again on the next connection: that is the owner's.
+    client.handle_disconnected(now);
+    let now = now + Duration::from_secs(10);
+    let after = handshake(&mut client, now, &connack(ProtocolVersion::V5, 0));
+    assert!(after.is_empty(), "{after:?}");
+}
+
+#[test]
 fn the_window_holds_qos_1_publishes_until_puback_in_any_order() {
     let now = epoch();
     let mut client = MqttClient::new(qos1_config(2), now);

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
-use tinymq_core::broker::Broker;
+use tinymq_core::broker::{Broker, SessionHold, bridge_session_key};
+use tinymq_core::durable::{QueueLimits, Transmit};
 use tinymq_core::mqtt::AckTicket;
 use tinymq_core::nats::Headers;
 use tinymq_core::outbound::COPY_BELOW;
@@ -39,7 +40,7 @@ use super::EventLoop;
 use super::binary::is_binary_conn;
 use super::durable::submit_session_ops;
 use super::fanout::Live;
-use crate::bridge::{BridgeConfig, BridgeStats, Checked, Mapping};
+use crate::bridge::{BridgeConfig, BridgeKind, BridgeStats, Checked, Mapping};
 use crate::flow::{self, READ_BUDGET, READ_CHUNK, STALL};
 use crate::shared::{ConnRef, Shared, Sink};
 use crate::transport::Transport;
@@ -108,6 +109,25 @@ pub(super) struct Bridge {
     /// window is held, not dropped, and messages taken in are routed to
     /// durable sessions as QoS 1 and acknowledged once safe.
     qos1: bool,
+    /// QoS 1 MQTT with a store: its out-queue is a durable session
+    /// (`tinymq_core::broker::Broker::open_bridge_session`), stored, and
+    /// `queue` stays empty. Its hold on the session.
+    durable: Option<SessionHold>,
+    /// Durable: deliveries that reached it at QoS 0 this turn, queued in
+    /// the session at the flush (under one lock).
+    incoming: Vec<Arc<Delivery>>,
+    /// Durable: a message taken from the session that the output buffer
+    /// had no room for, sent first.
+    pending: Option<Transmit>,
+    /// Durable: messages the session holds and has not sent.
+    held: usize,
+    /// Durable: messages the session holds, in flight included.
+    kept: usize,
+    /// Durable: the highest sequence number sent, so a resend is not
+    /// counted in `messages_out` again.
+    sent_seq: u64,
+    /// Durable: the session queue's drops counted in the figures so far.
+    queue_drops: u64,
     /// Output was queued this turn: flush at its end.
     dirty: bool,
     /// The last write stopped at `WouldBlock`: wait for writable before
@@ -148,7 +168,29 @@ impl Bridge {
         let client = Link::new(config, &checked, now)?;
         let me = ConnRef::new(0, BRIDGE_TOKEN_BASE + index, 0, Transport::Tcp);
         let namespace = shared.broker.write().router_mut().namespace(&config.namespace);
-        if !checked.out.is_empty() {
+        let durable = config.qos == 1 && matches!(config.kind, BridgeKind::Mqtt) && shared.store.is_some();
+        let mut hold = None;
+        if durable && !checked.out.is_empty() {
+            // Its window, and its bound as before: what is held besides
+            // what is in flight.
+            let window = client.send_window();
+            let limits = QueueLimits {
+                max_inflight: u16::try_from(window).unwrap_or(u16::MAX),
+                max_messages: config.queue_limit.saturating_add(window),
+                max_bytes: shared.config.sessions.queue.max_bytes,
+            };
+            let key = bridge_session_key(index, &config.broker_id);
+            let mut broker = shared.broker.write();
+            let opened =
+                broker.open_bridge_session(&key, namespace, &checked.out, limits, Sink::Conn(me), Sink::Session);
+            let _ = submit_session_ops(shared, &mut broker, None);
+            let opened = opened.map_err(|e| io::Error::other(format!("bridge {index}: {e}")))?;
+            let (len, _, _) = broker.bridge_queue(opened);
+            if len > 0 {
+                log::info!("bridge {index}: {len} messages kept from before are sent once it is connected");
+            }
+            hold = Some(opened);
+        } else if !checked.out.is_empty() {
             let mut broker = shared.broker.write();
             let id = broker.router_mut().add_subscriber(namespace, Sink::Conn(me));
             for filter in &checked.out {
@@ -183,8 +225,16 @@ impl Bridge {
             queue: VecDeque::new(),
             queue_limit: config.queue_limit,
             qos1: config.qos == 1,
-            dirty: false,
             write_blocked: false,
+            durable: hold,
+            incoming: Vec::new(),
+            pending: None,
+            held: 0,
+            kept: 0,
+            sent_seq: 0,
+            queue_drops: 0,
+            // Durable: the first flush shows what was kept in `queued`.
+            dirty: hold.is_some(),
             connects: 0,
             server_said: None,
             cipher: Vec::new(),
@@ -205,7 +255,106 @@ impl Bridge {
     /// over the pressure mark, or (QoS 1, where the far side's PUBACKs set
     /// the pace) what it holds is over half its bound.
     fn behind(&self) -> bool {
-        flow::over_pressure_mark(self.client.outbound()) || (self.qos1 && self.queue.len() > self.queue_limit / 2)
+        let held = if self.durable.is_some() { self.held + self.incoming.len() } else { self.queue.len() };
+        flow::over_pressure_mark(self.client.outbound()) || (self.qos1 && held > self.queue_limit / 2)
+    }
+
+    /// Durable: queues what reached it at QoS 0, hands the far side's
+    /// PUBACKs (`acks`) to the session, sends what was in flight again
+    /// after a new connection (`resend`), then sends what the window
+    /// allows, in order, until the output buffer is full; under one lock.
+    /// What can never be sent (too large for the server) is given up and
+    /// counted as dropped. The number sent.
+    fn pump(&mut self, shared: &Shared, acks: &[u16], resend: bool) -> usize {
+        let Some(hold) = self.durable else { return 0 };
+        let stats = &shared.bridges[self.index];
+        let mut sent = 0;
+        let mut broker = shared.broker.write();
+        for delivery in self.incoming.drain(..) {
+            // A full queue refuses it, counted below.
+            let _ = broker.bridge_enqueue(hold, delivery);
+        }
+        for &packet_id in acks {
+            let _ = broker.bridge_acked(hold, packet_id);
+        }
+        if resend {
+            // What it had taken is in flight in the session, and goes again.
+            self.pending = None;
+            broker.bridge_resend(hold);
+        }
+        if self.client.is_connected() {
+            let window = self.client.send_window();
+            loop {
+                let transmit = match self.pending.take() {
+                    Some(transmit) => transmit,
+                    None => match broker.bridge_transmit(hold, window) {
+                        Some(transmit) => transmit,
+                        None => break,
+                    },
+                };
+                let message = transmit.delivery.message();
+                self.map_out(&message.topic);
+                let retained = transmit.delivery.is_retained();
+                let (id, dup) = (transmit.packet_id, transmit.dup);
+                match self.client.publish_with_id(&self.last_out.1, retained, &message.payload, id, dup) {
+                    Ok(()) => {
+                        sent += 1;
+                        if transmit.seq > self.sent_seq {
+                            self.sent_seq = transmit.seq;
+                            BridgeStats::add(&stats.messages_out, 1);
+                        }
+                    }
+                    Err(Refused::NotConnected | Refused::Window) => {
+                        self.pending = Some(transmit);
+                        break;
+                    }
+                    // Wait for the socket to take some, unless nothing is
+                    // queued (then it can never fit).
+                    Err(Refused::Full) if !self.client.outbound().is_empty() => {
+                        self.pending = Some(transmit);
+                        break;
+                    }
+                    Err(refused) => {
+                        let why = match refused {
+                            Refused::Unsendable(why) => why,
+                            _ => "larger than the output buffer".to_owned(),
+                        };
+                        log::debug!("bridge {}: {} not sent: {why}", self.index, message.topic);
+                        BridgeStats::add(&stats.drops, 1);
+                        let _ = broker.bridge_acked(hold, id);
+                    }
+                }
+            }
+        }
+        let _ = submit_session_ops(shared, &mut broker, None);
+        let (len, in_flight, dropped) = broker.bridge_queue(hold);
+        drop(broker);
+        // Dropped when a publish found the queue full, on any loop.
+        BridgeStats::add(&stats.drops, dropped.saturating_sub(self.queue_drops));
+        self.queue_drops = dropped;
+        self.held = len.saturating_sub(in_flight);
+        self.kept = len;
+        stats.queued.store(self.held as u64, Ordering::Relaxed);
+        if sent > 0 {
+            self.dirty = true;
+        }
+        sent
+    }
+
+    /// Maps `topic` to the far side's name into `last_out` (a stream on
+    /// one topic is mapped once).
+    fn map_out(&mut self, topic: &str) {
+        if self.last_out.0 == topic && !topic.is_empty() {
+            return;
+        }
+        let subject = match &self.checked.mapping {
+            Mapping::Nats(mapping) => match TopicName::new(topic, &TopicLimits::UNBOUNDED) {
+                Ok(name) => mapping.topic_to_subject(name),
+                Err(_) => String::new(),
+            },
+            Mapping::Mqtt(prefix) => prefix.to_remote(topic),
+        };
+        self.last_out = (topic.to_owned(), subject);
     }
 
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
@@ -621,6 +770,8 @@ impl EventLoop {
 
     /// Handles what the client made of its input and timers.
     fn bridge_events(&mut self, index: usize, now: Instant) {
+        let mut acks: SmallVec<[u16; 16]> = SmallVec::new();
+        let mut resend = false;
         while let Some(event) = self.bridges[index].client.poll_event() {
             let stats = &self.shared.bridges[index];
             match event {
@@ -635,7 +786,9 @@ impl EventLoop {
                     stats.connected.store(true, Ordering::Relaxed);
                     *stats.server.lock() = Some(server);
                     bridge.send_queued(stats);
+                    resend = bridge.durable.is_some();
                 }
+                LinkEvent::PubAck(packet_id) => acks.push(packet_id),
                 LinkEvent::Message(message) => self.bridge_in(index, &message, now),
                 LinkEvent::Error(text) => {
                     log::warn!("bridge {index}: {text}");
@@ -651,6 +804,10 @@ impl EventLoop {
                     stats.connected.store(false, Ordering::Relaxed);
                 }
             }
+        }
+        if resend || !acks.is_empty() {
+            let shared = self.shared.clone();
+            self.bridges[index].pump(&shared, &acks, resend);
         }
         self.bridges[index].dirty = true;
     }
@@ -694,6 +851,7 @@ impl EventLoop {
         }
         let (topic, from, retained) = bridge.inbound(message, &limits)?;
         let (me, namespace) = (bridge.me, bridge.namespace);
+        let own = bridge.durable.map(|hold| hold.id);
         let name = TopicName::new(&topic, &limits).ok()?;
         let delivery = || {
             let payload = message.payload.clone();
@@ -718,7 +876,10 @@ impl EventLoop {
                     .filter(
                         // The loop stops here: what came from the bridge does
                         // not go back.
-                        |sink| !matches!(sink, Sink::Conn(target) if *target == me),
+                        |sink| {
+                            !matches!(sink, Sink::Conn(target) if *target == me)
+                                && !matches!(sink, Sink::Session(id) if Some(*id) == own)
+                        },
                     )
                     .cloned(),
             );
@@ -754,7 +915,10 @@ impl EventLoop {
             published.receivers
         };
         // The loop stops here: what came from the bridge does not go back.
-        receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
+        receivers.retain(|sink| {
+            !matches!(sink, Sink::Conn(target) if *target == me)
+                && !matches!(sink, Sink::Session(id) if Some(*id) == own)
+        });
         BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
         self.counted.messages_in += 1;
         if !receivers.is_empty() {
@@ -775,10 +939,17 @@ impl EventLoop {
         now: Instant,
     ) -> Option<Ticket> {
         let (me, namespace) = (self.bridges[index].me, self.bridges[index].namespace);
+        let durable = self.bridges[index].durable;
         let shared = self.shared.clone();
         let (mut routed, commit) = {
             let mut broker = shared.broker.write();
-            let mut routed = broker.publish_qos(namespace, name, delivery, retained, Qos::AtLeastOnce);
+            let mut routed = match durable {
+                // Not queued back into its own out-queue.
+                Some(hold) => {
+                    broker.publish_qos_from_bridge(namespace, name, delivery, retained, Qos::AtLeastOnce, hold)
+                }
+                None => broker.publish_qos(namespace, name, delivery, retained, Qos::AtLeastOnce),
+            };
             let ticket = submit_session_ops(&shared, &mut broker, std::mem::take(&mut routed.store));
             (routed, ticket.filter(|_| broker.acks_after_commit()))
         };
@@ -796,6 +967,9 @@ impl EventLoop {
     /// A delivery for bridge `target`: out to the far side, marked
     /// retained when it was published so (an empty one is a delete).
     pub(super) fn bridge_deliver(&mut self, target: ConnRef, delivery: &Arc<Delivery>) {
+        if self.bridge_keep(target, || delivery.clone()) {
+            return;
+        }
         let message = delivery.message();
         self.bridge_out(target, &message.topic, &message.payload, delivery.is_retained());
     }
@@ -811,7 +985,45 @@ impl EventLoop {
     pub(super) fn bridge_deliver_encoded(&mut self, target: ConnRef, frame: &[u8]) {
         let decoder = Decoder::new(self.shared.config.session.frame_limits);
         if let Ok(Decoded::Frame { frame, .. }) = decoder.decode(frame) {
+            let unix_now = self.unix_now;
+            let delivery = || {
+                Delivery::new(Message {
+                    topic: frame.topic.into(),
+                    payload: frame.payload.into(),
+                    from: frame.client_id.into(),
+                    updated_time: unix_now,
+                    ip: None,
+                })
+            };
+            if self.bridge_keep(target, delivery) {
+                return;
+            }
             self.bridge_out(target, frame.topic, frame.payload, frame.retain);
+        }
+    }
+
+    /// A durable bridge's delivery: kept for its session's queue (at the
+    /// flush, with the others of this turn). `false` for another bridge.
+    fn bridge_keep(&mut self, target: ConnRef, delivery: impl FnOnce() -> Arc<Delivery>) -> bool {
+        let index = target.token() - BRIDGE_TOKEN_BASE;
+        let Some(bridge) = self.bridges.get_mut(index).filter(|bridge| bridge.durable.is_some()) else {
+            return false;
+        };
+        bridge.incoming.push(delivery());
+        bridge.dirty = true;
+        if !bridge.pressing && bridge.behind() {
+            bridge.pressing = true;
+            self.shared.loops[self.index].press(true);
+        }
+        self.counted.messages_out += 1;
+        true
+    }
+
+    /// Durable bridges a session rule asked to send their queued messages
+    /// ([`EventLoop::run_pumps`]): sent at the flush.
+    pub(super) fn bridge_pump(&mut self, target: ConnRef) {
+        if let Some(bridge) = self.bridges.get_mut(target.token() - BRIDGE_TOKEN_BASE) {
+            bridge.dirty = true;
         }
     }
 
@@ -854,12 +1066,21 @@ impl EventLoop {
 
     /// Writes what the bridges have queued, until `WouldBlock`.
     pub(super) fn flush_bridges(&mut self, now: Instant) {
+        let shared = self.shared.clone();
         for index in 0..self.bridges.len() {
             let bridge = &mut self.bridges[index];
-            if !std::mem::take(&mut bridge.dirty) || bridge.connecting {
+            if !std::mem::take(&mut bridge.dirty) {
                 continue;
             }
-            if bridge.socket.is_none() {
+            if bridge.durable.is_some() {
+                // Queued (and stored) whether connected or not.
+                bridge.pump(&shared, &[], false);
+                if !bridge.pressing && bridge.behind() {
+                    bridge.pressing = true;
+                    self.shared.loops[self.index].press(true);
+                }
+            }
+            if bridge.connecting || bridge.socket.is_none() {
                 continue;
             }
             let mut failure = None;
@@ -878,6 +1099,16 @@ impl EventLoop {
                     }
                 };
                 bridge.write_blocked = blocked;
+                if failure.is_some() || blocked || !bridge.client.is_connected() {
+                    break;
+                }
+                // Durable: what the window allows, now the buffer has room.
+                if bridge.durable.is_some() {
+                    if bridge.pump(&shared, &[], false) == 0 {
+                        break;
+                    }
+                    continue;
+                }
                 // What was held while the buffer was full fits now.
                 let held = bridge.queue.len();
                 if failure.is_some() || blocked || held == 0 || !bridge.client.is_connected() {
@@ -906,10 +1137,24 @@ impl EventLoop {
 }
 
 impl Drop for Bridge {
-    /// The broker stops: what the bridge still holds is lost (at QoS 0
-    /// and 1 alike: nothing is written to disk for it), and the log says
-    /// how much.
+    /// The broker stops: what the bridge still holds is lost (NATS, QoS 0,
+    /// or QoS 1 without a store: nothing is written to disk for it), or,
+    /// durable, kept in the store; the log says how much.
     fn drop(&mut self) {
+        if self.durable.is_some() {
+            // Its queue is in the store until the far side acknowledges
+            // it; what reached it this very turn at QoS 0 was not queued.
+            let (kept, lost) = (self.kept, self.incoming.len());
+            if kept > 0 || lost > 0 {
+                log::info!(
+                    "bridge {} stops with {kept} messages not acknowledged by {}: kept in the store, sent on the \
+                     next start ({lost} that reached it this turn at QoS 0 are lost)",
+                    self.index,
+                    self.client.server()
+                );
+            }
+            return;
+        }
         let (held, unsent, in_flight) = (self.queue.len(), self.client.outbound().len(), self.client.in_flight());
         if held > 0 || unsent > 0 || in_flight > 0 {
             log::warn!(

@@ -59,6 +59,9 @@ pub(super) enum LinkEvent {
     Error(String),
     /// Messages from the far side dropped because the broker is behind.
     Dropped(u64),
+    /// The far side acknowledged a publish sent with
+    /// [`Link::publish_with_id`] (MQTT QoS 1): its packet id.
+    PubAck(u16),
     Disconnected(String),
 }
 
@@ -240,6 +243,35 @@ impl Link {
         }
     }
 
+    /// Queues a QoS 1 publish whose packet id and window the caller keeps
+    /// (MQTT only: a NATS link cannot take one, and refuses it).
+    pub(super) fn publish_with_id(
+        &mut self,
+        name: &str,
+        retained: bool,
+        payload: &[u8],
+        packet_id: u16,
+        dup: bool,
+    ) -> Result<(), Refused> {
+        match self {
+            Link::Nats(_) => Err(Refused::Unsendable("NATS has no QoS 1".to_owned())),
+            Link::Mqtt(c) => c.publish_with_id(name, payload, retained, packet_id, dup).map_err(|e| match e {
+                mqtt::SendError::NotConnected => Refused::NotConnected,
+                mqtt::SendError::OutboundFull { .. } => Refused::Full,
+                other => Refused::Unsendable(other.to_string()),
+            }),
+        }
+    }
+
+    /// QoS 1 publishes the connection may have in flight (MQTT: the
+    /// configured window, or the server's Receive Maximum if lower).
+    pub(super) fn send_window(&self) -> usize {
+        match self {
+            Link::Nats(_) => 0,
+            Link::Mqtt(c) => c.send_window(),
+        }
+    }
+
     /// Acknowledges a QoS 1 message from the far side.
     pub(super) fn ack(&mut self, ticket: AckTicket) {
         if let Link::Mqtt(c) = self {
@@ -291,6 +323,7 @@ impl Link {
                     LinkEvent::Error(format!("the server refused the subscription to {filter:?} (code {code:#04x})"))
                 }
                 MqttEvent::SlowConsumer { dropped } => LinkEvent::Dropped(dropped),
+                MqttEvent::PubAck { packet_id } => LinkEvent::PubAck(packet_id),
                 MqttEvent::Disconnected { server } => LinkEvent::Disconnected(server),
             }),
         }

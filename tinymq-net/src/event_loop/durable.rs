@@ -196,6 +196,10 @@ impl EventLoop {
         let shared = self.shared.clone();
         let mut broker = shared.broker.write();
         for target in &pumps {
+            if self.is_bridge_token(target.token()) {
+                self.bridge_pump(*target);
+                continue;
+            }
             let Some(hold) = self.session_hold(target.token()) else { continue };
             let Some(conn) = self.conns.get_mut(target.token()).and_then(Option::as_mut) else { continue };
             if conn.serial != target.serial {
