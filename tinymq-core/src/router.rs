@@ -76,6 +76,14 @@ impl Delivery {
         Arc::new(Delivery { message, frame: OnceLock::new(), retained: AtomicBool::new(false), qos, mqtt_properties })
     }
 
+    /// Wraps a message queued for a session and read back from the store:
+    /// [`Delivery::is_retained`] as it was when it was queued.
+    pub fn restored(message: Message, retained: bool) -> Arc<Self> {
+        let delivery = Delivery::new(message);
+        delivery.retained.store(retained, Ordering::Relaxed);
+        delivery
+    }
+
     /// The MQTT 5 properties that travel with it (empty when none).
     pub fn mqtt_properties(&self) -> &[u8] {
         self.mqtt_properties.as_deref().unwrap_or_default()

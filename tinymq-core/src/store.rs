@@ -48,6 +48,9 @@ use crate::topic::{Filter, TopicLimits};
 
 /// The first byte of every stored record written by this version.
 const RECORD_V1: u8 = 1;
+/// The version byte of a message queued for a session that was published
+/// retained: [`RECORD_V1`]'s fields (one without it is [`RECORD_V1`]).
+const QUEUED_RETAINED_V1: u8 = 2;
 
 /// The key a value is filed under: `namespace 0x00 topic`. Namespace
 /// names (user names) never contain 0x00, so the split is unambiguous.
@@ -122,6 +125,24 @@ pub fn decode_message(record: &[u8]) -> Result<Message, RecordError> {
     let message = read_message(&mut reader, RECORD_V1)?;
     reader.finish()?;
     Ok(message)
+}
+
+/// Encodes a message queued for a session into `out` (cleared first): as
+/// [`encode_message_into`], its version saying whether it was published
+/// retained.
+pub fn encode_queued_into(message: &Message, retained: bool, out: &mut Vec<u8>) {
+    out.clear();
+    put_message(if retained { QUEUED_RETAINED_V1 } else { RECORD_V1 }, message, 0, out);
+}
+
+/// Decodes a record made by [`encode_queued_into`]: the message, and
+/// whether it was published retained. Never panics on bad input.
+pub fn decode_queued(record: &[u8]) -> Result<(Message, bool), RecordError> {
+    let retained = record.first() == Some(&QUEUED_RETAINED_V1);
+    let mut reader = Record::new(record);
+    let message = read_message(&mut reader, if retained { QUEUED_RETAINED_V1 } else { RECORD_V1 })?;
+    reader.finish()?;
+    Ok((message, retained))
 }
 
 /// Reads what [`put_message`] wrote, checking its version is `version`.
@@ -249,6 +270,9 @@ pub enum StoreOp {
         seq: u64,
         /// The message.
         message: Message,
+        /// It was published retained (a bridge carries that to the far
+        /// side; MQTT 5's Retain As Published shows it).
+        retained: bool,
     },
     /// A queued message was acknowledged: forget it.
     DeleteQueued {
@@ -412,6 +436,8 @@ pub struct StoredQueued {
     pub seq: u64,
     /// The message.
     pub message: Message,
+    /// It was published retained.
+    pub retained: bool,
 }
 
 /// Durable state. [`Store::apply`] takes a batch of operations and makes
@@ -511,8 +537,10 @@ impl Store for MemoryStore {
                     // Exactly this session's: the sequence is the last 8 bytes.
                     self.queued.retain(|key, _| !(key.starts_with(&prefix) && key.len() == prefix.len() + 8));
                 }
-                StoreOp::PutQueued { namespace, client_id, seq, message } => {
-                    self.queued.insert(queued_key(namespace, client_id, *seq), encode_message(message));
+                StoreOp::PutQueued { namespace, client_id, seq, message, retained } => {
+                    let mut record = Vec::new();
+                    encode_queued_into(message, *retained, &mut record);
+                    self.queued.insert(queued_key(namespace, client_id, *seq), record);
                 }
                 StoreOp::DeleteQueued { namespace, client_id, seq } => {
                     self.queued.remove(&queued_key(namespace, client_id, *seq));
@@ -567,8 +595,9 @@ impl Store for MemoryStore {
             .iter()
             .map(|(key, record)| {
                 let (namespace, client_id, seq) = split_queued_key(key)?;
-                let message = decode_message(record)?;
-                Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
+                let (message, retained) = decode_queued(record)?;
+                let (namespace, client_id) = (namespace.to_owned(), client_id.to_owned());
+                Ok(StoredQueued { namespace, client_id, seq, message, retained })
             })
             .collect()
     }
@@ -609,6 +638,27 @@ mod tests {
         ] {
             assert_eq!(decode_message(&encode_message(&m)), Ok(m));
         }
+    }
+
+    #[test]
+    fn a_queued_record_keeps_whether_it_was_published_retained() {
+        let m = message("a/b", b"23.5", Some("127.0.0.1"));
+        let mut record = Vec::new();
+        for retained in [false, true] {
+            encode_queued_into(&m, retained, &mut record);
+            assert_eq!(decode_queued(&record), Ok((m.clone(), retained)));
+        }
+        // Records queued before the flag was kept read as not retained.
+        assert_eq!(decode_queued(&encode_message(&m)), Ok((m.clone(), false)));
+        encode_queued_into(&m, true, &mut record);
+        for cut in 0..record.len() {
+            assert!(decode_queued(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        record[0] = 9;
+        assert_eq!(decode_queued(&record), Err(RecordError::UnknownVersion(9)));
+        // A value's record is never a retained queued one.
+        encode_queued_into(&m, true, &mut record);
+        assert_eq!(decode_message(&record), Err(RecordError::UnknownVersion(QUEUED_RETAINED_V1)));
     }
 
     #[test]

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tinymq_core::auth::UserRecord;
 use tinymq_core::store::{
-    SessionRecord, StoredQueued, StoredSession, encode_message_into, queued_key, queued_key_into, session_key,
-    split_queued_key,
+    SessionRecord, StoredQueued, StoredSession, decode_queued, encode_queued_into, queued_key, queued_key_into,
+    session_key, split_queued_key,
 };
 use tinymq_core::store::{Store, StoreOp, StoredValue, decode_message, encode_message, split_value_key, value_key};
 use tinymq_core::store::{StoredHttpClient, StoredHttpQueued, encode_http_client, http_client_key};
@@ -226,9 +226,9 @@ impl RedbStore {
                             .retain_in(from.as_slice()..=to.as_slice(), |k, _| k.len() != len)
                             .map_err(|e| self.io(e))?;
                     }
-                    StoreOp::PutQueued { namespace, client_id, seq, message } => {
+                    StoreOp::PutQueued { namespace, client_id, seq, message, retained } => {
                         queued_key_into(namespace, client_id, *seq, &mut key);
-                        encode_message_into(message, &mut record);
+                        encode_queued_into(message, *retained, &mut record);
                         queued.insert(key.as_slice(), record.as_slice()).map_err(|e| self.io(e))?;
                     }
                     StoreOp::DeleteQueued { namespace, client_id, seq } => {
@@ -359,8 +359,9 @@ impl Store for RedbStore {
         self.load_table(QUEUED, |key, record| {
             let record_error = |source| StoreError::Record { path: self.path.clone(), source };
             let (namespace, client_id, seq) = split_queued_key(key).map_err(record_error)?;
-            let message = decode_message(record).map_err(record_error)?;
-            Ok(StoredQueued { namespace: namespace.to_owned(), client_id: client_id.to_owned(), seq, message })
+            let (message, retained) = decode_queued(record).map_err(record_error)?;
+            let (namespace, client_id) = (namespace.to_owned(), client_id.to_owned());
+            Ok(StoredQueued { namespace, client_id, seq, message, retained })
         })
     }
 }
@@ -575,7 +576,7 @@ pub(crate) mod tests {
         };
         let queued = |client: &str, seq| {
             let StoreOp::PutValue { message, .. } = put("", "a/b", &format!("{client}-{seq}")) else { unreachable!() };
-            StoreOp::PutQueued { namespace: "".into(), client_id: client.into(), seq, message }
+            StoreOp::PutQueued { namespace: "".into(), client_id: client.into(), seq, message, retained: seq == 2 }
         };
         let delete_queued =
             |client: &str, seq| StoreOp::DeleteQueued { namespace: "".into(), client_id: client.into(), seq };
@@ -607,9 +608,10 @@ pub(crate) mod tests {
         let sessions: Vec<(String, u32)> =
             store.load_sessions().unwrap().into_iter().map(|s| (s.client_id, s.record.expiry_secs)).collect();
         assert_eq!(sessions, [("a".into(), 120), (b2.into(), 60)]);
-        let queued: Vec<(String, u64)> =
-            store.load_queued().unwrap().into_iter().map(|q| (q.client_id, q.seq)).collect();
-        assert_eq!(queued, [("a".into(), 2), (b2.into(), 1)]);
+        // Kept with whether it was published retained (every second one).
+        let queued: Vec<(String, u64, bool)> =
+            store.load_queued().unwrap().into_iter().map(|q| (q.client_id, q.seq, q.retained)).collect();
+        assert_eq!(queued, [("a".into(), 2, true), (b2.into(), 1, false)]);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -602,7 +602,7 @@ mod tests {
             updated_time: 0,
             ip: None,
         };
-        StoreOp::PutQueued { namespace, client_id, seq, message }
+        StoreOp::PutQueued { namespace, client_id, seq, message, retained: false }
     }
 
     #[test]

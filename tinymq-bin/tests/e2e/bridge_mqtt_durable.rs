@@ -193,3 +193,29 @@ fn under_batched_a_clean_stop_keeps_the_bridges_queue_for_the_next_start() {
         seen.insert(number);
     }
 }
+
+#[test]
+fn a_kept_retained_publish_is_still_retained_on_the_far_side_after_a_kill_9() {
+    let data = ScratchDir::new();
+    let (address, http, far) = (free_address(), free_address(), free_address());
+    // Mosquitto is not running: the retained publish is held, and stored.
+    let mut a = bridged_out(address, http, &data, far, "immediate");
+    let mut publisher = ClientOptions::new(Address::tcp(address.to_string())).connect().expect("publisher connects");
+    publisher.publish_qos1("up/value", b"21", true).expect("QoS 1 publish");
+    assert_eq!(publisher.wait_acknowledged(WAIT * 4).expect("acknowledged"), 0, "the PubAck came");
+    assert_eq!(figure(&bridge_stats(&a), "queued"), 1);
+    a.kill();
+
+    let mosquitto = Mosquitto::start_at(far);
+    let a = bridged_out(address, http, &data, far, "immediate");
+    wait_connected(&a);
+    eventually(WAIT, "the kept message sent and acknowledged", || {
+        let stats = bridge_stats(&a);
+        (figure(&stats, "queued") == 0 && figure(&stats, "messages_out") == 1).then_some(())
+    });
+    // Mosquitto stored it as the topic's value: a subscriber that comes
+    // only now gets it, marked retained.
+    let mut late = mosquitto.subscribe_with("late", "up/value", &["-q", "1"]);
+    let message = late.recv();
+    assert_eq!((message.topic.as_str(), message.retain, &message.payload[..]), ("up/value", true, &b"21"[..]));
+}

@@ -406,7 +406,8 @@ impl Sessions {
         let mut messages: HashMap<SessionKey, Vec<(u64, Arc<Delivery>)>> = HashMap::new();
         for stored in queued {
             let key = SessionKey::new(&stored.namespace, &stored.client_id);
-            messages.entry(key).or_default().push((stored.seq, Delivery::new(stored.message)));
+            let delivery = Delivery::restored(stored.message, stored.retained);
+            messages.entry(key).or_default().push((stored.seq, delivery));
         }
         let mut wills = Vec::new();
         for stored in sessions {
@@ -585,11 +586,11 @@ impl Sessions {
     /// [`QueueLimits`]). `None` when there is no such session.
     pub fn enqueue(&mut self, id: SessionId, delivery: Arc<Delivery>) -> Option<Result<u64, QueueFull>> {
         let state = self.state_mut(id)?;
-        let message = state.persistent.then(|| delivery.message().clone());
+        let message = state.persistent.then(|| (delivery.message().clone(), delivery.is_retained()));
         let result = state.queue.push(delivery);
-        if let (Ok(seq), Some(message)) = (result, message) {
+        if let (Ok(seq), Some((message, retained))) = (result, message) {
             let (namespace, client_id) = (state.key.namespace.to_string(), state.key.client_id.to_string());
-            self.ops.push_back(StoreOp::PutQueued { namespace, client_id, seq, message });
+            self.ops.push_back(StoreOp::PutQueued { namespace, client_id, seq, message, retained });
         }
         if result.is_err() {
             self.counts.dropped += 1;

@@ -181,6 +181,7 @@ fn restore_rebuilds_what_the_store_kept() {
         client_id: "none".into(),
         seq: 1,
         message: delivery("o").message().clone(),
+        retained: false,
     };
     store.apply(&[orphan]).unwrap();
 

@@ -224,8 +224,12 @@ mod tests {
     }
 
     fn publish(broker: &mut Broker<TestSink>, topic: &str, n: u32) -> Routed<TestSink> {
+        publish_as(broker, topic, n, false)
+    }
+
+    fn publish_as(broker: &mut Broker<TestSink>, topic: &str, n: u32, retain: bool) -> Routed<TestSink> {
         let name = TopicName::new(topic, &TopicLimits::default()).unwrap();
-        broker.publish_qos(NamespaceId::PUBLIC, name, message(topic, n), false, Qos::AtLeastOnce)
+        broker.publish_qos(NamespaceId::PUBLIC, name, message(topic, n), retain, Qos::AtLeastOnce)
     }
 
     fn drain(broker: &mut Broker<TestSink>, store: &mut MemoryStore) -> Vec<StoreOp> {
@@ -325,7 +329,8 @@ mod tests {
         let mut store = MemoryStore::new();
         let hold = open(&mut broker, 10);
         for n in 0..3 {
-            let _ = publish(&mut broker, "out/a", n);
+            // The last one published retained: still so after the restart.
+            let _ = publish_as(&mut broker, "out/a", n, n == 2);
         }
         let first = broker.bridge_transmit(hold, 64).unwrap();
         broker.bridge_acked(hold, first.packet_id);
@@ -347,7 +352,8 @@ mod tests {
         assert_eq!(broker.router().subscription_count(), 1);
         let _ = publish(&mut broker, "out/a", 3);
         let sent: Vec<_> = std::iter::from_fn(|| broker.bridge_transmit(hold, 64)).collect();
-        assert_eq!(sent.iter().map(|t| (payload(t), t.dup)).collect::<Vec<_>>(), [(1, true), (2, true)]);
+        let sent_as = |t: &Transmit| (payload(t), t.dup, t.delivery.is_retained());
+        assert_eq!(sent.iter().map(sent_as).collect::<Vec<_>>(), [(1, true, false), (2, true, true)]);
         for transmit in &sent {
             broker.bridge_acked(hold, transmit.packet_id);
         }
