@@ -33,14 +33,7 @@ fn bridged_out(
     let flags = ["--data", dir, "--durability", durability, "--bridge", &url, "--bridge-out", "up/#"];
     let flags =
         [&flags[..], &["--bridge-qos", "1", "--broker-id", "A", "--sys-interval", "0", "--http", &http]].concat();
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        match BrokerProcess::start_at(Endpoint::Tcp(address), &flags) {
-            Ok(broker) => return broker,
-            Err(failure) if Instant::now() >= deadline => panic!("the broker did not start: {failure}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    BrokerProcess::restart_at(address, &flags)
 }
 
 /// Publishes `numbers` at QoS 1 to `up/n` and waits for every PubAck.

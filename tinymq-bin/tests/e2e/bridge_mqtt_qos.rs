@@ -16,7 +16,7 @@ use tinymq_net::{Address, ClientOptions};
 use crate::bridge::{bridge_stats, figure, wait_connected};
 use crate::support::http::eventually;
 use crate::support::mosquitto::{Mosquitto, MosquittoSub};
-use crate::support::{BrokerProcess, Endpoint, ScratchDir, WAIT, free_address};
+use crate::support::{BrokerProcess, ScratchDir, WAIT, free_address};
 
 /// How long a whole run may take on a loaded machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
@@ -110,14 +110,7 @@ fn bridged_in(address: SocketAddr, http: SocketAddr, data: &ScratchDir, mosquitt
     let flags = ["--data", dir, "--durability", "immediate", "--bridge", &url, "--bridge-in", "down/#"];
     let flags =
         [&flags[..], &["--bridge-qos", "1", "--broker-id", "A", "--sys-interval", "0", "--http", &http]].concat();
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        match BrokerProcess::start_at(Endpoint::Tcp(address), &flags) {
-            Ok(broker) => return broker,
-            Err(failure) if Instant::now() >= deadline => panic!("the broker did not start again: {failure}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    BrokerProcess::restart_at(address, &flags)
 }
 
 fn keeper(address: SocketAddr) -> tinymq_net::Client {

@@ -27,15 +27,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(300);
 /// briefly held: it is tried again until the deadline.
 fn start(address: SocketAddr, data: &ScratchDir) -> BrokerProcess {
     let dir = data.path().to_str().expect("a UTF-8 path");
-    let flags = ["--data", dir, "--durability", "immediate"];
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        match BrokerProcess::start_at(Endpoint::Tcp(address), &flags) {
-            Ok(broker) => return broker,
-            Err(failure) if Instant::now() >= deadline => panic!("the broker did not start again: {failure}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    BrokerProcess::restart_at(address, &["--data", dir, "--durability", "immediate"])
 }
 
 fn options(address: SocketAddr, client_id: &str) -> ClientOptions {

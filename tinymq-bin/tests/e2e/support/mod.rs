@@ -251,6 +251,20 @@ impl BrokerProcess {
         Self::start_at_via(endpoint, &[], extra)
     }
 
+    /// [`BrokerProcess::start_at`] on a TCP `address` a broker just killed
+    /// or stopped there may still briefly hold: tried again until a
+    /// deadline, then a failure with the last log.
+    pub fn restart_at(address: SocketAddr, extra: &[&str]) -> Self {
+        let deadline = Instant::now() + WAIT * 4;
+        loop {
+            match Self::start_at(Endpoint::Tcp(address), extra) {
+                Ok(broker) => return broker,
+                Err(failure) if Instant::now() >= deadline => panic!("the broker did not start again: {failure}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     /// Runs `tinymq broker ARGS` with no flag added (a config file may
     /// name the listeners), and waits until it accepts connections on
     /// `endpoint` and on `http`, if given.
