@@ -85,7 +85,8 @@ Options:
   --bridge-namespace USER   bridge USER's namespace instead of the public one
   --bridge-qos 0|1          MQTT bridges: QoS of every message bridged, both ways; 1 keeps each until
                             the far side acknowledges it, over a persistent session named after
-                            --broker-id (then required) [default: 0]
+                            --broker-id (then required), and with a store keeps what is going out
+                            in it, across restarts [default: 0]
   --broker-id ID            this broker's id in the bridge's origin header (NATS) or user property
                             (MQTT 5); brokers bridging the same subjects need different ids
                             [default: tinymq-PID-TIME]
