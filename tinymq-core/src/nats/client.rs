@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::codec::{self, ClientOp, Msg, ParseError, ParseLimits, Parsed, ServerOp, SubjectError};
 use super::headers::Headers;
 use super::info::{ConnectOptions, InfoError, MAX_CONNECT_URLS, ServerInfo};
+use super::payload::Payload;
 use crate::outbound::Outbound;
 use crate::reconnect::{self, Reconnect};
 
@@ -87,8 +88,10 @@ pub struct NatsMessage {
     /// Its headers (empty for `MSG`). Shared: a stream of messages with
     /// the same header block (a bridge's origin) is parsed once.
     pub headers: Arc<Headers>,
-    /// Its payload, allocated once: a broker shares it with its subscribers.
-    pub payload: Arc<[u8]>,
+    /// Its payload: a range of the chunk it was read in, when that was
+    /// handed over with [`NatsClient::handle_shared_input`] (no copy, no
+    /// allocation), else a copy.
+    pub payload: Payload,
 }
 
 /// What a `-ERR` is about, from its text (the server's wording).
@@ -295,6 +298,9 @@ pub struct NatsClient {
     /// The subject of the last message received, shared with the next one
     /// if it has the same.
     last_subject: Arc<str>,
+    /// The chunk [`NatsClient::handle_shared_input`] is handling: payloads
+    /// read from it are ranges of it.
+    shared_input: Option<Arc<[u8]>>,
     outbound: Outbound,
     events: VecDeque<NatsEvent>,
     /// Events dropped since the last [`NatsEvent::SlowConsumer`].
@@ -326,6 +332,7 @@ impl NatsClient {
             last_headers: (Vec::new(), Arc::default()),
             last_published: String::new(),
             last_subject: "".into(),
+            shared_input: None,
             outbound: Outbound::streaming(config.max_outbound),
             events: VecDeque::new(),
             dropped: 0,
@@ -418,6 +425,17 @@ impl NatsClient {
         self.outbound = Outbound::streaming(self.config.max_outbound);
         self.limits = self.config.limits;
         self.reconnect.failed(now);
+    }
+
+    /// [`NatsClient::handle_input`] of `chunk[..len]`, a buffer the shell
+    /// read into and shares: the payloads of the messages wholly in it are
+    /// ranges of it, not copies. The shell can read into it again once
+    /// those are dropped (`Arc::get_mut`).
+    pub fn handle_shared_input(&mut self, now: Instant, chunk: &Arc<[u8]>, len: usize) -> Result<(), ConnectionError> {
+        self.shared_input = Some(chunk.clone());
+        let result = self.handle_input(now, &chunk[..len.min(chunk.len())]);
+        self.shared_input = None;
+        result
     }
 
     /// Takes bytes read from the socket. On an error the connection is
@@ -553,7 +571,11 @@ impl NatsClient {
             subject: self.last_subject.clone(),
             reply: reply.map(str::to_owned),
             headers,
-            payload: msg.payload.into(),
+            payload: self
+                .shared_input
+                .as_ref()
+                .and_then(|chunk| Payload::within(chunk, msg.payload))
+                .unwrap_or_else(|| Payload::copy_of(msg.payload)),
         };
         if self.push_event(NatsEvent::Message(message)) {
             self.stats.messages_in += 1;

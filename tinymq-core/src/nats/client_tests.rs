@@ -382,3 +382,32 @@ fn a_repeated_header_block_is_parsed_once_and_shared() {
     assert!(std::sync::Arc::ptr_eq(&headers[0], &headers[1]), "the same block, parsed once");
     assert_eq!((headers[1].origin(), headers[2].origin(), headers[3].origin()), (Some("x"), Some("y"), None));
 }
+
+#[test]
+fn payloads_in_a_shared_chunk_are_ranges_of_it_and_a_split_one_a_copy() {
+    let now = epoch();
+    let mut client = NatsClient::new(config(), now);
+    let _sid = client.subscribe("p.*").unwrap();
+    connect(&mut client, now);
+    // Two whole messages and the start of a third, in a chunk with room.
+    let mut bytes = b"MSG p.a 1 2\r\nhi\r\nMSG p.a 1 3\r\nyes\r\nMSG p.a 1 5\r\nsp".to_vec();
+    let len = bytes.len();
+    bytes.resize(64, 0);
+    let chunk: std::sync::Arc<[u8]> = bytes.into();
+    client.handle_shared_input(now, &chunk, len).unwrap();
+    let got = events(&mut client);
+    assert_eq!(std::sync::Arc::strong_count(&chunk), 3, "two payloads share the chunk");
+    let payloads: Vec<&[u8]> = got
+        .iter()
+        .filter_map(|event| if let NatsEvent::Message(m) = event { Some(&m.payload[..]) } else { None })
+        .collect();
+    assert_eq!(payloads, [&b"hi"[..], b"yes"]);
+    drop(got);
+    assert_eq!(std::sync::Arc::strong_count(&chunk), 1, "handled: the shell may read into it again");
+    // The rest of the split one, in the next chunk: copied, not shared.
+    let next: std::sync::Arc<[u8]> = b"lit\r\n"[..].into();
+    client.handle_shared_input(now, &next, next.len()).unwrap();
+    let got = events(&mut client);
+    assert!(matches!(&got[..], [NatsEvent::Message(m)] if &m.payload[..] == b"split"));
+    assert_eq!(std::sync::Arc::strong_count(&next), 1);
+}

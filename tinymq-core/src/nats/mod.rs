@@ -72,6 +72,7 @@ mod headers;
 mod info;
 mod mapping;
 mod nkey;
+mod payload;
 
 pub use client::{
     ConnectionError, NatsClient, NatsConfig, NatsEvent, NatsMessage, NatsStats, SendError, ServerErrorKind, Sid,
@@ -84,3 +85,4 @@ pub use headers::{HeaderError, Headers, ORIGIN_HEADER, RETAIN_HEADER, RETAIN_VAL
 pub use info::{ConnectOptions, Credentials, InfoError, MAX_CONNECT_URLS, ServerInfo};
 pub use mapping::{MappingError, SubjectMapping};
 pub use nkey::{NkeyError, NkeyKind, NkeySeed, UserCreds};
+pub use payload::Payload;

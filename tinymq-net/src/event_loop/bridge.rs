@@ -139,6 +139,8 @@ pub(super) struct Bridge {
     server_said: Option<String>,
     /// Ciphertext read from a TLS socket, kept for the next read.
     cipher: Vec<u8>,
+    /// What the socket is read into (see [`EventLoop::bridge_read`]).
+    chunk: Arc<[u8]>,
     /// Its socket is read again then (not at a readiness event): it was
     /// left with bytes unread because what it feeds is behind, or for the
     /// others' turn.
@@ -238,6 +240,7 @@ impl Bridge {
             connects: 0,
             server_said: None,
             cipher: Vec::new(),
+            chunk: Arc::new([]),
             read_at: None,
             fed_loops: 0,
             last_in: LastIn::default(),
@@ -713,10 +716,6 @@ impl EventLoop {
     /// cut; and after [`READ_BUDGET`] chunks the loop's other connections
     /// have their turn.
     fn bridge_read(&mut self, index: usize, now: Instant) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        if scratch.is_empty() {
-            scratch = vec![0; READ_CHUNK];
-        }
         let mut cipher = std::mem::take(&mut self.bridges[index].cipher);
         let mut chunks = 0;
         let failure = loop {
@@ -735,11 +734,18 @@ impl EventLoop {
             chunks += 1;
             let bridge = &mut self.bridges[index];
             let Some(socket) = bridge.socket.as_mut() else { break None };
-            match socket.read(&mut scratch, &mut cipher) {
+            // Read into the bridge's own chunk, shared with the messages
+            // read from it: used again once they are dropped (after the
+            // chunk's events are handled, as a rule), else a new one.
+            if bridge.chunk.len() < READ_CHUNK || Arc::get_mut(&mut bridge.chunk).is_none() {
+                bridge.chunk = vec![0; READ_CHUNK].into();
+            }
+            let Some(buffer) = Arc::get_mut(&mut bridge.chunk) else { unreachable!("a new chunk is not shared") };
+            match socket.read(buffer, &mut cipher) {
                 Ok(0) => break Some("the server closed the connection".to_owned()),
                 Ok(n) => {
                     self.counted.bytes_in += n as u64;
-                    if let Err(error) = bridge.client.handle_input(now, &scratch[..n]) {
+                    if let Err(error) = bridge.client.handle_chunk(now, &bridge.chunk, n) {
                         break Some(error);
                     }
                     // NATS: INFO came, TLS starts now.
@@ -760,7 +766,6 @@ impl EventLoop {
                 Err(error) => break Some(error.to_string()),
             }
         };
-        self.scratch = scratch;
         self.bridges[index].cipher = cipher;
         if let Some(why) = failure {
             let server = self.bridges[index].client.server();
@@ -854,7 +859,7 @@ impl EventLoop {
         let own = bridge.durable.map(|hold| hold.id);
         let name = TopicName::new(&topic, &limits).ok()?;
         let delivery = || {
-            let payload = message.payload.clone();
+            let payload = message.payload.to_arc();
             let message =
                 Message { topic: topic.clone(), payload, from: from.clone(), updated_time: unix_now, ip: None };
             Delivery::new(message)
@@ -885,14 +890,14 @@ impl EventLoop {
             );
             BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
             self.counted.messages_in += 1;
-            let frame = Frame::publish(&topic, &message.payload, &from, false);
+            let frame = Frame::publish(&topic, &message.payload[..], &from, false);
             if frame.encoded_len() < COPY_BELOW && receivers.iter().all(is_binary_conn) {
                 // As a publisher's small frame for binary receivers: its
                 // bytes copied to each, no shared delivery built.
                 let mut encoded = std::mem::take(&mut self.encoded);
                 encoded.clear();
                 frame.encode(&mut encoded);
-                let live = Live { topic: &topic, payload: &message.payload };
+                let live = Live { topic: &topic, payload: &message.payload[..] };
                 self.dispatch_encoded(&encoded, live, &receivers, now);
                 self.encoded = encoded;
             } else if !receivers.is_empty() {

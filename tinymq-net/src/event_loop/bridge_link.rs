@@ -9,7 +9,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tinymq_core::Outbound;
 use tinymq_core::mqtt::{self, AckTicket, MqttClient, MqttClientConfig, MqttEvent, QoS};
-use tinymq_core::nats::{self, Credentials as NatsCredentials, Headers, NatsClient, NatsConfig, NatsEvent};
+use tinymq_core::nats::{self, Credentials as NatsCredentials, Headers, NatsClient, NatsConfig, NatsEvent, Payload};
 
 use crate::bridge::{BridgeConfig, BridgeKind, Checked, Mapping};
 use crate::tls::{ClientTls, TlsStream};
@@ -19,8 +19,9 @@ pub(super) struct Incoming {
     /// The subject or topic (NATS: shared with the message before it on
     /// the same subject).
     pub(super) name: Arc<str>,
-    /// Allocated once (NATS): it becomes the message's payload here.
-    pub(super) payload: Arc<[u8]>,
+    /// A range of the chunk it was read in (NATS), or its own (MQTT):
+    /// copied only where it becomes a stored or shared message here.
+    pub(super) payload: Payload,
     /// Retained (MQTT; a NATS message says so in its headers).
     pub(super) retained: bool,
     /// The broker it came from, if it says (MQTT).
@@ -189,10 +190,12 @@ impl Link {
         }
     }
 
-    pub(super) fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), String> {
+    /// Takes `chunk[..len]`, read from the socket: NATS payloads wholly in
+    /// it are shared ranges of it, not copies.
+    pub(super) fn handle_chunk(&mut self, now: Instant, chunk: &Arc<[u8]>, len: usize) -> Result<(), String> {
         match self {
-            Link::Nats(c) => c.handle_input(now, bytes).map_err(|e| e.to_string()),
-            Link::Mqtt(c) => c.handle_input(now, bytes).map_err(|e| e.to_string()),
+            Link::Nats(c) => c.handle_shared_input(now, chunk, len).map_err(|e| e.to_string()),
+            Link::Mqtt(c) => c.handle_input(now, &chunk[..len]).map_err(|e| e.to_string()),
         }
     }
 
@@ -313,7 +316,7 @@ impl Link {
                 }
                 MqttEvent::Message(message) => LinkEvent::Message(Incoming {
                     name: message.topic.into(),
-                    payload: message.payload.into(),
+                    payload: Payload::from(Arc::<[u8]>::from(message.payload)),
                     retained: message.retain,
                     origin: message.origin,
                     headers: None,
