@@ -1,7 +1,8 @@
 //! Feeds a NATS server's bytes to `NatsClient::handle_input` the way a
-//! connection's read loop does and checks that arrival in pieces never
-//! changes what comes out: the same events, the same bytes to send, the
-//! same error. The client never holds more than one operation's worth of
+//! connection's read loop does and checks that arrival in pieces (each
+//! handed over as a shared chunk, `handle_shared_input`, as the bridge
+//! does) never changes what comes out: the same events, the same bytes to
+//! send, the same error. The client never holds more than one operation's worth of
 //! unparsed bytes, and every subject it reports maps back through
 //! `SubjectMapping` the same way it came.
 //!
@@ -31,8 +32,8 @@ fuzz_target!(|input: &[u8]| {
     let (sizes, stream) = rest.split_at(usize::from(n % 8).min(rest.len()));
     let tiny = ParseLimits { max_control_line: 24, max_info_line: 64, max_payload: 16 };
     for limits in [ParseLimits::default(), tiny] {
-        let whole = feed(limits, &[stream]);
-        let split = feed(limits, &chunks(sizes, stream));
+        let whole = feed(limits, &[stream], false);
+        let split = feed(limits, &chunks(sizes, stream), true);
         assert_eq!(whole, split, "split feeding gave something else");
     }
 });
@@ -42,7 +43,7 @@ fuzz_target!(|input: &[u8]| {
 /// error that ended the connection, if any.
 type Run = (Vec<NatsEvent>, Vec<u8>, Option<ConnectionError>);
 
-fn feed(limits: ParseLimits, chunks: &[&[u8]]) -> Run {
+fn feed(limits: ParseLimits, chunks: &[&[u8]], shared: bool) -> Run {
     let now = epoch();
     let config = NatsConfig { limits, max_pending_events: 1 << 20, max_outbound: 4096, ..NatsConfig::default() };
     let mut client = NatsClient::new(config, now);
@@ -58,7 +59,15 @@ fn feed(limits: ParseLimits, chunks: &[&[u8]]) -> Run {
     let mut error = None;
     for (i, chunk) in chunks.iter().enumerate() {
         let at = now + Duration::from_millis(i as u64);
-        if let Err(e) = client.handle_input(at, chunk) {
+        let handled = if shared {
+            // In a larger buffer, as a read fills part of the shell's.
+            let mut buffer = chunk.to_vec();
+            buffer.resize(chunk.len() + 16, 0);
+            client.handle_shared_input(at, &buffer.into(), chunk.len())
+        } else {
+            client.handle_input(at, chunk)
+        };
+        if let Err(e) = handled {
             error = Some(e);
             break;
         }
