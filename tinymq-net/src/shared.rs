@@ -375,7 +375,7 @@ pub(crate) struct BrokerLock {
     store: Option<Arc<StoreWriter>>,
     /// Writes the guards handed to the store.
     writes: AtomicU64,
-    /// The router's version ([`Router::version`]) as the last write left
+    /// The router's version ([`Router::version`](tinymq_core::Router::version)) as the last write left
     /// it, stored before that write's lock is released: a live publisher
     /// whose cached route is of this version routes without the lock.
     router_version: AtomicU64,

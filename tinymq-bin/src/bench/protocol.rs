@@ -69,7 +69,7 @@ impl Protocol {
         }
     }
 
-    /// The connect request; [`Client::confirm`] waits for its answer.
+    /// The connect request; [`Client::confirm`](super::client::Client::confirm) waits for its answer.
     pub(super) fn encode_connect(self, client_id: &str, out: &mut Vec<u8>) {
         match self {
             Protocol::Tinymq => Frame::connect(client_id, b"").encode(out),
@@ -79,7 +79,7 @@ impl Protocol {
     }
 
     /// The subscribe request (`sid`: NATS's subscription id; `qos`: MQTT's);
-    /// [`Client::confirm`] waits for its answer.
+    /// [`Client::confirm`](super::client::Client::confirm) waits for its answer.
     pub(super) fn encode_subscribe(self, topic: &str, sid: u64, qos: u8, out: &mut Vec<u8>) {
         match self {
             Protocol::Tinymq => Frame::with_topic(FrameType::Subscribe, topic).encode(out),

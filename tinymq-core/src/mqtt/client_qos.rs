@@ -126,7 +126,7 @@ impl MqttClient {
         }
     }
 
-    /// Acknowledges a QoS 1 message received ([`MqttMessage::ack`]): its
+    /// Acknowledges a QoS 1 message received ([`MqttMessage::ack`](super::MqttMessage::ack)): its
     /// PUBACK is queued, unless the connection it came on has ended.
     pub fn ack(&mut self, ticket: AckTicket) {
         let open = matches!(self.state, State::AwaitingSubAck { .. } | State::Connected { .. });
