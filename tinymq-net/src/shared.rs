@@ -57,7 +57,7 @@ impl ConnRef {
 pub(crate) enum Sink {
     Conn(ConnRef),
     Local(Arc<LocalInbox>),
-    /// A Moustique client's PICKUP queue, in [`Shared::http`].
+    /// A Moustique client's PICKUP queue, in the core broker's Moustique clients ([`Shared::broker`]).
     Http(HttpClientId),
     /// A binary client's durable session (see the core's
     /// `broker::durable`): QoS 1 messages are queued in it, the rest go

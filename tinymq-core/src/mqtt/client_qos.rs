@@ -1,4 +1,4 @@
-//! The QoS 1 state of an [`MqttClient`](super::MqttClient): the publishes
+//! The QoS 1 state of an [`MqttClient`]: the publishes
 //! sent and not yet acknowledged (its in-flight window), and the ticket
 //! that acknowledges a message received.
 //!

@@ -1,5 +1,5 @@
 //! The MQTT 3.1.1 and 5.0 codec, sans-IO: packets borrowing from the bytes
-//! they were decoded from, an incremental [`Decoder`], and [`encode`].
+//! they were decoded from, an incremental [`Decoder`], and [`encode()`].
 //!
 //! [`MqttClient`] is the client side a bridge drives; its docs give its
 //! calling order. [`ServerSession`] is the broker's side of one connection
@@ -19,7 +19,7 @@
 //!    After each `Complete { consumed, .. }` the caller drops `consumed`
 //!    bytes and decodes again, until `Partial`.
 //! 3. Packets to send are built as [`Packet`] values and appended to the
-//!    connection's output with [`encode`] in the same version.
+//!    connection's output with [`encode()`] in the same version.
 //! 4. Every error is fatal for that one connection. [`ConnectError::refusal`]
 //!    or [`DecodeError::refusal`] says what to send before closing: a
 //!    CONNACK, an MQTT 5 DISCONNECT with the reason code, or nothing.
