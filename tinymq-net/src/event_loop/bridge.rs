@@ -30,7 +30,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use smallvec::SmallVec;
 use tinymq_core::broker::{Broker, SessionHold, bridge_session_key};
-use tinymq_core::durable::{QueueLimits, Transmit};
+use tinymq_core::durable::{QueueLimits, SessionId, Transmit};
 use tinymq_core::mqtt::AckTicket;
 use tinymq_core::nats::Headers;
 use tinymq_core::outbound::COPY_BELOW;
@@ -42,7 +42,7 @@ use super::durable::submit_session_ops;
 use super::fanout::Live;
 use crate::bridge::{BridgeConfig, BridgeKind, BridgeStats, Checked, Mapping};
 use crate::flow::{self, READ_BUDGET, READ_CHUNK, STALL};
-use crate::shared::{ConnRef, Shared, Sink};
+use crate::shared::{ConnRef, LoopHandle, Shared, Sink};
 use crate::transport::Transport;
 use crate::writer::Ticket;
 
@@ -296,7 +296,9 @@ impl Bridge {
                     },
                 };
                 let message = transmit.delivery.message();
-                self.map_out(&message.topic);
+                if !self.map_out(&message.topic) {
+                    self.last_out = (String::new(), String::new());
+                }
                 let retained = transmit.delivery.is_retained();
                 let (id, dup) = (transmit.packet_id, transmit.dup);
                 match self.client.publish_with_id(&self.last_out.1, retained, &message.payload, id, dup) {
@@ -345,19 +347,36 @@ impl Bridge {
     }
 
     /// Maps `topic` to the far side's name into `last_out` (a stream on
-    /// one topic is mapped once).
-    fn map_out(&mut self, topic: &str) {
+    /// one topic is mapped once); `false` when it is not a topic name.
+    fn map_out(&mut self, topic: &str) -> bool {
         if self.last_out.0 == topic && !topic.is_empty() {
-            return;
+            return true;
         }
         let subject = match &self.checked.mapping {
             Mapping::Nats(mapping) => match TopicName::new(topic, &TopicLimits::UNBOUNDED) {
                 Ok(name) => mapping.topic_to_subject(name),
-                Err(_) => String::new(),
+                Err(_) => return false,
             },
             Mapping::Mqtt(prefix) => prefix.to_remote(topic),
         };
         self.last_out = (topic.to_owned(), subject);
+        true
+    }
+
+    /// Sets `pressing` and `choking` to what its output (and queue) say
+    /// now, telling its loop (`handle`) of each change: while either
+    /// holds, the publishers feeding it are read slower.
+    fn update_flow(&mut self, handle: &LoopHandle) {
+        let behind = self.behind();
+        if behind != self.pressing {
+            self.pressing = behind;
+            handle.press(behind);
+        }
+        let choking = flow::over_choke_mark(self.client.outbound());
+        if choking != self.choking {
+            self.choking = choking;
+            handle.choke(choking);
+        }
     }
 
     /// When the loop must call [`EventLoop::bridge_timers`] for it.
@@ -492,6 +511,17 @@ struct LastIn {
     routes: RouteCache<Sink>,
     /// The receivers of a message being dispatched (kept for its capacity).
     receivers: Vec<Sink>,
+}
+
+/// Whether `sink` is the bridge a message came in through: its connection
+/// `me`, or (durable) its out-queue's session `own`. The loop stops here:
+/// what came from the bridge does not go back.
+fn is_the_bridge(sink: &Sink, me: ConnRef, own: Option<SessionId>) -> bool {
+    match sink {
+        Sink::Conn(target) => *target == me,
+        Sink::Session(id) => Some(*id) == own,
+        _ => false,
+    }
 }
 
 impl EventLoop {
@@ -878,14 +908,7 @@ impl EventLoop {
                     .broker
                     .route_live(&mut last.routes, namespace, name, route)
                     .iter()
-                    .filter(
-                        // The loop stops here: what came from the bridge does
-                        // not go back.
-                        |sink| {
-                            !matches!(sink, Sink::Conn(target) if *target == me)
-                                && !matches!(sink, Sink::Session(id) if Some(*id) == own)
-                        },
-                    )
+                    .filter(|sink| !is_the_bridge(sink, me, own))
                     .cloned(),
             );
             BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
@@ -919,11 +942,7 @@ impl EventLoop {
             self.counted.messages_out += published.queued as u64;
             published.receivers
         };
-        // The loop stops here: what came from the bridge does not go back.
-        receivers.retain(|sink| {
-            !matches!(sink, Sink::Conn(target) if *target == me)
-                && !matches!(sink, Sink::Session(id) if Some(*id) == own)
-        });
+        receivers.retain(|sink| !is_the_bridge(sink, me, own));
         BridgeStats::add(&self.shared.bridges[index].messages_in, 1);
         self.counted.messages_in += 1;
         if !receivers.is_empty() {
@@ -960,7 +979,7 @@ impl EventLoop {
         };
         // The loop stops here: what came from the bridge does not go back.
         for (_, receivers) in &mut routed.deliveries {
-            receivers.retain(|sink| !matches!(sink, Sink::Conn(target) if *target == me));
+            receivers.retain(|sink| !is_the_bridge(sink, me, None));
         }
         routed.deliveries.retain(|(_, receivers)| !receivers.is_empty());
         BridgeStats::add(&shared.bridges[index].messages_in, 1);
@@ -1016,10 +1035,7 @@ impl EventLoop {
         };
         bridge.incoming.push(delivery());
         bridge.dirty = true;
-        if !bridge.pressing && bridge.behind() {
-            bridge.pressing = true;
-            self.shared.loops[self.index].press(true);
-        }
+        bridge.update_flow(&self.shared.loops[self.index]);
         self.counted.messages_out += 1;
         true
     }
@@ -1035,25 +1051,13 @@ impl EventLoop {
     fn bridge_out(&mut self, target: ConnRef, topic: &str, payload: &[u8], retained: bool) {
         let index = target.token() - BRIDGE_TOKEN_BASE;
         let Some(bridge) = self.bridges.get_mut(index) else { return };
-        // A stream on one topic is mapped once.
-        let (last_topic, mut subject) = std::mem::take(&mut bridge.last_out);
-        if last_topic != topic || last_topic.is_empty() {
-            let Ok(name) = TopicName::new(topic, &TopicLimits::UNBOUNDED) else { return };
-            subject = match &bridge.checked.mapping {
-                Mapping::Nats(mapping) => mapping.topic_to_subject(name),
-                Mapping::Mqtt(prefix) => prefix.to_remote(topic),
-            };
+        if !bridge.map_out(topic) {
+            return;
         }
+        let subject = std::mem::take(&mut bridge.last_out.1);
         let sent = bridge.send(&subject, retained, payload, &self.shared.bridges[index]);
-        bridge.last_out = if last_topic == topic { (last_topic, subject) } else { (topic.to_owned(), subject) };
-        if !bridge.pressing && bridge.behind() {
-            bridge.pressing = true;
-            self.shared.loops[self.index].press(true);
-        }
-        if !bridge.choking && flow::over_choke_mark(bridge.client.outbound()) {
-            bridge.choking = true;
-            self.shared.loops[self.index].choke(true);
-        }
+        bridge.last_out.1 = subject;
+        bridge.update_flow(&self.shared.loops[self.index]);
         if sent {
             self.counted.messages_out += 1;
         }
@@ -1080,10 +1084,7 @@ impl EventLoop {
             if bridge.durable.is_some() {
                 // Queued (and stored) whether connected or not.
                 bridge.pump(&shared, &[], false);
-                if !bridge.pressing && bridge.behind() {
-                    bridge.pressing = true;
-                    self.shared.loops[self.index].press(true);
-                }
+                bridge.update_flow(&self.shared.loops[self.index]);
             }
             if bridge.connecting || bridge.socket.is_none() {
                 continue;
@@ -1124,14 +1125,7 @@ impl EventLoop {
                     break;
                 }
             }
-            if bridge.pressing && !bridge.behind() {
-                bridge.pressing = false;
-                self.shared.loops[self.index].press(false);
-            }
-            if bridge.choking && !flow::over_choke_mark(bridge.client.outbound()) {
-                bridge.choking = false;
-                self.shared.loops[self.index].choke(false);
-            }
+            bridge.update_flow(&self.shared.loops[self.index]);
             if let Some(why) = failure {
                 let server = bridge.client.server();
                 self.bridge_failed(index, &format!("{server}: {why}"), now);
