@@ -57,7 +57,8 @@ impl ConnRef {
 pub(crate) enum Sink {
     Conn(ConnRef),
     Local(Arc<LocalInbox>),
-    /// A Moustique client's PICKUP queue, in the core broker's Moustique clients ([`Shared::broker`]).
+    /// A Moustique client's PICKUP queue, kept by the core broker
+    /// ([`Shared::broker`]).
     Http(HttpClientId),
     /// A binary client's durable session (see the core's
     /// `broker::durable`): QoS 1 messages are queued in it, the rest go
@@ -375,9 +376,11 @@ pub(crate) struct BrokerLock {
     store: Option<Arc<StoreWriter>>,
     /// Writes the guards handed to the store.
     writes: AtomicU64,
-    /// The router's version ([`Router::version`](tinymq_core::Router::version)) as the last write left
-    /// it, stored before that write's lock is released: a live publisher
-    /// whose cached route is of this version routes without the lock.
+    /// The router's version
+    /// ([`Router::version`](tinymq_core::Router::version)) as the last
+    /// write left it, stored before that write's lock is released: a live
+    /// publisher whose cached route is of this version routes without the
+    /// lock.
     router_version: AtomicU64,
 }
 
@@ -409,6 +412,8 @@ impl BrokerLock {
         route: impl FnOnce(&Broker<Sink>, &'c mut RouteCache<Sink>) -> &'c [Sink],
     ) -> &'c [Sink] {
         let version = self.router_version.load(Ordering::Acquire);
+        // Asked twice (a comparison): a borrow returned from one branch
+        // could not be lent to `route` in the other.
         if cache.current(version, namespace, topic.as_str()).is_some() {
             return cache.current(version, namespace, topic.as_str()).unwrap_or_default();
         }
